@@ -1,0 +1,1 @@
+"""Event producers: replay of recordings and the contact-center simulator."""

@@ -1,0 +1,78 @@
+"""Recordings: JSON lines ``{"topic", "key", "value"}`` (SPEC §5), read and written here.
+
+``value`` is an event object, or a JSON string holding the raw message bytes (so bad input can
+be replayed); ``key`` is a string or null. A line may carry ``"ts"``-independent ``"at"`` (seconds
+since the recording began) to replay at recorded pace; without it the event's own ``ts`` is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+
+from streams.errors import CcmonError
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    key: bytes | None
+    value: bytes
+    at: float | None  #: seconds since the recording's start, for --speed pacing
+
+
+def _event_time(value: Any) -> float | None:
+    if isinstance(value, dict):
+        ts = value.get("ts")
+        if isinstance(ts, int) and not isinstance(ts, bool):
+            return ts / 1000.0
+        if isinstance(ts, str):
+            try:
+                return datetime.fromisoformat(ts).timestamp()
+            except ValueError:
+                return None
+    return None
+
+
+def read(path: Path) -> Iterator[Message]:
+    """Messages of a recording, in order; a malformed line ends with a CcmonError naming it."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise CcmonError(f"cannot read recording {path}: {exc.strerror}") from None
+    first_ts: float | None = None
+    with handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+                topic, key, value = doc["topic"], doc.get("key"), doc["value"]
+                if not isinstance(topic, str) or not (key is None or isinstance(key, str)):
+                    raise TypeError
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                raise CcmonError(f"{path}:{lineno}: not a recording line "
+                                 f'(expected {{"topic": ..., "key": ..., "value": ...}})') from None
+            raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else orjson.dumps(value)
+            at = doc.get("at")
+            if not isinstance(at, (int, float)):
+                ts = _event_time(value)
+                if ts is not None and first_ts is None:
+                    first_ts = ts
+                at = None if ts is None or first_ts is None else ts - first_ts
+            yield Message(topic, key.encode() if key is not None else None, raw, at)
+
+
+def line(topic: str, key: str | None, value: Any) -> bytes:
+    """One recording line (a dict value is an event; a str value is raw bytes)."""
+    return orjson.dumps({"topic": topic, "key": key, "value": value}) + b"\n"
+
+
+def write(path: Path, rows: list[tuple[str, str | None, Any]]) -> None:
+    with path.open("wb") as handle:
+        for topic, key, value in rows:
+            handle.write(line(topic, key, value))

@@ -1,0 +1,229 @@
+"""All ccmon configuration, read from ``CCMON_*`` environment variables in this one place.
+
+Every setting has a documented default (see docs/configuration.md); CLI flags override the
+environment. Invalid values raise :class:`ConfigError` with a one-line, actionable message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; the message names the variable and what is expected."""
+
+
+@dataclass(frozen=True)
+class QueueThresholds:
+    """Per-queue KPI thresholds (SPEC §2)."""
+
+    sl_threshold_s: float = 20.0
+    sl_target: float = 0.8
+    short_abandon_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the worker, producers and local Kafka need to know."""
+
+    broker: str = "kafka://127.0.0.1:9092"
+    app_id: str = "ccmon"
+    calls_topic: str = "cc.calls"
+    chats_topic: str = "cc.chats"
+    agents_topic: str = "cc.agents"
+    dead_letter_topic: str = "cc.dead-letter"
+    facts_topic: str = "ccmon-facts"
+    partitions: int = 8
+    replication_factor: int = 1
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: str = str(Path.home() / ".local" / "share" / "ccmon")
+    timezone: str = "UTC"
+    lateness_s: float = 600.0
+    future_tolerance_s: float = 300.0
+    acw_timeout_s: float = 600.0
+    retention_s: float = 86400.0
+    bucket_s: int = 10
+    max_queues: int = 1000
+    batch_size: int = 2000
+    batch_within_s: float = 0.05
+    sweep_interval_s: float = 5.0
+    defaults: QueueThresholds = QueueThresholds()
+    queues: Mapping[str, QueueThresholds] = field(default_factory=dict)
+    log_level: str = "info"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker address as aiokafka wants it (no ``kafka://`` scheme)."""
+        return ",".join(u.split("://", 1)[-1] for u in self.broker.split(";"))
+
+    @property
+    def contact_topics(self) -> dict[str, str]:
+        """Input topic name → channel it carries."""
+        return {self.calls_topic: "voice", self.chats_topic: "chat"}
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def thresholds(self, queue: str) -> QueueThresholds:
+        return self.queues.get(queue, self.defaults)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+def _port(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value > 65535:
+        raise ConfigError(f"{name}={raw!r} is not a TCP port (1-65535)")
+    return value
+
+
+def _non_negative_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a finite number >= 0")
+    return value
+
+
+def _ratio(name: str, raw: str) -> float:
+    value = _non_negative_float(name, raw)
+    if value > 1:
+        raise ConfigError(f"{name}={raw!r} must be between 0 and 1 (e.g. 0.8 for 80 %)")
+    return value
+
+
+def _text(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise ConfigError(f"{name} is set but empty")
+    return raw.strip()
+
+
+def _broker(name: str, raw: str) -> str:
+    raw = _text(name, raw)
+    for url in raw.split(";"):
+        if not re.fullmatch(r"(kafka://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", url):
+            raise ConfigError(f"{name}={raw!r}: expected kafka://HOST:PORT (several separated by ';')")
+    return ";".join(u if u.startswith("kafka://") else f"kafka://{u}" for u in raw.split(";"))
+
+
+def _zone(name: str, raw: str) -> str:
+    raw = _text(name, raw)
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name}={raw!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+    return raw
+
+
+def _level(name: str, raw: str) -> str:
+    raw = raw.strip().lower()
+    if raw not in {"debug", "info", "warning", "error", "critical"}:
+        raise ConfigError(f"{name}={raw!r}: use debug, info, warning, error or critical")
+    return raw
+
+
+#: environment variable → (Settings field, parser). The single table of what can be configured.
+ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "CCMON_BROKER": ("broker", _broker),
+    "CCMON_APP_ID": ("app_id", _text),
+    "CCMON_CALLS_TOPIC": ("calls_topic", _text),
+    "CCMON_CHATS_TOPIC": ("chats_topic", _text),
+    "CCMON_AGENTS_TOPIC": ("agents_topic", _text),
+    "CCMON_DEAD_LETTER_TOPIC": ("dead_letter_topic", _text),
+    "CCMON_FACTS_TOPIC": ("facts_topic", _text),
+    "CCMON_PARTITIONS": ("partitions", _positive_int),
+    "CCMON_REPLICATION_FACTOR": ("replication_factor", _positive_int),
+    "CCMON_WEB_HOST": ("web_host", _text),
+    "CCMON_WEB_PORT": ("web_port", _port),
+    "CCMON_DATA_DIR": ("data_dir", _text),
+    "CCMON_TIMEZONE": ("timezone", _zone),
+    "CCMON_LATENESS_S": ("lateness_s", _non_negative_float),
+    "CCMON_FUTURE_TOLERANCE_S": ("future_tolerance_s", _non_negative_float),
+    "CCMON_ACW_TIMEOUT_S": ("acw_timeout_s", _non_negative_float),
+    "CCMON_RETENTION_S": ("retention_s", _non_negative_float),
+    "CCMON_BUCKET_S": ("bucket_s", _positive_int),
+    "CCMON_MAX_QUEUES": ("max_queues", _positive_int),
+    "CCMON_BATCH_SIZE": ("batch_size", _positive_int),
+    "CCMON_BATCH_WITHIN_S": ("batch_within_s", _non_negative_float),
+    "CCMON_SWEEP_INTERVAL_S": ("sweep_interval_s", _non_negative_float),
+    "CCMON_LOG_LEVEL": ("log_level", _level),
+}
+
+#: thresholds applying to every queue without its own entry in CCMON_QUEUE_CONFIG
+THRESHOLD_ENV: dict[str, tuple[str, Callable[[str, str], float]]] = {
+    "CCMON_SL_THRESHOLD_S": ("sl_threshold_s", _non_negative_float),
+    "CCMON_SL_TARGET": ("sl_target", _ratio),
+    "CCMON_SHORT_ABANDON_S": ("short_abandon_s", _non_negative_float),
+}
+
+
+def _queue_config(raw: str, defaults: QueueThresholds) -> dict[str, QueueThresholds]:
+    """CCMON_QUEUE_CONFIG: inline JSON or a path to a JSON file, ``{"queue": {"sl_target": 0.9}}``."""
+    text = raw.strip()
+    if not text.startswith("{"):
+        path = Path(text)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"CCMON_QUEUE_CONFIG: cannot read {path}: {exc.strerror}") from None
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"CCMON_QUEUE_CONFIG is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError("CCMON_QUEUE_CONFIG must be a JSON object of queue name → thresholds")
+    allowed = {f.name for f in dataclasses.fields(QueueThresholds)}
+    out: dict[str, QueueThresholds] = {}
+    for queue, values in doc.items():
+        if not QUEUE_NAME.match(queue) or not isinstance(values, dict):
+            raise ConfigError(f"CCMON_QUEUE_CONFIG: entry {queue!r} needs a valid queue name and an object")
+        unknown = set(values) - allowed
+        if unknown:
+            raise ConfigError(f"CCMON_QUEUE_CONFIG[{queue!r}]: unknown keys {sorted(unknown)}; allowed {sorted(allowed)}")
+        parsed = {}
+        for key, value in values.items():
+            parser = _ratio if key == "sl_target" else _non_negative_float
+            parsed[key] = parser(f"CCMON_QUEUE_CONFIG[{queue!r}].{key}", str(value))
+        out[queue] = dataclasses.replace(defaults, **parsed)
+    return out
+
+
+def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment (``os.environ`` by default), then explicit overrides."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for var, (attr, parse) in ENV.items():
+        if var in env:
+            values[attr] = parse(var, env[var])
+    thresholds = {attr: parse(var, env[var]) for var, (attr, parse) in THRESHOLD_ENV.items() if var in env}
+    defaults = QueueThresholds(**thresholds)
+    values["defaults"] = defaults
+    if env.get("CCMON_QUEUE_CONFIG"):
+        values["queues"] = _queue_config(env["CCMON_QUEUE_CONFIG"], defaults)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

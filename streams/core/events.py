@@ -1,0 +1,198 @@
+"""Decoding and validating input events (SPEC §1). Anything invalid becomes a :class:`Rejection`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from streams.config import QUEUE_NAME
+
+CONTACT_TYPES = frozenset(
+    {"offered", "answered", "hold", "resume", "transferred", "ended", "wrapup_ended", "abandoned", "survey"}
+)
+AGENT_STATES = frozenset({"available", "busy", "acw", "away", "offline"})
+MAX_ID = 128
+
+
+class Reason:
+    """Stable rejection reasons: the ``reason`` label of dead letters and the docs' vocabulary."""
+
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    UNKNOWN_TYPE = "unknown_type"
+    UNKNOWN_STATE = "unknown_state"
+    FUTURE_TIME = "future_time"
+    LIFECYCLE = "lifecycle"
+    QUEUE_LIMIT = "queue_limit"
+
+    ALL = (
+        INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, MISSING_FIELD, INVALID_FIELD,
+        UNKNOWN_TYPE, UNKNOWN_STATE, FUTURE_TIME, LIFECYCLE, QUEUE_LIMIT,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactEvent:
+    event_id: str
+    type: str
+    contact_id: str
+    ts: float  #: event time, epoch seconds
+    queue: str | None = None
+    agent_id: str | None = None
+    csat: int | None = None
+    nps: int | None = None
+    resolved: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEvent:
+    event_id: str
+    agent_id: str
+    state: str
+    queues: tuple[str, ...]
+    ts: float
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.rejection = Rejection(reason, detail)
+
+
+def decode(raw: bytes | None) -> dict[str, Any]:
+    """UTF-8 JSON object or :class:`_Invalid` (NaN/Infinity are not JSON and are refused)."""
+    if raw is None:
+        raise _Invalid(Reason.INVALID_JSON, "empty message (no value)")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        msg = str(exc)
+        if "UTF-8" in msg or "surrogates" in msg:
+            raise _Invalid(Reason.INVALID_UTF8, "value is not valid UTF-8") from None
+        raise _Invalid(Reason.INVALID_JSON, f"value is not JSON: {msg[:200]}") from None
+    if not isinstance(doc, dict):
+        raise _Invalid(Reason.NOT_AN_OBJECT, f"value is a JSON {type(doc).__name__}, not an object")
+    return doc
+
+
+def _id(doc: dict[str, Any], name: str) -> str:
+    value = doc.get(name)
+    if value is None:
+        raise _Invalid(Reason.MISSING_FIELD, f"missing field {name!r}")
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID:
+        raise _Invalid(Reason.INVALID_FIELD, f"{name!r} must be a string of 1-{MAX_ID} characters")
+    return value
+
+
+def _queue(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not QUEUE_NAME.match(value):
+        raise _Invalid(Reason.INVALID_FIELD, f"{name!r} must match [A-Za-z0-9_.-]{{1,64}}")
+    return value
+
+
+def parse_ts(value: Any) -> float:
+    """RFC 3339 with an offset, or integer epoch milliseconds → epoch seconds."""
+    if value is None:
+        raise _Invalid(Reason.MISSING_FIELD, "missing field 'ts'")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -62135596800000 <= value <= 253402300799000:
+            raise _Invalid(Reason.INVALID_FIELD, "'ts' epoch milliseconds out of range")
+        return value / 1000.0
+    if isinstance(value, str) and 10 <= len(value) <= 40:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed.timestamp()
+            raise _Invalid(Reason.INVALID_FIELD, "'ts' needs a UTC offset (e.g. 2026-11-23T08:00:00Z)")
+    raise _Invalid(Reason.INVALID_FIELD, "'ts' must be RFC 3339 with offset or integer epoch milliseconds")
+
+
+def _check_future(ts: float, now: float, tolerance: float) -> None:
+    if ts > now + tolerance:
+        raise _Invalid(Reason.FUTURE_TIME, f"event time is {ts - now:.0f} s in the future (limit {tolerance:.0f} s)")
+
+
+def _optional_int(doc: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    value = doc.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise _Invalid(Reason.INVALID_FIELD, f"{name!r} must be an integer {low}-{high}")
+    return value
+
+
+def parse_contact(raw: bytes | None, now: float, future_tolerance_s: float) -> ContactEvent | Rejection:
+    """Validate one contact event (either topic; the channel is the topic's)."""
+    try:
+        doc = decode(raw)
+        event_id = _id(doc, "event_id")
+        etype = doc.get("type")
+        if etype is None:
+            raise _Invalid(Reason.MISSING_FIELD, "missing field 'type'")
+        if not isinstance(etype, str) or etype not in CONTACT_TYPES:
+            raise _Invalid(Reason.UNKNOWN_TYPE, f"unknown contact event type {str(etype)[:64]!r}")
+        contact_id = _id(doc, "contact_id")
+        ts = parse_ts(doc.get("ts"))
+        _check_future(ts, now, future_tolerance_s)
+        queue = agent_id = None
+        csat = nps = None
+        resolved = None
+        if etype in ("offered", "transferred"):
+            if doc.get("queue") is None:
+                raise _Invalid(Reason.MISSING_FIELD, f"missing field 'queue' (required for {etype})")
+            queue = _queue(doc["queue"], "queue")
+        elif etype == "answered":
+            agent_id = _id(doc, "agent_id")
+        elif etype == "survey":
+            csat = _optional_int(doc, "csat", 1, 5)
+            nps = _optional_int(doc, "nps", 0, 10)
+            resolved = doc.get("resolved")
+            if resolved is not None and not isinstance(resolved, bool):
+                raise _Invalid(Reason.INVALID_FIELD, "'resolved' must be true or false")
+        return ContactEvent(event_id, etype, contact_id, ts, queue, agent_id, csat, nps, resolved)
+    except _Invalid as exc:
+        return exc.rejection
+
+
+def parse_agent(raw: bytes | None, now: float, future_tolerance_s: float) -> AgentEvent | Rejection:
+    """Validate one agent state event."""
+    try:
+        doc = decode(raw)
+        event_id = _id(doc, "event_id")
+        etype = doc.get("type")
+        if etype is None:
+            raise _Invalid(Reason.MISSING_FIELD, "missing field 'type'")
+        if etype != "state":
+            raise _Invalid(Reason.UNKNOWN_TYPE, f"unknown agent event type {str(etype)[:64]!r}")
+        agent_id = _id(doc, "agent_id")
+        state = doc.get("state")
+        if state is None:
+            raise _Invalid(Reason.MISSING_FIELD, "missing field 'state'")
+        if not isinstance(state, str) or state not in AGENT_STATES:
+            raise _Invalid(Reason.UNKNOWN_STATE, f"unknown agent state {str(state)[:64]!r}")
+        queues = doc.get("queues")
+        if queues is None:
+            raise _Invalid(Reason.MISSING_FIELD, "missing field 'queues'")
+        if not isinstance(queues, list) or len(queues) > 256:
+            raise _Invalid(Reason.INVALID_FIELD, "'queues' must be a list of at most 256 queue names")
+        names = tuple(dict.fromkeys(_queue(q, "queues[]") for q in queues))
+        ts = parse_ts(doc.get("ts"))
+        _check_future(ts, now, future_tolerance_s)
+        return AgentEvent(event_id, agent_id, state, names, ts)
+    except _Invalid as exc:
+        return exc.rejection

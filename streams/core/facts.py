@@ -1,0 +1,42 @@
+"""Facts: what stage 1 (contact lifecycle) tells stage 2 (queue aggregation).
+
+A fact is one countable consequence of an event, for one queue ("contact c was answered in
+queue q after 12 s"). Facts travel through the internal facts topic partitioned by queue, each
+with a stable id (source topic, partition, offset, index) so that stage 2 can drop a fact it
+already applied when stage 1 replays after a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class Kind:
+    OFFERED = "offered"  #: entered the queue (offered or transferred in); starts waiting
+    ANSWERED = "answered"  #: wait ended by an answer; value = wait seconds
+    ABANDONED = "abandoned"  #: wait ended by hang-up; value = wait seconds
+    TRANSFERRED = "transferred"  #: segment left by transfer; stops waiting if it was
+    HANDLED = "handled"  #: handling completed; value = handle seconds
+    SURVEY = "survey"  #: extra = (csat, nps, resolved)
+    AGENT = "agent"  #: subject = agent id; extra = (state,) or (None,) when it left the queue
+
+
+@dataclass(slots=True)
+class Fact:
+    kind: str
+    queue: str
+    channel: str  #: "" for agent facts
+    ts: float  #: the event time the fact counts at
+    subject: str  #: contact id, or agent id
+    value: float = 0.0
+    late: bool = False  #: beyond allowed lateness: counted in totals, not in windows
+    extra: tuple[Any, ...] | None = None
+
+    def to_wire(self) -> list[Any]:
+        return [self.kind, self.queue, self.channel, self.ts, self.subject, self.value, self.late, self.extra]
+
+    @classmethod
+    def from_wire(cls, row: list[Any]) -> "Fact":
+        kind, queue, channel, ts, subject, value, late, extra = row
+        return cls(kind, queue, channel, ts, subject, value, late, tuple(extra) if extra is not None else None)

@@ -1,0 +1,261 @@
+"""Stage 1 over one batch of consumed records: validate, deduplicate, run lifecycles, emit facts.
+
+Pure: it reads and writes a mapping of lifecycle records (the Faust table's store in production)
+and returns everything to send. Records:
+
+    c|channel|contact_id  a contact's lifecycle (:class:`ContactState`)
+    g|agent_id            an agent's latest state (:class:`AgentState`)
+    m|topic|partition     the partition's watermark: [newest event time, last offset, sweep counter]
+    q|partition           queue names first seen on that partition (for the queue cap)
+
+Fact ids are (source "topic/partition", source offset, index), so a replay regenerates the same
+ids and stage 2 drops what it already applied. Facts made by the periodic sweep (ACW timeouts)
+take the partition's last offset and an index above any event's.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, MutableMapping
+
+import orjson
+
+from streams.config import Settings
+from streams.core.events import AgentEvent, Reason, Rejection, parse_agent, parse_contact
+from streams.core.facts import Fact
+from streams.core.lifecycle import (
+    AgentState, ContactState, Outcome, acw_timed_out, apply_agent, apply_contact, complete_by_timeout,
+)
+
+SWEEP_INDEX_BASE = 1_000_000
+
+ACCEPTED, DUPLICATE, LATE, REJECTED = "accepted", "duplicate", "late", "rejected"
+
+
+def partition_for_queue(queue: str, partitions: int) -> int:
+    """Stable queue → facts partition (CRC-32, the same in every worker and release)."""
+    return zlib.crc32(queue.encode()) % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka record, as the processor needs it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    source: Record
+    reason: str
+    detail: str
+
+    def to_json(self) -> bytes:
+        src = self.source
+        return orjson.dumps({
+            "reason": self.reason, "detail": self.detail, "topic": src.topic, "partition": src.partition,
+            "offset": src.offset,
+            "key_b64": base64.b64encode(src.key).decode() if src.key is not None else None,
+            "value_b64": base64.b64encode(src.value).decode() if src.value is not None else None,
+            "rejected_at": time.time(),
+        })
+
+
+@dataclass(slots=True)
+class BatchOutput:
+    facts: dict[int, list[list[Any]]] = field(default_factory=dict)  #: facts partition → rows
+    dead: list[DeadLetter] = field(default_factory=list)
+    writes: dict[str, tuple[int, Any]] = field(default_factory=dict)  #: key → (partition, value|None)
+    results: Counter[tuple[str, str]] = field(default_factory=Counter)  #: (topic, result) → n
+    lags: list[tuple[str, float]] = field(default_factory=list)  #: (topic, seconds)
+    rejected: Counter[str] = field(default_factory=Counter)  #: reason → n
+
+
+class Intake:
+    def __init__(self, data: MutableMapping[str, Any], settings: Settings) -> None:
+        self.data = data
+        self.s = settings
+        self.channels = settings.contact_topics
+        self.topic_of_channel = {ch: t for t, ch in self.channels.items()}
+        self.known_queues: set[str] = set()
+        self.reindex()
+
+    def reindex(self) -> None:
+        """Rebuild derived in-memory state (the queue registry) after recovery or a rebalance."""
+        known: set[str] = set()
+        for key, value in self.data.items():
+            if key.startswith("q|"):
+                known.update(value)
+        self.known_queues = known
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _mark(self, topic: str, partition: int) -> list[Any]:
+        key = f"m|{topic}|{partition}"
+        mark = self.data.get(key)
+        if mark is None:
+            mark = [float("-inf"), -1, 0]
+            self.data[key] = mark
+        return mark
+
+    def _emit(self, out: BatchOutput, src: str, offset: int, idx: int, fact: Fact) -> None:
+        part = partition_for_queue(fact.queue, self.s.partitions)
+        out.facts.setdefault(part, []).append([src, offset, idx, fact.to_wire()])
+
+    def _reject(self, out: BatchOutput, rec: Record, rejection: Rejection) -> None:
+        out.dead.append(DeadLetter(rec, rejection.reason, rejection.detail))
+        out.results[(rec.topic, REJECTED)] += 1
+        out.rejected[rejection.reason] += 1
+
+    def _new_queues(self, names: Iterable[str]) -> list[str]:
+        return [q for q in dict.fromkeys(names) if q not in self.known_queues]
+
+    def _register(self, out: BatchOutput, partition: int, names: list[str]) -> None:
+        key = f"q|{partition}"
+        reg = list(self.data.get(key) or [])
+        reg.extend(names)
+        self.data[key] = reg
+        self.known_queues.update(names)
+        out.writes[key] = (partition, reg)
+
+    # ---- processing ----------------------------------------------------------------------
+    def process(self, records: Iterable[Record], now: float | None = None) -> BatchOutput:
+        """Process records in order. ``now`` (wall clock) is only for the future-time check and lag."""
+        now = time.time() if now is None else now
+        out = BatchOutput()
+        for rec in records:
+            channel = self.channels.get(rec.topic)
+            if channel is not None:
+                self._contact(out, rec, channel, now)
+            elif rec.topic == self.s.agents_topic:
+                self._agent(out, rec, now)
+            else:
+                self._reject(out, rec, Rejection(Reason.INVALID_FIELD, f"unexpected topic {rec.topic!r}"))
+        return out
+
+    def _contact(self, out: BatchOutput, rec: Record, channel: str, now: float) -> None:
+        ev = parse_contact(rec.value, now, self.s.future_tolerance_s)
+        if isinstance(ev, Rejection):
+            self._reject(out, rec, ev)
+            return
+        mark = self._mark(rec.topic, rec.partition)
+        key = f"c|{channel}|{ev.contact_id}"
+        raw = self.data.get(key)
+        state = ContactState.from_wire(raw) if raw is not None else None
+        src = f"{rec.topic}/{rec.partition}"
+        pre: list[Fact] = []
+        if state is not None and acw_timed_out(state, mark[0], self.s.acw_timeout_s):
+            pre.append(complete_by_timeout(state))
+        new_queues = self._new_queues([ev.queue]) if ev.queue is not None else []
+        if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
+            result: Outcome | Rejection = Rejection(
+                Reason.QUEUE_LIMIT, f"queue {ev.queue!r} would exceed the limit of {self.s.max_queues} queues")
+        else:
+            result = apply_contact(state, ev, partition=rec.partition, channel=channel, watermark=mark[0],
+                                   lateness_s=self.s.lateness_s, acw_timeout_s=self.s.acw_timeout_s)
+        facts = pre
+        if isinstance(result, Rejection):
+            self._reject(out, rec, result)
+        else:
+            facts = pre + result.facts
+            state = result.state  # type: ignore[assignment]
+            out.results[(rec.topic, DUPLICATE if result.duplicate else LATE if result.late else ACCEPTED)] += 1
+            if not result.duplicate:
+                out.lags.append((rec.topic, now - ev.ts))
+                if new_queues:
+                    self._register(out, rec.partition, new_queues)
+                if ev.ts > mark[0]:
+                    mark[0] = ev.ts
+        if facts or (not isinstance(result, Rejection) and not result.duplicate):
+            assert state is not None
+            wire = state.to_wire()
+            self.data[key] = wire
+            out.writes[key] = (state.partition, wire)
+        for i, fact in enumerate(facts):
+            self._emit(out, src, rec.offset, i, fact)
+        mark[1] = rec.offset
+        out.writes[f"m|{rec.topic}|{rec.partition}"] = (rec.partition, mark)
+
+    def _agent(self, out: BatchOutput, rec: Record, now: float) -> None:
+        ev = parse_agent(rec.value, now, self.s.future_tolerance_s)
+        if isinstance(ev, Rejection):
+            self._reject(out, rec, ev)
+            return
+        mark = self._mark(rec.topic, rec.partition)
+        new_queues = self._new_queues(ev.queues)
+        if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
+            self._reject(out, rec, Rejection(
+                Reason.QUEUE_LIMIT, f"{len(new_queues)} new queue(s) would exceed the limit of {self.s.max_queues}"))
+            return
+        key = f"g|{ev.agent_id}"
+        raw = self.data.get(key)
+        state = AgentState.from_wire(raw) if raw is not None else None
+        result = apply_agent(state, ev, partition=rec.partition, watermark=mark[0], lateness_s=self.s.lateness_s)
+        out.results[(rec.topic, DUPLICATE if result.duplicate else LATE if result.late else ACCEPTED)] += 1
+        if not result.duplicate:
+            out.lags.append((rec.topic, now - ev.ts))
+            if new_queues:
+                self._register(out, rec.partition, new_queues)
+            assert isinstance(result.state, AgentState)
+            wire = result.state.to_wire()
+            self.data[key] = wire
+            out.writes[key] = (rec.partition, wire)
+            if ev.ts > mark[0]:
+                mark[0] = ev.ts
+        src = f"{rec.topic}/{rec.partition}"
+        for i, fact in enumerate(result.facts):
+            self._emit(out, src, rec.offset, i, fact)
+        mark[1] = rec.offset
+        out.writes[f"m|{rec.topic}|{rec.partition}"] = (rec.partition, mark)
+
+    # ---- periodic sweep --------------------------------------------------------------------
+    def sweep(self) -> BatchOutput:
+        """Complete wrap-ups that timed out and drop state past retention, by each partition's
+        watermark (event time), so the outcome does not depend on when the sweep runs."""
+        out = BatchOutput()
+        expired: list[tuple[str, int]] = []
+        for key, raw in list(self.data.items()):
+            kind = key[0]
+            if kind == "c":
+                channel = key.split("|", 2)[1]
+                topic = self.topic_of_channel.get(channel)
+                if topic is None:
+                    continue
+                mark = self.data.get(f"m|{topic}|{raw['p']}")
+                if mark is None:
+                    continue
+                wm = mark[0]
+                if raw["s"] == "E" and acw_timed_out(ContactState.from_wire(raw), wm, self.s.acw_timeout_s):
+                    state = ContactState.from_wire(raw)
+                    fact = complete_by_timeout(state)
+                    mark[2] += 1
+                    self._emit(out, f"{topic}/{state.partition}", mark[1], SWEEP_INDEX_BASE + mark[2], fact)
+                    wire = state.to_wire()
+                    self.data[key] = wire
+                    out.writes[key] = (state.partition, wire)
+                    out.writes[f"m|{topic}|{state.partition}"] = (state.partition, mark)
+                    raw = wire
+                if raw["z"] + self.s.retention_s < wm:
+                    expired.append((key, raw["p"]))
+            elif kind == "g":
+                mark = self.data.get(f"m|{self.s.agents_topic}|{raw['p']}")
+                if mark is not None and raw["s"] == "offline" and raw["t"] + self.s.retention_s < mark[0]:
+                    topic = self.s.agents_topic
+                    mark[2] += 1
+                    for q in raw["q"]:
+                        fact = Fact("agent", q, "", mark[0], key[2:], extra=(None,))
+                        self._emit(out, f"{topic}/{raw['p']}", mark[1], SWEEP_INDEX_BASE + mark[2], fact)
+                        mark[2] += 1
+                    out.writes[f"m|{topic}|{raw['p']}"] = (raw["p"], mark)
+                    expired.append((key, raw["p"]))
+        for key, partition in expired:
+            self.data.pop(key, None)
+            out.writes[key] = (partition, None)
+        return out

@@ -1,0 +1,49 @@
+"""KPI formulas of SPEC §2 over a window's sums. ``None`` means undefined (nothing to divide by)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+# Layout of a window vector: the sums one event-time bucket (or one day) accumulates.
+OFFERED, ANSWERED, ABANDONED, SHORT, IN_THRESHOLD, WAIT_SUM, HANDLED, HANDLE_SUM = range(8)
+CSAT_N, CSAT_POS, NPS_N, NPS_PROMOTERS, NPS_DETRACTORS, FCR_N, FCR_YES = range(8, 15)
+WIDTH = 15
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+def abandon_ratio(v: Sequence[float]) -> float | None:
+    """(abandoned − short) / (answered + abandoned − short)."""
+    counted = v[ABANDONED] - v[SHORT]
+    return _ratio(counted, v[ANSWERED] + counted)
+
+
+def service_level(v: Sequence[float]) -> float | None:
+    """answered within T (inclusive) / (answered + abandoned − short)."""
+    return _ratio(v[IN_THRESHOLD], v[ANSWERED] + v[ABANDONED] - v[SHORT])
+
+
+def asa(v: Sequence[float]) -> float | None:
+    return _ratio(v[WAIT_SUM], v[ANSWERED])
+
+
+def aht(v: Sequence[float]) -> float | None:
+    return _ratio(v[HANDLE_SUM], v[HANDLED])
+
+
+def csat(v: Sequence[float]) -> float | None:
+    """Share of csat answers >= 4."""
+    return _ratio(v[CSAT_POS], v[CSAT_N])
+
+
+def nps(v: Sequence[float]) -> float | None:
+    """% promoters (9-10) − % detractors (0-6), from −100 to 100."""
+    n = v[NPS_N]
+    return 100.0 * (v[NPS_PROMOTERS] - v[NPS_DETRACTORS]) / n if n > 0 else None
+
+
+def fcr(v: Sequence[float]) -> float | None:
+    """Share of surveys with resolved = true among those that carry ``resolved``."""
+    return _ratio(v[FCR_YES], v[FCR_N])

@@ -1,0 +1,220 @@
+"""Contact and agent lifecycles (SPEC §1): events in, facts out. Pure and deterministic.
+
+The rules decided here, beyond SPEC (docs/kpis.md explains each):
+- an event whose time is before the contact's previous lifecycle event is a lifecycle error
+  (it would make a negative duration); a survey must not be before ``ended``;
+- the ACW timeout is driven by event time: a contact ended at E completes with ACW = 0 (at E)
+  once its partition's watermark passes E + timeout, or when a ``wrapup_ended`` arrives later
+  than E + timeout; a ``wrapup_ended`` after that completion is accepted and changes nothing;
+- one survey per contact; a second one is a lifecycle error;
+- an agent's latest event by event time wins; an older one is accepted and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.core.events import AgentEvent, ContactEvent, Reason, Rejection
+from streams.core.facts import Fact, Kind
+
+# phases of the contact's current segment
+WAITING = "W"
+HANDLING = "H"
+ENDED = "E"  #: ended, wrap-up pending
+DONE = "D"  #: handling completed (counted as handled)
+ABANDONED = "A"
+
+#: how many recent event ids an agent remembers to tell duplicates from new events
+AGENT_EVENT_IDS = 32
+
+
+@dataclass(slots=True)
+class ContactState:
+    partition: int
+    channel: str
+    queue: str
+    phase: str
+    offered: float  #: start of the current segment's wait
+    last: float  #: time of the latest lifecycle event (surveys excluded)
+    seen: float  #: time of the latest event of any kind: retention counts from here
+    answered: float = 0.0
+    hold_start: float | None = None
+    hold_total: float = 0.0
+    ended: float = 0.0
+    surveyed: bool = False
+    ids: list[str] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "p": self.partition, "c": self.channel, "q": self.queue, "s": self.phase, "o": self.offered,
+            "l": self.last, "z": self.seen, "a": self.answered, "hs": self.hold_start, "ht": self.hold_total,
+            "e": self.ended, "v": self.surveyed, "i": self.ids,
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> "ContactState":
+        return cls(d["p"], d["c"], d["q"], d["s"], d["o"], d["l"], d["z"], d["a"], d["hs"], d["ht"], d["e"], d["v"], d["i"])
+
+
+@dataclass(slots=True)
+class AgentState:
+    partition: int
+    state: str
+    queues: list[str]
+    ts: float
+    ids: list[str] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"p": self.partition, "s": self.state, "q": self.queues, "t": self.ts, "i": self.ids}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> "AgentState":
+        return cls(d["p"], d["s"], d["q"], d["t"], d["i"])
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one event did: ``duplicate`` (nothing), or accepted with its facts and the new state."""
+
+    state: ContactState | AgentState | None
+    facts: list[Fact]
+    duplicate: bool = False
+    late: bool = False
+
+
+def _reject(detail: str) -> Rejection:
+    return Rejection(Reason.LIFECYCLE, detail)
+
+
+def acw_timed_out(state: ContactState, watermark: float, acw_timeout_s: float) -> bool:
+    return state.phase == ENDED and watermark > state.ended + acw_timeout_s
+
+
+def complete_by_timeout(state: ContactState) -> Fact:
+    """No wrap-up in time: handled with ACW = 0, counted at ``ended``."""
+    state.phase = DONE
+    return Fact(Kind.HANDLED, state.queue, state.channel, state.ended, "", state.ended - state.answered)
+
+
+def apply_contact(
+    state: ContactState | None,
+    ev: ContactEvent,
+    *,
+    partition: int,
+    channel: str,
+    watermark: float,
+    lateness_s: float,
+    acw_timeout_s: float,
+) -> Outcome | Rejection:
+    """Apply one validated contact event. ``watermark`` is the partition's newest event time
+    before this event. The state passed in is mutated only when the event is accepted.
+    The caller completes timed-out wrap-ups first (:func:`acw_timed_out`), whatever the event."""
+    if state is not None and ev.event_id in state.ids:
+        return Outcome(state, [], duplicate=True)
+    late = ev.ts < watermark - lateness_s
+    cid = ev.contact_id
+    if state is None:
+        if ev.type != "offered":
+            return _reject(f"{ev.type} for unknown contact {cid[:64]!r} (no offered, or expired)")
+        assert ev.queue is not None
+        state = ContactState(partition, channel, ev.queue, WAITING, ev.ts, ev.ts, ev.ts, ids=[ev.event_id])
+        return Outcome(state, [Fact(Kind.OFFERED, ev.queue, channel, ev.ts, cid, late=late)], late=late)
+
+    facts: list[Fact] = []
+    etype, ts, phase = ev.type, ev.ts, state.phase
+    if etype == "survey":
+        if phase not in (ENDED, DONE):
+            return _reject(f"survey before the contact ended (contact is {_PHASE_NAMES[phase]})")
+        if ts < state.ended:
+            return _reject("survey time is before the contact's ended time")
+        if state.surveyed:
+            return _reject("contact already has a survey")
+        state.surveyed = True
+        facts.append(Fact(Kind.SURVEY, state.queue, state.channel, ts, cid, late=late,
+                          extra=(ev.csat, ev.nps, ev.resolved)))
+    else:
+        if ts < state.last:
+            return _reject(f"{etype} time is {state.last - ts:.3f} s before the contact's previous event")
+        q, ch = state.queue, state.channel
+        if etype == "offered":
+            return _reject("offered for a contact that was already offered")
+        elif etype in ("answered", "abandoned"):
+            if phase != WAITING:
+                return _reject(f"{etype} for a contact that is not waiting (it is {_PHASE_NAMES[phase]})")
+            wait = ts - state.offered
+            if etype == "answered":
+                state.phase, state.answered = HANDLING, ts
+                state.hold_start, state.hold_total = None, 0.0
+                facts.append(Fact(Kind.ANSWERED, q, ch, ts, cid, wait, late))
+            else:
+                state.phase = ABANDONED
+                facts.append(Fact(Kind.ABANDONED, q, ch, ts, cid, wait, late))
+        elif etype == "hold":
+            if phase != HANDLING or state.hold_start is not None:
+                return _reject("hold for a contact that is not being handled or is already on hold")
+            state.hold_start = ts
+        elif etype == "resume":
+            if phase != HANDLING or state.hold_start is None:
+                return _reject("resume for a contact that is not on hold")
+            state.hold_total += ts - state.hold_start
+            state.hold_start = None
+        elif etype == "transferred":
+            if phase == WAITING:
+                facts.append(Fact(Kind.TRANSFERRED, q, ch, ts, cid, late=late))
+            elif phase == HANDLING:
+                facts.append(Fact(Kind.TRANSFERRED, q, ch, ts, cid, late=late))
+                facts.append(Fact(Kind.HANDLED, q, ch, ts, cid, ts - state.answered, late))
+            else:
+                return _reject(f"transferred for a contact that is {_PHASE_NAMES[phase]}")
+            assert ev.queue is not None
+            state.queue, state.phase, state.offered = ev.queue, WAITING, ts
+            state.hold_start, state.hold_total = None, 0.0
+            facts.append(Fact(Kind.OFFERED, ev.queue, ch, ts, cid, late=late))
+        elif etype == "ended":
+            if phase != HANDLING:
+                return _reject(f"ended for a contact that is not being handled (it is {_PHASE_NAMES[phase]})")
+            if state.hold_start is not None:  # a hold still open at ended closes at ended
+                state.hold_total += ts - state.hold_start
+                state.hold_start = None
+            state.phase, state.ended = ENDED, ts
+        elif etype == "wrapup_ended":
+            if phase == ENDED:
+                if ts - state.ended > acw_timeout_s:
+                    facts.append(complete_by_timeout(state))
+                else:
+                    state.phase = DONE
+                    facts.append(Fact(Kind.HANDLED, q, ch, ts, cid, ts - state.answered, late))
+            elif phase != DONE:  # after a timeout completion it is accepted and changes nothing
+                return _reject(f"wrapup_ended for a contact that has not ended (it is {_PHASE_NAMES[phase]})")
+        state.last = ts
+    state.seen = max(state.seen, ts)
+    state.ids.append(ev.event_id)
+    return Outcome(state, facts, late=late)
+
+
+_PHASE_NAMES = {WAITING: "waiting", HANDLING: "being handled", ENDED: "ended",
+                DONE: "completed", ABANDONED: "abandoned"}
+
+
+def talk_and_hold(state: ContactState) -> tuple[float, float]:
+    """(talk, hold) seconds of an ended segment: talk = ended − answered − hold."""
+    return state.ended - state.answered - state.hold_total, state.hold_total
+
+
+def apply_agent(
+    state: AgentState | None, ev: AgentEvent, *, partition: int, watermark: float, lateness_s: float
+) -> Outcome:
+    """The latest event of an agent wins: facts say which queues see which state now."""
+    late = ev.ts < watermark - lateness_s
+    if state is not None and ev.event_id in state.ids:
+        return Outcome(state, [], duplicate=True)
+    if state is not None and ev.ts < state.ts:
+        state.ids = (state.ids + [ev.event_id])[-AGENT_EVENT_IDS:]
+        return Outcome(state, [], late=late)
+    old = state.queues if state is not None else []
+    facts = [Fact(Kind.AGENT, q, "", ev.ts, ev.agent_id, extra=(None,)) for q in old if q not in ev.queues]
+    facts += [Fact(Kind.AGENT, q, "", ev.ts, ev.agent_id, extra=(ev.state,)) for q in ev.queues]
+    ids = ([] if state is None else state.ids) + [ev.event_id]
+    new = AgentState(partition, ev.state, list(ev.queues), ev.ts, ids[-AGENT_EVENT_IDS:])
+    return Outcome(new, facts, late=late)

@@ -1,0 +1,330 @@
+"""Per-queue aggregation (stage 2): facts in, counters, histograms and event-time windows out.
+
+State lives in a flat mapping of small records (the Faust table's store in production, a dict
+in tests) so that a batch rewrites only the records it touched:
+
+    t|queue|channel            totals: counters and histograms since the state began
+    b|queue|channel|start      one event-time bucket of ``bucket_s`` seconds (window sums)
+    d|queue|channel|YYYY-MM-DD one day in the contact center's time zone (window sums)
+    w|queue|channel            contacts waiting now: contact id → offered time
+    a|queue                    agents serving the queue: agent id → state
+
+Every record carries ``h``: for each source partition, the id (offset, index) of the last fact
+applied to it. A fact at or below that mark was applied already and is skipped, which makes
+replays after a restart idempotent record by record, with no multi-record atomicity needed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Iterator, MutableMapping
+from zoneinfo import ZoneInfo
+
+from streams.config import QueueThresholds, Settings
+from streams.core import kpis
+from streams.core.erlang import agents_required
+from streams.core.facts import Fact, Kind
+
+WAIT_BUCKETS: tuple[float, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600)
+HANDLE_BUCKETS: tuple[float, ...] = (30, 60, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600)
+WINDOWS: dict[str, int] = {"5m": 300, "15m": 900, "1h": 3600}
+TODAY = "today"
+ERLANG_WINDOW = "15m"
+AGENT_STATES = ("available", "busy", "acw", "away", "offline")
+
+# counters in a totals record, in order
+COUNTERS = ("offered", "answered", "abandoned", "short_abandoned", "answered_in_threshold", "handled",
+            "transferred_out")
+C_OFFERED, C_ANSWERED, C_ABANDONED, C_SHORT, C_IN_THRESHOLD, C_HANDLED, C_TRANSFERRED = range(7)
+
+FactId = tuple[str, int, int]  #: (source "topic/partition", offset, index within that offset)
+
+
+def _histogram(bounds: tuple[float, ...]) -> list[float]:
+    """Per-bucket counts (the last one is +Inf), then the sum."""
+    return [0] * (len(bounds) + 2)
+
+
+def _observe(hist: list[float], bounds: tuple[float, ...], value: float) -> None:
+    hist[bisect.bisect_left(bounds, value)] += 1
+    hist[-1] += value
+
+
+@dataclass(slots=True)
+class SeriesView:
+    """Everything exported for one (queue, channel) at one moment."""
+
+    queue: str
+    channel: str
+    counters: dict[str, int]
+    wait_hist: dict[str, list[float]]  #: outcome → per-bucket counts + sum
+    handle_hist: list[float]
+    waiting: int
+    oldest_wait_s: float
+    windows: dict[str, list[float]]
+    agents_required: int | None
+
+
+@dataclass(slots=True)
+class _Index:
+    """Derived from the records; rebuilt after a rebalance or restart."""
+
+    buckets: dict[tuple[str, str], list[int]] = field(default_factory=dict)  #: sorted starts
+    days: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    series: set[tuple[str, str]] = field(default_factory=set)
+    agent_queues: set[str] = field(default_factory=set)
+
+
+class QueueStore:
+    """Applies facts to the record mapping and reads KPIs back out of it."""
+
+    def __init__(self, data: MutableMapping[str, Any], settings: Settings) -> None:
+        self.data = data
+        self.settings = settings
+        self.bucket_s = settings.bucket_s
+        self.zone = ZoneInfo(settings.timezone)
+        #: buckets older than this behind now cannot matter to any window any more
+        self.horizon_s = max(WINDOWS.values()) + settings.lateness_s + settings.future_tolerance_s + self.bucket_s
+        self.index = _Index()
+        self.reindex()
+
+    # ---- records -------------------------------------------------------------------------
+    def reindex(self) -> None:
+        """Rebuild the in-memory index from the records (after recovery or a rebalance)."""
+        idx = _Index()
+        for key in self.data.keys():
+            self._index_key(idx, key)
+        for starts in idx.buckets.values():
+            starts.sort()
+        self.index = idx
+
+    def _index_key(self, idx: _Index, key: str) -> None:
+        parts = key.split("|")
+        kind = parts[0]
+        if kind == "t":
+            idx.series.add((parts[1], parts[2]))
+        elif kind == "b":
+            idx.buckets.setdefault((parts[1], parts[2]), []).append(int(parts[3]))
+        elif kind == "d":
+            idx.days.setdefault((parts[1], parts[2]), set()).add(parts[3])
+        elif kind == "a":
+            idx.agent_queues.add(parts[1])
+
+    def _record(self, key: str, init: Any) -> dict[str, Any]:
+        rec = self.data.get(key)
+        if rec is None:
+            rec = {"h": {}, "v": init()}
+            self.data[key] = rec
+        return rec
+
+    @staticmethod
+    def _fresh(rec: dict[str, Any], fid: FactId) -> bool:
+        """True (and the mark moves) when the fact was not applied to this record yet."""
+        src, off, i = fid
+        mark = rec["h"].get(src)
+        if mark is not None and (off, i) <= (mark[0], mark[1]):
+            return False
+        rec["h"][src] = [off, i]
+        return True
+
+    # ---- applying facts ------------------------------------------------------------------
+    def local_day(self, ts: float) -> str:
+        return datetime.fromtimestamp(ts, self.zone).date().isoformat()
+
+    def apply(self, fact: Fact, fid: FactId, now: float, dirty: set[str]) -> None:
+        """Apply one fact; keys of the records it changed are added to ``dirty``."""
+        if fact.kind == Kind.AGENT:
+            key = f"a|{fact.queue}"
+            rec = self._record(key, dict)
+            if self._fresh(rec, fid):
+                state = fact.extra[0] if fact.extra else None
+                if state is None:
+                    rec["v"].pop(fact.subject, None)
+                else:
+                    rec["v"][fact.subject] = state
+                self.index.agent_queues.add(fact.queue)
+                dirty.add(key)
+            return
+        q, ch = fact.queue, fact.channel
+        th = self.settings.thresholds(q)
+        self._apply_totals(fact, fid, th, dirty)
+        self._apply_waiting(fact, fid, dirty)
+        if not fact.late:
+            self._apply_windows(fact, fid, th, now, dirty)
+
+    def _apply_totals(self, fact: Fact, fid: FactId, th: QueueThresholds, dirty: set[str]) -> None:
+        if fact.kind == Kind.SURVEY:
+            return
+        key = f"t|{fact.queue}|{fact.channel}"
+        rec = self._record(key, lambda: {"c": [0] * len(COUNTERS), "wa": _histogram(WAIT_BUCKETS),
+                                         "wb": _histogram(WAIT_BUCKETS), "hd": _histogram(HANDLE_BUCKETS)})
+        self.index.series.add((fact.queue, fact.channel))
+        if not self._fresh(rec, fid):
+            return
+        v, c, kind = rec["v"], rec["v"]["c"], fact.kind
+        if kind == Kind.OFFERED:
+            c[C_OFFERED] += 1
+        elif kind == Kind.ANSWERED:
+            c[C_ANSWERED] += 1
+            if fact.value <= th.sl_threshold_s:
+                c[C_IN_THRESHOLD] += 1
+            _observe(v["wa"], WAIT_BUCKETS, fact.value)
+        elif kind == Kind.ABANDONED:
+            c[C_ABANDONED] += 1
+            if fact.value < th.short_abandon_s:
+                c[C_SHORT] += 1
+            _observe(v["wb"], WAIT_BUCKETS, fact.value)
+        elif kind == Kind.HANDLED:
+            c[C_HANDLED] += 1
+            _observe(v["hd"], HANDLE_BUCKETS, fact.value)
+        elif kind == Kind.TRANSFERRED:
+            c[C_TRANSFERRED] += 1
+        dirty.add(key)
+
+    def _apply_waiting(self, fact: Fact, fid: FactId, dirty: set[str]) -> None:
+        kind = fact.kind
+        if kind not in (Kind.OFFERED, Kind.ANSWERED, Kind.ABANDONED, Kind.TRANSFERRED):
+            return
+        key = f"w|{fact.queue}|{fact.channel}"
+        rec = self._record(key, dict)
+        if not self._fresh(rec, fid):
+            return
+        if kind == Kind.OFFERED:
+            rec["v"][fact.subject] = fact.ts
+        else:
+            rec["v"].pop(fact.subject, None)
+        dirty.add(key)
+
+    def _apply_windows(self, fact: Fact, fid: FactId, th: QueueThresholds, now: float, dirty: set[str]) -> None:
+        kind, value = fact.kind, fact.value
+        if kind == Kind.TRANSFERRED:
+            return
+        delta: list[tuple[int, float]] = []
+        if kind == Kind.OFFERED:
+            delta.append((kpis.OFFERED, 1))
+        elif kind == Kind.ANSWERED:
+            delta += [(kpis.ANSWERED, 1), (kpis.WAIT_SUM, value)]
+            if value <= th.sl_threshold_s:
+                delta.append((kpis.IN_THRESHOLD, 1))
+        elif kind == Kind.ABANDONED:
+            delta.append((kpis.ABANDONED, 1))
+            if value < th.short_abandon_s:
+                delta.append((kpis.SHORT, 1))
+        elif kind == Kind.HANDLED:
+            delta += [(kpis.HANDLED, 1), (kpis.HANDLE_SUM, value)]
+        elif kind == Kind.SURVEY:
+            csat, nps, resolved = fact.extra or (None, None, None)
+            if csat is not None:
+                delta += [(kpis.CSAT_N, 1), (kpis.CSAT_POS, 1 if csat >= 4 else 0)]
+            if nps is not None:
+                delta += [(kpis.NPS_N, 1), (kpis.NPS_PROMOTERS, 1 if nps >= 9 else 0),
+                          (kpis.NPS_DETRACTORS, 1 if nps <= 6 else 0)]
+            if resolved is not None:
+                delta += [(kpis.FCR_N, 1), (kpis.FCR_YES, 1 if resolved else 0)]
+        if not delta:
+            return
+        series = (fact.queue, fact.channel)
+        targets: list[str] = []
+        start = int(math.floor(fact.ts / self.bucket_s)) * self.bucket_s
+        if start >= now - self.horizon_s:
+            targets.append(f"b|{fact.queue}|{fact.channel}|{start}")
+            starts = self.index.buckets.setdefault(series, [])
+            pos = bisect.bisect_left(starts, start)
+            if pos == len(starts) or starts[pos] != start:
+                starts.insert(pos, start)
+        day = self.local_day(fact.ts)
+        if day >= self._yesterday(now):
+            targets.append(f"d|{fact.queue}|{fact.channel}|{day}")
+            self.index.days.setdefault(series, set()).add(day)
+        for key in targets:
+            rec = self._record(key, lambda: [0] * kpis.WIDTH)
+            if self._fresh(rec, fid):
+                vec = rec["v"]
+                for i, d in delta:
+                    vec[i] += d
+                dirty.add(key)
+
+    def _yesterday(self, now: float) -> str:
+        today = datetime.fromtimestamp(now, self.zone).date()
+        return (today - timedelta(days=1)).isoformat()
+
+    # ---- expiry --------------------------------------------------------------------------
+    def expire(self, now: float) -> list[str]:
+        """Drop buckets no window can reach and days before yesterday; returns deleted keys."""
+        gone: list[str] = []
+        cutoff = now - self.horizon_s
+        for (q, ch), starts in self.index.buckets.items():
+            n = bisect.bisect_left(starts, cutoff)
+            for start in starts[:n]:
+                key = f"b|{q}|{ch}|{start}"
+                if self.data.pop(key, None) is not None:
+                    gone.append(key)
+            del starts[:n]
+        yesterday = self._yesterday(now)
+        for (q, ch), days in self.index.days.items():
+            for day in [d for d in days if d < yesterday]:
+                days.discard(day)
+                key = f"d|{q}|{ch}|{day}"
+                if self.data.pop(key, None) is not None:
+                    gone.append(key)
+        return gone
+
+    # ---- reading -------------------------------------------------------------------------
+    def window_sums(self, queue: str, channel: str, now: float) -> dict[str, list[float]]:
+        """Sums for each window at ``now``. A rolling window W holds the W / bucket_s most recent
+        buckets, the current one included (and buckets ahead of now, within the future tolerance)."""
+        out: dict[str, list[float]] = {}
+        starts = self.index.buckets.get((queue, channel), [])
+        current = int(math.floor(now / self.bucket_s)) * self.bucket_s
+        for name, width in WINDOWS.items():
+            acc = [0.0] * kpis.WIDTH
+            for start in starts[bisect.bisect_right(starts, current - width):]:
+                rec = self.data.get(f"b|{queue}|{channel}|{start}")
+                if rec is not None:
+                    for i, x in enumerate(rec["v"]):
+                        acc[i] += x
+            out[name] = acc
+        today = self.data.get(f"d|{queue}|{channel}|{self.local_day(now)}")
+        out[TODAY] = list(today["v"]) if today is not None else [0.0] * kpis.WIDTH
+        return out
+
+    def series(self) -> Iterator[tuple[str, str]]:
+        return iter(sorted(self.index.series))
+
+    def view(self, queue: str, channel: str, now: float) -> SeriesView:
+        tot = self.data.get(f"t|{queue}|{channel}")
+        v = tot["v"] if tot is not None else {"c": [0] * len(COUNTERS), "wa": _histogram(WAIT_BUCKETS),
+                                                  "wb": _histogram(WAIT_BUCKETS), "hd": _histogram(HANDLE_BUCKETS)}
+        waiting_rec = self.data.get(f"w|{queue}|{channel}")
+        waiting = waiting_rec["v"] if waiting_rec is not None else {}
+        oldest = max(0.0, now - min(waiting.values())) if waiting else 0.0
+        windows = self.window_sums(queue, channel, now)
+        return SeriesView(
+            queue, channel, dict(zip(COUNTERS, v["c"])), {"answered": v["wa"], "abandoned": v["wb"]}, v["hd"],
+            len(waiting), oldest, windows, self._agents_required(queue, windows[ERLANG_WINDOW]),
+        )
+
+    def _agents_required(self, queue: str, window: list[float]) -> int | None:
+        aht = kpis.aht(window)
+        if aht is None or aht <= 0:
+            return None
+        th = self.settings.thresholds(queue)
+        return agents_required(window[kpis.OFFERED], WINDOWS[ERLANG_WINDOW], aht, th.sl_threshold_s, th.sl_target)
+
+    def agents(self) -> Iterator[tuple[str, dict[str, int]]]:
+        """(queue, state → number of agents) for every queue with agent records."""
+        for queue in sorted(self.index.agent_queues):
+            rec = self.data.get(f"a|{queue}")
+            counts = dict.fromkeys(AGENT_STATES, 0)
+            if rec is not None:
+                for state in rec["v"].values():
+                    counts[state] = counts.get(state, 0) + 1
+            yield queue, counts
+
+    def queues(self) -> set[str]:
+        return {q for q, _ in self.index.series} | self.index.agent_queues
+
+

@@ -1,0 +1,261 @@
+"""A local single-node Apache Kafka (KRaft) on 127.0.0.1 for development, demos and tests.
+
+The broker is the real Apache Kafka from Maven Central: ``deploy/kafka/pom.xml`` names it and
+Maven resolves it with its runtime dependencies into a cache, once. The broker then runs on the
+machine's Java as a background process whose pid, configuration and logs live in the data dir.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.errors import CcmonError
+
+KAFKA_VERSION = os.environ.get("CCMON_KAFKA_VERSION", "4.1.1")
+POM = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "pom.xml"
+DEFAULT_DATA_DIR = Path(os.environ.get("CCMON_DATA_DIR", Path.home() / ".local" / "share" / "ccmon")) / "kafka"
+DEFAULT_CACHE = Path(os.environ.get("CCMON_KAFKA_CACHE", Path.home() / ".cache" / "ccmon"))
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+
+LOG4J2 = """status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = ${sys:ccmon.kafka.log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.raft.name = org.apache.kafka.raft
+logger.raft.level = WARN
+"""
+
+
+def _say(message: str) -> None:
+    print(f"ccmon kafka: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class LocalKafka:
+    port: int = 9092
+    data_dir: Path = DEFAULT_DATA_DIR
+    cache_dir: Path = DEFAULT_CACHE
+    version: str = KAFKA_VERSION
+    heap: str = os.environ.get("CCMON_KAFKA_HEAP", "768m")
+
+    @property
+    def controller_port(self) -> int:
+        return self.port + 1
+
+    @property
+    def lib_dir(self) -> Path:
+        return self.cache_dir / f"kafka-{self.version}" / "lib"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "kafka.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "server.log"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    # ---- installation ----------------------------------------------------------------------
+    def resolve(self) -> Path:
+        """Resolve the broker's jars with Maven (cached after the first run)."""
+        marker = self.lib_dir / ".complete"
+        if marker.exists():
+            return self.lib_dir
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise CcmonError("Maven (mvn) not found: install it (apt-get install -y maven) to fetch Apache Kafka")
+        if shutil.which("java") is None:
+            raise CcmonError("Java not found: install a JDK 17+ (apt-get install -y openjdk-17-jre-headless)")
+        _say(f"resolving Apache Kafka {self.version} and its dependencies from Maven Central (first run only)...")
+        self.lib_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        proc = subprocess.run(
+            [mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
+             f"-DoutputDirectory={self.lib_dir}", f"-Dkafka.version={self.version}"],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+            raise CcmonError(f"Maven could not resolve Apache Kafka {self.version}: {' | '.join(tail)}")
+        jars = list(self.lib_dir.glob("*.jar"))
+        marker.write_text(f"{len(jars)} jars\n")
+        _say(f"resolved {len(jars)} jars in {time.monotonic() - started:.0f} s into {self.lib_dir}")
+        return self.lib_dir
+
+    # ---- process ---------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def accepts_clients(self, timeout: float = 1.0) -> bool:
+        """True when the broker answers a Kafka ApiVersions request on the port."""
+        request = (b"\x00\x12\x00\x00" + b"\x00\x00\x00\x01" + b"\x00\x05ccmon")  # ApiVersions v0
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
+                sock.sendall(len(request).to_bytes(4, "big") + request)
+                head = sock.recv(4)
+                if len(head) < 4:
+                    return False
+                body = sock.recv(int.from_bytes(head, "big"))
+                return len(body) >= 6 and body[4:6] == b"\x00\x00"  # correlation id, then error 0
+        except OSError:
+            return False
+
+    def _port_in_use(self, port: int) -> bool:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return True
+        return False
+
+    def _write_config(self) -> Path:
+        logs = self.data_dir / "logs"
+        props = self.data_dir / "server.properties"
+        props.write_text("\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={logs}",
+            "num.partitions=8",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=8",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "transaction.state.log.num.partitions=4",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+            "log.retention.hours=168",
+            "",
+        ]))
+        (self.data_dir / "log4j2.properties").write_text(LOG4J2)
+        return props
+
+    def _classpath(self) -> str:
+        return str(self.lib_dir / "*")
+
+    def start(self) -> str:
+        """Start the broker unless it runs; return once it accepts clients."""
+        if self.pid() is not None and self.accepts_clients():
+            return f"already running (pid {self.pid()}) on {self.address}"
+        java = shutil.which("java")
+        if java is None:
+            raise CcmonError("Java not found: install a JDK 17+ (apt-get install -y openjdk-17-jre-headless)")
+        for port in (self.port, self.controller_port):
+            if self._port_in_use(port):
+                raise CcmonError(f"port {port} on 127.0.0.1 is in use by another process; "
+                                 f"stop it or choose another with --port")
+        self.resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        props = self._write_config()
+        if not (self.data_dir / "logs" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            proc = subprocess.run(
+                [java, "-cp", self._classpath(), f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+                 f"-Dccmon.kafka.log={self.log_file}", "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                 "-c", str(props)],
+                capture_output=True, text=True,
+            )
+            if proc.returncode != 0:
+                raise CcmonError(f"formatting Kafka storage in {self.data_dir} failed: "
+                                 f"{(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
+        _say(f"starting Apache Kafka {self.version} (KRaft) on {self.address}, logs in {self.log_file}")
+        out = open(self.data_dir / "kafka.out", "ab")
+        proc = subprocess.Popen(
+            [java, f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}", f"-Dccmon.kafka.log={self.log_file}",
+             "-cp", self._classpath(), "kafka.Kafka", str(props)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise CcmonError(f"Kafka exited during start-up (code {proc.returncode}); see {self.log_file}")
+            if self.accepts_clients():
+                return f"running (pid {proc.pid}) on {self.address}, ready after {time.monotonic() - started:.1f} s"
+            time.sleep(0.2)
+        raise CcmonError(f"Kafka did not accept clients within {START_TIMEOUT_S:.0f} s; see {self.log_file}")
+
+    def stop(self) -> str:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return "not running"
+        os.killpg(pid, signal.SIGTERM) if _is_group_leader(pid) else os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.2)
+        if self.pid() is not None:
+            os.kill(pid, signal.SIGKILL)
+            while self.pid() is not None:
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return f"stopped (pid {pid})"
+
+    def status(self) -> tuple[bool, str]:
+        pid = self.pid()
+        if pid is None:
+            return False, "not running"
+        if self.accepts_clients():
+            return True, f"running (pid {pid}) on {self.address}"
+        return False, f"process {pid} exists but does not answer on {self.address}"
+
+
+def _alive(pid: int) -> bool:
+    """True for a running process; reaps it when it is our own exited child (tests start it)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _is_group_leader(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False

@@ -1,0 +1,43 @@
+"""Create ccmon's topics with the configured partition count, or say clearly why they don't fit."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from streams.config import Settings
+from streams.errors import CcmonError
+
+
+def topic_names(s: Settings) -> list[str]:
+    """Topics that must be co-partitioned: the inputs, dead letters and the internal facts topic."""
+    return [s.calls_topic, s.chats_topic, s.agents_topic, s.dead_letter_topic, s.facts_topic]
+
+
+async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+    except (KafkaConnectionError, asyncio.TimeoutError, OSError):
+        raise CcmonError(f"cannot reach Kafka at {s.bootstrap_servers}: is it running? "
+                         f"(start a local one with: ccmon kafka start)") from None
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topic_names(s) if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics([NewTopic(t, s.partitions, s.replication_factor) for t in missing])
+            except TopicAlreadyExistsError:
+                pass
+        described = await admin.describe_topics(topic_names(s))
+        for topic in described:
+            name, count = topic["topic"], len(topic.get("partitions") or [])
+            if topic.get("error_code", 0) == 0 and count != s.partitions:
+                raise CcmonError(f"topic {name} has {count} partitions but CCMON_PARTITIONS={s.partitions}; "
+                                 f"all ccmon topics must have the same count (set CCMON_PARTITIONS={count})")
+    except KafkaError as exc:
+        raise CcmonError(f"Kafka refused to create ccmon topics: {exc}") from None
+    finally:
+        await admin.close()
