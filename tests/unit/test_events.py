@@ -1,0 +1,104 @@
+import base64
+
+import orjson
+import pytest
+
+from streams.core.events import AgentEvent, ContactEvent, Rejection, parse_agent, parse_contact
+from streams.core.local import LocalPipeline
+from tests.unit.helpers import AGENTS, CALLS, at, settings
+
+NOW = at("10:00:00")
+
+
+def contact(**fields):
+    doc = {"event_id": "e1", "type": "offered", "contact_id": "c1", "ts": "2026-11-23T10:00:00Z", "queue": "sales"}
+    doc.update(fields)
+    return orjson.dumps({k: v for k, v in doc.items() if v is not ...})
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b"\xff\xfe{}", "invalid_utf8"),
+    (b'{"event_id": "e1", "type": "offered"', "invalid_json"),
+    (b'{"ts": NaN}', "invalid_json"),
+    (b'{"ts": Infinity}', "invalid_json"),
+    (b"[1, 2]", "not_an_object"),
+    (b'"text"', "not_an_object"),
+    (b"", "invalid_json"),
+    (b"[" * 5000 + b"]" * 5000, "invalid_json"),
+    (contact(event_id=...), "missing_field"),
+    (contact(event_id=""), "invalid_field"),
+    (contact(event_id="x" * 129), "invalid_field"),
+    (contact(event_id=7), "invalid_field"),
+    (contact(type=...), "missing_field"),
+    (contact(type="teleported"), "unknown_type"),
+    (contact(type=["offered"]), "unknown_type"),
+    (contact(contact_id=...), "missing_field"),
+    (contact(ts=...), "missing_field"),
+    (contact(ts="2026-11-23T10:00:00"), "invalid_field"),
+    (contact(ts="yesterday"), "invalid_field"),
+    (contact(ts=1.5e12), "invalid_field"),
+    (contact(ts=True), "invalid_field"),
+    (contact(ts="2026-11-23T10:05:01Z"), "future_time"),
+    (contact(queue=...), "missing_field"),
+    (contact(queue="has space"), "invalid_field"),
+    (contact(queue="q" * 65), "invalid_field"),
+    (contact(type="transferred", queue=...), "missing_field"),
+    (contact(type="answered", queue=...), "missing_field"),
+    (contact(type="survey", csat=6), "invalid_field"),
+    (contact(type="survey", csat="5"), "invalid_field"),
+    (contact(type="survey", nps=11), "invalid_field"),
+    (contact(type="survey", resolved="yes"), "invalid_field"),
+])
+def test_contact_rejections(raw, reason):
+    result = parse_contact(raw, NOW, 300)
+    assert isinstance(result, Rejection), result
+    assert result.reason == reason
+    assert result.detail
+
+
+def test_valid_contact_forms_and_extra_fields_ignored():
+    ok = parse_contact(contact(ts=1795428000000, extra={"nested": [1]}), NOW, 300)
+    assert isinstance(ok, ContactEvent) and ok.ts == 1795428000.0 and ok.queue == "sales"
+    ok = parse_contact(contact(ts="2026-11-23T11:00:00+01:00"), NOW, 300)
+    assert isinstance(ok, ContactEvent) and ok.ts == NOW
+    ok = parse_contact(contact(ts="2026-11-23T10:05:00Z"), NOW, 300)  # exactly 5 min ahead is allowed
+    assert isinstance(ok, ContactEvent)
+    survey = parse_contact(contact(type="survey", queue=..., csat=4, nps=0, resolved=False), NOW, 300)
+    assert isinstance(survey, ContactEvent) and (survey.csat, survey.nps, survey.resolved) == (4, 0, False)
+
+
+@pytest.mark.parametrize("doc, reason", [
+    ({"type": "state", "agent_id": "a", "state": "available", "queues": ["q"], "ts": 1}, "missing_field"),
+    ({"event_id": "e", "type": "login", "agent_id": "a", "state": "available", "queues": [], "ts": 1}, "unknown_type"),
+    ({"event_id": "e", "type": "state", "agent_id": "a", "state": "napping", "queues": [], "ts": 1}, "unknown_state"),
+    ({"event_id": "e", "type": "state", "agent_id": "a", "state": "busy", "queues": "q", "ts": 1}, "invalid_field"),
+    ({"event_id": "e", "type": "state", "agent_id": "a", "state": "busy", "queues": ["a b"], "ts": 1}, "invalid_field"),
+    ({"event_id": "e", "type": "state", "agent_id": "a", "state": "busy", "ts": 1}, "missing_field"),
+])
+def test_agent_rejections(doc, reason):
+    result = parse_agent(orjson.dumps(doc), NOW, 300)
+    assert isinstance(result, Rejection) and result.reason == reason
+
+
+def test_agent_valid():
+    doc = {"event_id": "e", "type": "state", "agent_id": "a", "state": "acw", "queues": ["q", "q", "r"],
+           "ts": "2026-11-23T09:00:00Z"}
+    result = parse_agent(orjson.dumps(doc), NOW, 300)
+    assert isinstance(result, AgentEvent) and result.queues == ("q", "r")
+
+
+def test_dead_letter_carries_reason_source_and_original_bytes_and_valid_events_still_count():
+    p = LocalPipeline(settings())
+    bad = p.record(CALLS, b"\xff not json", key="k1")
+    good = p.record(CALLS, {"event_id": "e", "type": "offered", "contact_id": "c", "ts": "2026-11-23T10:00:00Z",
+                            "queue": "q"}, key="c")
+    wrong = p.record(AGENTS, b'{"event_id": "x"}', key="a1", partition=3)
+    p.feed([bad, good, wrong], now=NOW)
+    assert [(d.reason, d.source.topic, d.source.partition, d.source.offset) for d in p.dead] == [
+        ("invalid_utf8", CALLS, 0, 0), ("missing_field", AGENTS, 3, 0)]
+    doc = orjson.loads(p.dead[0].to_json())
+    assert base64.b64decode(doc["value_b64"]) == b"\xff not json"
+    assert base64.b64decode(doc["key_b64"]) == b"k1"
+    assert doc["reason"] == "invalid_utf8" and doc["offset"] == 0 and doc["topic"] == CALLS
+    assert p.store.view("q", "voice", NOW).counters["offered"] == 1
+    assert p.results == {(CALLS, "rejected"): 1, (CALLS, "accepted"): 1, (AGENTS, "rejected"): 1}
