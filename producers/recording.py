@@ -1,12 +1,15 @@
 """Recordings: JSON lines ``{"topic", "key", "value"}`` (SPEC §5), read and written here.
 
 ``value`` is an event object, or a JSON string holding the raw message bytes (so bad input can
-be replayed); ``key`` is a string or null. A line may carry ``"ts"``-independent ``"at"`` (seconds
-since the recording began) to replay at recorded pace; without it the event's own ``ts`` is used.
+be replayed): the string is encoded as UTF-8, and lone surrogates U+DC80-U+DCFF stand for the
+bytes 0x80-0xFF that are not valid UTF-8 (Python's "surrogateescape"), e.g. "\udcff" is the byte
+0xFF. ``key`` is a string or null. A line may carry ``"at"`` (seconds since the recording began)
+to replay at recorded pace; without it the event's own ``ts`` sets the pace.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,11 +53,14 @@ def read(path: Path) -> Iterator[Message]:
             if not line.strip():
                 continue
             try:
-                doc = orjson.loads(line)
+                try:
+                    doc = orjson.loads(line)
+                except orjson.JSONDecodeError:  # lone surrogates (raw bytes) are refused by orjson
+                    doc = json.loads(line)
                 topic, key, value = doc["topic"], doc.get("key"), doc["value"]
                 if not isinstance(topic, str) or not (key is None or isinstance(key, str)):
                     raise TypeError
-            except (orjson.JSONDecodeError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError):
                 raise CcmonError(f"{path}:{lineno}: not a recording line "
                                  f'(expected {{"topic": ..., "key": ..., "value": ...}})') from None
             raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else orjson.dumps(value)
@@ -69,7 +75,11 @@ def read(path: Path) -> Iterator[Message]:
 
 def line(topic: str, key: str | None, value: Any) -> bytes:
     """One recording line (a dict value is an event; a str value is raw bytes)."""
-    return orjson.dumps({"topic": topic, "key": key, "value": value}) + b"\n"
+    doc = {"topic": topic, "key": key, "value": value}
+    try:
+        return orjson.dumps(doc) + b"\n"
+    except TypeError:  # lone surrogates standing for raw bytes
+        return json.dumps(doc).encode() + b"\n"
 
 
 def write(path: Path, rows: list[tuple[str, str | None, Any]]) -> None:

@@ -56,6 +56,8 @@ class Pipeline:
             stream_buffer_maxsize=max(4096, s.batch_size * 2),
             producer_linger_ms=5,
             table_standby_replicas=0,
+            broker_session_timeout=s.session_timeout_s,
+            broker_heartbeat_interval=max(1.0, s.session_timeout_s / 4),
             web_enabled=True,
         )
         raw = {"key_serializer": "raw", "value_serializer": "raw"}

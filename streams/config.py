@@ -58,6 +58,7 @@ class Settings:
     batch_size: int = 2000
     batch_within_s: float = 0.05
     sweep_interval_s: float = 5.0
+    session_timeout_s: float = 10.0
     defaults: QueueThresholds = QueueThresholds()
     queues: Mapping[str, QueueThresholds] = field(default_factory=dict)
     log_level: str = "info"
@@ -171,6 +172,7 @@ ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CCMON_BATCH_SIZE": ("batch_size", _positive_int),
     "CCMON_BATCH_WITHIN_S": ("batch_within_s", _non_negative_float),
     "CCMON_SWEEP_INTERVAL_S": ("sweep_interval_s", _non_negative_float),
+    "CCMON_SESSION_TIMEOUT_S": ("session_timeout_s", _non_negative_float),
     "CCMON_LOG_LEVEL": ("log_level", _level),
 }
 

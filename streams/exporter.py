@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from streams.core import kpis
 from streams.core.intake import ACCEPTED, DUPLICATE, LATE, REJECTED
@@ -38,12 +39,8 @@ def _histogram_buckets(bounds: tuple[float, ...], raw: list[float]) -> tuple[lis
     out, acc = [], 0.0
     for bound, n in zip((*bounds, float("inf")), raw[:-1]):
         acc += n
-        out.append(("+Inf" if bound == float("inf") else _fmt(bound), acc))
+        out.append((floatToGoString(bound), acc))
     return out, raw[-1]
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
 
 
 class StateCollector(Collector):
