@@ -87,7 +87,10 @@ def test_kafka_full_cycle_leaves_no_process(tmp_path):
     assert start.returncode == 0, start.stderr
     pid = int((tmp_path / "cycle" / "kafka.pid").read_text())
     stop = ccmon("kafka", "stop", "--port", str(port), "--data-dir", data)
-    assert stop.returncode == 0 and f"stopped (pid {pid})" in stop.stdout
+    log = (tmp_path / "cycle" / "server.log")
+    detail = f"start: {start.stdout} {start.stderr}\nstop: {stop.stdout} {stop.stderr}\n" + (
+        log.read_text()[-2000:] if log.exists() else "no server.log")
+    assert stop.returncode == 0 and f"stopped (pid {pid})" in stop.stdout, detail
     from streams.kafka_local import _alive
     assert not _alive(pid)  # gone (or a zombie where PID 1 does not reap orphans): not running
     assert (tmp_path / "cycle" / "server.log").exists()
