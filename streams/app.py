@@ -134,8 +134,11 @@ class Pipeline:
                     self.queue_table.send_changelog(partition_of(key), key, store.data[key])
                 if time.monotonic() - last_expiry >= s.sweep_interval_s:
                     last_expiry = time.monotonic()
-                    for key in store.expire(now):
+                    gone, changed = store.expire(now)
+                    for key in gone:
                         self.queue_table.send_changelog(partition_of(key), key, None, value_serializer="raw")
+                    for key in changed:
+                        self.queue_table.send_changelog(partition_of(key), key, store.data[key])
 
         @app.page("/metrics")
         async def metrics(web: Any, request: Any) -> Any:
@@ -151,12 +154,17 @@ class Pipeline:
         return partition_for_queue(key.split("|", 2)[1], self.settings.partitions)
 
     async def _send(self, out: BatchOutput) -> None:
-        """Produce one batch's output: facts, dead letters, changelog writes; count the results."""
+        """Produce one batch's output. Facts and dead letters first, acknowledged by the broker,
+        and only then the state: after a crash an event is either in the recovered state with its
+        facts delivered, or is processed again from the same state, making facts with the same ids
+        (which stage 2 drops if it has them)."""
         for partition, rows in out.facts.items():
             await self.facts.send(value=orjson.dumps({"f": rows}), partition=partition)
         for dead in out.dead:
             await self.dead_letters.send(key=dead.source.key, value=dead.to_json())
             self.metrics.dead_letters.labels(dead.reason).inc()
+        if out.facts or out.dead:
+            await self.app.producer.flush()
         table = self.lifecycle_table
         for key, (partition, value) in out.writes.items():
             if value is None:

@@ -9,13 +9,15 @@ and returns everything to send. Records:
     q|partition           queue names first seen on that partition (for the queue cap)
 
 Fact ids are (source "topic/partition", source offset, index), so a replay regenerates the same
-ids and stage 2 drops what it already applied. Facts made by the periodic sweep (ACW timeouts)
-take the partition's last offset and an index above any event's.
+ids and stage 2 drops what it already applied. ACW timeouts are not caused by one event: they
+fire in deadline order from a per-partition heap, under the source "topic/partition/acw" with the
+id (deadline in ms, offset of ``ended``), which is increasing and the same on every replay.
 """
 
 from __future__ import annotations
 
 import base64
+import heapq
 import time
 import zlib
 from collections import Counter
@@ -28,10 +30,8 @@ from streams.config import Settings
 from streams.core.events import AgentEvent, Reason, Rejection, parse_agent, parse_contact
 from streams.core.facts import Fact
 from streams.core.lifecycle import (
-    AgentState, ContactState, Outcome, acw_timed_out, apply_agent, apply_contact, complete_by_timeout,
+    ENDED, AgentState, ContactState, Outcome, apply_agent, apply_contact, complete_by_timeout,
 )
-
-SWEEP_INDEX_BASE = 1_000_000
 
 ACCEPTED, DUPLICATE, LATE, REJECTED = "accepted", "duplicate", "late", "rejected"
 
@@ -86,15 +86,43 @@ class Intake:
         self.channels = settings.contact_topics
         self.topic_of_channel = {ch: t for t, ch in self.channels.items()}
         self.known_queues: set[str] = set()
+        #: (topic, partition) → heap of (ACW deadline, offset of ended, contact key)
+        self.deadlines: dict[tuple[str, int], list[tuple[float, int, str]]] = {}
         self.reindex()
 
     def reindex(self) -> None:
-        """Rebuild derived in-memory state (the queue registry) after recovery or a rebalance."""
+        """Rebuild derived in-memory state (queue registry, ACW deadlines) after recovery."""
         known: set[str] = set()
+        deadlines: dict[tuple[str, int], list[tuple[float, int, str]]] = {}
         for key, value in self.data.items():
             if key.startswith("q|"):
                 known.update(value)
+            elif key.startswith("c|") and value["s"] == ENDED:
+                topic = self.topic_of_channel.get(key.split("|", 2)[1])
+                if topic is not None:
+                    deadlines.setdefault((topic, value["p"]), []).append(
+                        (value["e"] + self.s.acw_timeout_s, value["eo"], key))
+        for heap in deadlines.values():
+            heapq.heapify(heap)
         self.known_queues = known
+        self.deadlines = deadlines
+
+    def _fire_timeouts(self, out: BatchOutput, topic: str, partition: int, watermark: float) -> None:
+        """Complete every wrap-up of this partition whose deadline the watermark has passed,
+        in deadline order, so the ids are increasing and a replay makes the same ones."""
+        heap = self.deadlines.get((topic, partition))
+        src = f"{topic}/{partition}/acw"
+        while heap and heap[0][0] < watermark:
+            deadline, ended_offset, key = heapq.heappop(heap)
+            raw = self.data.get(key)
+            if raw is None or raw["s"] != ENDED or raw["eo"] != ended_offset:
+                continue  # completed by its wrap-up, or expired
+            state = ContactState.from_wire(raw)
+            fact = complete_by_timeout(state)
+            self._emit(out, src, int(round(deadline * 1000)), ended_offset, fact)
+            wire = state.to_wire()
+            self.data[key] = wire
+            out.writes[key] = (state.partition, wire)
 
     # ---- helpers ---------------------------------------------------------------------------
     def _mark(self, topic: str, partition: int) -> list[Any]:
@@ -127,9 +155,14 @@ class Intake:
 
     # ---- processing ----------------------------------------------------------------------
     def process(self, records: Iterable[Record], now: float | None = None) -> BatchOutput:
-        """Process records in order. ``now`` (wall clock) is only for the future-time check and lag."""
+        """Process records in order. ``now`` (wall clock) is only for the future-time check and lag.
+
+        The partitions' watermark records are written after everything else: a crash loses a
+        suffix of each changelog partition, so a persisted watermark implies that the batch's
+        other state of that partition persisted too, and a replay never runs ahead of its state."""
         now = time.time() if now is None else now
         out = BatchOutput()
+        touched: set[tuple[str, int]] = set()
         for rec in records:
             channel = self.channels.get(rec.topic)
             if channel is not None:
@@ -138,6 +171,12 @@ class Intake:
                 self._agent(out, rec, now)
             else:
                 self._reject(out, rec, Rejection(Reason.INVALID_FIELD, f"unexpected topic {rec.topic!r}"))
+                continue
+            touched.add((rec.topic, rec.partition))
+        for topic, partition in sorted(touched):
+            key = f"m|{topic}|{partition}"
+            if key in self.data:
+                out.writes[key] = (partition, self.data[key])
         return out
 
     def _contact(self, out: BatchOutput, rec: Record, channel: str, now: float) -> None:
@@ -147,41 +186,41 @@ class Intake:
             return
         mark = self._mark(rec.topic, rec.partition)
         key = f"c|{channel}|{ev.contact_id}"
+        src = f"{rec.topic}/{rec.partition}"
+        self._fire_timeouts(out, rec.topic, rec.partition, mark[0])  # may complete this very contact
         raw = self.data.get(key)
         state = ContactState.from_wire(raw) if raw is not None else None
-        src = f"{rec.topic}/{rec.partition}"
-        pre: list[Fact] = []
-        if state is not None and acw_timed_out(state, mark[0], self.s.acw_timeout_s):
-            pre.append(complete_by_timeout(state))
         new_queues = self._new_queues([ev.queue]) if ev.queue is not None else []
         if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
             result: Outcome | Rejection = Rejection(
                 Reason.QUEUE_LIMIT, f"queue {ev.queue!r} would exceed the limit of {self.s.max_queues} queues")
         else:
-            result = apply_contact(state, ev, partition=rec.partition, channel=channel, watermark=mark[0],
-                                   lateness_s=self.s.lateness_s, acw_timeout_s=self.s.acw_timeout_s)
-        facts = pre
+            result = apply_contact(state, ev, partition=rec.partition, offset=rec.offset, channel=channel,
+                                   watermark=mark[0], lateness_s=self.s.lateness_s,
+                                   acw_timeout_s=self.s.acw_timeout_s)
+        facts: list[Fact] = []
         if isinstance(result, Rejection):
             self._reject(out, rec, result)
         else:
-            facts = pre + result.facts
+            facts = result.facts
             state = result.state  # type: ignore[assignment]
+            if ev.type == "ended" and not result.duplicate:
+                heapq.heappush(self.deadlines.setdefault((rec.topic, rec.partition), []),
+                               (ev.ts + self.s.acw_timeout_s, rec.offset, key))
             out.results[(rec.topic, DUPLICATE if result.duplicate else LATE if result.late else ACCEPTED)] += 1
+            if ev.ts > mark[0]:  # duplicates too: a replayed event moves time as the original did
+                mark[0] = ev.ts
             if not result.duplicate:
                 out.lags.append((rec.topic, now - ev.ts))
                 if new_queues:
                     self._register(out, rec.partition, new_queues)
-                if ev.ts > mark[0]:
-                    mark[0] = ev.ts
-        if facts or (not isinstance(result, Rejection) and not result.duplicate):
-            assert state is not None
-            wire = state.to_wire()
-            self.data[key] = wire
-            out.writes[key] = (state.partition, wire)
+                assert state is not None
+                wire = state.to_wire()
+                self.data[key] = wire
+                out.writes[key] = (state.partition, wire)
         for i, fact in enumerate(facts):
             self._emit(out, src, rec.offset, i, fact)
         mark[1] = rec.offset
-        out.writes[f"m|{rec.topic}|{rec.partition}"] = (rec.partition, mark)
 
     def _agent(self, out: BatchOutput, rec: Record, now: float) -> None:
         ev = parse_agent(rec.value, now, self.s.future_tolerance_s)
@@ -207,53 +246,34 @@ class Intake:
             wire = result.state.to_wire()
             self.data[key] = wire
             out.writes[key] = (rec.partition, wire)
-            if ev.ts > mark[0]:
-                mark[0] = ev.ts
+        if ev.ts > mark[0]:  # duplicates too, as for contacts
+            mark[0] = ev.ts
         src = f"{rec.topic}/{rec.partition}"
         for i, fact in enumerate(result.facts):
             self._emit(out, src, rec.offset, i, fact)
         mark[1] = rec.offset
-        out.writes[f"m|{rec.topic}|{rec.partition}"] = (rec.partition, mark)
 
     # ---- periodic sweep --------------------------------------------------------------------
     def sweep(self) -> BatchOutput:
-        """Complete wrap-ups that timed out and drop state past retention, by each partition's
-        watermark (event time), so the outcome does not depend on when the sweep runs."""
+        """Fire due ACW timeouts and drop state past retention, by each partition's watermark
+        (event time), so the outcome does not depend on when the sweep runs."""
         out = BatchOutput()
+        for (topic, partition) in list(self.deadlines):
+            mark = self.data.get(f"m|{topic}|{partition}")
+            if mark is not None:
+                self._fire_timeouts(out, topic, partition, mark[0])
         expired: list[tuple[str, int]] = []
-        for key, raw in list(self.data.items()):
+        retention = self.s.retention_s
+        for key, raw in self.data.items():
             kind = key[0]
             if kind == "c":
-                channel = key.split("|", 2)[1]
-                topic = self.topic_of_channel.get(channel)
-                if topic is None:
-                    continue
+                topic = self.topic_of_channel.get(key.split("|", 2)[1])
                 mark = self.data.get(f"m|{topic}|{raw['p']}")
-                if mark is None:
-                    continue
-                wm = mark[0]
-                if raw["s"] == "E" and acw_timed_out(ContactState.from_wire(raw), wm, self.s.acw_timeout_s):
-                    state = ContactState.from_wire(raw)
-                    fact = complete_by_timeout(state)
-                    mark[2] += 1
-                    self._emit(out, f"{topic}/{state.partition}", mark[1], SWEEP_INDEX_BASE + mark[2], fact)
-                    wire = state.to_wire()
-                    self.data[key] = wire
-                    out.writes[key] = (state.partition, wire)
-                    out.writes[f"m|{topic}|{state.partition}"] = (state.partition, mark)
-                    raw = wire
-                if raw["z"] + self.s.retention_s < wm:
+                if mark is not None and raw["z"] + retention < mark[0]:
                     expired.append((key, raw["p"]))
             elif kind == "g":
                 mark = self.data.get(f"m|{self.s.agents_topic}|{raw['p']}")
-                if mark is not None and raw["s"] == "offline" and raw["t"] + self.s.retention_s < mark[0]:
-                    topic = self.s.agents_topic
-                    mark[2] += 1
-                    for q in raw["q"]:
-                        fact = Fact("agent", q, "", mark[0], key[2:], extra=(None,))
-                        self._emit(out, f"{topic}/{raw['p']}", mark[1], SWEEP_INDEX_BASE + mark[2], fact)
-                        mark[2] += 1
-                    out.writes[f"m|{topic}|{raw['p']}"] = (raw["p"], mark)
+                if mark is not None and raw["s"] == "offline" and raw["t"] + retention < mark[0]:
                     expired.append((key, raw["p"]))
         for key, partition in expired:
             self.data.pop(key, None)

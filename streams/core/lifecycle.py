@@ -6,8 +6,8 @@ The rules decided here, beyond SPEC (docs/kpis.md explains each):
 - the ACW timeout is driven by event time: a contact ended at E completes with ACW = 0 (at E)
   once its partition's watermark passes E + timeout, or when a ``wrapup_ended`` arrives later
   than E + timeout; a ``wrapup_ended`` after that completion is accepted and changes nothing;
-- one survey per contact; a second one is a lifecycle error;
-- an agent's latest event by event time wins; an older one is accepted and changes nothing.
+  an agent's latest event by event time wins (an older one is accepted and changes nothing);
+- one survey per contact; a second one is a lifecycle error.
 """
 
 from __future__ import annotations
@@ -44,17 +44,19 @@ class ContactState:
     ended: float = 0.0
     surveyed: bool = False
     ids: list[str] = field(default_factory=list)
+    ended_offset: int = -1  #: source offset of ``ended``: identifies the ACW-timeout fact
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "p": self.partition, "c": self.channel, "q": self.queue, "s": self.phase, "o": self.offered,
             "l": self.last, "z": self.seen, "a": self.answered, "hs": self.hold_start, "ht": self.hold_total,
-            "e": self.ended, "v": self.surveyed, "i": self.ids,
+            "e": self.ended, "v": self.surveyed, "i": self.ids, "eo": self.ended_offset,
         }
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> "ContactState":
-        return cls(d["p"], d["c"], d["q"], d["s"], d["o"], d["l"], d["z"], d["a"], d["hs"], d["ht"], d["e"], d["v"], d["i"])
+        return cls(d["p"], d["c"], d["q"], d["s"], d["o"], d["l"], d["z"], d["a"], d["hs"], d["ht"], d["e"], d["v"],
+                   d["i"], d["eo"])
 
 
 @dataclass(slots=True)
@@ -102,6 +104,7 @@ def apply_contact(
     ev: ContactEvent,
     *,
     partition: int,
+    offset: int,
     channel: str,
     watermark: float,
     lateness_s: float,
@@ -109,7 +112,8 @@ def apply_contact(
 ) -> Outcome | Rejection:
     """Apply one validated contact event. ``watermark`` is the partition's newest event time
     before this event. The state passed in is mutated only when the event is accepted.
-    The caller completes timed-out wrap-ups first (:func:`acw_timed_out`), whatever the event."""
+    The caller completes timed-out wrap-ups first (:func:`acw_timed_out`), whatever the event.
+    ``offset`` is the event's source offset, kept for ``ended`` to identify a later timeout."""
     if state is not None and ev.event_id in state.ids:
         return Outcome(state, [], duplicate=True)
     late = ev.ts < watermark - lateness_s
@@ -177,7 +181,7 @@ def apply_contact(
             if state.hold_start is not None:  # a hold still open at ended closes at ended
                 state.hold_total += ts - state.hold_start
                 state.hold_start = None
-            state.phase, state.ended = ENDED, ts
+            state.phase, state.ended, state.ended_offset = ENDED, ts, offset
         elif etype == "wrapup_ended":
             if phase == ENDED:
                 if ts - state.ended > acw_timeout_s:

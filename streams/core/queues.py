@@ -7,7 +7,7 @@ in tests) so that a batch rewrites only the records it touched:
     b|queue|channel|start      one event-time bucket of ``bucket_s`` seconds (window sums)
     d|queue|channel|YYYY-MM-DD one day in the contact center's time zone (window sums)
     w|queue|channel            contacts waiting now: contact id → offered time
-    a|queue                    agents serving the queue: agent id → state
+    a|queue                    agents serving the queue: agent id → [state, event time]
 
 Every record carries ``h``: for each source partition, the id (offset, index) of the last fact
 applied to it. A fact at or below that mark was applied already and is skipped, which makes
@@ -144,7 +144,7 @@ class QueueStore:
                 if state is None:
                     rec["v"].pop(fact.subject, None)
                 else:
-                    rec["v"][fact.subject] = state
+                    rec["v"][fact.subject] = [state, fact.ts]
                 self.index.agent_queues.add(fact.queue)
                 dirty.add(key)
             return
@@ -252,9 +252,22 @@ class QueueStore:
         return (today - timedelta(days=1)).isoformat()
 
     # ---- expiry --------------------------------------------------------------------------
-    def expire(self, now: float) -> list[str]:
-        """Drop buckets no window can reach and days before yesterday; returns deleted keys."""
+    def expire(self, now: float) -> tuple[list[str], list[str]]:
+        """Drop buckets no window can reach, days before yesterday, and agents offline for longer
+        than the retention. Returns (deleted keys, rewritten keys)."""
         gone: list[str] = []
+        changed: list[str] = []
+        for queue in self.index.agent_queues:
+            key = f"a|{queue}"
+            rec = self.data.get(key)
+            if rec is None:
+                continue
+            stale = [a for a, (state, ts) in rec["v"].items()
+                     if state == "offline" and ts + self.settings.retention_s < now]
+            for agent in stale:
+                del rec["v"][agent]
+            if stale:
+                changed.append(key)
         cutoff = now - self.horizon_s
         for (q, ch), starts in self.index.buckets.items():
             n = bisect.bisect_left(starts, cutoff)
@@ -270,7 +283,7 @@ class QueueStore:
                 key = f"d|{q}|{ch}|{day}"
                 if self.data.pop(key, None) is not None:
                     gone.append(key)
-        return gone
+        return gone, changed
 
     # ---- reading -------------------------------------------------------------------------
     def window_sums(self, queue: str, channel: str, now: float) -> dict[str, list[float]]:
@@ -320,7 +333,7 @@ class QueueStore:
             rec = self.data.get(f"a|{queue}")
             counts = dict.fromkeys(AGENT_STATES, 0)
             if rec is not None:
-                for state in rec["v"].values():
+                for state, _ in rec["v"].values():
                     counts[state] = counts.get(state, 0) + 1
             yield queue, counts
 

@@ -297,7 +297,7 @@ def test_retention_expires_contact_state_and_late_survey_after_it_is_rejected():
 def test_buckets_and_days_expire():
     p = run(SCENARIO)
     assert any(k.startswith("b|") for k in p.queues)
-    gone = p.store.expire(at("12:00:00", day="2026-11-25"))
+    gone, _ = p.store.expire(at("12:00:00", day="2026-11-25"))
     assert not any(k.startswith(("b|", "d|")) for k in p.queues) and gone
     # totals survive expiry
     assert p.store.view("sales", "voice", at("12:00:00", day="2026-11-25")).counters["offered"] == 6
