@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -21,10 +22,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from streams import codec
 from streams.config import Settings
+from streams.errors import CcmonError
 from streams.core.facts import Fact
 from streams.core.intake import BatchOutput, Intake, Record
 from streams.core.queues import QueueStore
 from streams.exporter import ProcessMetrics, StateCollector
+from streams.wallboard import page as wallboard_page
+from streams.wallboard import snapshot
 
 log = logging.getLogger("ccmon.worker")
 
@@ -38,11 +42,17 @@ class Pipeline:
     def __init__(self, settings: Settings) -> None:
         codec.register()
         s = self.settings = settings
+        workdir = Path(s.data_dir) / "worker"
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CcmonError(f"cannot create the data directory {workdir} ({exc.strerror}); "
+                             f"set CCMON_DATA_DIR to a writable directory") from None
         self.app = faust.App(
             s.app_id,
             broker=s.broker,
             store="memory://",
-            datadir=f"{s.data_dir}/worker",
+            datadir=str(workdir),
             topic_partitions=s.partitions,
             topic_replication_factor=s.replication_factor,
             web_bind=s.web_host,
@@ -144,10 +154,32 @@ class Pipeline:
         async def metrics(web: Any, request: Any) -> Any:
             return web.bytes(generate_latest(self.registry), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
+        @app.page("/wallboard")
+        async def wallboard(web: Any, request: Any) -> Any:
+            return web.bytes(wallboard_page(), headers={"Content-Type": "text/html; charset=utf-8",
+                                                         "Cache-Control": "no-store"})
+
+        @app.page("/api/wallboard")
+        async def wallboard_data(web: Any, request: Any) -> Any:
+            body = snapshot(self.store(), s, time.time(), self.scope())
+            return web.bytes(orjson.dumps(body), headers={"Content-Type": "application/json",
+                                                           "Cache-Control": "no-store"})
+
         @app.page("/health")
         async def health(web: Any, request: Any) -> Any:
             body = {"ready": self.ready, "queues": len(self.store().queues())}
             return web.json(body, status=200 if self.ready else 503)
+
+    def scope(self) -> str:
+        """What this worker's pages show: with several workers, each shows its own share."""
+        try:
+            owned = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.facts_topic)
+        except Exception:  # consumer not started yet
+            owned = []
+        n = self.settings.partitions
+        if len(owned) == n:
+            return "all queues (this worker owns every partition)"
+        return f"this worker's share: queue partitions {owned} of {n}; other workers show the rest"
 
     def _partition_of_key(self, key: str) -> int:
         from streams.core.intake import partition_for_queue

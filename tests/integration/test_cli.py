@@ -94,3 +94,18 @@ def test_kafka_full_cycle_leaves_no_process(tmp_path):
     from streams.kafka_local import _alive
     assert not _alive(pid)  # gone (or a zombie where PID 1 does not reap orphans): not running
     assert (tmp_path / "cycle" / "server.log").exists()
+
+
+def test_worker_creates_a_missing_data_dir_and_refuses_an_unwritable_one(env: Env, tmp_path):
+    from tests.integration.conftest import Worker
+    fresh = tmp_path / "does" / "not" / "exist"
+    worker = Worker(env, CCMON_DATA_DIR=str(fresh))
+    try:
+        assert (fresh / "worker").is_dir()
+    finally:
+        worker.stop()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = env.ccmon("worker", CCMON_DATA_DIR=str(blocker / "sub"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot create the data directory" in result.stderr

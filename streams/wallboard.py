@@ -1,0 +1,40 @@
+"""The built-in wallboard's data: one JSON snapshot per poll, from the same state and formulas
+as /metrics, so the page shows exactly the numbers Prometheus scrapes."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from streams.config import Settings
+from streams.core import kpis
+from streams.core.queues import QueueStore
+
+#: rates on the wallboard are over this window; service level is also shown for today
+WINDOW = "15m"
+
+
+def snapshot(store: QueueStore, settings: Settings, now: float, scope: str) -> dict[str, Any]:
+    agents = dict(store.agents())
+    series = []
+    for queue, channel in store.series():
+        view = store.view(queue, channel, now)
+        win, today = view.windows[WINDOW], view.windows["today"]
+        th = settings.thresholds(queue)
+        counts = agents.get(queue, {})
+        series.append({
+            "queue": queue, "channel": channel,
+            "waiting": view.waiting, "oldest_wait_s": view.oldest_wait_s,
+            "service_level_today": kpis.service_level(today), "service_level_15m": kpis.service_level(win),
+            "abandon_ratio_15m": kpis.abandon_ratio(win), "asa_seconds_15m": kpis.asa(win),
+            "aht_seconds_15m": kpis.aht(win), "offered_today": today[kpis.OFFERED],
+            "agents": counts, "agents_required": view.agents_required,
+            "staffed": sum(counts.get(s, 0) for s in ("available", "busy", "acw")),
+            "sl_target": th.sl_target, "sl_threshold_s": th.sl_threshold_s,
+        })
+    return {"generated_at": now, "scope": scope, "series": series,
+            "timezone": settings.timezone, "window": WINDOW}
+
+
+def page() -> bytes:
+    return resources.files("streams").joinpath("wallboard.html").read_bytes()
