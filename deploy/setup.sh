@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine: system packages (when root), then ccmon itself.
-# Used by `make demo`, `make test` and `make bench`; safe to run again.
+# Usage: deploy/setup.sh [demo|test]. `make demo` and `make test` call it; safe to run again.
+#   demo: Java and Maven (the local Kafka broker)
+#   test: those, plus Chromium (browser tests of the wallboard)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+purpose="${1:-demo}"
 
 need_apt=()
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if [ "$purpose" = test ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need_apt[*]} (apt-get)" >&2

@@ -146,8 +146,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         procs.append(subprocess.Popen([sys.executable, "-m", "streams", "simulate", "--backfill", str(args.backfill),
                                        "--seed", str(args.seed)], env=env))
         url = f"http://{s.web_host}:{s.web_port}"
-        print(f"ccmon demo: running. Metrics: {url}/metrics   Health: {url}/health   (Ctrl-C stops everything)",
-              file=sys.stderr, flush=True)
+        print(f"ccmon demo: running.\n  Wallboard:  {url}/wallboard\n  Metrics:    {url}/metrics\n"
+              f"  Health:     {url}/health\n  (Ctrl-C stops everything)", file=sys.stderr, flush=True)
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stop["flag"] and (deadline is None or time.monotonic() < deadline):
             if any(p.poll() is not None for p in procs):
