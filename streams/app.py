@@ -64,7 +64,11 @@ class Pipeline:
             broker_commit_every=s.batch_size,
             broker_commit_interval=1.0,
             stream_buffer_maxsize=max(4096, s.batch_size * 2),
-            producer_linger_ms=5,
+            producer_linger=0.005,
+            producer_max_batch_size=1024 * 1024,
+            producer_max_request_size=8 * 1024 * 1024,
+            broker_max_poll_records=max(5000, s.batch_size * 2),
+            consumer_max_fetch_size=8 * 1024 * 1024,
             table_standby_replicas=0,
             broker_session_timeout=s.session_timeout_s,
             broker_heartbeat_interval=max(1.0, s.session_timeout_s / 4),
@@ -122,12 +126,17 @@ class Pipeline:
                 records = [Record(e.message.topic, e.message.partition, e.message.offset, e.message.key,
                                   e.message.value) for e in events]
                 intake = self.intake()
+                t0 = time.perf_counter()
                 out = intake.process(records)
                 if time.monotonic() - last_sweep >= s.sweep_interval_s:
                     last_sweep = time.monotonic()
                     swept = intake.sweep()
                     _merge(out, swept)
+                t1 = time.perf_counter()
                 await self._send(out)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("lifecycle batch: %d records, %d writes, process %.1f ms, send %.1f ms",
+                              len(records), len(out.writes), (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
 
         @app.agent(self.facts, name="ccmon-queues-agent")
         async def queues(stream: Any) -> None:

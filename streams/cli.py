@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -231,9 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging() -> None:
+    """Producer commands log ccmon's own lines; aiokafka's transient retries (a new topic's leader
+    moving in, a broker restart) are handled and only shown with CCMON_LOG_LEVEL=debug."""
+    level = os.environ.get("CCMON_LOG_LEVEL", "info").upper()
+    logging.basicConfig(level=logging.WARNING, format="ccmon: %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":
+        logging.getLogger("aiokafka").setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "worker":  # Faust configures the worker's logging itself
+        _configure_logging()
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

@@ -16,6 +16,19 @@ def topic_names(s: Settings) -> list[str]:
     return [s.calls_topic, s.chats_topic, s.agents_topic, s.dead_letter_topic, s.facts_topic]
 
 
+async def _described_with_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float) -> list:
+    """Describe the topics once every partition has a leader (new topics need a moment), so that
+    the first produce does not hit NotLeaderForPartition and log retries."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        ready = all(topic.get("error_code", 0) == 0 and topic.get("partitions")
+                    and all(p.get("leader", -1) >= 0 for p in topic["partitions"]) for topic in described)
+        if ready or asyncio.get_running_loop().time() > deadline:
+            return described
+        await asyncio.sleep(0.1)
+
+
 async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000))
     try:
@@ -31,7 +44,7 @@ async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> None:
                 await admin.create_topics([NewTopic(t, s.partitions, s.replication_factor) for t in missing])
             except TopicAlreadyExistsError:
                 pass
-        described = await admin.describe_topics(topic_names(s))
+        described = await _described_with_leaders(admin, topic_names(s), timeout_s)
         for topic in described:
             name, count = topic["topic"], len(topic.get("partitions") or [])
             if topic.get("error_code", 0) == 0 and count != s.partitions:

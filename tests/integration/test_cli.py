@@ -109,3 +109,37 @@ def test_worker_creates_a_missing_data_dir_and_refuses_an_unwritable_one(env: En
     result = env.ccmon("worker", CCMON_DATA_DIR=str(blocker / "sub"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot create the data directory" in result.stderr
+
+
+def test_missing_java_or_maven_is_one_clear_line(tmp_path):
+    import os
+    import shutil
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    env = {**os.environ, "PATH": str(bindir), "CCMON_KAFKA_CACHE": str(tmp_path / "cache")}
+    result = ccmon("kafka", "start", "--port", str(free_port()), "--data-dir", str(tmp_path / "k"), env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "Java not found" in result.stderr and "apt-get install" in result.stderr
+    (bindir / "java").symlink_to(shutil.which("java"))
+    result = ccmon("kafka", "start", "--port", str(free_port()), "--data-dir", str(tmp_path / "k"), env=env)
+    assert result.returncode == 1 and "Maven (mvn) not found" in result.stderr
+
+
+def test_replay_speed_follows_recorded_pace(env: Env, tmp_path):
+    import time as _time
+    from producers.recording import line
+    rec = tmp_path / "paced.jsonl"
+    now_ms = int(_time.time() * 1000)
+    rec.write_bytes(b"".join(
+        line(env.topics["calls"], f"p{i}", {"event_id": f"p{i}", "type": "offered", "contact_id": f"p{i}",
+                                            "queue": "q", "ts": now_ms - 4000 + i * 2000}) for i in range(3)))
+    started = _time.monotonic()
+    fast = env.ccmon("replay", str(rec), "--quiet")
+    fast_s = _time.monotonic() - started
+    started = _time.monotonic()
+    paced = env.ccmon("replay", str(rec), "--speed", "2")
+    paced_s = _time.monotonic() - started
+    assert fast.returncode == 0 and paced.returncode == 0
+    assert "messages" not in fast.stderr and "retrying" not in fast.stderr  # --quiet, and topics were ready
+    assert "3 messages from" in paced.stderr
+    assert paced_s >= 2.0 > fast_s  # 4 s of recorded time at twice the pace take at least 2 s; unpaced far less
