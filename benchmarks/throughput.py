@@ -38,11 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_events(n: int, seed: int = 1) -> list[tuple[str, bytes, bytes]]:
     """(short topic, key, value) of a realistic mix: simulated lifecycles, agents, surveys, bad input."""
-    from producers.simulate import DEFAULT_QUEUES, QueueSpec
+    from producers.scenario import Scenario
     start = time.time() - 6 * 3600
-    queues = tuple(QueueSpec(f"{q.name}-{i}", q.channel, q.per_minute * 4, q.talk_s, q.patience_s)
-                   for i in range(4) for q in DEFAULT_QUEUES)
-    sim = Simulator(seed, start, queues, agents=600)
+    sim = Simulator(seed, start, Scenario.default().scaled(rate=8, agents=8))
     rng = random.Random(seed)
     out: list[tuple[str, bytes, bytes]] = []
     t = start

@@ -1,10 +1,11 @@
 """``ccmon simulate``: a seeded, reproducible simulated contact center producing ccmon events.
 
-A discrete-event model: Poisson arrivals per queue and channel, agents with skills who take the
-longest-waiting contact they can serve, customers who hang up when their patience runs out,
-holds, transfers, wrap-up (sometimes forgotten), and surveys answered minutes after the contact.
-Event times are simulation times; the simulation runs in step with the wall clock, after an
-optional ``backfill`` of the recent past produced as fast as possible.
+A discrete-event model driven by a scenario (``producers/scenario.py``): arrivals per queue and
+channel from a Poisson process shaped by the hour of the day, agents with skills who take the
+longest-waiting contact they can serve (chat agents several at once), customers who hang up when
+their patience runs out, holds, transfers, wrap-up (sometimes forgotten), surveys minutes later,
+and incidents on a schedule (abandonment spike, agents going away, a burst of bad input).
+Same seed and scenario, same events.
 """
 
 from __future__ import annotations
@@ -15,86 +16,71 @@ import itertools
 import random
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import orjson
+
 from producers.recording import line
+from producers.scenario import Incident, QueueSpec, Scenario
 from streams.config import Settings
 
 CHANNEL_TOPIC = {"voice": "calls", "chat": "chats"}
-
-
-@dataclass(frozen=True)
-class QueueSpec:
-    name: str
-    channel: str
-    per_minute: float  #: mean arrivals per minute
-    talk_s: float  #: mean talk time
-    patience_s: float  #: mean patience before abandoning
-
-
-DEFAULT_QUEUES = (
-    QueueSpec("sales", "voice", 2.0, 240, 120),
-    QueueSpec("support", "voice", 3.0, 300, 150),
-    QueueSpec("billing", "voice", 1.2, 200, 90),
-    QueueSpec("support", "chat", 1.2, 420, 300),
-    QueueSpec("sales", "chat", 0.6, 300, 240),
-)
+SPIKE_RATE, SPIKE_PATIENCE = 3.0, 1 / 8  #: an abandonment spike: 3× arrivals, 1/8 of the patience
+Event = tuple[str, str, Any]  #: (short topic, key, event dict or raw bytes)
 
 
 @dataclass
 class _Agent:
     agent_id: str
-    queues: list[str]
+    skills: tuple[str, ...]
     channel: str
-    state: str = "available"
-    contact: str | None = None
+    capacity: int
+    state: str = "offline"
+    active: set[str] = field(default_factory=set)
+    away_until: float = 0.0  #: an agents-away incident, pending until the current contacts end
 
 
-@dataclass
+@dataclass(eq=False)
 class _Contact:
     cid: str
     spec: QueueSpec
     queue: str
     offered: float
-    agent: _Agent | None = None
-    done: bool = False
-    seq: itertools.count = field(default_factory=itertools.count)
 
 
 class Simulator:
     """Generates events in time order; ``advance(t)`` returns every event up to time ``t``."""
 
-    def __init__(self, seed: int, start: float, queues: tuple[QueueSpec, ...] = DEFAULT_QUEUES,
-                 agents: int = 60, transfer_p: float = 0.05, hold_p: float = 0.2,
-                 missing_wrapup_p: float = 0.02, survey_p: float = 0.3) -> None:
+    def __init__(self, seed: int, start: float, scenario: Scenario | None = None,
+                 incidents: tuple[Incident, ...] = ()) -> None:
+        self.sc = scenario or Scenario.default()
         self.rng = random.Random(seed)
-        self.now = start
-        self.queues = queues
-        self.p = {"transfer": transfer_p, "hold": hold_p, "nowrap": missing_wrapup_p, "survey": survey_p}
+        self.start = self.now = start
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._tie = itertools.count()
-        self._out: list[tuple[str, str, dict[str, Any]]] = []
+        self._out: list[Event] = []
         self._ids = itertools.count(1)
         self._waiting: list[_Contact] = []
-        self.agents: list[_Agent] = []
-        names = sorted({q.name for q in queues})
-        for i in range(agents):
-            channel = "chat" if i % 3 == 2 else "voice"
-            served = [q.name for q in queues if q.channel == channel] or names
-            skills = self.rng.sample(served, k=min(len(served), self.rng.choice((1, 2, 2, 3))))
-            self.agents.append(_Agent(f"agent-{i + 1:03d}", skills, channel))
+        self.spikes: dict[str, tuple[float, float]] = {}  #: queue → (from, to)
+        self.agents = [_Agent(f"agent-{n:03d}", g.skills, g.channel, g.chat_concurrency if g.channel == "chat" else 1)
+                       for n, g in enumerate((g for g in self.sc.agents for _ in range(g.count)), 1)]
         for agent in self.agents:
-            self._at(start, lambda a=agent: self._agent_state(a, "available"))
-        for spec in queues:
-            self._at(start + self.rng.expovariate(spec.per_minute / 60), lambda s=spec: self._arrive(s))
+            self._at(start + self.rng.uniform(0, 5), lambda a=agent: self._agent_state(a, "available"))
+        self._peak = max(self.sc.hourly) or 1.0
+        for spec in self.sc.queues:
+            self._schedule_arrival(spec, start)
+        for inc in incidents:
+            self._at(start + inc.start_s, lambda i=inc: self._incident(i))
 
     # ---- scheduling ----------------------------------------------------------------------
     def _at(self, t: float, fn: Callable[[], None]) -> None:
         heapq.heappush(self._heap, (t, next(self._tie), fn))
 
-    def advance(self, until: float) -> list[tuple[str, str, dict[str, Any]]]:
+    def advance(self, until: float) -> list[Event]:
         while self._heap and self._heap[0][0] <= until:
             t, _, fn = heapq.heappop(self._heap)
             self.now = t
@@ -102,6 +88,10 @@ class Simulator:
         self.now = max(self.now, until)
         out, self._out = self._out, []
         return out
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
 
     def _emit(self, topic: str, key: str, event: dict[str, Any]) -> None:
         event = {"event_id": f"e-{next(self._ids)}", **event, "ts": int(round(self.now * 1000))}
@@ -111,85 +101,119 @@ class Simulator:
         self._emit(CHANNEL_TOPIC[c.spec.channel], c.cid, {"type": etype, "contact_id": c.cid, **extra})
 
     def _agent_state(self, agent: _Agent, state: str) -> None:
+        if agent.state == state:
+            return
         agent.state = state
         self._emit("agents", agent.agent_id, {"type": "state", "agent_id": agent.agent_id, "state": state,
-                                              "queues": agent.queues})
+                                              "queues": list(agent.skills)})
         if state == "available":
             self._dispatch()
 
-    # ---- contacts --------------------------------------------------------------------------
+    # ---- arrivals ------------------------------------------------------------------------
+    def _rate(self, spec: QueueSpec, t: float) -> float:
+        hour = datetime.fromtimestamp(t, timezone.utc).hour
+        rate = spec.per_hour / 3600 * self.sc.hourly[hour]
+        return rate * (SPIKE_RATE if self._spiking(spec.name, t) else 1.0)
+
+    def _spiking(self, queue: str, t: float) -> bool:
+        window = self.spikes.get(queue)
+        return window is not None and window[0] <= t < window[1]
+
+    def _schedule_arrival(self, spec: QueueSpec, after: float) -> None:
+        """Next arrival of a non-homogeneous Poisson process, by thinning at the peak rate."""
+        peak = spec.per_hour / 3600 * self._peak * SPIKE_RATE
+        t = after
+        while True:
+            t += self.rng.expovariate(peak)
+            if self.rng.random() * peak <= self._rate(spec, t):
+                break
+        self._at(t, lambda: self._arrive(spec))
+
     def _arrive(self, spec: QueueSpec) -> None:
         c = _Contact(f"{spec.channel[0]}-{next(self._ids)}", spec, spec.name, self.now)
         self._contact_event(c, "offered", queue=spec.name)
         self._enqueue(c)
-        self._at(self.now + self.rng.expovariate(spec.per_minute / 60), lambda: self._arrive(spec))
+        self._schedule_arrival(spec, self.now)
 
     def _enqueue(self, c: _Contact) -> None:
         c.offered = self.now
         self._waiting.append(c)
-        patience = self.rng.expovariate(1 / c.spec.patience_s)
+        mean = c.spec.patience_mean_s * (SPIKE_PATIENCE if self._spiking(c.queue, self.now) else 1.0)
         offered = c.offered
-        self._at(self.now + patience, lambda: self._abandon(c, offered))
+        self._at(self.now + self.rng.expovariate(1 / mean), lambda: self._abandon(c, offered))
         self._dispatch()
 
     def _abandon(self, c: _Contact, offered: float) -> None:
         if c in self._waiting and c.offered == offered:
             self._waiting.remove(c)
-            c.done = True
             self._contact_event(c, "abandoned")
+
+    # ---- handling ------------------------------------------------------------------------
+    def _free(self, agent: _Agent) -> bool:
+        return (agent.state in ("available", "busy") and len(agent.active) < agent.capacity
+                and not agent.away_until)
 
     def _dispatch(self) -> None:
         for c in list(self._waiting):
-            free = [a for a in self.agents if a.state == "available" and a.channel == c.spec.channel
-                    and c.queue in a.queues]
+            free = [a for a in self.agents if a.channel == c.spec.channel and c.queue in a.skills and self._free(a)]
             if not free:
                 continue
-            agent = self.rng.choice(free)
+            agent = min(free, key=lambda a: (len(a.active), self.rng.random()))
             self._waiting.remove(c)
-            agent.state, agent.contact = "busy", c.cid
-            c.agent = agent
+            agent.active.add(c.cid)
             self._at(self.now + self.rng.uniform(0.5, 2.0), lambda c=c, a=agent: self._answer(c, a))
 
     def _answer(self, c: _Contact, agent: _Agent) -> None:
         self._agent_state(agent, "busy")
         self._contact_event(c, "answered", agent_id=agent.agent_id)
-        talk = self.rng.lognormvariate(0, 0.5) * c.spec.talk_s
-        if self.rng.random() < self.p["hold"]:
+        talk = self.rng.lognormvariate(0, 0.5) * c.spec.talk_mean_s
+        if self.rng.random() < self.sc.hold_probability:
             hold_at = self.rng.uniform(0.2, 0.7) * talk
-            hold_len = self.rng.uniform(15, 60)
+            hold_len = self.rng.expovariate(1 / self.sc.hold_mean_s)
             self._at(self.now + hold_at, lambda: self._contact_event(c, "hold"))
             self._at(self.now + hold_at + hold_len, lambda: self._contact_event(c, "resume"))
             talk += hold_len
-        others = [q.name for q in self.queues if q.channel == c.spec.channel and q.name != c.queue]
-        if others and self.rng.random() < self.p["transfer"]:
+        others = [q.name for q in self.sc.queues if q.channel == c.spec.channel and q.name != c.queue]
+        if others and self.rng.random() < self.sc.transfer_probability:
             self._at(self.now + talk * 0.5, lambda: self._transfer(c, agent, self.rng.choice(others)))
         else:
             self._at(self.now + talk + 1.0, lambda: self._end(c, agent))
 
+    def _release(self, agent: _Agent, cid: str, after_acw: bool) -> None:
+        agent.active.discard(cid)
+        if agent.active:
+            self._dispatch()
+            return
+        if agent.away_until and self.now < agent.away_until:
+            self._agent_state(agent, "away")
+            self._at(agent.away_until, lambda: self._back(agent))
+        elif after_acw and self.rng.random() < self.sc.away_probability:
+            self._agent_state(agent, "away")
+            self._at(self.now + self.rng.uniform(60, 600), lambda: self._agent_state(agent, "available"))
+        else:
+            agent.away_until = 0.0
+            self._agent_state(agent, "available")
+
     def _transfer(self, c: _Contact, agent: _Agent, target: str) -> None:
         self._contact_event(c, "transferred", queue=target)
-        c.queue, c.agent = target, None
-        self._agent_state(agent, "available")
+        c.queue = target
+        self._release(agent, c.cid, after_acw=False)
         self._enqueue(c)
 
     def _end(self, c: _Contact, agent: _Agent) -> None:
         self._contact_event(c, "ended")
-        self._agent_state(agent, "acw")
-        acw = self.rng.uniform(10, 60)
-        forgot = self.rng.random() < self.p["nowrap"]
+        if len(agent.active) == 1:
+            self._agent_state(agent, "acw")
+        acw = self.rng.expovariate(1 / self.sc.acw_mean_s)
+        forgot = self.rng.random() < self.sc.missing_wrapup_probability
         self._at(self.now + acw, lambda: self._wrap(c, agent, forgot))
-        if self.rng.random() < self.p["survey"]:
-            self._at(self.now + self.rng.uniform(30, 900), lambda: self._survey(c))
+        if self.rng.random() < self.sc.survey_rate:
+            self._at(self.now + self.rng.uniform(30, self.sc.survey_delay_max_s), lambda: self._survey(c))
 
     def _wrap(self, c: _Contact, agent: _Agent, forgot: bool) -> None:
         if not forgot:
             self._contact_event(c, "wrapup_ended")
-        c.done = True
-        if self.rng.random() < 0.05:
-            self._agent_state(agent, "away")
-            self._at(self.now + self.rng.uniform(60, 600), lambda: self._agent_state(agent, "available"))
-        else:
-            self._agent_state(agent, "available")
+        self._release(agent, c.cid, after_acw=True)
 
     def _survey(self, c: _Contact) -> None:
         survey: dict[str, Any] = {"csat": self.rng.choices((1, 2, 3, 4, 5), (5, 5, 15, 35, 40))[0]}
@@ -199,61 +223,100 @@ class Simulator:
             survey["resolved"] = self.rng.random() < 0.75
         self._contact_event(c, "survey", **survey)
 
+    # ---- incidents -------------------------------------------------------------------------
+    def _incident(self, inc: Incident) -> None:
+        if inc.kind == "abandon-spike" and inc.queue is not None:
+            self.spikes[inc.queue] = (self.now, self.now + inc.duration_s)
+            for spec in self.sc.queues:  # arrivals already scheduled are too far apart: reschedule
+                if spec.name == inc.queue:
+                    self._schedule_arrival(spec, self.now)
+        elif inc.kind == "agents-away":
+            until = self.now + inc.duration_s
+            for agent in [a for a in self.agents if not a.away_until and a.state != "offline"][:inc.count]:
+                agent.away_until = until
+                if not agent.active:
+                    self._agent_state(agent, "away")
+                    self._at(until, lambda a=agent: self._back(a))
+        elif inc.kind == "bad-input":
+            for i in range(inc.count):
+                topic = ("calls", "chats", "agents")[i % 3]
+                self._out.append((topic, f"bad-{next(self._ids)}", _bad_input(self.rng, self.now)))
+
+    def _back(self, agent: _Agent) -> None:
+        agent.away_until = 0.0
+        if agent.state == "away":
+            self._agent_state(agent, "available")
+
+
+def _bad_input(rng: random.Random, now: float) -> bytes:
+    ts = int(now * 1000)
+    return rng.choice([
+        b'{"event_id": "x", "type": "offered"',  # truncated JSON
+        b"\xff\xfe\x00garbage",  # not UTF-8
+        orjson.dumps({"event_id": "x", "type": "teleported", "contact_id": "c", "ts": ts}),
+        orjson.dumps({"event_id": "x", "type": "answered", "contact_id": "nobody", "ts": ts, "agent_id": "a"}),
+        orjson.dumps({"event_id": "x", "type": "offered", "contact_id": "c", "ts": "soon", "queue": "q"}),
+        orjson.dumps({"event_id": "x", "type": "offered", "contact_id": "c", "ts": ts + 3_600_000, "queue": "q"}),
+        orjson.dumps({"event_id": "x", "type": "state", "agent_id": "a", "state": "dancing", "queues": [], "ts": ts}),
+    ])
+
 
 def topic_for(s: Settings, short: str) -> str:
     return {"calls": s.calls_topic, "chats": s.chats_topic, "agents": s.agents_topic}[short]
 
 
-async def run(s: Settings, *, seed: int, duration: float | None, backfill: float, agents: int,
-              output: Path | None, rate: float = 1.0, stop: asyncio.Event | None = None) -> int:
-    """Simulate (backfill first, then live) and produce to Kafka or write a recording."""
-    start = time.time() - backfill
-    queues = tuple(QueueSpec(q.name, q.channel, q.per_minute * rate, q.talk_s, q.patience_s) for q in DEFAULT_QUEUES)
-    sim = Simulator(seed, start, queues, agents=agents)
-    produced = 0
-    wall_start = time.monotonic()
-    last_report = wall_start
+def _value(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else orjson.dumps(value)
+
+
+async def run(s: Settings, *, seed: int, duration: float | None, backfill: float, output: Path | None,
+              scenario: Scenario | None = None, incidents: tuple[Incident, ...] = (), speed: float = 1.0,
+              stop: asyncio.Event | None = None) -> int:
+    """Simulate and produce to Kafka (or write a recording). The backfill is produced at once;
+    then simulated time runs ``speed`` times faster than the wall clock, ending at the wall clock
+    when ``duration`` ends, so no event time is ever in the future."""
+    wall0 = time.time()
+    compressed = (duration or 0) * (speed - 1)
+    start = wall0 - backfill - compressed
+    sim = Simulator(seed, start, scenario, incidents)
+    counts: Counter[str] = Counter()
     if output is not None:
-        end = start + backfill + (duration or 0)
+        end = start + backfill + compressed + (duration or 0)
         with output.open("wb") as handle:
-            for t in _steps(start, end, 60.0):
-                for topic, key, event in sim.advance(t):
-                    handle.write(line(topic_for(s, topic), key, event))
-                    produced += 1
-        print(f"ccmon simulate: wrote {produced} events to {output}", file=sys.stderr)
-        return produced
+            t = start
+            while t < end:
+                t = min(end, t + 60)
+                for topic, key, value in sim.advance(t):
+                    raw = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+                    handle.write(line(topic_for(s, topic), key, raw))
+                    counts[topic] += 1
+        print(f"ccmon simulate: wrote {sum(counts.values())} events to {output} ({_fmt(counts)})", file=sys.stderr)
+        return sum(counts.values())
     from producers.kafka import start_producer
     producer = await start_producer(s)
+    mono0 = last_report = time.monotonic()
     try:
         while True:
-            target = time.time()
-            if duration is not None and time.monotonic() - wall_start >= duration:
-                target = min(target, start + backfill + duration)
-            batch = sim.advance(target)
-            futures = [await producer.send(topic_for(s, t), _dumps(e), key=k.encode()) for t, k, e in batch]
+            elapsed = time.monotonic() - mono0
+            if duration is not None:
+                elapsed = min(elapsed, duration)
+            batch = sim.advance(start + backfill + elapsed * speed)
+            futures = [await producer.send(topic_for(s, t), _value(v), key=k.encode()) for t, k, v in batch]
             if futures:
                 await asyncio.gather(*futures)
-            produced += len(batch)
+            counts.update(t for t, _, _ in batch)
             if time.monotonic() - last_report >= 5.0:
                 last_report = time.monotonic()
-                print(f"ccmon simulate: {produced} events produced, {len(sim._waiting)} waiting now",
-                      file=sys.stderr, flush=True)
-            if duration is not None and time.monotonic() - wall_start >= duration:
-                break
-            if stop is not None and stop.is_set():
+                print(f"ccmon simulate: {sum(counts.values())} events produced ({_fmt(counts)}), "
+                      f"{sim.waiting} waiting now", file=sys.stderr, flush=True)
+            if (duration is not None and elapsed >= duration) or (stop is not None and stop.is_set()):
                 break
             await asyncio.sleep(0.2)
     finally:
         await producer.stop()
-    print(f"ccmon simulate: {produced} events produced", file=sys.stderr, flush=True)
-    return produced
+    print(f"ccmon simulate: {sum(counts.values())} events produced ({_fmt(counts)})", file=sys.stderr, flush=True)
+    return sum(counts.values())
 
 
-def _steps(start: float, end: float, step: float) -> list[float]:
-    n = max(1, int((end - start) // step) + 1)
-    return [min(end, start + step * (i + 1)) for i in range(n)]
-
-
-def _dumps(event: dict[str, Any]) -> bytes:
-    import orjson
-    return orjson.dumps(event)
+def _fmt(counts: Counter[str]) -> str:
+    return ", ".join(f"{topic} {n}" for topic, n in sorted(counts.items())) or "none"

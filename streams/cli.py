@@ -56,6 +56,21 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _speed(text: str) -> float:
+    value = _positive_float(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: simulated time cannot run slower than the wall clock")
+    return value
+
+
+def _incident(text: str) -> Any:
+    from producers.scenario import parse_incident
+    try:
+        return parse_incident(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -102,14 +117,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     s = _settings(args)
+    from producers.scenario import Scenario, load
     from producers.simulate import run
+    scenario = load(Path(args.scenario)) if args.scenario else Scenario.default()
+    scenario = scenario.scaled(rate=args.rate, agents=args.staff)
+    if args.speed != 1 and args.duration is None:
+        raise CcmonError("--speed needs --duration: compressed time must end at the wall clock")
     if args.output is None:
         from streams.topics import ensure_topics
         asyncio.run(ensure_topics(s))
     elif args.duration is None and args.backfill == 0:
         raise CcmonError("--output needs --duration or --backfill (how much simulated time to write)")
-    asyncio.run(run(s, seed=args.seed, duration=args.duration, backfill=args.backfill, agents=args.agents,
-                    output=Path(args.output) if args.output else None, rate=args.rate))
+    asyncio.run(run(s, seed=args.seed, duration=args.duration, backfill=args.backfill,
+                    output=Path(args.output) if args.output else None, scenario=scenario,
+                    incidents=tuple(args.incident), speed=args.speed))
     return 0
 
 
@@ -125,16 +146,57 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port_free(port: int) -> bool:
+    import socket
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _get_json(url: str) -> Any:
+    import urllib.request
+
+    import orjson
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return orjson.loads(resp.read())
+
+
+def _prometheus_config(path: Path, web_port: int) -> None:
+    rules = sorted((Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "rules").glob("*.yml"))
+    lines = ["global:", "  scrape_interval: 5s", "  evaluation_interval: 5s"]
+    if rules:
+        lines += ["rule_files:"] + [f"  - {r}" for r in rules]
+    lines += ["scrape_configs:", "  - job_name: ccmon", "    static_configs:",
+              f"      - targets: ['127.0.0.1:{web_port}']"]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Local Kafka + worker + simulator, until Ctrl-C; everything it started is stopped."""
-    from streams.kafka_local import DEFAULT_DATA_DIR, LocalKafka
+    """Local Kafka + worker + simulator (+ Prometheus when installed), until Ctrl-C; everything it
+    started is stopped."""
+    import shutil
+
+    from streams.kafka_local import LocalKafka
     s = _settings(args)
-    kafka = LocalKafka(port=args.kafka_port, data_dir=DEFAULT_DATA_DIR)
-    broker = f"kafka://127.0.0.1:{args.kafka_port}"
+    say = lambda text: print(f"ccmon demo: {text}", file=sys.stderr, flush=True)  # noqa: E731
+    t0 = time.monotonic()
+    data = Path(s.data_dir)
+    kafka = LocalKafka(port=args.kafka_port, data_dir=data / "kafka")
+    prometheus = shutil.which("prometheus")
+    busy = [f"{what} port {port}" for what, port in (("worker", s.web_port), ("Prometheus", args.prometheus_port))
+            if (what == "worker" or prometheus) and not _port_free(port)]
+    if busy:
+        raise CcmonError(f"{' and '.join(busy)} on 127.0.0.1 already in use: stop what uses it, or pick others "
+                         f"with --web-port / --prometheus-port")
     started_kafka = kafka.pid() is None
-    print(f"ccmon demo: {kafka.start()}", file=sys.stderr, flush=True)
-    env = {**os.environ, "CCMON_BROKER": broker, "CCMON_WEB_PORT": str(s.web_port)}
-    procs: list[subprocess.Popen] = []
+    say(f"kafka {kafka.start()}")
+    env = {**os.environ, "CCMON_BROKER": f"kafka://127.0.0.1:{args.kafka_port}", "CCMON_WEB_PORT": str(s.web_port),
+           "CCMON_DATA_DIR": str(data)}
+    procs: list[tuple[str, subprocess.Popen]] = []
     stop = {"flag": False}
 
     def _stop(signum: int, frame: Any) -> None:
@@ -142,30 +204,62 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    url = f"http://{s.web_host}:{s.web_port}"
     try:
-        procs.append(subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env))
-        procs.append(subprocess.Popen([sys.executable, "-m", "streams", "simulate", "--backfill", str(args.backfill),
-                                       "--seed", str(args.seed)], env=env))
-        url = f"http://{s.web_host}:{s.web_port}"
-        print(f"ccmon demo: running.\n  Wallboard:  {url}/wallboard\n  Metrics:    {url}/metrics\n"
-              f"  Health:     {url}/health\n  (Ctrl-C stops everything)", file=sys.stderr, flush=True)
+        say("starting the worker...")
+        procs.append(("worker", subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env)))
+        while not stop["flag"]:
+            try:
+                _get_json(f"{url}/health")
+                break
+            except OSError:
+                if procs[0][1].poll() is not None:
+                    raise CcmonError("the worker exited during start-up; see its output above") from None
+                time.sleep(0.3)
+        say(f"worker ready after {time.monotonic() - t0:.1f} s; starting the simulator "
+            f"({args.backfill:.0f} s of history first)")
+        sim = [sys.executable, "-m", "streams", "simulate", "--backfill", str(args.backfill), "--seed", str(args.seed)]
+        procs.append(("simulator", subprocess.Popen(sim, env=env)))
+        if prometheus:
+            config = data / "demo-prometheus.yml"
+            _prometheus_config(config, s.web_port)
+            procs.append(("prometheus", subprocess.Popen(
+                [prometheus, f"--config.file={config}", f"--storage.tsdb.path={data / 'prometheus'}",
+                 f"--web.listen-address=127.0.0.1:{args.prometheus_port}"],
+                stdout=(data / "prometheus.log").open("ab"), stderr=subprocess.STDOUT)))
+        while not stop["flag"]:
+            try:
+                if _get_json(f"{url}/api/wallboard")["series"]:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        if not stop["flag"]:
+            say(f"first numbers on the wallboard after {time.monotonic() - t0:.1f} s")
+        lines = [f"  Wallboard:  {url}/wallboard", f"  Metrics:    {url}/metrics", f"  Health:     {url}/health"]
+        lines.append(f"  Prometheus: http://127.0.0.1:{args.prometheus_port}" if prometheus else
+                     "  Prometheus: not installed (apt-get install -y prometheus to add it to the demo)")
+        say("running.\n" + "\n".join(lines) + "\n  Ctrl-C stops everything")
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stop["flag"] and (deadline is None or time.monotonic() < deadline):
-            if any(p.poll() is not None for p in procs):
-                raise CcmonError("a demo process exited unexpectedly; see its output above")
+            for name, p in procs:
+                if p.poll() is not None:
+                    raise CcmonError(f"the {name} exited unexpectedly (code {p.returncode}); see its output above")
             time.sleep(0.5)
     finally:
-        for p in procs:
+        say("stopping...")
+        for _, p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        for p in procs:
+        for _, p in procs:
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
         if started_kafka:
-            print(f"ccmon demo: kafka {kafka.stop()}", file=sys.stderr, flush=True)
+            say(f"kafka {kafka.stop()}")
+        say("everything it started is stopped")
     return 0
 
 
@@ -196,16 +290,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("simulate", help="produce events from a simulated contact center",
-                       description="A seeded, reproducible simulated contact center: Poisson arrivals per queue "
-                                   "and channel, agents with skills, abandons, holds, transfers, surveys. Runs "
-                                   "live until Ctrl-C or --duration; --backfill first simulates the recent past.")
+                       description="A seeded, reproducible simulated contact center from a scenario (queues, "
+                                   "agents and skills, day profile, handle and patience times, chat concurrency, "
+                                   "surveys): abandons, holds, transfers, incidents on demand. Runs live until "
+                                   "Ctrl-C or --duration; --backfill first simulates the recent past at once.")
     _broker_flags(p)
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1): same seed, same events")
     p.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
     p.add_argument("--backfill", type=_non_negative_float, default=0.0,
                    help="first simulate this many seconds of the past, as fast as possible (default 0)")
-    p.add_argument("--agents", type=int, default=60, help="number of agents (default 60)")
+    p.add_argument("--scenario", help="scenario file (TOML; default: the built-in scenario, "
+                                      "producers/scenarios/default.toml)")
     p.add_argument("--rate", type=_positive_float, default=1.0, help="multiply every arrival rate (default 1)")
+    p.add_argument("--staff", type=_positive_float, default=1.0, help="multiply every agent group (default 1)")
+    p.add_argument("--speed", type=_speed, default=1.0,
+                   help="simulated seconds per wall-clock second (default 1; > 1 needs --duration)")
+    p.add_argument("--incident", action="append", default=[], type=_incident, metavar="SPEC",
+                   help="schedule an incident, seconds after the start (repeatable): "
+                        "abandon-spike:QUEUE@START+DURATION, agents-away:N@START+DURATION, bad-input:N@START")
     p.add_argument("--output", help="write a recording (JSON lines) to this file instead of producing to Kafka")
     p.set_defaults(func=cmd_simulate)
 
@@ -220,9 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("demo", help="local Kafka + worker + simulator, all at once",
-                       description="Start a local Kafka, a worker and the simulator; print the URLs; Ctrl-C "
-                                   "stops every process it started.")
+                       description="Start a local Kafka, a worker, the simulator and (when installed) "
+                                   "Prometheus; print the wallboard URL; Ctrl-C stops every process it started.")
     p.add_argument("--kafka-port", type=_port, default=9092, help="local Kafka port (default 9092)")
+    p.add_argument("--prometheus-port", type=_port, default=9090, help="Prometheus port, if installed (default 9090)")
     p.add_argument("--web-port", type=_port, help="worker port (default 6066)")
     p.add_argument("--backfill", type=_non_negative_float, default=3600.0,
                    help="seconds of simulated history to start with (default 3600)")

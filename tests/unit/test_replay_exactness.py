@@ -13,6 +13,7 @@ import zlib
 import orjson
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
+from producers.scenario import Scenario
 from producers.simulate import Simulator
 from streams.core.intake import Intake, Record
 from streams.core.local import LocalPipeline
@@ -23,7 +24,8 @@ START = 1_795_420_000.0
 
 
 def traffic(seed: int, minutes: int = 30) -> list[Record]:
-    sim = Simulator(seed, START, agents=30, missing_wrapup_p=0.3)
+    scenario = Scenario.default().scaled(agents=0.6).replace(missing_wrapup_probability=0.3)
+    sim = Simulator(seed, START, scenario)
     rows = sim.advance(START + minutes * 60)
     rng = random.Random(seed)
     offsets: dict = {}

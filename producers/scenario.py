@@ -1,0 +1,164 @@
+"""Simulation scenarios (TOML) and incidents: what ``ccmon simulate`` simulates.
+
+See ``producers/scenarios/default.toml`` for every key; ``docs/simulator.md`` for incidents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from streams.config import QUEUE_NAME
+from streams.errors import CcmonError
+
+CHANNELS = ("voice", "chat")
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    channel: str
+    per_hour: float
+    talk_mean_s: float
+    patience_mean_s: float
+
+
+@dataclass(frozen=True)
+class AgentGroup:
+    count: int
+    channel: str
+    skills: tuple[str, ...]
+    chat_concurrency: int = 1
+
+
+@dataclass(frozen=True)
+class Scenario:
+    queues: tuple[QueueSpec, ...]
+    agents: tuple[AgentGroup, ...]
+    hold_probability: float = 0.2
+    hold_mean_s: float = 40.0
+    transfer_probability: float = 0.05
+    acw_mean_s: float = 35.0
+    missing_wrapup_probability: float = 0.02
+    survey_rate: float = 0.3
+    survey_delay_max_s: float = 900.0
+    away_probability: float = 0.05
+    hourly: tuple[float, ...] = field(default=(1.0,) * 24)
+
+    @classmethod
+    def default(cls) -> "Scenario":
+        text = resources.files("producers").joinpath("scenarios/default.toml").read_text()
+        return parse(tomllib.loads(text), "built-in scenario")
+
+    def replace(self, **changes: Any) -> "Scenario":
+        return dataclasses.replace(self, **changes)
+
+    def scaled(self, rate: float = 1.0, agents: float = 1.0) -> "Scenario":
+        """Arrival rates × ``rate`` and agent counts × ``agents`` (at least 1 per group)."""
+        return self.replace(
+            queues=tuple(dataclasses.replace(q, per_hour=q.per_hour * rate) for q in self.queues),
+            agents=tuple(dataclasses.replace(g, count=max(1, round(g.count * agents))) for g in self.agents))
+
+
+def _num(where: str, value: Any, low: float = 0.0, high: float | None = None, strict: bool = False) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+        raise CcmonError(f"{where} must be a number")
+    if value < low or (strict and value == low) or (high is not None and value > high):
+        bound = f"> {low}" if strict else f">= {low}"
+        raise CcmonError(f"{where} must be {bound}" + (f" and <= {high}" if high is not None else ""))
+    return float(value)
+
+
+def parse(doc: dict[str, Any], source: str) -> Scenario:
+    queues = []
+    for i, q in enumerate(doc.get("queues") or []):
+        where = f"{source}: queues[{i}]"
+        name = q.get("name")
+        if not isinstance(name, str) or not QUEUE_NAME.match(name):
+            raise CcmonError(f"{where}.name must match [A-Za-z0-9_.-]{{1,64}}")
+        if q.get("channel") not in CHANNELS:
+            raise CcmonError(f"{where}.channel must be voice or chat")
+        queues.append(QueueSpec(name, q["channel"], _num(f"{where}.per_hour", q.get("per_hour"), strict=True),
+                                _num(f"{where}.talk_mean_s", q.get("talk_mean_s"), strict=True),
+                                _num(f"{where}.patience_mean_s", q.get("patience_mean_s"), strict=True)))
+    if not queues:
+        raise CcmonError(f"{source}: needs at least one [[queues]] entry")
+    names = {(q.name, q.channel) for q in queues}
+    agents = []
+    for i, g in enumerate(doc.get("agents") or []):
+        where = f"{source}: agents[{i}]"
+        if g.get("channel") not in CHANNELS:
+            raise CcmonError(f"{where}.channel must be voice or chat")
+        skills = g.get("skills")
+        if not isinstance(skills, list) or not skills or any((s, g["channel"]) not in names for s in skills):
+            raise CcmonError(f"{where}.skills must list queues of its channel defined in [[queues]]")
+        count = _num(f"{where}.count", g.get("count"), strict=True)
+        conc = _num(f"{where}.chat_concurrency", g.get("chat_concurrency", 1), low=1, high=10)
+        agents.append(AgentGroup(int(count), g["channel"], tuple(skills), int(conc)))
+    if not agents:
+        raise CcmonError(f"{source}: needs at least one [[agents]] group")
+    h, s, c = doc.get("handling", {}), doc.get("surveys", {}), doc.get("center", {})
+    hourly = doc.get("profile", {}).get("hourly", [1.0] * 24)
+    if not isinstance(hourly, list) or len(hourly) != 24:
+        raise CcmonError(f"{source}: profile.hourly must list 24 multipliers, one per hour")
+    return Scenario(
+        tuple(queues), tuple(agents),
+        hold_probability=_num(f"{source}: handling.hold_probability", h.get("hold_probability", 0.2), high=1),
+        hold_mean_s=_num(f"{source}: handling.hold_mean_s", h.get("hold_mean_s", 40), strict=True),
+        transfer_probability=_num(f"{source}: handling.transfer_probability", h.get("transfer_probability", 0.05),
+                                  high=1),
+        acw_mean_s=_num(f"{source}: handling.acw_mean_s", h.get("acw_mean_s", 35), strict=True),
+        missing_wrapup_probability=_num(f"{source}: handling.missing_wrapup_probability",
+                                        h.get("missing_wrapup_probability", 0.02), high=1),
+        survey_rate=_num(f"{source}: surveys.response_rate", s.get("response_rate", 0.3), high=1),
+        survey_delay_max_s=_num(f"{source}: surveys.delay_max_s", s.get("delay_max_s", 900), strict=True),
+        away_probability=_num(f"{source}: center.agents_state_noise", c.get("agents_state_noise", 0.05), high=1),
+        hourly=tuple(_num(f"{source}: profile.hourly[{i}]", x) for i, x in enumerate(hourly)),
+    )
+
+
+def load(path: Path) -> Scenario:
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CcmonError(f"cannot read scenario {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CcmonError(f"scenario {path} is not valid TOML: {exc}") from None
+    return parse(doc, str(path))
+
+
+@dataclass(frozen=True)
+class Incident:
+    """Something going wrong on purpose, ``start_s`` after the simulation starts."""
+
+    kind: str  #: abandon-spike | agents-away | bad-input
+    start_s: float
+    duration_s: float = 0.0
+    queue: str | None = None
+    count: int = 0
+
+
+_INCIDENT = re.compile(r"(abandon-spike|agents-away|bad-input):([A-Za-z0-9_.-]+)@(\d+(?:\.\d+)?)(?:\+(\d+(?:\.\d+)?))?\Z")
+
+
+def parse_incident(text: str) -> Incident:
+    """``abandon-spike:QUEUE@START+DURATION``, ``agents-away:N@START+DURATION``, ``bad-input:N@START``."""
+    m = _INCIDENT.match(text)
+    if not m:
+        raise ValueError(f"{text!r}: expected abandon-spike:QUEUE@START+DURATION, "
+                         f"agents-away:N@START+DURATION or bad-input:N@START (seconds)")
+    kind, arg, start, duration = m.group(1), m.group(2), float(m.group(3)), float(m.group(4) or 0)
+    if kind == "abandon-spike":
+        if duration <= 0:
+            raise ValueError(f"{text!r}: an abandon spike needs +DURATION")
+        return Incident(kind, start, duration, queue=arg)
+    if not arg.isdigit() or int(arg) <= 0:
+        raise ValueError(f"{text!r}: {kind} needs a positive count")
+    if kind == "agents-away" and duration <= 0:
+        raise ValueError(f"{text!r}: agents-away needs +DURATION")
+    return Incident(kind, start, duration, count=int(arg))
