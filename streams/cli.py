@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from streams import __version__
 from streams.config import ConfigError, Settings, load
 from streams.errors import CcmonError
+from streams.net import port_free
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -146,17 +147,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _port_free(port: int) -> bool:
-    import socket
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _get_json(url: str) -> Any:
     import urllib.request
 
@@ -188,7 +178,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     kafka = LocalKafka(port=args.kafka_port, data_dir=data / "kafka")
     prometheus = shutil.which("prometheus")
     busy = [f"{what} port {port}" for what, port in (("worker", s.web_port), ("Prometheus", args.prometheus_port))
-            if (what == "worker" or prometheus) and not _port_free(port)]
+            if (what == "worker" or prometheus) and not port_free(port)]
     if busy:
         raise CcmonError(f"{' and '.join(busy)} on 127.0.0.1 already in use: stop what uses it, or pick others "
                          f"with --web-port / --prometheus-port")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.errors import CcmonError
+from streams.net import port_free
 
 KAFKA_VERSION = os.environ.get("CCMON_KAFKA_VERSION", "4.1.1")
 POM = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "pom.xml"
@@ -124,15 +125,6 @@ class LocalKafka:
         except OSError:
             return False
 
-    def _port_in_use(self, port: int) -> bool:
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return True
-        return False
-
     def _write_config(self) -> Path:
         logs = self.data_dir / "logs"
         props = self.data_dir / "server.properties"
@@ -173,7 +165,7 @@ class LocalKafka:
         if java is None:
             raise CcmonError("Java not found: install a JDK 17+ (apt-get install -y openjdk-17-jre-headless)")
         for port in (self.port, self.controller_port):
-            if self._port_in_use(port):
+            if not port_free(port):
                 raise CcmonError(f"port {port} on 127.0.0.1 is in use by another process; "
                                  f"stop it or choose another with --port")
         self.resolve()

@@ -136,14 +136,20 @@ def _optional_int(doc: dict[str, Any], name: str, low: int, high: int) -> int | 
     return value
 
 
+def _head(raw: bytes | None) -> tuple[dict[str, Any], str, Any]:
+    """The decoded object, its event_id and its (present) type: common to both event kinds."""
+    doc = decode(raw)
+    event_id = _id(doc, "event_id")
+    etype = doc.get("type")
+    if etype is None:
+        raise _Invalid(Reason.MISSING_FIELD, "missing field 'type'")
+    return doc, event_id, etype
+
+
 def parse_contact(raw: bytes | None, now: float, future_tolerance_s: float) -> ContactEvent | Rejection:
     """Validate one contact event (either topic; the channel is the topic's)."""
     try:
-        doc = decode(raw)
-        event_id = _id(doc, "event_id")
-        etype = doc.get("type")
-        if etype is None:
-            raise _Invalid(Reason.MISSING_FIELD, "missing field 'type'")
+        doc, event_id, etype = _head(raw)
         if not isinstance(etype, str) or etype not in CONTACT_TYPES:
             raise _Invalid(Reason.UNKNOWN_TYPE, f"unknown contact event type {str(etype)[:64]!r}")
         contact_id = _id(doc, "contact_id")
@@ -172,11 +178,7 @@ def parse_contact(raw: bytes | None, now: float, future_tolerance_s: float) -> C
 def parse_agent(raw: bytes | None, now: float, future_tolerance_s: float) -> AgentEvent | Rejection:
     """Validate one agent state event."""
     try:
-        doc = decode(raw)
-        event_id = _id(doc, "event_id")
-        etype = doc.get("type")
-        if etype is None:
-            raise _Invalid(Reason.MISSING_FIELD, "missing field 'type'")
+        doc, event_id, etype = _head(raw)
         if etype != "state":
             raise _Invalid(Reason.UNKNOWN_TYPE, f"unknown agent event type {str(etype)[:64]!r}")
         agent_id = _id(doc, "agent_id")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from streams.kafka_local import _alive
+from streams.net import port_free
 from tests.integration.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.integration
@@ -30,17 +31,6 @@ def _pair() -> int:
                 return port
             except OSError:
                 continue
-
-
-def _port_free(port: int) -> bool:
-    """Nothing listens there (TIME_WAIT leftovers of closed connections do not count)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def run_demo(data: Path, kafka_port: int, web_port: int, prom_port: int) -> tuple[float, str]:
@@ -77,7 +67,7 @@ def test_demo_starts_shows_numbers_and_ctrl_c_stops_everything(tmp_path):
     pid = int(re.search(r"running \(pid (\d+)\)", output).group(1))
     assert not _alive(pid)
     for port in (kafka_port, kafka_port + 1, web_port, prom_port):
-        assert _port_free(port), f"port {port} still in use after Ctrl-C"
+        assert port_free(port), f"port {port} still in use after Ctrl-C"
     # a second demo after that works (Kafka's data dir and topics are reused)
     first_again, output = run_demo(data, kafka_port, web_port, prom_port)
     assert "first numbers on the wallboard" in output and "already in use" not in output
