@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 import uuid
+import zlib
 from pathlib import Path
 
 import orjson
@@ -96,7 +97,7 @@ def core_rate(s, events) -> float:
     offsets: dict = {}
     records = []
     for topic, key, value in events:
-        part = hash(key) % s.partitions
+        part = zlib.crc32(key) % s.partitions
         off = offsets[(topic, part)] = offsets.get((topic, part), -1) + 1
         records.append(Record(names[topic], part, off, key, value))
     p = LocalPipeline(s)

@@ -24,7 +24,7 @@ from streams import codec
 from streams.config import Settings
 from streams.errors import CcmonError
 from streams.core.facts import Fact
-from streams.core.intake import BatchOutput, Intake, Record
+from streams.core.intake import BatchOutput, Intake, Record, partition_for_queue
 from streams.core.queues import QueueStore
 from streams.exporter import ProcessMetrics, StateCollector
 from streams.wallboard import page as wallboard_page
@@ -191,7 +191,6 @@ class Pipeline:
         return f"this worker's share: queue partitions {owned} of {n}; other workers show the rest"
 
     def _partition_of_key(self, key: str) -> int:
-        from streams.core.intake import partition_for_queue
         return partition_for_queue(key.split("|", 2)[1], self.settings.partitions)
 
     async def _send(self, out: BatchOutput) -> None:
