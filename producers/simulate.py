@@ -59,6 +59,9 @@ class Simulator:
                  incidents: tuple[Incident, ...] = ()) -> None:
         self.sc = scenario or Scenario.default()
         self.rng = random.Random(seed)
+        #: ids differ between runs (a second demo, or a second simulator injecting an incident,
+        #: must not collide with contacts the worker already knows); the sequence does not
+        self.tag = format(int(start * 1000), "x")
         self.start = self.now = start
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._tie = itertools.count()
@@ -94,7 +97,7 @@ class Simulator:
         return len(self._waiting)
 
     def _emit(self, topic: str, key: str, event: dict[str, Any]) -> None:
-        event = {"event_id": f"e-{next(self._ids)}", **event, "ts": int(round(self.now * 1000))}
+        event = {"event_id": f"e-{self.tag}-{next(self._ids)}", **event, "ts": int(round(self.now * 1000))}
         self._out.append((topic, key, event))
 
     def _contact_event(self, c: _Contact, etype: str, **extra: Any) -> None:
@@ -130,7 +133,7 @@ class Simulator:
         self._at(t, lambda: self._arrive(spec))
 
     def _arrive(self, spec: QueueSpec) -> None:
-        c = _Contact(f"{spec.channel[0]}-{next(self._ids)}", spec, spec.name, self.now)
+        c = _Contact(f"{spec.channel[0]}-{self.tag}-{next(self._ids)}", spec, spec.name, self.now)
         self._contact_event(c, "offered", queue=spec.name)
         self._enqueue(c)
         self._schedule_arrival(spec, self.now)
@@ -240,7 +243,7 @@ class Simulator:
         elif inc.kind == "bad-input":
             for i in range(inc.count):
                 topic = ("calls", "chats", "agents")[i % 3]
-                self._out.append((topic, f"bad-{next(self._ids)}", _bad_input(self.rng, self.now)))
+                self._out.append((topic, f"bad-{self.tag}-{next(self._ids)}", _bad_input(self.rng, self.now)))
 
     def _back(self, agent: _Agent) -> None:
         agent.away_until = 0.0
