@@ -2,7 +2,7 @@
 # Idempotent set-up for a fresh Debian machine: system packages (when root), then ccmon itself.
 # Usage: deploy/setup.sh [demo|test]. `make demo` and `make test` call it; safe to run again.
 #   demo: Java and Maven (the local Kafka broker)
-#   test: those, plus Chromium (browser tests of the wallboard) and Prometheus (promtool, rule tests)
+#   test: those, plus Chromium (browser tests of the wallboard) and Prometheus + Alertmanager (promtool, amtool)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 purpose="${1:-demo}"
@@ -14,6 +14,7 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ "$purpose" = test ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+  command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
