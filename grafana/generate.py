@@ -1,0 +1,158 @@
+"""Grafana dashboards as code: ``python -m grafana.generate`` writes grafana/dashboards/*.json.
+
+Built with grafana-foundation-sdk, pinned in pyproject.toml (the test extra) to the exact build
+used here; tests/integration/test_grafana.py fails when the committed JSON differs from this output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from grafana_foundation_sdk.builders import common, dashboard, prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+
+OUT = Path(__file__).resolve().parent / "dashboards"
+DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="ccmon-prometheus")
+QC = 'queue=~"$queue", channel=~"$channel"'
+
+
+def query(expr: str, legend: str = "", ref: str = "A") -> prometheus.Dataquery:
+    return prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref)
+
+
+def thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
+    return (dashboard.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE)
+            .steps([dm.Threshold(value=v, color=c) for v, c in steps]))
+
+
+GOOD_HIGH = thresholds((None, "red"), (0.7, "orange"), (0.8, "green"))  # service level vs 80 % target
+GOOD_LOW_RATIO = thresholds((None, "green"), (0.05, "orange"), (0.10, "red"))  # abandonment
+GOOD_LOW_WAIT = thresholds((None, "green"), (20, "orange"), (60, "red"))  # seconds against T = 20 s
+NEUTRAL = thresholds((None, "blue"))
+
+
+def tile(title: str, expr: str, unit: str, colours: dashboard.ThresholdsConfig, legend: str = "{{queue}} {{channel}}",
+         width: int = 8, height: int = 7, decimals: int | None = None) -> stat.Panel:
+    panel = (stat.Panel().title(title).datasource(DATASOURCE).with_target(query(expr, legend)).unit(unit)
+             .thresholds(colours).color_mode(cm.BigValueColorMode.BACKGROUND)
+             .graph_mode(cm.BigValueGraphMode.NONE).text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+             .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
+             .span(width).height(height))
+    return panel.decimals(decimals) if decimals is not None else panel
+
+
+def series(title: str, targets: list[tuple[str, str]], unit: str, width: int = 12) -> timeseries.Panel:
+    panel = timeseries.Panel().title(title).datasource(DATASOURCE).unit(unit).span(width).height(8)
+    for i, (expr, legend) in enumerate(targets):
+        panel = panel.with_target(query(expr, legend, chr(ord("A") + i)))
+    return panel
+
+
+def wallboard() -> dashboard.Dashboard:
+    """For a TV across the room: no variables, big coloured tiles, every queue at once."""
+    d = (dashboard.Dashboard("ccmon wallboard").uid("ccmon-wallboard").tags(["ccmon"]).refresh("5s")
+         .time("now-15m", "now").timezone("browser").readonly())
+    d = d.with_row(dashboard.Row("Queues now"))
+    d = d.with_panel(tile("Waiting now", "sum by (queue, channel) (ccmon_queue_waiting_contacts)", "none",
+                          thresholds((None, "green"), (1, "orange"), (10, "red"))))
+    d = d.with_panel(tile("Oldest waiting", "max by (queue, channel) (ccmon_queue_oldest_wait_seconds)", "s",
+                          GOOD_LOW_WAIT))
+    d = d.with_panel(tile("Service level today", 'sum by (queue, channel) (ccmon_service_level_ratio{window="today"})',
+                          "percentunit", GOOD_HIGH, decimals=1))
+    d = d.with_row(dashboard.Row("Last 15 minutes"))
+    d = d.with_panel(tile("Service level 15m", 'sum by (queue, channel) (ccmon_service_level_ratio{window="15m"})',
+                          "percentunit", GOOD_HIGH, width=6, decimals=1))
+    d = d.with_panel(tile("Abandonment 15m", 'sum by (queue, channel) (ccmon_abandon_ratio{window="15m"})',
+                          "percentunit", GOOD_LOW_RATIO, width=6, decimals=1))
+    d = d.with_panel(tile("ASA 15m", 'sum by (queue, channel) (ccmon_asa_seconds{window="15m"})', "s",
+                          GOOD_LOW_WAIT, width=6))
+    d = d.with_panel(tile("AHT 15m", 'sum by (queue, channel) (ccmon_aht_seconds{window="15m"})', "s", NEUTRAL,
+                          width=6))
+    d = d.with_row(dashboard.Row("Agents"))
+    for state, colour in (("available", "green"), ("busy", "blue"), ("acw", "purple"), ("away", "orange")):
+        d = d.with_panel(tile(f"Agents {state}", f'sum by (queue) (ccmon_agents{{state="{state}"}})', "none",
+                              thresholds((None, colour)), legend="{{queue}}", width=6, height=6))
+    d = d.with_panel(tile("Agents required (Erlang C)", "sum by (queue, channel) (ccmon_agents_required)", "none",
+                          NEUTRAL, width=12, height=6))
+    d = d.with_panel(tile("Agents staffed (available + busy + ACW)",
+                          'sum by (queue) (ccmon_agents{state=~"available|busy|acw"})', "none", NEUTRAL,
+                          legend="{{queue}}", width=12, height=6))
+    return d
+
+
+def queue_detail() -> dashboard.Dashboard:
+    """For supervisors: one queue and channel at a time, every KPI and window over time."""
+    d = (dashboard.Dashboard("ccmon queue detail").uid("ccmon-queue-detail").tags(["ccmon"]).refresh("30s")
+         .time("now-6h", "now").timezone("browser"))
+    for name in ("queue", "channel"):
+        d = d.with_variable(dashboard.QueryVariable(name).label(name).datasource(DATASOURCE)
+                            .query(f"label_values(ccmon_contacts_offered_total, {name})")
+                            .multi(False).include_all(True).current(dm.VariableOption(selected=True, text="All", value="$__all")))
+    windows = ("5m", "15m", "1h", "today")
+    d = d.with_panel(series("Offered per minute", [(f"sum(rate(ccmon_contacts_offered_total{{{QC}}}[5m])) * 60", "offered"),
+                                                    (f"sum(rate(ccmon_contacts_answered_total{{{QC}}}[5m])) * 60", "answered"),
+                                                    (f"sum(rate(ccmon_contacts_abandoned_total{{{QC}}}[5m])) * 60", "abandoned")],
+                            "none"))
+    d = d.with_panel(series("Waiting now and oldest wait",
+                            [(f"sum(ccmon_queue_waiting_contacts{{{QC}}})", "waiting"),
+                             (f"max(ccmon_queue_oldest_wait_seconds{{{QC}}})", "oldest wait (s)")], "none"))
+    for title, metric, unit in (("Service level", "ccmon_service_level_ratio", "percentunit"),
+                                ("Abandonment rate", "ccmon_abandon_ratio", "percentunit"),
+                                ("ASA", "ccmon_asa_seconds", "s"), ("AHT", "ccmon_aht_seconds", "s"),
+                                ("Offered in window", "ccmon_offered_contacts", "none")):
+        d = d.with_panel(series(title, [(f'sum by (window) ({metric}{{{QC}, window="{w}"}})', w) for w in windows], unit))
+    d = d.with_panel(series("Wait before answer (percentiles, 5m)", [
+        (f'histogram_quantile({q}, sum by (le) (rate(ccmon_wait_seconds_bucket{{{QC}, outcome="answered"}}[5m])))', f"p{int(q * 100)}")
+        for q in (0.5, 0.9, 0.99)], "s"))
+    d = d.with_panel(series("Handle time (percentiles, 15m)", [
+        (f"histogram_quantile({q}, sum by (le) (rate(ccmon_handle_seconds_bucket{{{QC}}}[15m])))", f"p{int(q * 100)}")
+        for q in (0.5, 0.9)], "s"))
+    d = d.with_panel(series("Agents required vs staffed", [
+        (f"sum(ccmon_agents_required{{{QC}}})", "required"),
+        ('sum(ccmon_agents{queue=~"$queue", state=~"available|busy|acw"})', "staffed")], "none"))
+    d = d.with_panel(series("CSAT and FCR (1h)", [(f'sum(ccmon_csat_ratio{{{QC}, window="1h"}})', "CSAT"),
+                                                  (f'sum(ccmon_fcr_ratio{{{QC}, window="1h"}})', "FCR")], "percentunit"))
+    d = d.with_panel(series("NPS (1h)", [(f'sum(ccmon_nps_score{{{QC}, window="1h"}})', "NPS")], "none"))
+    return d
+
+
+def pipeline() -> dashboard.Dashboard:
+    """For ops: is data flowing, is it clean, is it fresh, are the workers up."""
+    d = (dashboard.Dashboard("ccmon pipeline health").uid("ccmon-pipeline").tags(["ccmon"]).refresh("30s")
+         .time("now-3h", "now").timezone("browser"))
+    d = d.with_panel(series("Events per second by result", [
+        ("sum by (result) (rate(ccmon_events_total[1m]))", "{{result}}")], "reqps"))
+    d = d.with_panel(series("Dead letters per second by reason", [
+        ("sum by (reason) (rate(ccmon_dead_letters_total[5m]))", "{{reason}}")], "reqps"))
+    d = d.with_panel(series("Event lag p50 / p95 (event time to processing)", [
+        (f"histogram_quantile({q}, sum by (le, topic) (rate(ccmon_event_lag_seconds_bucket[5m])))", f"p{int(q * 100)} {{{{topic}}}}")
+        for q in (0.5, 0.95)], "s"))
+    d = d.with_panel(series("Workers up", [('up{job="ccmon"}', "{{instance}}")], "none"))
+    d = d.with_panel(series("Scrape duration", [('scrape_duration_seconds{job="ccmon"}', "{{instance}}")], "s"))
+    d = d.with_panel(series("Queues exported per worker", [
+        ('count by (instance) (ccmon_contacts_offered_total)', "{{instance}}")], "none"))
+    return d
+
+
+DASHBOARDS = {"wallboard.json": wallboard, "queue-detail.json": queue_detail, "pipeline.json": pipeline}
+
+
+def render(build) -> str:
+    return json.dumps(json.loads(JSONEncoder(sort_keys=True, indent=2).encode(build().build())), indent=2,
+                      sort_keys=True) + "\n"
+
+
+def main() -> int:
+    OUT.mkdir(exist_ok=True)
+    for name, build in DASHBOARDS.items():
+        (OUT / name).write_text(render(build))
+        print(f"wrote {OUT / name}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
