@@ -131,6 +131,8 @@ def pipeline() -> dashboard.Dashboard:
     d = d.with_panel(series("Event lag p50 / p95 (event time to processing)", [
         (f"histogram_quantile({q}, sum by (le, topic) (rate(ccmon_event_lag_seconds_bucket[5m])))", f"p{int(q * 100)} {{{{topic}}}}")
         for q in (0.5, 0.95)], "s"))
+    d = d.with_panel(series("Consumer lag (messages behind)", [
+        ("sum by (topic) (ccmon_consumer_lag_messages)", "{{topic}}")], "none"))
     d = d.with_panel(series("Workers up", [('up{job="ccmon"}', "{{instance}}")], "none"))
     d = d.with_panel(series("Scrape duration", [('scrape_duration_seconds{job="ccmon"}', "{{instance}}")], "s"))
     d = d.with_panel(series("Queues exported per worker", [

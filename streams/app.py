@@ -26,7 +26,7 @@ from streams.errors import CcmonError
 from streams.core.facts import Fact
 from streams.core.intake import BatchOutput, Intake, Record, partition_for_queue
 from streams.core.queues import QueueStore
-from streams.exporter import ProcessMetrics, StateCollector
+from streams.exporter import ConsumerLagCollector, ProcessMetrics, StateCollector
 from streams.wallboard import page as wallboard_page
 from streams.wallboard import snapshot
 
@@ -88,6 +88,7 @@ class Pipeline:
         self._intake_generation = self._store_generation = -1
         self.ready = False
         self.registry.register(StateCollector(self.store))
+        self.registry.register(ConsumerLagCollector(lambda: self.app.consumer if self.app.started else None))
         self._build()
 
     def _table(self, name: str) -> Any:

@@ -128,3 +128,30 @@ class ProcessMetrics:
         if child is None:
             child = self._lag[topic] = self.lag.labels(topic)
         return child
+
+
+class ConsumerLagCollector(Collector):
+    """Messages behind the end of each assigned partition: the broker's high watermark minus the
+    next offset this worker will read. Read at scrape time from the Faust consumer."""
+
+    def __init__(self, consumer: Callable[[], object | None]) -> None:
+        self._consumer = consumer
+
+    def describe(self) -> Iterable:
+        return []
+
+    def collect(self) -> Iterator:
+        family = GaugeMetricFamily("ccmon_consumer_lag_messages", "Messages behind the end of the partition",
+                                   labels=["topic", "partition"])
+        consumer = self._consumer()
+        if consumer is not None:
+            try:
+                assignment = consumer.assignment()  # type: ignore[attr-defined]
+                read = consumer._read_offset  # type: ignore[attr-defined]
+                for tp in sorted(assignment):
+                    high, last = consumer.highwater(tp), read.get(tp)  # type: ignore[attr-defined]
+                    if high is not None and last is not None:
+                        family.add_metric([tp.topic, str(tp.partition)], max(0, high - last - 1))
+            except Exception:  # consumer not started or being rebalanced: no sample this scrape
+                pass
+        yield family
