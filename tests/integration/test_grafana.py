@@ -61,6 +61,9 @@ def queries() -> list[tuple[str, str, bool]]:
                 # recording rules must return data; an alert's expression returns data only while
                 # it fires, so it must parse and run (its firing is proven by the promtool tests)
                 out.append((f"{f.name}: {rule.get('record') or rule.get('alert')}", rule["expr"], "record" in rule))
+    cookbook = (ROOT / "docs" / "promql.md").read_text()
+    for i, expr in enumerate(re.findall(r"```promql\n(.*?)```", cookbook, re.S)):
+        out.append((f"docs/promql.md query {i + 1}", expr.strip(), True))
     return out
 
 

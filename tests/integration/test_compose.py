@@ -1,0 +1,99 @@
+"""docker-compose.yml cannot run here (no Docker engine): check it statically against the files it
+mounts and the names and ports in prometheus.yml, Alertmanager, Grafana provisioning and ccmon."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from streams.config import load
+from tests.integration.conftest import ROOT
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def binds(service: str) -> list[tuple[Path, str]]:
+    out = []
+    for volume in SERVICES[service].get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            out.append((ROOT / source, target))
+    return out
+
+
+def test_every_mounted_file_exists_and_named_volumes_are_declared():
+    for name, service in SERVICES.items():
+        for source, _ in binds(name):
+            assert source.exists(), f"{name} mounts missing {source}"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if not source.startswith("./"):
+                assert source in COMPOSE["volumes"], f"{name}: volume {source} not declared"
+
+
+def test_prometheus_finds_the_workers_and_alertmanager():
+    prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    sd = prom["scrape_configs"][0]["dns_sd_configs"][0]
+    worker = SERVICES["worker"]
+    assert sd["names"] == ["worker"] and "worker" in SERVICES
+    assert str(sd["port"]) == worker["environment"]["CCMON_WEB_PORT"] == worker["expose"][0]
+    assert "ports" not in worker  # no fixed host port, so --scale works
+    assert str(load({}).web_port) == worker["environment"]["CCMON_WEB_PORT"]  # the default matches too
+    assert worker["environment"]["CCMON_WEB_HOST"] == "0.0.0.0"
+    target = prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0]
+    host, port = target.split(":")
+    assert host in SERVICES and f"{port}:{port}" in SERVICES[host]["ports"]
+    mounted = {target: source for source, target in binds("prometheus")}
+    assert mounted["/etc/prometheus/prometheus.yml"] == ROOT / "deploy/prometheus/prometheus.yml"
+    assert mounted["/etc/prometheus/rules"] == ROOT / "deploy/prometheus/rules"
+    assert prom["rule_files"] == ["rules/*.yml"]  # relative to /etc/prometheus
+
+
+def test_grafana_provisioning_matches_services_and_mounts():
+    grafana = SERVICES["grafana"]
+    ds = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]
+    m = re.fullmatch(r"http://([a-z-]+):(\d+)", ds["url"])
+    assert m and m.group(1) in SERVICES and f"{m.group(2)}:{m.group(2)}" in SERVICES[m.group(1)]["ports"]
+    provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/ccmon.yml").read_text())["providers"][0]
+    mounted = {target: source for source, target in binds("grafana")}
+    assert mounted[provider["options"]["path"]] == ROOT / "grafana/dashboards"
+    assert mounted["/etc/grafana/provisioning"] == ROOT / "grafana/provisioning"
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(provider["options"]["path"]) and (ROOT / "grafana/dashboards" / Path(home).name).exists()
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    # no default admin password: compose refuses to start without one from the environment
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"])
+
+
+def test_ccmon_services_reach_kafka_and_topics_match_the_config():
+    kafka = SERVICES["kafka"]
+    assert kafka["image"].startswith("apache/kafka:") and "healthcheck" in kafka
+    assert "broker,controller" == kafka["environment"]["KAFKA_PROCESS_ROLES"]
+    advertised = kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    for name in ("worker", "simulator"):
+        env = SERVICES[name]["environment"]
+        broker = env["CCMON_BROKER"].removeprefix("kafka://")
+        assert f"PLAINTEXT://{broker}" == advertised
+        settings = load({k: v for k, v in env.items() if isinstance(v, str)})
+        command = SERVICES["topics"]["command"][0]
+        for topic in (settings.calls_topic, settings.chats_topic, settings.agents_topic,
+                      settings.dead_letter_topic, settings.facts_topic):
+            assert topic in command
+        assert f"--partitions {settings.partitions}" in command
+
+
+def test_images_are_pinned_and_the_worker_image_is_slim_non_root_and_health_checked():
+    for name, service in SERVICES.items():
+        if "image" in service and "build" not in service and service["image"] != "ccmon:local":
+            assert re.search(r":v?\d+\.\d+", service["image"]), f"{name} image not pinned: {service['image']}"
+    dockerfile = (ROOT / "deploy/Dockerfile").read_text()
+    assert re.search(r"^FROM python:\d+\.\d+\.\d+-slim", dockerfile, re.M)
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
+    assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile
+    assert SERVICES["worker"]["build"]["dockerfile"] == "deploy/Dockerfile"
+    for copied in re.findall(r"^COPY (\S+)", dockerfile, re.M):
+        assert (ROOT / copied).exists(), copied
