@@ -1,0 +1,69 @@
+"""Two workers in one consumer group: each exports only the queues it owns, their sum equals one
+worker's output on the same input, and when one is killed the other takes over exactly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import urllib.request
+from collections import defaultdict
+
+import pytest
+
+from tests.integration.conftest import Env, Worker
+
+pytestmark = pytest.mark.integration
+
+KPI_PREFIXES = ("ccmon_contacts_", "ccmon_wait_seconds", "ccmon_handle_seconds", "ccmon_queue_waiting")
+
+
+def kpis(m: dict) -> dict:
+    return {k: v for k, v in m.items() if k[0].startswith(KPI_PREFIXES)}
+
+
+def summed(*scrapes: dict) -> dict:
+    out: dict = defaultdict(float)
+    for m in scrapes:
+        for key, value in kpis(m).items():
+            out[key] += value
+    return dict(out)
+
+
+def total_events(*scrapes: dict) -> float:
+    return sum(v for m in scrapes for (n, _), v in m.items() if n == "ccmon_events_total")
+
+
+def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: list[Worker], tmp_path):
+    recording = tmp_path / "sim.jsonl"
+    result = env.ccmon("simulate", "--seed", "11", "--backfill", "2700", "--rate", "2",
+                       "--incident", "bad-input:20@600", "--output", str(recording))
+    assert result.returncode == 0, result.stderr
+    n = len(recording.read_bytes().splitlines())
+    a, b = Worker(env), Worker(env)
+    workers += [a, b]
+    reference = Worker(env, CCMON_APP_ID=env.prefix + "-reference")  # its own group: sees everything
+    workers.append(reference)
+    assert env.ccmon("replay", str(recording), "--quiet").returncode == 0
+
+    ref = reference.wait_settled(lambda m: total_events(m) == n, timeout=120, what="reference worker done")
+    def both_done(_: dict) -> bool:
+        return total_events(a.scrape(), b.scrape()) == n
+    a.wait_settled(both_done, timeout=120, what="both workers done")
+    b.wait_settled(both_done, timeout=60, what="both workers done")
+    ma, mb = a.scrape(), b.scrape()
+
+    queues_a = {dict(l)["queue"] for name, l in kpis(ma)}
+    queues_b = {dict(l)["queue"] for name, l in kpis(mb)}
+    assert queues_a and queues_b and not queues_a & queues_b  # each queue from exactly one worker
+    assert summed(ma, mb) == kpis(ref)
+    assert len(kpis(ref)) > 100
+    for w in (a, b):  # each wallboard says it shows a share
+        with urllib.request.urlopen(w.url("/api/wallboard"), timeout=5) as resp:
+            assert "this worker's share" in json.loads(resp.read())["scope"]
+
+    # one worker is killed: the other takes its partitions, recovers their state, exports all
+    a.stop(signal.SIGKILL)
+    after = b.wait_settled(lambda m: summed(m) == kpis(ref), timeout=120, what="takeover complete")
+    assert {dict(l)["queue"] for name, l in kpis(after)} == queues_a | queues_b
+    with urllib.request.urlopen(b.url("/api/wallboard"), timeout=5) as resp:
+        assert json.loads(resp.read())["scope"].startswith("all queues")
