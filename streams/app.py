@@ -203,7 +203,7 @@ class Pipeline:
             await self.facts.send(value=orjson.dumps({"f": rows}), partition=partition)
         for dead in out.dead:
             await self.dead_letters.send(key=dead.source.key, value=dead.to_json())
-            self.metrics.dead_letters.labels(dead.reason).inc()
+            self.metrics.dead_letter_child(dead.reason).inc()
         if out.facts or out.dead:
             await self.app.producer.flush()
         table = self.lifecycle_table

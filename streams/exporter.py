@@ -113,6 +113,7 @@ class ProcessMetrics:
         self.dead_letters = Counter("ccmon_dead_letters", "Rejected inputs by reason", ["reason"], registry=registry)
         self._events: dict[tuple[str, str], Counter] = {}
         self._lag: dict[str, Histogram] = {}
+        self._dead: dict[str, Counter] = {}
         for topic in topics:
             for result in (ACCEPTED, DUPLICATE, LATE, REJECTED):
                 self.events_child(topic, result)
@@ -121,6 +122,12 @@ class ProcessMetrics:
         child = self._events.get((topic, result))
         if child is None:
             child = self._events[(topic, result)] = self.events.labels(topic, result)
+        return child
+
+    def dead_letter_child(self, reason: str) -> Counter:
+        child = self._dead.get(reason)
+        if child is None:
+            child = self._dead[reason] = self.dead_letters.labels(reason)
         return child
 
     def lag_child(self, topic: str) -> Histogram:

@@ -27,7 +27,7 @@ from typing import Any, Iterable, MutableMapping
 import orjson
 
 from streams.config import Settings
-from streams.core.events import AgentEvent, Reason, Rejection, parse_agent, parse_contact
+from streams.core.events import Reason, Rejection, parse_agent, parse_contact
 from streams.core.facts import Fact
 from streams.core.lifecycle import (
     ENDED, AgentState, ContactState, Outcome, apply_agent, apply_contact, complete_by_timeout,

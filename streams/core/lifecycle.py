@@ -89,10 +89,6 @@ def _reject(detail: str) -> Rejection:
     return Rejection(Reason.LIFECYCLE, detail)
 
 
-def acw_timed_out(state: ContactState, watermark: float, acw_timeout_s: float) -> bool:
-    return state.phase == ENDED and watermark > state.ended + acw_timeout_s
-
-
 def complete_by_timeout(state: ContactState) -> Fact:
     """No wrap-up in time: handled with ACW = 0, counted at ``ended``."""
     state.phase = DONE
@@ -112,7 +108,8 @@ def apply_contact(
 ) -> Outcome | Rejection:
     """Apply one validated contact event. ``watermark`` is the partition's newest event time
     before this event. The state passed in is mutated only when the event is accepted.
-    The caller completes timed-out wrap-ups first (:func:`acw_timed_out`), whatever the event.
+    Wrap-ups whose deadline (ended + timeout) the watermark has passed are completed by the
+    caller first, whatever the event (streams.core.intake fires them in deadline order).
     ``offset`` is the event's source offset, kept for ``ended`` to identify a later timeout."""
     if state is not None and ev.event_id in state.ids:
         return Outcome(state, [], duplicate=True)

@@ -48,6 +48,12 @@ def _histogram(bounds: tuple[float, ...]) -> list[float]:
     return [0] * (len(bounds) + 2)
 
 
+def _new_totals() -> dict[str, list[float]]:
+    """An empty totals record: counters, then wait (answered, abandoned) and handle histograms."""
+    return {"c": [0] * len(COUNTERS), "wa": _histogram(WAIT_BUCKETS), "wb": _histogram(WAIT_BUCKETS),
+            "hd": _histogram(HANDLE_BUCKETS)}
+
+
 def _observe(hist: list[float], bounds: tuple[float, ...], value: float) -> None:
     hist[bisect.bisect_left(bounds, value)] += 1
     hist[-1] += value
@@ -148,8 +154,7 @@ class QueueStore:
                 self.index.agent_queues.add(fact.queue)
                 dirty.add(key)
             return
-        q, ch = fact.queue, fact.channel
-        th = self.settings.thresholds(q)
+        th = self.settings.thresholds(fact.queue)
         self._apply_totals(fact, fid, th, dirty)
         self._apply_waiting(fact, fid, dirty)
         if not fact.late:
@@ -159,8 +164,7 @@ class QueueStore:
         if fact.kind == Kind.SURVEY:
             return
         key = f"t|{fact.queue}|{fact.channel}"
-        rec = self._record(key, lambda: {"c": [0] * len(COUNTERS), "wa": _histogram(WAIT_BUCKETS),
-                                         "wb": _histogram(WAIT_BUCKETS), "hd": _histogram(HANDLE_BUCKETS)})
+        rec = self._record(key, _new_totals)
         self.index.series.add((fact.queue, fact.channel))
         if not self._fresh(rec, fid):
             return
@@ -309,8 +313,7 @@ class QueueStore:
 
     def view(self, queue: str, channel: str, now: float) -> SeriesView:
         tot = self.data.get(f"t|{queue}|{channel}")
-        v = tot["v"] if tot is not None else {"c": [0] * len(COUNTERS), "wa": _histogram(WAIT_BUCKETS),
-                                                  "wb": _histogram(WAIT_BUCKETS), "hd": _histogram(HANDLE_BUCKETS)}
+        v = tot["v"] if tot is not None else _new_totals()
         waiting_rec = self.data.get(f"w|{queue}|{channel}")
         waiting = waiting_rec["v"] if waiting_rec is not None else {}
         oldest = max(0.0, now - min(waiting.values())) if waiting else 0.0
