@@ -50,6 +50,7 @@ class _Contact:
     spec: QueueSpec
     queue: str
     offered: float
+    segment: int = 0  #: bumped on transfer: events scheduled for an earlier segment are dropped
 
 
 class Simulator:
@@ -173,14 +174,19 @@ class Simulator:
         if self.rng.random() < self.sc.hold_probability:
             hold_at = self.rng.uniform(0.2, 0.7) * talk
             hold_len = self.rng.expovariate(1 / self.sc.hold_mean_s)
-            self._at(self.now + hold_at, lambda: self._contact_event(c, "hold"))
-            self._at(self.now + hold_at + hold_len, lambda: self._contact_event(c, "resume"))
+            seg = c.segment  # a transfer before the hold ends this segment: no hold/resume after it
+            self._at(self.now + hold_at, lambda: self._segment_event(c, seg, "hold"))
+            self._at(self.now + hold_at + hold_len, lambda: self._segment_event(c, seg, "resume"))
             talk += hold_len
         others = [q.name for q in self.sc.queues if q.channel == c.spec.channel and q.name != c.queue]
         if others and self.rng.random() < self.sc.transfer_probability:
             self._at(self.now + talk * 0.5, lambda: self._transfer(c, agent, self.rng.choice(others)))
         else:
             self._at(self.now + talk + 1.0, lambda: self._end(c, agent))
+
+    def _segment_event(self, c: _Contact, segment: int, etype: str) -> None:
+        if c.segment == segment:
+            self._contact_event(c, etype)
 
     def _release(self, agent: _Agent, cid: str, after_acw: bool) -> None:
         agent.active.discard(cid)
@@ -200,6 +206,7 @@ class Simulator:
     def _transfer(self, c: _Contact, agent: _Agent, target: str) -> None:
         self._contact_event(c, "transferred", queue=target)
         c.queue = target
+        c.segment += 1
         self._release(agent, c.cid, after_acw=False)
         self._enqueue(c)
 

@@ -122,3 +122,16 @@ def test_compressed_time_spans_speed_times_duration_and_ends_at_the_wall_clock(t
     # 30 s at 20x = 600 s of simulated time, ending when the 30 s would end
     assert wall0 - 600 - 1 <= min(ts) <= wall0 - 560
     assert max(ts) <= time.time() + 30 + 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 11])
+def test_simulated_traffic_is_always_valid_even_with_many_transfers_and_holds(seed):
+    # a hold scheduled after an earlier transfer once produced hold/resume for a contact that was
+    # waiting in another queue: rejected by the worker. Frequent transfers and holds expose it.
+    sc = Scenario.default().replace(transfer_probability=0.4, hold_probability=0.6)
+    events = Simulator(seed, START, sc).advance(START + 2 * 3600)
+    p = LocalPipeline(settings())
+    names = {"calls": "cc.calls", "chats": "cc.chats", "agents": "cc.agents"}
+    p.feed([p.record(names[t], v, key=key) for t, key, v in events], now=START + 2 * 3600 + 1)
+    assert [(d.reason, d.detail) for d in p.dead] == []
+    assert sum(n for (t, r), n in p.results.items() if r == "accepted") > 1000
