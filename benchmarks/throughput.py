@@ -1,75 +1,215 @@
-"""Throughput on the real local Kafka: ccmon worker vs a plain aiokafka consumer, same events.
+"""ccmon's benchmark on the real local Kafka: every figure of issue 5 from one run.
 
-    python -m benchmarks.throughput [--events N]
+    make bench            (or: python -m benchmarks.throughput [--events N] [--quick])
 
-Produces N simulated events (with ~3 % bad input) to fresh topics, then measures, in one run:
-- raw: a plain aiokafka consumer (getmany, large batches) reading and orjson-decoding them all;
-- core: the pure two-stage core in-process (no Kafka), the arithmetic's own ceiling;
-- worker: a cold ``ccmon worker`` from its first consumed event until /metrics accounts for all.
-Prints a table and a last line of key=value pairs; asserts nothing about speed.
+Measured in this order, on a broker of its own (port 39092 unless CCMON_BENCH_KAFKA_PORT):
+- raw:      a plain aiokafka consumer (getmany, large batches) reading and orjson-decoding N
+            pre-produced events, the ceiling;
+- core:     the pure two-stage core in-process on the same events, no Kafka;
+- worker:   a cold ``ccmon worker`` from its first consumed event until its state on /metrics
+            (every contact counter and histogram count) equals that of a first worker that
+            counted all N in ``ccmon_events_total``: the headline ``events_per_s``;
+- naive:    a naive faust-streaming agent (one table update per event) on the same N;
+- scale-out: 1, 2 and 4 worker processes in one consumer group on the same N, until their summed
+            state equals the single cold worker's;
+- latency:  produce time → visible in /metrics (``ccmon_contacts_offered_total``), at a steady
+            2,000 events/s for 60 s, into a running worker on topics of its own;
+- scrape:   /metrics with 1,000 queues × 2 channels live (median of 20 scrapes);
+- memory:   worker RSS growth per open contact over 100,000 open contacts.
+Prints a table, writes JSON (``--json``) and ends with one line of key=value pairs. It asserts
+nothing about speed: the goals are read off the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
-import random
+import re
+import statistics
 import subprocess
 import sys
+import threading
 import time
+import tracemalloc
 import urllib.request
 import uuid
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
-from producers.simulate import Simulator
-from streams.config import load
+from benchmarks import workload
+from streams.config import Settings, load
 from streams.core.intake import Record
 from streams.core.local import LocalPipeline
 from streams.kafka_local import LocalKafka
 from streams.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
+EVENTS_TOTAL = re.compile(rb"^ccmon_events_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+CONSUMER_LAG = re.compile(rb"^ccmon_consumer_lag_messages\{[^}]*\} ([0-9.e+]+)$", re.M)
+OFFERED = re.compile(rb"^ccmon_contacts_offered_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+# every contact counter and wait count, but not "handled": an ACW timeout that falls due after the
+# last input completes at the next sweep, which runs with the next batch, whenever that comes
+STATE = re.compile(rb"^(?:ccmon_contacts_(?!handled)\w+_total|ccmon_wait_seconds_count)\{[^}]*\} ([0-9.e+]+)$", re.M)
+TIMEOUT_S = 1200.0
 
 
-def make_events(n: int, seed: int = 1) -> list[tuple[str, bytes, bytes]]:
-    """(short topic, key, value) of a realistic mix: simulated lifecycles, agents, surveys, bad input."""
-    from producers.scenario import Scenario
-    start = time.time() - 6 * 3600
-    sim = Simulator(seed, start, Scenario.default().scaled(rate=8, agents=8))
-    rng = random.Random(seed)
-    out: list[tuple[str, bytes, bytes]] = []
-    t = start
-    while len(out) < n:
-        t += 60
-        for topic, key, event in sim.advance(t):
-            if rng.random() < 0.03:
-                bad = rng.choice([b"{not json", b"\xff\xfe", orjson.dumps({**event, "type": "bogus"}),
-                                  orjson.dumps({k: v for k, v in event.items() if k != "ts"})])
-                out.append((topic, key.encode(), bad))
-            out.append((topic, key.encode(), orjson.dumps(event)))
-    return out[:n]
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
-async def produce(s, events) -> None:
-    topics = {"calls": s.calls_topic, "chats": s.chats_topic, "agents": s.agents_topic}
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=20, max_batch_size=512 * 1024,
-                                acks="all", enable_idempotence=True)
-    await producer.start()
+def http_get(url: str, timeout: float = 30.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.read()
+
+
+@dataclass
+class Proc:
+    """A worker (or the naive agent) as a subprocess with its own port."""
+
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    log: Path
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> "Proc":
+        self.proc = subprocess.Popen(self.argv, env={**self.env, "CCMON_WEB_PORT": str(self.port)}, cwd=ROOT,
+                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        return self
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            raise SystemExit(f"{self.argv[-1]} exited with {self.proc.returncode}; see {self.log}")
+
+    def rss(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def metric_sum(pattern: re.Pattern, body: bytes) -> float:
+    return sum(float(v) for v in pattern.findall(body))
+
+
+def worker_count(port: int) -> float:
+    """Events accounted for: counted by stage 1 (``ccmon_events_total``) less any message still
+    unread on the inputs or the facts topic, so that all N count only once stage 2 has them too."""
+    body = http_get(f"http://127.0.0.1:{port}/metrics")
+    return metric_sum(EVENTS_TOTAL, body) - metric_sum(CONSUMER_LAG, body)
+
+
+def state_fingerprint(port: int) -> float:
+    """The sum of the contact counters and wait counts this worker exports: it exports only the
+    queues it owns, so the sum over workers is exact and reaches the single worker's only when all
+    is processed (``ccmon_events_total`` would count twice what a worker handled and then lost in a
+    rebalance before committing)."""
+    return metric_sum(STATE, http_get(f"http://127.0.0.1:{port}/metrics"))
+
+
+def scale_out(run: "Run", k: int, n: int, expected: float) -> float:
+    """Events/s of ``k`` workers in one group: from the first event any of them counted until
+    their summed state equals what the pure core computed from the same input."""
+    _, env_k = run.settings(f"w{k}x", inputs="in")
+    procs = [run.proc(env_k, tag=f"{i}").start() for i in range(k)]
     try:
-        for topic, key, value in events:
-            await producer.send(topics[topic], value, key=key)
-        await producer.flush()
+        first = None
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            counted = state = 0.0
+            for p in procs:
+                p.check()
+                try:
+                    body = http_get(f"http://127.0.0.1:{p.port}/metrics")
+                except OSError:
+                    continue
+                counted += metric_sum(EVENTS_TOTAL, body)
+                state += metric_sum(STATE, body)
+            now = time.perf_counter()
+            if counted > 0 and first is None:
+                first = now
+            if first is not None and state == expected:
+                return n / (now - first)
+            time.sleep(0.02)
+        raise SystemExit(f"{k} workers did not reach the single worker's state in {TIMEOUT_S:.0f} s")
     finally:
-        await producer.stop()
+        for p in procs:
+            p.stop()
 
 
-async def raw_consume(s, n: int) -> float:
+def offered_count(port: int) -> float:
+    return metric_sum(OFFERED, http_get(f"http://127.0.0.1:{port}/metrics"))
+
+
+def naive_count(port: int) -> float:
+    return float(json.loads(http_get(f"http://127.0.0.1:{port}/count"))["handled"])
+
+
+def timed_until(procs: list[Proc], count: Callable[[int], float], n: int) -> float:
+    """Seconds from the first event counted (by any process) until all ``n`` are counted."""
+    first = None
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        total = 0.0
+        for p in procs:
+            p.check()
+            try:
+                total += count(p.port)
+            except OSError:
+                pass
+        now = time.perf_counter()
+        if total > 0 and first is None:
+            first = now
+        if total >= n:
+            return now - first
+        time.sleep(0.02)
+    raise SystemExit(f"not every event was counted within {TIMEOUT_S:.0f} s; see {procs[0].log}")
+
+
+@dataclass
+class Run:
+    """One benchmark run: its broker, topic prefix and a fresh deployment per measurement."""
+
+    kafka: LocalKafka
+    prefix: str
+    workdir: Path
+    next_port: int = 17000
+
+    def settings(self, name: str, inputs: str | None = None) -> tuple[Settings, dict[str, str]]:
+        """A deployment ``name`` (own group, facts and changelogs) reading the inputs of ``inputs``."""
+        src = f"{self.prefix}{inputs or name}"
+        app = f"{self.prefix}{name}"
+        env = {**os.environ, "CCMON_BROKER": f"kafka://{self.kafka.address}", "CCMON_APP_ID": app,
+               "CCMON_CALLS_TOPIC": f"{src}.calls", "CCMON_CHATS_TOPIC": f"{src}.chats",
+               "CCMON_AGENTS_TOPIC": f"{src}.agents", "CCMON_DEAD_LETTER_TOPIC": f"{app}.dead",
+               "CCMON_FACTS_TOPIC": f"{app}.facts", "CCMON_LOG_LEVEL": "warning",
+               "CCMON_DATA_DIR": str(self.workdir / app)}
+        return load(env), env
+
+    def proc(self, env: dict[str, str], module: str = "streams", tag: str = "worker") -> Proc:
+        self.next_port += 1
+        argv = [sys.executable, "-m", module] + (["worker"] if module == "streams" else [])
+        return Proc(argv, env, self.next_port, self.workdir / f"{env['CCMON_APP_ID']}-{tag}-{self.next_port}.log")
+
+
+async def raw_consume(s: Settings, n: int) -> float:
     consumer = AIOKafkaConsumer(s.calls_topic, s.chats_topic, s.agents_topic, bootstrap_servers=s.bootstrap_servers,
                                 auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
                                 max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
@@ -92,90 +232,245 @@ async def raw_consume(s, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def core_rate(s, events) -> float:
-    names = {"calls": s.calls_topic, "chats": s.chats_topic, "agents": s.agents_topic}
+def core_state(p: LocalPipeline) -> float:
+    """What ``state_fingerprint`` sums over all workers once every event is in, computed by the pure
+    core on the same events: contact counters (but "handled") and wait counts."""
+    total = 0.0
+    for queue, channel in p.store.series():
+        view = p.store.view(queue, channel, time.time())
+        total += sum(v for name, v in view.counters.items() if name != "handled")
+        total += sum(sum(raw[:-1]) for raw in view.wait_hist.values())
+    return total
+
+
+def as_records(s: Settings, events: list[workload.Event]) -> list[Record]:
+    """The events as the worker would consume them: partitioned by key, offsets per partition."""
+    names = workload.topic_names(s)
     offsets: dict = {}
     records = []
     for topic, key, value in events:
         part = zlib.crc32(key) % s.partitions
         off = offsets[(topic, part)] = offsets.get((topic, part), -1) + 1
         records.append(Record(names[topic], part, off, key, value))
+    return records
+
+
+def core_rate(s: Settings, events: list[workload.Event]) -> tuple[float, float]:
+    records = as_records(s, events)
     p = LocalPipeline(s)
     started = time.perf_counter()
     now = time.time()
     for i in range(0, len(records), s.batch_size):
         p.feed(records[i:i + s.batch_size], now=now)
-    return len(records) / (time.perf_counter() - started)
+    return len(records) / (time.perf_counter() - started), core_state(p)
 
 
-def scrape_total(port: int) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == "ccmon_events_total")
-
-
-def worker_rate(s, n: int, port: int, env: dict) -> tuple[float, float]:
-    log = Path(os.environ.get("CCMON_DATA_DIR", "/tmp")) / "bench-worker.log"
-    proc = subprocess.Popen([sys.executable, "-m", "streams", "worker", "--web-port", str(port)], env=env, cwd=ROOT,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+def core_bytes_per_open_contact(s: Settings, open_n: int, queues: int) -> float:
+    """Python heap (tracemalloc) per contact held open by the pure core, both stages: a figure
+    free of the allocator and buffer noise that moves the worker's RSS by ±150 B per contact."""
+    records = as_records(s, workload.open_contacts(open_n, queues, int(time.time() * 1000)))
+    p = LocalPipeline(s)
+    now = time.time()
+    p.feed(records[:s.batch_size], now=now)  # queues registered, tables warm
+    gc.collect()
+    tracemalloc.start()
     try:
-        first = None
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"worker exited with {proc.returncode}; see {log}")
-            try:
-                total = scrape_total(port)
-            except OSError:
-                total = 0
-            if total > 0 and first is None:
-                first = time.perf_counter()
-            if total >= n:
-                end = time.perf_counter()
-                return n / (end - first), end - first
-            time.sleep(0.05)
-        raise SystemExit(f"worker did not account for every event in 900 s; see {log}")
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(s.batch_size, len(records), s.batch_size):
+            p.feed(records[i:i + s.batch_size], now=now)
+        gc.collect()
+        return (tracemalloc.get_traced_memory()[0] - before) / (len(records) - s.batch_size)
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        tracemalloc.stop()
+
+
+def latency(s: Settings, worker: Proc, rate: float, seconds: float) -> tuple[float, float]:
+    """Produce ``rate`` events/s for ``seconds`` to a warm worker, through both stages: the k-th
+    offer sent is visible at the first scrape whose ``ccmon_contacts_offered_total`` (summed) has
+    grown by k. Scrapes every 20 ms, the resolution."""
+    events = workload.mix(int(rate * seconds), seed=2)
+    base = offered_count(worker.port)
+    offers = [workload.counts_offered(v) for _, _, v in events]
+    n = sum(offers)
+    sent: list[float] = []
+    seen: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            t0 = time.time()
+            try:
+                total = offered_count(worker.port) - base
+            except OSError:
+                continue
+            seen.append((t0, total))
+            if total >= n:
+                return
+            time.sleep(0.02)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    asyncio.run(workload.produce(s, events, rate=rate, sent=sent.append))
+    poller.join(timeout=120)
+    done.set()
+    offer_times = [t for t, is_offer in zip(sent, offers) if is_offer]
+    lat, j = [], 0
+    for k, t_sent in enumerate(offer_times, start=1):
+        while j < len(seen) and seen[j][1] < k:
+            j += 1
+        if j == len(seen):
+            raise SystemExit(f"offer {k} of {n} never became visible; see {worker.log}")
+        lat.append(max(0.0, seen[j][0] - t_sent))
+    lat.sort()
+    say(f"latency over {n} offers among {len(events)} events")
+    return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, float]:
+    """A worker with ``queues`` × 2 live series: median /metrics time, then RSS growth per open contact."""
+    s, env = run.settings("mem")
+    asyncio.run(ensure_topics(s))
+    worker = run.proc(env).start()
+    try:
+        now_ms = int(time.time() * 1000)
+        series = workload.queue_series(queues, now_ms)
+        asyncio.run(workload.produce(s, series))
+        timed_until([worker], worker_count, len(series))
+        url = f"http://127.0.0.1:{worker.port}/metrics"
+        # stage 2 may still be applying the last facts: time the scrape only with every series live
+        offered_re, deadline = re.compile(rb"^ccmon_contacts_offered_total\{", re.M), time.monotonic() + TIMEOUT_S
+        while len(offered_re.findall(body := http_get(url))) < 2 * queues:
+            worker.check()
+            if time.monotonic() > deadline:
+                raise SystemExit(f"expected {2 * queues} offered series on /metrics")
+            time.sleep(0.2)
+        samples = body.count(b"\nccmon_")
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            http_get(url)
+            times.append(time.perf_counter() - t0)
+        time.sleep(2)
+        rss0 = worker.rss()
+        asyncio.run(workload.produce(s, workload.open_contacts(open_n, queues, now_ms)))
+        waiting_re = re.compile(rb"^ccmon_queue_waiting_contacts\{[^}]*\} ([0-9.e+]+)$", re.M)
+        deadline = time.monotonic() + TIMEOUT_S
+        while (waiting := metric_sum(waiting_re, http_get(url))) < open_n:
+            worker.check()
+            if time.monotonic() > deadline:
+                raise SystemExit(f"expected {open_n} waiting contacts on /metrics, found {waiting:.0f}")
+            time.sleep(0.2)
+        time.sleep(2)
+        rss1 = worker.rss()
+        say(f"scrape: {samples} samples; rss {rss0 / 2**20:.0f} MiB → {rss1 / 2**20:.0f} MiB with {open_n} open")
+        return statistics.median(times), samples, (rss1 - rss0) / open_n
+    finally:
+        worker.stop()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--events", type=int, default=200_000, help="events in the throughput runs (default 200000)")
+    ap.add_argument("--quick", action="store_true", help="a fast smoke run: 20000 events, 10 s latency, one worker")
+    ap.add_argument("--skip", default="", help="comma-separated phases to leave out: latency, naive, scale, memory")
     ap.add_argument("--kafka-port", type=int, default=int(os.environ.get("CCMON_BENCH_KAFKA_PORT", "39092")))
-    ap.add_argument("--json", default="benchmarks/results.json")
+    ap.add_argument("--json", default="benchmarks/results.json", help="where to write the figures")
     args = ap.parse_args()
-    prefix = f"bench{uuid.uuid4().hex[:6]}"
-    kafka = LocalKafka(port=args.kafka_port, data_dir=Path(os.environ.get("CCMON_DATA_DIR", "/tmp")) / "bench-kafka")
-    print(kafka.start(), file=sys.stderr)
-    env = {**os.environ, "CCMON_BROKER": f"kafka://{kafka.address}", "CCMON_APP_ID": prefix,
-           "CCMON_CALLS_TOPIC": f"{prefix}.calls", "CCMON_CHATS_TOPIC": f"{prefix}.chats",
-           "CCMON_AGENTS_TOPIC": f"{prefix}.agents", "CCMON_DEAD_LETTER_TOPIC": f"{prefix}.dead",
-           "CCMON_FACTS_TOPIC": f"{prefix}.facts", "CCMON_LOG_LEVEL": "warning"}
-    s = load(env)
-    print(f"generating {args.events} events...", file=sys.stderr)
-    events = make_events(args.events)
+    n = 20_000 if args.quick else args.events
+    lat_s = 10 if args.quick else 60
+    skip = {x.strip() for x in args.skip.split(",") if x.strip()}
+    unknown = skip - {"latency", "naive", "scale", "memory"}
+    if unknown:
+        ap.error(f"--skip: unknown phases {sorted(unknown)}; choose from latency, naive, scale, memory")
+    scales = () if args.quick or "scale" in skip else (1, 2, 4)
+    base = Path(os.environ.get("CCMON_DATA_DIR", "/tmp/ccmon-bench"))
+    kafka = LocalKafka(port=args.kafka_port, data_dir=base / "bench-kafka")
+    say(kafka.start())
+    run = Run(kafka, f"b{uuid.uuid4().hex[:6]}", base / "bench")
+    run.workdir.mkdir(parents=True, exist_ok=True)
+    r: dict[str, float | int] = {"events": n}
+
+    s, env = run.settings("w1", inputs="in")
+    say(f"generating {n} events...")
+    events = workload.mix(n)
     asyncio.run(ensure_topics(s))
     t0 = time.perf_counter()
-    asyncio.run(produce(s, events))
-    print(f"produced in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    raw = asyncio.run(raw_consume(s, args.events))
-    print(f"raw consumer: {raw:,.0f} events/s", file=sys.stderr)
-    core = core_rate(s, events)
-    print(f"pure core: {core:,.0f} events/s", file=sys.stderr)
-    worker, elapsed = worker_rate(s, args.events, 16999, env)
-    results = {"events": args.events, "raw_events_per_s": round(raw), "core_events_per_s": round(core),
-               "events_per_s": round(worker), "worker_seconds": round(elapsed, 2),
-               "ratio_to_raw": round(worker / raw, 3)}
-    print(f"{'measure':<28}{'events/s':>12}")
-    print(f"{'raw aiokafka + orjson':<28}{raw:>12,.0f}")
-    print(f"{'pure core (in-process)':<28}{core:>12,.0f}")
-    print(f"{'ccmon worker (cold start)':<28}{worker:>12,.0f}")
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(" ".join(f"{k}={v}" for k, v in results.items()))
+    asyncio.run(workload.produce(s, events))
+    say(f"produced {n} in {time.perf_counter() - t0:.1f} s")
+    r["raw_events_per_s"] = round(asyncio.run(raw_consume(s, n)))
+    say(f"raw consumer: {r['raw_events_per_s']:,} events/s")
+    core, expected = core_rate(s, events)
+    r["core_events_per_s"] = round(core)
+    say(f"pure core: {r['core_events_per_s']:,} events/s")
+
+    worker = run.proc(env).start()
+    try:
+        elapsed = timed_until([worker], worker_count, n)
+        r["stage1_events_per_s"] = round(n / elapsed)
+        say(f"worker, stage 1 counted: {r['stage1_events_per_s']:,} events/s")
+    finally:
+        worker.stop()
+    if "latency" not in skip:  # on topics of its own, so the other phases keep exactly N inputs
+        say(f"latency at 2000/s for {lat_s} s...")
+        s_lat, env_lat = run.settings("lat")
+        asyncio.run(ensure_topics(s_lat))
+        live = run.proc(env_lat).start()
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                live.check()
+                try:
+                    http_get(f"http://127.0.0.1:{live.port}/health", timeout=2)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"the latency worker did not get ready; see {live.log}") from None
+                    time.sleep(0.3)
+            r["p50_latency_s"], r["p99_latency_s"] = (round(v, 3) for v in latency(s_lat, live, 2000, lat_s))
+        finally:
+            live.stop()
+
+    if "naive" not in skip:
+        _, naive_env = run.settings("naive", inputs="in")
+        naive = run.proc(naive_env, module="benchmarks.naive_faust", tag="naive").start()
+        try:
+            r["naive_faust_events_per_s"] = round(n / timed_until([naive], naive_count, n))
+        finally:
+            naive.stop()
+        say(f"naive faust agent: {r['naive_faust_events_per_s']:,} events/s")
+
+    for k in scales or (1,):  # one worker, measured to its state, is the headline figure
+        r[f"workers_{k}_events_per_s"] = round(scale_out(run, k, n, expected))
+        say(f"{k} worker(s): {r[f'workers_{k}_events_per_s']:,} events/s")
+    r["events_per_s"] = r["workers_1_events_per_s"]
+    r["ratio_to_raw"] = round(r["events_per_s"] / r["raw_events_per_s"], 3)
+
+    if "memory" not in skip:
+        open_n = 10_000 if args.quick else 100_000
+        r["core_bytes_per_open_contact"] = round(core_bytes_per_open_contact(s, open_n, 1000))
+        scrape, samples, per_contact = scrape_and_memory(run, 1000, open_n)
+        r["scrape_s"], r["scrape_samples"], r["bytes_per_open_contact"] = round(scrape, 4), samples, round(per_contact)
+
+    rows = [("raw aiokafka getmany + orjson", "raw_events_per_s", "events/s"),
+            ("pure core, in-process", "core_events_per_s", "events/s"),
+            ("ccmon worker: all N in its state", "events_per_s", "events/s"),
+            ("ccmon worker: stage 1 counted N", "stage1_events_per_s", "events/s"),
+            ("ratio worker / raw", "ratio_to_raw", ""),
+            ("naive faust agent", "naive_faust_events_per_s", "events/s"),
+            *((f"ccmon, {k} workers, one group", f"workers_{k}_events_per_s", "events/s") for k in scales if k > 1),
+            ("latency p50 at 2000/s", "p50_latency_s", "s"),
+            ("latency p99 at 2000/s", "p99_latency_s", "s"),
+            ("/metrics, 1000 queues x 2 ch", "scrape_s", "s"),
+            ("RSS per open contact", "bytes_per_open_contact", "bytes"),
+            ("pure core heap per open contact", "core_bytes_per_open_contact", "bytes")]
+    print(f"{'measure (' + str(n) + ' events)':<34}{'value':>14}  unit")
+    for label, key, unit in rows:
+        if key not in r:
+            continue
+        value = r[key]
+        print(f"{label:<34}{value:>14,}  {unit}" if isinstance(value, int) else f"{label:<34}{value:>14}  {unit}")
+    Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
+    print(" ".join(f"{k}={v}" for k, v in r.items()))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -21,12 +22,17 @@ import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
 from streams import codec
+from streams.broker_watch import BrokerWatch, RetryNoise
+from streams.changelog import Changelog
 from streams.config import Settings
 from streams.errors import CcmonError
 from streams.core.facts import Fact
 from streams.core.intake import BatchOutput, Intake, Record, partition_for_queue
 from streams.core.queues import QueueStore
-from streams.exporter import ConsumerLagCollector, ProcessMetrics, StateCollector
+from streams.exporter import ConsumerLagCollector, ProcessMetrics, StateSizeCollector
+from streams.exposition import KpiExposition
+from streams.faust_consumer import install as install_consumer
+from streams.kafka_auth import faust_credentials
 from streams.wallboard import page as wallboard_page
 from streams.wallboard import snapshot
 
@@ -73,21 +79,33 @@ class Pipeline:
             broker_session_timeout=s.session_timeout_s,
             broker_heartbeat_interval=max(1.0, s.session_timeout_s / 4),
             web_enabled=True,
+            broker_credentials=faust_credentials(s),
         )
+        install_consumer(self.app, before_commit=self.state_written)
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.inputs = self.app.topic(s.calls_topic, s.chats_topic, s.agents_topic, partitions=s.partitions, **raw)
         self.facts = self.app.topic(s.facts_topic, partitions=s.partitions, internal=True, **raw)
         self.dead_letters = self.app.topic(s.dead_letter_topic, partitions=s.partitions, **raw)
         self.lifecycle_table = self._table("ccmon-lifecycle")
         self.queue_table = self._table("ccmon-queues")
+        self.lifecycle_log = Changelog(self.app, self.lifecycle_table)
+        self.queue_log = Changelog(self.app, self.queue_table)
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = ProcessMetrics(self.registry, [s.calls_topic, s.chats_topic, s.agents_topic])
         self._intake: Intake | None = None
         self._store: QueueStore | None = None
         self._generation = 0
+        self._state_chain: asyncio.Future | None = None
+        # the agents and the sweep take turns on each state table
+        self._lifecycle_lock, self._queues_lock = asyncio.Lock(), asyncio.Lock()
+        self._unswept = False  #: a batch has moved watermarks since the last sweep
         self._intake_generation = self._store_generation = -1
         self.ready = False
-        self.registry.register(StateCollector(self.store))
+        self.kpi_text = KpiExposition(self.store)
+        self.broker = BrokerWatch(s.bootstrap_servers, self._probe_broker, timeout_s=max(1.0, s.broker_probe_s))
+        self.registry.register(self.broker)
+        self.registry.register(StateSizeCollector(lambda: {"lifecycle": len(self.lifecycle_table.data),
+                                                           "queues": len(self.queue_table.data)}))
         self.registry.register(ConsumerLagCollector(lambda: self.app.consumer if self.app.started else None))
         self._build()
 
@@ -120,49 +138,67 @@ class Pipeline:
             self.ready = True
             log.info("partitions assigned and state recovered; exporting owned queues")
 
+        @app.task
+        async def quiet_retries() -> None:
+            # the worker has configured logging by now: handlers exist to attach the filter to
+            noise = RetryNoise(self.broker)
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(noise)
+
+        @app.timer(interval=s.broker_probe_s)
+        async def watch_broker() -> None:
+            await self.broker.check()
+
         @app.agent(self.inputs, name="ccmon-lifecycle-agent")
         async def lifecycle(stream: Any) -> None:
-            last_sweep = time.monotonic()
             async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
                 records = [Record(e.message.topic, e.message.partition, e.message.offset, e.message.key,
                                   e.message.value) for e in events]
-                intake = self.intake()
-                t0 = time.perf_counter()
-                out = intake.process(records)
-                if time.monotonic() - last_sweep >= s.sweep_interval_s:
-                    last_sweep = time.monotonic()
-                    swept = intake.sweep()
-                    _merge(out, swept)
-                t1 = time.perf_counter()
-                await self._send(out)
+                async with self._lifecycle_lock:
+                    t0 = time.perf_counter()
+                    out = self.intake().process(records)
+                    self._unswept = True
+                    t1 = time.perf_counter()
+                    await self._send(out)
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("lifecycle batch: %d records, %d writes, process %.1f ms, send %.1f ms",
                               len(records), len(out.writes), (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
 
         @app.agent(self.facts, name="ccmon-queues-agent")
         async def queues(stream: Any) -> None:
-            last_expiry = time.monotonic()
             async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
-                store = self.store()
-                now = time.time()
-                dirty: set[str] = set()
-                for e in events:
-                    for src, offset, idx, row in orjson.loads(e.message.value)["f"]:
-                        store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
-                partition_of = self._partition_of_key
-                for key in dirty:
-                    self.queue_table.send_changelog(partition_of(key), key, store.data[key])
-                if time.monotonic() - last_expiry >= s.sweep_interval_s:
-                    last_expiry = time.monotonic()
-                    gone, changed = store.expire(now)
-                    for key in gone:
-                        self.queue_table.send_changelog(partition_of(key), key, None, value_serializer="raw")
-                    for key in changed:
-                        self.queue_table.send_changelog(partition_of(key), key, store.data[key])
+                async with self._queues_lock:
+                    store = self.store()
+                    now = time.time()
+                    dirty: set[str] = set()
+                    for e in events:
+                        for src, offset, idx, row in orjson.loads(e.message.value)["f"]:
+                            store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
+                    # each record carries its own applied-fact marks, so any later version of it is
+                    # consistent too: encoding now, after the whole batch, is enough
+                    partition_of, write = self._partition_of_key, self.queue_log.write
+                    for key in dirty:
+                        await write(partition_of(key), key, orjson.dumps(store.data[key]))
+
+        @app.timer(interval=s.sweep_interval_s)
+        async def sweep() -> None:
+            # between two batches (the locks), and after the last one too: what the watermarks or the
+            # clock make due (ACW timeouts, retention, bucket expiry) never waits for the next input
+            if not self.ready or app.rebalancing or not app.flow_control.is_active():
+                return
+            if self._unswept:  # no batch since the last sweep: no watermark has moved
+                async with self._lifecycle_lock:
+                    self._unswept = False
+                    out = self.intake().sweep()
+                    if out.facts or out.writes:
+                        await self._send(out)
+            async with self._queues_lock:
+                await self._expire(self.store())
 
         @app.page("/metrics")
         async def metrics(web: Any, request: Any) -> Any:
-            return web.bytes(generate_latest(self.registry), headers={"Content-Type": METRICS_CONTENT_TYPE})
+            body = self.kpi_text.render().encode() + generate_latest(self.registry)
+            return web.bytes(body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
         @app.page("/wallboard")
         async def wallboard(web: Any, request: Any) -> Any:
@@ -177,8 +213,15 @@ class Pipeline:
 
         @app.page("/health")
         async def health(web: Any, request: Any) -> Any:
-            body = {"ready": self.ready, "queues": len(self.store().queues())}
-            return web.json(body, status=200 if self.ready else 503)
+            healthy = self.ready and self.broker.up is not False
+            body = {"ready": self.ready, "broker": {None: "unknown", True: "up", False: "down"}[self.broker.up],
+                    "queues": len(self.store().queues())}
+            return web.json(body, status=200 if healthy else 503)
+
+    async def _probe_broker(self) -> bool:
+        """A metadata request through the worker's own producer connection."""
+        client = self.app.producer._ensure_producer().client  # the aiokafka client Faust produces with
+        return bool(await client.force_metadata_update())
 
     def scope(self) -> str:
         """What this worker's pages show: with several workers, each shows its own share."""
@@ -195,30 +238,49 @@ class Pipeline:
         return partition_for_queue(key.split("|", 2)[1], self.settings.partitions)
 
     async def _send(self, out: BatchOutput) -> None:
-        """Produce one batch's output. Facts and dead letters first, acknowledged by the broker,
-        and only then the state: after a crash an event is either in the recovered state with its
+        """Produce one batch's output: facts and dead letters now, the batch's state once the broker
+        has acknowledged them. After a crash an event is either in the recovered state with its
         facts delivered, or is processed again from the same state, making facts with the same ids
-        (which stage 2 drops if it has them)."""
-        for partition, rows in out.facts.items():
-            await self.facts.send(value=orjson.dumps({"f": rows}), partition=partition)
+        (which stage 2 drops if it has them).
+
+        The state write waits in the background, so the next batch is processed meanwhile; writes
+        stay in batch order (each waits for the one before) and offsets are committed only after
+        them (``state_written``, awaited by the consumer before every commit). Values are encoded
+        now: the in-memory records keep changing with the next batches."""
+        acks = [await self.facts.send(value=orjson.dumps({"f": rows}), partition=partition)
+                for partition, rows in out.facts.items()]
         for dead in out.dead:
-            await self.dead_letters.send(key=dead.source.key, value=dead.to_json())
+            acks.append(await self.dead_letters.send(key=dead.source.key, value=dead.to_json()))
             self.metrics.dead_letter_child(dead.reason).inc()
-        if out.facts or out.dead:
-            await self.app.producer.flush()
-        table = self.lifecycle_table
-        for key, (partition, value) in out.writes.items():
-            if value is None:
-                table.send_changelog(partition, key, None, value_serializer="raw")
-            else:
-                table.send_changelog(partition, key, value)
+        writes = [(partition, key, None if value is None else orjson.dumps(value))
+                  for key, (partition, value) in out.writes.items()]
+        self._state_chain = asyncio.ensure_future(self._write_state(self._state_chain, acks, writes))
         for (topic, result), n in out.results.items():
             self.metrics.events_child(topic, result).inc(n)
         for topic, lag in out.lags:
             self.metrics.lag_child(topic).observe(lag)
 
+    async def _expire(self, store: QueueStore) -> None:
+        """Drop and rewrite queue records the clock has moved out of every window."""
+        gone, changed = store.expire(time.time())
+        partition_of, write = self._partition_of_key, self.queue_log.write
+        for key in gone:
+            await write(partition_of(key), key, None)
+        for key in changed:
+            await write(partition_of(key), key, orjson.dumps(store.data[key]))
 
-def _merge(into: BatchOutput, other: BatchOutput) -> None:
-    for partition, rows in other.facts.items():
-        into.facts.setdefault(partition, []).extend(rows)
-    into.writes.update(other.writes)
+    async def _write_state(self, previous: asyncio.Future | None, acks: list, writes: list) -> None:
+        if previous is not None:
+            await previous
+        if acks:
+            await asyncio.gather(*acks)
+        write = self.lifecycle_log.write
+        for partition, key, value in writes:
+            await write(partition, key, value)
+
+    async def state_written(self) -> None:
+        """Returns once the state of every batch handed to ``_send`` so far is queued for the broker."""
+        while self._state_chain is not None and not self._state_chain.done():
+            await asyncio.shield(self._state_chain)
+        if self._state_chain is not None and self._state_chain.done() and self._state_chain.exception():
+            raise self._state_chain.exception()

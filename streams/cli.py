@@ -107,7 +107,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(s))
     import faust
 
+    import uvloop  # Faust runs on whatever loop is current; uvloop's costs less per callback
+
     from streams.app import Pipeline
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     pipeline = Pipeline(s)
     print(f"ccmon worker: consuming {s.calls_topic}, {s.chats_topic}, {s.agents_topic} from {s.bootstrap_servers}; "
           f"metrics on http://{s.web_host}:{s.web_port}/metrics", file=sys.stderr, flush=True)

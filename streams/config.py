@@ -59,6 +59,15 @@ class Settings:
     batch_within_s: float = 0.05
     sweep_interval_s: float = 5.0
     session_timeout_s: float = 10.0
+    broker_probe_s: float = 2.0
+    producer_timeout_s: float = 120.0
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: str | None = field(default=None, repr=False)
+    kafka_ca_file: str | None = None
+    kafka_cert_file: str | None = None
+    kafka_key_file: str | None = None
     defaults: QueueThresholds = QueueThresholds()
     queues: Mapping[str, QueueThresholds] = field(default_factory=dict)
     log_level: str = "info"
@@ -109,6 +118,55 @@ def _non_negative_float(name: str, raw: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise ConfigError(f"{name}={raw!r} must be a finite number >= 0")
     return value
+
+
+def _positive_float(name: str, raw: str) -> float:
+    value = _non_negative_float(name, raw)
+    if value == 0:
+        raise ConfigError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+def _security_protocol(name: str, raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise ConfigError(f"{name}={raw!r}: use PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT")
+    return value
+
+
+def _sasl_mechanism(name: str, raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"):
+        raise ConfigError(f"{name}={raw!r}: use SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN")
+    return value
+
+
+def _secret(name: str, raw: str) -> str:
+    if not raw:
+        raise ConfigError(f"{name} is set but empty")
+    return raw
+
+
+def _readable_file(name: str, raw: str) -> str:
+    path = Path(_text(name, raw))
+    try:
+        path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path} ({exc.strerror})") from None
+    return str(path)
+
+
+def _password(env: Mapping[str, str]) -> str | None:
+    """CCMON_KAFKA_PASSWORD, or the first line of CCMON_KAFKA_PASSWORD_FILE (e.g. a mounted secret)."""
+    if env.get("CCMON_KAFKA_PASSWORD_FILE"):
+        if "CCMON_KAFKA_PASSWORD" in env:
+            raise ConfigError("set CCMON_KAFKA_PASSWORD or CCMON_KAFKA_PASSWORD_FILE, not both")
+        path = Path(_readable_file("CCMON_KAFKA_PASSWORD_FILE", env["CCMON_KAFKA_PASSWORD_FILE"]))
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if not lines or not lines[0]:
+            raise ConfigError(f"CCMON_KAFKA_PASSWORD_FILE: {path} is empty")
+        return lines[0]
+    return None
 
 
 def _ratio(name: str, raw: str) -> float:
@@ -173,6 +231,15 @@ ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CCMON_BATCH_WITHIN_S": ("batch_within_s", _non_negative_float),
     "CCMON_SWEEP_INTERVAL_S": ("sweep_interval_s", _non_negative_float),
     "CCMON_SESSION_TIMEOUT_S": ("session_timeout_s", _non_negative_float),
+    "CCMON_BROKER_PROBE_S": ("broker_probe_s", _positive_float),
+    "CCMON_PRODUCER_TIMEOUT_S": ("producer_timeout_s", _positive_float),
+    "CCMON_KAFKA_SECURITY_PROTOCOL": ("kafka_security_protocol", _security_protocol),
+    "CCMON_KAFKA_SASL_MECHANISM": ("kafka_sasl_mechanism", _sasl_mechanism),
+    "CCMON_KAFKA_USERNAME": ("kafka_username", _text),
+    "CCMON_KAFKA_PASSWORD": ("kafka_password", _secret),
+    "CCMON_KAFKA_CA_FILE": ("kafka_ca_file", _readable_file),
+    "CCMON_KAFKA_CERT_FILE": ("kafka_cert_file", _readable_file),
+    "CCMON_KAFKA_KEY_FILE": ("kafka_key_file", _readable_file),
     "CCMON_LOG_LEVEL": ("log_level", _level),
 }
 
@@ -227,5 +294,14 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     values["defaults"] = defaults
     if env.get("CCMON_QUEUE_CONFIG"):
         values["queues"] = _queue_config(env["CCMON_QUEUE_CONFIG"], defaults)
+    password = _password(env)
+    if password is not None:
+        values["kafka_password"] = password
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.kafka_security_protocol.startswith("SASL_") and not (settings.kafka_username and settings.kafka_password):
+        raise ConfigError(f"CCMON_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
+                          f"CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD (or CCMON_KAFKA_PASSWORD_FILE)")
+    if bool(settings.kafka_cert_file) != bool(settings.kafka_key_file):
+        raise ConfigError("CCMON_KAFKA_CERT_FILE and CCMON_KAFKA_KEY_FILE go together (client certificate and its key)")
+    return settings

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.config import Settings
 from streams.errors import CcmonError
+from streams.kafka_auth import client_kwargs, start_client
 
 
 def topic_names(s: Settings) -> list[str]:
@@ -30,12 +31,9 @@ async def _described_with_leaders(admin: AIOKafkaAdminClient, names: list[str], 
 
 
 async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000))
-    try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-    except (KafkaConnectionError, asyncio.TimeoutError, OSError):
-        raise CcmonError(f"cannot reach Kafka at {s.bootstrap_servers}: is it running? "
-                         f"(start a local one with: ccmon kafka start)") from None
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000),
+                                **client_kwargs(s))
+    await start_client(s, admin.start, admin.close, timeout_s)
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in topic_names(s) if t not in existing]

@@ -17,6 +17,7 @@ id (deadline in ms, offset of ``ended``), which is increasing and the same on ev
 from __future__ import annotations
 
 import base64
+import functools
 import heapq
 import time
 import zlib
@@ -30,12 +31,16 @@ from streams.config import Settings
 from streams.core.events import Reason, Rejection, parse_agent, parse_contact
 from streams.core.facts import Fact
 from streams.core.lifecycle import (
-    ENDED, AgentState, ContactState, Outcome, apply_agent, apply_contact, complete_by_timeout,
+    ENDED, W_ENDED, W_ENDED_OFFSET, W_PARTITION, W_PHASE, W_SEEN, AgentState, ContactState, Outcome, apply_agent,
+    apply_contact, complete_by_timeout,
 )
 
 ACCEPTED, DUPLICATE, LATE, REJECTED = "accepted", "duplicate", "late", "rejected"
+#: bytes of a rejected input copied into its dead letter (Kafka's default message limit is 1 MiB)
+MAX_DEAD_VALUE = 256 * 1024
 
 
+@functools.lru_cache(maxsize=65536)
 def partition_for_queue(queue: str, partitions: int) -> int:
     """Stable queue → facts partition (CRC-32, the same in every worker and release)."""
     return zlib.crc32(queue.encode()) % partitions
@@ -59,12 +64,20 @@ class DeadLetter:
     detail: str
 
     def to_json(self) -> bytes:
+        """The dead letter. An original larger than ``MAX_DEAD_VALUE`` is cut there (``value_size``
+        says how large it was, and it stays at topic/partition/offset): base64 makes bytes 4/3 as
+        large, and a near-limit input would otherwise make a dead letter the broker refuses."""
         src = self.source
+        value = src.value
+        size = len(value) if value is not None else None
+        if value is not None and size > MAX_DEAD_VALUE:
+            value = value[:MAX_DEAD_VALUE]
         return orjson.dumps({
             "reason": self.reason, "detail": self.detail, "topic": src.topic, "partition": src.partition,
             "offset": src.offset,
-            "key_b64": base64.b64encode(src.key).decode() if src.key is not None else None,
-            "value_b64": base64.b64encode(src.value).decode() if src.value is not None else None,
+            "key_b64": base64.b64encode(src.key[:MAX_DEAD_VALUE]).decode() if src.key is not None else None,
+            "value_b64": base64.b64encode(value).decode() if value is not None else None,
+            "value_size": size, "value_truncated": size is not None and size > MAX_DEAD_VALUE,
             "rejected_at": time.time(),
         })
 
@@ -97,11 +110,15 @@ class Intake:
         for key, value in self.data.items():
             if key.startswith("q|"):
                 known.update(value)
-            elif key.startswith("c|") and value["s"] == ENDED:
+            elif key.startswith("c|"):
+                if isinstance(value, dict):  # an older worker's format: keep the compact one in memory
+                    value = self.data[key] = ContactState.from_wire(value).to_wire()
+                if value[W_PHASE] != ENDED:
+                    continue
                 topic = self.topic_of_channel.get(key.split("|", 2)[1])
                 if topic is not None:
-                    deadlines.setdefault((topic, value["p"]), []).append(
-                        (value["e"] + self.s.acw_timeout_s, value["eo"], key))
+                    deadlines.setdefault((topic, value[W_PARTITION]), []).append(
+                        (value[W_ENDED] + self.s.acw_timeout_s, value[W_ENDED_OFFSET], key))
         for heap in deadlines.values():
             heapq.heapify(heap)
         self.known_queues = known
@@ -109,13 +126,16 @@ class Intake:
 
     def _fire_timeouts(self, out: BatchOutput, topic: str, partition: int, watermark: float) -> None:
         """Complete every wrap-up of this partition whose deadline the watermark has passed,
-        in deadline order, so the ids are increasing and a replay makes the same ones."""
+        in deadline order. The ids (deadline, offset of ``ended``) only grow: a deadline enters
+        the heap only while the watermark has not reached it (``_contact`` completes an ``ended``
+        that arrives already past its deadline at once), so it is later than any already fired.
+        A replay makes the same ones."""
         heap = self.deadlines.get((topic, partition))
         src = f"{topic}/{partition}/acw"
         while heap and heap[0][0] < watermark:
             deadline, ended_offset, key = heapq.heappop(heap)
             raw = self.data.get(key)
-            if raw is None or raw["s"] != ENDED or raw["eo"] != ended_offset:
+            if raw is None or raw[W_PHASE] != ENDED or raw[W_ENDED_OFFSET] != ended_offset:
                 continue  # completed by its wrap-up, or expired
             state = ContactState.from_wire(raw)
             fact = complete_by_timeout(state)
@@ -204,9 +224,12 @@ class Intake:
         else:
             facts = result.facts
             state = result.state  # type: ignore[assignment]
-            if ev.type == "ended" and not result.duplicate:
-                heapq.heappush(self.deadlines.setdefault((rec.topic, rec.partition), []),
-                               (ev.ts + self.s.acw_timeout_s, rec.offset, key))
+            if ev.type == "ended" and not result.duplicate and state.phase == ENDED:
+                if ev.ts + self.s.acw_timeout_s < mark[0]:  # late: its wrap-up time is over already
+                    facts = [*facts, complete_by_timeout(state)]
+                else:
+                    heapq.heappush(self.deadlines.setdefault((rec.topic, rec.partition), []),
+                                   (ev.ts + self.s.acw_timeout_s, rec.offset, key))
             out.results[(rec.topic, DUPLICATE if result.duplicate else LATE if result.late else ACCEPTED)] += 1
             if ev.ts > mark[0]:  # duplicates too: a replayed event moves time as the original did
                 mark[0] = ev.ts
@@ -268,9 +291,9 @@ class Intake:
             kind = key[0]
             if kind == "c":
                 topic = self.topic_of_channel.get(key.split("|", 2)[1])
-                mark = self.data.get(f"m|{topic}|{raw['p']}")
-                if mark is not None and raw["z"] + retention < mark[0]:
-                    expired.append((key, raw["p"]))
+                mark = self.data.get(f"m|{topic}|{raw[W_PARTITION]}")
+                if mark is not None and raw[W_SEEN] + retention < mark[0]:
+                    expired.append((key, raw[W_PARTITION]))
             elif kind == "g":
                 mark = self.data.get(f"m|{self.s.agents_topic}|{raw['p']}")
                 if mark is not None and raw["s"] == "offline" and raw["t"] + retention < mark[0]:

@@ -46,17 +46,23 @@ class ContactState:
     ids: list[str] = field(default_factory=list)
     ended_offset: int = -1  #: source offset of ``ended``: identifies the ACW-timeout fact
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "p": self.partition, "c": self.channel, "q": self.queue, "s": self.phase, "o": self.offered,
-            "l": self.last, "z": self.seen, "a": self.answered, "hs": self.hold_start, "ht": self.hold_total,
-            "e": self.ended, "v": self.surveyed, "i": self.ids, "eo": self.ended_offset,
-        }
+    def to_wire(self) -> list[Any]:
+        """A list in field order (``W_*`` are the positions the intake reads): an open contact is
+        kept in memory in this form, and a 14-item list is a quarter of a 14-key dict."""
+        return [self.partition, self.channel, self.queue, self.phase, self.offered, self.last, self.seen,
+                self.answered, self.hold_start, self.hold_total, self.ended, self.surveyed, self.ids,
+                self.ended_offset]
 
     @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> "ContactState":
-        return cls(d["p"], d["c"], d["q"], d["s"], d["o"], d["l"], d["z"], d["a"], d["hs"], d["ht"], d["e"], d["v"],
-                   d["i"], d["eo"])
+    def from_wire(cls, d: list[Any] | dict[str, Any]) -> "ContactState":
+        if isinstance(d, dict):  # written by ccmon before 0.2
+            return cls(d["p"], d["c"], d["q"], d["s"], d["o"], d["l"], d["z"], d["a"], d["hs"], d["ht"], d["e"],
+                       d["v"], d["i"], d["eo"])
+        return cls(*d)
+
+
+# positions in ContactState.to_wire()
+W_PARTITION, W_PHASE, W_SEEN, W_ENDED, W_ENDED_OFFSET = 0, 3, 6, 10, 13
 
 
 @dataclass(slots=True)

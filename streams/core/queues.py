@@ -95,6 +95,10 @@ class QueueStore:
         #: buckets older than this behind now cannot matter to any window any more
         self.horizon_s = max(WINDOWS.values()) + settings.lateness_s + settings.future_tolerance_s + self.bucket_s
         self.index = _Index()
+        #: bumped whenever a series' (or a queue's agents') records may have changed: lets the
+        #: exposition keep each series' text until then
+        self.versions: dict[tuple[str, str], int] = {}
+        self.agent_versions: dict[str, int] = {}
         self.reindex()
 
     # ---- records -------------------------------------------------------------------------
@@ -152,8 +156,11 @@ class QueueStore:
                 else:
                     rec["v"][fact.subject] = [state, fact.ts]
                 self.index.agent_queues.add(fact.queue)
+                self.agent_versions[fact.queue] = self.agent_versions.get(fact.queue, 0) + 1
                 dirty.add(key)
             return
+        series = (fact.queue, fact.channel)
+        self.versions[series] = self.versions.get(series, 0) + 1
         th = self.settings.thresholds(fact.queue)
         self._apply_totals(fact, fid, th, dirty)
         self._apply_waiting(fact, fid, dirty)
@@ -272,6 +279,7 @@ class QueueStore:
                 del rec["v"][agent]
             if stale:
                 changed.append(key)
+                self.agent_versions[queue] = self.agent_versions.get(queue, 0) + 1
         cutoff = now - self.horizon_s
         for (q, ch), starts in self.index.buckets.items():
             n = bisect.bisect_left(starts, cutoff)
@@ -279,6 +287,8 @@ class QueueStore:
                 key = f"b|{q}|{ch}|{start}"
                 if self.data.pop(key, None) is not None:
                     gone.append(key)
+            if n:
+                self.versions[(q, ch)] = self.versions.get((q, ch), 0) + 1
             del starts[:n]
         yesterday = self._yesterday(now)
         for (q, ch), days in self.index.days.items():
@@ -287,6 +297,7 @@ class QueueStore:
                 key = f"d|{q}|{ch}|{day}"
                 if self.data.pop(key, None) is not None:
                     gone.append(key)
+                    self.versions[(q, ch)] = self.versions.get((q, ch), 0) + 1
         return gone, changed
 
     # ---- reading -------------------------------------------------------------------------
@@ -333,12 +344,15 @@ class QueueStore:
     def agents(self) -> Iterator[tuple[str, dict[str, int]]]:
         """(queue, state → number of agents) for every queue with agent records."""
         for queue in sorted(self.index.agent_queues):
-            rec = self.data.get(f"a|{queue}")
-            counts = dict.fromkeys(AGENT_STATES, 0)
-            if rec is not None:
-                for state, _ in rec["v"].values():
-                    counts[state] = counts.get(state, 0) + 1
-            yield queue, counts
+            yield queue, self.agent_counts(queue)
+
+    def agent_counts(self, queue: str) -> dict[str, int]:
+        rec = self.data.get(f"a|{queue}")
+        counts = dict.fromkeys(AGENT_STATES, 0)
+        if rec is not None:
+            for state, _ in rec["v"].values():
+                counts[state] = counts.get(state, 0) + 1
+        return counts
 
     def queues(self) -> set[str]:
         return {q for q, _ in self.index.series} | self.index.agent_queues

@@ -83,7 +83,8 @@ def scripted(env: Env, base: float) -> tuple[Path, dict]:
 def kpi_series(m: dict) -> dict:
     """Every series computed from state (SPEC §4), i.e. all but the process metrics."""
     return {k: v for k, v in m.items()
-            if not k[0].startswith(("ccmon_events", "ccmon_event_lag", "ccmon_dead_letters"))
+            if not k[0].startswith(("ccmon_events", "ccmon_event_lag", "ccmon_dead_letters", "ccmon_broker",
+                                    "ccmon_consumer_lag", "ccmon_state_records", "ccmon_kafka_client"))
             and k[0].startswith("ccmon_")}
 
 

@@ -118,6 +118,34 @@ def test_timeout_not_reached_at_exactly_600s_and_wrapup_inside_counts_acw():
     assert p.store.view("q", "voice", at("09:12:00")).handle_hist[-1] == pytest.approx(60.0)
 
 
+def test_a_late_ended_whose_timeout_is_already_due_is_still_counted_once():
+    # a (10:00 ended) times out when the watermark passes 10:10; then b arrives late, ended at 09:01,
+    # a deadline (09:11) earlier than one already fired: both count, each once, also on a replay
+    a = [(CALLS, ev("offered", "a", at("09:59:00"), queue="q")),
+         (CALLS, ev("answered", "a", at("09:59:30"), agent_id="x")),
+         (CALLS, ev("ended", "a", at("10:00:00"))),
+         (CALLS, ev("offered", "later", at("10:30:00"), queue="q"))]
+    b = [(CALLS, ev("offered", "b", at("09:00:00"), queue="q")),
+         (CALLS, ev("answered", "b", at("09:00:10"), agent_id="y")),
+         (CALLS, ev("ended", "b", at("09:01:10"))),
+         (CALLS, ev("wrapup_ended", "b", at("09:01:30")))]
+    p = LocalPipeline(settings())
+    now = at("10:31:00")
+    records = [p.record(topic, e, key=e["contact_id"]) for topic, e in a + b]
+    p.feed(records[:4], now=now)
+    p.sweep(now)
+    p.feed(records[4:], now=now)
+    p.sweep(now)
+    v = p.store.view("q", "voice", now)
+    assert v.counters["handled"] == 2
+    # a: 30 s talk, ACW 0 at the timeout; b: its deadline had passed when its ended arrived, so
+    # the timeout completes it (60 s talk, ACW 0) and the wrap-up after it changes nothing
+    assert v.handle_hist[-1] == pytest.approx(30.0 + 60.0)
+    p.feed(records, now=now)  # the same input again (a replay): nothing changes
+    p.sweep(now)
+    assert p.store.view("q", "voice", now).counters["handled"] == 2
+
+
 def test_hold_never_resumed_closes_at_ended():
     from streams.core.lifecycle import ContactState, talk_and_hold
     events = [(CALLS, ev("offered", "h", at("09:00:00"), queue="q")),

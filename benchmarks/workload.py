@@ -1,0 +1,128 @@
+"""The benchmark's inputs: (short topic, key, value) triples, produced to Kafka by ``produce``.
+
+Short topics are ``calls``, ``chats`` and ``agents``; ``produce`` maps them to the run's topic names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Callable, Iterable
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from producers.scenario import Scenario
+from producers.simulate import Simulator
+from streams.config import Settings
+
+Event = tuple[str, bytes, bytes]
+
+
+def mix(n: int, seed: int = 1) -> list[Event]:
+    """A realistic mix: simulated voice/chat lifecycles, agents, surveys, and ~3 % bad input.
+
+    Event times are shifted so that the last event is a minute old: no event is in the future
+    (rejected) or, whatever ``n``, so old that windows ignore it."""
+    t = time.time() - 6 * 3600  # a daytime profile, and ids unique to this call
+    sim = Simulator(seed, t, Scenario.default().scaled(rate=8, agents=8))
+    rng = random.Random(seed)
+    made: list[tuple[str, bytes, dict, int]] = []
+    while len(made) < n:
+        t += 60
+        for topic, key, event in sim.advance(t):
+            if rng.random() < 0.03:
+                made.append((topic, key.encode(), event, rng.randrange(1, 5)))
+            made.append((topic, key.encode(), event, 0))
+    made = made[:n]
+    shift = int(time.time() * 1000) - 60_000 - max(e["ts"] for _, _, e, _ in made)
+    out: list[Event] = []
+    for topic, key, event, bad in made:
+        event = {**event, "ts": event["ts"] + shift}
+        value = [orjson.dumps(event), b"{not json", b"\xff\xfe", orjson.dumps({**event, "type": "bogus"}),
+                 orjson.dumps({k: v for k, v in event.items() if k != "ts"})][bad]
+        out.append((topic, key, value))
+    return out
+
+
+def queue_series(queues: int, now_ms: int) -> list[Event]:
+    """One answered, handled and surveyed contact and one agent per queue and channel, so that every
+    KPI series of ``queues`` × 2 channels is live."""
+    out: list[Event] = []
+    for q in range(queues):
+        queue = f"q{q:04d}"
+        for topic in ("calls", "chats"):
+            cid = f"{topic}-{queue}"
+            steps = [("offered", 0, {"queue": queue}), ("answered", 12_000, {"agent_id": f"a-{queue}"}),
+                     ("ended", 200_000, {}), ("wrapup_ended", 230_000, {}),
+                     ("survey", 240_000, {"csat": 5, "nps": 9, "resolved": True})]
+            for i, (kind, dt, extra) in enumerate(steps):
+                event = {"event_id": f"{cid}-{i}", "type": kind, "contact_id": cid, "ts": now_ms - 300_000 + dt, **extra}
+                out.append((topic, cid.encode(), orjson.dumps(event)))
+        out.append(("agents", f"a-{queue}".encode(), orjson.dumps(
+            {"event_id": f"a-{queue}-0", "type": "state", "agent_id": f"a-{queue}", "state": "available",
+             "queues": [queue], "ts": now_ms})))
+    return out
+
+
+def open_contacts(n: int, queues: int, now_ms: int) -> list[Event]:
+    """``n`` contacts offered and still waiting, spread over ``queues`` queues and both channels."""
+    out: list[Event] = []
+    for i in range(n):
+        topic = "calls" if i % 2 else "chats"
+        cid = f"open-{i}"
+        event = {"event_id": f"{cid}-0", "type": "offered", "contact_id": cid, "queue": f"q{i % queues:04d}",
+                 "ts": now_ms - (i % 600) * 1000}
+        out.append((topic, cid.encode(), orjson.dumps(event)))
+    return out
+
+
+def restamp(value: bytes) -> bytes:
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
+    if isinstance(event, dict) and "ts" in event:
+        event["ts"] = int(time.time() * 1000)
+        return orjson.dumps(event)
+    return value
+
+
+def counts_offered(value: bytes) -> bool:
+    """Whether this event adds one to ``ccmon_contacts_offered_total`` (a valid offer or transfer)."""
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(event, dict) and "ts" in event and event.get("type") in ("offered", "transferred")
+
+
+def topic_names(s: Settings) -> dict[str, str]:
+    return {"calls": s.calls_topic, "chats": s.chats_topic, "agents": s.agents_topic}
+
+
+async def produce(s: Settings, events: Iterable[Event], rate: float | None = None,
+                  sent: Callable[[float], None] | None = None) -> None:
+    """Produce every event, as fast as possible or at ``rate`` events/s; ``sent(t)`` gets each send time.
+
+    At a steady rate each valid event's ``ts`` is set to its send time, as a live contact center's would be."""
+    names = topic_names(s)
+    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=20 if rate is None else 2,
+                                max_batch_size=512 * 1024, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        for i, (topic, key, value) in enumerate(events):
+            if rate is not None:
+                due = started + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                value = restamp(value)
+            await producer.send(names[topic], value, key=key)
+            if sent is not None:
+                sent(time.time())
+        await producer.flush()
+    finally:
+        await producer.stop()

@@ -1,0 +1,110 @@
+"""Bounded state over time: with retention and lateness shortened, twelve simulated hours of a
+contact center go through one worker in four parts; the state it holds and its RSS level off
+instead of growing with the number of contacts ever seen."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from tests.integration.conftest import Env, Worker, metric
+from tests.integration.test_hostile_input import rss
+from tests.integration.test_two_workers import total_events
+
+pytestmark = pytest.mark.integration
+
+PARTS = 4
+RETENTION_S = 120
+
+
+class Expectation:
+    """What the retention rule can leave in the lifecycle table after the events sent so far,
+    computed from the recording: a contact is dropped once it was last seen more than RETENTION_S
+    before its partition's watermark (the latest event time there). The simulated traffic follows
+    the time of day the test runs at, so the bounds are computed from it, never fixed numbers."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = list(range(partitions))
+        self.partitioner = DefaultPartitioner()
+        self.first: dict[tuple[str, str], tuple[int, float]] = {}
+        self.last: dict[tuple[str, str], float] = {}
+        self.agents: set[str] = set()
+        self.marks: dict[tuple[str, int], float] = defaultdict(float)
+
+    def add(self, lines: list[bytes]) -> None:
+        for line in lines:
+            rec = orjson.loads(line)
+            value, topic = rec["value"], rec["topic"]
+            p = self.partitioner(rec["key"].encode(), self.partitions, self.partitions)
+            ts = value["ts"] / 1000
+            self.marks[topic, p] = max(self.marks[topic, p], ts)
+            if "contact_id" in value:
+                key = (topic, value["contact_id"])
+                self.first.setdefault(key, (p, ts))
+                self.last[key] = max(ts, self.last.get(key, 0.0))
+            else:
+                self.agents.add(value["agent_id"])
+
+    def least(self) -> int:
+        """Contacts offered within RETENTION_S of their partition's watermark: never expirable yet."""
+        return sum(1 for (topic, _), (p, ts) in self.first.items() if ts + RETENTION_S > self.marks[topic, p])
+
+    def most(self) -> int:
+        """Contacts with any event within 2 × RETENTION_S of their partition's latest event time,
+        every agent, a watermark per topic partition and a known-queues record per partition.
+        The worker's watermark is the latest *accepted* event time: rejected events (here mostly
+        surveys for contacts retention has dropped) do not move it, so it can trail the latest
+        event time (by up to 69 s in an offline run of this recording); hence the second period."""
+        live = sum(1 for (topic, cid), ts in self.last.items()
+                   if ts + 2 * RETENTION_S >= self.marks[topic, self.first[topic, cid][0]])
+        return live + len(self.agents) + len(self.marks) + len(self.partitions)
+
+
+def test_state_and_memory_level_off_over_a_long_run(env: Env, workers: list[Worker], tmp_path: Path):
+    recording = tmp_path / "day.jsonl"
+    made = env.ccmon("simulate", "--seed", "12", "--backfill", str(12 * 3600), "--rate", "3", "--staff", "3",
+                     "--output", str(recording))
+    assert made.returncode == 0, made.stderr
+    lines = recording.read_bytes().splitlines(keepends=True)
+    worker = Worker(env, CCMON_RETENTION_S=str(RETENTION_S), CCMON_LATENESS_S="60", CCMON_ACW_TIMEOUT_S="120")
+    workers.append(worker)
+    size = len(lines) // PARTS
+    figures = []
+    sent = 0
+    expect = Expectation(int(env.vars()["CCMON_PARTITIONS"]))
+    for i in range(PARTS):
+        part = tmp_path / f"part{i}.jsonl"
+        chunk = lines[i * size:(i + 1) * size if i < PARTS - 1 else len(lines)]
+        part.write_bytes(b"".join(chunk))
+        done = env.ccmon("replay", str(part), "--quiet", timeout=300)
+        assert done.returncode == 0, done.stderr
+        sent += len(chunk)
+        expect.add(chunk)
+        m = worker.wait_settled(lambda m: total_events(m) == sent, timeout=300, what=f"part {i + 1}")
+        # the sweep (every second here) drops what retention allows; let it run after the last event
+        m = worker.wait_settled(lambda m: True, timeout=30, quiet_s=2.5, what="a sweep")
+        offered = sum(v for (n, _), v in m.items() if n == "ccmon_contacts_offered_total")
+        figures.append((sent, offered, metric(m, "ccmon_state_records", table="lifecycle"),
+                        metric(m, "ccmon_state_records", table="queues"), rss(worker),
+                        expect.least(), expect.most(), len(expect.first)))
+        series = {k[1] for k in m if k[0] == "ccmon_contacts_offered_total"}
+        queues = {dict(k[1])["queue"] for k in m if k[0] == "ccmon_agents"}
+    report = "; ".join(f"after {s} events ({o:.0f} contacts offered, {ever} ever seen): {lc:.0f} lifecycle "
+                       f"records (retention leaves {least}–{most}) + {q:.0f} queue records, RSS {r / 2**20:.0f} MiB"
+                       for s, o, lc, q, r, least, most, ever in figures)
+    print(report)
+    (_, o1, *_), (_, o4, lc4, q4, r4, *_) = figures[0], figures[-1]
+    assert o4 > 3 * o1  # four times the contacts...
+    # ...not four times the contact state: what retention leaves, the traffic of the last minutes
+    # (which follows the time of day), never the contacts ever seen
+    for _, _, lc, _, _, least, most, ever in figures:
+        assert least <= lc <= most < ever / 3, report
+    # queue state: per series the buckets within the widest window's reach (1 h + lateness + future
+    # tolerance + one bucket, by the wall clock), two days, totals and waiting; an agents record per queue
+    horizon_buckets = (3600 + 60 + 300 + 10) // 10 + 1
+    assert q4 <= len(series) * (horizon_buckets + 2 + 2) + len(queues), report
+    assert r4 - figures[1][4] < 40 * 2**20, report  # and memory levels off after the first parts

@@ -1,0 +1,96 @@
+"""The cached KPI exposition: valid text format, equal to the store's views, and never stale."""
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.core.local import LocalPipeline
+from streams.exposition import KpiExposition
+from tests.unit.helpers import AGENTS, CALLS, CHATS, agent, at, ev, settings
+from tests.unit.test_pipeline_kpis import SCENARIO
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def samples(text: str) -> dict:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def feed(p: LocalPipeline, events, now: float) -> None:
+    p.feed([p.record(t, e, key=e.get("contact_id") or e.get("agent_id")) for t, e in events], now=now)
+
+
+def sample(m: dict, name: str, **labels: str) -> float | None:
+    return m.get((name, tuple(sorted(labels.items()))))
+
+
+def test_text_matches_hand_computed_values_and_every_family_is_typed_once():
+    clock = Clock(at("10:10:00"))
+    p = LocalPipeline(settings())
+    feed(p, SCENARIO + [(AGENTS, agent("a1", "busy", ["sales", "support"], at("10:00:00")))], clock.now)
+    text = KpiExposition(lambda: p.store, clock).render()
+    types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
+    assert len(types) == len(set(types)) == 21
+    m = samples(text)
+    q = {"queue": "sales", "channel": "voice"}
+    assert sample(m, "ccmon_contacts_offered_total", **q) == 6
+    assert sample(m, "ccmon_contacts_short_abandoned_total", **q) == 1
+    assert sample(m, "ccmon_wait_seconds_bucket", **q, outcome="answered", le="20.0") == 1
+    assert sample(m, "ccmon_wait_seconds_bucket", **q, outcome="answered", le="+Inf") == 2
+    assert sample(m, "ccmon_wait_seconds_sum", **q, outcome="answered") == 41.0
+    assert sample(m, "ccmon_handle_seconds_count", **q) == 2
+    assert sample(m, "ccmon_queue_waiting_contacts", **q) == 1
+    assert sample(m, "ccmon_queue_oldest_wait_seconds", **q) == 120.0  # c5 offered 10:08:00
+    # 15m: answered 2, abandoned 2 of which 1 short -> abandon 1/3, SL 1/3
+    assert sample(m, "ccmon_abandon_ratio", **q, window="15m") == 1 / 3
+    assert sample(m, "ccmon_service_level_ratio", **q, window="15m") == 1 / 3
+    assert sample(m, "ccmon_csat_ratio", **q, window="15m") is None  # no surveys: absent, not 0
+    assert sample(m, "ccmon_agents", queue="support", state="busy") == 1
+    assert sample(m, "ccmon_agents", queue="support", state="available") == 0
+
+
+def test_cached_text_follows_new_facts_the_clock_and_sliding_windows():
+    clock = Clock(at("10:10:00"))
+    p = LocalPipeline(settings())
+    feed(p, SCENARIO, clock.now)
+    exposition = KpiExposition(lambda: p.store, clock)
+    first = samples(exposition.render())
+    q = {"queue": "sales", "channel": "voice"}
+    assert samples(exposition.render()) == first  # unchanged state, same second: same text
+
+    clock.now += 1  # same bucket: only the oldest wait moves
+    m = samples(exposition.render())
+    assert sample(m, "ccmon_queue_oldest_wait_seconds", **q) == 121.0
+    assert {k: v for k, v in m.items() if "oldest" not in k[0]} == {k: v for k, v in first.items() if "oldest" not in k[0]}
+
+    feed(p, [(CALLS, ev("answered", "c5", at("10:10:01"), agent_id="a9"))], clock.now)
+    m = samples(exposition.render())
+    assert sample(m, "ccmon_contacts_answered_total", **q) == 3
+    assert sample(m, "ccmon_queue_waiting_contacts", **q) == 0
+    assert sample(m, "ccmon_queue_oldest_wait_seconds", **q) == 0
+
+    clock.now = at("10:19:00")  # 15m window now starts after 10:04:00: c1, c2, c3 and c4's answer left it
+    m = samples(exposition.render())
+    # buckets strictly after 10:04:00 count: only c5 (10:08:00); c6 at 10:04:00 just left
+    assert sample(m, "ccmon_offered_contacts", **q, window="15m") == 1
+    assert sample(m, "ccmon_offered_contacts", **q, window="1h") == 6
+
+    feed(p, [(CHATS, ev("offered", "x1", at("10:18:59"), queue="web"))], clock.now)
+    m = samples(exposition.render())
+    assert sample(m, "ccmon_queue_waiting_contacts", queue="web", channel="chat") == 1
+
+
+def test_a_rebuilt_store_is_rendered_from_scratch():
+    clock = Clock(at("10:10:00"))
+    p = LocalPipeline(settings())
+    feed(p, SCENARIO, clock.now)
+    store = [p.store]
+    exposition = KpiExposition(lambda: store[0], clock)
+    assert sample(samples(exposition.render()), "ccmon_contacts_offered_total", queue="sales", channel="voice") == 6
+    store[0] = LocalPipeline(settings()).store  # e.g. the partitions moved to another worker
+    assert not [k for k in samples(exposition.render()) if k[0].startswith("ccmon_contacts")]
