@@ -44,6 +44,18 @@ logger.raft.level = WARN
 """
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id, as Kafka's own ``Uuid.randomUuid`` makes them.
+
+    Like Kafka, it never starts with ``-``: 1 id in 64 would, and ``kafka-storage format -t``
+    would read it as an option and fail.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _say(message: str) -> None:
     print(f"ccmon kafka: {message}", file=sys.stderr, flush=True)
 
@@ -55,6 +67,10 @@ class LocalKafka:
     cache_dir: Path = DEFAULT_CACHE
     version: str = KAFKA_VERSION
     heap: str = os.environ.get("CCMON_KAFKA_HEAP", "768m")
+    #: with a port: also a SASL_SSL listener there (SCRAM-SHA-512, a self-signed certificate for
+    #: 127.0.0.1 whose PEM is ``ca_file``), for these (user, password) pairs, set when formatting
+    sasl_port: int | None = None
+    scram_users: tuple[tuple[str, str], ...] = ()
 
     @property
     def controller_port(self) -> int:
@@ -125,17 +141,47 @@ class LocalKafka:
         except OSError:
             return False
 
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "tls" / "ca.pem"
+
+    def _tls(self) -> list[str]:
+        """A self-signed PKCS12 keystore for 127.0.0.1 (made once, with keytool) and its listener settings."""
+        tls = self.data_dir / "tls"
+        store, secret_file = tls / "broker.p12", tls / "keystore-password"
+        if not store.exists():
+            tls.mkdir(parents=True, exist_ok=True)
+            secret_file.write_text(uuid.uuid4().hex)
+            secret_file.chmod(0o600)
+            secret = secret_file.read_text()
+            keytool = shutil.which("keytool") or str(Path(os.path.realpath(shutil.which("java") or "java")).parent / "keytool")
+            for args in (["-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048", "-validity", "3650",
+                          "-dname", "CN=127.0.0.1", "-ext", "SAN=ip:127.0.0.1,dns:localhost"],
+                         ["-exportcert", "-rfc", "-alias", "broker", "-file", str(self.ca_file)]):
+                proc = subprocess.run([keytool, *args, "-keystore", str(store), "-storetype", "PKCS12",
+                                       "-storepass", secret, "-noprompt"], capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise CcmonError(f"keytool failed making the broker's TLS certificate: {proc.stderr.strip()}")
+        secret = secret_file.read_text()
+        return [f"listener.name.sasl_ssl.ssl.keystore.location={store}", "listener.name.sasl_ssl.ssl.keystore.type=PKCS12",
+                f"listener.name.sasl_ssl.ssl.keystore.password={secret}", f"listener.name.sasl_ssl.ssl.key.password={secret}",
+                "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"]
+
     def _write_config(self) -> Path:
         logs = self.data_dir / "logs"
         props = self.data_dir / "server.properties"
+        sasl = f",SASL_SSL://127.0.0.1:{self.sasl_port}" if self.sasl_port else ""
         props.write_text("\n".join([
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}{sasl}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}{sasl}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+            *(self._tls() if self.sasl_port else []),
             "inter.broker.listener.name=PLAINTEXT",
             f"log.dirs={logs}",
             "num.partitions=8",
@@ -164,7 +210,7 @@ class LocalKafka:
         java = shutil.which("java")
         if java is None:
             raise CcmonError("Java not found: install a JDK 17+ (apt-get install -y openjdk-17-jre-headless)")
-        for port in (self.port, self.controller_port):
+        for port in (self.port, self.controller_port, *([self.sasl_port] if self.sasl_port else [])):
             if not port_free(port):
                 raise CcmonError(f"port {port} on 127.0.0.1 is in use by another process; "
                                  f"stop it or choose another with --port")
@@ -172,11 +218,13 @@ class LocalKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self._write_config()
         if not (self.data_dir / "logs" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             proc = subprocess.run(
                 [java, "-cp", self._classpath(), f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
                  f"-Dccmon.kafka.log={self.log_file}", "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                 "-c", str(props)],
+                 "-c", str(props),
+                 *(arg for user, password in self.scram_users
+                   for arg in ("--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"))],
                 capture_output=True, text=True,
             )
             if proc.returncode != 0:
