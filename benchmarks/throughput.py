@@ -385,8 +385,17 @@ def main() -> None:
     scales = () if args.quick or "scale" in skip else (1, 2, 4)
     base = Path(os.environ.get("CCMON_DATA_DIR", "/tmp/ccmon-bench"))
     kafka = LocalKafka(port=args.kafka_port, data_dir=base / "bench-kafka")
+    ours = kafka.pid() is None  # a broker someone else started stays up
     say(kafka.start())
-    run = Run(kafka, f"b{uuid.uuid4().hex[:6]}", base / "bench")
+    try:
+        measure(args, Run(kafka, f"b{uuid.uuid4().hex[:6]}", base / "bench"), n, lat_s, skip, scales)
+    finally:
+        if ours:
+            say(kafka.stop())
+
+
+def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[str], scales: tuple[int, ...]) -> None:
+    """Every phase on one broker; prints the table and writes the JSON."""
     run.workdir.mkdir(parents=True, exist_ok=True)
     r: dict[str, float | int] = {"events": n}
 
