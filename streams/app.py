@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import faust
 import orjson
@@ -176,9 +176,7 @@ class Pipeline:
                             store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
                     # each record carries its own applied-fact marks, so any later version of it is
                     # consistent too: encoding now, after the whole batch, is enough
-                    partition_of, write = self._partition_of_key, self.queue_log.write
-                    for key in dirty:
-                        await write(partition_of(key), key, orjson.dumps(store.data[key]))
+                    await self._write_queue_records(store, dirty)
 
         @app.timer(interval=s.sweep_interval_s)
         async def sweep() -> None:
@@ -266,7 +264,12 @@ class Pipeline:
         partition_of, write = self._partition_of_key, self.queue_log.write
         for key in gone:
             await write(partition_of(key), key, None)
-        for key in changed:
+        await self._write_queue_records(store, changed)
+
+    async def _write_queue_records(self, store: QueueStore, keys: Iterable[str]) -> None:
+        """Queue the current value of these queue records for the changelog."""
+        partition_of, write = self._partition_of_key, self.queue_log.write
+        for key in keys:
             await write(partition_of(key), key, orjson.dumps(store.data[key]))
 
     async def _write_state(self, previous: asyncio.Future | None, acks: list, writes: list) -> None:
