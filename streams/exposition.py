@@ -80,9 +80,12 @@ class _Series:
     oldest_ts: float | None  #: offered time of the longest-waiting contact
 
 
-def render_series(view: SeriesView) -> list[str]:
-    """Every cached family's lines for one (queue, channel)."""
-    ql = f'queue="{escape(view.queue)}",channel="{escape(view.channel)}"'
+def series_labels(queue: str, channel: str) -> str:
+    return f'queue="{escape(queue)}",channel="{escape(channel)}"'
+
+
+def render_series(view: SeriesView, ql: str) -> list[str]:
+    """Every cached family's lines for one (queue, channel), whose labels are ``ql``."""
     parts = [""] * len(FAMILIES)
     for i, name in enumerate(COUNTERS):
         parts[i] = f"{FAMILIES[i][0]}{{{ql}}} {floatToGoString(view.counters[name])}\n"
@@ -126,8 +129,8 @@ class KpiExposition:
             if entry is None or entry.stamp != stamp:
                 view = store.view(key[0], key[1], now)
                 oldest_ts = now - view.oldest_wait_s if view.waiting else None
-                entry = _Series(stamp, render_series(view), f'queue="{escape(key[0])}",channel="{escape(key[1])}"',
-                                oldest_ts)
+                labels = entry.labels if entry is not None else series_labels(*key)
+                entry = _Series(stamp, render_series(view, labels), labels, oldest_ts)
             cache[key] = entry
             live.append(entry)
         self._series = cache
