@@ -124,7 +124,7 @@ class KpiExposition:
         live: list[_Series] = []
         cache: dict[tuple[str, str], _Series] = {}
         for key in store.series():
-            stamp = (store.versions.get(key, 0), current, today)
+            stamp = (store.versions[key], current, today)
             entry = self._series.get(key)
             if entry is None or entry.stamp != stamp:
                 view = store.view(key[0], key[1], now)
@@ -151,7 +151,7 @@ class KpiExposition:
         cache: dict[str, tuple[int, str]] = {}
         lines = []
         for queue in sorted(store.index.agent_queues):
-            version = store.agent_versions.get(queue, 0)
+            version = store.agent_versions[queue]
             entry = self._agents.get(queue)
             if entry is None or entry[0] != version:
                 counts = store.agent_counts(queue)

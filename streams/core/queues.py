@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterator, MutableMapping
@@ -97,8 +98,8 @@ class QueueStore:
         self.index = _Index()
         #: bumped whenever a series' (or a queue's agents') records may have changed: lets the
         #: exposition keep each series' text until then
-        self.versions: dict[tuple[str, str], int] = {}
-        self.agent_versions: dict[str, int] = {}
+        self.versions: Counter[tuple[str, str]] = Counter()
+        self.agent_versions: Counter[str] = Counter()
         self.reindex()
 
     # ---- records -------------------------------------------------------------------------
@@ -156,11 +157,11 @@ class QueueStore:
                 else:
                     rec["v"][fact.subject] = [state, fact.ts]
                 self.index.agent_queues.add(fact.queue)
-                self.agent_versions[fact.queue] = self.agent_versions.get(fact.queue, 0) + 1
+                self.agent_versions[fact.queue] += 1
                 dirty.add(key)
             return
         series = (fact.queue, fact.channel)
-        self.versions[series] = self.versions.get(series, 0) + 1
+        self.versions[series] += 1
         th = self.settings.thresholds(fact.queue)
         self._apply_totals(fact, fid, th, dirty)
         self._apply_waiting(fact, fid, dirty)
@@ -279,7 +280,7 @@ class QueueStore:
                 del rec["v"][agent]
             if stale:
                 changed.append(key)
-                self.agent_versions[queue] = self.agent_versions.get(queue, 0) + 1
+                self.agent_versions[queue] += 1
         cutoff = now - self.horizon_s
         for (q, ch), starts in self.index.buckets.items():
             n = bisect.bisect_left(starts, cutoff)
@@ -288,7 +289,7 @@ class QueueStore:
                 if self.data.pop(key, None) is not None:
                     gone.append(key)
             if n:
-                self.versions[(q, ch)] = self.versions.get((q, ch), 0) + 1
+                self.versions[(q, ch)] += 1
             del starts[:n]
         yesterday = self._yesterday(now)
         for (q, ch), days in self.index.days.items():
@@ -297,7 +298,7 @@ class QueueStore:
                 key = f"d|{q}|{ch}|{day}"
                 if self.data.pop(key, None) is not None:
                     gone.append(key)
-                    self.versions[(q, ch)] = self.versions.get((q, ch), 0) + 1
+                    self.versions[(q, ch)] += 1
         return gone, changed
 
     # ---- reading -------------------------------------------------------------------------
