@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from aiokafka import AIOKafkaProducer
 
 from streams.config import Settings

@@ -149,11 +149,13 @@ class LocalKafka:
         """A self-signed PKCS12 keystore for 127.0.0.1 (made once, with keytool) and its listener settings."""
         tls = self.data_dir / "tls"
         store, secret_file = tls / "broker.p12", tls / "keystore-password"
-        if not store.exists():
-            tls.mkdir(parents=True, exist_ok=True)
-            secret_file.write_text(uuid.uuid4().hex)
-            secret_file.chmod(0o600)
+        if store.exists():
             secret = secret_file.read_text()
+        else:
+            tls.mkdir(parents=True, exist_ok=True)
+            secret = uuid.uuid4().hex
+            secret_file.touch(mode=0o600)  # private before the secret is in it
+            secret_file.write_text(secret)
             keytool = shutil.which("keytool") or str(Path(os.path.realpath(shutil.which("java") or "java")).parent / "keytool")
             for args in (["-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048", "-validity", "3650",
                           "-dname", "CN=127.0.0.1", "-ext", "SAN=ip:127.0.0.1,dns:localhost"],
@@ -162,7 +164,6 @@ class LocalKafka:
                                        "-storepass", secret, "-noprompt"], capture_output=True, text=True)
                 if proc.returncode != 0:
                     raise CcmonError(f"keytool failed making the broker's TLS certificate: {proc.stderr.strip()}")
-        secret = secret_file.read_text()
         return [f"listener.name.sasl_ssl.ssl.keystore.location={store}", "listener.name.sasl_ssl.ssl.keystore.type=PKCS12",
                 f"listener.name.sasl_ssl.ssl.keystore.password={secret}", f"listener.name.sasl_ssl.ssl.key.password={secret}",
                 "sasl.enabled.mechanisms=SCRAM-SHA-512",
