@@ -78,24 +78,27 @@ def open_contacts(n: int, queues: int, now_ms: int) -> list[Event]:
     return out
 
 
-def restamp(value: bytes) -> bytes:
+def _timed_event(value: bytes) -> dict | None:
+    """The event in ``value`` if it is a JSON object with a time (the mix's bad inputs are not)."""
     try:
         event = orjson.loads(value)
     except orjson.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and "ts" in event else None
+
+
+def restamp(value: bytes) -> bytes:
+    event = _timed_event(value)
+    if event is None:
         return value
-    if isinstance(event, dict) and "ts" in event:
-        event["ts"] = int(time.time() * 1000)
-        return orjson.dumps(event)
-    return value
+    event["ts"] = int(time.time() * 1000)
+    return orjson.dumps(event)
 
 
 def counts_offered(value: bytes) -> bool:
     """Whether this event adds one to ``ccmon_contacts_offered_total`` (a valid offer or transfer)."""
-    try:
-        event = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(event, dict) and "ts" in event and event.get("type") in ("offered", "transferred")
+    event = _timed_event(value)
+    return event is not None and event.get("type") in ("offered", "transferred")
 
 
 def topic_names(s: Settings) -> dict[str, str]:
