@@ -127,6 +127,13 @@ class Worker:
                 return m
         raise AssertionError(f"metrics did not settle while waiting for {what}")
 
+    def rss(self) -> int:
+        """Resident memory of the worker process, in bytes."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

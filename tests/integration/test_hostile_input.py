@@ -9,7 +9,6 @@ import asyncio
 import base64
 import random
 import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -23,13 +22,6 @@ MAX_QUEUES = 50
 FAKE_QUEUES = 100_000
 VALID_CONTACTS = 300
 SEED = 6
-
-
-def rss(worker: Worker) -> int:
-    for line in Path(f"/proc/{worker.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def valid_lifecycles(base_ms: int) -> list[list[tuple[str, bytes, bytes]]]:
@@ -135,7 +127,7 @@ def test_hostile_input_is_dead_lettered_exactly_and_changes_nothing_else(env: En
     expected = asyncio.run(produce(env, first))
     worker.wait_for(lambda m: metric(m, "ccmon_contacts_offered_total", queue="valid", channel="voice") == 1,
                     what="the valid queue")
-    rss_start = rss(worker)
+    rss_start = worker.rss()
 
     bad = bad_inputs(rng, now_ms)
     fakes = [("fake", "calls" if i % 2 else "chats", f"f-{i}".encode(),
@@ -159,7 +151,7 @@ def test_hostile_input_is_dead_lettered_exactly_and_changes_nothing_else(env: En
         return sum(v for (name, _), v in m.items() if name == "ccmon_events_total") >= total
 
     m = worker.wait_settled(done, timeout=300, what="every input processed")
-    rss_end = rss(worker)
+    rss_end = worker.rss()
     assert worker.proc.poll() is None
 
     # every rejected input is in the dead-letter topic with the right reason and source offset
