@@ -6,12 +6,13 @@ Measured in this order, on a broker of its own (port 39092 unless CCMON_BENCH_KA
 - raw:      a plain aiokafka consumer (getmany, large batches) reading and orjson-decoding N
             pre-produced events, the ceiling;
 - core:     the pure two-stage core in-process on the same events, no Kafka;
-- worker:   a cold ``ccmon worker`` from its first consumed event until its state on /metrics
-            (every contact counter and histogram count) equals that of a first worker that
-            counted all N in ``ccmon_events_total``: the headline ``events_per_s``;
+- worker:   a cold ``ccmon worker`` from its first consumed event until ``ccmon_events_total``
+            has all N (stage 1), and for 1, 2 and 4 workers (below) until their state on /metrics
+            (contact counters and wait counts) equals what the pure core computes from the same
+            events: the single worker's is the headline ``events_per_s``;
 - naive:    a naive faust-streaming agent (one table update per event) on the same N;
 - scale-out: 1, 2 and 4 worker processes in one consumer group on the same N, until their summed
-            state equals the single cold worker's;
+            state equals the pure core's;
 - latency:  produce time → visible in /metrics (``ccmon_contacts_offered_total``), at a steady
             2,000 events/s for 60 s, into a running worker on topics of its own;
 - scrape:   /metrics with 1,000 queues × 2 channels live (median of 20 scrapes);
@@ -55,8 +56,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EVENTS_TOTAL = re.compile(rb"^ccmon_events_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 CONSUMER_LAG = re.compile(rb"^ccmon_consumer_lag_messages\{[^}]*\} ([0-9.e+]+)$", re.M)
 OFFERED = re.compile(rb"^ccmon_contacts_offered_total\{[^}]*\} ([0-9.e+]+)$", re.M)
-# every contact counter and wait count, but not "handled": an ACW timeout that falls due after the
-# last input completes at the next sweep, which runs with the next batch, whenever that comes
+# every contact counter and wait count, but not "handled": an ACW timeout that falls due with the
+# last inputs completes at the next sweep, a timer (CCMON_SWEEP_INTERVAL_S), which would be timed too
 STATE = re.compile(rb"^(?:ccmon_contacts_(?!handled)\w+_total|ccmon_wait_seconds_count)\{[^}]*\} ([0-9.e+]+)$", re.M)
 TIMEOUT_S = 1200.0
 
