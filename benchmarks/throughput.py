@@ -327,6 +327,17 @@ def latency(s: Settings, worker: Proc, rate: float, seconds: float) -> tuple[flo
     return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
 
 
+def scrape_until(worker: Proc, url: str, enough: Callable[[bytes], bool], what: str) -> bytes:
+    """Scrape ``url`` every 0.2 s until ``enough`` of the body; returns that body."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while not enough(body := http_get(url)):
+        worker.check()
+        if time.monotonic() > deadline:
+            raise SystemExit(f"expected {what} on /metrics within {TIMEOUT_S:.0f} s; see {worker.log}")
+        time.sleep(0.2)
+    return body
+
+
 def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, float]:
     """A worker with ``queues`` × 2 live series: median /metrics time, then RSS growth per open contact."""
     s, env = run.settings("mem")
@@ -339,12 +350,9 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
         timed_until([worker], worker_count, len(series))
         url = f"http://127.0.0.1:{worker.port}/metrics"
         # stage 2 may still be applying the last facts: time the scrape only with every series live
-        offered_re, deadline = re.compile(rb"^ccmon_contacts_offered_total\{", re.M), time.monotonic() + TIMEOUT_S
-        while len(offered_re.findall(body := http_get(url))) < 2 * queues:
-            worker.check()
-            if time.monotonic() > deadline:
-                raise SystemExit(f"expected {2 * queues} offered series on /metrics")
-            time.sleep(0.2)
+        offered_re = re.compile(rb"^ccmon_contacts_offered_total\{", re.M)
+        body = scrape_until(worker, url, lambda b: len(offered_re.findall(b)) >= 2 * queues,
+                            f"{2 * queues} offered series")
         samples = body.count(b"\nccmon_")
         times = []
         for _ in range(20):
@@ -355,12 +363,7 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
         rss0 = worker.rss()
         asyncio.run(workload.produce(s, workload.open_contacts(open_n, queues, now_ms)))
         waiting_re = re.compile(rb"^ccmon_queue_waiting_contacts\{[^}]*\} ([0-9.e+]+)$", re.M)
-        deadline = time.monotonic() + TIMEOUT_S
-        while (waiting := metric_sum(waiting_re, http_get(url))) < open_n:
-            worker.check()
-            if time.monotonic() > deadline:
-                raise SystemExit(f"expected {open_n} waiting contacts on /metrics, found {waiting:.0f}")
-            time.sleep(0.2)
+        scrape_until(worker, url, lambda b: metric_sum(waiting_re, b) >= open_n, f"{open_n} waiting contacts")
         time.sleep(2)
         rss1 = worker.rss()
         say(f"scrape: {samples} samples; rss {rss0 / 2**20:.0f} MiB → {rss1 / 2**20:.0f} MiB with {open_n} open")
