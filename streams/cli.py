@@ -1,4 +1,4 @@
-"""The ``ccmon`` command: kafka, worker, simulate, replay, demo.
+"""The ``ccmon`` command: kafka, worker, simulate, replay, ingest, demo.
 
 Configuration comes from ``CCMON_*`` environment variables (docs/configuration.md); flags
 override them. Errors end with one line on stderr and a non-zero exit: 2 for bad usage or
@@ -148,6 +148,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(s))
     asyncio.run(replay(s, path, speed=args.speed, quiet=args.quiet))
     return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from producers.sources.asterisk.ingest import main as ingest_asterisk
+    return ingest_asterisk(args, _settings(args))
 
 
 def _get_json(url: str) -> Any:
@@ -313,6 +318,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replay at recorded pace times this factor (1 = real time); default: as fast as possible")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("ingest", help="turn a contact-center platform's own events into ccmon events",
+                       description="Read a real platform's event feed and produce ccmon events on the input "
+                                   "topics; re-reading gives the same event ids (deduplicated by the worker).")
+    sources = p.add_subparsers(dest="source_kind", metavar="SOURCE", required=True)
+    from producers.sources.asterisk.options import add_arguments
+    a = sources.add_parser("asterisk", help="Asterisk's queue_log, file or realtime table (docs/sources/asterisk.md)",
+                           description="Asterisk queue_log -> ccmon events: every verb mapped as "
+                                       "docs/sources/asterisk.md says; prints lines by verb, events by type and "
+                                       "skipped lines with their reason.")
+    add_arguments(a)
+    _broker_flags(a)
+    a.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("demo", help="local Kafka + worker + simulator, all at once",
                        description="Start a local Kafka, a worker, the simulator and (when installed) "

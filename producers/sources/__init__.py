@@ -1,0 +1,1 @@
+"""Sources: real contact-center platforms' own event feeds, turned into ccmon events (``ccmon ingest``)."""
