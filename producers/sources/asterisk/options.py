@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from producers.sources.asterisk.mapping import Config
+from producers.sources.asterisk.mapping import DEFAULT_AGENT_PATTERN, Config
 from streams.config import Settings
 from streams.errors import CcmonError
 
@@ -63,7 +63,7 @@ def options(args: Any, s: Settings) -> Options:
         zone = ZoneInfo(args.timezone or s.timezone)
     except (KeyError, ValueError, OSError):
         raise UsageError(f"--timezone {args.timezone!r} is not a known time zone (e.g. Europe/Paris)") from None
-    pattern = args.agent_name_pattern or Config.agent_pattern
+    pattern = args.agent_name_pattern or DEFAULT_AGENT_PATTERN
     try:
         re.compile(pattern)
     except re.error as exc:
@@ -97,6 +97,6 @@ def add_arguments(p: Any) -> None:
                    help="after-call work per queue, like queues.conf wrapuptime (repeatable; default 0)")
     p.add_argument("--agent-name-pattern", metavar="REGEX",
                    help="regex whose group 'id' is the agent id in the member name "
-                        f"(default {Config.agent_pattern!r}: PJSIP/400 -> 400)")
+                        f"(default {DEFAULT_AGENT_PATTERN!r}: PJSIP/400 -> 400)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 

@@ -117,6 +117,10 @@ class QueueLogReader:
         out: list[tuple[bytes, Position]] = []
         if self._fd < 0:
             return out
+        if self._offset and self._truncated():
+            self.rotations += 1
+            self.notes.append(f"{self.path} truncated (copytruncate): reading it again from the start")
+            self._open(self.path, 0)
         while len(out) < max_lines:
             nl = self._buf.find(b"\n")
             if nl < 0:
@@ -161,11 +165,17 @@ class QueueLogReader:
             self.rotations += 1
             self.notes.append(f"{self.path} rotated (new file): reading it from the start")
             return self._open(self.path, 0)
-        if st.st_size < self._offset + len(self._buf) or (self._offset and _head(self._fd, self._offset) != self.position.head):
+        if st.st_size < self._offset + len(self._buf) or (self._offset and self._truncated()):
             self.rotations += 1
             self.notes.append(f"{self.path} truncated (copytruncate): reading it again from the start")
             return self._open(self.path, 0)
         return False
+
+    def _truncated(self) -> bool:
+        """The file's first bytes are no longer those the position was taken with (truncated and
+        written again, maybe already past the old offset)."""
+        expected = self.position.head
+        return _head(self._fd, min(HEAD_BYTES, self._offset)) != expected
 
     def close(self) -> None:
         if self._fd >= 0:
