@@ -5,6 +5,7 @@ Kept apart from the ingester so that building the ``ccmon`` parser imports no Ka
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,15 @@ def options(args: Any, s: Settings) -> Options:
     """The command line as :class:`Options`; every mistake is a one-line :class:`UsageError`."""
     if (args.queue_log is None) == (args.database is None):
         raise UsageError("give exactly one input: --queue-log FILE or --database URL")
+    if args.database is not None:
+        from producers.sources.asterisk.realtime import SCHEMES, TABLE
+        if not args.database.startswith(SCHEMES):
+            raise UsageError("--database takes a postgresql://USER[:PASSWORD]@HOST[:PORT]/DB URL "
+                             "(MySQL/MariaDB realtime tables are not supported yet)")
+        if not TABLE.fullmatch(args.table):
+            raise UsageError(f"--table {args.table!r} is not a table name")
+        if importlib.util.find_spec("psycopg") is None:
+            raise UsageError("--database needs the PostgreSQL driver: pip install 'ccmon[asterisk-db]'")
     path = Path(args.queue_log) if args.queue_log else None
     if path is not None and not args.follow and not path.is_file():
         raise UsageError(f"queue_log {path} does not exist (with --follow it may appear later)")

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from streams.errors import CcmonError
 
 COLUMNS = ("id", "time", "callid", "queuename", "agent", "event", "data1", "data2", "data3", "data4", "data5")
+SCHEMES = ("postgresql://", "postgres://")
 TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?")
 
 
@@ -51,15 +52,7 @@ class RealtimeTable:
     """Polls a PostgreSQL queue_log table with psycopg (the ``asterisk-db`` extra)."""
 
     def __init__(self, url: str, table: str, after_id: int) -> None:
-        if not url.startswith(("postgresql://", "postgres://")):
-            raise CcmonError("--database takes a postgresql://USER[:PASSWORD]@HOST[:PORT]/DB URL "
-                             "(MySQL/MariaDB realtime tables are not supported yet)")
-        if not TABLE.fullmatch(table):
-            raise CcmonError(f"--table {table!r} is not a table name")
-        try:
-            import psycopg
-        except ImportError:
-            raise CcmonError("--database needs the PostgreSQL driver: pip install 'ccmon[asterisk-db]'") from None
+        import psycopg  # checked by the options: the asterisk-db extra
         self._psycopg = psycopg
         self.url, self.last_id = url, after_id
         self._query = (f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE id > %s ORDER BY id LIMIT %s")
