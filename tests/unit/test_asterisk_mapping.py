@@ -431,3 +431,53 @@ FULL_LOG = """
 garbage|line
 1700000410|1700000401.1|sales|NONE|WITHDRAW|1|1|9|
 """
+
+
+STORY = {  # one call told by three Asterisk generations: answered after a missed ring, transferred, completed
+    "1.8": """
+        100|c1|sales|NONE|ENTERQUEUE||5551234
+        110|c1|sales|SIP/400|RINGNOANSWER|10000
+        115|c1|sales|SIP/401|CONNECT|15|1700.2|5
+        160|c1|sales|SIP/401|TRANSFER|s|support-queue|15|45
+        160|c1|support|NONE|ENTERQUEUE||5551234
+        170|c1|support|SIP/500|CONNECT|10|1700.3|3
+        230|c1|support|SIP/500|COMPLETECALLER|10|60|1
+    """,
+    "11": """
+        100|c1|sales|NONE|ENTERQUEUE||5551234|1
+        110|c1|sales|SIP/400|RINGNOANSWER|10000
+        115|c1|sales|SIP/401|CONNECT|15|1700.2|5
+        160|c1|sales|SIP/401|TRANSFER|s|support-queue|15|45|1
+        160|c1|support|NONE|ENTERQUEUE||5551234|1
+        170|c1|support|SIP/500|CONNECT|10|1700.3|3
+        230|c1|support|SIP/500|COMPLETECALLER|10|60|1
+    """,
+    "13+": """
+        100|c1|sales|NONE|ENTERQUEUE||5551234|1|Jane
+        110|c1|sales|PJSIP/400|RINGNOANSWER|10000
+        115|c1|sales|PJSIP/401|CONNECT|15|1700.2|5
+        160|c1|sales|PJSIP/401|BLINDTRANSFER|s|support-queue|15|45|1
+        160|c1|support|NONE|ENTERQUEUE||5551234|1|Jane
+        170|c1|support|PJSIP/500|CONNECT|10|1700.3|3
+        230|c1|support|PJSIP/500|COMPLETECALLER|10|60|1
+    """,
+}
+
+
+@pytest.mark.parametrize("version", sorted(STORY))
+def test_the_three_version_shapes_map_to_the_same_events(version):
+    out, skipped, _ = run(STORY[version])
+    assert brief(out) == [
+        ("c1@sales", "offered", 100, {"queue": "sales"}),
+        ("c1@sales", "missed", 110, {"agent_id": "400", "ring_ms": 10000}),
+        ("c1@sales", "answered", 115, {"agent_id": "401"}),
+        ("401", "busy", 115, {"queues": ["sales"]}),
+        ("401", "available", 160, {"queues": ["sales"]}),
+        ("c1@sales", "transferred", 160, {"queue": "support"}),
+        ("c1@sales", "answered", 170, {"agent_id": "500"}),
+        ("500", "busy", 170, {"queues": ["support"]}),
+        ("c1@sales", "ended", 230, {"hangup": "caller"}),
+        ("c1@sales", "wrapup_ended", 230, {}),
+        ("500", "available", 230, {"queues": ["support"]}),
+    ]
+    assert skipped == [None] * 7

@@ -274,10 +274,15 @@ def main(args: Any, s: Settings) -> int:
     opts = options(args, s)
     from streams.topics import ensure_topics
     asyncio.run(ensure_topics(s))
+    from aiokafka.errors import KafkaError
     started = time.monotonic()
-    if opts.queue_log is not None:
-        summary, what = asyncio.run(ingest_file(s, opts)), str(opts.queue_log)
-    else:
-        summary, what = asyncio.run(ingest_table(s, opts)), f"table {opts.table}"
+    try:
+        if opts.queue_log is not None:
+            summary, what = asyncio.run(ingest_file(s, opts)), str(opts.queue_log)
+        else:
+            summary, what = asyncio.run(ingest_table(s, opts)), f"table {opts.table}"
+    except KafkaError as exc:
+        raise CcmonError(f"Kafka did not acknowledge the events ({type(exc).__name__}: {exc}); the saved position "
+                         f"was not advanced past them: run the same command again to resume") from None
     print(summary.render(what, time.monotonic() - started), flush=True)
     return 0
