@@ -481,3 +481,17 @@ def test_the_three_version_shapes_map_to_the_same_events(version):
         ("500", "available", 230, {"queues": ["support"]}),
     ]
     assert skipped == [None] * 7
+
+
+def test_a_queue_name_ccmon_cannot_carry_is_monitored_under_a_safe_label():
+    out, skipped, _ = run("""
+        100|c1|Sales Team|NONE|ENTERQUEUE||555|1
+        101|NONE|Sales Team|PJSIP/400|ADDMEMBER|
+        105|c1|Sales Team|PJSIP/400|CONNECT|5|x|1
+        106|c2|NONE|NONE|ENTERQUEUE||555|1
+    """)
+    assert [(r[0], r[1], r[3]) for r in brief(out)][:3] == [
+        ("c1@Sales_Team", "offered", {"queue": "Sales_Team"}),
+        ("400", "available", {"queues": ["Sales_Team"]}),
+        ("c1@Sales_Team", "answered", {"agent_id": "400"})]
+    assert skipped[-1] == "no callid or no queue"

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from producers.sources.asterisk.queue_log import NONE, Line, line_id
-from streams.config import QUEUE_NAME
 
 WAITING, ANSWERED, TRANSFER, MOVED, CLOSED = "waiting", "answered", "transfer", "moved", "closed"
 OPEN = (WAITING, ANSWERED, TRANSFER)
@@ -39,6 +38,13 @@ TRANSFERS = ("BLINDTRANSFER", "ATTENDEDTRANSFER", "TRANSFER")
 INFORMATIONAL = ("RINGCANCELED", "CONFIGRELOAD", "DID", "INFO", "CLOSED", "WRAPUPSTART")
 _RANK = {"transfer": 0, "wrapup": 1, "agent": 2}  #: at one due time: contacts before agents
 AGENT_REASON = re.compile(r"[^A-Za-z0-9_. -]")
+QUEUE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def queue_label(name: str) -> str:
+    """The queue as ccmon names it (SPEC: ``[A-Za-z0-9_.-]{1,64}``): other characters become ``_``,
+    so a ``queues.conf`` section such as ``[Sales Team]`` is still monitored, as ``Sales_Team``."""
+    return QUEUE_CHARS.sub("_", name.strip())[:64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +58,9 @@ class Config:
     retention_s: float = 24 * 3600.0  #: how long a finished segment is remembered (for ``#n``)
 
     def wrapup(self, queue: str) -> float:
-        return dict(self.wrapup_by_queue).get(queue, self.wrapup_s)
+        """The queue's wrap-up, named as in queues.conf or as ccmon labels it."""
+        per_queue = dict(self.wrapup_by_queue)
+        return per_queue.get(queue, per_queue.get(queue_label(queue), self.wrapup_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +175,9 @@ class Mapper:
     def _agent(self, member: str, queue: str = NONE) -> tuple[str, Agent]:
         aid = self.agent_id(member)
         a = self.agents.setdefault(aid, Agent())
-        if queue != NONE and QUEUE_NAME.fullmatch(queue) and queue not in a.queues:
-            a.queues = sorted([*a.queues, queue])
+        label = queue_label(queue)
+        if queue != NONE and label and label not in a.queues:
+            a.queues = sorted([*a.queues, label])
         return aid, a
 
     def _set_agent(self, aid: str, state: str, ts: float, eid: str, out: list[Out]) -> None:
@@ -247,8 +256,9 @@ Handler = Any
 
 
 def _enter(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
-    if line.callid == NONE or not QUEUE_NAME.fullmatch(line.queue):
-        return "no callid, or a queue name ccmon cannot carry"
+    label = queue_label(line.queue)
+    if line.callid == NONE or line.queue == NONE or not label:
+        return "no callid or no queue"
     segs = m.calls.setdefault(line.callid, {})
     old = segs.get(line.queue)
     if old is not None and old.phase in OPEN:  # entered again without leaving: a line was lost
@@ -260,12 +270,12 @@ def _enter(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
         if source.phase == ANSWERED:  # ENTERQUEUE written before the transfer line: the agent is free
             aid, a = m._agent(source.agent)
             m._free(aid, a, line.ts, source.queue, lid, out)
-        out.append(m._contact("transferred", source.contact, at, f"{eid}-transferred", queue=line.queue))
+        out.append(m._contact("transferred", source.contact, at, f"{eid}-transferred", queue=label))
         source.phase, source.ts = MOVED, at
         segs[line.queue] = Segment(source.contact, line.queue, WAITING, line.ts, uses=uses)
     else:
-        contact = f"{line.callid}@{line.queue}" + (f"#{uses}" if uses > 1 else "")
-        out.append(m._contact("offered", contact, line.ts, f"{lid}-offered", queue=line.queue))
+        contact = f"{line.callid}@{label}" + (f"#{uses}" if uses > 1 else "")
+        out.append(m._contact("offered", contact, line.ts, f"{lid}-offered", queue=label))
         segs[line.queue] = Segment(contact, line.queue, WAITING, line.ts, uses=uses)
     if line.verb in TURNED_AWAY:
         m._leave(segs[line.queue], line, lid, out, "dequeued", reason=TURNED_AWAY[line.verb])
@@ -355,7 +365,7 @@ def _member(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
     aid, a = m._agent(line.agent, line.queue if verb in ("ADDMEMBER", "PAUSE", "UNPAUSE") else NONE)
     eid = f"{lid}-state"
     if verb == "REMOVEMEMBER":
-        a.queues = [q for q in a.queues if q != line.queue]
+        a.queues = [q for q in a.queues if q != queue_label(line.queue)]
         m._set_agent(aid, a.state if a.queues and a.state else "offline", line.ts, eid, out)
     elif verb == "AGENTLOGOFF":
         m._set_agent(aid, "offline", line.ts, eid, out)
