@@ -56,8 +56,7 @@ class Summary:
                 f"  lines by verb:   {fmt(self.lines)}",
                 f"  events by type:  {fmt(self.events)}",
                 f"  lines skipped:   {sum(self.skipped.values())} ({fmt(self.skipped)})",
-                f"  calls closed by force: {sum(self.closed.values())} ({fmt(self.closed)}; "
-                f"restart = QUEUESTART with the call open, lost = no line for too long or entered again)"]
+                f"  calls closed by force: {sum(self.closed.values())} ({fmt(self.closed)})"]
         if self.rotations:
             rows.append(f"  rotations followed: {self.rotations}")
         return "\n".join(rows)
@@ -152,10 +151,10 @@ class Ingest:
                 "position": position, "ids": self.ids.to_state(), "mapping": self.mapper.to_state()})
         self.progress()
 
-    def progress(self, force: bool = False) -> None:
+    def progress(self) -> None:
         now = time.monotonic()
         counts = (sum(self.summary.lines.values()), sum(self.summary.events.values()))
-        if self.opts.quiet or not (force or (now - self._last_report >= PROGRESS_EVERY_S and counts != self._reported)):
+        if self.opts.quiet or not (now - self._last_report >= PROGRESS_EVERY_S and counts != self._reported):
             return
         self._last_report, self._reported = now, counts
         print(f"ccmon ingest asterisk: {sum(self.summary.lines.values())} lines, "
@@ -222,7 +221,6 @@ async def ingest_file(s: Settings, opts: Options, clock: Callable[[], float] = t
         reader.close()
         await run.stop()
     run.summary.rotations = reader.rotations
-    run.progress(force=True)
     return run.summary
 
 
@@ -266,7 +264,6 @@ async def ingest_table(s: Settings, opts: Options, clock: Callable[[], float] = 
     finally:
         table.close()
         await run.stop()
-    run.progress(force=True)
     return run.summary
 
 
