@@ -170,7 +170,7 @@ def test_abandon_and_every_dequeue_reason_and_turned_away_callers():
         ("a@q1", "abandoned", 14, None, None), ("b@q1", "dequeued", 80, "timeout", None),
         ("c@q1", "dequeued", 21, "empty", None), ("d@q1", "dequeued", 33, "key", "5"),
         ("e@q1", "dequeued", 45, "withdraw", None), ("f@q1", "dequeued", 52, "empty", None),
-        ("g@q1", "dequeued", 60, "full", None), ("h@q1", "dequeued", 61, "joinempty", None),
+        ("g@q1", "dequeued", 60, "overflow", None), ("h@q1", "dequeued", 61, "empty", None),
     ]
     assert [r[0] for r in brief(out) if r[1] == "offered"] == ["a@q1", "b@q1", "c@q1", "d@q1", "e@q1", "f@q1",
                                                                 "g@q1", "h@q1"]

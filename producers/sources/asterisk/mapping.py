@@ -32,7 +32,8 @@ OPEN = (WAITING, ANSWERED, TRANSFER)
 DEFAULT_AGENT_PATTERN = r"^(?:[A-Za-z][A-Za-z0-9_]*/)?(?P<id>[^@/]+)"
 DEQUEUE_REASONS = {"EXITWITHTIMEOUT": "timeout", "EXITEMPTY": "empty", "LEAVEEMPTY": "empty",
                    "EXITWITHKEY": "key", "WITHDRAW": "withdraw"}
-TURNED_AWAY = {"FULL": "full", "JOINEMPTY": "joinempty"}
+#: callers Wazo turns away before they wait: the queue is full (they overflow elsewhere) or has no agents
+TURNED_AWAY = {"FULL": "overflow", "JOINEMPTY": "empty"}
 TRANSFERS = ("BLINDTRANSFER", "ATTENDEDTRANSFER", "TRANSFER")
 #: verbs that carry no ccmon event by decision (docs/sources/asterisk.md says why for each)
 INFORMATIONAL = ("RINGCANCELED", "CONFIGRELOAD", "DID", "INFO", "CLOSED", "WRAPUPSTART")
