@@ -1,6 +1,7 @@
 """``ccmon ingest asterisk --database``: the realtime queue_log table in a real PostgreSQL server.
 
-The server is Debian's postgresql-15 (``/usr/lib/postgresql/15/bin``), started here in a fresh data
+The server is Debian's (``apt-get install postgresql-15``: ``/usr/lib/postgresql/15/bin``; the newest
+installed version is used), started here in a fresh data
 directory on a free port; the table has Asterisk's realtime columns and local times without an
 offset (``queue_log_realtime_use_gmt`` unset), in Europe/Paris.
 """
@@ -26,7 +27,8 @@ from tests.integration.conftest import ROOT, Env, Worker, free_port, metric
 from tests.integration.test_asterisk_ingest import SALES, accepted, counters, summary_events
 
 pytestmark = pytest.mark.integration
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name),
+             default=Path("/usr/lib/postgresql/15/bin"))
 PARIS = ZoneInfo("Europe/Paris")
 
 
@@ -38,7 +40,7 @@ def _as_postgres(*cmd: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     if not (PG_BIN / "postgres").exists():
-        pytest.fail("PostgreSQL 15 server is not installed (apt-get install postgresql-15)")
+        pytest.fail("the PostgreSQL server is not installed (apt-get install postgresql-15)")
     root = Path(tempfile.mkdtemp(prefix="ccmon-pg-"))
     data, port = root / "data", free_port()
     if os.geteuid() == 0:
@@ -119,3 +121,4 @@ def test_the_realtime_table_in_local_time_polled_by_id_with_a_saved_position(
     assert metric(m, "ccmon_queue_waiting_contacts", **SALES) == 0
     dup = sum(v for (n, l), v in m.items() if n == "ccmon_events_total" and dict(l)["result"] != "accepted")
     assert dup == 0  # nothing read twice, nothing rejected (a wrong time zone would put rows 1 h in the future)
+    row.conn.close()

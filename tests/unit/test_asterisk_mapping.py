@@ -220,6 +220,10 @@ def test_transfers_into_a_second_queue_keep_the_contact_and_show_as_transferred(
         340|c2|support|NONE|ENTERQUEUE||555|1
         340|c2|sales|PJSIP/400|ATTENDEDTRANSFER|APP|Queue|2|38|1
         350|c2|support|NONE|ABANDON|1|1|10
+        400|c3|sales|NONE|ENTERQUEUE||555|1
+        404|c3|sales|PJSIP/401|CONNECT|4|x|1
+        460|c3|sales|PJSIP/401|ATTENDEDTRANSFER|LINK|PJSIP/401-0001|Local/6000@ctx-0002;1|4|56|1
+        480|c4|sales|NONE|ENTERQUEUE||555|1
     """)
     calls = [(r[0], r[1], r[2], r[3].get("queue")) for r in brief(out) if "@" in r[0]]
     assert calls == [
@@ -230,10 +234,15 @@ def test_transfers_into_a_second_queue_keep_the_contact_and_show_as_transferred(
         ("c2@sales", "offered", 300, "sales"), ("c2@sales", "answered", 302, None),
         # ENTERQUEUE written before the transfer line: the transfer shows at the ENTERQUEUE
         ("c2@sales", "transferred", 340, "support"), ("c2@sales", "abandoned", 350, None),
+        ("c3@sales", "offered", 400, "sales"), ("c3@sales", "answered", 404, None),
+        # LINK form (an attended transfer to a phone): no queue follows within 10 s, ended as handled
+        ("c3@sales", "ended", 460, None), ("c3@sales", "wrapup_ended", 460, None),
+        ("c4@sales", "offered", 480, "sales"),
     ]
     agents = [(r[0], r[1], r[2]) for r in brief(out) if "@" not in r[0]]
     assert agents == [("400", "busy", 105), ("400", "available", 160), ("500", "busy", 170),
-                      ("500", "available", 200), ("400", "busy", 302), ("400", "available", 340)]
+                      ("500", "available", 200), ("400", "busy", 302), ("400", "available", 340),
+                      ("401", "busy", 404), ("401", "available", 460)]
 
 
 def test_one_call_through_two_queues_and_back_is_three_segments():
@@ -378,6 +387,8 @@ def test_line_ids_depend_on_content_and_place_not_on_a_counter():
     b = LineIds("asterisk")
     assert b.next("6|NONE|NONE|x|PAUSEALL|", 6.0) == first[2]  # a re-read from a second boundary
     assert LineIds("pbx2").next("6|NONE|NONE|x|PAUSEALL|", 6.0) != first[2]  # another server
+    # a line written a second out of order is still told apart from its twin of that second
+    assert a.next("5|NONE|NONE|x|PAUSEALL|", 5.0) not in first
 
 
 def test_a_restart_from_saved_state_gives_exactly_the_events_of_one_uninterrupted_run():

@@ -72,30 +72,36 @@ class LineIds:
     The same line read again (a restart, a re-read of a rotated file, a second ingester) gets the
     same id, so the events made from it carry the same ``event_id``s and the worker drops them as
     duplicates. Identical lines are rare (two PAUSEALL in one second) but real; the occurrence
-    index tells them apart. It only counts within one second, so the state is tiny and a re-read
+    index tells them apart. Counts are kept for the last ``KEEP_S`` seconds only (Asterisk's
+    threads may write a line a second or two out of order), so the state is tiny and a re-read
     that starts at any second boundary gives the same ids.
     """
 
+    KEEP_S = 10.0
     source: str
-    second: float = -1.0
-    seen: dict[str, int] = field(default_factory=dict)
+    newest: float = -1.0
+    seen: dict[str, int] = field(default_factory=dict)  #: "second:digest" -> lines so far
 
     def next(self, text: str, ts: float | None) -> str:
-        if ts is None or ts != self.second:
-            self.second, self.seen = (ts if ts is not None else -1.0), {}
+        second = -1.0 if ts is None else ts
+        if second > self.newest:
+            self.newest = second
+            low = second - self.KEEP_S
+            self.seen = {k: n for k, n in self.seen.items() if float(k.split(":", 1)[0]) >= low}
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-        n = self.seen.get(digest, 0)
-        self.seen[digest] = n + 1
+        key = f"{second}:{digest}"
+        n = self.seen.get(key, 0)
+        self.seen[key] = n + 1
         return line_id(self.source, f"{digest}:{n}")
 
     def to_state(self) -> dict[str, Any]:
-        return {"second": self.second, "seen": dict(self.seen)}
+        return {"newest": self.newest, "seen": dict(self.seen)}
 
     @classmethod
-    def from_state(cls, source: str, d: dict[str, Any] | None) -> "LineIds":
+    def from_state(cls, source: str, d: dict[str, Any] | None) -> LineIds:
         if not d:
             return cls(source)
-        return cls(source, float(d["second"]), {str(k): int(v) for k, v in d["seen"].items()})
+        return cls(source, float(d["newest"]), {str(k): int(v) for k, v in d["seen"].items()})
 
 
 def line_id(source: str, identity: str) -> str:
