@@ -37,6 +37,9 @@ TURNED_AWAY = {"FULL": "overflow", "JOINEMPTY": "empty"}
 TRANSFERS = ("BLINDTRANSFER", "ATTENDEDTRANSFER", "TRANSFER")
 #: verbs that carry no ccmon event by decision (docs/sources/asterisk.md says why for each)
 INFORMATIONAL = ("RINGCANCELED", "CONFIGRELOAD", "DID", "INFO", "CLOSED", "WRAPUPSTART")
+#: how often (event time) open calls are checked for staleness and finished ones forgotten: both
+#: are hours-scale rules, and each check walks every remembered segment
+SWEEP_EVERY_S = 3600.0
 _RANK = {"transfer": 0, "wrapup": 1, "agent": 2}  #: at one due time: contacts before agents
 AGENT_REASON = re.compile(r"[^A-Za-z0-9_. -]")
 QUEUE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
@@ -233,9 +236,9 @@ class Mapper:
         self.closed[reason] += 1
 
     def _sweep(self, now: float, out: list[Out]) -> None:
-        """Once a minute of event time: close calls silent for ``stale_after_s`` (a lost COMPLETE)
+        """Every ``SWEEP_EVERY_S`` of event time: close calls silent for ``stale_after_s`` (a lost COMPLETE)
         and forget finished segments after ``retention_s``."""
-        self.next_sweep = now + 60
+        self.next_sweep = now + SWEEP_EVERY_S
         for callid in list(self.calls):
             segs = self.calls[callid]
             for queue, seg in list(segs.items()):
