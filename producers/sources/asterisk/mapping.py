@@ -20,7 +20,7 @@ import hashlib
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from producers.sources.asterisk.queue_log import NONE, Line, line_id
 
@@ -109,6 +109,9 @@ def _short(text: str) -> str:
 
 
 class Mapper:
+    """The mapping's state machine: open segments by callid and queue, agents, pending items.
+    ``feed`` one parsed line at a time, in file order; ``release`` when time passes without lines."""
+
     def __init__(self, config: Config, state: dict[str, Any] | None = None) -> None:
         self.config = config
         self._agent_re = re.compile(config.agent_pattern)
@@ -135,10 +138,10 @@ class Mapper:
         part of it) gives no event, why: the summary counts these reasons."""
         out = self.release(line.ts)
         handler = _HANDLERS.get(line.verb)
-        if handler is None:
-            skipped: str | None = "unknown verb"
-        elif line.verb in INFORMATIONAL:
-            skipped = f"{line.verb}: no event by design"
+        if line.verb in INFORMATIONAL:
+            skipped: str | None = f"{line.verb}: no event by design"
+        elif handler is None:
+            skipped = "unknown verb"
         else:
             skipped = handler(self, line, lid, out)
         self.last_ts = max(self.last_ts, line.ts)
@@ -255,8 +258,8 @@ class Mapper:
         return seg if seg is not None and seg.phase in phases else None
 
 
-# ---- verbs -------------------------------------------------------------------------------------
-Handler = Any
+# ---- verbs: each handler appends the line's events to ``out`` and returns why it gave none ------
+Handler = Callable[[Mapper, Line, str, list[Out]], "str | None"]
 
 
 def _enter(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
@@ -407,10 +410,6 @@ def _queue_start(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
     return None
 
 
-def _informational(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
-    return None
-
-
 _HANDLERS: dict[str, Handler] = {
     "ENTERQUEUE": _enter, "FULL": _enter, "JOINEMPTY": _enter,
     "CONNECT": _connect, "COMPLETECALLER": _complete, "COMPLETEAGENT": _complete,
@@ -419,5 +418,5 @@ _HANDLERS: dict[str, Handler] = {
     "RINGNOANSWER": _ring_no_answer, "CALLERONHOLD": _hold, "CALLEROFFHOLD": _hold,
     **{v: _member for v in ("ADDMEMBER", "REMOVEMEMBER", "PAUSE", "UNPAUSE", "PAUSEALL", "UNPAUSEALL",
                             "AGENTLOGIN", "AGENTLOGOFF")},
-    "QUEUESTART": _queue_start, **{v: _informational for v in INFORMATIONAL},
+    "QUEUESTART": _queue_start,
 }
