@@ -151,6 +151,8 @@ def test_dequeued_missed_and_queuestart_closures_reach_the_service_level(env: En
     assert metric(m, "ccmon_queue_waiting_contacts", **SALES) == 0
     # 1 answered within 20 s / (1 answered + 0 abandoned + 4 dequeued)
     assert metric(m, "ccmon_service_level_ratio", **SALES, window="15m") == pytest.approx(0.2)
+    board = _wallboard(w, "sales")
+    assert (board["waiting"], board["dequeued_15m"], board["missed_15m"], board["service_level_15m"]) == (0, 4, 1, 0.2)
 
 
 def _wallboard(w: Worker, queue: str) -> dict:
