@@ -188,6 +188,9 @@ async def ingest_file(s: Settings, opts: Options, clock: Callable[[], float] = t
     stop = _stop_event()
     await run.start()
     try:
+        if opts.follow and opts.state_file is None:
+            run.note("no --state-file: a restart reads the file from its start again (no double counts: the "
+                     "worker drops re-read lines as duplicates, but it takes longer)")
         for text in reader.notes:
             run.note(text)
         reader.notes.clear()
