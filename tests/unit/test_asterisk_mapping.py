@@ -506,3 +506,19 @@ def test_a_queue_name_ccmon_cannot_carry_is_monitored_under_a_safe_label():
         ("400", "available", {"queues": ["Sales_Team"]}),
         ("c1@Sales_Team", "answered", {"agent_id": "400"})]
     assert skipped[-1] == "no callid or no queue"
+
+
+def test_a_transfer_back_into_the_same_queue_is_a_transfer_not_a_lost_line():
+    out, _, m = run("""
+        100|c1|sales|NONE|ENTERQUEUE||555|1
+        105|c1|sales|PJSIP/400|CONNECT|5|x|1
+        160|c1|sales|PJSIP/400|BLINDTRANSFER|sales|from-queue|5|55|1
+        161|c1|sales|NONE|ENTERQUEUE||555|1
+        170|c1|sales|PJSIP/401|CONNECT|9|y|1
+        200|c1|sales|PJSIP/401|COMPLETEAGENT|9|30|1
+    """)
+    assert [(r[0], r[1], r[2], r[3].get("queue")) for r in brief(out) if "@" in r[0]] == [
+        ("c1@sales", "offered", 100, "sales"), ("c1@sales", "answered", 105, None),
+        ("c1@sales", "transferred", 160, "sales"), ("c1@sales", "answered", 170, None),
+        ("c1@sales", "ended", 200, None), ("c1@sales", "wrapup_ended", 200, None)]
+    assert m.closed == {}

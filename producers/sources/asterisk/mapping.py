@@ -268,10 +268,13 @@ def _enter(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
         return "no callid or no queue"
     segs = m.calls.setdefault(line.callid, {})
     old = segs.get(line.queue)
-    if old is not None and old.phase in OPEN:  # entered again without leaving: a line was lost
-        m._close(old, line.ts, f"{lid}-lost", "lost", out)
+    if old is not None and old.phase == TRANSFER:  # transferred back into the same queue
+        source: Segment | None = old
+    else:
+        source = next((s for q, s in segs.items() if q != line.queue and s.phase in (TRANSFER, ANSWERED)), None)
+        if old is not None and old.phase in OPEN:  # entered again without leaving: a line was lost
+            m._close(old, line.ts, f"{lid}-lost", "lost", out)
     uses = old.uses + 1 if old is not None else 1
-    source = next((s for q, s in segs.items() if q != line.queue and s.phase in (TRANSFER, ANSWERED)), None)
     if source is not None:  # the transfer shows here: same contact, moved to this queue
         at, eid = (source.transfer_ts, source.transfer_id) if source.phase == TRANSFER else (line.ts, lid)
         if source.phase == ANSWERED:  # ENTERQUEUE written before the transfer line: the agent is free
