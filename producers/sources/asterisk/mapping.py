@@ -355,6 +355,7 @@ def _ring_no_answer(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | No
     ring = line.field(1).strip()
     extra = {"ring_ms": int(ring)} if ring.isdigit() else {}
     out.append(m._contact("missed", seg.contact, line.ts, f"{lid}-missed", agent_id=aid, **extra))
+    seg.ts = line.ts  # a forced close must not go back before it
     return None
 
 
