@@ -59,7 +59,9 @@ class Config:
     agent_pattern: str = DEFAULT_AGENT_PATTERN
     transfer_wait_s: float = 10.0  #: how long a transferred call may take to enter its next queue
     stale_after_s: float = 4 * 3600.0  #: an open call with no line for this long is closed
-    retention_s: float = 24 * 3600.0  #: how long a finished segment is remembered (for ``#n``)
+    #: how long a finished segment is remembered (for ``#n``): longer than the worker keeps a contact
+    #: (CCMON_RETENTION_S, 24 h), so no contact id is reused while the worker knows it
+    retention_s: float = 48 * 3600.0
 
     def wrapup(self, queue: str) -> float:
         """The queue's wrap-up, named as in queues.conf or as ccmon labels it."""
