@@ -125,6 +125,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from producers.simulate import run
     scenario = load(Path(args.scenario)) if args.scenario else Scenario.default()
     scenario = scenario.scaled(rate=args.rate, agents=args.staff)
+    if args.profile == "flat":
+        scenario = scenario.flat()
     if args.speed != 1 and args.duration is None:
         raise CcmonError("--speed needs --duration: compressed time must end at the wall clock")
     if args.output is None:
@@ -296,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "producers/scenarios/default.toml)")
     p.add_argument("--rate", type=_positive_float, default=1.0, help="multiply every arrival rate (default 1)")
     p.add_argument("--staff", type=_positive_float, default=1.0, help="multiply every agent group (default 1)")
+    p.add_argument("--profile", choices=("day", "flat"), default="day",
+                   help="arrivals over the day: the scenario's hourly profile (default), or flat, profile "
+                        "1.0 at every hour, so the same seed gives the same traffic whatever the hour")
     p.add_argument("--speed", type=_speed, default=1.0,
                    help="simulated seconds per wall-clock second (default 1; > 1 needs --duration)")
     p.add_argument("--incident", action="append", default=[], type=_incident, metavar="SPEC",

@@ -24,7 +24,8 @@ SEED = 20261123
 def build_recording(env: Env, path: Path, rng: random.Random) -> tuple[int, dict[str, int]]:
     """The simulator's recording, plus 2 % duplicates replayed a little later and surveys for
     contacts of the first hour that arrive at the very end, 2 to 3 hours after their contact."""
-    made = env.ccmon("simulate", "--seed", "7", "--backfill", "14400", "--rate", "9", "--staff", "9", "--output", str(path))
+    made = env.ccmon("simulate", "--profile", "flat", "--seed", "7", "--backfill", "14400", "--rate", "9",
+                     "--staff", "9", "--output", str(path))
     assert made.returncode == 0, made.stderr
     lines = path.read_bytes().splitlines()
     docs = [orjson.loads(x) for x in lines]

@@ -71,7 +71,8 @@ def test_every_query_runs_against_real_prometheus_and_returns_data(env: Env, wor
     workers.append(Worker(env))
     worker = workers[0]
     sim = subprocess.Popen(
-        [sys.executable, "-m", "streams", "simulate", "--seed", "3", "--backfill", "3600", "--rate", "4",
+        [sys.executable, "-m", "streams", "simulate", "--profile", "flat", "--seed", "3", "--backfill", "3600",
+         "--rate", "4",
          "--incident", "bad-input:30@3595", "--duration", "120"],
         cwd=ROOT, env=env.vars(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = free_port()

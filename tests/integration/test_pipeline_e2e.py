@@ -7,7 +7,7 @@ import base64
 import math
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -15,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from producers.recording import line
+from streams import config
 from tests.integration.conftest import Env, Worker, metric
 
 pytestmark = pytest.mark.integration
@@ -78,6 +79,23 @@ def scripted(env: Env, base: float) -> tuple[Path, dict]:
     path.write_bytes(b"".join(rows))
     expected_dead = {"invalid_json": 1, "invalid_utf8": 1, "unknown_type": 1, "lifecycle": 1, "future_time": 1}
     return path, expected_dead
+
+
+def on_day(base: float, offsets: list[float], day: date) -> int:
+    """How many of the script's events at ``offsets`` fall on ``day`` in CCMON_TIMEZONE."""
+    zone = config.load().zone
+    return sum(1 for o in offsets if datetime.fromtimestamp(base + o, zone).date() == day)
+
+
+def scrape_of_one_day(w: Worker) -> tuple[dict, date]:
+    """A scrape and the calendar day it saw (the worker's CCMON_TIMEZONE, inherited from this
+    environment); scraped again if midnight falls during it."""
+    zone = config.load().zone
+    while True:
+        before = datetime.fromtimestamp(time.time(), zone).date()
+        m = w.scrape()
+        if datetime.fromtimestamp(time.time(), zone).date() == before:
+            return m, before
 
 
 def kpi_series(m: dict) -> dict:
@@ -147,9 +165,13 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
         assert metric(m, "ccmon_service_level_ratio", **sv, window=window) == pytest.approx(1 / 3)
         assert metric(m, "ccmon_asa_seconds", **sv, window=window) == pytest.approx(20.5)
         assert metric(m, "ccmon_aht_seconds", **sv, window=window) == pytest.approx(195.0)
-    if datetime.fromtimestamp(base, timezone.utc).date() == datetime.fromtimestamp(now, timezone.utc).date():
-        assert metric(m, "ccmon_offered_contacts", **sv, window="today") == 6
-        assert metric(m, "ccmon_abandon_ratio", **sv, window="today") == pytest.approx(1 / 3)
+    # today: the script's offers and abandons on the calendar day (in CCMON_TIMEZONE) of the scrape;
+    # near midnight the earlier part of the script belongs to yesterday
+    day_m, day = scrape_of_one_day(w)
+    offered, abandoned = on_day(base, [0, 60, 120, 180, 240, 420], day), on_day(base, [65, 124.999], day)
+    assert metric(day_m, "ccmon_offered_contacts", **sv, window="today") == offered
+    assert metric(day_m, "ccmon_abandon_ratio", **sv, window="today") == (
+        pytest.approx(abandoned / offered) if offered else None)
     # 5m: c4 offered/answered (21 s), c6 offered, c5 offered, handled 60 s (c4) and 330 s (c1)
     assert metric(m, "ccmon_offered_contacts", **sv, window="5m") == 3
     assert metric(m, "ccmon_abandon_ratio", **sv, window="5m") == 0.0
