@@ -161,7 +161,12 @@ def _get_json(url: str) -> Any:
 
 
 def _prometheus_config(path: Path, web_port: int) -> None:
-    rules = sorted((Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "rules").glob("*.yml"))
+    """The demo's Prometheus: ccmon's packaged rules, copied beside its config, and one target."""
+    from streams.packaged import prometheus_rules
+    rules = []
+    for name, text in prometheus_rules().items():
+        rules.append(path.parent / f"demo-rules-{name}")
+        rules[-1].write_text(text, encoding="utf-8")
     lines = ["global:", "  scrape_interval: 5s", "  evaluation_interval: 5s"]
     if rules:
         lines += ["rule_files:"] + [f"  - {r}" for r in rules]

@@ -24,7 +24,7 @@ from tests.integration.test_two_workers import kpis, total_events
 pytestmark = pytest.mark.integration
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-RULES = ROOT / "deploy" / "prometheus" / "rules"
+RULES = ROOT / "streams" / "resources" / "prometheus" / "rules"
 OUTAGE_S = 30
 
 

@@ -21,7 +21,7 @@ from tests.integration.conftest import ROOT, Env, Worker, free_port
 pytestmark = pytest.mark.integration
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-RULES = ROOT / "deploy" / "prometheus" / "rules"
+RULES = ROOT / "streams" / "resources" / "prometheus" / "rules"
 
 
 def test_committed_dashboards_equal_the_generator_output():
