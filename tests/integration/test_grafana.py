@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import date, datetime
 import urllib.parse
 import urllib.request
 
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from grafana.generate import DASHBOARDS, OUT, render
+from streams import config
 from tests.integration.conftest import ROOT, Env, Worker, free_port
 
 pytestmark = pytest.mark.integration
@@ -67,13 +69,18 @@ def queries() -> list[tuple[str, str, bool]]:
     return out
 
 
+def local_day() -> date:
+    """The calendar day of the worker's `today` window (CCMON_TIMEZONE, inherited from here)."""
+    return datetime.fromtimestamp(time.time(), config.load().zone).date()
+
+
 def test_every_query_runs_against_real_prometheus_and_returns_data(env: Env, workers: list[Worker], tmp_path):
     workers.append(Worker(env))
     worker = workers[0]
     sim = subprocess.Popen(
         [sys.executable, "-m", "streams", "simulate", "--profile", "flat", "--seed", "3", "--backfill", "3600",
          "--rate", "4",
-         "--incident", "bad-input:30@3595", "--duration", "120"],
+         "--incident", "bad-input:30@3595", "--duration", "180"],
         cwd=ROOT, env=env.vars(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = free_port()
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
@@ -94,8 +101,11 @@ def test_every_query_runs_against_real_prometheus_and_returns_data(env: Env, wor
         todo = queries()
         assert len(todo) > 60
         deadline = time.monotonic() + 100
+        day = local_day()
         missing = todo
         while missing and time.monotonic() < deadline:
+            if local_day() != day:  # midnight: the new day's window fills from the live traffic
+                day, deadline = local_day(), max(deadline, time.monotonic() + 60)
             time.sleep(3)
             failing = []
             for where, expr, need_data in missing:
