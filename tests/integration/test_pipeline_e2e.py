@@ -165,13 +165,18 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
         assert metric(m, "ccmon_service_level_ratio", **sv, window=window) == pytest.approx(1 / 3)
         assert metric(m, "ccmon_asa_seconds", **sv, window=window) == pytest.approx(20.5)
         assert metric(m, "ccmon_aht_seconds", **sv, window=window) == pytest.approx(195.0)
-    # today: the script's offers and abandons on the calendar day (in CCMON_TIMEZONE) of the scrape;
-    # near midnight the earlier part of the script belongs to yesterday
+    # today: the script's events on the calendar day (in CCMON_TIMEZONE) of the scrape; near
+    # midnight the earlier part of the script belongs to yesterday. Sales voice: offers, answers
+    # (c1 after 20 s, in the threshold; c4 after 21 s), abandons (c2; c3 is short, out of the ratios)
     day_m, day = scrape_of_one_day(w)
-    offered, abandoned = on_day(base, [0, 60, 120, 180, 240, 420], day), on_day(base, [65, 124.999], day)
+    offered = on_day(base, [0, 60, 120, 180, 240, 420], day)
+    answered, in_threshold, abandoned = on_day(base, [20, 201], day), on_day(base, [20], day), on_day(base, [65], day)
     assert metric(day_m, "ccmon_offered_contacts", **sv, window="today") == offered
+    handled_or_lost = answered + abandoned
     assert metric(day_m, "ccmon_abandon_ratio", **sv, window="today") == (
-        pytest.approx(abandoned / offered) if offered else None)
+        pytest.approx(abandoned / handled_or_lost) if handled_or_lost else None)
+    assert metric(day_m, "ccmon_service_level_ratio", **sv, window="today") == (
+        pytest.approx(in_threshold / handled_or_lost) if handled_or_lost else None)
     # 5m: c4 offered/answered (21 s), c6 offered, c5 offered, handled 60 s (c4) and 330 s (c1)
     assert metric(m, "ccmon_offered_contacts", **sv, window="5m") == 3
     assert metric(m, "ccmon_abandon_ratio", **sv, window="5m") == 0.0
