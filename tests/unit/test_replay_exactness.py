@@ -23,11 +23,34 @@ TOPICS = {"calls": "cc.calls", "chats": "cc.chats", "agents": "cc.agents"}
 START = 1_795_420_000.0
 
 
+def with_later_spec_events(rows: list, rng: random.Random) -> list:
+    """The simulated traffic with SPEC's later event types mixed in, whatever the simulator emits:
+    a third of the abandons become ``dequeued`` (some with a reason outside the fixed set), a
+    quarter of the answers follow one or two ``missed`` offers, and most surveys carry ``ces``."""
+    out = []
+    reasons = ("timeout", "empty", "key", "withdraw", "overflow", None, "callback")
+    for n, (topic, key, event) in enumerate(rows):
+        event = dict(event)
+        if event["type"] == "abandoned" and rng.random() < 0.33:
+            event["type"] = "dequeued"
+            reason = rng.choice(reasons)
+            if reason is not None:
+                event["reason"] = reason
+        elif event["type"] == "answered" and rng.random() < 0.25:
+            for i in range(rng.randint(1, 2)):
+                out.append((topic, key, {**event, "event_id": f"{event['event_id']}-missed-{i}", "type": "missed",
+                                         "agent_id": f"agent-missing-{n % 7}"}))
+        elif event["type"] == "survey" and rng.random() < 0.8:
+            event.setdefault("ces", rng.randint(1, 7))
+        out.append((topic, key, event))
+    return out
+
+
 def traffic(seed: int, minutes: int = 30) -> list[Record]:
     scenario = Scenario.default().scaled(agents=0.6).replace(missing_wrapup_probability=0.3)
     sim = Simulator(seed, START, scenario)
-    rows = sim.advance(START + minutes * 60)
     rng = random.Random(seed)
+    rows = with_later_spec_events(sim.advance(START + minutes * 60), rng)
     offsets: dict = {}
     records = []
     for topic, key, event in rows:
@@ -44,7 +67,7 @@ def views(p: LocalPipeline, now: float) -> dict:
     out = {}
     for q, ch in p.store.series():
         v = p.store.view(q, ch, now)
-        out[(q, ch)] = (v.counters, v.wait_hist, v.handle_hist, v.waiting, v.windows)
+        out[(q, ch)] = (v.counters, v.dequeued, v.missed, v.wait_hist, v.handle_hist, v.waiting, v.windows)
     out["agents"] = dict(p.store.agents())
     return out
 
@@ -91,12 +114,21 @@ def test_replayed_batches_after_crashes_give_the_uninterrupted_result(data):
     assert views(crashed, now) == views(clean, now)
 
 
-def test_traffic_exercises_timeouts_transfers_and_duplicates():
-    p = run(RECORDS, [(0, len(RECORDS))], START + 30 * 60 + 5)
+def test_traffic_exercises_timeouts_transfers_duplicates_and_the_later_spec_events():
+    from streams.core import kpis
+    now = START + 30 * 60 + 5
+    p = run(RECORDS, [(0, len(RECORDS))], now)
+    assert p.dead == []
     dup = sum(v for (t, r), v in p.results.items() if r == "duplicate")
-    handled = sum(p.store.view(q, ch, START).counters["handled"] for q, ch in p.store.series())
-    transferred = sum(p.store.view(q, ch, START).counters["transferred_out"] for q, ch in p.store.series())
+    all_views = [p.store.view(q, ch, now) for q, ch in p.store.series()]
+    handled = sum(v.counters["handled"] for v in all_views)
+    transferred = sum(v.counters["transferred_out"] for v in all_views)
     assert dup > 10 and handled > 50 and transferred > 0
+    dequeued = sum(n for v in all_views for n in v.dequeued.values())
+    other = sum(v.dequeued["other"] for v in all_views)
+    missed = sum(v.missed for v in all_views)
+    ces = sum(v.windows["today"][kpis.CES_N] for v in all_views)
+    assert dequeued > 5 and 0 < other < dequeued and missed > 20 and ces > 5
 
 
 def test_offline_agents_expire_in_stage_two():
