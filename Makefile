@@ -1,24 +1,28 @@
-# The two commands of the README, each doing its own set-up first.
+# The commands of the README, each doing its own set-up first (deploy/setup.sh): the project's
+# virtual environment .venv, created with the machine's python3 (or PYTHON=...), holds ccmon and
+# its dependencies; the system interpreter is never installed into.
 PYTHON ?= python3
+VENV := .venv/bin/python
+export PYTHON
 
 .PHONY: demo test unit bench
 
 ## demo: local Kafka + worker + simulator + wallboard; Ctrl-C stops everything
 demo:
 	@bash deploy/setup.sh demo
-	$(PYTHON) -m streams demo
+	$(VENV) -m streams demo
 
 ## test: the whole suite (unit + integration on a real local Kafka, browser tests in Chromium)
 test:
 	@bash deploy/setup.sh test
-	$(PYTHON) -m pytest
+	$(VENV) -m pytest
 
 ## unit: the pure-core tests only (seconds, no broker)
 unit:
-	@bash deploy/setup.sh demo
-	$(PYTHON) -m pytest tests/unit
+	@bash deploy/setup.sh unit
+	$(VENV) -m pytest tests/unit
 
 ## bench: throughput of the worker against a plain Kafka consumer on the same events
 bench:
 	@bash deploy/setup.sh demo
-	$(PYTHON) -m benchmarks.throughput
+	$(VENV) -m benchmarks.throughput

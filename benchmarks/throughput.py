@@ -235,11 +235,13 @@ async def raw_consume(s: Settings, n: int) -> float:
 
 def core_state(p: LocalPipeline) -> float:
     """What ``state_fingerprint`` sums over all workers once every event is in, computed by the pure
-    core on the same events: contact counters (but "handled") and wait counts."""
+    core on the same events: contact counters (but "handled", dequeued by reason included) and wait
+    counts."""
     total = 0.0
     for queue, channel in p.store.series():
         view = p.store.view(queue, channel, time.time())
         total += sum(v for name, v in view.counters.items() if name != "handled")
+        total += sum(view.dequeued.values())  # ccmon_contacts_dequeued_total matches STATE too
         total += sum(sum(raw[:-1]) for raw in view.wait_hist.values())
     return total
 

@@ -25,8 +25,8 @@ def mix(n: int, seed: int = 1) -> list[Event]:
 
     Event times are shifted so that the last event is a minute old: no event is in the future
     (rejected) or, whatever ``n``, so old that windows ignore it."""
-    t = time.time() - 6 * 3600  # a daytime profile, and ids unique to this call
-    sim = Simulator(seed, t, Scenario.default().scaled(rate=8, agents=8))
+    t = time.time() - 6 * 3600  # ids unique to this call; the flat profile: the same mix at any hour
+    sim = Simulator(seed, t, Scenario.default().scaled(rate=8, agents=8).flat())
     rng = random.Random(seed)
     made: list[tuple[str, bytes, dict, int]] = []
     while len(made) < n:

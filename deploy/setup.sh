@@ -1,16 +1,39 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh Debian machine: system packages (when root), then ccmon itself.
-# Usage: deploy/setup.sh [demo|test]. `make demo` and `make test` call it; safe to run again.
-#   demo: Java and Maven (the local Kafka broker)
-#   test: those, plus Chromium (browser tests of the wallboard) and Prometheus + Alertmanager (promtool, amtool)
+# Idempotent set-up for a fresh Debian machine: system packages (when root), then ccmon itself in
+# the project's virtual environment .venv. `make demo|test|unit|bench` call it; safe to run again.
+# Usage: deploy/setup.sh [demo|unit|test]
+#   demo: Java and Maven (the local Kafka broker); ccmon in .venv
+#   unit: ccmon and its test libraries in .venv (pytest, hypothesis, ...), no system packages
+#   test: demo and unit, plus Chromium (browser tests of the wallboard) and Prometheus +
+#         Alertmanager (promtool, amtool)
+# The machine's python3 (or $PYTHON) only creates .venv: nothing is installed into it, so a
+# PEP 668 "externally managed" interpreter (Debian 12, Ubuntu 23.04+) is fine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 purpose="${1:-demo}"
+case "$purpose" in demo|unit|test) ;; *) echo "usage: deploy/setup.sh [demo|unit|test]" >&2; exit 2 ;; esac
+PYTHON="${PYTHON:-python3}"
+venv=.venv
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  echo "setup: $PYTHON not found; install Python 3.11+ (apt-get install -y python3) and retry" >&2
+  exit 1
+fi
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup: ccmon needs Python 3.11+, $PYTHON is $("$PYTHON" -V 2>&1); set PYTHON=python3.X and retry" >&2
+  exit 1
+fi
 
 need_apt=()
-command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
-command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
-command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# Debian ships venv's pip bootstrap (ensurepip) in python3-venv
+if [ ! -x "$venv/bin/python" ] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  need_apt+=(python3-venv)
+fi
+if [ "$purpose" != unit ]; then
+  command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+  command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+fi
 if [ "$purpose" = test ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
@@ -26,10 +49,20 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   fi
 fi
 
-PYTHON="${PYTHON:-python3}"
-stamp=".setup-stamp"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PYTHON" -c "import streams, faust, aiokafka" 2>/dev/null; then
-  echo "setup: installing ccmon and its Python dependencies (pip)" >&2
-  "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test]"
-  touch "$stamp"
+if [ -e "$venv" ] && ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
+  echo "setup: $venv is broken (its Python is gone?); creating it again" >&2
+  rm -rf "$venv"
+fi
+if [ ! -e "$venv" ]; then
+  echo "setup: creating the virtual environment $venv ($("$PYTHON" -V 2>&1))" >&2
+  "$PYTHON" -m venv "$venv"
+fi
+
+# demo needs ccmon only; unit and test also its test libraries (which include ccmon's)
+fresh() { [ -f "$venv/.ccmon-setup-$1" ] && [ ! pyproject.toml -nt "$venv/.ccmon-setup-$1" ]; }
+extras=runtime spec="."; [ "$purpose" = demo ] || extras=test spec=".[test]"
+if ! fresh "$extras" && ! fresh test; then
+  echo "setup: installing ccmon ($spec) and its Python dependencies into $venv (pip)" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
+  touch "$venv/.ccmon-setup-$extras"
 fi

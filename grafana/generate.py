@@ -33,6 +33,13 @@ GOOD_HIGH = thresholds((None, "red"), (0.7, "orange"), (0.8, "green"))  # servic
 GOOD_LOW_RATIO = thresholds((None, "green"), (0.05, "orange"), (0.10, "red"))  # abandonment
 GOOD_LOW_WAIT = thresholds((None, "green"), (20, "orange"), (60, "red"))  # seconds against T = 20 s
 NEUTRAL = thresholds((None, "blue"))
+#: survey KPIs: (title, metric, unit, colours, decimals); the same steps as the built-in wallboard
+SURVEYS = (
+    ("CSAT", "ccmon_csat_ratio", "percentunit", thresholds((None, "red"), (0.7, "orange"), (0.8, "green")), 1),
+    ("NPS", "ccmon_nps_score", "none", thresholds((None, "red"), (0, "orange"), (30, "green")), 0),
+    ("FCR", "ccmon_fcr_ratio", "percentunit", thresholds((None, "red"), (0.6, "orange"), (0.7, "green")), 1),
+    ("CES", "ccmon_ces_score", "none", thresholds((None, "red"), (4, "orange"), (5, "green")), 1),
+)
 
 
 def tile(title: str, expr: str, unit: str, colours: dashboard.ThresholdsConfig, legend: str = "{{queue}} {{channel}}",
@@ -68,10 +75,19 @@ def wallboard() -> dashboard.Dashboard:
                           "percentunit", GOOD_HIGH, width=6, decimals=1))
     d = d.with_panel(tile("Abandonment 15m", 'sum by (queue, channel) (ccmon_abandon_ratio{window="15m"})',
                           "percentunit", GOOD_LOW_RATIO, width=6, decimals=1))
+    # next to abandonment: contacts that left without an agent and without hanging up (all reasons)
+    d = d.with_panel(tile("Dequeued 15m", "round(sum by (queue, channel) (increase(ccmon_contacts_dequeued_total[15m])))",
+                          "none", NEUTRAL, width=6))
+    d = d.with_panel(tile("Missed offers 15m", "round(sum by (queue, channel) (increase(ccmon_offers_missed_total[15m])))",
+                          "none", thresholds((None, "green"), (1, "orange")), width=6))
     d = d.with_panel(tile("ASA 15m", 'sum by (queue, channel) (ccmon_asa_seconds{window="15m"})', "s",
-                          GOOD_LOW_WAIT, width=6))
+                          GOOD_LOW_WAIT, width=12))
     d = d.with_panel(tile("AHT 15m", 'sum by (queue, channel) (ccmon_aht_seconds{window="15m"})', "s", NEUTRAL,
-                          width=6))
+                          width=12))
+    d = d.with_row(dashboard.Row("Surveys today"))
+    for title, metric, unit, colours, decimals in SURVEYS:
+        d = d.with_panel(tile(f"{title} today", f'sum by (queue, channel) ({metric}{{window="today"}})', unit, colours,
+                              width=6, decimals=decimals))
     d = d.with_row(dashboard.Row("Agents"))
     for state, colour in (("available", "green"), ("busy", "blue"), ("acw", "purple"), ("away", "orange")):
         d = d.with_panel(tile(f"Agents {state}", f'sum by (queue) (ccmon_agents{{state="{state}"}})', "none",
@@ -95,7 +111,8 @@ def queue_detail() -> dashboard.Dashboard:
     windows = ("5m", "15m", "1h", "today")
     d = d.with_panel(series("Offered per minute", [(f"sum(rate(ccmon_contacts_offered_total{{{QC}}}[5m])) * 60", "offered"),
                                                     (f"sum(rate(ccmon_contacts_answered_total{{{QC}}}[5m])) * 60", "answered"),
-                                                    (f"sum(rate(ccmon_contacts_abandoned_total{{{QC}}}[5m])) * 60", "abandoned")],
+                                                    (f"sum(rate(ccmon_contacts_abandoned_total{{{QC}}}[5m])) * 60", "abandoned"),
+                                                    (f"sum(rate(ccmon_contacts_dequeued_total{{{QC}}}[5m])) * 60", "dequeued")],
                             "none"))
     d = d.with_panel(series("Waiting now and oldest wait",
                             [(f"sum(ccmon_queue_waiting_contacts{{{QC}}})", "waiting"),
@@ -114,9 +131,15 @@ def queue_detail() -> dashboard.Dashboard:
     d = d.with_panel(series("Agents required vs staffed", [
         (f"sum(ccmon_agents_required{{{QC}}})", "required"),
         ('sum(ccmon_agents{queue=~"$queue", state=~"available|busy|acw"})', "staffed")], "none"))
+    d = d.with_panel(series("Dequeued per minute by reason (left the queue without an agent, not hung up)", [
+        (f"sum by (reason) (rate(ccmon_contacts_dequeued_total{{{QC}}}[5m])) * 60", "{{reason}}")], "none"))
+    d = d.with_panel(series("Missed offers per minute (rang out or rejected)", [
+        (f"sum(rate(ccmon_offers_missed_total{{{QC}}}[5m])) * 60", "missed offers")], "none"))
     d = d.with_panel(series("CSAT and FCR (1h)", [(f'sum(ccmon_csat_ratio{{{QC}, window="1h"}})', "CSAT"),
                                                   (f'sum(ccmon_fcr_ratio{{{QC}, window="1h"}})', "FCR")], "percentunit"))
     d = d.with_panel(series("NPS (1h)", [(f'sum(ccmon_nps_score{{{QC}, window="1h"}})', "NPS")], "none"))
+    d = d.with_panel(series("CES (1-7, 7 = very easy)", [(f'avg by (window) (ccmon_ces_score{{{QC}, window="{w}"}})', w)
+                                                        for w in ("1h", "today")], "none"))
     return d
 
 

@@ -55,6 +55,11 @@ class Scenario:
         text = resources.files("producers").joinpath("scenarios/default.toml").read_text()
         return parse(tomllib.loads(text), "built-in scenario")
 
+    def flat(self) -> "Scenario":
+        """Profile 1.0 at every hour: the traffic no longer depends on the hour the simulation
+        starts at, so a test or benchmark gets the same workload at 03:00 and at 21:00."""
+        return self.replace(hourly=(1.0,) * 24)
+
     def replace(self, **changes: Any) -> "Scenario":
         return dataclasses.replace(self, **changes)
 

@@ -125,6 +125,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from producers.simulate import run
     scenario = load(Path(args.scenario)) if args.scenario else Scenario.default()
     scenario = scenario.scaled(rate=args.rate, agents=args.staff)
+    if args.profile == "flat":
+        scenario = scenario.flat()
     if args.speed != 1 and args.duration is None:
         raise CcmonError("--speed needs --duration: compressed time must end at the wall clock")
     if args.output is None:
@@ -164,7 +166,12 @@ def _get_json(url: str) -> Any:
 
 
 def _prometheus_config(path: Path, web_port: int) -> None:
-    rules = sorted((Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "rules").glob("*.yml"))
+    """The demo's Prometheus: ccmon's packaged rules, copied beside its config, and one target."""
+    from streams.packaged import prometheus_rules
+    rules = []
+    for name, text in prometheus_rules().items():
+        rules.append(path.parent / f"demo-rules-{name}")
+        rules[-1].write_text(text, encoding="utf-8")
     lines = ["global:", "  scrape_interval: 5s", "  evaluation_interval: 5s"]
     if rules:
         lines += ["rule_files:"] + [f"  - {r}" for r in rules]
@@ -301,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "producers/scenarios/default.toml)")
     p.add_argument("--rate", type=_positive_float, default=1.0, help="multiply every arrival rate (default 1)")
     p.add_argument("--staff", type=_positive_float, default=1.0, help="multiply every agent group (default 1)")
+    p.add_argument("--profile", choices=("day", "flat"), default="day",
+                   help="arrivals over the day: the scenario's hourly profile (default), or flat, profile "
+                        "1.0 at every hour, so the same seed gives the same traffic whatever the hour")
     p.add_argument("--speed", type=_speed, default=1.0,
                    help="simulated seconds per wall-clock second (default 1; > 1 needs --duration)")
     p.add_argument("--incident", action="append", default=[], type=_incident, metavar="SPEC",

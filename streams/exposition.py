@@ -27,18 +27,22 @@ WINDOW_NAMES = (*WINDOWS, TODAY)
 GAUGES: dict[str, tuple[str, Callable[[list[float]], float | None]]] = {
     "ccmon_offered_contacts": ("Contacts offered in the window", lambda v: v[kpis.OFFERED]),
     "ccmon_abandon_ratio": ("(abandoned - short) / (answered + abandoned - short) in the window", kpis.abandon_ratio),
-    "ccmon_service_level_ratio": ("Answered within the threshold / (answered + abandoned - short)", kpis.service_level),
+    "ccmon_service_level_ratio": ("Answered within the threshold / (answered + abandoned - short + dequeued)",
+                                  kpis.service_level),
     "ccmon_asa_seconds": ("Average speed of answer in the window", kpis.asa),
     "ccmon_aht_seconds": ("Average handle time of segments completed in the window", kpis.aht),
     "ccmon_csat_ratio": ("Share of CSAT answers >= 4 in the window", kpis.csat),
     "ccmon_nps_score": ("Net promoter score (-100..100) in the window", kpis.nps),
     "ccmon_fcr_ratio": ("Share of surveys saying resolved, among those answering", kpis.fcr),
+    "ccmon_ces_score": ("Mean customer effort score (1-7, 7 = very easy) in the window", kpis.ces),
 }
 
 # families in output order: (name as exposed, type, help); per-series text is cached for all but
 # OLDEST (clock-dependent) and AGENTS (per queue, not per series)
 FAMILIES: list[tuple[str, str, str]] = [
     *((f"ccmon_contacts_{c}_total", "counter", f"Contacts {c.replace('_', ' ')}") for c in COUNTERS),
+    ("ccmon_contacts_dequeued_total", "counter", "Contacts that left the queue without an agent and without hanging up"),
+    ("ccmon_offers_missed_total", "counter", "Offers of a waiting contact that an agent did not take"),
     ("ccmon_wait_seconds", "histogram", "Wait time of contacts whose wait ended"),
     ("ccmon_handle_seconds", "histogram", "Handle time of completed segments"),
     ("ccmon_queue_waiting_contacts", "gauge", "Contacts waiting now"),
@@ -47,7 +51,7 @@ FAMILIES: list[tuple[str, str, str]] = [
     *((name, "gauge", doc) for name, (doc, _) in GAUGES.items()),
     ("ccmon_agents_required", "gauge", "Agents needed for the SL target (Erlang C, last 15m)"),
 ]
-WAIT, HANDLE, WAITING, OLDEST, AGENTS = range(len(COUNTERS), len(COUNTERS) + 5)
+DEQUEUED, MISSED, WAIT, HANDLE, WAITING, OLDEST, AGENTS = range(len(COUNTERS), len(COUNTERS) + 7)
 FIRST_GAUGE = AGENTS + 1
 REQUIRED = len(FAMILIES) - 1
 HEADERS = [f"# HELP {name} {doc}\n# TYPE {name} {kind}\n" for name, kind, doc in FAMILIES]
@@ -89,6 +93,9 @@ def render_series(view: SeriesView, ql: str) -> list[str]:
     parts = [""] * len(FAMILIES)
     for i, name in enumerate(COUNTERS):
         parts[i] = f"{FAMILIES[i][0]}{{{ql}}} {floatToGoString(view.counters[name])}\n"
+    parts[DEQUEUED] = "".join(f'ccmon_contacts_dequeued_total{{{ql},reason="{reason}"}} {floatToGoString(n)}\n'
+                              for reason, n in view.dequeued.items())
+    parts[MISSED] = f"ccmon_offers_missed_total{{{ql}}} {floatToGoString(view.missed)}\n"
     parts[WAIT] = "".join(_histogram("ccmon_wait_seconds", f'{ql},outcome="{outcome}"', WAIT_LE, raw)
                           for outcome, raw in view.wait_hist.items())
     parts[HANDLE] = _histogram("ccmon_handle_seconds", ql, HANDLE_LE, view.handle_hist)

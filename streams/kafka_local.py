@@ -1,7 +1,7 @@
 """A local single-node Apache Kafka (KRaft) on 127.0.0.1 for development, demos and tests.
 
-The broker is the real Apache Kafka from Maven Central: ``deploy/kafka/pom.xml`` names it and
-Maven resolves it with its runtime dependencies into a cache, once. The broker then runs on the
+The broker is the real Apache Kafka from Maven Central: the package's pom
+(``streams/resources/kafka/pom.xml``, written next to the cache) names it and Maven resolves it with its runtime dependencies into a cache, once. The broker then runs on the
 machine's Java as a background process whose pid, configuration and logs live in the data dir.
 """
 
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.errors import CcmonError
+from streams.packaged import kafka_pom
 from streams.net import port_free
 
 KAFKA_VERSION = os.environ.get("CCMON_KAFKA_VERSION", "4.1.1")
-POM = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "pom.xml"
 DEFAULT_DATA_DIR = Path(os.environ.get("CCMON_DATA_DIR", Path.home() / ".local" / "share" / "ccmon")) / "kafka"
 DEFAULT_CACHE = Path(os.environ.get("CCMON_KAFKA_CACHE", Path.home() / ".cache" / "ccmon"))
 START_TIMEOUT_S = 90.0
@@ -105,9 +105,11 @@ class LocalKafka:
             raise CcmonError("Java not found: install a JDK 17+ (apt-get install -y openjdk-17-jre-headless)")
         _say(f"resolving Apache Kafka {self.version} and its dependencies from Maven Central (first run only)...")
         self.lib_dir.mkdir(parents=True, exist_ok=True)
+        pom = self.lib_dir.parent / "pom.xml"  # Maven needs a file; the package may be a wheel or a zip
+        pom.write_text(kafka_pom(), encoding="utf-8")
         started = time.monotonic()
         proc = subprocess.run(
-            [mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
+            [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
              f"-DoutputDirectory={self.lib_dir}", f"-Dkafka.version={self.version}"],
             capture_output=True, text=True,
         )

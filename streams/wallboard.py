@@ -10,7 +10,8 @@ from streams.config import Settings
 from streams.core import kpis
 from streams.core.queues import QueueStore
 
-#: rates on the wallboard are over this window; service level is also shown for today
+#: rates and counts on the wallboard are over this window; service level and surveys are also
+#: shown for today
 WINDOW = "15m"
 
 
@@ -26,8 +27,11 @@ def snapshot(store: QueueStore, settings: Settings, now: float, scope: str) -> d
             "queue": queue, "channel": channel,
             "waiting": view.waiting, "oldest_wait_s": view.oldest_wait_s,
             "service_level_today": kpis.service_level(today), "service_level_15m": kpis.service_level(win),
-            "abandon_ratio_15m": kpis.abandon_ratio(win), "asa_seconds_15m": kpis.asa(win),
+            "abandon_ratio_15m": kpis.abandon_ratio(win), "dequeued_15m": win[kpis.DEQUEUED],
+            "missed_15m": win[kpis.MISSED], "asa_seconds_15m": kpis.asa(win),
             "aht_seconds_15m": kpis.aht(win), "offered_today": today[kpis.OFFERED],
+            "csat_today": kpis.csat(today), "nps_today": kpis.nps(today), "fcr_today": kpis.fcr(today),
+            "ces_today": kpis.ces(today),
             "agents": counts, "agents_required": view.agents_required,
             "staffed": sum(counts.get(s, 0) for s in ("available", "busy", "acw")),
             "sl_target": th.sl_target, "sl_threshold_s": th.sl_threshold_s,

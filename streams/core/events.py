@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,11 +12,15 @@ import orjson
 
 from streams.config import QUEUE_NAME
 
-CONTACT_TYPES = frozenset(
-    {"offered", "answered", "hold", "resume", "transferred", "ended", "wrapup_ended", "abandoned", "survey"}
-)
+CONTACT_TYPES = frozenset({"offered", "answered", "hold", "resume", "transferred", "ended", "wrapup_ended",
+                           "abandoned", "dequeued", "missed", "survey"})
 AGENT_STATES = frozenset({"available", "busy", "acw", "away", "offline"})
 MAX_ID = 128
+DEQUEUE_REASON = re.compile(r"[A-Za-z0-9_.-]{1,32}\Z")
+AGENT_REASON = re.compile(r"[A-Za-z0-9_. -]{1,64}\Z")
+#: the ``reason`` label values of ``ccmon_contacts_dequeued_total`` (SPEC §1's five and ``other``);
+#: any other valid reason counts as ``other`` (docs/kpis.md: a fixed set keeps the series bounded)
+DEQUEUE_REASONS = ("timeout", "empty", "key", "withdraw", "overflow", "other")
 
 
 class Reason:
@@ -55,6 +60,8 @@ class ContactEvent:
     csat: int | None = None
     nps: int | None = None
     resolved: bool | None = None
+    reason: str | None = None  #: ``dequeued``: one of DEQUEUE_REASONS (absent or unknown → ``other``)
+    ces: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,8 @@ class AgentEvent:
     state: str
     queues: tuple[str, ...]
     ts: float
+    name: str | None = None
+    reason: str | None = None
 
 
 class _Invalid(Exception):
@@ -139,6 +148,22 @@ def _optional_int(doc: dict[str, Any], name: str, low: int, high: int) -> int | 
     return value
 
 
+def _optional_text(doc: dict[str, Any], name: str, pattern: re.Pattern[str] | None, limit: int) -> str | None:
+    """An optional string: ``pattern`` when given, else any 1-``limit`` characters."""
+    value = doc.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not (pattern.match(value) if pattern else 1 <= len(value) <= limit):
+        shape = pattern.pattern.removesuffix("\\Z") if pattern else f"1-{limit} characters"
+        raise _Invalid(Reason.INVALID_FIELD, f"{name!r} must be a string of {shape}")
+    return value
+
+
+def dequeue_label(reason: str | None) -> str:
+    """The label a dequeue reason counts under: made-up reasons must not each make new series."""
+    return reason if reason in DEQUEUE_REASONS else "other"
+
+
 def _head(raw: bytes | None) -> tuple[dict[str, Any], str, Any]:
     """The decoded object, its event_id and its (present) type: common to both event kinds."""
     doc = decode(raw)
@@ -158,22 +183,25 @@ def parse_contact(raw: bytes | None, now: float, future_tolerance_s: float) -> C
         contact_id = _id(doc, "contact_id")
         ts = parse_ts(doc.get("ts"))
         _check_future(ts, now, future_tolerance_s)
-        queue = agent_id = None
-        csat = nps = None
+        queue = agent_id = reason = None
+        csat = nps = ces = None
         resolved = None
         if etype in ("offered", "transferred"):
             if doc.get("queue") is None:
                 raise _Invalid(Reason.MISSING_FIELD, f"missing field 'queue' (required for {etype})")
             queue = _queue(doc["queue"], "queue")
-        elif etype == "answered":
+        elif etype in ("answered", "missed"):
             agent_id = _id(doc, "agent_id")
+        elif etype == "dequeued":
+            reason = dequeue_label(_optional_text(doc, "reason", DEQUEUE_REASON, 32))
         elif etype == "survey":
             csat = _optional_int(doc, "csat", 1, 5)
             nps = _optional_int(doc, "nps", 0, 10)
+            ces = _optional_int(doc, "ces", 1, 7)
             resolved = doc.get("resolved")
             if resolved is not None and not isinstance(resolved, bool):
                 raise _Invalid(Reason.INVALID_FIELD, "'resolved' must be true or false")
-        return ContactEvent(event_id, etype, contact_id, ts, queue, agent_id, csat, nps, resolved)
+        return ContactEvent(event_id, etype, contact_id, ts, queue, agent_id, csat, nps, resolved, reason, ces)
     except _Invalid as exc:
         return exc.rejection
 
@@ -196,8 +224,10 @@ def parse_agent(raw: bytes | None, now: float, future_tolerance_s: float) -> Age
         if not isinstance(queues, list) or len(queues) > 256:
             raise _Invalid(Reason.INVALID_FIELD, "'queues' must be a list of at most 256 queue names")
         names = tuple(dict.fromkeys(_queue(q, "queues[]") for q in queues))
+        name = _optional_text(doc, "name", None, MAX_ID)
+        reason = _optional_text(doc, "reason", AGENT_REASON, 64)
         ts = parse_ts(doc.get("ts"))
         _check_future(ts, now, future_tolerance_s)
-        return AgentEvent(event_id, agent_id, state, names, ts)
+        return AgentEvent(event_id, agent_id, state, names, ts, name, reason)
     except _Invalid as exc:
         return exc.rejection

@@ -16,9 +16,11 @@ class Kind:
     OFFERED = "offered"  #: entered the queue (offered or transferred in); starts waiting
     ANSWERED = "answered"  #: wait ended by an answer; value = wait seconds
     ABANDONED = "abandoned"  #: wait ended by hang-up; value = wait seconds
+    DEQUEUED = "dequeued"  #: wait ended without agent or hang-up; value = wait seconds; extra = (reason,)
+    MISSED = "missed"  #: an agent did not take the waiting contact; extra = (agent id,)
     TRANSFERRED = "transferred"  #: segment left by transfer; stops waiting if it was
     HANDLED = "handled"  #: handling completed; value = handle seconds
-    SURVEY = "survey"  #: extra = (csat, nps, resolved)
+    SURVEY = "survey"  #: extra = (csat, nps, resolved, ces); facts before ces have three
     AGENT = "agent"  #: subject = agent id; extra = (state,) or (None,) when it left the queue
 
 

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Sequence
 
-# Layout of a window vector: the sums one event-time bucket (or one day) accumulates.
+# Layout of a window vector: the sums one event-time bucket (or one day) accumulates. New sums go
+# at the end: records written before they existed are shorter and read as 0 there (``padded``).
 OFFERED, ANSWERED, ABANDONED, SHORT, IN_THRESHOLD, WAIT_SUM, HANDLED, HANDLE_SUM = range(8)
 CSAT_N, CSAT_POS, NPS_N, NPS_PROMOTERS, NPS_DETRACTORS, FCR_N, FCR_YES = range(8, 15)
-WIDTH = 15
+DEQUEUED, MISSED, CES_N, CES_SUM = range(15, 19)
+WIDTH = 19
+
+
+def padded(v: list[float]) -> list[float]:
+    """A window vector of the current width (an older worker's records are shorter)."""
+    if len(v) < WIDTH:
+        v.extend([0] * (WIDTH - len(v)))
+    return v
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -15,14 +24,15 @@ def _ratio(num: float, den: float) -> float | None:
 
 
 def abandon_ratio(v: Sequence[float]) -> float | None:
-    """(abandoned − short) / (answered + abandoned − short)."""
+    """(abandoned − short) / (answered + abandoned − short): dequeued contacts are not abandons."""
     counted = v[ABANDONED] - v[SHORT]
     return _ratio(counted, v[ANSWERED] + counted)
 
 
 def service_level(v: Sequence[float]) -> float | None:
-    """answered within T (inclusive) / (answered + abandoned − short)."""
-    return _ratio(v[IN_THRESHOLD], v[ANSWERED] + v[ABANDONED] - v[SHORT])
+    """answered within T (inclusive) / (answered + abandoned − short + dequeued): a dequeued
+    contact was not served within T, so it counts against the service level."""
+    return _ratio(v[IN_THRESHOLD], v[ANSWERED] + v[ABANDONED] - v[SHORT] + v[DEQUEUED])
 
 
 def asa(v: Sequence[float]) -> float | None:
@@ -47,3 +57,8 @@ def nps(v: Sequence[float]) -> float | None:
 def fcr(v: Sequence[float]) -> float | None:
     """Share of surveys with resolved = true among those that carry ``resolved``."""
     return _ratio(v[FCR_YES], v[FCR_N])
+
+
+def ces(v: Sequence[float]) -> float | None:
+    """Mean of the ces answers (1-7, 7 = very easy)."""
+    return _ratio(v[CES_SUM], v[CES_N])

@@ -7,7 +7,11 @@ The rules decided here, beyond SPEC (docs/kpis.md explains each):
   once its partition's watermark passes E + timeout, or when a ``wrapup_ended`` arrives later
   than E + timeout; a ``wrapup_ended`` after that completion is accepted and changes nothing;
   an agent's latest event by event time wins (an older one is accepted and changes nothing);
-- one survey per contact; a second one is a lifecycle error.
+- one survey per contact; a second one is a lifecycle error;
+- ``missed`` needs a waiting contact and leaves it waiting; ``dequeued`` ends the wait for good,
+  like ``abandoned``: no event may follow it, a survey neither (the contact was never handled);
+- an agent's ``name`` is kept until an event brings another (a display name does not vanish
+  because one event left it out); its ``reason`` belongs to the state and goes with it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ HANDLING = "H"
 ENDED = "E"  #: ended, wrap-up pending
 DONE = "D"  #: handling completed (counted as handled)
 ABANDONED = "A"
+DEQUEUED = "Q"  #: left the queue without an agent and without hanging up
 
 #: how many recent event ids an agent remembers to tell duplicates from new events
 AGENT_EVENT_IDS = 32
@@ -72,13 +77,21 @@ class AgentState:
     queues: list[str]
     ts: float
     ids: list[str] = field(default_factory=list)
+    name: str | None = None  #: display name, from the latest event that carried one
+    reason: str | None = None  #: why the agent is in this state (e.g. ``lunch``), from the latest event
 
     def to_wire(self) -> dict[str, Any]:
-        return {"p": self.partition, "s": self.state, "q": self.queues, "t": self.ts, "i": self.ids}
+        """Name and reason only when present: most agent records carry neither."""
+        wire = {"p": self.partition, "s": self.state, "q": self.queues, "t": self.ts, "i": self.ids}
+        if self.name is not None:
+            wire["n"] = self.name
+        if self.reason is not None:
+            wire["r"] = self.reason
+        return wire
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> "AgentState":
-        return cls(d["p"], d["s"], d["q"], d["t"], d["i"])
+        return cls(d["p"], d["s"], d["q"], d["t"], d["i"], d.get("n"), d.get("r"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,14 +152,14 @@ def apply_contact(
             return _reject("contact already has a survey")
         state.surveyed = True
         facts.append(Fact(Kind.SURVEY, state.queue, state.channel, ts, cid, late=late,
-                          extra=(ev.csat, ev.nps, ev.resolved)))
+                          extra=(ev.csat, ev.nps, ev.resolved, ev.ces)))
     else:
         if ts < state.last:
             return _reject(f"{etype} time is {state.last - ts:.3f} s before the contact's previous event")
         q, ch = state.queue, state.channel
         if etype == "offered":
             return _reject("offered for a contact that was already offered")
-        elif etype in ("answered", "abandoned"):
+        elif etype in ("answered", "abandoned", "dequeued", "missed"):
             if phase != WAITING:
                 return _reject(f"{etype} for a contact that is not waiting (it is {_PHASE_NAMES[phase]})")
             wait = ts - state.offered
@@ -154,9 +167,14 @@ def apply_contact(
                 state.phase, state.answered = HANDLING, ts
                 state.hold_start, state.hold_total = None, 0.0
                 facts.append(Fact(Kind.ANSWERED, q, ch, ts, cid, wait, late))
-            else:
+            elif etype == "abandoned":
                 state.phase = ABANDONED
                 facts.append(Fact(Kind.ABANDONED, q, ch, ts, cid, wait, late))
+            elif etype == "dequeued":
+                state.phase = DEQUEUED
+                facts.append(Fact(Kind.DEQUEUED, q, ch, ts, cid, wait, late, (ev.reason or "other",)))
+            else:  # missed: the contact keeps waiting; the agent who missed it travels with the fact
+                facts.append(Fact(Kind.MISSED, q, ch, ts, cid, late=late, extra=(ev.agent_id,)))
         elif etype == "hold":
             if phase != HANDLING or state.hold_start is not None:
                 return _reject("hold for a contact that is not being handled or is already on hold")
@@ -201,7 +219,7 @@ def apply_contact(
 
 
 _PHASE_NAMES = {WAITING: "waiting", HANDLING: "being handled", ENDED: "ended",
-                DONE: "completed", ABANDONED: "abandoned"}
+                DONE: "completed", ABANDONED: "abandoned", DEQUEUED: "dequeued"}
 
 
 def talk_and_hold(state: ContactState) -> tuple[float, float]:
@@ -223,5 +241,6 @@ def apply_agent(
     facts = [Fact(Kind.AGENT, q, "", ev.ts, ev.agent_id, extra=(None,)) for q in old if q not in ev.queues]
     facts += [Fact(Kind.AGENT, q, "", ev.ts, ev.agent_id, extra=(ev.state,)) for q in ev.queues]
     ids = ([] if state is None else state.ids) + [ev.event_id]
-    new = AgentState(partition, ev.state, list(ev.queues), ev.ts, ids[-AGENT_EVENT_IDS:])
+    name = ev.name if ev.name is not None else state.name if state is not None else None
+    new = AgentState(partition, ev.state, list(ev.queues), ev.ts, ids[-AGENT_EVENT_IDS:], name, ev.reason)
     return Outcome(new, facts, late=late)

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from streams.config import QueueThresholds, Settings
 from streams.core import kpis
 from streams.core.erlang import agents_required
+from streams.core.events import DEQUEUE_REASONS, dequeue_label
 from streams.core.facts import Fact, Kind
 
 WAIT_BUCKETS: tuple[float, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600)
@@ -49,10 +50,21 @@ def _histogram(bounds: tuple[float, ...]) -> list[float]:
     return [0] * (len(bounds) + 2)
 
 
-def _new_totals() -> dict[str, list[float]]:
-    """An empty totals record: counters, then wait (answered, abandoned) and handle histograms."""
+def _new_totals() -> dict[str, Any]:
+    """An empty totals record: counters, wait (answered, abandoned, dequeued) and handle histograms,
+    dequeued by reason and missed offers. Records of an older worker lack the last three keys
+    (:func:`_upgrade`)."""
     return {"c": [0] * len(COUNTERS), "wa": _histogram(WAIT_BUCKETS), "wb": _histogram(WAIT_BUCKETS),
-            "hd": _histogram(HANDLE_BUCKETS)}
+            "hd": _histogram(HANDLE_BUCKETS), "wd": _histogram(WAIT_BUCKETS), "dq": {}, "ms": 0}
+
+
+def _upgrade(v: dict[str, Any]) -> dict[str, Any]:
+    """A totals record with every key of the current layout (zeros for what it predates)."""
+    if "ms" not in v:
+        v.setdefault("wd", _histogram(WAIT_BUCKETS))
+        v.setdefault("dq", {})
+        v["ms"] = 0
+    return v
 
 
 def _observe(hist: list[float], bounds: tuple[float, ...], value: float) -> None:
@@ -67,6 +79,8 @@ class SeriesView:
     queue: str
     channel: str
     counters: dict[str, int]
+    dequeued: dict[str, int]  #: reason → contacts dequeued, every reason of DEQUEUE_REASONS
+    missed: int  #: offers missed
     wait_hist: dict[str, list[float]]  #: outcome → per-bucket counts + sum
     handle_hist: list[float]
     waiting: int
@@ -176,7 +190,8 @@ class QueueStore:
         self.index.series.add((fact.queue, fact.channel))
         if not self._fresh(rec, fid):
             return
-        v, c, kind = rec["v"], rec["v"]["c"], fact.kind
+        v, kind = _upgrade(rec["v"]), fact.kind
+        c = v["c"]
         if kind == Kind.OFFERED:
             c[C_OFFERED] += 1
         elif kind == Kind.ANSWERED:
@@ -189,6 +204,12 @@ class QueueStore:
             if fact.value < th.short_abandon_s:
                 c[C_SHORT] += 1
             _observe(v["wb"], WAIT_BUCKETS, fact.value)
+        elif kind == Kind.DEQUEUED:
+            reason = dequeue_label(fact.extra[0] if fact.extra else None)
+            v["dq"][reason] = v["dq"].get(reason, 0) + 1
+            _observe(v["wd"], WAIT_BUCKETS, fact.value)
+        elif kind == Kind.MISSED:
+            v["ms"] += 1
         elif kind == Kind.HANDLED:
             c[C_HANDLED] += 1
             _observe(v["hd"], HANDLE_BUCKETS, fact.value)
@@ -198,7 +219,7 @@ class QueueStore:
 
     def _apply_waiting(self, fact: Fact, fid: FactId, dirty: set[str]) -> None:
         kind = fact.kind
-        if kind not in (Kind.OFFERED, Kind.ANSWERED, Kind.ABANDONED, Kind.TRANSFERRED):
+        if kind not in (Kind.OFFERED, Kind.ANSWERED, Kind.ABANDONED, Kind.DEQUEUED, Kind.TRANSFERRED):
             return
         key = f"w|{fact.queue}|{fact.channel}"
         rec = self._record(key, dict)
@@ -225,10 +246,14 @@ class QueueStore:
             delta.append((kpis.ABANDONED, 1))
             if value < th.short_abandon_s:
                 delta.append((kpis.SHORT, 1))
+        elif kind == Kind.DEQUEUED:
+            delta.append((kpis.DEQUEUED, 1))
+        elif kind == Kind.MISSED:
+            delta.append((kpis.MISSED, 1))
         elif kind == Kind.HANDLED:
             delta += [(kpis.HANDLED, 1), (kpis.HANDLE_SUM, value)]
         elif kind == Kind.SURVEY:
-            csat, nps, resolved = fact.extra or (None, None, None)
+            csat, nps, resolved, ces = (*(fact.extra or ()), None, None, None, None)[:4]
             if csat is not None:
                 delta += [(kpis.CSAT_N, 1), (kpis.CSAT_POS, 1 if csat >= 4 else 0)]
             if nps is not None:
@@ -236,6 +261,8 @@ class QueueStore:
                           (kpis.NPS_DETRACTORS, 1 if nps <= 6 else 0)]
             if resolved is not None:
                 delta += [(kpis.FCR_N, 1), (kpis.FCR_YES, 1 if resolved else 0)]
+            if ces is not None:
+                delta += [(kpis.CES_N, 1), (kpis.CES_SUM, ces)]
         if not delta:
             return
         series = (fact.queue, fact.channel)
@@ -254,7 +281,7 @@ class QueueStore:
         for key in targets:
             rec = self._record(key, lambda: [0] * kpis.WIDTH)
             if self._fresh(rec, fid):
-                vec = rec["v"]
+                vec = kpis.padded(rec["v"])
                 for i, d in delta:
                     vec[i] += d
                 dirty.add(key)
@@ -317,7 +344,7 @@ class QueueStore:
                         acc[i] += x
             out[name] = acc
         today = self.data.get(f"d|{queue}|{channel}|{self.local_day(now)}")
-        out[TODAY] = list(today["v"]) if today is not None else [0.0] * kpis.WIDTH
+        out[TODAY] = kpis.padded(list(today["v"])) if today is not None else [0.0] * kpis.WIDTH
         return out
 
     def series(self) -> Iterator[tuple[str, str]]:
@@ -325,13 +352,15 @@ class QueueStore:
 
     def view(self, queue: str, channel: str, now: float) -> SeriesView:
         tot = self.data.get(f"t|{queue}|{channel}")
-        v = tot["v"] if tot is not None else _new_totals()
+        v = _upgrade(dict(tot["v"])) if tot is not None else _new_totals()
         waiting_rec = self.data.get(f"w|{queue}|{channel}")
         waiting = waiting_rec["v"] if waiting_rec is not None else {}
         oldest = max(0.0, now - min(waiting.values())) if waiting else 0.0
         windows = self.window_sums(queue, channel, now)
+        dequeued = {reason: v["dq"].get(reason, 0) for reason in DEQUEUE_REASONS}
         return SeriesView(
-            queue, channel, dict(zip(COUNTERS, v["c"])), {"answered": v["wa"], "abandoned": v["wb"]}, v["hd"],
+            queue, channel, dict(zip(COUNTERS, v["c"])), dequeued, v["ms"],
+            {"answered": v["wa"], "abandoned": v["wb"], "dequeued": v["wd"]}, v["hd"],
             len(waiting), oldest, windows, self._agents_required(queue, windows[ERLANG_WINDOW]),
         )
 

@@ -1,6 +1,6 @@
 """An abandonment spike pages on-call for real: Kafka → worker → Prometheus → Alertmanager → webhook.
 
-Production rules (deploy/prometheus/rules/ccmon.yml) and the production Alertmanager routing, with
+Production rules (streams/resources/prometheus/rules/ccmon.yml) and the production Alertmanager routing, with
 what a test deployment sets for itself: 1 s scrape and evaluation intervals, short Alertmanager
 waits, the webhook of this test, and its own thresholds file. Its baseline factor is 0.5 instead of
 2 because this Prometheus has minutes of history, not the hour the baseline is meant to cover.
@@ -26,7 +26,7 @@ from tests.integration.conftest import ROOT, Env, Worker, free_port
 
 pytestmark = pytest.mark.integration
 
-RULES = ROOT / "deploy" / "prometheus" / "rules"
+RULES = ROOT / "streams" / "resources" / "prometheus" / "rules"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 

@@ -13,7 +13,7 @@ import yaml
 from tests.integration.conftest import ROOT
 
 CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
-RULES = ROOT / "deploy" / "prometheus" / "rules" / "ccmon.yml"
+RULES = ROOT / "streams" / "resources" / "prometheus" / "rules" / "ccmon.yml"
 AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
 
 

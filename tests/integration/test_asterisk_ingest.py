@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from streams.core.events import CONTACT_TYPES
 from tests.integration.conftest import ROOT, Env, Worker, metric
 
 pytestmark = pytest.mark.integration
@@ -119,7 +118,6 @@ def test_a_queue_log_file_gives_the_hand_computed_kpis_and_a_re_read_changes_not
         {k: v for k, v in m.items() if k[0].startswith("ccmon_contacts_")}
 
 
-@pytest.mark.skipif("dequeued" not in CONTACT_TYPES, reason="needs the worker's dequeued/missed (branch i12core)")
 def test_dequeued_missed_and_queuestart_closures_reach_the_service_level(env: Env, workers: list[Worker]):
     workers.append(Worker(env))
     w = workers[0]

@@ -24,7 +24,7 @@ from tests.integration.test_two_workers import kpis, total_events
 pytestmark = pytest.mark.integration
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-RULES = ROOT / "deploy" / "prometheus" / "rules"
+RULES = ROOT / "streams" / "resources" / "prometheus" / "rules"
 OUTAGE_S = 30
 
 
@@ -49,7 +49,8 @@ def test_broker_outage_mid_stream_loses_nothing_and_is_reported_once(tmp_path: P
     broker.start()
     env = Env(broker, tmp_path)
     recording = tmp_path / "sim.jsonl"
-    made = env.ccmon("simulate", "--seed", "21", "--backfill", "1800", "--rate", "3", "--output", str(recording))
+    made = env.ccmon("simulate", "--profile", "flat", "--seed", "21", "--backfill", "1800", "--rate", "3",
+                     "--output", str(recording))
     assert made.returncode == 0, made.stderr
     lines = len(recording.read_bytes().splitlines())
     assert lines > 2000

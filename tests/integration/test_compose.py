@@ -35,7 +35,7 @@ def test_every_mounted_file_exists_and_named_volumes_are_declared():
 
 
 def test_prometheus_finds_the_workers_and_alertmanager():
-    prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    prom = yaml.safe_load((ROOT / "streams/resources/prometheus/prometheus.yml").read_text())
     sd = prom["scrape_configs"][0]["dns_sd_configs"][0]
     worker = SERVICES["worker"]
     assert sd["names"] == ["worker"] and "worker" in SERVICES
@@ -47,8 +47,8 @@ def test_prometheus_finds_the_workers_and_alertmanager():
     host, port = target.split(":")
     assert host in SERVICES and f"{port}:{port}" in SERVICES[host]["ports"]
     mounted = {target: source for source, target in binds("prometheus")}
-    assert mounted["/etc/prometheus/prometheus.yml"] == ROOT / "deploy/prometheus/prometheus.yml"
-    assert mounted["/etc/prometheus/rules"] == ROOT / "deploy/prometheus/rules"
+    assert mounted["/etc/prometheus/prometheus.yml"] == ROOT / "streams/resources/prometheus/prometheus.yml"
+    assert mounted["/etc/prometheus/rules"] == ROOT / "streams/resources/prometheus/rules"
     assert prom["rule_files"] == ["rules/*.yml"]  # relative to /etc/prometheus
 
 
@@ -95,5 +95,10 @@ def test_images_are_pinned_and_the_worker_image_is_slim_non_root_and_health_chec
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
     assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile
     assert SERVICES["worker"]["build"]["dockerfile"] == "deploy/Dockerfile"
-    for copied in re.findall(r"^COPY (\S+)", dockerfile, re.M):
+    for copied in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.M):
         assert (ROOT / copied).exists(), copied
+    # the image runs the installed wheel, no source tree (the wheel carries the package data)
+    final = dockerfile.rsplit("\nFROM ", 1)[1]
+    assert re.search(r"^RUN pip wheel .*--no-deps .* \.$", dockerfile, re.M)
+    assert re.search(r"^RUN pip install .*/dist/ccmon-\*\.whl", final, re.M)
+    assert re.findall(r"^COPY (\S+)", final, re.M) == ["--from=wheel"]

@@ -33,11 +33,14 @@ def _pair() -> int:
                 continue
 
 
-def run_demo(data: Path, kafka_port: int, web_port: int, prom_port: int) -> tuple[float, str]:
-    env = {**os.environ, "CCMON_DATA_DIR": str(data), "CCMON_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "streams", "demo", "--kafka-port", str(kafka_port), "--web-port",
+def run_demo(data: Path, kafka_port: int, web_port: int, prom_port: int,
+             ccmon: tuple[str, ...] = (sys.executable, "-m", "streams"), cwd: Path = ROOT,
+             **extra_env: str) -> tuple[float, str]:
+    """Runs ``ccmon demo`` until its first wallboard numbers, then Ctrl-C; its output."""
+    env = {**os.environ, "CCMON_DATA_DIR": str(data), "CCMON_LOG_LEVEL": "warning", **extra_env}
+    proc = subprocess.Popen([*ccmon, "demo", "--kafka-port", str(kafka_port), "--web-port",
                              str(web_port), "--prometheus-port", str(prom_port), "--backfill", "600"],
-                            cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                            cwd=cwd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     output = ""
     deadline = time.monotonic() + 180
     try:

@@ -7,7 +7,7 @@ import base64
 import math
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -15,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from producers.recording import line
+from streams import config
 from tests.integration.conftest import Env, Worker, metric
 
 pytestmark = pytest.mark.integration
@@ -32,11 +33,12 @@ def scripted(env: Env, base: float) -> tuple[Path, dict]:
               "ts": int(round((base + offset) * 1000)), **fields}
         rows.append(line(topic, cid, ev))
 
-    def agent(aid: str, state: str, queues: list[str], offset: float) -> None:
+    def agent(aid: str, state: str, queues: list[str], offset: float, **fields) -> None:
         n["id"] += 1
         rows.append(line(t["agents"], aid, {"event_id": f"a{n['id']}", "type": "state", "agent_id": aid,
                                             "state": state, "queues": queues,
-                                            "ts": datetime.fromtimestamp(base + offset, timezone.utc).isoformat()}))
+                                            "ts": datetime.fromtimestamp(base + offset, timezone.utc).isoformat(),
+                                            **fields}))
 
     calls, chats = t["calls"], t["chats"]
     agent("a1", "available", ["sales", "support"], 0)
@@ -67,17 +69,57 @@ def scripted(env: Env, base: float) -> tuple[Path, dict]:
     call(chats, "answered", "h1", 15, agent_id="a4")
     call(chats, "ended", "h1", 100)
     call(chats, "wrapup_ended", "h1", 110)
-    call(chats, "survey", "h1", 200, csat=4, nps=10, resolved=True)
+    call(chats, "survey", "h1", 200, csat=4, nps=10, resolved=True, ces=5)
+    # billing: missed offers, dequeued contacts (SL denominator), CES; agents with name and reason
+    agent("a5", "available", ["billing"], 0, name="Ana Souza")
+    agent("a6", "away", ["billing"], 0, reason="training")
+    call(calls, "offered", "b1", 0, queue="billing")
+    call(calls, "missed", "b1", 5, agent_id="a5")
+    call(calls, "missed", "b1", 8, agent_id="a6")
+    call(calls, "answered", "b1", 12, agent_id="a7")  # wait 12 s: within T
+    call(calls, "ended", "b1", 100)
+    call(calls, "wrapup_ended", "b1", 110)  # handle 98 s
+    call(calls, "survey", "b1", 200, csat=5, nps=9, resolved=False, ces=6)
+    call(calls, "offered", "b2", 30, queue="billing")
+    call(calls, "dequeued", "b2", 90, reason="timeout")  # wait 60 s
+    call(calls, "offered", "b3", 40, queue="billing")
+    call(calls, "dequeued", "b3", 42, event_id="b3-dequeued")  # no reason: other; wait 2 s
+    call(calls, "dequeued", "b3", 42, event_id="b3-dequeued")  # duplicate
+    call(calls, "offered", "b4", 50, queue="billing")
+    call(calls, "abandoned", "b4", 56)  # 6 s: not short
+    call(calls, "offered", "b5", 60, queue="billing")
+    call(calls, "missed", "b5", 70, agent_id="a5")  # b5 keeps waiting
     # bad input: every one must be dead-lettered with its reason
     rows.append(line(calls, "bad1", "this is not json"))
     rows.append(line(calls, "bad2", "\udcff\udcfe{}"))
     call(calls, "teleported", "bad3", 10)
     call(calls, "answered", "ghost", 10, agent_id="a1")
     call(calls, "offered", "future", 3600 + 430, queue="sales")
+    call(calls, "missed", "ghost2", 10, agent_id="a5")  # unknown contact: lifecycle
+    call(calls, "dequeued", "b5", 75, reason="no way")  # reason with a space: invalid_field
+    agent("a6", "away", ["billing"], 20, reason="lunch!")  # invalid_field
     path = env.tmp / "scripted.jsonl"
     path.write_bytes(b"".join(rows))
-    expected_dead = {"invalid_json": 1, "invalid_utf8": 1, "unknown_type": 1, "lifecycle": 1, "future_time": 1}
+    expected_dead = {"invalid_json": 1, "invalid_utf8": 1, "unknown_type": 1, "lifecycle": 2, "future_time": 1,
+                     "invalid_field": 2}
     return path, expected_dead
+
+
+def on_day(base: float, offsets: list[float], day: date) -> int:
+    """How many of the script's events at ``offsets`` fall on ``day`` in CCMON_TIMEZONE."""
+    zone = config.load().zone
+    return sum(1 for o in offsets if datetime.fromtimestamp(base + o, zone).date() == day)
+
+
+def scrape_of_one_day(w: Worker) -> tuple[dict, date]:
+    """A scrape and the calendar day it saw (the worker's CCMON_TIMEZONE, inherited from this
+    environment); scraped again if midnight falls during it."""
+    zone = config.load().zone
+    while True:
+        before = datetime.fromtimestamp(time.time(), zone).date()
+        m = w.scrape()
+        if datetime.fromtimestamp(time.time(), zone).date() == before:
+            return m, before
 
 
 def kpi_series(m: dict) -> dict:
@@ -114,16 +156,17 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert replay.returncode == 0, replay.stderr
     assert "messages from" in replay.stderr
 
-    total_calls = 25  # lines on the calls topic: 19 valid, 1 duplicate, 5 bad
-    m = w.wait_settled(lambda m: sum(v for (n, l), v in m.items() if n == "ccmon_events_total") == 34,
-                   what="all 34 inputs accounted for")
+    total_calls = 43  # lines on the calls topic: 34 valid, 2 duplicates, 7 bad
+    m = w.wait_settled(lambda m: sum(v for (n, l), v in m.items() if n == "ccmon_events_total") == 55,
+                   what="all 55 inputs accounted for")
     now = time.time()
-    calls = env.topics["calls"]
-    assert metric(m, "ccmon_events_total", topic=calls, result="accepted") == total_calls - 6
-    assert metric(m, "ccmon_events_total", topic=calls, result="duplicate") == 1
-    assert metric(m, "ccmon_events_total", topic=calls, result="rejected") == 5
+    calls, agents = env.topics["calls"], env.topics["agents"]
+    assert metric(m, "ccmon_events_total", topic=calls, result="accepted") == total_calls - 9
+    assert metric(m, "ccmon_events_total", topic=calls, result="duplicate") == 2
+    assert metric(m, "ccmon_events_total", topic=calls, result="rejected") == 7
     assert metric(m, "ccmon_events_total", topic=env.topics["chats"], result="accepted") == 5
-    assert metric(m, "ccmon_events_total", topic=env.topics["agents"], result="accepted") == 4
+    assert metric(m, "ccmon_events_total", topic=agents, result="accepted") == 6
+    assert metric(m, "ccmon_events_total", topic=agents, result="rejected") == 1
 
     sv = {"queue": "sales", "channel": "voice"}
     counters = {name: metric(m, f"ccmon_contacts_{name}_total", **sv) for name in (
@@ -147,9 +190,18 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
         assert metric(m, "ccmon_service_level_ratio", **sv, window=window) == pytest.approx(1 / 3)
         assert metric(m, "ccmon_asa_seconds", **sv, window=window) == pytest.approx(20.5)
         assert metric(m, "ccmon_aht_seconds", **sv, window=window) == pytest.approx(195.0)
-    if datetime.fromtimestamp(base, timezone.utc).date() == datetime.fromtimestamp(now, timezone.utc).date():
-        assert metric(m, "ccmon_offered_contacts", **sv, window="today") == 6
-        assert metric(m, "ccmon_abandon_ratio", **sv, window="today") == pytest.approx(1 / 3)
+    # today: the script's events on the calendar day (in CCMON_TIMEZONE) of the scrape; near
+    # midnight the earlier part of the script belongs to yesterday. Sales voice: offers, answers
+    # (c1 after 20 s, in the threshold; c4 after 21 s), abandons (c2; c3 is short, out of the ratios)
+    day_m, day = scrape_of_one_day(w)
+    offered = on_day(base, [0, 60, 120, 180, 240, 420], day)
+    answered, in_threshold, abandoned = on_day(base, [20, 201], day), on_day(base, [20], day), on_day(base, [65], day)
+    assert metric(day_m, "ccmon_offered_contacts", **sv, window="today") == offered
+    handled_or_lost = answered + abandoned
+    assert metric(day_m, "ccmon_abandon_ratio", **sv, window="today") == (
+        pytest.approx(abandoned / handled_or_lost) if handled_or_lost else None)
+    assert metric(day_m, "ccmon_service_level_ratio", **sv, window="today") == (
+        pytest.approx(in_threshold / handled_or_lost) if handled_or_lost else None)
     # 5m: c4 offered/answered (21 s), c6 offered, c5 offered, handled 60 s (c4) and 330 s (c1)
     assert metric(m, "ccmon_offered_contacts", **sv, window="5m") == 3
     assert metric(m, "ccmon_abandon_ratio", **sv, window="5m") == 0.0
@@ -170,6 +222,34 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert metric(m, "ccmon_csat_ratio", **sc, window="5m") == 1.0
     assert metric(m, "ccmon_nps_score", **sc, window="5m") == 100.0
     assert metric(m, "ccmon_fcr_ratio", **sc, window="5m") == 1.0
+    assert metric(m, "ccmon_ces_score", **sc, window="5m") == 5.0
+    assert metric(m, "ccmon_ces_score", **sv, window="1h") is None  # no CES answer: absent, not 0
+    assert metric(m, "ccmon_contacts_dequeued_total", **sv, reason="timeout") == 0  # exported at 0
+    assert metric(m, "ccmon_offers_missed_total", **sv) == 0
+
+    bv = {"queue": "billing", "channel": "voice"}
+    assert {r: metric(m, "ccmon_contacts_dequeued_total", **bv, reason=r)
+            for r in ("timeout", "empty", "key", "withdraw", "overflow", "other")} == {
+        "timeout": 1, "empty": 0, "key": 0, "withdraw": 0, "overflow": 0, "other": 1}
+    assert metric(m, "ccmon_offers_missed_total", **bv) == 3
+    assert metric(m, "ccmon_wait_seconds_count", **bv, outcome="dequeued") == 2
+    assert metric(m, "ccmon_wait_seconds_sum", **bv, outcome="dequeued") == pytest.approx(62.0)
+    assert metric(m, "ccmon_wait_seconds_bucket", **bv, outcome="dequeued", le="5.0") == 1
+    assert metric(m, "ccmon_contacts_abandoned_total", **bv) == 1
+    assert metric(m, "ccmon_queue_waiting_contacts", **bv) == 1  # b5: a missed offer does not end a wait
+    for window in ("15m", "1h"):
+        # SL = 1 answered within T / (1 answered + 1 abandoned - 0 short + 2 dequeued) = 0.25
+        assert metric(m, "ccmon_service_level_ratio", **bv, window=window) == pytest.approx(0.25)
+        # abandonment = 1 / (1 + 1): the dequeued contacts are not abandons
+        assert metric(m, "ccmon_abandon_ratio", **bv, window=window) == pytest.approx(0.5)
+        assert metric(m, "ccmon_asa_seconds", **bv, window=window) == pytest.approx(12.0)
+        assert metric(m, "ccmon_aht_seconds", **bv, window=window) == pytest.approx(98.0)
+        assert metric(m, "ccmon_ces_score", **bv, window=window) == 6.0
+        assert metric(m, "ccmon_csat_ratio", **bv, window=window) == 1.0
+        assert metric(m, "ccmon_nps_score", **bv, window=window) == 100.0
+        assert metric(m, "ccmon_fcr_ratio", **bv, window=window) == 0.0
+    assert metric(m, "ccmon_agents", queue="billing", state="available") == 1
+    assert metric(m, "ccmon_agents", queue="billing", state="away") == 1
     # Erlang C over 15m for sales voice: 6 offered in 900 s, AHT 195 s -> A = 1.3 erlangs -> 3 agents
     assert metric(m, "ccmon_agents_required", **sv) == 3
 
@@ -179,16 +259,16 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert metric(m, "ccmon_agents", queue="support", state="available") == 0
 
     # every rejected input is in the dead-letter topic with reason, source offset and original bytes
-    dead = asyncio.run(consume_all(env, env.topics["dead"], 5))
-    source = asyncio.run(consume_all(env, calls, total_calls))
-    by_position = {(r.partition, r.offset): r for r in source}
+    dead = asyncio.run(consume_all(env, env.topics["dead"], 8))
+    source = asyncio.run(consume_all(env, calls, total_calls)) + asyncio.run(consume_all(env, agents, 7))
+    by_position = {(r.topic, r.partition, r.offset): r for r in source}
     reasons: dict[str, int] = {}
     for rec in dead:
         doc = orjson.loads(rec.value)
         reasons[doc["reason"]] = reasons.get(doc["reason"], 0) + 1
-        original = by_position[(doc["partition"], doc["offset"])]
+        original = by_position[(doc["topic"], doc["partition"], doc["offset"])]
         assert base64.b64decode(doc["value_b64"]) == original.value and rec.key == original.key
-        assert doc["topic"] == calls and doc["detail"]
+        assert doc["detail"]
     assert reasons == expected_dead
 
     # a clean restart, then a SIGKILL: the KPI series come back exactly from the changelogs

@@ -12,7 +12,7 @@ import yaml
 
 from tests.integration.conftest import ROOT
 
-DEPLOY = ROOT / "deploy" / "prometheus"
+DEPLOY = ROOT / "streams" / "resources" / "prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 

@@ -55,7 +55,8 @@ def test_worker_replay_and_simulator_work_through_sasl_ssl(secured, tmp_path: Pa
         worker.wait_for(lambda m: metric(m, "ccmon_contacts_offered_total", queue="secure", channel="voice") == 5,
                         what="5 offers through SASL_SSL")
         worker.wait_for(lambda m: metric(m, "ccmon_broker_up") == 1, what="the broker probe through SASL_SSL")
-        sim = env.ccmon("simulate", "--seed", "3", "--backfill", "300", "--rate", "2", "--duration", "1", **extra)
+        sim = env.ccmon("simulate", "--profile", "flat", "--seed", "3", "--backfill", "300", "--rate", "2",
+                        "--duration", "1", **extra)
         assert sim.returncode == 0, sim.stderr
         worker.wait_for(lambda m: sum(v for (n, _), v in m.items() if n == "ccmon_contacts_offered_total") > 5,
                         what="simulated contacts through SASL_SSL")

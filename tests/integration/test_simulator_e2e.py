@@ -12,7 +12,8 @@ pytestmark = pytest.mark.integration
 def test_simulated_center_is_accepted_and_kpis_appear(env: Env, workers: list[Worker]):
     workers.append(Worker(env))
     w = workers[0]
-    result = env.ccmon("simulate", "--seed", "5", "--backfill", "1800", "--duration", "2", timeout=120)
+    result = env.ccmon("simulate", "--profile", "flat", "--seed", "5", "--backfill", "1800", "--duration", "2",
+                       timeout=120)
     assert result.returncode == 0, result.stderr
     assert "events produced" in result.stderr
     m = w.wait_settled(lambda m: (metric(m, "ccmon_events_total", topic=env.topics["calls"], result="accepted") or 0)
@@ -33,7 +34,7 @@ def test_simulated_center_is_accepted_and_kpis_appear(env: Env, workers: list[Wo
 def test_simulator_is_reproducible(env: Env, tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     for path in (a, b):
-        r = env.ccmon("simulate", "--seed", "9", "--backfill", "600", "--output", str(path))
+        r = env.ccmon("simulate", "--profile", "flat", "--seed", "9", "--backfill", "600", "--output", str(path))
         assert r.returncode == 0, r.stderr
     # identical up to event times and the per-run id tag, which follow the wall clock of each run
     import re

@@ -35,7 +35,7 @@ def total_events(*scrapes: dict) -> float:
 
 def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: list[Worker], tmp_path):
     recording = tmp_path / "sim.jsonl"
-    result = env.ccmon("simulate", "--seed", "11", "--backfill", "2700", "--rate", "2",
+    result = env.ccmon("simulate", "--profile", "flat", "--seed", "11", "--backfill", "2700", "--rate", "2",
                        "--incident", "bad-input:20@600", "--output", str(recording))
     assert result.returncode == 0, result.stderr
     n = len(recording.read_bytes().splitlines())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 from itertools import count
 from typing import Any
@@ -29,3 +30,30 @@ def agent(aid: str, state: str, queues: list[str], ts: float, **fields: Any) -> 
 
 def settings(**overrides: Any) -> Settings:
     return load({}, **overrides)
+
+
+def with_later_spec_events(rows: list, rng: random.Random) -> list:
+    """The simulated traffic with SPEC's later event types mixed in, whatever the simulator emits:
+    a third of the abandons become ``dequeued`` (some with a reason outside the fixed set), a
+    quarter of the answers follow one or two ``missed`` offers, and most surveys carry ``ces``.
+    Rows are (topic, key, event) as the simulator makes them."""
+    out = []
+    reasons = ("timeout", "empty", "key", "withdraw", "overflow", None, "callback")
+    for n, (topic, key, event) in enumerate(rows):
+        if not isinstance(event, dict):  # raw bytes of a bad input, as a recording may hold
+            out.append((topic, key, event))
+            continue
+        event = dict(event)
+        if event.get("type") == "abandoned" and rng.random() < 0.33:
+            event["type"] = "dequeued"
+            reason = rng.choice(reasons)
+            if reason is not None:
+                event["reason"] = reason
+        elif event.get("type") == "answered" and rng.random() < 0.25:
+            for i in range(rng.randint(1, 2)):
+                out.append((topic, key, {**event, "event_id": f"{event['event_id']}-missed-{i}", "type": "missed",
+                                         "agent_id": f"agent-missing-{n % 7}"}))
+        elif event.get("type") == "survey" and rng.random() < 0.8:
+            event.setdefault("ces", rng.randint(1, 7))
+        out.append((topic, key, event))
+    return out

@@ -48,6 +48,17 @@ def contact(**fields):
     (contact(type="survey", csat="5"), "invalid_field"),
     (contact(type="survey", nps=11), "invalid_field"),
     (contact(type="survey", resolved="yes"), "invalid_field"),
+    (contact(type="survey", ces=0), "invalid_field"),
+    (contact(type="survey", ces=8), "invalid_field"),
+    (contact(type="survey", ces="5"), "invalid_field"),
+    (contact(type="survey", ces=4.5), "invalid_field"),
+    (contact(type="survey", ces=True), "invalid_field"),
+    (contact(type="missed", queue=...), "missing_field"),
+    (contact(type="missed", queue=..., agent_id=""), "invalid_field"),
+    (contact(type="dequeued", queue=..., reason=""), "invalid_field"),
+    (contact(type="dequeued", queue=..., reason="time out"), "invalid_field"),
+    (contact(type="dequeued", queue=..., reason="t" * 33), "invalid_field"),
+    (contact(type="dequeued", queue=..., reason=5), "invalid_field"),
 ])
 def test_contact_rejections(raw, reason):
     result = parse_contact(raw, NOW, 300)
@@ -65,6 +76,24 @@ def test_valid_contact_forms_and_extra_fields_ignored():
     assert isinstance(ok, ContactEvent)
     survey = parse_contact(contact(type="survey", queue=..., csat=4, nps=0, resolved=False), NOW, 300)
     assert isinstance(survey, ContactEvent) and (survey.csat, survey.nps, survey.resolved) == (4, 0, False)
+    assert survey.ces is None
+    survey = parse_contact(contact(type="survey", queue=..., ces=7), NOW, 300)
+    assert isinstance(survey, ContactEvent) and survey.ces == 7 and survey.csat is None
+    missed = parse_contact(contact(type="missed", queue=..., agent_id="a1"), NOW, 300)
+    assert isinstance(missed, ContactEvent) and missed.agent_id == "a1"
+
+
+@pytest.mark.parametrize("given, label", [
+    (..., "other"),  # absent
+    ("timeout", "timeout"), ("empty", "empty"), ("key", "key"), ("withdraw", "withdraw"), ("overflow", "overflow"),
+    ("other", "other"),
+    ("voicemail", "other"),  # valid but not in SPEC's vocabulary: counted as other (bounded label set)
+    ("t" * 32, "other"),
+    ("TIMEOUT", "other"),  # labels are case-sensitive, as in PromQL
+])
+def test_dequeue_reasons_map_to_a_fixed_label_set(given, label):
+    result = parse_contact(contact(type="dequeued", queue=..., reason=given), NOW, 300)
+    assert isinstance(result, ContactEvent) and result.reason == label
 
 
 @pytest.mark.parametrize("doc, reason", [
@@ -74,6 +103,20 @@ def test_valid_contact_forms_and_extra_fields_ignored():
     ({"event_id": "e", "type": "state", "agent_id": "a", "state": "busy", "queues": "q", "ts": 1}, "invalid_field"),
     ({"event_id": "e", "type": "state", "agent_id": "a", "state": "busy", "queues": ["a b"], "ts": 1}, "invalid_field"),
     ({"event_id": "e", "type": "state", "agent_id": "a", "state": "busy", "ts": 1}, "missing_field"),
+    ({"event_id": "e", "type": "state", "agent_id": "a", "state": "away", "queues": [], "ts": 1, "name": ""},
+     "invalid_field"),
+    ({"event_id": "e", "type": "state", "agent_id": "a", "state": "away", "queues": [], "ts": 1, "name": "n" * 129},
+     "invalid_field"),
+    ({"event_id": "e", "type": "state", "agent_id": "a", "state": "away", "queues": [], "ts": 1, "name": 7},
+     "invalid_field"),
+    ({"event_id": "e", "type": "state", "agent_id": "a", "state": "away", "queues": [], "ts": 1, "reason": ""},
+     "invalid_field"),
+    ({"event_id": "e", "type": "state", "agent_id": "a", "state": "away", "queues": [], "ts": 1, "reason": "r" * 65},
+     "invalid_field"),
+    ({"event_id": "e", "type": "state", "agent_id": "a", "state": "away", "queues": [], "ts": 1,
+      "reason": "lunch/break"}, "invalid_field"),
+    ({"event_id": "e", "type": "state", "agent_id": "a", "state": "away", "queues": [], "ts": 1,
+      "reason": ["lunch"]}, "invalid_field"),
 ])
 def test_agent_rejections(doc, reason):
     result = parse_agent(orjson.dumps(doc), NOW, 300)
@@ -85,6 +128,14 @@ def test_agent_valid():
            "ts": "2026-11-23T09:00:00Z"}
     result = parse_agent(orjson.dumps(doc), NOW, 300)
     assert isinstance(result, AgentEvent) and result.queues == ("q", "r")
+    assert (result.name, result.reason) == (None, None)
+    doc.update(state="away", name="Zoë Müller-Østergaard (team B)", reason="Training 1.5 h_x-y")
+    result = parse_agent(orjson.dumps(doc), NOW, 300)
+    assert isinstance(result, AgentEvent) and result.name == "Zoë Müller-Østergaard (team B)"
+    assert result.reason == "Training 1.5 h_x-y"
+    doc.update(name="n" * 128, reason="r" * 64)
+    result = parse_agent(orjson.dumps(doc), NOW, 300)
+    assert isinstance(result, AgentEvent) and len(result.name) == 128 and len(result.reason) == 64
 
 
 def test_dead_letter_carries_reason_source_and_original_bytes_and_valid_events_still_count():

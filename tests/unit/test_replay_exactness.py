@@ -17,7 +17,7 @@ from producers.scenario import Scenario
 from producers.simulate import Simulator
 from streams.core.intake import Intake, Record
 from streams.core.local import LocalPipeline
-from tests.unit.helpers import settings
+from tests.unit.helpers import settings, with_later_spec_events
 
 TOPICS = {"calls": "cc.calls", "chats": "cc.chats", "agents": "cc.agents"}
 START = 1_795_420_000.0
@@ -26,8 +26,8 @@ START = 1_795_420_000.0
 def traffic(seed: int, minutes: int = 30) -> list[Record]:
     scenario = Scenario.default().scaled(agents=0.6).replace(missing_wrapup_probability=0.3)
     sim = Simulator(seed, START, scenario)
-    rows = sim.advance(START + minutes * 60)
     rng = random.Random(seed)
+    rows = with_later_spec_events(sim.advance(START + minutes * 60), rng)
     offsets: dict = {}
     records = []
     for topic, key, event in rows:
@@ -44,7 +44,7 @@ def views(p: LocalPipeline, now: float) -> dict:
     out = {}
     for q, ch in p.store.series():
         v = p.store.view(q, ch, now)
-        out[(q, ch)] = (v.counters, v.wait_hist, v.handle_hist, v.waiting, v.windows)
+        out[(q, ch)] = (v.counters, v.dequeued, v.missed, v.wait_hist, v.handle_hist, v.waiting, v.windows)
     out["agents"] = dict(p.store.agents())
     return out
 
@@ -91,12 +91,21 @@ def test_replayed_batches_after_crashes_give_the_uninterrupted_result(data):
     assert views(crashed, now) == views(clean, now)
 
 
-def test_traffic_exercises_timeouts_transfers_and_duplicates():
-    p = run(RECORDS, [(0, len(RECORDS))], START + 30 * 60 + 5)
+def test_traffic_exercises_timeouts_transfers_duplicates_and_the_later_spec_events():
+    from streams.core import kpis
+    now = START + 30 * 60 + 5
+    p = run(RECORDS, [(0, len(RECORDS))], now)
+    assert p.dead == []
     dup = sum(v for (t, r), v in p.results.items() if r == "duplicate")
-    handled = sum(p.store.view(q, ch, START).counters["handled"] for q, ch in p.store.series())
-    transferred = sum(p.store.view(q, ch, START).counters["transferred_out"] for q, ch in p.store.series())
+    all_views = [p.store.view(q, ch, now) for q, ch in p.store.series()]
+    handled = sum(v.counters["handled"] for v in all_views)
+    transferred = sum(v.counters["transferred_out"] for v in all_views)
     assert dup > 10 and handled > 50 and transferred > 0
+    dequeued = sum(n for v in all_views for n in v.dequeued.values())
+    other = sum(v.dequeued["other"] for v in all_views)
+    missed = sum(v.missed for v in all_views)
+    ces = sum(v.windows["today"][kpis.CES_N] for v in all_views)
+    assert dequeued > 5 and 0 < other < dequeued and missed > 20 and ces > 5
 
 
 def test_offline_agents_expire_in_stage_two():

@@ -116,7 +116,8 @@ def test_compressed_time_spans_speed_times_duration_and_ends_at_the_wall_clock(t
     from producers.simulate import run
     out = tmp_path / "fast.jsonl"
     wall0 = time.time()
-    n = asyncio.run(run(settings(), seed=1, duration=30, backfill=0, output=out, speed=20))
+    n = asyncio.run(run(settings(), seed=1, duration=30, backfill=0, output=out, speed=20,
+                        scenario=Scenario.default().flat()))  # as much traffic at 03:00 as at 11:00
     ts = [orjson.loads(line)["value"]["ts"] / 1000 for line in out.read_bytes().splitlines()]
     assert n == len(ts) > 100
     # 30 s at 20x = 600 s of simulated time, ending when the 30 s would end
@@ -135,3 +136,14 @@ def test_simulated_traffic_is_always_valid_even_with_many_transfers_and_holds(se
     p.feed([p.record(names[t], v, key=key) for t, key, v in events], now=START + 2 * 3600 + 1)
     assert [(d.reason, d.detail) for d in p.dead] == []
     assert sum(n for (t, r), n in p.results.items() if r == "accepted") > 1000
+
+
+def test_flat_profile_gives_the_same_traffic_at_any_hour():
+    """Tests and benchmarks use it: their workload must not depend on when they run."""
+    def shape(start: float, sc: Scenario) -> list:
+        return [(t, v["type"] if isinstance(v, dict) else "bad", round(v["ts"] / 1000 - start, 3))
+                for t, _, v in Simulator(8, start, sc).advance(start + 3600)]
+    night, day = START - 6 * 3600, START + 4 * 3600  # 02:00 and 12:00 UTC
+    flat = Scenario.default().flat()
+    assert shape(night, flat) == shape(day, flat) and len(shape(day, flat)) > 2000
+    assert len(shape(night, Scenario.default())) < len(shape(day, Scenario.default())) / 3  # the day profile
