@@ -169,7 +169,7 @@ class Ingester:
         self.out = self.env.tmp / f"ingest-{self.runs}.out"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams", "ingest", "asterisk", "--queue-log", str(self.log), "--follow",
-             "--state-file", str(self.state)],
+             "--state-file", str(self.state), "--wrapup", "sales=2"],
             env=self.env.vars(), cwd=ROOT, stdout=self.out.open("wb"), stderr=subprocess.STDOUT)
 
     def stop(self, sig: int = signal.SIGTERM) -> str:
@@ -208,7 +208,7 @@ def test_follow_beside_a_worker_through_rotations_and_restarts_loses_and_doubles
 
         first = ing.stop()  # a clean stop; meanwhile lines are written and the file is rotated again
         assert "rotated" in first and "lines by verb" in first
-        log(50, "f1", "sales", "PJSIP/400", "COMPLETECALLER", "10", "30", "1")  # handled, 30 s
+        log(50, "f1", "sales", "PJSIP/400", "COMPLETECALLER", "10", "30", "1")  # handled: 30 s + 2 s ACW
         log(60, "f4", "sales", "NONE", "ABANDON", "1", "1", "20")  # abandoned after 20 s
         os.rename(path, env.tmp / "queue_log.1")
         log(70, "f5", "sales", "NONE", "ENTERQUEUE", "", "555", "1")
@@ -226,14 +226,18 @@ def test_follow_beside_a_worker_through_rotations_and_restarts_loses_and_doubles
         with open(path, "r+") as f:
             f.truncate(0)
         log(83, "f6", "sales", "NONE", "ABANDON", "1", "1", "3")  # short abandon
-        log(90, "f3", "sales", "PJSIP/401", "COMPLETEAGENT", "16", "60", "1")  # handled, 60 s
+        log(90, "f3", "sales", "PJSIP/401", "COMPLETEAGENT", "16", "60", "1")  # 62 s: no later line, the clock ends the ACW
         # offered 6; answered f1 (10), f3 (16), f5 (5), all within 20 s; abandoned f2, f4, f6 (short);
-        # handled f1 (30), f3 (60): SL 3/(3+3-1) = 0.6, abandon (3-1)/(3+3-1) = 0.4, AHT 45
+        # handled f1 (32), f3 (62): SL 3/(3+3-1) = 0.6, abandon (3-1)/(3+3-1) = 0.4, AHT 47
         m = w.wait_settled(lambda m: metric(m, "ccmon_contacts_handled_total", **SALES) == 2
                            and metric(m, "ccmon_contacts_abandoned_total", **SALES) == 3, what="the final lines")
         assert counters(m, SALES) == {"offered": 6, "answered": 3, "abandoned": 3, "short_abandoned": 1,
                                       "answered_in_threshold": 3, "handled": 2, "transferred_out": 0}
-        assert metric(m, "ccmon_aht_seconds", **SALES, window="15m") == pytest.approx(45)
+        assert metric(m, "ccmon_aht_seconds", **SALES, window="15m") == pytest.approx(47)
+        # 401 out of its ACW at 92 (by the wall clock), 400 still on f5
+        assert (metric(m, "ccmon_agents", queue="sales", state="available"),
+                metric(m, "ccmon_agents", queue="sales", state="busy"),
+                metric(m, "ccmon_agents", queue="sales", state="acw")) == (1, 1, 0)
         board = _wallboard(w, "sales")
         assert (board["waiting"], board["service_level_15m"], board["abandon_ratio_15m"]) == (0, 0.6, 0.4)
         assert not metric(m, "ccmon_events_total", topic=env.topics["calls"], result="rejected")
