@@ -49,3 +49,5 @@ def test_the_state_file_is_replaced_whole_and_checked_against_its_input(tmp_path
     with pytest.raises(CcmonError, match="unreadable"):
         load_state(path, "file", "asterisk")
     assert load_state(tmp_path / "missing.json", "file", "asterisk") == {}
+    with pytest.raises(CcmonError, match="cannot save the state file"):
+        save_state(tmp_path / "no-such-dir" / "state.json", {})

@@ -78,11 +78,15 @@ def load_state(path: Path | None, kind: str, source: str) -> dict[str, Any]:
 def save_state(path: Path, doc: dict[str, Any]) -> None:
     """Write-then-rename, fsync-ed: after a crash the file is the old state or the new, never half."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(orjson.dumps(doc))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(orjson.dumps(doc))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CcmonError(f"cannot save the state file {path} ({exc.strerror}); the events sent so far are "
+                         f"acknowledged, a run after fixing it re-sends them as duplicates") from None
 
 
 class Ingest:
