@@ -30,3 +30,20 @@ def test_a_row_is_the_file_line_and_an_unreadable_time_is_malformed():
     assert parse(as_line(row, PARIS)).data == ("8", "1700.2", "3")
     with pytest.raises(Malformed, match="integer epoch"):
         parse(as_line((8, "yesterday", "c", "q", "NONE", "ABANDON", "1", "1", "2", "", ""), PARIS))
+
+
+def test_rows_are_taken_in_id_order_waiting_briefly_for_an_id_not_yet_committed():
+    from producers.sources.asterisk.realtime import GAP_WAIT_S, RealtimeTable
+
+    def rows(*ids: int) -> list[tuple]:
+        return [(i, "2026-11-23 22:00:05", "c", "q", "NONE", "ABANDON", "", "", "", "", "") for i in ids]
+
+    fresh = RealtimeTable("postgresql://unused", "queue_log", after_id=0)
+    assert [r[0] for r in fresh.take(rows(1000, 1001), now=0.0)] == [1000, 1001]  # no position: start anywhere
+    t = RealtimeTable("postgresql://unused", "queue_log", after_id=5)
+    assert [r[0] for r in t.take(rows(6, 7, 9, 10), now=0.0)] == [6, 7] and t.waiting  # 8 is not visible yet
+    assert t.take(rows(9, 10), now=GAP_WAIT_S / 2) == [] and t.last_id == 7
+    assert [r[0] for r in t.take(rows(8, 9, 10), now=GAP_WAIT_S * 0.9)] == [8, 9, 10] and not t.waiting
+    assert t.take(rows(12), now=10.0) == [] and t.waiting  # 11 rolled back...
+    assert [r[0] for r in t.take(rows(12), now=10.0 + GAP_WAIT_S)] == [12]  # ...given up on after the wait
+    assert t.gaps_skipped == 1 and t.last_id == 12 and not t.waiting

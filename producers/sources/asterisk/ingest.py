@@ -26,7 +26,7 @@ from producers.kafka import start_producer
 from producers.sources.asterisk.mapping import Mapper, Out
 from producers.sources.asterisk.options import Options, options
 from producers.sources.asterisk.queue_log import LineIds, Malformed, decode, epoch_of, line_id, parse
-from producers.sources.asterisk.realtime import RealtimeTable, as_line
+from producers.sources.asterisk.realtime import GAP_WAIT_S, RealtimeTable, as_line
 from producers.sources.asterisk.tail import Position, QueueLogReader
 from streams.config import Settings
 from streams.errors import CcmonError
@@ -255,11 +255,14 @@ async def ingest_table(s: Settings, opts: Options, clock: Callable[[], float] = 
                     down_since = time.monotonic()
                 await _pause(stop, 2.0)
                 continue
-            for row in rows:
+            ready = table.take(rows, clock())
+            for row in ready:
                 await run.line(as_line(row, opts.zone).encode(), line_id(opts.mapping.source, f"row:{row[0]}"))
-                table.last_id = int(row[0])
-            if rows:
+            if ready:
                 await run.commit({"id": table.last_id})
+                continue
+            if table.waiting:  # a row whose id is taken but not yet committed: wait for it
+                await _pause(stop, DB_POLL_S)
                 continue
             await run.release(clock() - QUIET_MARGIN_S)
             await run.commit({"id": table.last_id})
@@ -271,6 +274,8 @@ async def ingest_table(s: Settings, opts: Options, clock: Callable[[], float] = 
     finally:
         table.close()
         await run.stop()
+    if table.gaps_skipped:
+        run.summary.skipped[f"gaps in row ids given up on after {GAP_WAIT_S:.0f} s (rolled-back inserts)"] += table.gaps_skipped
     return run.summary
 
 

@@ -5,6 +5,11 @@ time unless ``queue_log_realtime_use_gmt = yes`` in logger.conf, and depending o
 a timestamp, a text column ("2026-11-23 21:00:05[.123456]") or an epoch: all three are read, and a
 time without an offset is read in the configured time zone. Rows are read in id order after the
 last id handled, so the position is one integer; a row's identity for event ids is its id.
+
+Ids are handed out when a row is inserted but become visible when it commits, so with several
+writers id 11 can be visible before id 10. Reading past 10 would lose it for good, so rows are
+taken strictly in id order: at a missing id the reader waits (``GAP_WAIT_S``) for it to appear, and
+only then accepts the gap as permanent (a rolled-back insert, a sequence cache).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from streams.errors import CcmonError
 
+GAP_WAIT_S = 2.0
 COLUMNS = ("id", "time", "callid", "queuename", "agent", "event", "data1", "data2", "data3", "data4", "data5")
 SCHEMES = ("postgresql://", "postgres://")
 TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?")
@@ -55,6 +61,8 @@ class RealtimeTable:
         import psycopg  # checked by the options: the asterisk-db extra
         self._psycopg = psycopg
         self.url, self.last_id = url, after_id
+        self.gap_since: float | None = None  #: when the reader began waiting at a missing id
+        self.gaps_skipped = 0
         self._query = (f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE id > %s ORDER BY id LIMIT %s")
         self._conn: Any = None
 
@@ -77,6 +85,27 @@ class RealtimeTable:
             raise ConnectionError(str(exc).strip().splitlines()[0]) from None
         except self._psycopg.Error as exc:
             raise CcmonError(f"reading the queue_log table failed: {str(exc).strip().splitlines()[0]}") from None
+
+    def take(self, rows: list[tuple[Any, ...]], now: float) -> list[tuple[Any, ...]]:
+        """The rows (in id order) that may be handled now: up to the first missing id, unless it
+        has been missing for ``GAP_WAIT_S``. Advances ``last_id`` over what it returns."""
+        ready = []
+        for row in rows:
+            rid = int(row[0])
+            if self.last_id and rid != self.last_id + 1:
+                if self.gap_since is None:
+                    self.gap_since = now
+                if now - self.gap_since < GAP_WAIT_S:
+                    break
+                self.gaps_skipped += 1
+            self.gap_since = None
+            ready.append(row)
+            self.last_id = rid
+        return ready
+
+    @property
+    def waiting(self) -> bool:
+        return self.gap_since is not None
 
     def close(self) -> None:
         if self._conn is not None:
