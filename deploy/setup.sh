@@ -5,7 +5,8 @@
 #   demo: Java and Maven (the local Kafka broker); ccmon in .venv
 #   unit: ccmon and its test libraries in .venv (pytest, hypothesis, ...), no system packages
 #   test: demo and unit, plus Chromium (browser tests of the wallboard) and Prometheus +
-#         Alertmanager (promtool, amtool)
+#         Alertmanager (promtool, amtool), and a PostgreSQL server (the Asterisk realtime-table
+#         tests start their own on a free port)
 # The machine's python3 (or $PYTHON) only creates .venv: nothing is installed into it, so a
 # PEP 668 "externally managed" interpreter (Debian 12, Ubuntu 23.04+) is fine.
 set -euo pipefail
@@ -38,6 +39,7 @@ if [ "$purpose" = test ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
   command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+  compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need_apt+=(postgresql)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
