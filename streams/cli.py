@@ -300,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulated seconds per wall-clock second (default 1; > 1 needs --duration)")
     p.add_argument("--incident", action="append", default=[], type=_incident, metavar="SPEC",
                    help="schedule an incident, seconds after the start (repeatable): "
-                        "abandon-spike:QUEUE@START+DURATION, agents-away:N@START+DURATION, bad-input:N@START")
+                        "abandon-spike:QUEUE@START+DURATION, agents-away:N@START+DURATION, bad-input:N@START, "
+                        "agent-stuck:AGENT@START+DURATION")
     p.add_argument("--output", help="write a recording (JSON lines) to this file instead of producing to Kafka")
     p.set_defaults(func=cmd_simulate)
 
