@@ -229,7 +229,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             time.sleep(0.3)
         if not stop["flag"]:
             say(f"first numbers on the wallboard after {time.monotonic() - t0:.1f} s")
-        lines = [f"  Wallboard:  {url}/wallboard", f"  Metrics:    {url}/metrics", f"  Health:     {url}/health"]
+        lines = [f"  Wallboard:  {url}/wallboard", f"  Agents:     {url}/agents", f"  Metrics:    {url}/metrics",
+                 f"  Health:     {url}/health"]
         lines.append(f"  Prometheus: http://127.0.0.1:{args.prometheus_port}" if prometheus else
                      "  Prometheus: not installed (apt-get install -y prometheus to add it to the demo)")
         say("running.\n" + "\n".join(lines) + "\n  Ctrl-C stops everything")
