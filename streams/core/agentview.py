@@ -89,10 +89,18 @@ class AgentStore:
         self.data = data
         self.settings = settings
         self.zone = ZoneInfo(settings.timezone)
+        self._day_span: tuple[float, float, str] = (0.0, 0.0, "")  #: the last day looked up: [start, end)
+        self._keep: tuple[float, str] = (float("nan"), "")  #: (now, the oldest day kept at that now)
 
     # ---- days ------------------------------------------------------------------------------
     def local_day(self, ts: float) -> str:
-        return datetime.fromtimestamp(ts, self.zone).date().isoformat()
+        """The local date of ``ts``; the last day's bounds are kept, since facts come in time order."""
+        start, end, day = self._day_span
+        if start <= ts < end:
+            return day
+        day = datetime.fromtimestamp(ts, self.zone).date().isoformat()
+        self._day_span = (self._midnight_of(ts), self._midnight_after(ts), day)
+        return day
 
     def _midnight_after(self, ts: float) -> float:
         """The first local midnight after ``ts`` (DST-safe: midnight of the next local date)."""
@@ -124,7 +132,9 @@ class AgentStore:
             return
         v, kind = rec["v"], fact.kind
         v["z"] = max(v["z"], fact.ts)
-        keep_from = self._yesterday(now)
+        if self._keep[0] != now:
+            self._keep = (now, self._yesterday(now))
+        keep_from = self._keep[1]
         if kind == Kind.AG_STATE:
             state, reason, name, queues = fact.extra  # type: ignore[misc]
             if v["s"] is not None and fact.ts > v["t"]:
