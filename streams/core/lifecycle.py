@@ -9,7 +9,7 @@ The rules decided here, beyond SPEC (docs/kpis.md explains each):
   an agent's latest event by event time wins (an older one is accepted and changes nothing);
 - one survey per contact; a second one is a lifecycle error;
 - ``missed`` needs a waiting contact and leaves it waiting; ``dequeued`` ends the wait for good,
-  like ``abandoned`` (nothing but a survey-less retention follows it);
+  like ``abandoned``: no event may follow it, a survey neither (the contact was never handled);
 - an agent's ``name`` is kept until an event brings another (a display name does not vanish
   because one event left it out); its ``reason`` belongs to the state and goes with it.
 """

@@ -12,8 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from producers.recording import line
 from tests.integration.conftest import Env, Worker
 from tests.integration.test_two_workers import total_events
+from tests.unit.helpers import with_later_spec_events
 
 pytestmark = pytest.mark.integration
 
@@ -22,12 +24,15 @@ SEED = 20261123
 
 
 def build_recording(env: Env, path: Path, rng: random.Random) -> tuple[int, dict[str, int]]:
-    """The simulator's recording, plus 2 % duplicates replayed a little later and surveys for
-    contacts of the first hour that arrive at the very end, 2 to 3 hours after their contact."""
+    """The simulator's recording with dequeued contacts, missed offers and CES mixed in, plus 2 %
+    duplicates replayed a little later and surveys for contacts of the first hour that arrive at
+    the very end, 2 to 3 hours after their contact."""
     made = env.ccmon("simulate", "--seed", "7", "--backfill", "14400", "--rate", "9", "--staff", "9", "--output", str(path))
     assert made.returncode == 0, made.stderr
-    lines = path.read_bytes().splitlines()
-    docs = [orjson.loads(x) for x in lines]
+    simulated = [orjson.loads(x) for x in path.read_bytes().splitlines()]
+    rows = with_later_spec_events([(d["topic"], d["key"], d["value"]) for d in simulated], rng)
+    lines = [line(topic, key, value).rstrip(b"\n") for topic, key, value in rows]
+    docs = [{"topic": topic, "key": key, "value": value} for topic, key, value in rows]
     first_ts = min(d["value"]["ts"] for d in docs if isinstance(d["value"], dict))
     out: list[bytes] = []
     pending: list[tuple[int, bytes]] = []
@@ -45,7 +50,7 @@ def build_recording(env: Env, path: Path, rng: random.Random) -> tuple[int, dict
         if isinstance(v, dict) and v.get("type") == "ended" and v["ts"] < first_ts + 3600_000 and rng.random() < 0.2:
             survey = {"event_id": f"late-{v['event_id']}", "type": "survey", "contact_id": v["contact_id"],
                       "ts": v["ts"] + rng.randint(7200_000, 10800_000), "csat": rng.randint(1, 5),
-                      "nps": rng.randint(0, 10), "resolved": rng.random() < 0.7}
+                      "nps": rng.randint(0, 10), "resolved": rng.random() < 0.7, "ces": rng.randint(1, 7)}
             out.append(orjson.dumps({"topic": d["topic"], "key": d["key"], "value": survey}))
             late += 1
     path.write_bytes(b"\n".join(out) + b"\n")
@@ -83,6 +88,7 @@ def test_five_sigkills_during_a_100k_replay_change_nothing(env: Env, workers: li
     recording = tmp_path / "crash.jsonl"
     n, kinds = build_recording(env, recording, rng)
     assert n >= 100_000 and kinds["transferred"] > 100 and kinds["duplicates"] > 1000 and kinds["late_surveys"] > 50
+    assert kinds["dequeued"] > 50 and kinds["missed"] > 1000
     replayed = env.ccmon("replay", str(recording), "--quiet", timeout=300)
     assert replayed.returncode == 0, replayed.stderr
 
@@ -129,3 +135,6 @@ def test_five_sigkills_during_a_100k_replay_change_nothing(env: Env, workers: li
     series = state_series(ref)
     assert len(series) > 300 and any(k[0] == "ccmon_agent_handled_total" for k in series)
     assert any(k[0] == "ccmon_wait_seconds_sum" for k in series) and any(("window", "today") in k[1] for k in series)
+    assert sum(v for k, v in series.items() if k[0] == "ccmon_contacts_dequeued_total") == kinds["dequeued"]
+    assert sum(v for k, v in series.items() if k[0] == "ccmon_offers_missed_total") == kinds["missed"]
+    assert any(k[0] == "ccmon_ces_score" for k in series)

@@ -17,33 +17,10 @@ from producers.scenario import Scenario
 from producers.simulate import Simulator
 from streams.core.intake import Intake, Record
 from streams.core.local import LocalPipeline
-from tests.unit.helpers import settings
+from tests.unit.helpers import settings, with_later_spec_events
 
 TOPICS = {"calls": "cc.calls", "chats": "cc.chats", "agents": "cc.agents"}
 START = 1_795_420_000.0
-
-
-def with_later_spec_events(rows: list, rng: random.Random) -> list:
-    """The simulated traffic with SPEC's later event types mixed in, whatever the simulator emits:
-    a third of the abandons become ``dequeued`` (some with a reason outside the fixed set), a
-    quarter of the answers follow one or two ``missed`` offers, and most surveys carry ``ces``."""
-    out = []
-    reasons = ("timeout", "empty", "key", "withdraw", "overflow", None, "callback")
-    for n, (topic, key, event) in enumerate(rows):
-        event = dict(event)
-        if event["type"] == "abandoned" and rng.random() < 0.33:
-            event["type"] = "dequeued"
-            reason = rng.choice(reasons)
-            if reason is not None:
-                event["reason"] = reason
-        elif event["type"] == "answered" and rng.random() < 0.25:
-            for i in range(rng.randint(1, 2)):
-                out.append((topic, key, {**event, "event_id": f"{event['event_id']}-missed-{i}", "type": "missed",
-                                         "agent_id": f"agent-missing-{n % 7}"}))
-        elif event["type"] == "survey" and rng.random() < 0.8:
-            event.setdefault("ces", rng.randint(1, 7))
-        out.append((topic, key, event))
-    return out
 
 
 def traffic(seed: int, minutes: int = 30) -> list[Record]:
