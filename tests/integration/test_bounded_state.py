@@ -32,6 +32,9 @@ class Expectation:
         self.first: dict[tuple[str, str], tuple[int, float]] = {}
         self.last: dict[tuple[str, str], float] = {}
         self.agents: set[str] = set()
+        #: (topic, partition, agent id) of every event naming an agent: the agent cap's registry
+        #: (``r|`` records) keeps one per triple for the UTC day, whatever the retention
+        self.agent_sightings: set[tuple[str, int, str]] = set()
         self.marks: dict[tuple[str, int], float] = defaultdict(float)
 
     def add(self, lines: list[bytes]) -> None:
@@ -41,6 +44,8 @@ class Expectation:
             p = self.partitioner(rec["key"].encode(), self.partitions, self.partitions)
             ts = value["ts"] / 1000
             self.marks[topic, p] = max(self.marks[topic, p], ts)
+            if value.get("agent_id"):
+                self.agent_sightings.add((topic, p, value["agent_id"]))
             if "contact_id" in value:
                 key = (topic, value["contact_id"])
                 self.first.setdefault(key, (p, ts))
@@ -54,13 +59,15 @@ class Expectation:
 
     def most(self) -> int:
         """Contacts with any event within 2 × RETENTION_S of their partition's latest event time,
-        every agent, a watermark per topic partition and a known-queues record per partition.
+        every agent, a watermark per topic partition, a known-queues record per partition, and the
+        agent cap's registry: a record per agent and input partition it was named on (kept for the
+        day: it is bounded by the cap, not by retention).
         The worker's watermark is the latest *accepted* event time: rejected events (here mostly
         surveys for contacts retention has dropped) do not move it, so it can trail the latest
         event time (by up to 69 s in an offline run of this recording); hence the second period."""
         live = sum(1 for (topic, cid), ts in self.last.items()
                    if ts + 2 * RETENTION_S >= self.marks[topic, self.first[topic, cid][0]])
-        return live + len(self.agents) + len(self.marks) + len(self.partitions)
+        return live + len(self.agents) + len(self.marks) + len(self.partitions) + len(self.agent_sightings)
 
 
 def test_state_and_memory_level_off_over_a_long_run(env: Env, workers: list[Worker], tmp_path: Path):
