@@ -1,8 +1,9 @@
 """A local single-node Apache Kafka (KRaft) on 127.0.0.1 for development, demos and tests.
 
 The broker is the real Apache Kafka from Maven Central: the package's pom
-(``streams/resources/kafka/pom.xml``, written next to the cache) names it and Maven resolves it with its runtime dependencies into a cache, once. The broker then runs on the
-machine's Java as a background process whose pid, configuration and logs live in the data dir.
+(``streams/resources/kafka/pom.xml``, written next to the cache) names it and Maven resolves it
+with its runtime dependencies into a cache, once. The broker then runs on the machine's Java as
+a background process whose pid, configuration and logs live in the data dir.
 """
 
 from __future__ import annotations

@@ -28,6 +28,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_kafka_port() -> int:
+    """A free port whose successor (the local broker's controller listens on port + 1) is free too:
+    with several test runs on one machine, a free port's successor is often taken."""
+    while True:
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+
+
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     port = int(os.environ.get("CCMON_TEST_KAFKA_PORT", "29092"))

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from streams.kafka_local import LocalKafka
-from tests.integration.conftest import ROOT, Env, Worker, free_port, metric
+from tests.integration.conftest import ROOT, Env, Worker, free_kafka_port, free_port, metric
 from tests.integration.test_two_workers import kpis, total_events
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def alert_expr(name: str) -> str:
 
 
 def test_broker_outage_mid_stream_loses_nothing_and_is_reported_once(tmp_path: Path):
-    broker = LocalKafka(port=free_port(), data_dir=tmp_path / "kafka")
+    broker = LocalKafka(port=free_kafka_port(), data_dir=tmp_path / "kafka")
     broker.start()
     env = Env(broker, tmp_path)
     recording = tmp_path / "sim.jsonl"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from tests.integration.conftest import ROOT, Env, free_port
+from tests.integration.conftest import ROOT, Env, free_kafka_port, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -74,14 +73,7 @@ def test_kafka_start_twice_status_stop_and_port_taken(kafka, tmp_path):
 
 
 def test_kafka_full_cycle_leaves_no_process(tmp_path):
-    port = free_port()
-    while True:  # the controller listens on port + 1
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-                break
-            except OSError:
-                port = free_port()
+    port = free_kafka_port()
     data = str(tmp_path / "cycle")
     start = ccmon("kafka", "start", "--port", str(port), "--data-dir", data, timeout=120)
     assert start.returncode == 0, start.stderr

@@ -16,21 +16,9 @@ import pytest
 
 from streams.kafka_local import _alive
 from streams.net import port_free
-from tests.integration.conftest import ROOT, free_port
+from tests.integration.conftest import ROOT, free_kafka_port, free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _pair() -> int:
-    """A free port whose successor (the Kafka controller) is free too."""
-    while True:
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
 
 
 def run_demo(data: Path, kafka_port: int, web_port: int, prom_port: int,
@@ -62,7 +50,7 @@ def run_demo(data: Path, kafka_port: int, web_port: int, prom_port: int,
 
 def test_demo_starts_shows_numbers_and_ctrl_c_stops_everything(tmp_path):
     data = tmp_path / "demo"
-    kafka_port, web_port, prom_port = _pair(), free_port(), free_port()
+    kafka_port, web_port, prom_port = free_kafka_port(), free_port(), free_port()
     first, output = run_demo(data, kafka_port, web_port, prom_port)
     assert f"http://127.0.0.1:{web_port}/wallboard" in output
     assert f"http://127.0.0.1:{web_port}/agents" in output  # the agents page, next to the wallboard

@@ -14,7 +14,7 @@ import pytest
 
 from producers.recording import line
 from streams.kafka_local import LocalKafka
-from tests.integration.conftest import ROOT, Env, Worker, free_port, metric
+from tests.integration.conftest import ROOT, Env, Worker, free_kafka_port, free_port, metric
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory):
     """A broker of its own with a SASL_SSL listener, and the ccmon user's password in a file."""
     tmp = tmp_path_factory.mktemp("sasl")
     password = uuid.uuid4().hex
-    broker = LocalKafka(port=free_port(), sasl_port=free_port(), scram_users=((USER, password),), data_dir=tmp / "kafka")
+    broker = LocalKafka(port=free_kafka_port(), sasl_port=free_port(), scram_users=((USER, password),), data_dir=tmp / "kafka")
     broker.start()
     secret = tmp / "kafka-password"
     secret.write_text(password + "\n")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import free_port
-from tests.integration.test_demo import _pair, run_demo
+from tests.integration.conftest import free_kafka_port, free_port
+from tests.integration.test_demo import run_demo
 from tests.integration.test_setup import clean_checkout
 
 pytestmark = pytest.mark.integration
@@ -55,7 +55,7 @@ def test_installed_wheel_runs_kafka_worker_and_demo_outside_the_source_tree(tmp_
     where = run(tmp_path / "venv/bin/python", "-c", "import streams; print(streams.__file__)", cwd=home, env=env)
     assert where.startswith(str(tmp_path / "venv")), where
 
-    port = _pair()
+    port = free_kafka_port()
     kafka_dir = home / "kafka"
     started = run(ccmon, "kafka", "start", "--port", port, "--data-dir", kafka_dir, cwd=home, env=env)
     print(f"ccmon kafka start: {started.strip()}")
@@ -82,7 +82,7 @@ def test_installed_wheel_runs_kafka_worker_and_demo_outside_the_source_tree(tmp_
     print(f"ccmon kafka stop: {stopped.strip()}")
     assert "stopped" in stopped
 
-    first, output = run_demo(home / "demo", _pair(), free_port(), free_port(), ccmon=(str(ccmon),), cwd=home,
+    first, output = run_demo(home / "demo", free_kafka_port(), free_port(), free_port(), ccmon=(str(ccmon),), cwd=home,
                              **{k: v for k, v in env.items() if k.startswith("CCMON_KAFKA")})
     print(f"ccmon demo: first numbers on the wallboard after {first:.1f} s")
     assert "everything it started is stopped" in output
