@@ -9,19 +9,19 @@ already applied when stage 1 replays after a restart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 
 class Kind:
-    OFFERED = "offered"  #: entered the queue (offered or transferred in); starts waiting
-    ANSWERED = "answered"  #: wait ended by an answer; value = wait seconds
-    ABANDONED = "abandoned"  #: wait ended by hang-up; value = wait seconds
-    DEQUEUED = "dequeued"  #: wait ended without agent or hang-up; value = wait seconds; extra = (reason,)
-    MISSED = "missed"  #: an agent did not take the waiting contact; extra = (agent id,)
-    TRANSFERRED = "transferred"  #: segment left by transfer; stops waiting if it was
-    HANDLED = "handled"  #: handling completed; value = handle seconds
-    SURVEY = "survey"  #: extra = (csat, nps, resolved, ces); facts before ces have three
-    AGENT = "agent"  #: subject = agent id; extra = (state,) or (None,) when it left the queue
+    OFFERED: Final = "offered"  #: entered the queue (offered or transferred in); starts waiting
+    ANSWERED: Final = "answered"  #: wait ended by an answer; value = wait seconds
+    ABANDONED: Final = "abandoned"  #: wait ended by hang-up; value = wait seconds
+    DEQUEUED: Final = "dequeued"  #: wait ended without agent or hang-up; value = wait seconds; extra = (reason,)
+    MISSED: Final = "missed"  #: an agent did not take the waiting contact; extra = (agent id,)
+    TRANSFERRED: Final = "transferred"  #: segment left by transfer; stops waiting if it was
+    HANDLED: Final = "handled"  #: handling completed; value = handle seconds
+    SURVEY: Final = "survey"  #: extra = (csat, nps, resolved, ces); facts before ces have three
+    AGENT: Final = "agent"  #: subject = agent id; extra = (state,) or (None,) when it left the queue
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, MutableMapping
+from typing import Any, Iterable, MutableMapping, cast
 
 import orjson
 
@@ -70,7 +70,7 @@ class DeadLetter:
         src = self.source
         value = src.value
         size = len(value) if value is not None else None
-        if value is not None and size > MAX_DEAD_VALUE:
+        if value is not None and len(value) > MAX_DEAD_VALUE:
             value = value[:MAX_DEAD_VALUE]
         return orjson.dumps({
             "reason": self.reason, "detail": self.detail, "topic": src.topic, "partition": src.partition,
@@ -223,8 +223,8 @@ class Intake:
             self._reject(out, rec, result)
         else:
             facts = result.facts
-            state = result.state  # type: ignore[assignment]
-            if ev.type == "ended" and not result.duplicate and state.phase == ENDED:
+            state = cast(ContactState | None, result.state)  # a contact event's outcome holds a contact
+            if ev.type == "ended" and not result.duplicate and state is not None and state.phase == ENDED:
                 if ev.ts + self.s.acw_timeout_s < mark[0]:  # late: its wrap-up time is over already
                     facts = [*facts, complete_by_timeout(state)]
                 else:
@@ -290,8 +290,8 @@ class Intake:
         for key, raw in self.data.items():
             kind = key[0]
             if kind == "c":
-                topic = self.topic_of_channel.get(key.split("|", 2)[1])
-                mark = self.data.get(f"m|{topic}|{raw[W_PARTITION]}")
+                source = self.topic_of_channel.get(key.split("|", 2)[1])
+                mark = self.data.get(f"m|{source}|{raw[W_PARTITION]}")
                 if mark is not None and raw[W_SEEN] + retention < mark[0]:
                     expired.append((key, raw[W_PARTITION]))
             elif kind == "g":
