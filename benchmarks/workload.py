@@ -20,12 +20,14 @@ from streams.config import Settings
 Event = tuple[str, bytes, bytes]
 
 
-def mix(n: int, seed: int = 1) -> list[Event]:
+def mix(n: int, seed: int = 1, now: float | None = None) -> list[Event]:
     """A realistic mix: simulated voice/chat lifecycles, agents, surveys, and ~3 % bad input.
 
-    Event times are shifted so that the last event is a minute old: no event is in the future
-    (rejected) or, whatever ``n``, so old that windows ignore it."""
-    t = time.time() - 6 * 3600  # ids unique to this call; the flat profile: the same mix at any hour
+    Event times are shifted so that the last event is a minute before ``now`` (default: the
+    clock): no event is in the future (rejected) or, whatever ``n``, so old that windows ignore it.
+    The same ``seed`` and ``now`` give the same events."""
+    now = time.time() if now is None else now
+    t = now - 6 * 3600  # ids unique to this call; the flat profile: the same mix at any hour
     sim = Simulator(seed, t, Scenario.default().scaled(rate=8, agents=8).flat())
     rng = random.Random(seed)
     made: list[tuple[str, bytes, dict, int]] = []
@@ -36,7 +38,7 @@ def mix(n: int, seed: int = 1) -> list[Event]:
                 made.append((topic, key.encode(), event, rng.randrange(1, 5)))
             made.append((topic, key.encode(), event, 0))
     made = made[:n]
-    shift = int(time.time() * 1000) - 60_000 - max(e["ts"] for _, _, e, _ in made)
+    shift = int(now * 1000) - 60_000 - max(e["ts"] for _, _, e, _ in made)
     out: list[Event] = []
     for topic, key, event, bad in made:
         event = {**event, "ts": event["ts"] + shift}
