@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -46,6 +46,22 @@ def mix(n: int, seed: int = 1, now: float | None = None) -> list[Event]:
                  orjson.dumps({k: v for k, v in event.items() if k != "ts"})][bad]
         out.append((topic, key, value))
     return out
+
+
+def busy_day(contacts: int, agents: int, hours: float, now: float, seed: int = 3) -> Iterator[Event]:
+    """A busy day of the simulator, ending a minute before ``now``: about ``contacts`` contacts over
+    ``hours`` hours (the default scenario's queues and skills, flat, arrivals scaled) and ``agents``
+    agents, in order of event time. A generator: the full day is ~1.5 million events."""
+    base = Scenario.default()
+    per_hour = sum(q.per_hour for q in base.queues)
+    staff = sum(g.count for g in base.agents)
+    start = now - 60 - hours * 3600
+    sim = Simulator(seed, start, base.scaled(rate=contacts / hours / per_hour, agents=agents / staff).flat())
+    t = start
+    while t < now - 60:
+        t = min(t + 60, now - 60)
+        for topic, key, event in sim.advance(t):
+            yield topic, key.encode(), orjson.dumps(event)
 
 
 def queue_series(queues: int, now_ms: int) -> list[Event]:
