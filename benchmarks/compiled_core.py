@@ -5,8 +5,9 @@ interpreted one: for the benchmark's two core rows and the test that both give t
     python -m benchmarks.compiled_core digest N    a digest of everything the core computed
 
 ``build()`` copies the package and runs setup.py's mypyc build in place there, once per content of
-streams/core (cached under ~/.cache/ccmon); ``run()`` runs a command above with the compiled copy
-or with the source tree first on the path, and says which core it ran.
+streams/core (cached under ~/.cache/ccmon); ``run()`` runs a command above with a fresh copy of the
+package holding those extension modules, or with the source tree, first on the path, and says
+which core it ran.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -58,13 +60,27 @@ def build() -> tuple[Path, float]:
     return dest, took
 
 
+def tree(dest: Path) -> Path:
+    """``dest`` with today's ``streams`` package and the compiled core's extension modules in it (the
+    cache holds only what the sources of streams/core decide; everything else is copied fresh)."""
+    built, _ = build()
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(ROOT / "streams", dest / "streams", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    for lib in built.glob("*.so"):  # mypyc's shared runtime of the group
+        shutil.copy(lib, dest)
+    for ext in (built / "streams" / "core").glob("*.so"):
+        shutil.copy(ext, dest / "streams" / "core")
+    return dest
+
+
 def run(command: str, n: int, compiled: bool) -> dict[str, Any]:
     """``command`` (rate or digest) over ``n`` events in a fresh interpreter, with the compiled core
-    (the copy first on the path) or the interpreted one (the source tree)."""
-    cwd = build()[0] if compiled else ROOT
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), str(ROOT)])}
-    done = subprocess.run([sys.executable, "-m", "benchmarks.compiled_core", command, str(n)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=1800)
+    (a copy of the package with it, first on the path) or the interpreted one (the source tree)."""
+    with tempfile.TemporaryDirectory(prefix="ccmon-compiled-") as tmp:
+        cwd = tree(Path(tmp)) if compiled else ROOT
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), str(ROOT)])}
+        done = subprocess.run([sys.executable, "-m", "benchmarks.compiled_core", command, str(n)], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(f"{command} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])

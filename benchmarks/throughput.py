@@ -232,6 +232,16 @@ def restart(run: "Run", contacts: int, agents: int) -> dict[str, float | int]:
         t0 = time.perf_counter()
         before = settled(worker, n, quiet_s=max(3.0, 2 * run.sweep_s))
         say(f"restart: state built in {time.perf_counter() - t0:.0f} s, {len(before)} KPI series")
+        snapshots = Path(env["CCMON_DATA_DIR"]) / "worker" / "snapshots" / env["CCMON_APP_ID"]
+        if run.snapshot_s > 0:  # as on a worker that has run for a while: its last snapshot holds the state
+            settled_at = time.time()
+            deadline = time.monotonic() + 10 * run.snapshot_s + 60
+            while len([f for f in snapshots.glob("*.snap") if f.stat().st_mtime > settled_at]) < 2:
+                worker.check()
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"no snapshot written after the state settled; see {worker.log}")
+                time.sleep(0.5)
+            say(f"restart: snapshots {', '.join(f'{f.name} {f.stat().st_size / 2**20:.1f} MiB' for f in snapshots.glob('*.snap'))}")
         out: dict[str, float | int] = {"restart_events": n, "restart_series": len(before)}
         for how in (signal.SIGTERM, signal.SIGKILL):
             worker.proc.send_signal(how)
@@ -294,7 +304,8 @@ class Run:
     prefix: str
     workdir: Path
     next_port: int = 17000
-    sweep_s: float = Settings().sweep_interval_s
+    sweep_s: float = load(os.environ).sweep_interval_s
+    snapshot_s: float = load(os.environ).snapshot_interval_s
 
     def settings(self, name: str, inputs: str | None = None) -> tuple[Settings, dict[str, str]]:
         """A deployment ``name`` (own group, facts and changelogs) reading the inputs of ``inputs``."""
