@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from grafana_foundation_sdk.builders import common, dashboard, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import common, dashboard, prometheus, stat, statetimeline, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
@@ -163,7 +163,48 @@ def pipeline() -> dashboard.Dashboard:
     return d
 
 
-DASHBOARDS = {"wallboard.json": wallboard, "queue-detail.json": queue_detail, "pipeline.json": pipeline}
+#: agent states → (code in the state timeline, colour): the agents page's colours
+AGENT_STATE_CODES = {"available": (1, "green"), "busy": (2, "blue"), "acw": (3, "purple"), "away": (4, "orange"),
+                     "offline": (5, "text")}
+AG = 'agent=~"$agent"'
+
+
+def agents() -> dashboard.Dashboard:
+    """For supervisors and workforce planners: per agent, from the per-agent series, which a worker
+    exports only with CCMON_AGENT_METRICS=true (docs/configuration.md)."""
+    d = (dashboard.Dashboard("ccmon agents").uid("ccmon-agents").tags(["ccmon"]).refresh("30s")
+         .time("now-6h", "now").timezone("browser"))
+    d = d.with_variable(dashboard.QueryVariable("agent").label("agent").datasource(DATASOURCE)
+                        .query("label_values(ccmon_agent_state, agent)")
+                        .multi(True).include_all(True).current(dm.VariableOption(selected=True, text="All", value="$__all")))
+    # one number per agent and moment: the code of its state (ccmon_agent_state is 1 for exactly one)
+    code = " + ".join(f'{n} * max by (agent) (ccmon_agent_state{{{AG}, state="{s}"}})'
+                      for s, (n, _) in AGENT_STATE_CODES.items())
+    timeline = (statetimeline.Panel().title("State per agent").datasource(DATASOURCE)
+                .with_target(query(code, "{{agent}}")).span(24).height(12)
+                .mappings([dm.ValueMap(options={str(n): dm.ValueMappingResult(text=s, color=c, index=n - 1)
+                                                for s, (n, c) in AGENT_STATE_CODES.items()})])
+                .color_scheme(dashboard.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+                .thresholds(NEUTRAL).merge_values(True).show_value(cm.VisibilityMode.NEVER))
+    d = d.with_panel(timeline)
+    d = d.with_panel(series("Agents per state", [
+        ("sum by (state) (ccmon_agent_state)", "{{state}}")], "none"))
+    busy = f'sum by (agent) (increase(ccmon_agent_state_seconds_total{{{AG}, state=~"busy|acw"}}[1h]))'
+    logged_in = f'sum by (agent) (increase(ccmon_agent_state_seconds_total{{{AG}, state!="offline"}}[1h]))'
+    d = d.with_panel(series("Occupancy (busy + ACW / logged in, last hour)",
+                            [(f"{busy} / ({logged_in} > 0)", "{{agent}}")], "percentunit"))
+    d = d.with_panel(series("AHT by agent (last hour)", [
+        (f"sum by (agent) (increase(ccmon_agent_handle_seconds_total{{{AG}}}[1h]))"
+         f" / (sum by (agent) (increase(ccmon_agent_handled_total{{{AG}}}[1h])) > 0)", "{{agent}}")], "s"))
+    d = d.with_panel(series("Handled per agent (last hour)", [
+        (f"round(sum by (agent) (increase(ccmon_agent_handled_total{{{AG}}}[1h])))", "{{agent}}")], "none"))
+    d = d.with_panel(series("Missed offers per agent (last hour)", [
+        (f"round(sum by (agent) (increase(ccmon_agent_offers_missed_total{{{AG}}}[1h])))", "{{agent}}")], "none"))
+    return d
+
+
+DASHBOARDS = {"wallboard.json": wallboard, "queue-detail.json": queue_detail, "pipeline.json": pipeline,
+              "agents.json": agents}
 
 
 def render(build) -> str:

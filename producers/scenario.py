@@ -49,6 +49,9 @@ class Scenario:
     survey_delay_max_s: float = 900.0
     away_probability: float = 0.05
     hourly: tuple[float, ...] = field(default=(1.0,) * 24)
+    miss_probability: float = 0.03  #: an offer rings out: ``missed``, the agent pauses, the contact waits on
+    acw_lingerers: float = 0.1  #: share of agents whose after-contact work takes four times as long
+    ces_rate: float = 0.6  #: share of survey answers that carry CES
 
     @classmethod
     def default(cls) -> "Scenario":
@@ -124,6 +127,9 @@ def parse(doc: dict[str, Any], source: str) -> Scenario:
         survey_delay_max_s=_num(f"{source}: surveys.delay_max_s", s.get("delay_max_s", 900), strict=True),
         away_probability=_num(f"{source}: center.agents_state_noise", c.get("agents_state_noise", 0.05), high=1),
         hourly=tuple(_num(f"{source}: profile.hourly[{i}]", x) for i, x in enumerate(hourly)),
+        miss_probability=_num(f"{source}: handling.miss_probability", h.get("miss_probability", 0.03), high=1),
+        acw_lingerers=_num(f"{source}: center.acw_lingerers", c.get("acw_lingerers", 0.1), high=1),
+        ces_rate=_num(f"{source}: surveys.ces_rate", s.get("ces_rate", 0.6), high=1),
     )
 
 
@@ -141,27 +147,35 @@ def load(path: Path) -> Scenario:
 class Incident:
     """Something going wrong on purpose, ``start_s`` after the simulation starts."""
 
-    kind: str  #: abandon-spike | agents-away | bad-input
+    kind: str  #: abandon-spike | agents-away | bad-input | agent-stuck
     start_s: float
     duration_s: float = 0.0
     queue: str | None = None
     count: int = 0
+    agent: str | None = None  #: agent-stuck: the agent id
 
 
-_INCIDENT = re.compile(r"(abandon-spike|agents-away|bad-input):([A-Za-z0-9_.-]+)@(\d+(?:\.\d+)?)(?:\+(\d+(?:\.\d+)?))?\Z")
+_INCIDENT = re.compile(r"(abandon-spike|agents-away|bad-input|agent-stuck):([A-Za-z0-9_.-]+)@(\d+(?:\.\d+)?)"
+                       r"(?:\+(\d+(?:\.\d+)?))?\Z")
 
 
 def parse_incident(text: str) -> Incident:
-    """``abandon-spike:QUEUE@START+DURATION``, ``agents-away:N@START+DURATION``, ``bad-input:N@START``."""
+    """``abandon-spike:QUEUE@START+DURATION``, ``agents-away:N@START+DURATION``, ``bad-input:N@START``,
+    ``agent-stuck:AGENT@START+DURATION``."""
     m = _INCIDENT.match(text)
     if not m:
         raise ValueError(f"{text!r}: expected abandon-spike:QUEUE@START+DURATION, "
-                         f"agents-away:N@START+DURATION or bad-input:N@START (seconds)")
+                         f"agents-away:N@START+DURATION, bad-input:N@START or agent-stuck:AGENT@START+DURATION "
+                         f"(seconds)")
     kind, arg, start, duration = m.group(1), m.group(2), float(m.group(3)), float(m.group(4) or 0)
     if kind == "abandon-spike":
         if duration <= 0:
             raise ValueError(f"{text!r}: an abandon spike needs +DURATION")
         return Incident(kind, start, duration, queue=arg)
+    if kind == "agent-stuck":
+        if duration <= 0:
+            raise ValueError(f"{text!r}: agent-stuck needs +DURATION")
+        return Incident(kind, start, duration, agent=arg)
     if not arg.isdigit() or int(arg) <= 0:
         raise ValueError(f"{text!r}: {kind} needs a positive count")
     if kind == "agents-away" and duration <= 0:

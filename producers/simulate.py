@@ -30,6 +30,20 @@ from streams.config import Settings
 
 CHANNEL_TOPIC = {"voice": "calls", "chat": "chats"}
 SPIKE_RATE, SPIKE_PATIENCE = 3.0, 1 / 8  #: an abandonment spike: 3× arrivals, 1/8 of the patience
+# --- the agent view (issue 14): names, breaks with reasons, missed offers, lingering in ACW ---
+FIRST = ("Ada", "Ben", "Cleo", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ines", "Jon", "Kim", "Leo", "Maya", "Nils",
+         "Omar", "Pia", "Raj", "Sara", "Tom", "Uma", "Vera", "Wes", "Yara", "Zoe")
+LAST = ("Berg", "Costa", "Diaz", "Engel", "Fox", "Garcia", "Haas", "Ito", "Jensen", "Khan", "Lind", "Moreau",
+        "Novak", "Okafor", "Park", "Quinn", "Rossi", "Silva", "Tan", "Ueda", "Vogel", "Weber", "Young")
+#: break reasons after a contact: (reason, weight, shortest, longest seconds); lunch once a day
+BREAKS = (("break", 6, 60, 600), ("lunch", 2, 1800, 3600), ("training", 1, 1200, 3600))
+MISSED_PAUSE_S = 30.0  #: an agent who missed an offer is paused (away, reason missed-offer) this long
+LINGER_FACTOR = 4.0  #: ACW of a lingering agent is this many times the mean
+
+
+def agent_name(n: int) -> str:
+    """A display name per agent number, deterministic (no draw from the simulation's generator)."""
+    return f"{FIRST[(n - 1) % len(FIRST)]} {LAST[((n - 1) // len(FIRST) + (n - 1) * 7) % len(LAST)]}"
 Event = tuple[str, str, Any]  #: (short topic, key, event dict or raw bytes)
 
 
@@ -42,6 +56,11 @@ class _Agent:
     state: str = "offline"
     active: set[str] = field(default_factory=set)
     away_until: float = 0.0  #: an agents-away incident, pending until the current contacts end
+    name: str = ""
+    lingers: bool = False  #: takes LINGER_FACTOR times as long in ACW
+    lunched: bool = False
+    stuck_until: float = 0.0  #: an agent-stuck incident: stays in ACW until then
+    reason: str | None = None  #: of the next state event (away/offline)
 
 
 @dataclass(eq=False)
@@ -70,8 +89,12 @@ class Simulator:
         self._ids = itertools.count(1)
         self._waiting: list[_Contact] = []
         self.spikes: dict[str, tuple[float, float]] = {}  #: queue → (from, to)
-        self.agents = [_Agent(f"agent-{n:03d}", g.skills, g.channel, g.chat_concurrency if g.channel == "chat" else 1)
+        self.agents = [_Agent(f"agent-{n:03d}", g.skills, g.channel, g.chat_concurrency if g.channel == "chat" else 1,
+                              name=agent_name(n))
                        for n, g in enumerate((g for g in self.sc.agents for _ in range(g.count)), 1)]
+        lingering = round(len(self.agents) * self.sc.acw_lingerers)
+        for agent in self.agents[::-1][:lingering]:  # the last ones: no draw from the generator
+            agent.lingers = True
         for agent in self.agents:
             self._at(start + self.rng.uniform(0, 5), lambda a=agent: self._agent_state(a, "available"))
         self._peak = max(self.sc.hourly) or 1.0
@@ -104,12 +127,15 @@ class Simulator:
     def _contact_event(self, c: _Contact, etype: str, **extra: Any) -> None:
         self._emit(CHANNEL_TOPIC[c.spec.channel], c.cid, {"type": etype, "contact_id": c.cid, **extra})
 
-    def _agent_state(self, agent: _Agent, state: str) -> None:
-        if agent.state == state:
+    def _agent_state(self, agent: _Agent, state: str, reason: str | None = None) -> None:
+        if agent.state == state and agent.reason == reason:
             return
-        agent.state = state
-        self._emit("agents", agent.agent_id, {"type": "state", "agent_id": agent.agent_id, "state": state,
-                                              "queues": list(agent.skills)})
+        agent.state, agent.reason = state, reason
+        event = {"type": "state", "agent_id": agent.agent_id, "state": state, "queues": list(agent.skills),
+                 "name": agent.name}
+        if reason is not None:
+            event["reason"] = reason
+        self._emit("agents", agent.agent_id, event)
         if state == "available":
             self._dispatch()
 
@@ -168,6 +194,9 @@ class Simulator:
             self._at(self.now + self.rng.uniform(0.5, 2.0), lambda c=c, a=agent: self._answer(c, a))
 
     def _answer(self, c: _Contact, agent: _Agent) -> None:
+        if self.sc.miss_probability and self.rng.random() < self.sc.miss_probability:
+            self._miss(c, agent)
+            return
         self._agent_state(agent, "busy")
         self._contact_event(c, "answered", agent_id=agent.agent_id)
         talk = self.rng.lognormvariate(0, 0.5) * c.spec.talk_mean_s
@@ -184,6 +213,16 @@ class Simulator:
         else:
             self._at(self.now + talk + 1.0, lambda: self._end(c, agent))
 
+    def _miss(self, c: _Contact, agent: _Agent) -> None:
+        """The offer rang out: the contact waits on (ahead of later ones), the agent is paused."""
+        agent.active.discard(c.cid)
+        self._contact_event(c, "missed", agent_id=agent.agent_id)
+        self._waiting.insert(0, c)
+        if not agent.active:
+            self._agent_state(agent, "away", "missed-offer")
+            self._at(self.now + MISSED_PAUSE_S, lambda: self._back(agent))
+        self._dispatch()
+
     def _segment_event(self, c: _Contact, segment: int, etype: str) -> None:
         if c.segment == segment:
             self._contact_event(c, etype)
@@ -193,12 +232,18 @@ class Simulator:
         if agent.active:
             self._dispatch()
             return
+        if agent.stuck_until > self.now:  # the agent-stuck incident: ACW until it ends
+            self._agent_state(agent, "acw")
+            return
         if agent.away_until and self.now < agent.away_until:
-            self._agent_state(agent, "away")
+            self._agent_state(agent, "away", "meeting")
             self._at(agent.away_until, lambda: self._back(agent))
         elif after_acw and self.rng.random() < self.sc.away_probability:
-            self._agent_state(agent, "away")
-            self._at(self.now + self.rng.uniform(60, 600), lambda: self._agent_state(agent, "available"))
+            breaks = [b for b in BREAKS if b[0] != "lunch" or not agent.lunched]
+            reason, _, low, high = self.rng.choices(breaks, [b[1] for b in breaks])[0]
+            agent.lunched = agent.lunched or reason == "lunch"
+            self._agent_state(agent, "away", reason)
+            self._at(self.now + self.rng.uniform(low, high), lambda: self._back(agent))
         else:
             agent.away_until = 0.0
             self._agent_state(agent, "available")
@@ -214,7 +259,7 @@ class Simulator:
         self._contact_event(c, "ended")
         if len(agent.active) == 1:
             self._agent_state(agent, "acw")
-        acw = self.rng.expovariate(1 / self.sc.acw_mean_s)
+        acw = self.rng.expovariate(1 / self.sc.acw_mean_s) * (LINGER_FACTOR if agent.lingers else 1.0)
         forgot = self.rng.random() < self.sc.missing_wrapup_probability
         self._at(self.now + acw, lambda: self._wrap(c, agent, forgot))
         if self.rng.random() < self.sc.survey_rate:
@@ -231,6 +276,8 @@ class Simulator:
             survey["nps"] = self.rng.choices(range(11), (2, 1, 1, 2, 2, 4, 6, 10, 20, 25, 27))[0]
         if self.rng.random() < 0.7:
             survey["resolved"] = self.rng.random() < 0.75
+        if self.rng.random() < self.sc.ces_rate:
+            survey["ces"] = self.rng.choices(range(1, 8), (3, 4, 6, 10, 20, 30, 27))[0]
         self._contact_event(c, "survey", **survey)
 
     # ---- incidents -------------------------------------------------------------------------
@@ -245,8 +292,15 @@ class Simulator:
             for agent in [a for a in self.agents if not a.away_until and a.state != "offline"][:inc.count]:
                 agent.away_until = until
                 if not agent.active:
-                    self._agent_state(agent, "away")
+                    self._agent_state(agent, "away", "meeting")
                     self._at(until, lambda a=agent: self._back(a))
+        elif inc.kind == "agent-stuck":
+            stuck = next((a for a in self.agents if a.agent_id == inc.agent), None)
+            if stuck is not None:
+                stuck.stuck_until = self.now + inc.duration_s
+                if not stuck.active:  # idle or away: into ACW now; busy: after its current contacts
+                    self._agent_state(stuck, "acw")
+                self._at(stuck.stuck_until, lambda a=stuck: self._unstick(a))
         elif inc.kind == "bad-input":
             for i in range(inc.count):
                 topic = ("calls", "chats", "agents")[i % 3]
@@ -254,7 +308,12 @@ class Simulator:
 
     def _back(self, agent: _Agent) -> None:
         agent.away_until = 0.0
-        if agent.state == "away":
+        if agent.state == "away" and agent.stuck_until <= self.now:
+            self._agent_state(agent, "available")
+
+    def _unstick(self, agent: _Agent) -> None:
+        agent.stuck_until = 0.0
+        if agent.state == "acw" and not agent.active:
             self._agent_state(agent, "available")
 
 

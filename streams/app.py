@@ -36,6 +36,10 @@ from streams.kafka_auth import faust_credentials
 from streams.snapshot import STORE_URL, encode as encode_snapshot, write as write_snapshot
 from streams.wallboard import page as wallboard_page
 from streams.wallboard import snapshot
+# --- agent view (issue 14) ---
+from streams import agents as agent_view
+from streams.core.agentview import AgentStore
+from streams.core.facts import AGENT_ROUTED
 
 log = logging.getLogger("ccmon.worker")
 
@@ -92,6 +96,11 @@ class Pipeline:
         self.queue_table = self._table("ccmon-queues")
         self.lifecycle_log = Changelog(self.app, self.lifecycle_table)
         self.queue_log = Changelog(self.app, self.queue_table)
+        # --- agent view (issue 14): per-agent records, on the facts partition of the agent id ---
+        self.agent_table = self._table("ccmon-agents")
+        self.agent_log = Changelog(self.app, self.agent_table)
+        self._agent_store: AgentStore | None = None
+        self._agent_store_generation = -1
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = ProcessMetrics(self.registry, [s.calls_topic, s.chats_topic, s.agents_topic])
         self._intake: Intake | None = None
@@ -107,7 +116,8 @@ class Pipeline:
         self.broker = BrokerWatch(s.bootstrap_servers, self._probe_broker, timeout_s=max(1.0, s.broker_probe_s))
         self.registry.register(self.broker)
         self.registry.register(StateSizeCollector(lambda: {"lifecycle": len(self.lifecycle_table.data),
-                                                           "queues": len(self.queue_table.data)}))
+                                                           "queues": len(self.queue_table.data),
+                                                           "agents": len(self.agent_table.data)}))
         self.registry.register(ConsumerLagCollector(lambda: self.app.consumer if self.app.started else None))
         self._build()
 
@@ -162,6 +172,35 @@ class Pipeline:
             self._store_generation = self._generation
         return self._store
 
+    # --- agent view (issue 14) ------------------------------------------------------------
+    def agent_store(self) -> AgentStore:
+        if self._agent_store is None or self._agent_store_generation != self._generation:
+            self._agent_store = AgentStore(self.agent_table.data, self.settings)
+            self._agent_store_generation = self._generation
+        return self._agent_store
+
+    def owned_facts_partitions(self) -> set[int]:
+        """Facts partitions assigned to this worker now (queue and agent records live on them).
+        The one place the agent view asks; the rebalance bookkeeping can answer it instead."""
+        try:
+            return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.facts_topic}
+        except Exception:  # consumer not started yet
+            return set()
+
+    def agent_owner_filter(self) -> Any:
+        """Predicate: is this agent's record on a partition this worker owns? Exported agents pass
+        it, so with several workers each agent appears on exactly one."""
+        owned, n = self.owned_facts_partitions(), self.settings.partitions
+        return lambda agent_id: partition_for_queue(agent_id, n) in owned
+
+    async def _write_agent_records(self, store: AgentStore, keys: Iterable[str], gone: Iterable[str] = ()) -> None:
+        n, write = self.settings.partitions, self.agent_log.write
+        for key in gone:
+            await write(partition_for_queue(key[2:], n), key, None)
+        for key in keys:
+            await write(partition_for_queue(key[2:], n), key, orjson.dumps(store.data[key]))
+    # --- end agent view ------------------------------------------------------------------
+
     def _build(self) -> None:
         app, s = self.app, self.settings
 
@@ -201,15 +240,20 @@ class Pipeline:
         async def queues(stream: Any) -> None:
             async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
                 async with self._queues_lock:
-                    store = self.store()
+                    store, agent_store = self.store(), self.agent_store()
                     now = time.time()
                     dirty: set[str] = set()
+                    agents_dirty: set[str] = set()
                     for e in events:
                         for src, offset, idx, row in orjson.loads(e.message.value)["f"]:
-                            store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
+                            if row[0] in AGENT_ROUTED:  # agent view (issue 14)
+                                agent_store.apply(Fact.from_wire(row), (src, offset, idx), now, agents_dirty)
+                            else:
+                                store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
                     # each record carries its own applied-fact marks, so any later version of it is
                     # consistent too: encoding now, after the whole batch, is enough
                     await self._write_queue_records(store, dirty)
+                    await self._write_agent_records(agent_store, agents_dirty)
 
         @app.timer(interval=s.sweep_interval_s)
         async def sweep() -> None:
@@ -225,6 +269,9 @@ class Pipeline:
                         await self._send(out)
             async with self._queues_lock:
                 await self._expire(self.store())
+                agent_store = self.agent_store()  # agent view (issue 14)
+                gone, changed = agent_store.expire(time.time())
+                await self._write_agent_records(agent_store, changed, gone)
 
         if s.snapshot_interval_s > 0:
             @app.timer(interval=s.snapshot_interval_s)
@@ -235,6 +282,8 @@ class Pipeline:
         @app.page("/metrics")
         async def metrics(web: Any, request: Any) -> Any:
             body = self.kpi_text.render().encode() + generate_latest(self.registry)
+            if s.agent_metrics:  # agent view (issue 14): per-agent series, off by default
+                body += agent_view.render(self.agent_store(), time.time(), self.agent_owner_filter()).encode()
             return web.bytes(body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
         @app.page("/wallboard")
@@ -247,6 +296,20 @@ class Pipeline:
             body = snapshot(self.store(), s, time.time(), self.scope())
             return web.bytes(orjson.dumps(body), headers={"Content-Type": "application/json",
                                                            "Cache-Control": "no-store"})
+
+        # --- agent view (issue 14) ---
+        @app.page("/agents")
+        async def agents_page(web: Any, request: Any) -> Any:
+            return web.bytes(agent_view.page(), headers={"Content-Type": "text/html; charset=utf-8",
+                                                          "Cache-Control": "no-store"})
+
+        @app.page("/api/agents")
+        async def agents_data(web: Any, request: Any) -> Any:
+            body = agent_view.snapshot(self.agent_store(), s, time.time(), self.agent_scope(),
+                                       self.agent_owner_filter())
+            return web.bytes(orjson.dumps(body), headers={"Content-Type": "application/json",
+                                                           "Cache-Control": "no-store"})
+        # --- end agent view ---
 
         @app.page("/health")
         async def health(web: Any, request: Any) -> Any:
@@ -270,6 +333,13 @@ class Pipeline:
         if len(owned) == n:
             return "all queues (this worker owns every partition)"
         return f"this worker's share: queue partitions {owned} of {n}; other workers show the rest"
+
+    def agent_scope(self) -> str:
+        """The agents page's share: agents live on the facts partition of their id (agent view)."""
+        owned, n = sorted(self.owned_facts_partitions()), self.settings.partitions
+        if len(owned) == n:
+            return "all agents (this worker owns every partition)"
+        return f"this worker's share: agent partitions {owned} of {n}; other workers show the rest"
 
     def _partition_of_key(self, key: str) -> int:
         return partition_for_queue(key.split("|", 2)[1], self.settings.partitions)

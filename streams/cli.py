@@ -241,7 +241,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             time.sleep(0.3)
         if not stop["flag"]:
             say(f"first numbers on the wallboard after {time.monotonic() - t0:.1f} s")
-        lines = [f"  Wallboard:  {url}/wallboard", f"  Metrics:    {url}/metrics", f"  Health:     {url}/health"]
+        lines = [f"  Wallboard:  {url}/wallboard", f"  Agents:     {url}/agents", f"  Metrics:    {url}/metrics",
+                 f"  Health:     {url}/health"]
         lines.append(f"  Prometheus: http://127.0.0.1:{args.prometheus_port}" if prometheus else
                      "  Prometheus: not installed (apt-get install -y prometheus to add it to the demo)")
         say("running.\n" + "\n".join(lines) + "\n  Ctrl-C stops everything")
@@ -315,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulated seconds per wall-clock second (default 1; > 1 needs --duration)")
     p.add_argument("--incident", action="append", default=[], type=_incident, metavar="SPEC",
                    help="schedule an incident, seconds after the start (repeatable): "
-                        "abandon-spike:QUEUE@START+DURATION, agents-away:N@START+DURATION, bad-input:N@START")
+                        "abandon-spike:QUEUE@START+DURATION, agents-away:N@START+DURATION, bad-input:N@START, "
+                        "agent-stuck:AGENT@START+DURATION")
     p.add_argument("--output", help="write a recording (JSON lines) to this file instead of producing to Kafka")
     p.set_defaults(func=cmd_simulate)
 

@@ -55,6 +55,10 @@ class Settings:
     retention_s: float = 86400.0
     bucket_s: int = 10
     max_queues: int = 1000
+    max_agents: int = 5000
+    agent_metrics: bool = False
+    agent_acw_limit_s: float = 300.0
+    agent_away_limit_s: float = 900.0
     batch_size: int = 2000
     batch_within_s: float = 0.05
     sweep_interval_s: float = 5.0
@@ -200,6 +204,15 @@ def _zone(name: str, raw: str) -> str:
     return raw
 
 
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name}={raw!r}: use true or false")
+
+
 def _level(name: str, raw: str) -> str:
     raw = raw.strip().lower()
     if raw not in {"debug", "info", "warning", "error", "critical"}:
@@ -228,6 +241,10 @@ ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CCMON_RETENTION_S": ("retention_s", _non_negative_float),
     "CCMON_BUCKET_S": ("bucket_s", _positive_int),
     "CCMON_MAX_QUEUES": ("max_queues", _positive_int),
+    "CCMON_MAX_AGENTS": ("max_agents", _positive_int),
+    "CCMON_AGENT_METRICS": ("agent_metrics", _flag),
+    "CCMON_AGENT_ACW_LIMIT_S": ("agent_acw_limit_s", _positive_float),
+    "CCMON_AGENT_AWAY_LIMIT_S": ("agent_away_limit_s", _positive_float),
     "CCMON_BATCH_SIZE": ("batch_size", _positive_int),
     "CCMON_BATCH_WITHIN_S": ("batch_within_s", _non_negative_float),
     "CCMON_SWEEP_INTERVAL_S": ("sweep_interval_s", _non_negative_float),

@@ -36,10 +36,11 @@ class Reason:
     FUTURE_TIME: Final = "future_time"
     LIFECYCLE: Final = "lifecycle"
     QUEUE_LIMIT: Final = "queue_limit"
+    AGENT_LIMIT: Final = "agent_limit"
 
     ALL: Final = (
         INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, MISSING_FIELD, INVALID_FIELD,
-        UNKNOWN_TYPE, UNKNOWN_STATE, FUTURE_TIME, LIFECYCLE, QUEUE_LIMIT,
+        UNKNOWN_TYPE, UNKNOWN_STATE, FUTURE_TIME, LIFECYCLE, QUEUE_LIMIT, AGENT_LIMIT,
     )
 
 

@@ -22,6 +22,19 @@ class Kind:
     HANDLED: Final = "handled"  #: handling completed; value = handle seconds
     SURVEY: Final = "survey"  #: extra = (csat, nps, resolved, ces); facts before ces have three
     AGENT: Final = "agent"  #: subject = agent id; extra = (state,) or (None,) when it left the queue
+    # Per-agent facts (the agent view): routed to the facts partition of the agent id (``subject``),
+    # not of the queue, so that one stage-2 record per agent gathers what the agent's own events
+    # (keyed by agent) and the contacts it handles (keyed by contact) say about it.
+    AG_STATE: Final = "ag_state"  #: the agent's latest state; extra = (state, reason, name, queues)
+    AG_CONTACT: Final = "ag_contact"  #: a contact in hand changed phase; extra = (contact id, phase)
+    AG_DONE: Final = "ag_done"  #: the agent completed a segment; value = handle seconds; extra = (contact id,)
+    AG_MISSED: Final = "ag_missed"  #: the agent did not take an offered contact; extra = (contact id,)
+
+
+#: kinds routed by agent id (the fact's ``subject``) instead of by queue
+AGENT_ROUTED = frozenset({Kind.AG_STATE, Kind.AG_CONTACT, Kind.AG_DONE, Kind.AG_MISSED})
+#: phases of a contact in an agent's hand
+TALKING, ON_HOLD, IN_ACW = "talking", "hold", "acw"
 
 
 @dataclass(slots=True)

@@ -7,6 +7,8 @@ and returns everything to send. Records:
     g|agent_id            an agent's latest state (:class:`AgentState`)
     m|topic|partition     the partition's watermark: [newest event time, last offset, sweep counter]
     q|partition           queue names first seen on that partition (for the queue cap)
+    r|topic|partition|agent_id  an agent id seen on that partition: the day number (UTC) it was
+                          last seen (for the agent cap; forgotten a retention period later)
 
 Fact ids are (source "topic/partition", source offset, index), so a replay regenerates the same
 ids and stage 2 drops what it already applied. ACW timeouts are not caused by one event: they
@@ -29,7 +31,7 @@ import orjson
 
 from streams.config import Settings
 from streams.core.events import Reason, Rejection, parse_agent, parse_contact
-from streams.core.facts import Fact
+from streams.core.facts import AGENT_ROUTED, Fact
 from streams.core.lifecycle import (
     ENDED, W_ENDED, W_ENDED_OFFSET, W_PARTITION, W_PHASE, W_SEEN, AgentState, ContactState, Outcome, apply_agent,
     apply_contact, complete_by_timeout,
@@ -99,6 +101,8 @@ class Intake:
         self.channels = settings.contact_topics
         self.topic_of_channel = {ch: t for t, ch in self.channels.items()}
         self.known_queues: set[str] = set()
+        #: agent id → number of r| records naming it (one per input partition it was seen on)
+        self.known_agents: Counter[str] = Counter()
         #: (topic, partition) → heap of (ACW deadline, offset of ended, contact key)
         self.deadlines: dict[tuple[str, int], list[tuple[float, int, str]]] = {}
         self.reindex()
@@ -106,10 +110,13 @@ class Intake:
     def reindex(self) -> None:
         """Rebuild derived in-memory state (queue registry, ACW deadlines) after recovery."""
         known: set[str] = set()
+        agents: Counter[str] = Counter()
         deadlines: dict[tuple[str, int], list[tuple[float, int, str]]] = {}
         for key, value in self.data.items():
             if key.startswith("q|"):
                 known.update(value)
+            elif key.startswith("r|"):
+                agents[key.split("|", 3)[3]] += 1
             elif key.startswith("c|"):
                 if isinstance(value, dict):  # an older worker's format: keep the compact one in memory
                     value = self.data[key] = ContactState.from_wire(value).to_wire()
@@ -122,6 +129,7 @@ class Intake:
         for heap in deadlines.values():
             heapq.heapify(heap)
         self.known_queues = known
+        self.known_agents = agents
         self.deadlines = deadlines
 
     def _fire_timeouts(self, out: BatchOutput, topic: str, partition: int, watermark: float) -> None:
@@ -138,8 +146,9 @@ class Intake:
             if raw is None or raw[W_PHASE] != ENDED or raw[W_ENDED_OFFSET] != ended_offset:
                 continue  # completed by its wrap-up, or expired
             state = ContactState.from_wire(raw)
-            fact = complete_by_timeout(state)
-            self._emit(out, src, int(round(deadline * 1000)), ended_offset, fact)
+            # the queue's and the agent's fact share the id: they go to different records
+            for fact in complete_by_timeout(state, key.split("|", 2)[2]):
+                self._emit(out, src, int(round(deadline * 1000)), ended_offset, fact)
             wire = state.to_wire()
             self.data[key] = wire
             out.writes[key] = (state.partition, wire)
@@ -154,7 +163,7 @@ class Intake:
         return mark
 
     def _emit(self, out: BatchOutput, src: str, offset: int, idx: int, fact: Fact) -> None:
-        part = partition_for_queue(fact.queue, self.s.partitions)
+        part = partition_for_queue(fact.subject if fact.kind in AGENT_ROUTED else fact.queue, self.s.partitions)
         out.facts.setdefault(part, []).append([src, offset, idx, fact.to_wire()])
 
     def _reject(self, out: BatchOutput, rec: Record, rejection: Rejection) -> None:
@@ -164,6 +173,25 @@ class Intake:
 
     def _new_queues(self, names: Iterable[str]) -> list[str]:
         return [q for q in dict.fromkeys(names) if q not in self.known_queues]
+
+    def _agent_limit(self, agent_id: str | None) -> Rejection | None:
+        """A new agent id beyond the cap: each one would add per-agent records and series."""
+        if agent_id is None or agent_id in self.known_agents or len(self.known_agents) < self.s.max_agents:
+            return None
+        return Rejection(Reason.AGENT_LIMIT, f"agent {agent_id[:64]!r} would exceed the limit of "
+                                             f"{self.s.max_agents} agents")
+
+    def _seen_agent(self, out: BatchOutput, rec: Record, agent_id: str, ts: float) -> None:
+        """Record that an accepted event named this agent: written once a day per agent and partition."""
+        key = f"r|{rec.topic}|{rec.partition}|{agent_id}"
+        day = int(ts // 86400)
+        old = self.data.get(key)
+        if old is None:
+            self.known_agents[agent_id] += 1
+        elif old >= day:
+            return
+        self.data[key] = day
+        out.writes[key] = (rec.partition, day)
 
     def _register(self, out: BatchOutput, partition: int, names: list[str]) -> None:
         key = f"q|{partition}"
@@ -214,6 +242,8 @@ class Intake:
         if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
             result: Outcome | Rejection = Rejection(
                 Reason.QUEUE_LIMIT, f"queue {ev.queue!r} would exceed the limit of {self.s.max_queues} queues")
+        elif (over := self._agent_limit(ev.agent_id)) is not None:
+            result = over
         else:
             result = apply_contact(state, ev, partition=rec.partition, offset=rec.offset, channel=channel,
                                    watermark=mark[0], lateness_s=self.s.lateness_s,
@@ -226,7 +256,7 @@ class Intake:
             state = cast(ContactState | None, result.state)  # a contact event's outcome holds a contact
             if ev.type == "ended" and not result.duplicate and state is not None and state.phase == ENDED:
                 if ev.ts + self.s.acw_timeout_s < mark[0]:  # late: its wrap-up time is over already
-                    facts = [*facts, complete_by_timeout(state)]
+                    facts = [*facts, *complete_by_timeout(state, ev.contact_id)]
                 else:
                     heapq.heappush(self.deadlines.setdefault((rec.topic, rec.partition), []),
                                    (ev.ts + self.s.acw_timeout_s, rec.offset, key))
@@ -237,6 +267,8 @@ class Intake:
                 out.lags.append((rec.topic, now - ev.ts))
                 if new_queues:
                     self._register(out, rec.partition, new_queues)
+                if ev.agent_id is not None:
+                    self._seen_agent(out, rec, ev.agent_id, ev.ts)
                 assert state is not None
                 wire = state.to_wire()
                 self.data[key] = wire
@@ -256,6 +288,10 @@ class Intake:
             self._reject(out, rec, Rejection(
                 Reason.QUEUE_LIMIT, f"{len(new_queues)} new queue(s) would exceed the limit of {self.s.max_queues}"))
             return
+        over = self._agent_limit(ev.agent_id)
+        if over is not None:
+            self._reject(out, rec, over)
+            return
         key = f"g|{ev.agent_id}"
         raw = self.data.get(key)
         state = AgentState.from_wire(raw) if raw is not None else None
@@ -265,6 +301,7 @@ class Intake:
             out.lags.append((rec.topic, now - ev.ts))
             if new_queues:
                 self._register(out, rec.partition, new_queues)
+            self._seen_agent(out, rec, ev.agent_id, ev.ts)
             assert isinstance(result.state, AgentState)
             wire = result.state.to_wire()
             self.data[key] = wire
@@ -298,7 +335,17 @@ class Intake:
                 mark = self.data.get(f"m|{self.s.agents_topic}|{raw['p']}")
                 if mark is not None and raw["s"] == "offline" and raw["t"] + retention < mark[0]:
                     expired.append((key, raw["p"]))
+            elif kind == "r":  # an agent id this partition has not seen for a retention period
+                _, seen_topic, seen_partition, _ = key.split("|", 3)
+                mark = self.data.get(f"m|{seen_topic}|{seen_partition}")
+                if mark is not None and (raw + 1) * 86400 + retention < mark[0]:
+                    expired.append((key, int(seen_partition)))
         for key, partition in expired:
             self.data.pop(key, None)
             out.writes[key] = (partition, None)
+            if key[0] == "r":
+                agent = key.split("|", 3)[3]
+                self.known_agents[agent] -= 1
+                if self.known_agents[agent] <= 0:
+                    del self.known_agents[agent]
         return out

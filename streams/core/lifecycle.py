@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.core.events import AgentEvent, ContactEvent, Reason, Rejection
-from streams.core.facts import Fact, Kind
+from streams.core.facts import IN_ACW, ON_HOLD, TALKING, Fact, Kind
 
 # phases of the contact's current segment
 WAITING = "W"
@@ -50,13 +50,15 @@ class ContactState:
     surveyed: bool = False
     ids: list[str] = field(default_factory=list)
     ended_offset: int = -1  #: source offset of ``ended``: identifies the ACW-timeout fact
+    agent: str | None = None  #: who answered the current segment (its per-agent facts go to them)
 
     def to_wire(self) -> list[Any]:
         """A list in field order (``W_*`` are the positions the intake reads): an open contact is
-        kept in memory in this form, and a 14-item list is a quarter of a 14-key dict."""
+        kept in memory in this form, and a 15-item list is a quarter of a 15-key dict. A record of
+        an older worker has 14 items (no agent) and reads as a segment nobody's view follows."""
         return [self.partition, self.channel, self.queue, self.phase, self.offered, self.last, self.seen,
                 self.answered, self.hold_start, self.hold_total, self.ended, self.surveyed, self.ids,
-                self.ended_offset]
+                self.ended_offset, self.agent]
 
     @classmethod
     def from_wire(cls, d: list[Any] | dict[str, Any]) -> "ContactState":
@@ -108,10 +110,26 @@ def _reject(detail: str) -> Rejection:
     return Rejection(Reason.LIFECYCLE, detail)
 
 
-def complete_by_timeout(state: ContactState) -> Fact:
-    """No wrap-up in time: handled with ACW = 0, counted at ``ended``."""
+def complete_by_timeout(state: ContactState, cid: str) -> list[Fact]:
+    """No wrap-up in time: handled with ACW = 0, counted at ``ended`` (for the queue, and for the
+    agent who handled it)."""
     state.phase = DONE
-    return Fact(Kind.HANDLED, state.queue, state.channel, state.ended, "", state.ended - state.answered)
+    handle = state.ended - state.answered
+    facts = [Fact(Kind.HANDLED, state.queue, state.channel, state.ended, "", handle)]
+    if state.agent is not None:
+        facts.append(_agent_done(state, state.ended, handle, False, cid))
+    return facts
+
+
+def _agent_done(state: ContactState, ts: float, handle: float, late: bool, cid: str) -> Fact:
+    """The answering agent completed this segment: counted for them, and out of their hands."""
+    return Fact(Kind.AG_DONE, state.queue, state.channel, ts, state.agent or "", handle, late, (cid,))
+
+
+def _agent_phase(state: ContactState, ts: float, phase: str, late: bool, cid: str) -> list[Fact]:
+    if state.agent is None:
+        return []
+    return [Fact(Kind.AG_CONTACT, state.queue, state.channel, ts, state.agent, late=late, extra=(cid, phase))]
 
 
 def apply_contact(
@@ -164,9 +182,10 @@ def apply_contact(
                 return _reject(f"{etype} for a contact that is not waiting (it is {_PHASE_NAMES[phase]})")
             wait = ts - state.offered
             if etype == "answered":
-                state.phase, state.answered = HANDLING, ts
+                state.phase, state.answered, state.agent = HANDLING, ts, ev.agent_id
                 state.hold_start, state.hold_total = None, 0.0
                 facts.append(Fact(Kind.ANSWERED, q, ch, ts, cid, wait, late))
+                facts += _agent_phase(state, ts, TALKING, late, cid)
             elif etype == "abandoned":
                 state.phase = ABANDONED
                 facts.append(Fact(Kind.ABANDONED, q, ch, ts, cid, wait, late))
@@ -175,25 +194,30 @@ def apply_contact(
                 facts.append(Fact(Kind.DEQUEUED, q, ch, ts, cid, wait, late, (ev.reason or "other",)))
             else:  # missed: the contact keeps waiting; the agent who missed it travels with the fact
                 facts.append(Fact(Kind.MISSED, q, ch, ts, cid, late=late, extra=(ev.agent_id,)))
+                facts.append(Fact(Kind.AG_MISSED, q, ch, ts, ev.agent_id or "", late=late, extra=(cid,)))
         elif etype == "hold":
             if phase != HANDLING or state.hold_start is not None:
                 return _reject("hold for a contact that is not being handled or is already on hold")
             state.hold_start = ts
+            facts += _agent_phase(state, ts, ON_HOLD, late, cid)
         elif etype == "resume":
             if phase != HANDLING or state.hold_start is None:
                 return _reject("resume for a contact that is not on hold")
             state.hold_total += ts - state.hold_start
             state.hold_start = None
+            facts += _agent_phase(state, ts, TALKING, late, cid)
         elif etype == "transferred":
             if phase == WAITING:
                 facts.append(Fact(Kind.TRANSFERRED, q, ch, ts, cid, late=late))
             elif phase == HANDLING:
                 facts.append(Fact(Kind.TRANSFERRED, q, ch, ts, cid, late=late))
                 facts.append(Fact(Kind.HANDLED, q, ch, ts, cid, ts - state.answered, late))
+                if state.agent is not None:
+                    facts.append(_agent_done(state, ts, ts - state.answered, late, cid))
             else:
                 return _reject(f"transferred for a contact that is {_PHASE_NAMES[phase]}")
             assert ev.queue is not None
-            state.queue, state.phase, state.offered = ev.queue, WAITING, ts
+            state.queue, state.phase, state.offered, state.agent = ev.queue, WAITING, ts, None
             state.hold_start, state.hold_total = None, 0.0
             facts.append(Fact(Kind.OFFERED, ev.queue, ch, ts, cid, late=late))
         elif etype == "ended":
@@ -203,13 +227,16 @@ def apply_contact(
                 state.hold_total += ts - state.hold_start
                 state.hold_start = None
             state.phase, state.ended, state.ended_offset = ENDED, ts, offset
+            facts += _agent_phase(state, ts, IN_ACW, late, cid)
         elif etype == "wrapup_ended":
             if phase == ENDED:
                 if ts - state.ended > acw_timeout_s:
-                    facts.append(complete_by_timeout(state))
+                    facts += complete_by_timeout(state, cid)
                 else:
                     state.phase = DONE
                     facts.append(Fact(Kind.HANDLED, q, ch, ts, cid, ts - state.answered, late))
+                    if state.agent is not None:
+                        facts.append(_agent_done(state, ts, ts - state.answered, late, cid))
             elif phase != DONE:  # after a timeout completion it is accepted and changes nothing
                 return _reject(f"wrapup_ended for a contact that has not ended (it is {_PHASE_NAMES[phase]})")
         state.last = ts
@@ -242,5 +269,7 @@ def apply_agent(
     facts += [Fact(Kind.AGENT, q, "", ev.ts, ev.agent_id, extra=(ev.state,)) for q in ev.queues]
     ids = ([] if state is None else state.ids) + [ev.event_id]
     name = ev.name if ev.name is not None else state.name if state is not None else None
+    facts.append(Fact(Kind.AG_STATE, "", "", ev.ts, ev.agent_id, late=late,
+                      extra=(ev.state, ev.reason, name, list(ev.queues))))
     new = AgentState(partition, ev.state, list(ev.queues), ev.ts, ids[-AGENT_EVENT_IDS:], name, ev.reason)
     return Outcome(new, facts, late=late)

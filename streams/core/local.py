@@ -10,7 +10,8 @@ from typing import Any, Iterable
 import orjson
 
 from streams.config import Settings
-from streams.core.facts import Fact
+from streams.core.agentview import AgentStore
+from streams.core.facts import AGENT_ROUTED, Fact
 from streams.core.intake import BatchOutput, Intake, Record
 from streams.core.queues import QueueStore
 
@@ -20,8 +21,10 @@ class LocalPipeline:
         self.settings = settings
         self.lifecycle: dict[str, Any] = {}
         self.queues: dict[str, Any] = {}
+        self.agents: dict[str, Any] = {}
         self.intake = Intake(self.lifecycle, settings)
         self.store = QueueStore(self.queues, settings)
+        self.agent_store = AgentStore(self.agents, settings)
         self.dead: list[Any] = []
         self.results: dict[tuple[str, str], int] = {}
         self._offsets: dict[tuple[str, int], int] = {}
@@ -41,13 +44,15 @@ class LocalPipeline:
     def sweep(self, now: float) -> BatchOutput:
         out = self.intake.sweep()
         self._apply(out, now)
+        self.agent_store.expire(now)
         return out
 
     def _apply(self, out: BatchOutput, now: float) -> None:
         # round-trip through the wire format, as the facts topic does
         for rows in out.facts.values():
             for src, offset, idx, row in orjson.loads(orjson.dumps({"f": rows}))["f"]:
-                self.store.apply(Fact.from_wire(row), (src, offset, idx), now, set())
+                target = self.agent_store if row[0] in AGENT_ROUTED else self.store
+                target.apply(Fact.from_wire(row), (src, offset, idx), now, set())
         self.dead.extend(out.dead)
         for key, n in out.results.items():
             self.results[key] = self.results.get(key, 0) + n

@@ -72,6 +72,16 @@ def _observe(hist: list[float], bounds: tuple[float, ...], value: float) -> None
     hist[-1] += value
 
 
+def fresh(rec: dict[str, Any], fid: FactId) -> bool:
+    """True (and the record's mark moves) when the fact was not applied to this record yet."""
+    src, off, i = fid
+    mark = rec["h"].get(src)
+    if mark is not None and (off, i) <= (mark[0], mark[1]):
+        return False
+    rec["h"][src] = [off, i]
+    return True
+
+
 @dataclass(slots=True)
 class SeriesView:
     """Everything exported for one (queue, channel) at one moment."""
@@ -145,15 +155,7 @@ class QueueStore:
             self.data[key] = rec
         return rec
 
-    @staticmethod
-    def _fresh(rec: dict[str, Any], fid: FactId) -> bool:
-        """True (and the mark moves) when the fact was not applied to this record yet."""
-        src, off, i = fid
-        mark = rec["h"].get(src)
-        if mark is not None and (off, i) <= (mark[0], mark[1]):
-            return False
-        rec["h"][src] = [off, i]
-        return True
+    _fresh = staticmethod(fresh)
 
     # ---- applying facts ------------------------------------------------------------------
     def local_day(self, ts: float) -> str:

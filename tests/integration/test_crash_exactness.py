@@ -69,7 +69,19 @@ def state_series(m: dict) -> dict:
     wait, which moves with the clock between two scrapes."""
     return {k: v for k, v in m.items() if k[0].startswith("ccmon_") and not k[0].startswith(
         ("ccmon_events", "ccmon_event_lag", "ccmon_dead_letters", "ccmon_broker", "ccmon_consumer_lag",
-         "ccmon_kafka_client", "ccmon_queue_oldest", "ccmon_state_records"))}
+         "ccmon_kafka_client", "ccmon_queue_oldest", "ccmon_state_records",
+         "ccmon_agent_state_seconds"))}  # per-agent state seconds run on with the clock, like the oldest wait
+
+
+def agent_view(w: Worker) -> dict:
+    """The agents page's data, but for what moves with the clock (time in state, occupancy)."""
+    import json
+    import urllib.request
+    with urllib.request.urlopen(w.url("/api/agents"), timeout=10) as resp:
+        rows = json.loads(resp.read())["agents"]
+    return {a["agent"]: (a["name"], a["state"], a["reason"], a["since"], a["queues"], a["contact"],
+                         a["contacts_in_hand"], a["handled_today"], a["handle_s_today"], a["missed_today"])
+            for a in rows}
 
 
 def test_five_sigkills_during_a_100k_replay_change_nothing(env: Env, workers: list[Worker], tmp_path: Path):
@@ -81,7 +93,7 @@ def test_five_sigkills_during_a_100k_replay_change_nothing(env: Env, workers: li
     replayed = env.ccmon("replay", str(recording), "--quiet", timeout=300)
     assert replayed.returncode == 0, replayed.stderr
 
-    fast = {"CCMON_SESSION_TIMEOUT_S": "6"}
+    fast = {"CCMON_SESSION_TIMEOUT_S": "6", "CCMON_AGENT_METRICS": "true"}
     reference = Worker(env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **fast)
     workers.append(reference)
     victim = Worker(env, **fast)
@@ -109,7 +121,8 @@ def test_five_sigkills_during_a_100k_replay_change_nothing(env: Env, workers: li
     deadline = time.monotonic() + 60
     while True:  # scraped a moment apart, a 10 s bucket boundary may fall between the two
         final, ref = victim.scrape(), reference.scrape()
-        if state_series(final) == state_series(ref) or time.monotonic() > deadline:
+        if (state_series(final) == state_series(ref) and agent_view(victim) == agent_view(reference)) \
+                or time.monotonic() > deadline:
             break
         time.sleep(1)
     a, b = state_series(final), state_series(ref)
@@ -118,8 +131,10 @@ def test_five_sigkills_during_a_100k_replay_change_nothing(env: Env, workers: li
                   if k[0] == "ccmon_consumer_lag_messages")
     assert not diff, (f"{len(diff)} series differ (victim, reference), e.g.:\n" + "\n".join(map(str, diff[:12]))
                       + f"\nvictim lag: {lags}\n" + victim.log.read_text()[-3000:])
+    assert agent_view(victim) == agent_view(reference)  # the per-agent state too
+    assert len(agent_view(reference)) >= 20
     series = state_series(ref)
-    assert len(series) > 300
+    assert len(series) > 300 and any(k[0] == "ccmon_agent_handled_total" for k in series)
     assert any(k[0] == "ccmon_wait_seconds_sum" for k in series) and any(("window", "today") in k[1] for k in series)
     assert sum(v for k, v in series.items() if k[0] == "ccmon_contacts_dequeued_total") == kinds["dequeued"]
     assert sum(v for k, v in series.items() if k[0] == "ccmon_offers_missed_total") == kinds["missed"]

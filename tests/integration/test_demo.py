@@ -65,6 +65,7 @@ def test_demo_starts_shows_numbers_and_ctrl_c_stops_everything(tmp_path):
     kafka_port, web_port, prom_port = _pair(), free_port(), free_port()
     first, output = run_demo(data, kafka_port, web_port, prom_port)
     assert f"http://127.0.0.1:{web_port}/wallboard" in output
+    assert f"http://127.0.0.1:{web_port}/agents" in output  # the agents page, next to the wallboard
     assert "everything it started is stopped" in output
     assert first < 120
     pid = int(re.search(r"running \(pid (\d+)\)", output).group(1))

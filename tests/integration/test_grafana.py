@@ -44,10 +44,13 @@ def test_dashboard_contract():
         for panel in d["panels"]:
             if panel.get("type") != "row":
                 assert panel["datasource"]["uid"] == ds_uid, (name, panel["title"])
-    assert uids == {"ccmon-wallboard", "ccmon-queue-detail", "ccmon-pipeline"}
+    assert uids == {"ccmon-wallboard", "ccmon-queue-detail", "ccmon-pipeline", "ccmon-agents"}
     wall = dashboards()["wallboard.json"]
     assert wall["refresh"] == "5s" and not wall.get("templating", {}).get("list")
     assert {v["name"] for v in dashboards()["queue-detail.json"]["templating"]["list"]} == {"queue", "channel"}
+    agents = dashboards()["agents.json"]
+    assert {v["name"] for v in agents["templating"]["list"]} == {"agent"}
+    assert agents["panels"][0]["type"] == "state-timeline"
 
 
 def queries() -> list[tuple[str, str, bool]]:
@@ -56,7 +59,7 @@ def queries() -> list[tuple[str, str, bool]]:
     for name, d in dashboards().items():
         for panel in d["panels"]:
             for target in panel.get("targets", []):
-                expr = target["expr"].replace("$queue", ".*").replace("$channel", ".*")
+                expr = target["expr"].replace("$queue", ".*").replace("$channel", ".*").replace("$agent", ".*")
                 out.append((f"{name}: {panel['title']}", expr, True))
     for f in sorted(RULES.glob("*.yml")):
         for group in yaml.safe_load(f.read_text())["groups"]:
@@ -100,7 +103,7 @@ def replay_later_spec_events(env: Env, tmp_path, round_: int) -> None:
 
 
 def test_every_query_runs_against_real_prometheus_and_returns_data(env: Env, workers: list[Worker], tmp_path):
-    workers.append(Worker(env))
+    workers.append(Worker(env, CCMON_AGENT_METRICS="true"))  # the Agents dashboard reads the per-agent series
     worker = workers[0]
     sim = subprocess.Popen(
         [sys.executable, "-m", "streams", "simulate", "--profile", "flat", "--seed", "3", "--backfill", "3600",

@@ -29,6 +29,23 @@ def summed(*scrapes: dict) -> dict:
     return dict(out)
 
 
+#: per-agent series that do not move with the clock (state seconds do): exact across workers
+AGENT_SERIES = ("ccmon_agent_state", "ccmon_agent_handled_total", "ccmon_agent_handle_seconds_total",
+                "ccmon_agent_offers_missed_total")
+
+
+def agent_series(m: dict) -> dict:
+    return {k: v for k, v in m.items() if k[0] in AGENT_SERIES}
+
+
+def agent_rows(w: Worker) -> dict:
+    """The worker's agent view: agent → the figures that do not move with the clock."""
+    with urllib.request.urlopen(w.url("/api/agents"), timeout=10) as resp:
+        body = json.loads(resp.read())
+    return {a["agent"]: (a["state"], a["since"], a["reason"], a["handled_today"], a["handle_s_today"],
+                         a["missed_today"], a["contact"]) for a in body["agents"]}
+
+
 def total_events(*scrapes: dict) -> float:
     return sum(v for m in scrapes for (n, _), v in m.items() if n == "ccmon_events_total")
 
@@ -39,9 +56,10 @@ def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: l
                        "--incident", "bad-input:20@600", "--output", str(recording))
     assert result.returncode == 0, result.stderr
     n = len(recording.read_bytes().splitlines())
-    a, b = Worker(env), Worker(env)
+    a, b = Worker(env, CCMON_AGENT_METRICS="true"), Worker(env, CCMON_AGENT_METRICS="true")
     workers += [a, b]
-    reference = Worker(env, CCMON_APP_ID=env.prefix + "-reference")  # its own group: sees everything
+    # its own group: sees everything
+    reference = Worker(env, CCMON_APP_ID=env.prefix + "-reference", CCMON_AGENT_METRICS="true")
     workers.append(reference)
     assert env.ccmon("replay", str(recording), "--quiet").returncode == 0
 
@@ -60,6 +78,13 @@ def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: l
     for w in (a, b):  # each wallboard says it shows a share
         with urllib.request.urlopen(w.url("/api/wallboard"), timeout=5) as resp:
             assert "this worker's share" in json.loads(resp.read())["scope"]
+        with urllib.request.urlopen(w.url("/api/agents"), timeout=5) as resp:
+            assert "this worker's share" in json.loads(resp.read())["scope"]
+    # the agent view: each agent on exactly one worker, and together they are the reference's
+    rows_a, rows_b, rows_ref = agent_rows(a), agent_rows(b), agent_rows(reference)
+    assert rows_a and rows_b and not rows_a.keys() & rows_b.keys()
+    assert {**rows_a, **rows_b} == rows_ref and len(rows_ref) == 50
+    assert {**agent_series(ma), **agent_series(mb)} == agent_series(ref) and len(agent_series(ref)) == 50 * 8
 
     # one worker is killed: the other takes its partitions, recovers their state, exports all
     a.stop(signal.SIGKILL)
@@ -67,3 +92,5 @@ def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: l
     assert {dict(l)["queue"] for name, l in kpis(after)} == queues_a | queues_b
     with urllib.request.urlopen(b.url("/api/wallboard"), timeout=5) as resp:
         assert json.loads(resp.read())["scope"].startswith("all queues")
+    assert agent_rows(b) == agent_rows(reference)
+    assert agent_series(b.scrape()) == agent_series(reference.scrape())

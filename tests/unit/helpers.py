@@ -34,26 +34,42 @@ def settings(**overrides: Any) -> Settings:
 
 def with_later_spec_events(rows: list, rng: random.Random) -> list:
     """The simulated traffic with SPEC's later event types mixed in, whatever the simulator emits:
-    a third of the abandons become ``dequeued`` (some with a reason outside the fixed set), a
-    quarter of the answers follow one or two ``missed`` offers, and most surveys carry ``ces``.
-    Rows are (topic, key, event) as the simulator makes them."""
+    a third of the abandons become ``dequeued``, and 5 % of the offered contacts have a twin in the
+    same queue that is dequeued when the original's wait ends, so there are dequeued contacts even
+    when nobody abandons (some with a reason outside the fixed set); a quarter of the answers follow
+    one or two ``missed`` offers; most surveys carry ``ces``. Rows are (topic, key, event) as the
+    simulator makes them; raw (bad-input) values pass unchanged."""
     out = []
     reasons = ("timeout", "empty", "key", "withdraw", "overflow", None, "callback")
+    twins: dict[str, tuple[str, str]] = {}  #: contact id → (topic, twin contact id) still waiting
+
+    def dequeued(topic: str, cid: str, event: dict) -> tuple[str, str, dict]:
+        reason = rng.choice(reasons)
+        return topic, cid, {"event_id": f"{cid}-dequeued", "type": "dequeued", "contact_id": cid, "ts": event["ts"],
+                            **({"reason": reason} if reason is not None else {})}
+
     for n, (topic, key, event) in enumerate(rows):
         if not isinstance(event, dict):  # raw bytes of a bad input, as a recording may hold
             out.append((topic, key, event))
             continue
         event = dict(event)
-        if event.get("type") == "abandoned" and rng.random() < 0.33:
-            event["type"] = "dequeued"
-            reason = rng.choice(reasons)
-            if reason is not None:
-                event["reason"] = reason
-        elif event.get("type") == "answered" and rng.random() < 0.25:
+        etype = event.get("type")
+        if event.get("contact_id") in twins and etype in ("answered", "abandoned", "transferred"):
+            twin_topic, twin = twins.pop(event["contact_id"])
+            out.append(dequeued(twin_topic, twin, event))
+        if etype == "abandoned" and rng.random() < 0.33:
+            doc = dequeued(topic, event["contact_id"], event)[2]
+            out.append((topic, key, {**doc, "event_id": event["event_id"]}))
+            continue
+        if etype == "answered" and rng.random() < 0.25:
             for i in range(rng.randint(1, 2)):
                 out.append((topic, key, {**event, "event_id": f"{event['event_id']}-missed-{i}", "type": "missed",
                                          "agent_id": f"agent-missing-{n % 7}"}))
-        elif event.get("type") == "survey" and rng.random() < 0.8:
+        elif etype == "survey" and rng.random() < 0.8:
             event.setdefault("ces", rng.randint(1, 7))
         out.append((topic, key, event))
+        if etype == "offered" and rng.random() < 0.05:
+            twin = f"{event['contact_id']}~twin"
+            twins[event["contact_id"]] = (topic, twin)
+            out.append((topic, twin, {**event, "event_id": f"{twin}-offered", "contact_id": twin}))
     return out

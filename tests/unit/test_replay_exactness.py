@@ -46,6 +46,7 @@ def views(p: LocalPipeline, now: float) -> dict:
         v = p.store.view(q, ch, now)
         out[(q, ch)] = (v.counters, v.dequeued, v.missed, v.wait_hist, v.handle_hist, v.waiting, v.windows)
     out["agents"] = dict(p.store.agents())
+    out["agent view"] = p.agent_store.rows(now)  # per agent: state, contacts in hand, today, totals
     return out
 
 
@@ -106,6 +107,12 @@ def test_traffic_exercises_timeouts_transfers_duplicates_and_the_later_spec_even
     missed = sum(v.missed for v in all_views)
     ces = sum(v.windows["today"][kpis.CES_N] for v in all_views)
     assert dequeued > 5 and 0 < other < dequeued and missed > 20 and ces > 5
+    rows = p.agent_store.rows(now)
+    assert len(rows) > 10
+    assert sum(r.handled_total for r in rows) == handled  # every handled segment was answered by an agent
+    assert sum(r.missed_total for r in rows) == missed
+    assert any(r.contacts for r in rows) and all(r.state is not None for r in rows if r.handled_total)
+    assert len({s for r in rows for s, sec in r.state_s_today.items() if sec > 0}) >= 3
 
 
 def test_offline_agents_expire_in_stage_two():

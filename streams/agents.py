@@ -1,0 +1,72 @@
+"""The agent view on the worker: /api/agents (one JSON snapshot per poll), the /agents page, and
+the optional per-agent Prometheus series, all read from the same per-agent records
+(streams/core/agentview.py) at request time, so the page and /metrics agree."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, Callable
+
+from prometheus_client.utils import floatToGoString
+
+from streams.config import Settings
+from streams.core.agentview import AgentRow, AgentStore
+from streams.core.queues import AGENT_STATES
+from streams.exposition import escape
+
+
+def over_limit(row: AgentRow, now: float, settings: Settings) -> bool:
+    """In ACW or away for longer than its configured limit (the page highlights it)."""
+    if row.since is None:
+        return False
+    limit = {"acw": settings.agent_acw_limit_s, "away": settings.agent_away_limit_s}.get(row.state or "")
+    return limit is not None and now - row.since > limit
+
+
+def snapshot(store: AgentStore, settings: Settings, now: float, scope: str,
+             owned: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    agents = []
+    for r in store.rows(now, owned):
+        agents.append({
+            "agent": r.agent, "name": r.name, "state": r.state, "reason": r.reason, "since": r.since,
+            "state_s": max(0.0, now - r.since) if r.since is not None else None,
+            "over_limit": over_limit(r, now, settings), "queues": r.queues,
+            "contact": r.contacts[0] if r.contacts else None, "contacts_in_hand": len(r.contacts),
+            "handled_today": r.handled_today, "handle_s_today": r.handle_s_today, "aht_s_today": r.aht_today,
+            "occupancy_today": r.occupancy_today, "missed_today": r.missed_today,
+            "state_s_today": r.state_s_today,
+        })
+    return {"generated_at": now, "scope": scope, "agents": agents, "timezone": settings.timezone,
+            "limits": {"acw_s": settings.agent_acw_limit_s, "away_s": settings.agent_away_limit_s},
+            "states": list(AGENT_STATES)}
+
+
+#: (name, type, help) of the per-agent families, in output order
+FAMILIES = (
+    ("ccmon_agent_state", "gauge", "1 for the agent's current state, 0 for the others"),
+    ("ccmon_agent_state_seconds_total", "counter", "Time the agent spent in each state (the current one until now)"),
+    ("ccmon_agent_handled_total", "counter", "Segments the agent completed (wrap-up, ACW timeout or transfer)"),
+    ("ccmon_agent_handle_seconds_total", "counter", "Handle time of the segments the agent completed"),
+    ("ccmon_agent_offers_missed_total", "counter", "Offers of a waiting contact the agent did not take"),
+)
+
+
+def render(store: AgentStore, now: float, owned: Callable[[str], bool] | None = None) -> str:
+    """The per-agent families (SPEC §4) of the agents this worker owns: 13 series per agent.
+    Built on each scrape (no cache: the state seconds move with the clock)."""
+    rows = store.rows(now, owned)
+    parts: list[list[str]] = [[f"# HELP {n} {h}\n# TYPE {n} {t}\n"] for n, t, h in FAMILIES]
+    fmt = floatToGoString
+    for r in rows:
+        a = f'agent="{escape(r.agent)}"'
+        for state in AGENT_STATES:
+            parts[0].append(f'ccmon_agent_state{{{a},state="{state}"}} {1 if r.state == state else 0}\n')
+            parts[1].append(f'ccmon_agent_state_seconds_total{{{a},state="{state}"}} {fmt(r.state_s_total[state])}\n')
+        parts[2].append(f"ccmon_agent_handled_total{{{a}}} {r.handled_total}\n")
+        parts[3].append(f"ccmon_agent_handle_seconds_total{{{a}}} {fmt(r.handle_s_total)}\n")
+        parts[4].append(f"ccmon_agent_offers_missed_total{{{a}}} {r.missed_total}\n")
+    return "".join("".join(p) for p in parts)
+
+
+def page() -> bytes:
+    return resources.files("streams").joinpath("agents.html").read_bytes()
