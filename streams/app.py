@@ -133,18 +133,19 @@ class Pipeline:
         return table
 
     async def write_snapshots(self) -> None:
-        """Both tables with the changelog offsets they cover, at a moment when every batch processed
+        """Every table with the changelog offsets it covers, at a moment when every batch processed
         has its state written and acknowledged (the locks hold the agents and the sweep, the state
         chain and a producer flush finish the writes), so each snapshot equals its changelog up to
         those offsets. Encoded here, written to disk in a thread."""
         async with self._lifecycle_lock, self._queues_lock:
             await self.state_written()
             await self.app.producer.flush()
-            covers = [dict(self.lifecycle_log.acked), dict(self.queue_log.acked)]
+            covers = [dict(self.lifecycle_log.acked), dict(self.queue_log.acked), dict(self.agent_log.acked)]
             if covers == self._snapshot_covers or self.app.rebalancing or not self.ready:
                 return  # nothing written since the last snapshot; or the tables' partitions are moving
             blobs = []
-            for table, changelog in ((self.lifecycle_table, self.lifecycle_log), (self.queue_table, self.queue_log)):
+            for table, changelog in ((self.lifecycle_table, self.lifecycle_log), (self.queue_table, self.queue_log),
+                                     (self.agent_table, self.agent_log)):
                 store = table.data
                 if store.path is None:
                     continue

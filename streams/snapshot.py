@@ -62,6 +62,18 @@ def write(path: Path, blob: bytes) -> None:
         os.close(dir_fd)
 
 
+def offsets_of(path: Path) -> tuple[str, dict[int, int | None]] | None:
+    """The changelog topic and offsets a snapshot covers, from its header alone (for tools)."""
+    try:
+        with open(path, "rb") as f:
+            if f.readline() != MAGIC:
+                return None
+            header = orjson.loads(f.readline())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return header["topic"], {int(p): o for p, o in header["offsets"].items()}
+
+
 def read(path: Path, topic: str) -> Snapshot | None:
     """The snapshot at ``path`` if it is whole and of ``topic``; None (and why, in the log) if not."""
     try:

@@ -17,6 +17,8 @@ from tests.integration.test_two_workers import total_events
 
 pytestmark = pytest.mark.integration
 
+TABLES = 3  # lifecycle, queues, agents: one snapshot each
+
 
 def replay(env: Env, lines: list[bytes], path: Path) -> None:
     path.write_bytes(b"".join(lines))
@@ -59,7 +61,7 @@ def test_snapshot_plus_tail_corrupt_and_lost_snapshots_restore_the_same_state(en
     same_as(first, reference, half)
     settled = time.time()
     deadline = time.monotonic() + 60
-    while not (len(list(snaps.glob("*.snap"))) == 2 and all(f.stat().st_mtime > settled for f in snaps.glob("*.snap"))):
+    while not (len(list(snaps.glob("*.snap"))) == TABLES and all(f.stat().st_mtime > settled for f in snaps.glob("*.snap"))):
         assert time.monotonic() < deadline, f"no snapshots in {snaps}:\n" + first.log.read_text()[-2000:]
         time.sleep(0.2)
     first.stop(signal.SIGKILL)
@@ -70,7 +72,7 @@ def test_snapshot_plus_tail_corrupt_and_lost_snapshots_restore_the_same_state(en
     workers.append(second)
     replay(env, lines[half:], tmp_path / "second.jsonl")
     full = same_as(second, reference, len(lines))
-    assert second.log.read_text().count("from snapshot") == 2, second.log.read_text()[-3000:]
+    assert second.log.read_text().count("from snapshot") == TABLES, second.log.read_text()[-3000:]
     second.stop(signal.SIGKILL)
     assert {f.name: f.read_bytes() for f in snaps.glob("*.snap")} == snapshot_bytes  # still the first half's
 
@@ -78,7 +80,7 @@ def test_snapshot_plus_tail_corrupt_and_lost_snapshots_restore_the_same_state(en
     third = Worker(env, CCMON_SNAPSHOT_INTERVAL_S="3600", **fast)
     workers.append(third)
     same_as(third, reference, len(lines))
-    assert third.log.read_text().count("from snapshot") == 2, third.log.read_text()[-3000:]
+    assert third.log.read_text().count("from snapshot") == TABLES, third.log.read_text()[-3000:]
     third.stop(signal.SIGKILL)
 
     # 4. a corrupt snapshot (one flipped byte) is ignored: the whole changelog, the same state
@@ -90,7 +92,7 @@ def test_snapshot_plus_tail_corrupt_and_lost_snapshots_restore_the_same_state(en
     workers.append(fourth)
     same_as(fourth, reference, len(lines))
     log = fourth.log.read_text()
-    assert "checksum mismatch" in log and log.count("from snapshot") == 1, log[-3000:]  # the queues' was whole
+    assert "checksum mismatch" in log and log.count("from snapshot") == TABLES - 1, log[-3000:]  # the others were whole
     fourth.stop(signal.SIGKILL)
 
     # 5. no snapshots at all: the whole changelog, the same state
