@@ -33,6 +33,7 @@ from streams.exporter import ConsumerLagCollector, ProcessMetrics, StateSizeColl
 from streams.exposition import KpiExposition
 from streams.faust_consumer import install as install_consumer
 from streams.kafka_auth import faust_credentials
+from streams.predecessor import note as note_member
 from streams.snapshot import STORE_URL, encode as encode_snapshot, write as write_snapshot
 from streams.wallboard import page as wallboard_page
 from streams.wallboard import snapshot
@@ -209,6 +210,7 @@ class Pipeline:
         async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
             self._generation += 1
             self.ready = True
+            note_member(s, self.member_id())
             log.info("partitions assigned and state recovered; exporting owned queues")
 
         @app.task
@@ -318,6 +320,13 @@ class Pipeline:
             body = {"ready": self.ready, "broker": {None: "unknown", True: "up", False: "down"}[self.broker.up],
                     "queues": len(self.store().queues())}
             return web.json(body, status=200 if healthy else 503)
+
+    def member_id(self) -> str:
+        """This worker's member id in the consumer group (aiokafka's, inside Faust's consumer thread)."""
+        try:
+            return str(self.app.consumer._thread._consumer._coordinator.member_id or "")
+        except AttributeError:  # a Faust that keeps its consumer elsewhere: tests/unit/test_faust_private_api.py
+            return ""
 
     async def _probe_broker(self) -> bool:
         """A metadata request through the worker's own producer connection."""

@@ -30,6 +30,8 @@ PINNED = {
         "19598ca63d94d250", "streams/snapshot.py: recovery re-reads the message at persisted_offset"),
     "faust.tables.base:Collection._new_store": (
         "914a2bda605d38f5", "streams/snapshot.py: a table's store= URL picks the store (a URL with no host is false)"),
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._ensure_consumer": (
+        "ff4a4c693b7ec63f", "streams/app.py reads the group member id at consumer._thread._consumer (streams/predecessor.py)"),
     "faust.tables.base:Collection.data": (
         "ade4a02ddd5582cb", "streams/app.py sets the snapshot path on the store it creates"),
 }
