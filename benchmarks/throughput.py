@@ -592,23 +592,16 @@ def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[st
         finally:
             live.stop()
 
-    if "naive" not in skip:
-        _, naive_env = run.settings("naive", inputs="in")
-        naive = run.proc(naive_env, module="benchmarks.naive_faust", tag="naive").start()
-        try:
-            r["naive_faust_events_per_s"] = round(n / timed_until([naive], naive_count, n))
-        finally:
-            naive.stop()
-        say(f"naive faust agent: {r['naive_faust_events_per_s']:,} events/s")
-
-    if "peer" not in skip:
-        _, peer_env = run.settings("peer", inputs="in")
-        peer = run.proc(peer_env, module="benchmarks.peer_quix", tag="quix").start()
-        try:
-            r["peer_quix_events_per_s"] = round(n / timed_until([peer], naive_count, n))
-        finally:
-            peer.stop()
-        say(f"quix-streams peer: {r['peer_quix_events_per_s']:,} events/s")
+    for phase, module, key, what in (("naive", "benchmarks.naive_faust", "naive_faust_events_per_s", "naive faust agent"),
+                                     ("peer", "benchmarks.peer_quix", "peer_quix_events_per_s", "quix-streams peer")):
+        if phase not in skip:  # both report how many inputs they handled on /count
+            _, other_env = run.settings(phase, inputs="in")
+            other = run.proc(other_env, module=module, tag=phase).start()
+            try:
+                r[key] = round(n / timed_until([other], naive_count, n))
+            finally:
+                other.stop()
+            say(f"{what}: {r[key]:,} events/s")
 
     for k in scales or (1,):  # one worker, measured to its state, is the headline figure
         r[f"workers_{k}_events_per_s"] = round(scale_out(run, k, n, expected))

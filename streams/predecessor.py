@@ -24,6 +24,7 @@ from aiokafka.protocol.group import LeaveGroupRequest
 
 from streams.config import Settings
 from streams.kafka_auth import client_kwargs
+from streams.kafka_local import _alive  # a running process, zombies excluded
 
 log = logging.getLogger("ccmon.worker")
 
@@ -43,16 +44,6 @@ def note(s: Settings, member_id: str) -> None:
     os.replace(tmp, folder / f"{os.getpid()}.json")
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 async def evict(s: Settings, timeout_s: float = 10.0) -> list[str]:
     """Send LeaveGroup for the members of processes noted here that no longer run; returns their ids."""
     folder = members_dir(s)
@@ -64,7 +55,7 @@ async def evict(s: Settings, timeout_s: float = 10.0) -> list[str]:
         except (OSError, ValueError, KeyError, TypeError):
             path.unlink(missing_ok=True)
             continue
-        if pid != os.getpid() and not _running(pid):
+        if pid != os.getpid() and not _alive(pid):
             gone.append((path, member_id))
     if not gone:
         return []
