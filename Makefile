@@ -25,4 +25,5 @@ unit:
 ## bench: throughput of the worker against a plain Kafka consumer on the same events
 bench:
 	@bash deploy/setup.sh demo
+	$(VENV) -m pip install -q --disable-pip-version-check -e ".[bench]"
 	$(VENV) -m benchmarks.throughput

@@ -5,16 +5,23 @@
 Measured in this order, on a broker of its own (port 39092 unless CCMON_BENCH_KAFKA_PORT):
 - raw:      a plain aiokafka consumer (getmany, large batches) reading and orjson-decoding N
             pre-produced events, the ceiling;
-- core:     the pure two-stage core in-process on the same events, no Kafka;
+- core:     the pure two-stage core in-process on the same events, no Kafka; and in fresh processes,
+            interpreted and compiled with mypyc (benchmarks/compiled_core.py, as the wheel builds it);
 - worker:   a cold ``ccmon worker`` from its first consumed event until ``ccmon_events_total``
             has all N (stage 1), and for 1, 2 and 4 workers (below) until their state on /metrics
             (contact counters and wait counts) equals what the pure core computes from the same
             events: the single worker's is the headline ``events_per_s``;
 - naive:    a naive faust-streaming agent (one table update per event) on the same N;
+- peer:     a quix-streams job (benchmarks/peer_quix.py: per-queue tumbling counts of offered,
+            answered and abandoned, state and changelog on) on the same N;
 - scale-out: 1, 2 and 4 worker processes in one consumer group on the same N, until their summed
             state equals the pure core's;
 - latency:  produce time → visible in /metrics (``ccmon_contacts_offered_total``), at a steady
-            2,000 events/s for 60 s, into a running worker on topics of its own;
+            2,000 and then 10,000 events/s for 60 s each, into a running worker on topics of its own;
+- restart:  a worker holding a busy day (400 agents, ~60,000 contacts over 10 h, 24 h retention;
+            ``--restart-contacts``, ``--restart-agents``), stopped with SIGTERM and then with SIGKILL: seconds from the new
+            process's start until /health is ready and every cumulative KPI series on /metrics equals
+            the one before the stop; the slower of the two, and the changelog it had to read;
 - scrape:   /metrics with 1,000 queues × 2 channels live (median of 20 scrapes);
 - memory:   worker RSS growth per open contact over 100,000 open contacts.
 Prints a table, writes JSON (``--json``) and ends with one line of key=value pairs. It asserts
@@ -29,6 +36,7 @@ import gc
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,16 +48,17 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from benchmarks import workload
+from benchmarks import compiled_core, workload
 from streams.config import Settings, load
 from streams.core.intake import Record
 from streams.core.local import LocalPipeline
 from streams.kafka_local import LocalKafka
+from streams.snapshot import offsets_of as snapshot_offsets
 from streams.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +68,10 @@ OFFERED = re.compile(rb"^ccmon_contacts_offered_total\{[^}]*\} ([0-9.e+]+)$", re
 # every contact counter and wait count, but not "handled": an ACW timeout that falls due with the
 # last inputs completes at the next sweep, a timer (CCMON_SWEEP_INTERVAL_S), which would be timed too
 STATE = re.compile(rb"^(?:ccmon_contacts_(?!handled)\w+_total|ccmon_wait_seconds_count)\{[^}]*\} ([0-9.e+]+)$", re.M)
+# every cumulative KPI series (counters, histograms, waiting contacts, agents per state), as a line:
+# the restart row's "equal to the one before"; windowed gauges and the oldest wait move with the clock
+KPI_LINE = re.compile(rb"^(?:ccmon_contacts_\w+_total|ccmon_offers_missed_total|ccmon_(?:wait|handle)_seconds_\w+"
+                      rb"|ccmon_queue_waiting_contacts|ccmon_agents)\{[^}]*\} \S+$", re.M)
 TIMEOUT_S = 1200.0
 
 
@@ -155,6 +168,114 @@ def scale_out(run: "Run", k: int, n: int, expected: float) -> float:
             p.stop()
 
 
+def kpi_series(port: int) -> set[bytes]:
+    return set(KPI_LINE.findall(http_get(f"http://127.0.0.1:{port}/metrics")))
+
+
+def ready_with(port: int, series: set[bytes]) -> bool:
+    """/health says ready and /metrics has exactly ``series``."""
+    try:
+        http_get(f"http://127.0.0.1:{port}/health", timeout=2)
+        return kpi_series(port) == series
+    except OSError:  # refused while starting, 503 while recovering
+        return False
+
+
+def settled(worker: Proc, n: int, quiet_s: float) -> set[bytes]:
+    """The worker's KPI series once it has counted all ``n`` inputs and they stayed the same for
+    ``quiet_s`` (longer than a sweep, which completes wrap-ups that fell due with the last inputs)."""
+    timed_until([worker], worker_count, n)
+    deadline = time.monotonic() + TIMEOUT_S
+    last, since = kpi_series(worker.port), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        worker.check()
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the worker's KPI series did not settle in {TIMEOUT_S:.0f} s; see {worker.log}")
+        time.sleep(0.5)
+        now = kpi_series(worker.port)
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+async def changelog_size(s: Settings, kafka: LocalKafka, snapshots: Path) -> tuple[int, int, int]:
+    """Messages and bytes (log segments on the broker's disk) of the deployment's changelog topics,
+    and how many of those messages come after what the snapshots cover: what a restart reads."""
+    dirs = [d for d in (kafka.data_dir / "logs").glob(f"{s.app_id}-*-changelog-*") if d.is_dir()]
+    parts = [TopicPartition(d.name.rsplit("-", 1)[0], int(d.name.rsplit("-", 1)[1])) for d in dirs]
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        ends, starts = await consumer.end_offsets(parts), await consumer.beginning_offsets(parts)
+    finally:
+        await consumer.stop()
+    covered: dict[TopicPartition, int] = {}
+    for f in snapshots.glob("*.snap"):
+        if (header := snapshot_offsets(f)) is not None:
+            topic, offsets = header
+            covered.update({TopicPartition(topic, p): o + 1 for p, o in offsets.items() if o is not None})
+    size = sum(f.stat().st_size for d in dirs for f in d.glob("*.log"))
+    tail = sum(ends[tp] - max(starts[tp], covered.get(tp, 0)) for tp in parts)
+    return sum(ends[tp] - starts[tp] for tp in parts), size, tail
+
+
+def restart(run: "Run", contacts: int, agents: int) -> dict[str, float | int]:
+    """A busy day in one worker's state, then SIGTERM and SIGKILL: seconds from process start until
+    ready with every KPI series as before, for each; the changelog read."""
+    s, env = run.settings("day")
+    asyncio.run(ensure_topics(s))
+    produced = [0]
+
+    def counted(events: Iterator[workload.Event]) -> Iterator[workload.Event]:
+        for e in events:
+            produced[0] += 1
+            yield e
+
+    t0 = time.perf_counter()
+    asyncio.run(workload.produce(s, counted(workload.busy_day(contacts, agents, 10, time.time()))))
+    n = produced[0]
+    say(f"restart: a busy day of {contacts} contacts, {agents} agents: {n} events produced in {time.perf_counter() - t0:.0f} s")
+    worker = run.proc(env, tag="day").start()
+    try:
+        t0 = time.perf_counter()
+        before = settled(worker, n, quiet_s=max(3.0, 2 * run.sweep_s))
+        say(f"restart: state built in {time.perf_counter() - t0:.0f} s, {len(before)} KPI series")
+        snapshots = Path(env["CCMON_DATA_DIR"]) / "worker" / "snapshots" / env["CCMON_APP_ID"]
+        if run.snapshot_s > 0:  # as on a worker that has run for a while: its last snapshot holds the state
+            settled_at = time.time()
+            deadline = time.monotonic() + 10 * run.snapshot_s + 60
+            while len([f for f in snapshots.glob("*.snap") if f.stat().st_mtime > settled_at]) < 3:  # every table's
+                worker.check()
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"no snapshot written after the state settled; see {worker.log}")
+                time.sleep(0.5)
+            say(f"restart: snapshots {', '.join(f'{f.name} {f.stat().st_size / 2**20:.1f} MiB' for f in snapshots.glob('*.snap'))}")
+        out: dict[str, float | int] = {"restart_events": n, "restart_series": len(before)}
+        for how in (signal.SIGTERM, signal.SIGKILL):
+            worker.proc.send_signal(how)
+            worker.proc.wait(timeout=120)
+            messages, size, tail = asyncio.run(changelog_size(s, run.kafka, snapshots))
+            worker = run.proc(env, tag=f"day-{how.name}").start()
+            started = time.perf_counter()
+            deadline = time.monotonic() + TIMEOUT_S
+            while not ready_with(worker.port, before):
+                worker.check()
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"no ready worker with the same series {TIMEOUT_S:.0f} s after {how.name}; see {worker.log}")
+                time.sleep(0.05)
+            took = time.perf_counter() - started
+            key = "sigterm" if how == signal.SIGTERM else "sigkill"
+            out[f"restart_{key}_s"] = round(took, 2)
+            out["restart_changelog_messages"], out["restart_changelog_bytes"] = messages, size
+            out[f"restart_{key}_tail_messages"] = tail
+            say(f"restart after {how.name}: ready with the same {len(before)} series in {took:.2f} s; "
+                f"changelog {messages:,} messages ({size / 2**20:.1f} MiB), {tail:,} after the snapshots")
+        out["restart_ready_s"] = max(out["restart_sigterm_s"], out["restart_sigkill_s"])
+        return out
+    finally:
+        worker.stop()
+
+
 def offered_count(port: int) -> float:
     return metric_sum(OFFERED, http_get(f"http://127.0.0.1:{port}/metrics"))
 
@@ -192,6 +313,8 @@ class Run:
     prefix: str
     workdir: Path
     next_port: int = 17000
+    sweep_s: float = load(os.environ).sweep_interval_s
+    snapshot_s: float = load(os.environ).snapshot_interval_s
 
     def settings(self, name: str, inputs: str | None = None) -> tuple[Settings, dict[str, str]]:
         """A deployment ``name`` (own group, facts and changelogs) reading the inputs of ``inputs``."""
@@ -374,20 +497,34 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
         worker.stop()
 
 
+PHASES = ("latency", "naive", "peer", "scale", "restart", "memory")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000, help="events in the throughput runs (default 200000)")
-    ap.add_argument("--quick", action="store_true", help="a fast smoke run: 20000 events, 10 s latency, one worker")
-    ap.add_argument("--skip", default="", help="comma-separated phases to leave out: latency, naive, scale, memory")
+    ap.add_argument("--quick", action="store_true",
+                    help="a fast smoke run: 20000 events, 10 s latency, one worker, a 5000-contact day")
+    ap.add_argument("--skip", default="", help=f"comma-separated phases to leave out: {', '.join(PHASES)}")
+    ap.add_argument("--restart-contacts", type=int, default=None,
+                    help="contacts of the restart row's busy day (default 60000; 5000 with --quick)")
+    ap.add_argument("--restart-agents", type=int, default=None,
+                    help="agents of the restart row's busy day (default 400; 100 with --quick)")
     ap.add_argument("--kafka-port", type=int, default=int(os.environ.get("CCMON_BENCH_KAFKA_PORT", "39092")))
     ap.add_argument("--json", default="benchmarks/results.json", help="where to write the figures")
     args = ap.parse_args()
     n = 20_000 if args.quick else args.events
     lat_s = 10 if args.quick else 60
     skip = {x.strip() for x in args.skip.split(",") if x.strip()}
-    unknown = skip - {"latency", "naive", "scale", "memory"}
+    unknown = skip - set(PHASES)
     if unknown:
-        ap.error(f"--skip: unknown phases {sorted(unknown)}; choose from latency, naive, scale, memory")
+        ap.error(f"--skip: unknown phases {sorted(unknown)}; choose from {', '.join(PHASES)}")
+    if args.restart_contacts is None:
+        # the issue's day is 300,000 contacts and 1,000 agents; the simulator's dispatch grows with
+        # waiting contacts × agents and takes hours for it (docs/performance.md)
+        args.restart_contacts = 5_000 if args.quick else 60_000
+    if args.restart_agents is None:
+        args.restart_agents = 100 if args.quick else 400
     scales = () if args.quick or "scale" in skip else (1, 2, 4)
     base = Path(os.environ.get("CCMON_DATA_DIR", "/tmp/ccmon-bench"))
     kafka = LocalKafka(port=args.kafka_port, data_dir=base / "bench-kafka")
@@ -417,6 +554,16 @@ def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[st
     core, expected = core_rate(s, events)
     r["core_events_per_s"] = round(core)
     say(f"pure core: {r['core_events_per_s']:,} events/s")
+    try:
+        _, compile_s = compiled_core.build()
+        say(f"core compiled with mypyc in {compile_s:.0f} s" if compile_s else "core compiled with mypyc (cached)")
+        for compiled in (False, True):
+            rate = compiled_core.run("rate", n, compiled=compiled)["events_per_s"]
+            r[f"core_{'compiled' if compiled else 'interpreted'}_events_per_s"] = round(rate)
+        say(f"pure core in a fresh process: {r['core_interpreted_events_per_s']:,} events/s interpreted, "
+            f"{r['core_compiled_events_per_s']:,} compiled")
+    except RuntimeError as e:  # no compiler, or no mypy (the bench extra): the other rows still count
+        say(f"no compiled-core row: {e}")
 
     worker = run.proc(env).start()
     try:
@@ -442,23 +589,32 @@ def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[st
                         raise SystemExit(f"the latency worker did not get ready; see {live.log}") from None
                     time.sleep(0.3)
             r["p50_latency_s"], r["p99_latency_s"] = (round(v, 3) for v in latency(s_lat, live, 2000, lat_s))
+            say(f"latency at 10000/s for {lat_s} s...")
+            r["p50_latency_10k_s"], r["p99_latency_10k_s"] = (round(v, 3) for v in latency(s_lat, live, 10_000, lat_s))
         finally:
             live.stop()
 
-    if "naive" not in skip:
-        _, naive_env = run.settings("naive", inputs="in")
-        naive = run.proc(naive_env, module="benchmarks.naive_faust", tag="naive").start()
-        try:
-            r["naive_faust_events_per_s"] = round(n / timed_until([naive], naive_count, n))
-        finally:
-            naive.stop()
-        say(f"naive faust agent: {r['naive_faust_events_per_s']:,} events/s")
+    for phase, module, key, what in (("naive", "benchmarks.naive_faust", "naive_faust_events_per_s", "naive faust agent"),
+                                     ("peer", "benchmarks.peer_quix", "peer_quix_events_per_s", "quix-streams peer")):
+        if phase not in skip:  # both report how many inputs they handled on /count
+            _, other_env = run.settings(phase, inputs="in")
+            other = run.proc(other_env, module=module, tag=phase).start()
+            try:
+                r[key] = round(n / timed_until([other], naive_count, n))
+            finally:
+                other.stop()
+            say(f"{what}: {r[key]:,} events/s")
 
     for k in scales or (1,):  # one worker, measured to its state, is the headline figure
         r[f"workers_{k}_events_per_s"] = round(scale_out(run, k, n, expected))
         say(f"{k} worker(s): {r[f'workers_{k}_events_per_s']:,} events/s")
     r["events_per_s"] = r["workers_1_events_per_s"]
     r["ratio_to_raw"] = round(r["events_per_s"] / r["raw_events_per_s"], 3)
+
+    if r.get("core_interpreted_events_per_s"):
+        r["ratio_to_core"] = round(r["events_per_s"] / r["core_interpreted_events_per_s"], 3)
+    if "restart" not in skip:
+        r.update(restart(run, args.restart_contacts, args.restart_agents))
 
     if "memory" not in skip:
         open_n = 10_000 if args.quick else 100_000
@@ -468,13 +624,26 @@ def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[st
 
     rows = [("raw aiokafka getmany + orjson", "raw_events_per_s", "events/s"),
             ("pure core, in-process", "core_events_per_s", "events/s"),
+            ("pure core, interpreted", "core_interpreted_events_per_s", "events/s"),
+            ("pure core, compiled (mypyc)", "core_compiled_events_per_s", "events/s"),
             ("ccmon worker: all N in its state", "events_per_s", "events/s"),
             ("ccmon worker: stage 1 counted N", "stage1_events_per_s", "events/s"),
             ("ratio worker / raw", "ratio_to_raw", ""),
+            ("ratio worker / interpreted core", "ratio_to_core", ""),
             ("naive faust agent", "naive_faust_events_per_s", "events/s"),
+            ("quix-streams peer (simpler job)", "peer_quix_events_per_s", "events/s"),
             *((f"ccmon, {k} workers, one group", f"workers_{k}_events_per_s", "events/s") for k in scales if k > 1),
             ("latency p50 at 2000/s", "p50_latency_s", "s"),
             ("latency p99 at 2000/s", "p99_latency_s", "s"),
+            ("latency p50 at 10000/s", "p50_latency_10k_s", "s"),
+            ("latency p99 at 10000/s", "p99_latency_10k_s", "s"),
+            ("restart, SIGTERM: ready, same KPIs", "restart_sigterm_s", "s"),
+            ("restart, SIGKILL: ready, same KPIs", "restart_sigkill_s", "s"),
+            ("restart: changelog read after SIGTERM", "restart_sigterm_tail_messages", "messages"),
+            ("restart: changelog read after SIGKILL", "restart_sigkill_tail_messages", "messages"),
+            ("restart: whole changelog", "restart_changelog_messages", "messages"),
+            ("restart: changelog on disk", "restart_changelog_bytes", "bytes"),
+            ("restart: busy day's events", "restart_events", "events"),
             ("/metrics, 1000 queues x 2 ch", "scrape_s", "s"),
             ("RSS per open contact", "bytes_per_open_contact", "bytes"),
             ("pure core heap per open contact", "core_bytes_per_open_contact", "bytes")]

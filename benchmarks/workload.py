@@ -6,9 +6,10 @@ Short topics are ``calls``, ``chats`` and ``agents``; ``produce`` maps them to t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -20,12 +21,14 @@ from streams.config import Settings
 Event = tuple[str, bytes, bytes]
 
 
-def mix(n: int, seed: int = 1) -> list[Event]:
+def mix(n: int, seed: int = 1, now: float | None = None) -> list[Event]:
     """A realistic mix: simulated voice/chat lifecycles, agents, surveys, and ~3 % bad input.
 
-    Event times are shifted so that the last event is a minute old: no event is in the future
-    (rejected) or, whatever ``n``, so old that windows ignore it."""
-    t = time.time() - 6 * 3600  # ids unique to this call; the flat profile: the same mix at any hour
+    Event times are shifted so that the last event is a minute before ``now`` (default: the
+    clock): no event is in the future (rejected) or, whatever ``n``, so old that windows ignore it.
+    The same ``seed`` and ``now`` give the same events."""
+    now = time.time() if now is None else now
+    t = now - 6 * 3600  # ids unique to this call; the flat profile: the same mix at any hour
     sim = Simulator(seed, t, Scenario.default().scaled(rate=8, agents=8).flat())
     rng = random.Random(seed)
     made: list[tuple[str, bytes, dict, int]] = []
@@ -36,7 +39,7 @@ def mix(n: int, seed: int = 1) -> list[Event]:
                 made.append((topic, key.encode(), event, rng.randrange(1, 5)))
             made.append((topic, key.encode(), event, 0))
     made = made[:n]
-    shift = int(time.time() * 1000) - 60_000 - max(e["ts"] for _, _, e, _ in made)
+    shift = int(now * 1000) - 60_000 - max(e["ts"] for _, _, e, _ in made)
     out: list[Event] = []
     for topic, key, event, bad in made:
         event = {**event, "ts": event["ts"] + shift}
@@ -44,6 +47,31 @@ def mix(n: int, seed: int = 1) -> list[Event]:
                  orjson.dumps({k: v for k, v in event.items() if k != "ts"})][bad]
         out.append((topic, key, value))
     return out
+
+
+def busy_day(contacts: int, agents: int, hours: float, now: float, seed: int = 3) -> Iterator[Event]:
+    """A busy day of the simulator, ending a minute before ``now``: about ``contacts`` contacts over
+    ``hours`` hours (the default scenario's queues and skills, flat, arrivals scaled) and ``agents``
+    agents, in order of event time. Talk, hold and wrap-up times shrink by the ratio of staff to
+    traffic growth, so the agents are as busy as in the default scenario: 30,000 contacts an hour
+    for 1,000 agents are short contacts, and an overloaded center's ever longer queue would make
+    the simulator slow down without bound. A generator: the full day is ~2 million events."""
+    base = Scenario.default()
+    rate = contacts / hours / sum(q.per_hour for q in base.queues)
+    staff = agents / sum(g.count for g in base.agents)
+    k = min(1.0, staff / rate)
+    scenario = dataclasses.replace(
+        base.scaled(rate=rate, agents=staff).flat(),
+        queues=tuple(dataclasses.replace(q, per_hour=q.per_hour * rate, talk_mean_s=q.talk_mean_s * k)
+                     for q in base.queues),
+        hold_mean_s=base.hold_mean_s * k, acw_mean_s=base.acw_mean_s * k)
+    start = now - 60 - hours * 3600
+    sim = Simulator(seed, start, scenario)
+    t = start
+    while t < now - 60:
+        t = min(t + 60, now - 60)
+        for topic, key, event in sim.advance(t):
+            yield topic, key.encode(), orjson.dumps(event)
 
 
 def queue_series(queues: int, now_ms: int) -> list[Event]:

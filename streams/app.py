@@ -33,6 +33,8 @@ from streams.exporter import ConsumerLagCollector, ProcessMetrics, StateSizeColl
 from streams.exposition import KpiExposition
 from streams.faust_consumer import install as install_consumer
 from streams.kafka_auth import faust_credentials
+from streams.predecessor import note as note_member
+from streams.snapshot import STORE_URL, encode as encode_snapshot, write as write_snapshot
 from streams.wallboard import page as wallboard_page
 from streams.wallboard import snapshot
 # --- agent view (issue 14) ---
@@ -86,6 +88,7 @@ class Pipeline:
             broker_credentials=faust_credentials(s),
         )
         install_consumer(self.app, before_commit=self.state_written)
+        self._snapshot_covers: list[dict[int, int]] = []  #: the acked offsets of the last snapshots
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.inputs = self.app.topic(s.calls_topic, s.chats_topic, s.agents_topic, partitions=s.partitions, **raw)
         self.facts = self.app.topic(s.facts_topic, partitions=s.partitions, internal=True, **raw)
@@ -120,11 +123,43 @@ class Pipeline:
         self._build()
 
     def _table(self, name: str) -> Any:
-        """A changelog-backed table whose keys and values are encoded by orjson."""
-        table = self.app.Table(name, partitions=self.settings.partitions,
+        """A changelog-backed table whose keys and values are encoded by orjson, held in memory and
+        started from a local snapshot when there is a usable one (streams/snapshot.py)."""
+        table = self.app.Table(name, partitions=self.settings.partitions, store=STORE_URL,
                                schema=faust.Schema(key_serializer=codec.NAME, value_serializer=codec.NAME))
         table.key_serializer = table.value_serializer = codec.NAME
+        if self.settings.snapshot_interval_s > 0:
+            # per deployment: workers of other apps may share the data directory
+            table.data.path = Path(self.settings.data_dir) / "worker" / "snapshots" / self.settings.app_id / f"{name}.snap"
         return table
+
+    async def write_snapshots(self) -> None:
+        """Every table with the changelog offsets it covers, at a moment when every batch processed
+        has its state written and acknowledged (the locks hold the agents and the sweep, the state
+        chain and a producer flush finish the writes), so each snapshot equals its changelog up to
+        those offsets. Encoded here, written to disk in a thread."""
+        async with self._lifecycle_lock, self._queues_lock:
+            await self.state_written()
+            await self.app.producer.flush()
+            covers = [dict(self.lifecycle_log.acked), dict(self.queue_log.acked), dict(self.agent_log.acked)]
+            if covers == self._snapshot_covers or self.app.rebalancing or not self.ready:
+                return  # nothing written since the last snapshot; or the tables' partitions are moving
+            blobs = []
+            for table, changelog in ((self.lifecycle_table, self.lifecycle_log), (self.queue_table, self.queue_log),
+                                     (self.agent_table, self.agent_log)):
+                store = table.data
+                if store.path is None:
+                    continue
+                topic = changelog.topic
+                owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
+                offsets = {p: changelog.acked.get(p, store.restored_offsets.get(p)) for p in owned}
+                blobs.append((store.path, encode_snapshot(topic, offsets, store.data)))
+        t0 = time.perf_counter()
+        for path, blob in blobs:
+            await asyncio.to_thread(write_snapshot, path, blob)
+        self._snapshot_covers = covers
+        log.info("snapshots written: %s (%.0f ms)", ", ".join(f"{p.name} {len(b):,} B" for p, b in blobs),
+                 (time.perf_counter() - t0) * 1e3)
 
     # state wrappers over the tables' stores, rebuilt after every rebalance/recovery
     def intake(self) -> Intake:
@@ -175,6 +210,7 @@ class Pipeline:
         async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
             self._generation += 1
             self.ready = True
+            note_member(s, self.member_id())
             log.info("partitions assigned and state recovered; exporting owned queues")
 
         @app.task
@@ -240,6 +276,12 @@ class Pipeline:
                 gone, changed = agent_store.expire(time.time())
                 await self._write_agent_records(agent_store, changed, gone)
 
+        if s.snapshot_interval_s > 0:
+            @app.timer(interval=s.snapshot_interval_s)
+            async def snapshot_state() -> None:
+                if self.ready and not app.rebalancing and app.flow_control.is_active():
+                    await self.write_snapshots()
+
         @app.page("/metrics")
         async def metrics(web: Any, request: Any) -> Any:
             body = self.kpi_text.render().encode() + generate_latest(self.registry)
@@ -278,6 +320,13 @@ class Pipeline:
             body = {"ready": self.ready, "broker": {None: "unknown", True: "up", False: "down"}[self.broker.up],
                     "queues": len(self.store().queues())}
             return web.json(body, status=200 if healthy else 503)
+
+    def member_id(self) -> str:
+        """This worker's member id in the consumer group (aiokafka's, inside Faust's consumer thread)."""
+        try:
+            return str(self.app.consumer._thread._consumer._coordinator.member_id or "")
+        except AttributeError:  # a Faust that keeps its consumer elsewhere: tests/unit/test_faust_private_api.py
+            return ""
 
     async def _probe_broker(self) -> bool:
         """A metadata request through the worker's own producer connection."""

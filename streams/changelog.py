@@ -20,6 +20,8 @@ class Changelog:
     def __init__(self, app: Any, table: Any) -> None:
         self._app = app
         self._table = table
+        #: partition → offset of the last write the broker acknowledged (what a snapshot covers)
+        self.acked: dict[int, int] = {}
 
     @property
     def topic(self) -> str:
@@ -27,4 +29,12 @@ class Changelog:
 
     async def write(self, partition: int, key: str, value: bytes | None) -> Awaitable[Any]:
         """Queue one record (``None`` deletes it); the result resolves when the broker has it."""
-        return await self._app.producer.send(self.topic, orjson.dumps(key), value, partition, None, None)
+        sent = await self._app.producer.send(self.topic, orjson.dumps(key), value, partition, None, None)
+        sent.add_done_callback(self._acked)
+        return sent
+
+    def _acked(self, sent: Any) -> None:
+        if not sent.cancelled() and sent.exception() is None:
+            meta = sent.result()
+            if meta.offset > self.acked.get(meta.partition, -1):
+                self.acked[meta.partition] = meta.offset

@@ -103,8 +103,10 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     s = _settings(args)
+    from streams.predecessor import evict
     from streams.topics import ensure_topics
     asyncio.run(ensure_topics(s))
+    asyncio.run(evict(s))  # a killed predecessor would hold the group for its session timeout
     import faust
 
     import uvloop  # Faust runs on whatever loop is current; uvloop's costs less per callback

@@ -62,6 +62,7 @@ class Settings:
     batch_size: int = 2000
     batch_within_s: float = 0.05
     sweep_interval_s: float = 5.0
+    snapshot_interval_s: float = 30.0
     session_timeout_s: float = 10.0
     broker_probe_s: float = 2.0
     producer_timeout_s: float = 120.0
@@ -247,6 +248,7 @@ ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CCMON_BATCH_SIZE": ("batch_size", _positive_int),
     "CCMON_BATCH_WITHIN_S": ("batch_within_s", _non_negative_float),
     "CCMON_SWEEP_INTERVAL_S": ("sweep_interval_s", _non_negative_float),
+    "CCMON_SNAPSHOT_INTERVAL_S": ("snapshot_interval_s", _non_negative_float),
     "CCMON_SESSION_TIMEOUT_S": ("session_timeout_s", _non_negative_float),
     "CCMON_BROKER_PROBE_S": ("broker_probe_s", _positive_float),
     "CCMON_PRODUCER_TIMEOUT_S": ("producer_timeout_s", _positive_float),

@@ -154,7 +154,7 @@ class AgentStore:
         dirty.add(key)
 
     def _day(self, v: dict[str, Any], day: str) -> list[Any]:
-        d = v["d"].get(day)
+        d: list[Any] | None = v["d"].get(day)
         if d is None:
             d = v["d"][day] = [0, 0.0, 0, {}]
         return d

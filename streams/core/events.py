@@ -6,7 +6,7 @@ import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -26,19 +26,19 @@ DEQUEUE_REASONS = ("timeout", "empty", "key", "withdraw", "overflow", "other")
 class Reason:
     """Stable rejection reasons: the ``reason`` label of dead letters and the docs' vocabulary."""
 
-    INVALID_UTF8 = "invalid_utf8"
-    INVALID_JSON = "invalid_json"
-    NOT_AN_OBJECT = "not_an_object"
-    MISSING_FIELD = "missing_field"
-    INVALID_FIELD = "invalid_field"
-    UNKNOWN_TYPE = "unknown_type"
-    UNKNOWN_STATE = "unknown_state"
-    FUTURE_TIME = "future_time"
-    LIFECYCLE = "lifecycle"
-    QUEUE_LIMIT = "queue_limit"
-    AGENT_LIMIT = "agent_limit"
+    INVALID_UTF8: Final = "invalid_utf8"
+    INVALID_JSON: Final = "invalid_json"
+    NOT_AN_OBJECT: Final = "not_an_object"
+    MISSING_FIELD: Final = "missing_field"
+    INVALID_FIELD: Final = "invalid_field"
+    UNKNOWN_TYPE: Final = "unknown_type"
+    UNKNOWN_STATE: Final = "unknown_state"
+    FUTURE_TIME: Final = "future_time"
+    LIFECYCLE: Final = "lifecycle"
+    QUEUE_LIMIT: Final = "queue_limit"
+    AGENT_LIMIT: Final = "agent_limit"
 
-    ALL = (
+    ALL: Final = (
         INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, MISSING_FIELD, INVALID_FIELD,
         UNKNOWN_TYPE, UNKNOWN_STATE, FUTURE_TIME, LIFECYCLE, QUEUE_LIMIT, AGENT_LIMIT,
     )

@@ -9,26 +9,26 @@ already applied when stage 1 replays after a restart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 
 class Kind:
-    OFFERED = "offered"  #: entered the queue (offered or transferred in); starts waiting
-    ANSWERED = "answered"  #: wait ended by an answer; value = wait seconds
-    ABANDONED = "abandoned"  #: wait ended by hang-up; value = wait seconds
-    DEQUEUED = "dequeued"  #: wait ended without agent or hang-up; value = wait seconds; extra = (reason,)
-    MISSED = "missed"  #: an agent did not take the waiting contact; extra = (agent id,)
-    TRANSFERRED = "transferred"  #: segment left by transfer; stops waiting if it was
-    HANDLED = "handled"  #: handling completed; value = handle seconds
-    SURVEY = "survey"  #: extra = (csat, nps, resolved, ces); facts before ces have three
-    AGENT = "agent"  #: subject = agent id; extra = (state,) or (None,) when it left the queue
+    OFFERED: Final = "offered"  #: entered the queue (offered or transferred in); starts waiting
+    ANSWERED: Final = "answered"  #: wait ended by an answer; value = wait seconds
+    ABANDONED: Final = "abandoned"  #: wait ended by hang-up; value = wait seconds
+    DEQUEUED: Final = "dequeued"  #: wait ended without agent or hang-up; value = wait seconds; extra = (reason,)
+    MISSED: Final = "missed"  #: an agent did not take the waiting contact; extra = (agent id,)
+    TRANSFERRED: Final = "transferred"  #: segment left by transfer; stops waiting if it was
+    HANDLED: Final = "handled"  #: handling completed; value = handle seconds
+    SURVEY: Final = "survey"  #: extra = (csat, nps, resolved, ces); facts before ces have three
+    AGENT: Final = "agent"  #: subject = agent id; extra = (state,) or (None,) when it left the queue
     # Per-agent facts (the agent view): routed to the facts partition of the agent id (``subject``),
     # not of the queue, so that one stage-2 record per agent gathers what the agent's own events
     # (keyed by agent) and the contacts it handles (keyed by contact) say about it.
-    AG_STATE = "ag_state"  #: the agent's latest state; extra = (state, reason, name, queues)
-    AG_CONTACT = "ag_contact"  #: a contact in hand changed phase; extra = (contact id, phase)
-    AG_DONE = "ag_done"  #: the agent completed a segment; value = handle seconds; extra = (contact id,)
-    AG_MISSED = "ag_missed"  #: the agent did not take an offered contact; extra = (contact id,)
+    AG_STATE: Final = "ag_state"  #: the agent's latest state; extra = (state, reason, name, queues)
+    AG_CONTACT: Final = "ag_contact"  #: a contact in hand changed phase; extra = (contact id, phase)
+    AG_DONE: Final = "ag_done"  #: the agent completed a segment; value = handle seconds; extra = (contact id,)
+    AG_MISSED: Final = "ag_missed"  #: the agent did not take an offered contact; extra = (contact id,)
 
 
 #: kinds routed by agent id (the fact's ``subject``) instead of by queue

@@ -25,7 +25,7 @@ import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, MutableMapping
+from typing import Any, Iterable, MutableMapping, cast
 
 import orjson
 
@@ -72,7 +72,7 @@ class DeadLetter:
         src = self.source
         value = src.value
         size = len(value) if value is not None else None
-        if value is not None and size > MAX_DEAD_VALUE:
+        if value is not None and len(value) > MAX_DEAD_VALUE:
             value = value[:MAX_DEAD_VALUE]
         return orjson.dumps({
             "reason": self.reason, "detail": self.detail, "topic": src.topic, "partition": src.partition,
@@ -253,8 +253,8 @@ class Intake:
             self._reject(out, rec, result)
         else:
             facts = result.facts
-            state = result.state  # type: ignore[assignment]
-            if ev.type == "ended" and not result.duplicate and state.phase == ENDED:
+            state = cast(ContactState | None, result.state)  # a contact event's outcome holds a contact
+            if ev.type == "ended" and not result.duplicate and state is not None and state.phase == ENDED:
                 if ev.ts + self.s.acw_timeout_s < mark[0]:  # late: its wrap-up time is over already
                     facts = [*facts, *complete_by_timeout(state, ev.contact_id)]
                 else:
@@ -327,8 +327,8 @@ class Intake:
         for key, raw in self.data.items():
             kind = key[0]
             if kind == "c":
-                topic = self.topic_of_channel.get(key.split("|", 2)[1])
-                mark = self.data.get(f"m|{topic}|{raw[W_PARTITION]}")
+                source = self.topic_of_channel.get(key.split("|", 2)[1])
+                mark = self.data.get(f"m|{source}|{raw[W_PARTITION]}")
                 if mark is not None and raw[W_SEEN] + retention < mark[0]:
                     expired.append((key, raw[W_PARTITION]))
             elif kind == "g":
@@ -336,10 +336,10 @@ class Intake:
                 if mark is not None and raw["s"] == "offline" and raw["t"] + retention < mark[0]:
                     expired.append((key, raw["p"]))
             elif kind == "r":  # an agent id this partition has not seen for a retention period
-                _, topic, partition, _ = key.split("|", 3)
-                mark = self.data.get(f"m|{topic}|{partition}")
+                _, seen_topic, seen_partition, _ = key.split("|", 3)
+                mark = self.data.get(f"m|{seen_topic}|{seen_partition}")
                 if mark is not None and (raw + 1) * 86400 + retention < mark[0]:
-                    expired.append((key, int(partition)))
+                    expired.append((key, int(seen_partition)))
         for key, partition in expired:
             self.data.pop(key, None)
             out.writes[key] = (partition, None)

@@ -88,3 +88,27 @@ def test_installed_wheel_runs_kafka_worker_and_demo_outside_the_source_tree(tmp_
     assert "everything it started is stopped" in output
     rules = sorted(p.name for p in (home / "demo").glob("demo-rules-*.yml"))
     assert rules == ["demo-rules-ccmon-thresholds.yml", "demo-rules-ccmon.yml"]
+
+
+def test_compiled_wheel_runs_the_core_as_extension_modules(tmp_path: Path):
+    """``CCMON_COMPILE_CORE=1`` (the image's build, deploy/Dockerfile) puts every module of the pure
+    core in the wheel compiled by mypyc, beside its source, and the installed package runs them."""
+    src = clean_checkout(tmp_path / "src")
+    env = {**os.environ, "CCMON_COMPILE_CORE": "1"}
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", tmp_path / "dist", ".", cwd=src, env=env)
+    (wheel,) = (tmp_path / "dist").glob("ccmon-*.whl")
+    assert "-cp3" in wheel.name and "none-any" not in wheel.name, wheel.name  # a platform wheel
+    import zipfile
+    names = set(zipfile.ZipFile(wheel).namelist())
+    core = sorted(p.stem for p in (src / "streams" / "core").glob("*.py"))
+    compiled = sorted(n.split("/")[-1].split(".")[0] for n in names if n.startswith("streams/core/") and n.endswith(".so"))
+    assert compiled == core and all(f"streams/core/{m}.py" in names for m in core), (compiled, core)
+    assert not any(n.startswith(("streams/", "producers/")) and n.endswith(".so") and "/core/" not in n for n in names)
+
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
+    run(venv / "bin/pip", "install", "-q", "--disable-pip-version-check", wheel, cwd=tmp_path)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CCMON_", "PYTHON", "VIRTUAL_ENV"))}
+    where = run(venv / "bin/python", "-c", "import streams.core.intake as m, streams.app; print(m.__file__)",
+                cwd=tmp_path, env=clean)
+    assert where.strip().startswith(str(venv)) and where.strip().endswith(".so"), where
