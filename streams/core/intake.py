@@ -5,7 +5,7 @@ and returns everything to send. Records:
 
     c|channel|contact_id  a contact's lifecycle (:class:`ContactState`)
     g|agent_id            an agent's latest state (:class:`AgentState`)
-    m|topic|partition     the partition's watermark: [newest event time, last offset, sweep counter]
+    m|topic|partition     the partition's watermark: [newest event time, last offset decided, sweep counter]
     q|partition           queue names first seen on that partition (for the queue cap)
 
 Fact ids are (source "topic/partition", source offset, index), so a replay regenerates the same
@@ -31,8 +31,8 @@ from streams.config import Settings
 from streams.core.events import Reason, Rejection, parse_agent, parse_contact
 from streams.core.facts import Fact
 from streams.core.lifecycle import (
-    ENDED, W_ENDED, W_ENDED_OFFSET, W_PARTITION, W_PHASE, W_SEEN, AgentState, ContactState, Outcome, apply_agent,
-    apply_contact, complete_by_timeout,
+    ENDED, W_DECIDED, W_ENDED, W_ENDED_OFFSET, W_IDS, W_PARTITION, W_PHASE, W_SEEN, AgentState, ContactState, Outcome,
+    apply_agent, apply_contact, complete_by_timeout,
 )
 
 ACCEPTED, DUPLICATE, LATE, REJECTED = "accepted", "duplicate", "late", "rejected"
@@ -110,6 +110,8 @@ class Intake:
         for key, value in self.data.items():
             if key.startswith("q|"):
                 known.update(value)
+            elif key.startswith("m|") and value[0] is None:  # JSON has no -inf: no accepted event yet
+                value[0] = float("-inf")
             elif key.startswith("c|"):
                 if isinstance(value, dict):  # an older worker's format: keep the compact one in memory
                     value = self.data[key] = ContactState.from_wire(value).to_wire()
@@ -185,13 +187,21 @@ class Intake:
         touched: set[tuple[str, int]] = set()
         for rec in records:
             channel = self.channels.get(rec.topic)
-            if channel is not None:
-                self._contact(out, rec, channel, now)
-            elif rec.topic == self.s.agents_topic:
-                self._agent(out, rec, now)
-            else:
+            if channel is None and rec.topic != self.s.agents_topic:
                 self._reject(out, rec, Rejection(Reason.INVALID_FIELD, f"unexpected topic {rec.topic!r}"))
                 continue
+            mark = self._mark(rec.topic, rec.partition)
+            if rec.offset <= mark[1]:
+                # decided already: its state and facts persisted (the mark is written after them).
+                # Deciding it again against a state that has moved on would not give the same
+                # answer (an event rejected for arriving too early may now fit), so it is skipped.
+                out.results[(rec.topic, DUPLICATE)] += 1
+                continue
+            if channel is not None:
+                self._contact(out, rec, channel, now)
+            else:
+                self._agent(out, rec, now)
+            mark[1] = rec.offset  # rejected records too: a replay must not decide them again
             touched.add((rec.topic, rec.partition))
         for topic, partition in sorted(touched):
             key = f"m|{topic}|{partition}"
@@ -209,6 +219,9 @@ class Intake:
         src = f"{rec.topic}/{rec.partition}"
         self._fire_timeouts(out, rec.topic, rec.partition, mark[0])  # may complete this very contact
         raw = self.data.get(key)
+        if raw is not None and len(raw) > W_DECIDED and rec.offset <= raw[W_DECIDED] and ev.event_id not in raw[W_IDS]:
+            out.results[(rec.topic, DUPLICATE)] += 1  # a replay of an event rejected already (see decided)
+            return
         state = ContactState.from_wire(raw) if raw is not None else None
         new_queues = self._new_queues([ev.queue]) if ev.queue is not None else []
         if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
@@ -221,6 +234,11 @@ class Intake:
         facts: list[Fact] = []
         if isinstance(result, Rejection):
             self._reject(out, rec, result)
+            if state is not None:  # remembered, so that a replay does not decide it again
+                state.decided = rec.offset
+                wire = state.to_wire()
+                self.data[key] = wire
+                out.writes[key] = (state.partition, wire)
         else:
             facts = result.facts
             state = result.state  # type: ignore[assignment]

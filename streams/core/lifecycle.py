@@ -45,13 +45,17 @@ class ContactState:
     surveyed: bool = False
     ids: list[str] = field(default_factory=list)
     ended_offset: int = -1  #: source offset of ``ended``: identifies the ACW-timeout fact
+    #: source offset of the latest event decided for this contact, accepted or rejected: a replay
+    #: after a crash skips events at or below it instead of deciding them again against a state
+    #: that has moved on (an event rejected for arriving before its predecessor would now fit)
+    decided: int = -1
 
     def to_wire(self) -> list[Any]:
         """A list in field order (``W_*`` are the positions the intake reads): an open contact is
         kept in memory in this form, and a 14-item list is a quarter of a 14-key dict."""
         return [self.partition, self.channel, self.queue, self.phase, self.offered, self.last, self.seen,
                 self.answered, self.hold_start, self.hold_total, self.ended, self.surveyed, self.ids,
-                self.ended_offset]
+                self.ended_offset, self.decided]
 
     @classmethod
     def from_wire(cls, d: list[Any] | dict[str, Any]) -> "ContactState":
@@ -62,7 +66,7 @@ class ContactState:
 
 
 # positions in ContactState.to_wire()
-W_PARTITION, W_PHASE, W_SEEN, W_ENDED, W_ENDED_OFFSET = 0, 3, 6, 10, 13
+W_PARTITION, W_PHASE, W_SEEN, W_ENDED, W_IDS, W_ENDED_OFFSET, W_DECIDED = 0, 3, 6, 10, 12, 13, 14
 
 
 @dataclass(slots=True)
@@ -125,7 +129,8 @@ def apply_contact(
         if ev.type != "offered":
             return _reject(f"{ev.type} for unknown contact {cid[:64]!r} (no offered, or expired)")
         assert ev.queue is not None
-        state = ContactState(partition, channel, ev.queue, WAITING, ev.ts, ev.ts, ev.ts, ids=[ev.event_id])
+        state = ContactState(partition, channel, ev.queue, WAITING, ev.ts, ev.ts, ev.ts, ids=[ev.event_id],
+                             decided=offset)
         return Outcome(state, [Fact(Kind.OFFERED, ev.queue, channel, ev.ts, cid, late=late)], late=late)
 
     facts: list[Fact] = []
@@ -197,6 +202,7 @@ def apply_contact(
         state.last = ts
     state.seen = max(state.seen, ts)
     state.ids.append(ev.event_id)
+    state.decided = offset
     return Outcome(state, facts, late=late)
 
 
