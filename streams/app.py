@@ -21,13 +21,13 @@ import faust
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams import codec
+from streams import codec, killpoints
 from streams.broker_watch import BrokerWatch, RetryNoise
 from streams.changelog import Changelog
 from streams.config import Settings
 from streams.errors import CcmonError
 from streams.core.facts import Fact
-from streams.core.intake import BatchOutput, Intake, Record, partition_for_queue
+from streams.core.intake import BatchOutput, Intake, Record, partition_for_queue, record_partition
 from streams.core.queues import QueueStore
 from streams.exporter import ConsumerLagCollector, ProcessMetrics, StateSizeCollector
 from streams.exposition import KpiExposition
@@ -101,7 +101,7 @@ class Pipeline:
         self._unswept = False  #: a batch has moved watermarks since the last sweep
         self._intake_generation = self._store_generation = -1
         self.ready = False
-        self.kpi_text = KpiExposition(self.store)
+        self.kpi_text = KpiExposition(self.store, owned=self.owned_partitions)
         self.broker = BrokerWatch(s.bootstrap_servers, self._probe_broker, timeout_s=max(1.0, s.broker_probe_s))
         self.registry.register(self.broker)
         self.registry.register(StateSizeCollector(lambda: {"lifecycle": len(self.lifecycle_table.data),
@@ -132,11 +132,20 @@ class Pipeline:
     def _build(self) -> None:
         app, s = self.app, self.settings
 
+        @app.on_partitions_assigned.connect
+        async def on_partitions_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            killpoints.reached("assigned")
+
         @app.on_rebalance_complete.connect
         async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
-            self._generation += 1
+            # between two batches: the agents hold these while they change the tables
+            async with self._lifecycle_lock, self._queues_lock:
+                dropped = self._drop_unowned()
+                self._generation += 1
             self.ready = True
-            log.info("partitions assigned and state recovered; exporting owned queues")
+            log.info("partitions assigned and state recovered (%d records of partitions no longer owned "
+                     "dropped); exporting owned queues", dropped)
+            killpoints.reached("recovered")
 
         @app.task
         async def quiet_retries() -> None:
@@ -153,13 +162,16 @@ class Pipeline:
         async def lifecycle(stream: Any) -> None:
             async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
                 records = [Record(e.message.topic, e.message.partition, e.message.offset, e.message.key,
-                                  e.message.value) for e in events]
+                                  e.message.value) for e in self._current(events)]
+                if not records:
+                    continue
                 async with self._lifecycle_lock:
                     t0 = time.perf_counter()
                     out = self.intake().process(records)
                     self._unswept = True
                     t1 = time.perf_counter()
                     await self._send(out)
+                killpoints.reached("lifecycle-batch")
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("lifecycle batch: %d records, %d writes, process %.1f ms, send %.1f ms",
                               len(records), len(out.writes), (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
@@ -171,12 +183,13 @@ class Pipeline:
                     store = self.store()
                     now = time.time()
                     dirty: set[str] = set()
-                    for e in events:
+                    for e in self._current(events):
                         for src, offset, idx, row in orjson.loads(e.message.value)["f"]:
                             store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
                     # each record carries its own applied-fact marks, so any later version of it is
                     # consistent too: encoding now, after the whole batch, is enough
                     await self._write_queue_records(store, dirty)
+                killpoints.reached("queues-batch")
 
         @app.timer(interval=s.sweep_interval_s)
         async def sweep() -> None:
@@ -190,6 +203,7 @@ class Pipeline:
                     out = self.intake().sweep()
                     if out.facts or out.writes:
                         await self._send(out)
+                        killpoints.reached("sweep")
             async with self._queues_lock:
                 await self._expire(self.store())
 
@@ -205,7 +219,7 @@ class Pipeline:
 
         @app.page("/api/wallboard")
         async def wallboard_data(web: Any, request: Any) -> Any:
-            body = snapshot(self.store(), s, time.time(), self.scope())
+            body = snapshot(self.store(), s, time.time(), self.scope(), self.owned_partitions())
             return web.bytes(orjson.dumps(body), headers={"Content-Type": "application/json",
                                                            "Cache-Control": "no-store"})
 
@@ -221,16 +235,51 @@ class Pipeline:
         client = self.app.producer._ensure_producer().client  # the aiokafka client Faust produces with
         return bool(await client.force_metadata_update())
 
+    def _assigned(self, topics: Iterable[str]) -> set[int]:
+        try:
+            assignment = self.app.consumer.assignment()
+        except Exception:  # consumer not started yet
+            return set()
+        return {tp.partition for tp in assignment if tp.topic in topics}
+
+    def owned_partitions(self) -> frozenset[int]:
+        """The facts partitions whose queues this worker exports now: those assigned to it, and
+        none while a rebalance runs (from revocation until the new assignment's state is
+        recovered, what this worker holds may be another worker's or incomplete)."""
+        if not self.ready or self.app.rebalancing:
+            return frozenset()
+        return frozenset(self._assigned((self.settings.facts_topic,)))
+
     def scope(self) -> str:
         """What this worker's pages show: with several workers, each shows its own share."""
-        try:
-            owned = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.facts_topic)
-        except Exception:  # consumer not started yet
-            owned = []
-        n = self.settings.partitions
+        owned, n = sorted(self.owned_partitions()), self.settings.partitions
         if len(owned) == n:
             return "all queues (this worker owns every partition)"
+        if not owned and (not self.ready or self.app.rebalancing):
+            return "this worker's share: none while partitions are being reassigned; other workers show theirs"
         return f"this worker's share: queue partitions {owned} of {n}; other workers show the rest"
+
+    def _current(self, events: list) -> list:
+        """The events of the current consumer generation. A batch taken before a rebalance may
+        hold events of partitions now another worker's; those still ours are fetched again from
+        the committed offset, so neither is processed here."""
+        generation = self.app.consumer_generation_id
+        return [e for e in events if e.message.generation_id == generation]
+
+    def _drop_unowned(self) -> int:
+        """Forget the records of partitions no longer assigned here. Faust's memory store drops on
+        recovery only the keys it recovered; the records the agents wrote stay, and would be
+        exported (and counted twice with their new owner's) or recovered over later."""
+        s = self.settings
+        inputs = self._assigned((s.calls_topic, s.chats_topic, s.agents_topic))
+        facts = self._assigned((s.facts_topic,))
+        stale = [k for k, v in self.lifecycle_table.data.items() if record_partition(k, v) not in inputs]
+        for key in stale:
+            del self.lifecycle_table.data[key]
+        gone = [k for k in self.queue_table.data.keys() if self._partition_of_key(k) not in facts]
+        for key in gone:
+            del self.queue_table.data[key]
+        return len(stale) + len(gone)
 
     def _partition_of_key(self, key: str) -> int:
         return partition_for_queue(key.split("|", 2)[1], self.settings.partitions)
@@ -277,9 +326,11 @@ class Pipeline:
             await previous
         if acks:
             await asyncio.gather(*acks)
+        killpoints.reached("facts-acked")
         write = self.lifecycle_log.write
         for partition, key, value in writes:
             await write(partition, key, value)
+        killpoints.reached("state-queued")
 
     async def state_written(self) -> None:
         """Returns once the state of every batch handed to ``_send`` so far is queued for the broker."""

@@ -46,6 +46,15 @@ def partition_for_queue(queue: str, partitions: int) -> int:
     return zlib.crc32(queue.encode()) % partitions
 
 
+def record_partition(key: str, value: Any) -> int:
+    """The input partition (and changelog partition) a lifecycle record belongs to."""
+    if key[0] == "c":
+        return value[W_PARTITION] if isinstance(value, list) else value["p"]
+    if key[0] == "g":
+        return value["p"]
+    return int(key.rsplit("|", 1)[1])  # m|topic|partition, q|partition
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One consumed Kafka record, as the processor needs it."""
