@@ -96,6 +96,8 @@ class Pipeline:
         self._store: QueueStore | None = None
         self._generation = 0
         self._state_chain: asyncio.Future | None = None
+        #: deliveries of changelog writes since the last commit, awaited before the next one
+        self._unacked_state: list[Any] = []
         # the agents and the sweep take turns on each state table
         self._lifecycle_lock, self._queues_lock = asyncio.Lock(), asyncio.Lock()
         self._unswept = False  #: a batch has moved watermarks since the last sweep
@@ -312,14 +314,14 @@ class Pipeline:
         gone, changed = store.expire(time.time())
         partition_of, write = self._partition_of_key, self.queue_log.write
         for key in gone:
-            await write(partition_of(key), key, None)
+            self._unacked_state.append(await write(partition_of(key), key, None))
         await self._write_queue_records(store, changed)
 
     async def _write_queue_records(self, store: QueueStore, keys: Iterable[str]) -> None:
         """Queue the current value of these queue records for the changelog."""
         partition_of, write = self._partition_of_key, self.queue_log.write
         for key in keys:
-            await write(partition_of(key), key, orjson.dumps(store.data[key]))
+            self._unacked_state.append(await write(partition_of(key), key, orjson.dumps(store.data[key])))
 
     async def _write_state(self, previous: asyncio.Future | None, acks: list, writes: list) -> None:
         if previous is not None:
@@ -329,12 +331,20 @@ class Pipeline:
         killpoints.reached("facts-acked")
         write = self.lifecycle_log.write
         for partition, key, value in writes:
-            await write(partition, key, value)
+            self._unacked_state.append(await write(partition, key, value))
         killpoints.reached("state-queued")
 
     async def state_written(self) -> None:
-        """Returns once the state of every batch handed to ``_send`` so far is queued for the broker."""
+        """Returns once the broker has acknowledged the state of every batch handed to ``_send``
+        so far and every queue record written; raises if one of them could not be delivered.
+        Faust flushes its producer before a commit, but a flush also ends when a write has
+        failed (its retries exhausted during a broker outage), and the commit would then cover
+        state that is lost; raising here aborts the commit, and the worker restarts from the
+        previous one."""
         while self._state_chain is not None and not self._state_chain.done():
             await asyncio.shield(self._state_chain)
         if self._state_chain is not None and self._state_chain.done() and self._state_chain.exception():
             raise self._state_chain.exception()
+        pending, self._unacked_state = self._unacked_state, []
+        if pending:
+            await asyncio.gather(*pending)

@@ -64,6 +64,16 @@ def caught_up(m: dict) -> bool:
 
 def run_scenario(env: Env, sc: Scenario, ref: dict, started: list[Worker]) -> str | None:
     """Run one scenario; None when the group ends equal to the reference, else what differs."""
+    mine: list[Worker] = []
+    try:
+        return _scenario(env, sc, ref, mine)
+    finally:
+        started.extend(mine)  # the fixture kills them should this fail half-way
+        for w in mine:  # idle workers of finished scenarios would slow the next ones
+            w.stop(signal.SIGKILL)
+
+
+def _scenario(env: Env, sc: Scenario, ref: dict, started: list[Worker]) -> str | None:
     group = {"CCMON_APP_ID": f"{env.prefix}-s{sc.number}", "CCMON_FACTS_TOPIC": f"{env.prefix}.s{sc.number}-facts",
              **WORKER}
     live: list[Worker] = []

@@ -1,8 +1,12 @@
 """A worker shows only the queues of the facts partitions assigned to it now (issue 10), and the
 pieces that keep its state and offsets to what it owns."""
 
+import asyncio
 import math
 from types import SimpleNamespace
+
+import pytest
+from aiokafka.errors import KafkaTimeoutError
 
 from streams.core.intake import Intake, partition_for_queue, record_partition
 from streams.core.local import LocalPipeline
@@ -83,3 +87,23 @@ def test_messages_of_an_earlier_generation_move_no_offset():
     consumer._unacked_messages = unacked_of
     assert HandOffConsumer.ack(consumer, old) is False  # no offset bookkeeping was touched
     assert old.acked and not unacked
+
+
+def test_no_commit_covers_a_state_write_the_broker_did_not_take(tmp_path):
+    """Faust flushes its producer before committing offsets, but a flush also ends when a write
+    failed; the worker's check before every commit raises instead, so the commit is not made."""
+    from streams.app import Pipeline
+
+    async def scenario() -> None:
+        pipeline = Pipeline(settings(data_dir=str(tmp_path)))
+        loop = asyncio.get_running_loop()
+        delivered, lost = loop.create_future(), loop.create_future()
+        delivered.set_result("ok")
+        lost.set_exception(KafkaTimeoutError("batch expired"))
+        pipeline._unacked_state = [delivered]
+        await pipeline.state_written()  # delivered: the commit may go ahead
+        pipeline._unacked_state = [delivered, lost]
+        with pytest.raises(KafkaTimeoutError):
+            await pipeline.state_written()
+
+    asyncio.run(scenario())
