@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NoReturn
 
 import faust
 import orjson
@@ -40,6 +41,17 @@ log = logging.getLogger("ccmon.worker")
 
 #: the classic text exposition format, which every Prometheus 2.x parses
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def fatal(what: str) -> NoReturn:
+    """End the process at once, committing nothing, after a failure that would otherwise let an
+    offset commit cover work that was not done. The supervisor restarts the worker, which
+    processes everything after the last commit again (exactly, docs/architecture.md)."""
+    log.critical("%s failed; exiting without committing offsets, so that the restarted worker "
+                 "processes it again", what, exc_info=True)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(1)
 
 
 class Pipeline:
@@ -81,7 +93,7 @@ class Pipeline:
             web_enabled=True,
             broker_credentials=faust_credentials(s),
         )
-        install_consumer(self.app, before_commit=self.state_written)
+        install_consumer(self.app, before_commit=self._before_commit)
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.inputs = self.app.topic(s.calls_topic, s.chats_topic, s.agents_topic, partitions=s.partitions, **raw)
         self.facts = self.app.topic(s.facts_topic, partitions=s.partitions, internal=True, **raw)
@@ -160,54 +172,31 @@ class Pipeline:
         async def watch_broker() -> None:
             await self.broker.check()
 
+        # A batch that fails ends the process (``fatal``): Faust would restart the agent, and the
+        # events of the failed batch, acknowledged when their take_events buffer is dropped,
+        # would be committed unprocessed.
         @app.agent(self.inputs, name="ccmon-lifecycle-agent")
         async def lifecycle(stream: Any) -> None:
             async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
-                records = [Record(e.message.topic, e.message.partition, e.message.offset, e.message.key,
-                                  e.message.value) for e in self._current(events)]
-                if not records:
-                    continue
-                async with self._lifecycle_lock:
-                    t0 = time.perf_counter()
-                    out = self.intake().process(records)
-                    self._unswept = True
-                    t1 = time.perf_counter()
-                    await self._send(out)
-                killpoints.reached("lifecycle-batch")
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug("lifecycle batch: %d records, %d writes, process %.1f ms, send %.1f ms",
-                              len(records), len(out.writes), (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
+                try:
+                    await self._lifecycle_batch(events)
+                except Exception:
+                    fatal("a stage-1 batch")
 
         @app.agent(self.facts, name="ccmon-queues-agent")
         async def queues(stream: Any) -> None:
             async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
-                async with self._queues_lock:
-                    store = self.store()
-                    now = time.time()
-                    dirty: set[str] = set()
-                    for e in self._current(events):
-                        for src, offset, idx, row in orjson.loads(e.message.value)["f"]:
-                            store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
-                    # each record carries its own applied-fact marks, so any later version of it is
-                    # consistent too: encoding now, after the whole batch, is enough
-                    await self._write_queue_records(store, dirty)
-                killpoints.reached("queues-batch")
+                try:
+                    await self._queues_batch(events)
+                except Exception:
+                    fatal("a stage-2 batch")
 
         @app.timer(interval=s.sweep_interval_s)
         async def sweep() -> None:
-            # between two batches (the locks), and after the last one too: what the watermarks or the
-            # clock make due (ACW timeouts, retention, bucket expiry) never waits for the next input
-            if not self.ready or app.rebalancing or not app.flow_control.is_active():
-                return
-            if self._unswept:  # no batch since the last sweep: no watermark has moved
-                async with self._lifecycle_lock:
-                    self._unswept = False
-                    out = self.intake().sweep()
-                    if out.facts or out.writes:
-                        await self._send(out)
-                        killpoints.reached("sweep")
-            async with self._queues_lock:
-                await self._expire(self.store())
+            try:
+                await self._sweep()
+            except Exception:  # what it completed in memory would be written without its facts
+                fatal("the sweep")
 
         @app.page("/metrics")
         async def metrics(web: Any, request: Any) -> Any:
@@ -231,6 +220,50 @@ class Pipeline:
             body = {"ready": self.ready, "broker": {None: "unknown", True: "up", False: "down"}[self.broker.up],
                     "queues": len(self.store().queues())}
             return web.json(body, status=200 if healthy else 503)
+
+    async def _lifecycle_batch(self, events: list) -> None:
+        records = [Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                   for e in self._current(events)]
+        if not records:
+            return
+        async with self._lifecycle_lock:
+            t0 = time.perf_counter()
+            out = self.intake().process(records)
+            self._unswept = True
+            t1 = time.perf_counter()
+            await self._send(out)
+        killpoints.reached("lifecycle-batch")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("lifecycle batch: %d records, %d writes, process %.1f ms, send %.1f ms",
+                      len(records), len(out.writes), (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
+
+    async def _queues_batch(self, events: list) -> None:
+        async with self._queues_lock:
+            store = self.store()
+            now = time.time()
+            dirty: set[str] = set()
+            for e in self._current(events):
+                for src, offset, idx, row in orjson.loads(e.message.value)["f"]:
+                    store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
+            # each record carries its own applied-fact marks, so any later version of it is
+            # consistent too: encoding now, after the whole batch, is enough
+            await self._write_queue_records(store, dirty)
+        killpoints.reached("queues-batch")
+
+    async def _sweep(self) -> None:
+        """Between two batches (the locks), and after the last one too: what the watermarks or the
+        clock make due (ACW timeouts, retention, bucket expiry) never waits for the next input."""
+        if not self.ready or self.app.rebalancing or not self.app.flow_control.is_active():
+            return
+        if self._unswept:  # no batch since the last sweep: no watermark has moved
+            async with self._lifecycle_lock:
+                self._unswept = False
+                out = self.intake().sweep()
+                if out.facts or out.writes:
+                    await self._send(out)
+                    killpoints.reached("sweep")
+        async with self._queues_lock:
+            await self._expire(self.store())
 
     async def _probe_broker(self) -> bool:
         """A metadata request through the worker's own producer connection."""
@@ -345,6 +378,13 @@ class Pipeline:
             await asyncio.shield(self._state_chain)
         if self._state_chain is not None and self._state_chain.done() and self._state_chain.exception():
             raise self._state_chain.exception()
-        pending, self._unacked_state = self._unacked_state, []
+        pending = len(self._unacked_state)  # writes queued meanwhile wait for the next commit
         if pending:
-            await asyncio.gather(*pending)
+            await asyncio.gather(*self._unacked_state[:pending])
+            del self._unacked_state[:pending]  # not on failure: every later commit fails too
+
+    async def _before_commit(self) -> None:
+        try:
+            await self.state_written()
+        except Exception:  # committing anyway would cover lost state; not committing, lose nothing
+            fatal("writing the state to the changelog")

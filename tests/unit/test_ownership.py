@@ -105,5 +105,7 @@ def test_no_commit_covers_a_state_write_the_broker_did_not_take(tmp_path):
         pipeline._unacked_state = [delivered, lost]
         with pytest.raises(KafkaTimeoutError):
             await pipeline.state_written()
+        with pytest.raises(KafkaTimeoutError):  # and so does every later commit: none goes past it
+            await pipeline.state_written()
 
     asyncio.run(scenario())
