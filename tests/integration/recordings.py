@@ -10,6 +10,7 @@ expected number depends on the mix.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import random
 from collections import Counter
 from pathlib import Path
@@ -41,21 +42,20 @@ def mixed(path: Path, topics: dict[str, str], seed: int, minutes: float, rate: f
     rows = Simulator(seed, START, scenario).advance(START + minutes * 60)
     kinds: Counter = Counter(e.get("type", "?") for _, _, e in rows if isinstance(e, dict))
     out: list[tuple[str, str | None, object]] = []
-    pending: list[tuple[int, tuple]] = []  # (deliver after this index, row): late arrivals, duplicates
+    pending: list[tuple[int, int, tuple]] = []  # heap of (deliver after this index, i, row)
     for i, row in enumerate(rows):
         r = rng.random()
         if r < 0.03:  # arrives behind up to 40 later events (some of them its contact's next ones)
-            pending.append((i + rng.randint(1, 40), row))
+            heapq.heappush(pending, (i + rng.randint(1, 40), i, row))
             kinds["late_arrivals"] += 1
         else:
             out.append(row)
             if r > 0.98:  # a producer retry: the same event again, up to 500 events later
-                pending.append((i + rng.randint(1, 500), row))
+                heapq.heappush(pending, (i + rng.randint(1, 500), i, row))
                 kinds["duplicates"] += 1
-        pending.sort(key=lambda p: p[0])
         while pending and pending[0][0] <= i:
-            out.append(pending.pop(0)[1])
-    out += [row for _, row in pending]
+            out.append(heapq.heappop(pending)[2])
+    out += [heapq.heappop(pending)[2] for _ in range(len(pending))]
     for topic, key, e in rows:  # surveys 2-3 h after their contact ended, at the very end
         if isinstance(e, dict) and e.get("type") == "ended" and rng.random() < 0.1:
             out.append((topic, key, {"event_id": f"late-{e['event_id']}", "type": "survey",
