@@ -114,6 +114,8 @@ class Pipeline:
         self._lifecycle_lock, self._queues_lock = asyncio.Lock(), asyncio.Lock()
         self._unswept = False  #: a batch has moved watermarks since the last sweep
         self._intake_generation = self._store_generation = -1
+        #: the latest assignment Faust announced (consumer.assignment() is empty while a rebalance runs)
+        self._assignment: frozenset = frozenset()
         self.ready = False
         self.kpi_text = KpiExposition(self.store, owned=self.owned_partitions)
         self.broker = BrokerWatch(s.bootstrap_servers, self._probe_broker, timeout_s=max(1.0, s.broker_probe_s))
@@ -148,6 +150,7 @@ class Pipeline:
 
         @app.on_partitions_assigned.connect
         async def on_partitions_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            self._assignment = frozenset(assigned)
             killpoints.reached("assigned")
 
         @app.on_rebalance_complete.connect
@@ -271,11 +274,7 @@ class Pipeline:
         return bool(await client.force_metadata_update())
 
     def _assigned(self, topics: Iterable[str]) -> set[int]:
-        try:
-            assignment = self.app.consumer.assignment()
-        except Exception:  # consumer not started yet
-            return set()
-        return {tp.partition for tp in assignment if tp.topic in topics}
+        return {tp.partition for tp in self._assignment if tp.topic in topics}
 
     def owned_partitions(self) -> frozenset[int]:
         """The facts partitions whose queues this worker exports now: those assigned to it, and
@@ -304,7 +303,12 @@ class Pipeline:
     def _drop_unowned(self) -> int:
         """Forget the records of partitions no longer assigned here. Faust's memory store drops on
         recovery only the keys it recovered; the records the agents wrote stay, and would be
-        exported (and counted twice with their new owner's) or recovered over later."""
+        exported (and counted twice with their new owner's) or recovered over later.
+
+        The assignment is the one Faust announced last, not the consumer's: Faust also signals
+        "rebalance complete" when a recovery ends because another rebalance has begun, and then
+        the consumer's assignment is empty; dropping by it wiped the state of partitions kept
+        across the rebalance, which Faust does not recover again (found by the crash search)."""
         s = self.settings
         inputs = self._assigned((s.calls_topic, s.chats_topic, s.agents_topic))
         facts = self._assigned((s.facts_topic,))
