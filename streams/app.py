@@ -114,8 +114,6 @@ class Pipeline:
         self._lifecycle_lock, self._queues_lock = asyncio.Lock(), asyncio.Lock()
         self._unswept = False  #: a batch has moved watermarks since the last sweep
         self._intake_generation = self._store_generation = -1
-        #: the latest assignment Faust announced (consumer.assignment() is empty while a rebalance runs)
-        self._assignment: frozenset = frozenset()
         self.ready = False
         self.kpi_text = KpiExposition(self.store, owned=self.owned_partitions)
         self.broker = BrokerWatch(s.bootstrap_servers, self._probe_broker, timeout_s=max(1.0, s.broker_probe_s))
@@ -150,7 +148,6 @@ class Pipeline:
 
         @app.on_partitions_assigned.connect
         async def on_partitions_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-            self._assignment = frozenset(assigned)
             killpoints.reached("assigned")
 
         @app.on_rebalance_complete.connect
@@ -274,7 +271,11 @@ class Pipeline:
         return bool(await client.force_metadata_update())
 
     def _assigned(self, topics: Iterable[str]) -> set[int]:
-        return {tp.partition for tp in self._assignment if tp.topic in topics}
+        """Partitions of these topics in the assignment Faust recorded last. It records it when
+        the assignment arrives, before recovery starts (its on_partitions_assigned signal comes
+        after, and a short recovery can complete first); consumer.assignment() is empty while a
+        rebalance runs."""
+        return {tp.partition for tp in (self.app._assignment or ()) if tp.topic in topics}
 
     def owned_partitions(self) -> frozenset[int]:
         """The facts partitions whose queues this worker exports now: those assigned to it, and
@@ -305,13 +306,16 @@ class Pipeline:
         recovery only the keys it recovered; the records the agents wrote stay, and would be
         exported (and counted twice with their new owner's) or recovered over later.
 
-        The assignment is the one Faust announced last, not the consumer's: Faust also signals
+        The assignment is the one Faust recorded last, not the consumer's: Faust also signals
         "rebalance complete" when a recovery ends because another rebalance has begun, and then
         the consumer's assignment is empty; dropping by it wiped the state of partitions kept
-        across the rebalance, which Faust does not recover again (found by the crash search)."""
+        across the rebalance, which Faust does not recover again (found by the crash search).
+        With no assignment known, nothing is dropped."""
         s = self.settings
         inputs = self._assigned((s.calls_topic, s.chats_topic, s.agents_topic))
         facts = self._assigned((s.facts_topic,))
+        if not inputs and not facts:
+            return 0
         stale = [k for k, v in self.lifecycle_table.data.items() if record_partition(k, v) not in inputs]
         for key in stale:
             del self.lifecycle_table.data[key]
