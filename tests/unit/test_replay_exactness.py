@@ -19,7 +19,7 @@ from producers.scenario import Scenario
 from producers.simulate import Simulator
 from streams.core.intake import Intake, Record
 from streams.core.local import LocalPipeline
-from tests.unit.helpers import CALLS, at, ev, settings, with_later_spec_events
+from tests.unit.helpers import AGENTS, CALLS, agent, at, ev, settings, with_later_spec_events
 
 TOPICS = {"calls": "cc.calls", "chats": "cc.chats", "agents": "cc.agents"}
 START = 1_795_420_000.0
@@ -149,6 +149,48 @@ def test_the_same_when_only_the_contact_persisted_and_not_the_partition_watermar
     # the contact's record is written before the watermark; a crash can keep one and lose the other
     clean, crashed = _early_ended_then_transfer(lambda partition, n: n - 1)
     assert crashed == clean
+
+
+#: replaying a backlog three days old (a worker catching up, or a recording replayed): the wall
+#: clock is far past every event time
+LATER = START + 3 * 86400
+
+
+@hsettings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32))
+def test_the_same_for_a_backlog_days_old(seed):
+    crashed = run(RECORDS, LATER, random.Random(seed), crashes=4)
+    assert views(crashed, LATER) == views(run(RECORDS, LATER), LATER)
+
+
+def test_an_agent_of_a_days_old_backlog_is_not_forgotten_between_two_of_its_facts():
+    """Agent records expire by event time. By the wall clock, the sweep after a crash's first
+    incarnation dropped the offline agent of days-old input, marks and all; the replayed batch
+    (its facts sent, its state lost) then counted only the second contact, on a new record."""
+    def contact(cid: str, start: str, end: str) -> list:
+        return [(CALLS, ev("offered", cid, at(start), queue="sales")),
+                (CALLS, ev("answered", cid, at(start) + 5, agent_id="a")),
+                (CALLS, ev("ended", cid, at(end))),
+                (CALLS, ev("wrapup_ended", cid, at(end) + 30))]
+    first = [(AGENTS, agent("a", "available", ["sales"], at("09:00:00"))), *contact("c1", "09:01:00", "09:04:00")]
+    second = [*contact("c2", "09:10:00", "09:14:00"), (AGENTS, agent("a", "offline", ["sales"], at("09:20:00")))]
+    now = at("09:30:00", day="2026-11-26")
+    clean = LocalPipeline(settings())
+    records = [clean.record(t, e, key="k") for t, e in first + second]
+    clean.feed(records, now=now)
+    clean.sweep(now)
+    crashed = LocalPipeline(settings())
+    crashed.feed(records[:len(first)], now=now)
+    committed = copy.deepcopy(crashed.lifecycle)  # offsets committed after the first batch
+    out = crashed.feed(records[len(first):], now=now)
+    crashed.sweep(now)
+    log = [(part, key, copy.deepcopy(value)) for key, (part, value) in out.writes.items()]
+    crash(crashed, committed, log, lambda partition, n: 0)  # its facts were sent, its state lost
+    crashed.feed(records[len(first):], now=now)
+    crashed.sweep(now)
+    [row] = clean.agent_store.rows(now)
+    assert (row.agent, row.state, row.handled_total, row.handle_s_total) == ("a", "offline", 2, 205 + 265)
+    assert views(crashed, now) == views(clean, now)
 
 
 def test_traffic_exercises_timeouts_transfers_duplicates_early_arrivals_and_the_later_spec_events():
