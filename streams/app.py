@@ -13,24 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NoReturn
 
 import faust
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams import codec
+from streams import codec, killpoints
 from streams.broker_watch import BrokerWatch, RetryNoise
 from streams.changelog import Changelog
 from streams.config import Settings
 from streams.errors import CcmonError
 from streams.core.facts import Fact
-from streams.core.intake import BatchOutput, Intake, Record, partition_for_queue
+from streams.core.intake import BatchOutput, Intake, Record, partition_for_queue, record_partition
 from streams.core.queues import QueueStore
 from streams.exporter import ConsumerLagCollector, ProcessMetrics, StateSizeCollector
-from streams.exposition import KpiExposition
+from streams.exposition import KpiExposition, owner_filter
 from streams.faust_consumer import install as install_consumer
 from streams.kafka_auth import faust_credentials
 from streams.predecessor import note as note_member
@@ -46,6 +47,17 @@ log = logging.getLogger("ccmon.worker")
 
 #: the classic text exposition format, which every Prometheus 2.x parses
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def fatal(what: str) -> NoReturn:
+    """End the process at once, committing nothing, after a failure that would otherwise let an
+    offset commit cover work that was not done. The supervisor restarts the worker, which
+    processes everything after the last commit again (exactly, docs/architecture.md)."""
+    log.critical("%s failed; exiting without committing offsets, so that the restarted worker "
+                 "processes it again", what, exc_info=True)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(1)
 
 
 class Pipeline:
@@ -87,7 +99,7 @@ class Pipeline:
             web_enabled=True,
             broker_credentials=faust_credentials(s),
         )
-        install_consumer(self.app, before_commit=self.state_written)
+        install_consumer(self.app, before_commit=self._before_commit)
         self._snapshot_covers: list[dict[int, int]] = []  #: the acked offsets of the last snapshots
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.inputs = self.app.topic(s.calls_topic, s.chats_topic, s.agents_topic, partitions=s.partitions, **raw)
@@ -108,12 +120,14 @@ class Pipeline:
         self._store: QueueStore | None = None
         self._generation = 0
         self._state_chain: asyncio.Future | None = None
+        #: deliveries of changelog writes since the last commit, awaited before the next one
+        self._unacked_state: list[Any] = []
         # the agents and the sweep take turns on each state table
         self._lifecycle_lock, self._queues_lock = asyncio.Lock(), asyncio.Lock()
         self._unswept = False  #: a batch has moved watermarks since the last sweep
         self._intake_generation = self._store_generation = -1
         self.ready = False
-        self.kpi_text = KpiExposition(self.store)
+        self.kpi_text = KpiExposition(self.store, owned=self.owned_partitions)
         self.broker = BrokerWatch(s.bootstrap_servers, self._probe_broker, timeout_s=max(1.0, s.broker_probe_s))
         self.registry.register(self.broker)
         self.registry.register(StateSizeCollector(lambda: {"lifecycle": len(self.lifecycle_table.data),
@@ -181,13 +195,10 @@ class Pipeline:
             self._agent_store_generation = self._generation
         return self._agent_store
 
-    def owned_facts_partitions(self) -> set[int]:
-        """Facts partitions assigned to this worker now (queue and agent records live on them).
-        The one place the agent view asks; the rebalance bookkeeping can answer it instead."""
-        try:
-            return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.facts_topic}
-        except Exception:  # consumer not started yet
-            return set()
+    def owned_facts_partitions(self) -> frozenset[int]:
+        """Facts partitions whose agents this worker exports now: the same as its queues'
+        (``owned_partitions``), none while a rebalance runs."""
+        return self.owned_partitions()
 
     def agent_owner_filter(self) -> Any:
         """Predicate: is this agent's record on a partition this worker owns? Exported agents pass
@@ -198,20 +209,30 @@ class Pipeline:
     async def _write_agent_records(self, store: AgentStore, keys: Iterable[str], gone: Iterable[str] = ()) -> None:
         n, write = self.settings.partitions, self.agent_log.write
         for key in gone:
-            await write(partition_for_queue(key[2:], n), key, None)
+            self._unacked_state.append(await write(partition_for_queue(key[2:], n), key, None))
         for key in keys:
-            await write(partition_for_queue(key[2:], n), key, orjson.dumps(store.data[key]))
+            self._unacked_state.append(await write(partition_for_queue(key[2:], n), key,
+                                                   orjson.dumps(store.data[key])))
     # --- end agent view ------------------------------------------------------------------
 
     def _build(self) -> None:
         app, s = self.app, self.settings
 
+        @app.on_partitions_assigned.connect
+        async def on_partitions_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            killpoints.reached("assigned")
+
         @app.on_rebalance_complete.connect
         async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
-            self._generation += 1
+            # between two batches: the agents hold these while they change the tables
+            async with self._lifecycle_lock, self._queues_lock:
+                dropped = self._drop_unowned()
+                self._generation += 1
             self.ready = True
             note_member(s, self.member_id())
-            log.info("partitions assigned and state recovered; exporting owned queues")
+            log.info("partitions assigned and state recovered (%d records of partitions no longer owned "
+                     "dropped); exporting owned queues", dropped)
+            killpoints.reached("recovered")
 
         @app.task
         async def quiet_retries() -> None:
@@ -224,57 +245,31 @@ class Pipeline:
         async def watch_broker() -> None:
             await self.broker.check()
 
+        # A batch that fails ends the process (``fatal``): Faust would restart the agent, and the
+        # events of the failed batch, acknowledged when their take_events buffer is dropped,
+        # would be committed unprocessed.
         @app.agent(self.inputs, name="ccmon-lifecycle-agent")
         async def lifecycle(stream: Any) -> None:
             async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
-                records = [Record(e.message.topic, e.message.partition, e.message.offset, e.message.key,
-                                  e.message.value) for e in events]
-                async with self._lifecycle_lock:
-                    t0 = time.perf_counter()
-                    out = self.intake().process(records)
-                    self._unswept = True
-                    t1 = time.perf_counter()
-                    await self._send(out)
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug("lifecycle batch: %d records, %d writes, process %.1f ms, send %.1f ms",
-                              len(records), len(out.writes), (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
+                try:
+                    await self._lifecycle_batch(events)
+                except Exception:
+                    fatal("a stage-1 batch")
 
         @app.agent(self.facts, name="ccmon-queues-agent")
         async def queues(stream: Any) -> None:
             async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
-                async with self._queues_lock:
-                    store, agent_store = self.store(), self.agent_store()
-                    now = time.time()
-                    dirty: set[str] = set()
-                    agents_dirty: set[str] = set()
-                    for e in events:
-                        for src, offset, idx, row in orjson.loads(e.message.value)["f"]:
-                            if row[0] in AGENT_ROUTED:  # agent view (issue 14)
-                                agent_store.apply(Fact.from_wire(row), (src, offset, idx), now, agents_dirty)
-                            else:
-                                store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
-                    # each record carries its own applied-fact marks, so any later version of it is
-                    # consistent too: encoding now, after the whole batch, is enough
-                    await self._write_queue_records(store, dirty)
-                    await self._write_agent_records(agent_store, agents_dirty)
+                try:
+                    await self._queues_batch(events)
+                except Exception:
+                    fatal("a stage-2 batch")
 
         @app.timer(interval=s.sweep_interval_s)
         async def sweep() -> None:
-            # between two batches (the locks), and after the last one too: what the watermarks or the
-            # clock make due (ACW timeouts, retention, bucket expiry) never waits for the next input
-            if not self.ready or app.rebalancing or not app.flow_control.is_active():
-                return
-            if self._unswept:  # no batch since the last sweep: no watermark has moved
-                async with self._lifecycle_lock:
-                    self._unswept = False
-                    out = self.intake().sweep()
-                    if out.facts or out.writes:
-                        await self._send(out)
-            async with self._queues_lock:
-                await self._expire(self.store())
-                agent_store = self.agent_store()  # agent view (issue 14)
-                gone, changed = agent_store.expire(time.time())
-                await self._write_agent_records(agent_store, changed, gone)
+            try:
+                await self._sweep()
+            except Exception:  # what it completed in memory would be written without its facts
+                fatal("the sweep")
 
         if s.snapshot_interval_s > 0:
             @app.timer(interval=s.snapshot_interval_s)
@@ -296,7 +291,7 @@ class Pipeline:
 
         @app.page("/api/wallboard")
         async def wallboard_data(web: Any, request: Any) -> Any:
-            body = snapshot(self.store(), s, time.time(), self.scope())
+            body = snapshot(self.store(), s, time.time(), self.scope(), self.owned_partitions())
             return web.bytes(orjson.dumps(body), headers={"Content-Type": "application/json",
                                                            "Cache-Control": "no-store"})
 
@@ -318,7 +313,7 @@ class Pipeline:
         async def health(web: Any, request: Any) -> Any:
             healthy = self.ready and self.broker.up is not False
             body = {"ready": self.ready, "broker": {None: "unknown", True: "up", False: "down"}[self.broker.up],
-                    "queues": len(self.store().queues())}
+                    "queues": self.owned_queue_count()}
             return web.json(body, status=200 if healthy else 503)
 
     def member_id(self) -> str:
@@ -328,20 +323,91 @@ class Pipeline:
         except AttributeError:  # a Faust that keeps its consumer elsewhere: tests/unit/test_faust_private_api.py
             return ""
 
+    async def _lifecycle_batch(self, events: list) -> None:
+        records = [Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                   for e in self._current(events)]
+        if not records:
+            return
+        async with self._lifecycle_lock:
+            t0 = time.perf_counter()
+            out = self.intake().process(records)
+            self._unswept = True
+            t1 = time.perf_counter()
+            await self._send(out)
+        killpoints.reached("lifecycle-batch")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("lifecycle batch: %d records, %d writes, process %.1f ms, send %.1f ms",
+                      len(records), len(out.writes), (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
+
+    async def _queues_batch(self, events: list) -> None:
+        async with self._queues_lock:
+            store, agent_store = self.store(), self.agent_store()
+            now = time.time()
+            dirty: set[str] = set()
+            agents_dirty: set[str] = set()
+            for e in self._current(events):
+                for src, offset, idx, row in orjson.loads(e.message.value)["f"]:
+                    if row[0] in AGENT_ROUTED:  # agent view (issue 14)
+                        agent_store.apply(Fact.from_wire(row), (src, offset, idx), now, agents_dirty)
+                    else:
+                        store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
+            # each record carries its own applied-fact marks, so any later version of it is
+            # consistent too: encoding now, after the whole batch, is enough
+            await self._write_queue_records(store, dirty)
+            await self._write_agent_records(agent_store, agents_dirty)
+        killpoints.reached("queues-batch")
+
+    async def _sweep(self) -> None:
+        """Between two batches (the locks), and after the last one too: what the watermarks or the
+        clock make due (ACW timeouts, retention, bucket expiry) never waits for the next input."""
+        if not self.ready or self.app.rebalancing or not self.app.flow_control.is_active():
+            return
+        if self._unswept:  # no batch since the last sweep: no watermark has moved
+            async with self._lifecycle_lock:
+                self._unswept = False
+                out = self.intake().sweep()
+                if out.facts or out.writes:
+                    await self._send(out)
+                    killpoints.reached("sweep")
+        async with self._queues_lock:
+            await self._expire(self.store())
+            agent_store = self.agent_store()  # agent view (issue 14)
+            gone, changed = agent_store.expire(time.time())
+            await self._write_agent_records(agent_store, changed, gone)
+
     async def _probe_broker(self) -> bool:
         """A metadata request through the worker's own producer connection."""
         client = self.app.producer._ensure_producer().client  # the aiokafka client Faust produces with
         return bool(await client.force_metadata_update())
 
+    def _assigned(self, topics: Iterable[str]) -> set[int]:
+        """Partitions of these topics in the assignment Faust recorded last. It records it when
+        the assignment arrives, before recovery starts (its on_partitions_assigned signal comes
+        after, and a short recovery can complete first); consumer.assignment() is empty while a
+        rebalance runs."""
+        return {tp.partition for tp in (self.app._assignment or ()) if tp.topic in topics}
+
+    def owned_partitions(self) -> frozenset[int]:
+        """The facts partitions whose queues this worker exports now: those assigned to it, and
+        none while a rebalance runs (from revocation until the new assignment's state is
+        recovered, what this worker holds may be another worker's or incomplete)."""
+        if not self.ready or self.app.rebalancing:
+            return frozenset()
+        return frozenset(self._assigned((self.settings.facts_topic,)))
+
+    def owned_queue_count(self) -> int:
+        """Queues this worker exports now (/health): a queue it still holds but no longer owns is
+        another worker's to count."""
+        mine = owner_filter(self.owned_partitions(), self.settings.partitions)
+        return sum(1 for queue in self.store().queues() if mine(queue))
+
     def scope(self) -> str:
         """What this worker's pages show: with several workers, each shows its own share."""
-        try:
-            owned = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.facts_topic)
-        except Exception:  # consumer not started yet
-            owned = []
-        n = self.settings.partitions
+        owned, n = sorted(self.owned_partitions()), self.settings.partitions
         if len(owned) == n:
             return "all queues (this worker owns every partition)"
+        if not owned and (not self.ready or self.app.rebalancing):
+            return "this worker's share: none while partitions are being reassigned; other workers show theirs"
         return f"this worker's share: queue partitions {owned} of {n}; other workers show the rest"
 
     def agent_scope(self) -> str:
@@ -349,7 +415,43 @@ class Pipeline:
         owned, n = sorted(self.owned_facts_partitions()), self.settings.partitions
         if len(owned) == n:
             return "all agents (this worker owns every partition)"
+        if not owned and (not self.ready or self.app.rebalancing):
+            return "this worker's share: none while partitions are being reassigned; other workers show theirs"
         return f"this worker's share: agent partitions {owned} of {n}; other workers show the rest"
+
+    def _current(self, events: list) -> list:
+        """The events of the current consumer generation. A batch taken before a rebalance may
+        hold events of partitions now another worker's; those still ours are fetched again from
+        the committed offset, so neither is processed here."""
+        generation = self.app.consumer_generation_id
+        return [e for e in events if e.message.generation_id == generation]
+
+    def _drop_unowned(self) -> int:
+        """Forget the records of partitions no longer assigned here. Faust's memory store drops on
+        recovery only the keys it recovered; the records the agents wrote stay, and would be
+        exported (and counted twice with their new owner's) or recovered over later.
+
+        The assignment is the one Faust recorded last, not the consumer's: Faust also signals
+        "rebalance complete" when a recovery ends because another rebalance has begun, and then
+        the consumer's assignment is empty; dropping by it wiped the state of partitions kept
+        across the rebalance, which Faust does not recover again (found by the crash search).
+        With no assignment known, nothing is dropped."""
+        s = self.settings
+        inputs = self._assigned((s.calls_topic, s.chats_topic, s.agents_topic))
+        facts = self._assigned((s.facts_topic,))
+        if not inputs and not facts:
+            return 0
+        stale = [k for k, v in self.lifecycle_table.data.items() if record_partition(k, v) not in inputs]
+        for key in stale:
+            del self.lifecycle_table.data[key]
+        gone = [k for k in self.queue_table.data.keys() if self._partition_of_key(k) not in facts]
+        for key in gone:
+            del self.queue_table.data[key]
+        n = s.partitions  # agent records (p|agent_id) live on the facts partition of the agent id
+        left = [k for k in self.agent_table.data.keys() if partition_for_queue(k[2:], n) not in facts]
+        for key in left:
+            del self.agent_table.data[key]
+        return len(stale) + len(gone) + len(left)
 
     def _partition_of_key(self, key: str) -> int:
         return partition_for_queue(key.split("|", 2)[1], self.settings.partitions)
@@ -382,27 +484,44 @@ class Pipeline:
         gone, changed = store.expire(time.time())
         partition_of, write = self._partition_of_key, self.queue_log.write
         for key in gone:
-            await write(partition_of(key), key, None)
+            self._unacked_state.append(await write(partition_of(key), key, None))
         await self._write_queue_records(store, changed)
 
     async def _write_queue_records(self, store: QueueStore, keys: Iterable[str]) -> None:
         """Queue the current value of these queue records for the changelog."""
         partition_of, write = self._partition_of_key, self.queue_log.write
         for key in keys:
-            await write(partition_of(key), key, orjson.dumps(store.data[key]))
+            self._unacked_state.append(await write(partition_of(key), key, orjson.dumps(store.data[key])))
 
     async def _write_state(self, previous: asyncio.Future | None, acks: list, writes: list) -> None:
         if previous is not None:
             await previous
         if acks:
             await asyncio.gather(*acks)
+        killpoints.reached("facts-acked")
         write = self.lifecycle_log.write
         for partition, key, value in writes:
-            await write(partition, key, value)
+            self._unacked_state.append(await write(partition, key, value))
+        killpoints.reached("state-queued")
 
     async def state_written(self) -> None:
-        """Returns once the state of every batch handed to ``_send`` so far is queued for the broker."""
+        """Returns once the broker has acknowledged the state of every batch handed to ``_send``
+        so far and every queue record written; raises if one of them could not be delivered.
+        Faust flushes its producer before a commit, but a flush also ends when a write has
+        failed (its retries exhausted during a broker outage), and the commit would then cover
+        state that is lost; raising here aborts the commit, and the worker restarts from the
+        previous one."""
         while self._state_chain is not None and not self._state_chain.done():
             await asyncio.shield(self._state_chain)
         if self._state_chain is not None and self._state_chain.done() and self._state_chain.exception():
             raise self._state_chain.exception()
+        pending = len(self._unacked_state)  # writes queued meanwhile wait for the next commit
+        if pending:
+            await asyncio.gather(*self._unacked_state[:pending])
+            del self._unacked_state[:pending]  # not on failure: every later commit fails too
+
+    async def _before_commit(self) -> None:
+        try:
+            await self.state_written()
+        except Exception:  # committing anyway would cover lost state; not committing, lose nothing
+            fatal("writing the state to the changelog")

@@ -5,8 +5,9 @@ one message at a time, and its consumer stops handing messages to the streams wh
 is over 100 ("producer ebb"). A batch of a few thousand events dirties a few thousand records,
 so the worker spent most of its time waiting there. These writes go to the aiokafka producer
 directly, which batches them; values arrive already encoded, and keys are encoded as the table
-encodes them, so Faust's recovery reads them back unchanged. Faust flushes the producer before
-every offset commit, which covers these writes as it covered ``send_changelog``'s.
+encodes them, so Faust's recovery reads them back unchanged. The worker awaits the delivery of
+every write before an offset commit (``Pipeline.state_written``): Faust's flush before a commit
+covers these writes as it covered ``send_changelog``'s, but it ends on a failed write too.
 """
 
 from __future__ import annotations

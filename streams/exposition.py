@@ -14,11 +14,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Collection
 
 from prometheus_client.utils import floatToGoString
 
 from streams.core import kpis
+from streams.core.intake import partition_for_queue
 from streams.core.queues import COUNTERS, HANDLE_BUCKETS, TODAY, WAIT_BUCKETS, WINDOWS, QueueStore, SeriesView
 
 WINDOW_NAMES = (*WINDOWS, TODAY)
@@ -57,6 +58,18 @@ REQUIRED = len(FAMILIES) - 1
 HEADERS = [f"# HELP {name} {doc}\n# TYPE {name} {kind}\n" for name, kind, doc in FAMILIES]
 WAIT_LE = [floatToGoString(b) for b in (*WAIT_BUCKETS, math.inf)]
 HANDLE_LE = [floatToGoString(b) for b in (*HANDLE_BUCKETS, math.inf)]
+
+
+#: the facts partitions whose queues a worker exports now (``None``: every queue it holds)
+Owned = Callable[[], "Collection[int] | None"]
+
+
+def owner_filter(owned: Collection[int] | None, partitions: int) -> Callable[[str], bool]:
+    """Whether a queue is this worker's to show: its facts partition is currently assigned here.
+    A worker's state may still hold queues of partitions it has just lost; they are not shown."""
+    if owned is None:
+        return lambda queue: True
+    return lambda queue: partition_for_queue(queue, partitions) in owned
 
 
 def escape(value: str) -> str:
@@ -115,9 +128,11 @@ def render_series(view: SeriesView, ql: str) -> list[str]:
 class KpiExposition:
     """Renders the KPI families; ``render`` is called by the /metrics page on every scrape."""
 
-    def __init__(self, store: Callable[[], QueueStore], clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Callable[[], QueueStore], clock: Callable[[], float] = time.time,
+                 owned: Owned = lambda: None) -> None:
         self._store = store
         self._clock = clock
+        self._owned = owned
         self._owner: QueueStore | None = None
         self._series: dict[tuple[str, str], _Series] = {}
         self._agents: dict[str, tuple[int, str]] = {}
@@ -128,9 +143,12 @@ class KpiExposition:
             self._owner, self._series, self._agents = store, {}, {}
         current = int(now // store.bucket_s) * store.bucket_s
         today = store.local_day(now)
+        mine = owner_filter(self._owned(), store.settings.partitions)
         live: list[_Series] = []
         cache: dict[tuple[str, str], _Series] = {}
         for key in store.series():
+            if not mine(key[0]):
+                continue
             stamp = (store.versions[key], current, today)
             entry = self._series.get(key)
             if entry is None or entry.stamp != stamp:
@@ -149,15 +167,17 @@ class KpiExposition:
                            f"{floatToGoString(max(0.0, now - e.oldest_ts) if e.oldest_ts is not None else 0.0)}\n"
                            for e in live)
             elif f == AGENTS:
-                out.extend(self._agent_lines(store))
+                out.extend(self._agent_lines(store, mine))
             else:
                 out.extend(e.parts[f] for e in live)
         return "".join(out)
 
-    def _agent_lines(self, store: QueueStore) -> list[str]:
+    def _agent_lines(self, store: QueueStore, mine: Callable[[str], bool]) -> list[str]:
         cache: dict[str, tuple[int, str]] = {}
         lines = []
         for queue in sorted(store.index.agent_queues):
+            if not mine(queue):
+                continue
             version = store.agent_versions[queue]
             entry = self._agents.get(queue)
             if entry is None or entry[0] != version:

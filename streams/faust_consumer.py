@@ -16,7 +16,10 @@ import asyncio
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, cast
 
 from faust.transport.drivers.aiokafka import Consumer
+from faust.types import Message
 from mode import Service
+
+from streams import killpoints
 
 
 class HandOffConsumer(Consumer):
@@ -27,7 +30,22 @@ class HandOffConsumer(Consumer):
     async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
         if self.before_commit is not None:
             await self.before_commit()
-        return await super()._commit_offsets(offsets, start_new_transaction)
+        killpoints.reached("commit")
+        done = await super()._commit_offsets(offsets, start_new_transaction)
+        killpoints.reached("committed")
+        return done
+
+    def ack(self, message: Message) -> bool:
+        """Faust acknowledges a message of an earlier consumer generation without processing it
+        (its streams skip such messages, and a batch taken before a rebalance is acknowledged
+        whole). Counted as done, its offset could be committed while the copy fetched again
+        after the rebalance is still unprocessed, and a crash then would lose it. Such a
+        message is marked acknowledged (nothing waits for it) but moves no offset."""
+        if message.generation_id != self.app.consumer_generation_id:
+            message.acked = True
+            self._unacked_messages.discard(message)
+            return False
+        return super().ack(message)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs inside the worker
         callback = self.callback

@@ -4,21 +4,27 @@ as /metrics, so the page shows exactly the numbers Prometheus scrapes."""
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any
+from typing import Any, Collection
 
 from streams.config import Settings
 from streams.core import kpis
 from streams.core.queues import QueueStore
+from streams.exposition import owner_filter
 
 #: rates and counts on the wallboard are over this window; service level and surveys are also
 #: shown for today
 WINDOW = "15m"
 
 
-def snapshot(store: QueueStore, settings: Settings, now: float, scope: str) -> dict[str, Any]:
+def snapshot(store: QueueStore, settings: Settings, now: float, scope: str,
+             owned: Collection[int] | None = None) -> dict[str, Any]:
+    """``owned``: the facts partitions this worker exports now, as on /metrics (None: all it holds)."""
+    mine = owner_filter(owned, settings.partitions)
     agents = dict(store.agents())
     series = []
     for queue, channel in store.series():
+        if not mine(queue):
+            continue
         view = store.view(queue, channel, now)
         win, today = view.windows[WINDOW], view.windows["today"]
         th = settings.thresholds(queue)

@@ -18,6 +18,12 @@ table ``ccmon-agents``:
 Replays are exact the way queue records are (docs/architecture.md rule 3): the record keeps, per
 source, the id of the last fact applied to it and skips facts at or below it.
 
+Retention is in event time, like stage 1's: a record expires once the newest event time the
+store has applied (its watermark) is a retention period past the record's ``z``, never by the
+wall clock. Deleting a record deletes its applied-fact marks, and a worker catching up on days-old
+input (a backlog, a replay) would otherwise drop an agent between two of its facts and, after a
+crash, apply the replayed ones again to a new record: counted twice, or the totals restarted.
+
 Time in a state is accounted from event times: when a state event arrives, the interval since
 the previous state's start is added to that state, split at local midnights. The current state
 runs until ``now`` when read. "Today" is the local day of ``now``, like the ``today`` window.
@@ -91,6 +97,9 @@ class AgentStore:
         self.zone = ZoneInfo(settings.timezone)
         self._day_span: tuple[float, float, str] = (0.0, 0.0, "")  #: the last day looked up: [start, end)
         self._keep: tuple[float, str] = (float("nan"), "")  #: (now, the oldest day kept at that now)
+        #: the newest event time applied (rebuilt from the records after recovery: it may come out
+        #: lower than before, which only delays expiry)
+        self.watermark = max((z for rec in data.values() if (z := rec["v"]["z"]) is not None), default=float("-inf"))
 
     # ---- days ------------------------------------------------------------------------------
     def local_day(self, ts: float) -> str:
@@ -131,7 +140,10 @@ class AgentStore:
         if not fresh(rec, fid):
             return
         v, kind = rec["v"], fact.kind
-        v["z"] = max(v["z"], fact.ts)
+        if fact.ts > v["z"]:
+            v["z"] = fact.ts
+            if fact.ts > self.watermark:
+                self.watermark = fact.ts
         if self._keep[0] != now:
             self._keep = (now, self._yesterday(now))
         keep_from = self._keep[1]
@@ -179,23 +191,24 @@ class AgentStore:
 
     # ---- expiry ----------------------------------------------------------------------------
     def expire(self, now: float) -> tuple[list[str], list[str]]:
-        """Drop days before yesterday, contacts in hand with no news for a retention period (their
-        contact state is gone from stage 1 too), and agents offline (or never in a state) for a
+        """Drop days before yesterday (of ``now``: today's figures follow the wall clock), and, by
+        the watermark (event time), contacts in hand with no news for a retention period (their
+        contact state is gone from stage 1 too) and agents offline (or never in a state) for a
         retention period with nothing in hand. Returns (deleted keys, rewritten keys)."""
         gone: list[str] = []
         changed: list[str] = []
         keep_from = self._yesterday(now)
-        retention = self.settings.retention_s
+        retention, clock = self.settings.retention_s, self.watermark
         for key, rec in list(self.data.items()):
             v = rec["v"]
             touched = False
             for day in [d for d in v["d"] if d < keep_from]:
                 del v["d"][day]
                 touched = True
-            for cid in [c for c, (_, _, _, since) in v["c"].items() if since + retention < now]:
+            for cid in [c for c, (_, _, _, since) in v["c"].items() if since + retention < clock]:
                 del v["c"][cid]
                 touched = True
-            if not v["c"] and v["s"] in (None, "offline") and v["z"] + retention < now:
+            if not v["c"] and v["s"] in (None, "offline") and v["z"] + retention < clock:
                 del self.data[key]
                 gone.append(key)
                 continue

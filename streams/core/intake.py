@@ -5,7 +5,7 @@ and returns everything to send. Records:
 
     c|channel|contact_id  a contact's lifecycle (:class:`ContactState`)
     g|agent_id            an agent's latest state (:class:`AgentState`)
-    m|topic|partition     the partition's watermark: [newest event time, last offset, sweep counter]
+    m|topic|partition     the partition's watermark: [newest event time, last offset decided, sweep counter]
     q|partition           queue names first seen on that partition (for the queue cap)
     r|topic|partition|agent_id  an agent id seen on that partition: the day number (UTC) it was
                           last seen (for the agent cap; forgotten a retention period later)
@@ -33,8 +33,8 @@ from streams.config import Settings
 from streams.core.events import Reason, Rejection, parse_agent, parse_contact
 from streams.core.facts import AGENT_ROUTED, Fact
 from streams.core.lifecycle import (
-    ENDED, W_ENDED, W_ENDED_OFFSET, W_PARTITION, W_PHASE, W_SEEN, AgentState, ContactState, Outcome, apply_agent,
-    apply_contact, complete_by_timeout,
+    ENDED, W_DECIDED, W_ENDED, W_ENDED_OFFSET, W_IDS, W_PARTITION, W_PHASE, W_SEEN, AgentState, ContactState, Outcome,
+    apply_agent, apply_contact, complete_by_timeout,
 )
 
 ACCEPTED, DUPLICATE, LATE, REJECTED = "accepted", "duplicate", "late", "rejected"
@@ -46,6 +46,17 @@ MAX_DEAD_VALUE = 256 * 1024
 def partition_for_queue(queue: str, partitions: int) -> int:
     """Stable queue → facts partition (CRC-32, the same in every worker and release)."""
     return zlib.crc32(queue.encode()) % partitions
+
+
+def record_partition(key: str, value: Any) -> int:
+    """The input partition (and changelog partition) a lifecycle record belongs to."""
+    if key[0] == "c":
+        return value[W_PARTITION] if isinstance(value, list) else value["p"]
+    if key[0] == "g":
+        return value["p"]
+    if key[0] == "r":
+        return int(key.split("|", 3)[2])  # r|topic|partition|agent_id
+    return int(key.rsplit("|", 1)[1])  # m|topic|partition, q|partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +128,8 @@ class Intake:
                 known.update(value)
             elif key.startswith("r|"):
                 agents[key.split("|", 3)[3]] += 1
+            elif key.startswith("m|") and value[0] is None:  # JSON has no -inf: no accepted event yet
+                value[0] = float("-inf")
             elif key.startswith("c|"):
                 if isinstance(value, dict):  # an older worker's format: keep the compact one in memory
                     value = self.data[key] = ContactState.from_wire(value).to_wire()
@@ -213,13 +226,21 @@ class Intake:
         touched: set[tuple[str, int]] = set()
         for rec in records:
             channel = self.channels.get(rec.topic)
-            if channel is not None:
-                self._contact(out, rec, channel, now)
-            elif rec.topic == self.s.agents_topic:
-                self._agent(out, rec, now)
-            else:
+            if channel is None and rec.topic != self.s.agents_topic:
                 self._reject(out, rec, Rejection(Reason.INVALID_FIELD, f"unexpected topic {rec.topic!r}"))
                 continue
+            mark = self._mark(rec.topic, rec.partition)
+            if rec.offset <= mark[1]:
+                # decided already: its state and facts persisted (the mark is written after them).
+                # Deciding it again against a state that has moved on would not give the same
+                # answer (an event rejected for arriving too early may now fit), so it is skipped.
+                out.results[(rec.topic, DUPLICATE)] += 1
+                continue
+            if channel is not None:
+                self._contact(out, rec, channel, now)
+            else:
+                self._agent(out, rec, now)
+            mark[1] = rec.offset  # rejected records too: a replay must not decide them again
             touched.add((rec.topic, rec.partition))
         for topic, partition in sorted(touched):
             key = f"m|{topic}|{partition}"
@@ -237,6 +258,9 @@ class Intake:
         src = f"{rec.topic}/{rec.partition}"
         self._fire_timeouts(out, rec.topic, rec.partition, mark[0])  # may complete this very contact
         raw = self.data.get(key)
+        if raw is not None and len(raw) > W_DECIDED and rec.offset <= raw[W_DECIDED] and ev.event_id not in raw[W_IDS]:
+            out.results[(rec.topic, DUPLICATE)] += 1  # a replay of an event rejected already (see decided)
+            return
         state = ContactState.from_wire(raw) if raw is not None else None
         new_queues = self._new_queues([ev.queue]) if ev.queue is not None else []
         if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
@@ -251,6 +275,11 @@ class Intake:
         facts: list[Fact] = []
         if isinstance(result, Rejection):
             self._reject(out, rec, result)
+            if state is not None:  # remembered, so that a replay does not decide it again
+                state.decided = rec.offset
+                wire = state.to_wire()
+                self.data[key] = wire
+                out.writes[key] = (state.partition, wire)
         else:
             facts = result.facts
             state = cast(ContactState | None, result.state)  # a contact event's outcome holds a contact

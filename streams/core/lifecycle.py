@@ -51,14 +51,20 @@ class ContactState:
     ids: list[str] = field(default_factory=list)
     ended_offset: int = -1  #: source offset of ``ended``: identifies the ACW-timeout fact
     agent: str | None = None  #: who answered the current segment (its per-agent facts go to them)
+    #: source offset of the latest event decided for this contact, accepted or rejected: a replay
+    #: after a crash skips events at or below it instead of deciding them again against a state
+    #: that has moved on (an event rejected for arriving before its predecessor would now fit)
+    decided: int = -1
 
     def to_wire(self) -> list[Any]:
         """A list in field order (``W_*`` are the positions the intake reads): an open contact is
-        kept in memory in this form, and a 15-item list is a quarter of a 15-key dict. A record of
-        an older worker has 14 items (no agent) and reads as a segment nobody's view follows."""
+        kept in memory in this form, and a 16-item list is a quarter of a 16-key dict. A record of
+        an older worker has 14 items (no agent, nothing decided) and reads as a segment nobody's
+        view follows, or 15 (nothing decided: no replay of it is skipped by the contact's offset,
+        only by the partition's)."""
         return [self.partition, self.channel, self.queue, self.phase, self.offered, self.last, self.seen,
                 self.answered, self.hold_start, self.hold_total, self.ended, self.surveyed, self.ids,
-                self.ended_offset, self.agent]
+                self.ended_offset, self.agent, self.decided]
 
     @classmethod
     def from_wire(cls, d: list[Any] | dict[str, Any]) -> "ContactState":
@@ -69,7 +75,7 @@ class ContactState:
 
 
 # positions in ContactState.to_wire()
-W_PARTITION, W_PHASE, W_SEEN, W_ENDED, W_ENDED_OFFSET = 0, 3, 6, 10, 13
+W_PARTITION, W_PHASE, W_SEEN, W_ENDED, W_IDS, W_ENDED_OFFSET, W_DECIDED = 0, 3, 6, 10, 12, 13, 15
 
 
 @dataclass(slots=True)
@@ -156,7 +162,8 @@ def apply_contact(
         if ev.type != "offered":
             return _reject(f"{ev.type} for unknown contact {cid[:64]!r} (no offered, or expired)")
         assert ev.queue is not None
-        state = ContactState(partition, channel, ev.queue, WAITING, ev.ts, ev.ts, ev.ts, ids=[ev.event_id])
+        state = ContactState(partition, channel, ev.queue, WAITING, ev.ts, ev.ts, ev.ts, ids=[ev.event_id],
+                             decided=offset)
         return Outcome(state, [Fact(Kind.OFFERED, ev.queue, channel, ev.ts, cid, late=late)], late=late)
 
     facts: list[Fact] = []
@@ -242,6 +249,7 @@ def apply_contact(
         state.last = ts
     state.seen = max(state.seen, ts)
     state.ids.append(ev.event_id)
+    state.decided = offset
     return Outcome(state, facts, late=late)
 
 

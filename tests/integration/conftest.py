@@ -79,13 +79,15 @@ class Env:
 
 
 class Worker:
-    def __init__(self, env: Env, **extra: str) -> None:
+    def __init__(self, env: Env, ready: bool = True, **extra: str) -> None:
+        """Start a worker; with ``ready`` (the default), return once /health says it is ready."""
         self.port = free_port()
         self.log = env.tmp / f"worker-{self.port}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams", "worker", "--web-port", str(self.port)],
             env=env.vars(**extra), cwd=ROOT, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        self.wait_ready()
+        if ready:
+            self.wait_ready()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"

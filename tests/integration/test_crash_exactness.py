@@ -1,6 +1,9 @@
 """A worker killed with SIGKILL five times at random moments while it works through a recording of
-100,000+ events (duplicates, transfers, surveys hours late) ends with exactly the KPIs of a worker
-that was never interrupted: every counter, histogram bucket, _count and _sum, and windowed gauge."""
+100,000+ events (about 15,000 contacts; duplicates, events arriving behind later ones, transfers,
+holds, missing wrap-ups, surveys hours late, agents, 200 hostile inputs: the mix of issue 10, at
+fixed timestamps) ends with exactly the KPIs of a worker that was never interrupted: every
+counter, histogram bucket, _count and _sum, and gauge. test_crash_search.py places the kills at
+chosen points instead of random moments."""
 
 from __future__ import annotations
 
@@ -9,59 +12,16 @@ import signal
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 
-from producers.recording import line
 from tests.integration.conftest import Env, Worker
+from tests.integration.recordings import mixed
 from tests.integration.test_two_workers import total_events
-from tests.unit.helpers import with_later_spec_events
 
 pytestmark = pytest.mark.integration
 
 KILLS = 5
 SEED = 20261123
-
-
-def build_recording(env: Env, path: Path, rng: random.Random) -> tuple[int, dict[str, int]]:
-    """The simulator's recording with dequeued contacts, missed offers and CES mixed in, plus 2 %
-    duplicates replayed a little later and surveys for contacts of the first hour that arrive at
-    the very end, 2 to 3 hours after their contact."""
-    made = env.ccmon("simulate", "--profile", "flat", "--seed", "7", "--backfill", "14400", "--rate", "9",
-                     "--staff", "9", "--output", str(path))
-    assert made.returncode == 0, made.stderr
-    simulated = [orjson.loads(x) for x in path.read_bytes().splitlines()]
-    rows = with_later_spec_events([(d["topic"], d["key"], d["value"]) for d in simulated], rng)
-    lines = [line(topic, key, value).rstrip(b"\n") for topic, key, value in rows]
-    docs = [{"topic": topic, "key": key, "value": value} for topic, key, value in rows]
-    first_ts = min(d["value"]["ts"] for d in docs if isinstance(d["value"], dict))
-    out: list[bytes] = []
-    pending: list[tuple[int, bytes]] = []
-    for i, raw in enumerate(lines):
-        out.append(raw)
-        if rng.random() < 0.02:
-            pending.append((i + rng.randint(1, 500), raw))
-        while pending and pending[0][0] <= i:
-            out.append(pending.pop(0)[1])
-        pending.sort()
-    out.extend(raw for _, raw in pending)
-    late = 0
-    for d in docs:
-        v = d["value"]
-        if isinstance(v, dict) and v.get("type") == "ended" and v["ts"] < first_ts + 3600_000 and rng.random() < 0.2:
-            survey = {"event_id": f"late-{v['event_id']}", "type": "survey", "contact_id": v["contact_id"],
-                      "ts": v["ts"] + rng.randint(7200_000, 10800_000), "csat": rng.randint(1, 5),
-                      "nps": rng.randint(0, 10), "resolved": rng.random() < 0.7, "ces": rng.randint(1, 7)}
-            out.append(orjson.dumps({"topic": d["topic"], "key": d["key"], "value": survey}))
-            late += 1
-    path.write_bytes(b"\n".join(out) + b"\n")
-    kinds: dict[str, int] = {}
-    for d in docs:
-        if isinstance(d["value"], dict):
-            kinds[d["value"].get("type", "?")] = kinds.get(d["value"].get("type", "?"), 0) + 1
-    kinds["duplicates"] = len(out) - len(lines) - late
-    kinds["late_surveys"] = late
-    return len(out), kinds
 
 
 def state_series(m: dict) -> dict:
@@ -87,8 +47,10 @@ def agent_view(w: Worker) -> dict:
 def test_five_sigkills_during_a_100k_replay_change_nothing(env: Env, workers: list[Worker], tmp_path: Path):
     rng = random.Random(SEED)
     recording = tmp_path / "crash.jsonl"
-    n, kinds = build_recording(env, recording, rng)
-    assert n >= 100_000 and kinds["transferred"] > 100 and kinds["duplicates"] > 1000 and kinds["late_surveys"] > 50
+    kinds = mixed(recording, env.topics, seed=7, minutes=120, rate=7)
+    n = kinds["lines"]
+    assert n >= 100_000 and kinds["offered"] > 14_000 and kinds["transferred"] > 500
+    assert kinds["duplicates"] > 1000 and kinds["late_arrivals"] > 1000 and kinds["late_surveys"] > 1000
     assert kinds["dequeued"] > 50 and kinds["missed"] > 1000
     replayed = env.ccmon("replay", str(recording), "--quiet", timeout=300)
     assert replayed.returncode == 0, replayed.stderr
@@ -135,7 +97,12 @@ def test_five_sigkills_during_a_100k_replay_change_nothing(env: Env, workers: li
     assert len(agent_view(reference)) >= 20
     series = state_series(ref)
     assert len(series) > 300 and any(k[0] == "ccmon_agent_handled_total" for k in series)
-    assert any(k[0] == "ccmon_wait_seconds_sum" for k in series) and any(("window", "today") in k[1] for k in series)
-    assert sum(v for k, v in series.items() if k[0] == "ccmon_contacts_dequeued_total") == kinds["dequeued"]
-    assert sum(v for k, v in series.items() if k[0] == "ccmon_offers_missed_total") == kinds["missed"]
-    assert any(k[0] == "ccmon_ces_score" for k in series)
+    # fixed timestamps in the past: the windows are empty (the unit replay test covers them); the
+    # totals, histograms, contacts waiting and agents are all there
+    assert {"ccmon_wait_seconds_sum", "ccmon_handle_seconds_bucket", "ccmon_queue_waiting_contacts",
+            "ccmon_agents"} <= {k[0] for k in series}
+    # dequeued contacts and missed offers counted (an event that arrived before its contact's
+    # offered is rejected, so the totals are a little below the recording's)
+    dequeued = sum(v for k, v in series.items() if k[0] == "ccmon_contacts_dequeued_total")
+    missed = sum(v for k, v in series.items() if k[0] == "ccmon_offers_missed_total")
+    assert 0.9 * kinds["dequeued"] <= dequeued <= kinds["dequeued"] and 0.9 * kinds["missed"] <= missed <= kinds["missed"]

@@ -165,6 +165,8 @@ def test_offline_agents_and_old_days_expire_from_the_agent_view():
              (AGENTS, agent("a1", "offline", ["q"], at("10:00:00"))),
              (AGENTS, agent("a2", "available", ["q"], at("09:00:00"))),
              (AGENTS, agent("a2", "busy", ["q"], at("09:30:00")))], now=at("10:00:00"))
+    assert p.agent_store.expire(at("11:00:01")) == ([], [])  # retention is event time: none has passed
+    feed(p, [(AGENTS, agent("a2", "acw", ["q"], at("11:00:01")))], now=at("11:00:01"))
     gone, _ = p.agent_store.expire(at("11:00:01"))
     assert gone == ["p|a1"] and p.agent_store.agent_ids() == ["a2"]
     _, changed = p.agent_store.expire(at("09:00:00", day="2026-11-25"))

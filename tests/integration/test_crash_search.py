@@ -1,0 +1,137 @@
+"""A crash test that searches rather than samples: many scenarios, each a consumer group of its
+own on the same recorded input, whose workers SIGKILL themselves at a chosen point of their work
+(``CCMON_TEST_KILL_AT``, streams/killpoints.py): between a batch's facts send and its state
+write, with state queued but not acknowledged, before and after an offset commit, in stage 2,
+after a sweep, during the rebalance and recovery of a start, right after it. Some scenarios keep
+a second worker running beside the victims, so partitions move between workers as they die and
+come back. After the kills a clean worker catches up, and the group's series must equal those of
+a reference worker that was never interrupted: every counter, histogram bucket, gauge, for every
+queue and every agent (per-agent series), exported by exactly one worker.
+
+The recording (tests/integration/recordings.py) has the mix of issue 10: duplicates, events
+arriving behind later ones, transfers, holds, missing wrap-ups, surveys hours late, agents and
+200 hostile inputs. The suite runs ``CCMON_CRASH_SEARCH_SCENARIOS`` scenarios (default 6, about
+3 minutes on 2 cores); set it higher, and ``CCMON_CRASH_SEARCH_SEED``, to search longer.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from streams.killpoints import POINTS
+from tests.integration.conftest import Env, Worker
+from tests.integration.recordings import mixed
+from tests.integration.test_crash_exactness import state_series
+from tests.integration.test_rebalance import check
+from tests.integration.test_two_workers import total_events
+
+pytestmark = pytest.mark.integration
+
+SCENARIOS = int(os.environ.get("CCMON_CRASH_SEARCH_SCENARIOS", "6"))
+SEED = int(os.environ.get("CCMON_CRASH_SEARCH_SEED", "20261123"))
+KILLS = 3  #: victims per scenario
+PARALLEL = 2  #: scenarios at a time (each is a group of its own)
+#: small batches and frequent commits: many distinct places for a kill in one pass of the input
+WORKER = {"CCMON_SESSION_TIMEOUT_S": "6", "CCMON_BATCH_SIZE": "200", "CCMON_AGENT_METRICS": "true"}
+#: how many times a point may be passed before the kill: a pass of the input is ~75 stage-1
+#: batches, fewer stage-2 batches and commits, a few 1-s sweeps; recovery and its end come once
+#: per start. Each victim should die early enough that the later ones still have work.
+REACH = {"lifecycle-batch": 10, "facts-acked": 10, "state-queued": 10, "queues-batch": 4, "sweep": 2,
+         "commit": 6, "committed": 6, "assigned": 1, "recovered": 1}
+assert set(REACH) == set(POINTS)
+
+
+@dataclass
+class Scenario:
+    number: int
+    kills: list[str]
+    companion: bool  #: a worker without a kill point runs beside the victims all along
+    outcomes: list[str] = field(default_factory=list)
+
+
+def caught_up(m: dict) -> bool:
+    lags = [v for (name, _), v in m.items() if name == "ccmon_consumer_lag_messages"]
+    return bool(lags) and sum(lags) == 0
+
+
+def run_scenario(env: Env, sc: Scenario, ref: dict, started: list[Worker]) -> str | None:
+    """Run one scenario; None when the group ends equal to the reference, else what differs."""
+    mine: list[Worker] = []
+    try:
+        return _scenario(env, sc, ref, mine)
+    finally:
+        started.extend(mine)  # the fixture kills them should this fail half-way
+        for w in mine:  # idle workers of finished scenarios would slow the next ones
+            w.stop(signal.SIGKILL)
+
+
+def _scenario(env: Env, sc: Scenario, ref: dict, started: list[Worker]) -> str | None:
+    group = {"CCMON_APP_ID": f"{env.prefix}-s{sc.number}", "CCMON_FACTS_TOPIC": f"{env.prefix}.s{sc.number}-facts",
+             **WORKER}
+    live: list[Worker] = []
+    if sc.companion:  # starts with the first victim: they share the input from the beginning
+        live.append(Worker(env, ready=False, **group))
+        started.append(live[0])
+    for spec in sc.kills:
+        victim = Worker(env, ready=False, CCMON_TEST_KILL_AT=spec, **group)
+        started.append(victim)
+        deadline = time.monotonic() + 120
+        while victim.proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if caught_up(victim.scrape()):  # the point was not reached before the input ran out
+                    break
+            except OSError:  # not serving yet
+                pass
+            time.sleep(0.2)
+        code = victim.proc.poll()
+        if code is None:
+            victim.stop(signal.SIGKILL)
+            sc.outcomes.append(f"{spec}: not reached, killed after catching up")
+        else:
+            assert code == -signal.SIGKILL, f"{spec}: exited {code}:\n{victim.log.read_text()[-3000:]}"
+            sc.outcomes.append(f"{spec}: killed there")
+    final = Worker(env, **group)
+    started.append(final)
+    live.append(final)
+    deadline = time.monotonic() + 240
+    while True:
+        if all(caught_up(w.scrape()) for w in live) and (problem := check(live, ref)) is None:
+            return None
+        if time.monotonic() > deadline:
+            return problem or "not caught up"
+        time.sleep(0.5)
+
+
+def test_kills_at_every_point_of_the_work_change_no_series(env: Env, workers: list[Worker], tmp_path: Path):
+    rng = random.Random(SEED)
+    recording = tmp_path / "search.jsonl"
+    kinds = mixed(recording, env.topics, seed=SEED % 1000, minutes=60, rate=2)
+    assert kinds["late_arrivals"] > 200 and kinds["duplicates"] > 100 and kinds["transferred"] > 50
+    assert env.ccmon("replay", str(recording), "--quiet", timeout=300).returncode == 0
+    reference = Worker(env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **WORKER)
+    workers.append(reference)
+    ref = state_series(reference.wait_settled(lambda m: total_events(m) == kinds["lines"], timeout=300,
+                                              what="the reference"))
+    assert len(ref) > 300
+
+    scenarios = []
+    for number in range(SCENARIOS):
+        points = rng.sample(POINTS, KILLS)
+        scenarios.append(Scenario(number, [f"{p}:{rng.randint(1, REACH[p])}" for p in points],
+                                  companion=number % 3 == 2))
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        results = list(pool.map(lambda sc: run_scenario(env, sc, ref, workers), scenarios))
+    report = "\n".join(f"scenario {sc.number} ({'with a companion, ' if sc.companion else ''}{'; '.join(sc.outcomes)}): "
+                       f"{result or 'every series equal'}" for sc, result in zip(scenarios, results))
+    print(f"{kinds['lines']} events ({dict(kinds)})\n{report}")
+    killed = sum(o.endswith("killed there") for sc in scenarios for o in sc.outcomes)
+    assert killed >= SCENARIOS, f"too few kills landed:\n{report}"
+    assert all(r is None for r in results), report
