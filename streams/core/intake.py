@@ -51,9 +51,9 @@ def partition_for_queue(queue: str, partitions: int) -> int:
 def record_partition(key: str, value: Any) -> int:
     """The input partition (and changelog partition) a lifecycle record belongs to."""
     if key[0] == "c":
-        return value[W_PARTITION] if isinstance(value, list) else value["p"]
+        return int(value[W_PARTITION] if isinstance(value, list) else value["p"])
     if key[0] == "g":
-        return value["p"]
+        return int(value["p"])
     if key[0] == "r":
         return int(key.split("|", 3)[2])  # r|topic|partition|agent_id
     return int(key.rsplit("|", 1)[1])  # m|topic|partition, q|partition
