@@ -324,6 +324,7 @@ class Pipeline:
             return ""
 
     async def _lifecycle_batch(self, events: list) -> None:
+        await killpoints.hold()
         records = [Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                    for e in self._current(events)]
         if not records:
@@ -340,6 +341,7 @@ class Pipeline:
                       len(records), len(out.writes), (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
 
     async def _queues_batch(self, events: list) -> None:
+        await killpoints.hold()
         async with self._queues_lock:
             store, agent_store = self.store(), self.agent_store()
             now = time.time()

@@ -1,14 +1,20 @@
-"""Test-only crash points, for the crash-search test (tests/integration/test_crash_search.py).
+"""Test-only crash and pause points, for the crash tests (tests/integration/test_crash_search.py,
+test_recovery_race.py).
 
 ``CCMON_TEST_KILL_AT=POINT:N`` makes the worker SIGKILL itself the N-th time it passes POINT, so a
 test can place a crash exactly where a race would need luck to hit: between the facts send and
 the state write, before an offset commit, during recovery, right after a rebalance. Unset (the
 default, and the only setting for production) every point is a no-op. Not a ``Settings`` field on
 purpose: it is not configuration, and it is read once, here.
+
+``CCMON_TEST_PAUSE_AT=POINT:SECONDS`` holds the worker that long the first time it passes POINT,
+and the agents' batches with it (they wait in ``hold``), so that messages pile up in the streams'
+queues: a race that needs a slow moment happens every time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -25,6 +31,10 @@ POINTS = (
     "assigned",  #: partitions assigned, recovery starting
     "recovered",  #: recovery complete, before the first batch of the new assignment
 )
+#: where a pause can be placed
+PAUSES = (
+    "seeked",  #: recovery ending: stream partitions resumed and sought, the streams' queues not yet emptied
+)
 
 
 def _parse(spec: str) -> tuple[str, int] | None:
@@ -36,8 +46,24 @@ def _parse(spec: str) -> tuple[str, int] | None:
     return point, int(n)
 
 
+def _parse_pause(spec: str) -> tuple[str, float] | None:
+    if not spec:
+        return None
+    point, _, seconds = spec.partition(":")
+    try:
+        value = float(seconds)
+    except ValueError:
+        value = -1.0
+    if point not in PAUSES or not value > 0:
+        sys.exit(f"ccmon: CCMON_TEST_PAUSE_AT={spec!r}: want POINT:SECONDS with SECONDS > 0 and POINT one of "
+                 f"{', '.join(PAUSES)}")
+    return point, value
+
+
 _target = _parse(os.environ.get("CCMON_TEST_KILL_AT", ""))
 _count = 0
+_pause = _parse_pause(os.environ.get("CCMON_TEST_PAUSE_AT", ""))
+_paused: asyncio.Event | None = None  #: set while a pause runs
 
 
 def reached(point: str) -> None:
@@ -48,3 +74,22 @@ def reached(point: str) -> None:
     _count += 1
     if _count >= _target[1]:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def pause(point: str) -> None:
+    """Called at each pause point; the first time at the chosen one, holds it (and ``hold``)."""
+    global _pause, _paused
+    if _pause is None or point != _pause[0]:
+        return
+    seconds, _pause = _pause[1], None
+    _paused = asyncio.Event()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        _paused.set()
+
+
+async def hold() -> None:
+    """Awaited by the agents before each batch: waits while a pause runs."""
+    if _paused is not None and not _paused.is_set():
+        await _paused.wait()

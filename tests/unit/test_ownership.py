@@ -112,3 +112,38 @@ def test_no_commit_covers_a_state_write_the_broker_did_not_take(tmp_path):
             await pipeline.state_written()
 
     asyncio.run(scenario())
+
+
+def test_a_rebalance_drops_every_table_s_records_of_partitions_no_longer_owned_and_health_counts_owned_queues(tmp_path):
+    """Records of partitions moved away go from all three tables (an agent's by the facts partition
+    of its id, the agent cap's registry by its input partition); /health counts owned queues."""
+    from faust.types import TP
+    from streams.app import Pipeline
+
+    s = settings(data_dir=str(tmp_path), partitions=4)
+    local = LocalPipeline(s)
+    events = [(CALLS, ev("offered", f"c-{q}", at("10:00:00"), queue=q)) for q in QUEUES]
+    events += [(CALLS, ev("answered", f"c-{q}", at("10:00:05"), agent_id=f"agent-{q}")) for q in QUEUES]
+    events += [(AGENTS, agent(f"agent-{q}", "busy", [q], at("10:00:00"))) for q in QUEUES]
+    records = [local.record(t, e, key=e.get("contact_id") or e["agent_id"],
+                            partition=partition_for_queue(e.get("contact_id") or e["agent_id"], 4)) for t, e in events]
+    local.feed(records, now=NOW)
+    pipeline = Pipeline(s)
+    pipeline.lifecycle_table.data.update(local.lifecycle)
+    pipeline.queue_table.data.update(local.queues)
+    pipeline.agent_table.data.update(local.agents)
+    assert any(k.startswith("r|") for k in local.lifecycle) and len(local.agents) == len(QUEUES)
+
+    kept = {0, 1}
+    pipeline.app._assignment = {TP(topic, p) for p in kept for topic in (s.calls_topic, s.chats_topic, s.agents_topic,
+                                                                           s.facts_topic)}
+    assert pipeline._drop_unowned() > 0
+    assert {record_partition(k, v) for k, v in pipeline.lifecycle_table.data.items()} <= kept
+    assert {partition_for_queue(k.split("|", 2)[1], 4) for k in pipeline.queue_table.data.keys()} <= kept
+    assert {partition_for_queue(k[2:], 4) for k in pipeline.agent_table.data.keys()} == \
+        {partition_for_queue(f"agent-{q}", 4) for q in QUEUES} & kept
+
+    pipeline.owned_partitions = lambda: frozenset({0})  # type: ignore[method-assign]
+    assert pipeline.owned_queue_count() == sum(partition_for_queue(q, 4) == 0 for q in QUEUES) > 0
+    pipeline.owned_partitions = lambda: frozenset()  # type: ignore[method-assign]
+    assert pipeline.owned_queue_count() == 0

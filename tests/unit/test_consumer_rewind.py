@@ -1,0 +1,138 @@
+"""The consumer hands no stream message over while a rebalance runs, and rewinds every stream
+partition once after it (streams/faust_consumer.py; issue 10's remaining loss).
+
+Faust empties the streams' queues when recovery ends, after it has resumed and sought the stream
+partitions: whatever was handed over in between was lost with the fetch position past it. These
+drive the consumer's fetch loop with scripted fetches; tests/integration/test_recovery_race.py
+shows the loss, and its absence, on a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from types import SimpleNamespace
+from typing import Any
+
+from streams.faust_consumer import HandOffConsumer
+
+CHANGELOG = "app-ccmon-lifecycle-changelog"
+
+
+class TP(SimpleNamespace):
+    def __hash__(self) -> int:
+        return hash((self.topic, self.partition))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TP) and (self.topic, self.partition) == (other.topic, other.partition)
+
+
+CALLS0, CALLS1, CALLS2, LOG0 = TP(topic="calls", partition=0), TP(topic="calls", partition=1), \
+    TP(topic="calls", partition=2), TP(topic=CHANGELOG, partition=0)
+
+
+def consumer(fetches: list) -> tuple[HandOffConsumer, list, list]:
+    """A consumer whose fetches are scripted: each is a callable run before the fetch (to change
+    the app's rebalance state) and the (tp, offset) pairs fetched; the loop ends after the last."""
+    c = HandOffConsumer.__new__(HandOffConsumer)
+    app = SimpleNamespace(rebalancing=True, rebalancing_count=1, consumer_generation_id=1,
+                          tables=SimpleNamespace(changelog_topics={CHANGELOG}),
+                          topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
+                          should_stop=False)
+    handed: list = []
+    rewinds: list = []
+    stopped = asyncio.Event()
+    script = iter(fetches)
+
+    async def getmany(timeout: float) -> Any:
+        step = next(script, None)
+        if step is None:
+            stopped.set()
+            return
+        before, fetched = step
+        before(app)
+        for tp, offset in fetched:
+            yield tp, SimpleNamespace(offset=offset, topic=tp.topic, generation_id=app.consumer_generation_id)
+
+    async def callback(message: Any) -> None:
+        handed.append((message.topic, message.offset))
+
+    async def rewind() -> None:
+        rewinds.append(app.rebalancing_count)
+
+    c.__dict__.update(app=app, callback=callback, getmany=getmany, _stopped=stopped, _crashed=asyncio.Event(),
+                      _read_offset=defaultdict(lambda: None),
+                      suspend_flow=asyncio.Event(), _commit_every=None, _n_acked=0, _rewind=rewind,
+                      log=SimpleNamespace(warning=lambda *a: None, info=lambda *a: None, exception=lambda *a: None))
+    return c, handed, rewinds
+
+
+def run(c: HandOffConsumer) -> None:
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+    asyncio.run(c._drain_messages(fetcher))
+
+
+def ended(count: int):
+    def step(app: Any) -> None:
+        app.rebalancing, app.rebalancing_count = False, count
+    return step
+
+
+def still(app: Any) -> None:
+    return None
+
+
+def test_nothing_of_the_streams_is_handed_over_during_a_rebalance_and_all_is_fetched_again_after_it():
+    c, handed, rewinds = consumer([
+        (still, [(LOG0, 0), (CALLS0, 0), (CALLS0, 1), (LOG0, 1)]),  # recovery: its changelog only
+        (ended(1), []),  # the rebalance has ended; nothing left to fetch (it was all discarded)
+        (still, [(CALLS0, 0), (CALLS0, 1)]),  # fetched again after the rewind
+    ])
+    run(c)
+    assert handed == [(CHANGELOG, 0), (CHANGELOG, 1), ("calls", 0), ("calls", 1)]
+    assert rewinds == [1]  # once, before the first stream message of the new assignment
+
+
+def test_a_fetch_that_straddles_the_end_of_a_rebalance_is_dropped_after_the_rewind():
+    c, handed, rewinds = consumer([
+        (still, [(CALLS0, 5)]),
+        # the rebalance ends after the loop's check, before this fetch's first message
+        (ended(1), [(CALLS0, 6), (CALLS1, 7)]),  # fetched before the rewind: dropped
+        (still, [(CALLS0, 5), (CALLS0, 6), (CALLS1, 7)]),
+    ])
+    run(c)
+    assert handed == [("calls", 5), ("calls", 6), ("calls", 7)] and rewinds == [1]
+
+
+def test_every_rebalance_rewinds_once():
+    def began(count: int):
+        def step(app: Any) -> None:
+            app.rebalancing, app.rebalancing_count = True, count
+        return step
+    c, handed, rewinds = consumer([
+        (ended(1), []),
+        (still, [(CALLS0, 0)]),
+        (began(2), [(CALLS0, 1)]),  # revoked meanwhile: discarded
+        (ended(2), []),
+        (still, [(CALLS0, 1)]),
+    ])
+    run(c)
+    assert handed == [("calls", 0), ("calls", 1)] and rewinds == [1, 2]
+
+
+def test_the_rewind_seeks_to_the_committed_offset_or_else_to_the_beginning():
+    c = HandOffConsumer.__new__(HandOffConsumer)
+    sought: list = []
+
+    async def seek_to_committed() -> dict:  # Faust seeks those committed at an offset > 0 itself
+        return {CALLS0: 120, CALLS1: None, CALLS2: 0, LOG0: None}
+
+    async def seek_wait(partitions: dict) -> None:
+        sought.append(dict(partitions))
+
+    c.__dict__.update(seek_to_committed=seek_to_committed, seek_wait=seek_wait,
+                      _read_offset=defaultdict(lambda: None, {CALLS0: 300, CALLS1: 40, LOG0: 9}),
+                      app=SimpleNamespace(tables=SimpleNamespace(changelog_topics={CHANGELOG})))
+    c._is_changelog_tp = lambda tp: tp.topic == CHANGELOG  # type: ignore[method-assign]
+    asyncio.run(HandOffConsumer._rewind(c))
+    assert sought == [{CALLS1: 0, CALLS2: 0}]
+    assert c._read_offset[CALLS0] is None and c._read_offset[CALLS1] is None and c._read_offset[LOG0] == 9
