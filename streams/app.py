@@ -303,8 +303,12 @@ class Pipeline:
 
         @app.page("/api/agents")
         async def agents_data(web: Any, request: Any) -> Any:
+            try:  # ?offset=&limit= (docs/wallboard.md): every agent by default
+                offset, limit = agent_view.page_params(request.query)
+            except ValueError as exc:
+                return web.json({"error": str(exc)}, status=400)
             body = agent_view.snapshot(self.agent_store(), s, time.time(), self.agent_scope(),
-                                       self.agent_owner_filter())
+                                       self.agent_owner_filter(), offset, limit)
             return web.bytes(orjson.dumps(body), headers={"Content-Type": "application/json",
                                                            "Cache-Control": "no-store"})
         # --- end agent view ---
