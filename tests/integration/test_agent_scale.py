@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from producers.recording import line
-from tests.integration.conftest import Env, Worker, metric
+from tests.integration.support import Env, Worker, metric
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,7 @@ from datetime import datetime, timezone
 import pytest
 
 from producers.recording import line
-from tests.integration.conftest import Env, Worker, metric
-from tests.integration.test_wallboard_browser import ARTIFACTS, browser  # noqa: F401 (fixture)
+from tests.integration.support import ARTIFACTS, Env, metric, Worker
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from tests.integration.conftest import ROOT, Env, Worker, free_port
+from streams.dev.harness import free_port
+from tests.integration.support import ROOT, Env, Worker
 
 pytestmark = pytest.mark.integration
 

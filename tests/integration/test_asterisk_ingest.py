@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -21,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ROOT, Env, Worker, metric
+from tests.integration.support import Env, ROOT, SALES, Worker, accepted, counters, metric, summary_events
 
 pytestmark = pytest.mark.integration
-SALES = {"queue": "sales", "channel": "voice"}
 SUPPORT = {"queue": "support", "channel": "voice"}
 
 
@@ -40,19 +38,6 @@ class QueueLog:
     def raw(self, text: str) -> None:
         with open(self.path, "a") as f:
             f.write(text + "\n")
-
-
-def counters(m: dict, labels: dict) -> dict:
-    return {n: metric(m, f"ccmon_contacts_{n}_total", **labels) for n in (
-        "offered", "answered", "abandoned", "short_abandoned", "answered_in_threshold", "handled", "transferred_out")}
-
-
-def summary_events(stdout: str) -> int:
-    return int(re.search(r"; (\d+) events produced, all acknowledged", stdout).group(1))
-
-
-def accepted(m: dict, env: Env) -> float:
-    return sum(v for (n, l), v in m.items() if n == "ccmon_events_total" and dict(l)["result"] in ("accepted",))
 
 
 def test_a_queue_log_file_gives_the_hand_computed_kpis_and_a_re_read_changes_nothing(env: Env, workers: list[Worker]):

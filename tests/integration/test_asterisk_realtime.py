@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.integration.conftest import ROOT, Env, Worker, free_port, metric
-from tests.integration.test_asterisk_ingest import SALES, accepted, counters, summary_events
+from streams.dev.harness import free_port
+from tests.integration.support import ROOT, SALES, accepted, counters, Env, metric, summary_events, Worker
 
 pytestmark = pytest.mark.integration
 PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name),

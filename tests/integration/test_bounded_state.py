@@ -11,8 +11,7 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from tests.integration.conftest import Env, Worker, metric
-from tests.integration.test_two_workers import total_events
+from tests.integration.support import Env, metric, total_events, Worker
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from streams.kafka_local import LocalKafka
-from tests.integration.conftest import ROOT, Env, Worker, free_kafka_port, free_port, metric
-from tests.integration.test_two_workers import kpis, total_events
+from streams.dev.harness import free_kafka_port, free_port
+from tests.integration.support import ROOT, Env, kpis, metric, total_events, Worker
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from tests.integration.conftest import ROOT, Env, free_kafka_port, free_port
+from streams.dev.harness import free_kafka_port, free_port
+from tests.integration.support import ROOT, Env
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +90,7 @@ def test_kafka_full_cycle_leaves_no_process(tmp_path):
 
 
 def test_worker_creates_a_missing_data_dir_and_refuses_an_unwritable_one(env: Env, tmp_path):
-    from tests.integration.conftest import Worker
+    from tests.integration.support import Worker
     fresh = tmp_path / "does" / "not" / "exist"
     worker = Worker(env, CCMON_DATA_DIR=str(fresh))
     try:

@@ -14,23 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Env, Worker
+from tests.integration.support import Env, Worker, state_series, total_events
 from tests.integration.recordings import mixed
-from tests.integration.test_two_workers import total_events
 
 pytestmark = pytest.mark.integration
 
 KILLS = 5
 SEED = 20261123
-
-
-def state_series(m: dict) -> dict:
-    """Everything computed from state: all ccmon series but the process metrics, and the oldest
-    wait, which moves with the clock between two scrapes."""
-    return {k: v for k, v in m.items() if k[0].startswith("ccmon_") and not k[0].startswith(
-        ("ccmon_events", "ccmon_event_lag", "ccmon_dead_letters", "ccmon_broker", "ccmon_consumer_lag",
-         "ccmon_kafka_client", "ccmon_queue_oldest", "ccmon_state_records",
-         "ccmon_agent_state_seconds"))}  # per-agent state seconds run on with the clock, like the oldest wait
 
 
 def agent_view(w: Worker) -> dict:

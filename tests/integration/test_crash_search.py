@@ -35,12 +35,9 @@ from pathlib import Path
 import pytest
 
 from streams.killpoints import POINTS
-from tests.integration.conftest import ROOT, Env, Worker
+from tests.integration.support import Env, PARTITIONS, ROOT, Worker, caught_up, check, state_series, summed, total_events
 from tests.integration.recordings import mixed
-from tests.integration.test_crash_exactness import state_series
 from streams.core.intake import partition_for_queue
-from tests.integration.test_rebalance import PARTITIONS, check, summed
-from tests.integration.test_two_workers import total_events
 
 pytestmark = pytest.mark.integration
 
@@ -72,14 +69,6 @@ class Scenario:
     companion: bool  #: a worker without a kill point runs beside the victims all along
     outcomes: list[str] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)  #: of its workers, in the order they started
-
-
-def caught_up(m: dict) -> bool:
-    """The worker has read its stream partitions to the end (not the changelogs its recovery reads:
-    their lag is 0 long before it has processed anything)."""
-    lags = [v for (name, labels), v in m.items() if name == "ccmon_consumer_lag_messages"
-            and not dict(labels)["topic"].endswith("-changelog") and "__assignor" not in dict(labels)["topic"]]
-    return bool(lags) and sum(lags) == 0
 
 
 def run_scenario(env: Env, sc: Scenario, ref: dict, started: list[Worker]) -> str | None:

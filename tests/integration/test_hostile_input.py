@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from tests.integration.conftest import Env, Worker, metric
+from tests.integration.support import Env, Worker, metric
 
 pytestmark = pytest.mark.integration
 

@@ -7,102 +7,17 @@ import base64
 import math
 import signal
 import time
-from datetime import date, datetime, timezone
-from pathlib import Path
+from datetime import date, datetime
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from producers.recording import line
 from streams import config
-from tests.integration.conftest import Env, Worker, metric
+from tests.integration.recordings import scripted
+from tests.integration.support import Env, Worker, metric
 
 pytestmark = pytest.mark.integration
-
-
-def scripted(env: Env, base: float) -> tuple[Path, dict]:
-    """The recording; event times are offsets (s) from ``base``. Expected values are in the test."""
-    t = env.topics
-    rows: list[bytes] = []
-    n = {"id": 0}
-
-    def call(topic: str, etype: str, cid: str, offset: float, **fields) -> None:
-        n["id"] += 1
-        ev = {"event_id": fields.pop("event_id", f"e{n['id']}"), "type": etype, "contact_id": cid,
-              "ts": int(round((base + offset) * 1000)), **fields}
-        rows.append(line(topic, cid, ev))
-
-    def agent(aid: str, state: str, queues: list[str], offset: float, **fields) -> None:
-        n["id"] += 1
-        rows.append(line(t["agents"], aid, {"event_id": f"a{n['id']}", "type": "state", "agent_id": aid,
-                                            "state": state, "queues": queues,
-                                            "ts": datetime.fromtimestamp(base + offset, timezone.utc).isoformat(),
-                                            **fields}))
-
-    calls, chats = t["calls"], t["chats"]
-    agent("a1", "available", ["sales", "support"], 0)
-    agent("a2", "busy", ["sales"], 0)
-    agent("a3", "away", ["support"], 5)
-    call(calls, "offered", "c1", 0, queue="sales")
-    call(calls, "answered", "c1", 20, agent_id="a1", event_id="c1-answered")
-    call(calls, "answered", "c1", 20, agent_id="a1", event_id="c1-answered")  # duplicate
-    agent("a1", "busy", ["sales", "support"], 30)
-    call(calls, "hold", "c1", 60)
-    call(calls, "offered", "c2", 60, queue="sales")
-    call(calls, "abandoned", "c2", 65)
-    call(calls, "resume", "c1", 90)
-    call(calls, "offered", "c3", 120, queue="sales")
-    call(calls, "abandoned", "c3", 124.999)
-    call(calls, "offered", "c4", 180, queue="sales")
-    call(calls, "answered", "c4", 201, agent_id="a2")
-    call(calls, "offered", "c6", 240, queue="sales")
-    call(calls, "transferred", "c4", 261, queue="support")
-    call(calls, "transferred", "c6", 270, queue="support")
-    call(calls, "answered", "c4", 271, agent_id="a3")
-    call(calls, "ended", "c1", 320)
-    call(calls, "abandoned", "c6", 330)
-    call(calls, "wrapup_ended", "c1", 350)
-    call(calls, "ended", "c4", 391)
-    call(calls, "offered", "c5", 420, queue="sales")
-    call(chats, "offered", "h1", 10, queue="sales")
-    call(chats, "answered", "h1", 15, agent_id="a4")
-    call(chats, "ended", "h1", 100)
-    call(chats, "wrapup_ended", "h1", 110)
-    call(chats, "survey", "h1", 200, csat=4, nps=10, resolved=True, ces=5)
-    # billing: missed offers, dequeued contacts (SL denominator), CES; agents with name and reason
-    agent("a5", "available", ["billing"], 0, name="Ana Souza")
-    agent("a6", "away", ["billing"], 0, reason="training")
-    call(calls, "offered", "b1", 0, queue="billing")
-    call(calls, "missed", "b1", 5, agent_id="a5")
-    call(calls, "missed", "b1", 8, agent_id="a6")
-    call(calls, "answered", "b1", 12, agent_id="a7")  # wait 12 s: within T
-    call(calls, "ended", "b1", 100)
-    call(calls, "wrapup_ended", "b1", 110)  # handle 98 s
-    call(calls, "survey", "b1", 200, csat=5, nps=9, resolved=False, ces=6)
-    call(calls, "offered", "b2", 30, queue="billing")
-    call(calls, "dequeued", "b2", 90, reason="timeout")  # wait 60 s
-    call(calls, "offered", "b3", 40, queue="billing")
-    call(calls, "dequeued", "b3", 42, event_id="b3-dequeued")  # no reason: other; wait 2 s
-    call(calls, "dequeued", "b3", 42, event_id="b3-dequeued")  # duplicate
-    call(calls, "offered", "b4", 50, queue="billing")
-    call(calls, "abandoned", "b4", 56)  # 6 s: not short
-    call(calls, "offered", "b5", 60, queue="billing")
-    call(calls, "missed", "b5", 70, agent_id="a5")  # b5 keeps waiting
-    # bad input: every one must be dead-lettered with its reason
-    rows.append(line(calls, "bad1", "this is not json"))
-    rows.append(line(calls, "bad2", "\udcff\udcfe{}"))
-    call(calls, "teleported", "bad3", 10)
-    call(calls, "answered", "ghost", 10, agent_id="a1")
-    call(calls, "offered", "future", 3600 + 430, queue="sales")
-    call(calls, "missed", "ghost2", 10, agent_id="a5")  # unknown contact: lifecycle
-    call(calls, "dequeued", "b5", 75, reason="no way")  # reason with a space: invalid_field
-    agent("a6", "away", ["billing"], 20, reason="lunch!")  # invalid_field
-    path = env.tmp / "scripted.jsonl"
-    path.write_bytes(b"".join(rows))
-    expected_dead = {"invalid_json": 1, "invalid_utf8": 1, "unknown_type": 1, "lifecycle": 2, "future_time": 1,
-                     "invalid_field": 2}
-    return path, expected_dead
 
 
 def on_day(base: float, offsets: list[float], day: date) -> int:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import Env, Worker
+from tests.integration.support import Env, Worker
 
 pytestmark = pytest.mark.integration
 

@@ -20,12 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Env, Worker
+from tests.integration.support import caught_up, check, Env, state_series, total_events, Worker
 from tests.integration.recordings import mixed
-from tests.integration.test_crash_exactness import state_series
-from tests.integration.test_crash_search import caught_up
-from tests.integration.test_rebalance import check
-from tests.integration.test_two_workers import total_events
 
 pytestmark = pytest.mark.integration
 

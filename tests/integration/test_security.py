@@ -14,7 +14,8 @@ import pytest
 
 from producers.recording import line
 from streams.kafka_local import LocalKafka
-from tests.integration.conftest import ROOT, Env, Worker, free_kafka_port, free_port, metric
+from streams.dev.harness import free_kafka_port, free_port
+from tests.integration.support import ROOT, Env, Worker, metric
 
 pytestmark = pytest.mark.integration
 

@@ -5,30 +5,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ROOT
+from tests.integration.support import clean_checkout
 
 pytestmark = pytest.mark.integration
 
 DEBIAN_PYTHON = Path("/usr/bin/python3")
-
-
-def clean_checkout(dest: Path) -> Path:
-    """The files git tracks, as they are in the working tree: a fresh clone of HEAD when the tree
-    is committed (as in CI), and the edits under test when it is not. Nothing untracked or
-    ignored (.venv, caches, artifacts) comes along."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, listed.decode().split("\0")):
-        src = ROOT / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 def system_site_files() -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import Env, Worker, metric
+from tests.integration.support import Env, Worker, metric
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Env, Worker
-from tests.integration.test_crash_exactness import state_series
-from tests.integration.test_two_workers import total_events
+from tests.integration.support import Env, state_series, total_events, Worker
 
 pytestmark = pytest.mark.integration
 

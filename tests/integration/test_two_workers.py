@@ -10,16 +10,9 @@ from collections import defaultdict
 
 import pytest
 
-from tests.integration.conftest import Env, Worker
+from tests.integration.support import Env, Worker, kpis, total_events
 
 pytestmark = pytest.mark.integration
-
-KPI_PREFIXES = ("ccmon_contacts_", "ccmon_wait_seconds", "ccmon_handle_seconds", "ccmon_queue_waiting")
-
-
-def kpis(m: dict) -> dict:
-    return {k: v for k, v in m.items() if k[0].startswith(KPI_PREFIXES)}
-
 
 def summed(*scrapes: dict) -> dict:
     out: dict = defaultdict(float)
@@ -44,10 +37,6 @@ def agent_rows(w: Worker) -> dict:
         body = json.loads(resp.read())
     return {a["agent"]: (a["state"], a["since"], a["reason"], a["handled_today"], a["handle_s_today"],
                          a["missed_today"], a["contact"]) for a in body["agents"]}
-
-
-def total_events(*scrapes: dict) -> float:
-    return sum(v for m in scrapes for (n, _), v in m.items() if n == "ccmon_events_total")
 
 
 def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: list[Worker], tmp_path):

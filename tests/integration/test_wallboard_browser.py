@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 import signal
 import time
 
 import pytest
 
 from producers.recording import line
-from tests.integration.conftest import ROOT, Env, Worker, metric
-from tests.integration.test_pipeline_e2e import scripted
+from tests.integration.support import ARTIFACTS, Env, Worker, metric
+from tests.integration.recordings import scripted
 
 pytestmark = pytest.mark.integration
-
-ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 
 # DOM data-kpi → (metric, window) on /metrics
 KPI_METRICS = {
@@ -38,15 +32,6 @@ KPI_METRICS = {
 # counts in the last 15 min have no gauge on /metrics: (queue, channel) → values by hand from the
 # scripted recording (all of it lies within the last 15 min); every other card shows 0
 COUNTS_15M = {("billing", "voice"): {"dequeued_15m": 2, "missed_15m": 3}}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def dom_values(page) -> dict:

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import free_kafka_port, free_port
-from tests.integration.test_demo import run_demo
-from tests.integration.test_setup import clean_checkout
+from streams.dev.harness import free_kafka_port, free_port
+from tests.integration.support import clean_checkout, run_demo
 
 pytestmark = pytest.mark.integration
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.integration.conftest import ROOT
 
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 RULES = ROOT / "streams" / "resources" / "prometheus" / "rules" / "ccmon.yml"
 AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from streams.config import load
-from tests.integration.conftest import ROOT
 
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import ROOT
 
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "streams" / "resources" / "prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 

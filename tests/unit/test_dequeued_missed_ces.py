@@ -5,14 +5,10 @@ import pytest
 
 from streams.core import kpis
 from streams.core.lifecycle import AgentState, ContactState
-from streams.core.local import LocalPipeline
 from streams.core.queues import WAIT_BUCKETS
 from streams.exposition import KpiExposition
-from tests.unit.helpers import AGENTS, CALLS, CHATS, agent, at, ev, settings
-from tests.unit.test_exposition import sample, samples
-from tests.unit.test_pipeline_kpis import run
+from tests.unit.helpers import AGENTS, CALLS, CHATS, NOW, agent, at, ev, run, sample, samples
 
-NOW = at("10:10:00")
 REASONS = ("timeout", "empty", "key", "withdraw", "overflow", "other")
 
 SCENARIO = [

@@ -1,32 +1,9 @@
 """The cached KPI exposition: valid text format, equal to the store's views, and never stale."""
 
-from prometheus_client.parser import text_string_to_metric_families
 
 from streams.core.local import LocalPipeline
 from streams.exposition import KpiExposition
-from tests.unit.helpers import AGENTS, CALLS, CHATS, agent, at, ev, settings
-from tests.unit.test_pipeline_kpis import SCENARIO
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def samples(text: str) -> dict:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(text) for s in f.samples}
-
-
-def feed(p: LocalPipeline, events, now: float) -> None:
-    p.feed([p.record(t, e, key=e.get("contact_id") or e.get("agent_id")) for t, e in events], now=now)
-
-
-def sample(m: dict, name: str, **labels: str) -> float | None:
-    return m.get((name, tuple(sorted(labels.items()))))
+from tests.unit.helpers import AGENTS, CALLS, CHATS, Clock, SCENARIO, agent, at, ev, feed, sample, samples, settings
 
 
 def test_text_matches_hand_computed_values_and_every_family_is_typed_once():

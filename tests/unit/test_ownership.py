@@ -13,10 +13,8 @@ from streams.core.local import LocalPipeline
 from streams.exposition import KpiExposition
 from streams.faust_consumer import HandOffConsumer
 from streams.wallboard import snapshot
-from tests.unit.helpers import AGENTS, CALLS, agent, at, ev, settings
-from tests.unit.test_exposition import Clock, feed, samples
+from tests.unit.helpers import AGENTS, CALLS, Clock, NOW, agent, at, ev, feed, samples, settings
 
-NOW = at("10:10:00")
 QUEUES = ["sales", "support", "billing", "tech", "claims"]
 
 

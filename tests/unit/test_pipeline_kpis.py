@@ -3,47 +3,8 @@
 import pytest
 
 from streams.core.local import LocalPipeline
-from tests.unit.helpers import AGENTS, CALLS, CHATS, agent, at, ev, settings
+from tests.unit.helpers import AGENTS, CALLS, CHATS, NOW, SCENARIO, agent, at, ev, run, settings
 
-NOW = at("10:10:00")
-
-
-def run(events, now=NOW, sweep=False, **cfg):
-    p = LocalPipeline(settings(**cfg))
-    p.feed([p.record(topic, e, key=e.get("contact_id") or e.get("agent_id")) for topic, e in events], now=now)
-    if sweep:
-        p.sweep(now)
-    return p
-
-
-SCENARIO = [
-    # c1: waits exactly T = 20 s (in threshold), 30 s hold, handle = wrapup - answered = 330 s
-    (CALLS, ev("offered", "c1", at("10:00:00"), queue="sales")),
-    (CALLS, ev("answered", "c1", at("10:00:20"), agent_id="a1")),
-    (CALLS, ev("hold", "c1", at("10:01:00"))),
-    (CALLS, ev("resume", "c1", at("10:01:30"))),
-    (CALLS, ev("ended", "c1", at("10:05:20"))),
-    (CALLS, ev("wrapup_ended", "c1", at("10:05:50"))),
-    # c2: abandons after exactly S = 5 s: not short (short is strictly < S)
-    (CALLS, ev("offered", "c2", at("10:01:00"), queue="sales")),
-    (CALLS, ev("abandoned", "c2", at("10:01:05"))),
-    # c3: abandons after 4.999 s: short
-    (CALLS, ev("offered", "c3", at("10:02:00"), queue="sales")),
-    (CALLS, ev("abandoned", "c3", at("10:02:04.999"))),
-    # c4: answered after 21 s (outside T), transferred while handled after 60 s -> sales handled 60 s;
-    #     support: waits 10 s, ended, no wrap-up
-    (CALLS, ev("offered", "c4", at("10:03:00"), queue="sales")),
-    (CALLS, ev("answered", "c4", at("10:03:21"), agent_id="a2")),
-    (CALLS, ev("transferred", "c4", at("10:04:21"), queue="support")),
-    (CALLS, ev("answered", "c4", at("10:04:31"), agent_id="a3")),
-    (CALLS, ev("ended", "c4", at("10:06:31"))),
-    # c6: transferred while waiting: sales counts it transferred out with no wait KPI
-    (CALLS, ev("offered", "c6", at("10:04:00"), queue="sales")),
-    (CALLS, ev("transferred", "c6", at("10:04:30"), queue="support")),
-    (CALLS, ev("abandoned", "c6", at("10:05:30"))),
-    # c5: still waiting at 10:10:00 -> oldest wait 120 s
-    (CALLS, ev("offered", "c5", at("10:08:00"), queue="sales")),
-]
 
 
 def test_totals_and_histograms_per_queue():
