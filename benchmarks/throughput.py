@@ -38,7 +38,6 @@ import os
 import re
 import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -46,7 +45,7 @@ import tracemalloc
 import urllib.request
 import uuid
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -55,6 +54,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks import compiled_core, workload
 from streams.config import Settings, load
+from streams.dev.harness import NotReady, ProcessExited, Service, wait_stable, wait_until
 from streams.core.intake import Record
 from streams.core.local import LocalPipeline
 from streams.kafka_local import LocalKafka
@@ -82,41 +82,6 @@ def say(message: str) -> None:
 def http_get(url: str, timeout: float = 30.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.read()
-
-
-@dataclass
-class Proc:
-    """A worker (or the naive agent) as a subprocess with its own port."""
-
-    argv: list[str]
-    env: dict[str, str]
-    port: int
-    log: Path
-    proc: subprocess.Popen | None = field(default=None, repr=False)
-
-    def start(self) -> "Proc":
-        self.proc = subprocess.Popen(self.argv, env={**self.env, "CCMON_WEB_PORT": str(self.port)}, cwd=ROOT,
-                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        return self
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            raise SystemExit(f"{self.argv[-1]} exited with {self.proc.returncode}; see {self.log}")
-
-    def rss(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def metric_sum(pattern: re.Pattern, body: bytes) -> float:
@@ -181,21 +146,12 @@ def ready_with(port: int, series: set[bytes]) -> bool:
         return False
 
 
-def settled(worker: Proc, n: int, quiet_s: float) -> set[bytes]:
+def settled(worker: Service, n: int, quiet_s: float) -> set[bytes]:
     """The worker's KPI series once it has counted all ``n`` inputs and they stayed the same for
     ``quiet_s`` (longer than a sweep, which completes wrap-ups that fell due with the last inputs)."""
     timed_until([worker], worker_count, n)
-    deadline = time.monotonic() + TIMEOUT_S
-    last, since = kpi_series(worker.port), time.monotonic()
-    while time.monotonic() - since < quiet_s:
-        worker.check()
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the worker's KPI series did not settle in {TIMEOUT_S:.0f} s; see {worker.log}")
-        time.sleep(0.5)
-        now = kpi_series(worker.port)
-        if now != last:
-            last, since = now, time.monotonic()
-    return last
+    return wait_stable(lambda: kpi_series(worker.port), quiet_s=quiet_s, timeout=TIMEOUT_S, check=worker.check,
+                       interval=0.5, what=f"the worker's KPI series (log {worker.log})")
 
 
 async def changelog_size(s: Settings, kafka: LocalKafka, snapshots: Path) -> tuple[int, int, int]:
@@ -252,17 +208,12 @@ def restart(run: "Run", contacts: int, agents: int) -> dict[str, float | int]:
             say(f"restart: snapshots {', '.join(f'{f.name} {f.stat().st_size / 2**20:.1f} MiB' for f in snapshots.glob('*.snap'))}")
         out: dict[str, float | int] = {"restart_events": n, "restart_series": len(before)}
         for how in (signal.SIGTERM, signal.SIGKILL):
-            worker.proc.send_signal(how)
-            worker.proc.wait(timeout=120)
+            worker.stop(how, grace_s=120)
             messages, size, tail = asyncio.run(changelog_size(s, run.kafka, snapshots))
             worker = run.proc(env, tag=f"day-{how.name}").start()
             started = time.perf_counter()
-            deadline = time.monotonic() + TIMEOUT_S
-            while not ready_with(worker.port, before):
-                worker.check()
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"no ready worker with the same series {TIMEOUT_S:.0f} s after {how.name}; see {worker.log}")
-                time.sleep(0.05)
+            wait_until(lambda: ready_with(worker.port, before), timeout=TIMEOUT_S, check=worker.check, interval=0.05,
+                       what=f"a ready worker with the same series after {how.name} (log {worker.log})")
             took = time.perf_counter() - started
             key = "sigterm" if how == signal.SIGTERM else "sigkill"
             out[f"restart_{key}_s"] = round(took, 2)
@@ -284,7 +235,7 @@ def naive_count(port: int) -> float:
     return float(json.loads(http_get(f"http://127.0.0.1:{port}/count"))["handled"])
 
 
-def timed_until(procs: list[Proc], count: Callable[[int], float], n: int) -> float:
+def timed_until(procs: list[Service], count: Callable[[int], float], n: int) -> float:
     """Seconds from the first event counted (by any process) until all ``n`` are counted."""
     first = None
     deadline = time.monotonic() + TIMEOUT_S
@@ -327,10 +278,12 @@ class Run:
                "CCMON_DATA_DIR": str(self.workdir / app)}
         return load(env), env
 
-    def proc(self, env: dict[str, str], module: str = "streams", tag: str = "worker") -> Proc:
+    def proc(self, env: dict[str, str], module: str = "streams", tag: str = "worker") -> Service:
+        """A worker (or the naive agent, the peer) on a port of its own, not started yet."""
         self.next_port += 1
         argv = [sys.executable, "-m", module] + (["worker"] if module == "streams" else [])
-        return Proc(argv, env, self.next_port, self.workdir / f"{env['CCMON_APP_ID']}-{tag}-{self.next_port}.log")
+        return Service(argv, port=self.next_port, env={**env, "CCMON_WEB_PORT": str(self.next_port)}, cwd=ROOT,
+                       log=self.workdir / f"{env['CCMON_APP_ID']}-{tag}-{self.next_port}.log", name=f"{module} {tag}")
 
 
 async def raw_consume(s: Settings, n: int) -> float:
@@ -410,7 +363,7 @@ def core_bytes_per_open_contact(s: Settings, open_n: int, queues: int) -> float:
         tracemalloc.stop()
 
 
-def latency(s: Settings, worker: Proc, rate: float, seconds: float) -> tuple[float, float]:
+def latency(s: Settings, worker: Service, rate: float, seconds: float) -> tuple[float, float]:
     """Produce ``rate`` events/s for ``seconds`` to a warm worker, through both stages: the k-th
     offer sent is visible at the first scrape whose ``ccmon_contacts_offered_total`` (summed) has
     grown by k. Scrapes every 20 ms, the resolution."""
@@ -452,14 +405,14 @@ def latency(s: Settings, worker: Proc, rate: float, seconds: float) -> tuple[flo
     return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
 
 
-def scrape_until(worker: Proc, url: str, enough: Callable[[bytes], bool], what: str) -> bytes:
-    """Scrape ``url`` every 0.2 s until ``enough`` of the body; returns that body."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while not enough(body := http_get(url)):
-        worker.check()
-        if time.monotonic() > deadline:
-            raise SystemExit(f"expected {what} on /metrics within {TIMEOUT_S:.0f} s; see {worker.log}")
-        time.sleep(0.2)
+def scrape_until(worker: Service, enough: Callable[[bytes], bool], what: str) -> bytes:
+    """Scrape /metrics every 0.2 s until ``enough`` of the body; returns that body."""
+    def look() -> bytes | None:
+        body = worker.metrics_text()
+        return body if enough(body) else None
+    body = wait_until(look, timeout=TIMEOUT_S, check=worker.check, interval=0.2,
+                      what=f"{what} on /metrics (log {worker.log})")
+    assert body is not None
     return body
 
 
@@ -476,7 +429,7 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
         url = f"http://127.0.0.1:{worker.port}/metrics"
         # stage 2 may still be applying the last facts: time the scrape only with every series live
         offered_re = re.compile(rb"^ccmon_contacts_offered_total\{", re.M)
-        body = scrape_until(worker, url, lambda b: len(offered_re.findall(b)) >= 2 * queues,
+        body = scrape_until(worker, lambda b: len(offered_re.findall(b)) >= 2 * queues,
                             f"{2 * queues} offered series")
         samples = body.count(b"\nccmon_")
         times = []
@@ -488,7 +441,7 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
         rss0 = worker.rss()
         asyncio.run(workload.produce(s, workload.open_contacts(open_n, queues, now_ms)))
         waiting_re = re.compile(rb"^ccmon_queue_waiting_contacts\{[^}]*\} ([0-9.e+]+)$", re.M)
-        scrape_until(worker, url, lambda b: metric_sum(waiting_re, b) >= open_n, f"{open_n} waiting contacts")
+        scrape_until(worker, lambda b: metric_sum(waiting_re, b) >= open_n, f"{open_n} waiting contacts")
         time.sleep(2)
         rss1 = worker.rss()
         say(f"scrape: {samples} samples; rss {rss0 / 2**20:.0f} MiB → {rss1 / 2**20:.0f} MiB with {open_n} open")
@@ -532,6 +485,8 @@ def main() -> None:
     say(kafka.start())
     try:
         measure(args, Run(kafka, f"b{uuid.uuid4().hex[:6]}", base / "bench"), n, lat_s, skip, scales)
+    except (ProcessExited, NotReady) as e:  # a worker died or hung: its log says why, no traceback needed
+        raise SystemExit(f"bench: {e}") from None
     finally:
         if ours:
             say(kafka.stop())
@@ -578,16 +533,7 @@ def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[st
         asyncio.run(ensure_topics(s_lat))
         live = run.proc(env_lat).start()
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                live.check()
-                try:
-                    http_get(f"http://127.0.0.1:{live.port}/health", timeout=2)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit(f"the latency worker did not get ready; see {live.log}") from None
-                    time.sleep(0.3)
+            live.wait_ready(timeout=120)
             r["p50_latency_s"], r["p99_latency_s"] = (round(v, 3) for v in latency(s_lat, live, 2000, lat_s))
             say(f"latency at 10000/s for {lat_s} s...")
             r["p50_latency_10k_s"], r["p99_latency_10k_s"] = (round(v, 3) for v in latency(s_lat, live, 10_000, lat_s))

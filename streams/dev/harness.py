@@ -25,7 +25,7 @@ from typing import IO, TypeVar
 from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = ["NotReady", "ProcessExited", "Samples", "Service", "free_kafka_port", "free_port", "rss_of",
-           "wait_until"]
+           "wait_stable", "wait_until"]
 
 T = TypeVar("T")
 #: one scrape of /metrics: (sample name, its labels) -> value
@@ -87,6 +87,31 @@ def wait_until(condition: Callable[[], T | None], *, timeout: float | None, what
         time.sleep(interval)
 
 
+def wait_stable(look: Callable[[], T], *, quiet_s: float, timeout: float, what: str,
+                key: Callable[[T], object] = lambda value: value, accept: Callable[[T], bool] = lambda value: True,
+                check: Callable[[], None] | None = None, interval: float = POLL_S) -> T:
+    """Poll ``look`` until ``key`` of its value has stayed the same, and ``accept`` true, for
+    ``quiet_s``; returns the last value. For "all input is counted, now let the last effects land"
+    (a worker's second stage applies facts a moment after the first counted the inputs): the
+    state decides when the wait ends, ``quiet_s`` only how long it must hold still."""
+    first = look()
+    then, since = key(first), time.monotonic()
+
+    def still() -> tuple[T] | None:
+        nonlocal then, since
+        value = look()
+        now = key(value)
+        if now != then or not accept(value):
+            then, since = now, time.monotonic()
+            return None
+        return (value,) if time.monotonic() - since >= quiet_s else None
+
+    held = wait_until(still, timeout=timeout, what=f"{what} to hold still for {quiet_s:g} s", check=check,
+                      interval=interval)
+    assert held is not None  # only give_up returns None, and there is none here
+    return held[0]
+
+
 def rss_of(pid: int) -> int:
     """Resident memory of process ``pid`` in bytes, from /proc (Linux, where ccmon runs)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -105,7 +130,7 @@ def parse_metrics(text: str) -> Samples:
 
 
 class Service:
-    """One child process serving HTTP on 127.0.0.1:``port``.
+    """One child process serving HTTP on ``host``:``port`` (127.0.0.1 unless told).
 
     ``log`` receives its stdout and stderr (None: they go to ours, as in the demo, where the
     person watching wants to see them). The port is passed by the caller in ``argv`` or ``env``
@@ -113,9 +138,11 @@ class Service:
     """
 
     def __init__(self, argv: Sequence[str], *, port: int, env: Mapping[str, str] | None = None,
-                 log: Path | None = None, cwd: Path | None = None, name: str | None = None) -> None:
+                 log: Path | None = None, cwd: Path | None = None, name: str | None = None,
+                 host: str = "127.0.0.1") -> None:
         self.argv = list(argv)
         self.port = port
+        self.host = host
         self.env = dict(env) if env is not None else None
         self.log = log
         self.cwd = cwd
@@ -196,7 +223,7 @@ class Service:
 
     # ---- HTTP ------------------------------------------------------------------------------
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def get(self, path: str, timeout: float = 30.0) -> bytes:
         """The body of ``path``; raises OSError (refused, 503, ...) as urllib does."""

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.dev.harness import Samples, Service, free_port, wait_until
+from streams.dev.harness import Samples, Service, free_port, wait_stable
 from streams.kafka_local import LocalKafka
 
 
@@ -78,25 +78,14 @@ class Worker(Service):
         """Wait for ``predicate``, then until the KPI series stop changing for ``quiet_s``
         (stage 2 applies facts a moment after stage 1 counted the inputs)."""
         deadline = time.monotonic() + timeout
-        m = self.wait_for(predicate, timeout, what)
+        self.wait_for(predicate, timeout, what)
 
         def contacts(m: Samples) -> Samples:
             return {k: v for k, v in m.items() if k[0].startswith("ccmon_contacts_")}
 
-        kpis_then, since = contacts(m), time.monotonic()
-
-        def quiet() -> Samples | None:
-            nonlocal kpis_then, since
-            m = self.scrape()
-            if contacts(m) != kpis_then or not predicate(m):
-                kpis_then, since = contacts(m), time.monotonic()
-                return None
-            return m if time.monotonic() - since >= quiet_s else None
-
-        settled = wait_until(quiet, timeout=max(0.0, deadline - time.monotonic()), check=self.check,
-                             what=f"the metrics to settle after {what}", interval=0.3)
-        assert settled is not None
-        return settled
+        return wait_stable(self.scrape, quiet_s=quiet_s, timeout=max(0.0, deadline - time.monotonic()),
+                           what=f"the KPI series after {what}", key=contacts, accept=predicate, check=self.check,
+                           interval=0.3)
 
 
 def metric(m: Samples, name: str, **labels: str) -> float | None:

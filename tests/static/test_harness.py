@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.dev.harness import NotReady, ProcessExited, Service, free_kafka_port, free_port, wait_until
+from streams.dev.harness import NotReady, ProcessExited, Service, free_kafka_port, free_port, wait_stable, wait_until
 
 METRICS = """\
 # HELP ccmon_events_total Events read.
@@ -154,3 +154,22 @@ def test_free_ports_are_free_and_the_kafka_one_has_a_free_successor():
     port = free_kafka_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port + 1))
+
+
+def test_wait_stable_returns_once_the_value_holds_still_and_is_accepted():
+    values = iter([1, 2, 2, 3, 3, 3, 3] + [3] * 10_000)
+    looked: list[int] = []
+
+    def look() -> int:
+        looked.append(next(values))
+        return looked[-1]
+
+    assert wait_stable(look, quiet_s=0.05, timeout=60, what="x", accept=lambda v: v == 3, interval=0.01) == 3
+    assert looked[:4] == [1, 2, 2, 3]  # 2 held still but was not accepted
+    with pytest.raises(NotReady, match="the count to hold still"):
+        ticks = iter(range(10**9))
+        wait_stable(lambda: next(ticks), quiet_s=0.05, timeout=0.3, what="the count", interval=0.01)
+    # the key decides what must hold still: here only the parity
+    ticks2 = iter(range(0, 10**9, 2))
+    assert wait_stable(lambda: next(ticks2), quiet_s=0.05, timeout=60, what="parity", key=lambda v: v % 2,
+                       interval=0.01) % 2 == 0
