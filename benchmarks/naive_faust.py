@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from typing import Any
+
 import faust
 import orjson
 
@@ -28,7 +30,7 @@ def main() -> None:
     handled = [0]
 
     @app.agent(inputs)
-    async def count(stream):  # type: ignore[no-untyped-def]
+    async def count(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             try:
                 body = orjson.loads(event.value)
@@ -39,7 +41,7 @@ def main() -> None:
             handled[0] += 1
 
     @app.page("/count")
-    async def count_page(web, request):  # type: ignore[no-untyped-def]
+    async def count_page(web: Any, request: Any) -> Any:
         return web.json({"handled": handled[0]})
 
     faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()

@@ -71,8 +71,8 @@ def main() -> None:
     sdf = sdf.apply(with_queue, stateful=True).filter(lambda e: e is not None)
     sdf = sdf.set_timestamp(lambda value, key, timestamp, headers: value["ts"])
     sdf = sdf.group_by("queue")
-    sdf = sdf.tumbling_window(duration_ms=60_000).agg(offered=Sum("o"), answered=Sum("a"), abandoned=Sum("b"))
-    sdf = sdf.current()
+    window = sdf.tumbling_window(duration_ms=60_000).agg(offered=Sum("o"), answered=Sum("a"), abandoned=Sum("b"))
+    sdf = window.current()
 
     class Count(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)

@@ -250,7 +250,7 @@ def timed_until(procs: list[Service], count: Callable[[int], float], n: int) -> 
         now = time.perf_counter()
         if total > 0 and first is None:
             first = now
-        if total >= n:
+        if first is not None and total >= n:
             return now - first
         time.sleep(0.02)
     raise SystemExit(f"not every event was counted within {TIMEOUT_S:.0f} s; see {procs[0].log}")
@@ -306,6 +306,7 @@ async def raw_consume(s: Settings, n: int) -> float:
                 seen += len(records)
     finally:
         await consumer.stop()
+    assert started is not None  # n > 0 events were read
     return n / (time.perf_counter() - started)
 
 

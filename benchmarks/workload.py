@@ -34,10 +34,10 @@ def mix(n: int, seed: int = 1, now: float | None = None) -> list[Event]:
     made: list[tuple[str, bytes, dict, int]] = []
     while len(made) < n:
         t += 60
-        for topic, key, event in sim.advance(t):
+        for topic, name, event in sim.advance(t):
             if rng.random() < 0.03:
-                made.append((topic, key.encode(), event, rng.randrange(1, 5)))
-            made.append((topic, key.encode(), event, 0))
+                made.append((topic, name.encode(), event, rng.randrange(1, 5)))
+            made.append((topic, name.encode(), event, 0))
     made = made[:n]
     shift = int(now * 1000) - 60_000 - max(e["ts"] for _, _, e, _ in made)
     out: list[Event] = []
@@ -82,7 +82,7 @@ def queue_series(queues: int, now_ms: int) -> list[Event]:
         queue = f"q{q:04d}"
         for topic in ("calls", "chats"):
             cid = f"{topic}-{queue}"
-            steps = [("offered", 0, {"queue": queue}), ("answered", 12_000, {"agent_id": f"a-{queue}"}),
+            steps: list[tuple[str, int, dict[str, object]]] = [("offered", 0, {"queue": queue}), ("answered", 12_000, {"agent_id": f"a-{queue}"}),
                      ("ended", 200_000, {}), ("wrapup_ended", 230_000, {}),
                      ("survey", 240_000, {"csat": 5, "nps": 9, "resolved": True})]
             for i, (kind, dt, extra) in enumerate(steps):

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -96,12 +97,12 @@ class Simulator:
         for agent in self.agents[::-1][:lingering]:  # the last ones: no draw from the generator
             agent.lingers = True
         for agent in self.agents:
-            self._at(start + self.rng.uniform(0, 5), lambda a=agent: self._agent_state(a, "available"))
+            self._at(start + self.rng.uniform(0, 5), partial(self._agent_state, agent, "available"))
         self._peak = max(self.sc.hourly) or 1.0
         for spec in self.sc.queues:
             self._schedule_arrival(spec, start)
         for inc in incidents:
-            self._at(start + inc.start_s, lambda i=inc: self._incident(i))
+            self._at(start + inc.start_s, partial(self._incident, inc))
 
     # ---- scheduling ----------------------------------------------------------------------
     def _at(self, t: float, fn: Callable[[], None]) -> None:
@@ -191,7 +192,7 @@ class Simulator:
             agent = min(free, key=lambda a: (len(a.active), self.rng.random()))
             self._waiting.remove(c)
             agent.active.add(c.cid)
-            self._at(self.now + self.rng.uniform(0.5, 2.0), lambda c=c, a=agent: self._answer(c, a))
+            self._at(self.now + self.rng.uniform(0.5, 2.0), partial(self._answer, c, agent))
 
     def _answer(self, c: _Contact, agent: _Agent) -> None:
         if self.sc.miss_probability and self.rng.random() < self.sc.miss_probability:
@@ -293,14 +294,14 @@ class Simulator:
                 agent.away_until = until
                 if not agent.active:
                     self._agent_state(agent, "away", "meeting")
-                    self._at(until, lambda a=agent: self._back(a))
+                    self._at(until, partial(self._back, agent))
         elif inc.kind == "agent-stuck":
             stuck = next((a for a in self.agents if a.agent_id == inc.agent), None)
             if stuck is not None:
                 stuck.stuck_until = self.now + inc.duration_s
                 if not stuck.active:  # idle or away: into ACW now; busy: after its current contacts
                     self._agent_state(stuck, "acw")
-                self._at(stuck.stuck_until, lambda a=stuck: self._unstick(a))
+                self._at(stuck.stuck_until, partial(self._unstick, stuck))
         elif inc.kind == "bad-input":
             for i in range(inc.count):
                 topic = ("calls", "chats", "agents")[i % 3]

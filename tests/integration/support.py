@@ -60,15 +60,28 @@ class Env:
 class Worker(Service):
     """``ccmon worker`` on ``env`` with its own web port and log file (``log``), started at once."""
 
-    def __init__(self, env: Env, ready: bool = True, **extra: str) -> None:
-        """Start a worker; with ``ready`` (the default), return once /health says it is ready."""
+    log: Path  # always written to a file, for the failure messages
+
+    def __init__(self, env: Env, **extra: str) -> None:
+        """Start a worker and return once /health says it is ready (``Worker.launched`` does not wait)."""
+        self._launch(env, extra)
+        self.wait_ready()
+
+    @classmethod
+    def launched(cls, env: Env, **extra: str) -> Worker:
+        """Start a worker and return at once: for one that is meant to die on its way up (a kill
+        point), or several whose readiness is awaited together."""
+        worker = cls.__new__(cls)
+        worker._launch(env, extra)
+        return worker
+
+    def _launch(self, env: Env, extra: dict[str, str]) -> None:
         port = free_port()
+        log = env.tmp / f"worker-{port}.log"
         super().__init__([sys.executable, "-m", "streams", "worker", "--web-port", str(port)], port=port,
-                         env=env.vars(**extra), log=env.tmp / f"worker-{port}.log", cwd=ROOT,
-                         name=f"worker :{port}")
+                         env=env.vars(**extra), log=log, cwd=ROOT, name=f"worker :{port}")
+        self.log = log
         self.start()
-        if ready:
-            self.wait_ready()
 
     def wait_for(self, predicate: Callable[[Samples], bool], timeout: float = 60, what: str = "") -> Samples:
         return self.wait_metrics(predicate, timeout, what or "a condition on /metrics")
@@ -89,7 +102,15 @@ class Worker(Service):
 
 
 def metric(m: Samples, name: str, **labels: str) -> float | None:
+    """The sample ``name{labels}`` of a scrape, None when it is not exported."""
     return m.get((name, frozenset(labels.items())))
+
+
+def exported(m: Samples, name: str, **labels: str) -> float:
+    """The sample ``name{labels}``, which must be exported."""
+    value = metric(m, name, **labels)
+    assert value is not None, f"{name}{labels} is not exported"
+    return value
 
 
 def state_series(m: dict) -> dict:
@@ -160,7 +181,7 @@ def check(workers: list[Worker], ref: dict) -> str | None:
     if not all(shares) or sum(map(len, shares)) != PARTITIONS or set().union(*shares) != set(range(PARTITIONS)):
         return f"partitions not shared out yet: {shares}"
     scrapes = [w.scrape() for w in workers]
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, str], int] = {}
     for i, m in enumerate(scrapes):
         for what, names in (("queue", queues_of(m)), ("agent", agents_of(m))):
             for name in names:
@@ -184,7 +205,9 @@ def counters(m: dict, labels: dict) -> dict:
 
 
 def summary_events(stdout: str) -> int:
-    return int(re.search(r"; (\d+) events produced, all acknowledged", stdout).group(1))
+    found = re.search(r"; (\d+) events produced, all acknowledged", stdout)
+    assert found, stdout
+    return int(found.group(1))
 
 
 def accepted(m: dict, env: Env) -> float:
@@ -199,6 +222,7 @@ def run_demo(data: Path, kafka_port: int, web_port: int, prom_port: int,
     proc = subprocess.Popen([*ccmon, "demo", "--kafka-port", str(kafka_port), "--web-port",
                              str(web_port), "--prometheus-port", str(prom_port), "--backfill", "600"],
                             cwd=cwd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert proc.stderr is not None
     output = ""
     deadline = time.monotonic() + 180
     try:
@@ -207,7 +231,9 @@ def run_demo(data: Path, kafka_port: int, web_port: int, prom_port: int,
             ready, _, _ = select.select([proc.stderr], [], [], 1.0)
             if ready:
                 output += proc.stderr.readline()
-        first = float(re.search(r"first numbers on the wallboard after ([\d.]+) s", output).group(1))
+        found = re.search(r"first numbers on the wallboard after ([\d.]+) s", output)
+        assert found, output[-3000:]
+        first = float(found.group(1))
         proc.send_signal(signal.SIGINT)
         _, rest = proc.communicate(timeout=120)
         output += rest

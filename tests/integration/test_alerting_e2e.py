@@ -64,7 +64,8 @@ class Traffic:
     second on the spiking queue abandoned after 10 s."""
 
     def __init__(self, env: Env) -> None:
-        self.env, self.n, self.spike = env, 0, None
+        self.env, self.n = env, 0
+        self.spike: str | None = None
 
     async def run(self, seconds: float, stop_at: float | None = None) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=self.env.kafka.address, linger_ms=5)
@@ -77,14 +78,18 @@ class Traffic:
                 for queue in ("sales", "support"):
                     self.n += 1
                     cid = f"c{self.n}"
-                    for etype, dt, extra in (("offered", -2000, {"queue": queue}), ("answered", 0, {"agent_id": "a"})):
+                    steps: list[tuple[str, int, dict[str, str]]] = [("offered", -2000, {"queue": queue}),
+                                                                    ("answered", 0, {"agent_id": "a"})]
+                    for etype, dt, extra in steps:
                         await producer.send(topic, orjson.dumps({"event_id": f"{cid}-{etype}", "type": etype,
                                                                  "contact_id": cid, "ts": now_ms + dt, **extra}),
                                             key=cid.encode())
                     if queue == self.spike:
                         self.n += 1
                         cid = f"c{self.n}"
-                        for etype, dt, extra in (("offered", -10000, {"queue": queue}), ("abandoned", 0, {})):
+                        spike: list[tuple[str, int, dict[str, str]]] = [("offered", -10000, {"queue": queue}),
+                                                                         ("abandoned", 0, {})]
+                        for etype, dt, extra in spike:
                             await producer.send(topic, orjson.dumps({"event_id": f"{cid}-{etype}", "type": etype,
                                                                      "contact_id": cid, "ts": now_ms + dt, **extra}),
                                                 key=cid.encode())

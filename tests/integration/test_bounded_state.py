@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from tests.integration.support import Env, metric, total_events, Worker
+from tests.integration.support import Env, Worker, exported, metric, total_events
 
 pytestmark = pytest.mark.integration
 
@@ -94,8 +94,8 @@ def test_state_and_memory_level_off_over_a_long_run(env: Env, workers: list[Work
         # the sweep (every second here) drops what retention allows; let it run after the last event
         m = worker.wait_settled(lambda m: True, timeout=30, quiet_s=2.5, what="a sweep")
         offered = sum(v for (n, _), v in m.items() if n == "ccmon_contacts_offered_total")
-        figures.append((sent, offered, metric(m, "ccmon_state_records", table="lifecycle"),
-                        metric(m, "ccmon_state_records", table="queues"), worker.rss(),
+        figures.append((sent, offered, exported(m, "ccmon_state_records", table="lifecycle"),
+                        exported(m, "ccmon_state_records", table="queues"), worker.rss(),
                         expect.least(), expect.most(), len(expect.first)))
         series = {k[1] for k in m if k[0] == "ccmon_contacts_offered_total"}
         queues = {dict(k[1])["queue"] for k in m if k[0] == "ccmon_agents"}

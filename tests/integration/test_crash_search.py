@@ -95,10 +95,10 @@ def _scenario(env: Env, sc: Scenario, ref: dict, started: list[Worker]) -> str |
              **WORKER}
     live: list[Worker] = []
     if sc.companion:  # starts with the first victim: they share the input from the beginning
-        live.append(Worker(env, ready=False, **group))
+        live.append(Worker.launched(env, **group))
         started.append(live[0])
     for spec in sc.kills:
-        victim = Worker(env, ready=False, CCMON_TEST_KILL_AT=spec, **group)
+        victim = Worker.launched(env, CCMON_TEST_KILL_AT=spec, **group)
         started.append(victim)
         deadline = time.monotonic() + 120
         while victim.proc.poll() is None and time.monotonic() < deadline:

@@ -26,7 +26,9 @@ def test_demo_starts_shows_numbers_and_ctrl_c_stops_everything(tmp_path):
     assert f"http://127.0.0.1:{web_port}/agents" in output  # the agents page, next to the wallboard
     assert "everything it started is stopped" in output
     assert first < 120
-    pid = int(re.search(r"running \(pid (\d+)\)", output).group(1))
+    found = re.search(r"running \(pid (\d+)\)", output)
+    assert found, output
+    pid = int(found.group(1))
     assert not _alive(pid)
     for port in (kafka_port, kafka_port + 1, web_port, prom_port):
         assert port_free(port), f"port {port} still in use after Ctrl-C"

@@ -66,9 +66,10 @@ def replay_later_spec_events(env: Env, tmp_path, round_: int) -> None:
     calls, rows = env.topics["calls"], []
     for i in range(3):
         cid = f"later-{round_}-{i}"
-        for k, (etype, back_ms, extra) in enumerate((
-                ("offered", 4000, {"queue": "sales"}), ("missed", 3000, {"agent_id": "agent-x"}),
-                ("answered", 2000, {"agent_id": "agent-y"}), ("ended", 1000, {}), ("survey", 0, {"ces": 5 + i}))):
+        steps: list[tuple[str, int, dict[str, object]]] = [
+            ("offered", 4000, {"queue": "sales"}), ("missed", 3000, {"agent_id": "agent-x"}),
+            ("answered", 2000, {"agent_id": "agent-y"}), ("ended", 1000, {}), ("survey", 0, {"ces": 5 + i})]
+        for k, (etype, back_ms, extra) in enumerate(steps):
             rows.append(line(calls, cid, {"event_id": f"{cid}-{k}", "type": etype, "contact_id": cid,
                                           "ts": now_ms - back_ms, **extra}))
         did = f"later-d-{round_}-{i}"

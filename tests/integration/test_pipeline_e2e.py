@@ -97,6 +97,7 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert metric(m, "ccmon_handle_seconds_sum", **sv) == pytest.approx(390.0)
     assert metric(m, "ccmon_queue_waiting_contacts", **sv) == 1
     oldest = metric(m, "ccmon_queue_oldest_wait_seconds", **sv)
+    assert oldest is not None
     assert now - (base + 420) - 15 <= oldest <= now - (base + 420)
 
     for window in ("15m", "1h"):

@@ -40,7 +40,7 @@ def test_messages_handed_over_while_recovery_ends_are_processed(env: Env, worker
     ref = state_series(reference.wait_settled(lambda m: total_events(m) == kinds["lines"], timeout=300,
                                               what="the reference"))
 
-    first = Worker(env, ready=False, CCMON_TEST_KILL_AT="committed:2", **PAUSE, **WORKER)
+    first = Worker.launched(env, CCMON_TEST_KILL_AT="committed:2", **PAUSE, **WORKER)
     workers.append(first)
     deadline = time.monotonic() + 120
     while first.proc.poll() is None and time.monotonic() < deadline:
@@ -49,7 +49,8 @@ def test_messages_handed_over_while_recovery_ends_are_processed(env: Env, worker
                                                      f"{first.log.read_text()[-3000:]}"
     second = Worker(env, **PAUSE, **WORKER)
     workers.append(second)
-    deadline, problem = time.monotonic() + 240, "not caught up"
+    deadline = time.monotonic() + 240
+    problem: str | None = "not caught up"
     while time.monotonic() < deadline:
         m = second.scrape()
         if caught_up(m) and (problem := check([second], ref)) is None:

@@ -49,7 +49,7 @@ def test_worker_replay_and_simulator_work_through_sasl_ssl(secured, tmp_path: Pa
     events = [{"event_id": f"e{i}", "type": "offered", "contact_id": f"c{i}", "queue": "secure", "ts": 1_700_000_000_000}
               for i in range(5)]
     rec.write_bytes(b"".join(line(env.topics["calls"], f"c{i}", e) for i, e in enumerate(events)))
-    replay = env.ccmon("replay", str(rec), "--quiet", **extra)
+    replay = env.ccmon("replay", str(rec), "--quiet", timeout=120, **extra)
     assert replay.returncode == 0, replay.stderr
     worker = Worker(env, **extra)
     try:
@@ -57,7 +57,7 @@ def test_worker_replay_and_simulator_work_through_sasl_ssl(secured, tmp_path: Pa
                         what="5 offers through SASL_SSL")
         worker.wait_for(lambda m: metric(m, "ccmon_broker_up") == 1, what="the broker probe through SASL_SSL")
         sim = env.ccmon("simulate", "--profile", "flat", "--seed", "3", "--backfill", "300", "--rate", "2",
-                        "--duration", "1", **extra)
+                        "--duration", "1", timeout=120, **extra)
         assert sim.returncode == 0, sim.stderr
         worker.wait_for(lambda m: sum(v for (n, _), v in m.items() if n == "ccmon_contacts_offered_total") > 5,
                         what="simulated contacts through SASL_SSL")

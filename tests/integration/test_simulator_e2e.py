@@ -20,13 +20,13 @@ def test_simulated_center_is_accepted_and_kpis_appear(env: Env, workers: list[Wo
                        > 200, what="simulated traffic processed")
     for topic in ("calls", "chats", "agents"):
         assert metric(m, "ccmon_events_total", topic=env.topics[topic], result="rejected") == 0
-        assert metric(m, "ccmon_events_total", topic=env.topics[topic], result="accepted") > 0
+        assert (metric(m, "ccmon_events_total", topic=env.topics[topic], result="accepted") or 0) > 0
     queues = {dict(labels)["queue"] for name, labels in m if name == "ccmon_contacts_offered_total"}
     assert queues == {"sales", "support", "billing"}
     for q, ch in (("sales", "voice"), ("support", "voice"), ("support", "chat")):
         assert metric(m, "ccmon_service_level_ratio", queue=q, channel=ch, window="1h") is not None
-        assert metric(m, "ccmon_aht_seconds", queue=q, channel=ch, window="1h") > 0
-        assert metric(m, "ccmon_agents_required", queue=q, channel=ch) >= 1
+        assert (metric(m, "ccmon_aht_seconds", queue=q, channel=ch, window="1h") or 0) > 0
+        assert (metric(m, "ccmon_agents_required", queue=q, channel=ch) or 0) >= 1
     assert sum(v for (n, l), v in m.items() if n == "ccmon_agents") > 0
     assert any(n == "ccmon_csat_ratio" for n, _ in m)
 
@@ -46,5 +46,5 @@ def test_simulator_is_reproducible(env: Env, tmp_path):
                 for line in path.read_bytes().splitlines()]
     first, second = strip(a), strip(b)
     assert first == second and len(first) > 50
-    tags = {re.search(rb"e-([0-9a-f]+)-", p.read_bytes()).group(1) for p in (a, b)}
+    tags = {found.group(1) for p in (a, b) if (found := re.search(rb"e-([0-9a-f]+)-", p.read_bytes()))}
     assert len(tags) == 2  # the two runs do not share ids

@@ -20,7 +20,7 @@ from tests.integration.support import clean_checkout, run_demo
 pytestmark = pytest.mark.integration
 
 
-def run(*cmd: str | Path, cwd: Path, env: dict | None = None, timeout: float = 600) -> str:
+def run(*cmd: str | Path | int, cwd: Path, env: dict | None = None, timeout: float = 600) -> str:
     done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{cmd}: {done.stdout}{done.stderr}"
     return done.stdout + done.stderr

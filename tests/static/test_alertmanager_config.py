@@ -45,6 +45,8 @@ def test_inhibitions_name_real_alerts_and_group_by_queue():
     known = set(alerts())
     for rule in doc["inhibit_rules"]:
         for matcher in rule["source_matchers"] + rule["target_matchers"]:
-            names = re.fullmatch(r'alertname=~?"([^"]+)"', matcher).group(1).split("|")
+            found = re.fullmatch(r'alertname=~?"([^"]+)"', matcher)
+            assert found, matcher
+            names = found.group(1).split("|")
             assert set(names) <= known, names
     assert doc["route"]["group_by"] == ["alertname", "queue", "channel"]

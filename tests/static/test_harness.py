@@ -97,8 +97,13 @@ def test_a_process_that_never_answers_times_out_with_its_log(tmp_path: Path):
 def test_give_up_ends_the_wait_quietly(tmp_path: Path):
     child = python(tmp_path, "import time; time.sleep(600)").start()
     try:
-        asked = []
-        assert child.wait_ready(timeout=None, give_up=lambda: len(asked.append(1) or asked) > 3) is None
+        asked: list[int] = []
+
+        def fourth() -> bool:
+            asked.append(1)
+            return len(asked) > 3
+
+        assert child.wait_ready(timeout=None, give_up=fourth) is None
         assert len(asked) == 4
     finally:
         child.kill()

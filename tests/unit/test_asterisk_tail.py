@@ -73,6 +73,7 @@ def test_a_restart_resumes_at_the_saved_position_and_finds_a_file_rotated_meanwh
     r = QueueLogReader(log)
     batch = r.read(max_lines=40)
     saved = Position.from_state(batch[-1][1].to_state())
+    assert saved is not None
     r.close()
     r = QueueLogReader(log, saved)
     assert r.notes == [f"resuming {log} at byte {saved.offset}"]

@@ -13,17 +13,11 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+from faust.types import TP
+
 from streams.faust_consumer import HandOffConsumer
 
 CHANGELOG = "app-ccmon-lifecycle-changelog"
-
-
-class TP(SimpleNamespace):
-    def __hash__(self) -> int:
-        return hash((self.topic, self.partition))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TP) and (self.topic, self.partition) == (other.topic, other.partition)
 
 
 CALLS0, CALLS1, CALLS2, LOG0 = TP(topic="calls", partition=0), TP(topic="calls", partition=1), \
@@ -130,7 +124,7 @@ def test_the_rewind_seeks_to_the_committed_offset_or_else_to_the_beginning():
         sought.append(dict(partitions))
 
     c.__dict__.update(seek_to_committed=seek_to_committed, seek_wait=seek_wait,
-                      _read_offset=defaultdict(lambda: None, {CALLS0: 300, CALLS1: 40, LOG0: 9}),
+                      _read_offset=defaultdict[TP, int | None](lambda: None, {CALLS0: 300, CALLS1: 40, LOG0: 9}),
                       app=SimpleNamespace(tables=SimpleNamespace(changelog_topics={CHANGELOG})))
     c._is_changelog_tp = lambda tp: tp.topic == CHANGELOG  # type: ignore[method-assign]
     asyncio.run(HandOffConsumer._rewind(c))

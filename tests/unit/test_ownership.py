@@ -4,6 +4,7 @@ pieces that keep its state and offsets to what it owns."""
 import asyncio
 import math
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
@@ -81,8 +82,9 @@ def test_a_watermark_without_an_accepted_event_survives_the_changelog():
 def test_messages_of_an_earlier_generation_move_no_offset():
     """Faust acknowledges them unprocessed; counted, an offset past them could be committed."""
     unacked: set = set()
-    consumer = SimpleNamespace(app=SimpleNamespace(consumer_generation_id=5), _unacked_messages=unacked)
-    old = SimpleNamespace(generation_id=4, acked=False)
+    # fakes of Faust's consumer and message, with only what ack() reads
+    consumer: Any = SimpleNamespace(app=SimpleNamespace(consumer_generation_id=5), _unacked_messages=unacked)
+    old: Any = SimpleNamespace(generation_id=4, acked=False)
     unacked.add(id(old))
     unacked_of = SimpleNamespace(discard=lambda m: unacked.discard(id(m)))
     consumer._unacked_messages = unacked_of

@@ -52,8 +52,8 @@ def traffic(seed: int, minutes: int = 30, late: float = 0.05) -> list[Record]:
     return records
 
 
-def views(p: LocalPipeline, now: float) -> dict:
-    out = {}
+def views(p: LocalPipeline, now: float) -> dict[object, object]:
+    out: dict[object, object] = {}
     for q, ch in p.store.series():
         v = p.store.view(q, ch, now)
         out[(q, ch)] = (v.counters, v.dequeued, v.missed, v.wait_hist, v.handle_hist, v.waiting, v.windows)

@@ -15,7 +15,7 @@ START = 1_795_420_800.0  # 2026-11-23 08:00 UTC
 
 
 def kinds(events, queue=None):
-    out = Counter()
+    out: Counter[str] = Counter()
     for topic, key, value in events:
         if isinstance(value, bytes):
             out["bad"] += 1
@@ -27,7 +27,8 @@ def kinds(events, queue=None):
 
 
 def abandons_by_queue(events):
-    queue_of, out = {}, Counter()
+    queue_of: dict[str, str] = {}
+    out: Counter[str] = Counter()
     for topic, key, value in events:
         if isinstance(value, dict) and value.get("type") in ("offered", "transferred"):
             queue_of[value["contact_id"]] = value["queue"]

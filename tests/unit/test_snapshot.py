@@ -29,7 +29,8 @@ def test_replacing_a_snapshot_is_atomic(tmp_path: Path):
     inode = path.stat().st_ino
     write(path, encode(TOPIC, {0: 50, 1: 3, 2: 9}, {**DATA, "c|chat|y": [2]}))
     assert path.stat().st_ino != inode  # renamed over, never rewritten in place
-    assert read(path, TOPIC).offsets == {0: 50, 1: 3, 2: 9}
+    snapshot = read(path, TOPIC)
+    assert snapshot is not None and snapshot.offsets == {0: 50, 1: 3, 2: 9}
 
 
 def test_missing_snapshot_is_none(tmp_path: Path):
