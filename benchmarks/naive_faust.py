@@ -10,7 +10,6 @@ per contact when the event names no queue) in a changelog-backed table, one writ
 from __future__ import annotations
 
 import os
-
 from typing import Any
 
 import faust

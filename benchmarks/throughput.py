@@ -19,9 +19,10 @@ Measured in this order, on a broker of its own (port 39092 unless CCMON_BENCH_KA
 - latency:  produce time → visible in /metrics (``ccmon_contacts_offered_total``), at a steady
             2,000 and then 10,000 events/s for 60 s each, into a running worker on topics of its own;
 - restart:  a worker holding a busy day (400 agents, ~60,000 contacts over 10 h, 24 h retention;
-            ``--restart-contacts``, ``--restart-agents``), stopped with SIGTERM and then with SIGKILL: seconds from the new
-            process's start until /health is ready and every cumulative KPI series on /metrics equals
-            the one before the stop; the slower of the two, and the changelog it had to read;
+            ``--restart-contacts``, ``--restart-agents``), stopped with SIGTERM and then with SIGKILL:
+            seconds from the new process's start until /health is ready and every cumulative KPI
+            series on /metrics equals the one before the stop; the slower of the two, and the
+            changelog it had to read;
 - scrape:   /metrics with 1,000 queues × 2 channels live (median of 20 scrapes);
 - memory:   worker RSS growth per open contact over 100,000 open contacts.
 Prints a table, writes JSON (``--json``) and ends with one line of key=value pairs. It asserts
@@ -45,18 +46,19 @@ import tracemalloc
 import urllib.request
 import uuid
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks import compiled_core, workload
 from streams.config import Settings, load
-from streams.dev.harness import NotReady, ProcessExited, Service, wait_stable, wait_until
 from streams.core.intake import Record
 from streams.core.local import LocalPipeline
+from streams.dev.harness import NotReady, ProcessExited, Service, wait_stable, wait_until
 from streams.kafka_local import LocalKafka
 from streams.snapshot import offsets_of as snapshot_offsets
 from streams.topics import ensure_topics
@@ -103,7 +105,7 @@ def state_fingerprint(port: int) -> float:
     return metric_sum(STATE, http_get(f"http://127.0.0.1:{port}/metrics"))
 
 
-def scale_out(run: "Run", k: int, n: int, expected: float) -> float:
+def scale_out(run: Run, k: int, n: int, expected: float) -> float:
     """Events/s of ``k`` workers in one group: from the first event any of them counted until
     their summed state equals what the pure core computed from the same input."""
     _, env_k = run.settings(f"w{k}x", inputs="in")
@@ -175,7 +177,7 @@ async def changelog_size(s: Settings, kafka: LocalKafka, snapshots: Path) -> tup
     return sum(ends[tp] - starts[tp] for tp in parts), size, tail
 
 
-def restart(run: "Run", contacts: int, agents: int) -> dict[str, float | int]:
+def restart(run: Run, contacts: int, agents: int) -> dict[str, float | int]:
     """A busy day in one worker's state, then SIGTERM and SIGKILL: seconds from process start until
     ready with every KPI series as before, for each; the changelog read."""
     s, env = run.settings("day")
@@ -190,7 +192,8 @@ def restart(run: "Run", contacts: int, agents: int) -> dict[str, float | int]:
     t0 = time.perf_counter()
     asyncio.run(workload.produce(s, counted(workload.busy_day(contacts, agents, 10, time.time()))))
     n = produced[0]
-    say(f"restart: a busy day of {contacts} contacts, {agents} agents: {n} events produced in {time.perf_counter() - t0:.0f} s")
+    took = time.perf_counter() - t0
+    say(f"restart: a busy day of {contacts} contacts, {agents} agents: {n} events produced in {took:.0f} s")
     worker = run.proc(env, tag="day").start()
     try:
         t0 = time.perf_counter()
@@ -205,15 +208,16 @@ def restart(run: "Run", contacts: int, agents: int) -> dict[str, float | int]:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"no snapshot written after the state settled; see {worker.log}")
                 time.sleep(0.5)
-            say(f"restart: snapshots {', '.join(f'{f.name} {f.stat().st_size / 2**20:.1f} MiB' for f in snapshots.glob('*.snap'))}")
+            sizes = ", ".join(f"{f.name} {f.stat().st_size / 2**20:.1f} MiB" for f in snapshots.glob("*.snap"))
+            say(f"restart: snapshots {sizes}")
         out: dict[str, float | int] = {"restart_events": n, "restart_series": len(before)}
         for how in (signal.SIGTERM, signal.SIGKILL):
             worker.stop(how, grace_s=120)
             messages, size, tail = asyncio.run(changelog_size(s, run.kafka, snapshots))
             worker = run.proc(env, tag=f"day-{how.name}").start()
             started = time.perf_counter()
-            wait_until(lambda: ready_with(worker.port, before), timeout=TIMEOUT_S, check=worker.check, interval=0.05,
-                       what=f"a ready worker with the same series after {how.name} (log {worker.log})")
+            wait_until(partial(ready_with, worker.port, before), timeout=TIMEOUT_S, check=worker.check,
+                       interval=0.05, what=f"a ready worker with the same series after {how.name} (log {worker.log})")
             took = time.perf_counter() - started
             key = "sigterm" if how == signal.SIGTERM else "sigkill"
             out[f"restart_{key}_s"] = round(took, 2)
@@ -393,7 +397,7 @@ def latency(s: Settings, worker: Service, rate: float, seconds: float) -> tuple[
     asyncio.run(workload.produce(s, events, rate=rate, sent=sent.append))
     poller.join(timeout=120)
     done.set()
-    offer_times = [t for t, is_offer in zip(sent, offers) if is_offer]
+    offer_times = [t for t, is_offer in zip(sent, offers, strict=False) if is_offer]
     lat, j = [], 0
     for k, t_sent in enumerate(offer_times, start=1):
         while j < len(seen) and seen[j][1] < k:
@@ -445,7 +449,8 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
         scrape_until(worker, lambda b: metric_sum(waiting_re, b) >= open_n, f"{open_n} waiting contacts")
         time.sleep(2)
         rss1 = worker.rss()
-        say(f"scrape: {samples} samples; rss {rss0 / 2**20:.0f} MiB → {rss1 / 2**20:.0f} MiB with {open_n} open")
+        say(f"scrape: {samples} samples; rss {rss0 / 2**20:.0f} MiB → {rss1 / 2**20:.0f} MiB "
+            f"with {open_n} open")
         return statistics.median(times), samples, (rss1 - rss0) / open_n
     finally:
         worker.stop()

@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -137,7 +137,8 @@ async def produce(s: Settings, events: Iterable[Event], rate: float | None = Non
                   sent: Callable[[float], None] | None = None) -> None:
     """Produce every event, as fast as possible or at ``rate`` events/s; ``sent(t)`` gets each send time.
 
-    At a steady rate each valid event's ``ts`` is set to its send time, as a live contact center's would be."""
+    At a steady rate each valid event's ``ts`` is set to its send time, as a live contact center's
+    would be."""
     names = topic_names(s)
     producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=20 if rate is None else 2,
                                 max_batch_size=512 * 1024, acks="all", enable_idempotence=True)

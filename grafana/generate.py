@@ -123,7 +123,8 @@ def queue_detail() -> dashboard.Dashboard:
                                 ("Offered in window", "ccmon_offered_contacts", "none")):
         d = d.with_panel(series(title, [(f'sum by (window) ({metric}{{{QC}, window="{w}"}})', w) for w in windows], unit))
     d = d.with_panel(series("Wait before answer (percentiles, 5m)", [
-        (f'histogram_quantile({q}, sum by (le) (rate(ccmon_wait_seconds_bucket{{{QC}, outcome="answered"}}[5m])))', f"p{int(q * 100)}")
+        (f"histogram_quantile({q}, sum by (le) "
+         f'(rate(ccmon_wait_seconds_bucket{{{QC}, outcome="answered"}}[5m])))', f"p{int(q * 100)}")
         for q in (0.5, 0.9, 0.99)], "s"))
     d = d.with_panel(series("Handle time (percentiles, 15m)", [
         (f"histogram_quantile({q}, sum by (le) (rate(ccmon_handle_seconds_bucket{{{QC}}}[15m])))", f"p{int(q * 100)}")

@@ -10,10 +10,11 @@ to replay at recorded pace; without it the event's own ``ts`` sets the pace.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 

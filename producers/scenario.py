@@ -54,19 +54,19 @@ class Scenario:
     ces_rate: float = 0.6  #: share of survey answers that carry CES
 
     @classmethod
-    def default(cls) -> "Scenario":
+    def default(cls) -> Scenario:
         text = resources.files("producers").joinpath("scenarios/default.toml").read_text()
         return parse(tomllib.loads(text), "built-in scenario")
 
-    def flat(self) -> "Scenario":
+    def flat(self) -> Scenario:
         """Profile 1.0 at every hour: the traffic no longer depends on the hour the simulation
         starts at, so a test or benchmark gets the same workload at 03:00 and at 21:00."""
         return self.replace(hourly=(1.0,) * 24)
 
-    def replace(self, **changes: Any) -> "Scenario":
+    def replace(self, **changes: Any) -> Scenario:
         return dataclasses.replace(self, **changes)
 
-    def scaled(self, rate: float = 1.0, agents: float = 1.0) -> "Scenario":
+    def scaled(self, rate: float = 1.0, agents: float = 1.0) -> Scenario:
         """Arrival rates × ``rate`` and agent counts × ``agents`` (at least 1 per group)."""
         return self.replace(
             queues=tuple(dataclasses.replace(q, per_hour=q.per_hour * rate) for q in self.queues),

@@ -17,11 +17,12 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -142,7 +143,7 @@ class Simulator:
 
     # ---- arrivals ------------------------------------------------------------------------
     def _rate(self, spec: QueueSpec, t: float) -> float:
-        hour = datetime.fromtimestamp(t, timezone.utc).hour
+        hour = datetime.fromtimestamp(t, UTC).hour
         rate = spec.per_hour / 3600 * self.sc.hourly[hour]
         return rate * (SPIKE_RATE if self._spiking(spec.name, t) else 1.0)
 

@@ -4,8 +4,9 @@ The traffic is the simulator's from a fixed start (never the current hour, so th
 the same on every run), plus what a real contact center's feed adds: duplicates delivered a
 little later, events arriving behind later events of the same contact, surveys hours late, and
 hostile inputs; and SPEC's later event types, whatever the simulator emits (dequeued contacts,
-missed offers, CES: ``with_later_spec_events``, shared with the unit replay test). Every test compares workers against a reference worker on the same input, so no
-expected number depends on the mix.
+missed offers, CES: ``with_later_spec_events``, shared with the unit replay test). Every test
+compares workers against a reference worker on the same input, so no expected number depends on
+the mix.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import dataclasses
 import heapq
 import random
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,7 +106,7 @@ def scripted(env: Env, base: float) -> tuple[Path, dict]:
         n["id"] += 1
         rows.append(line(t["agents"], aid, {"event_id": f"a{n['id']}", "type": "state", "agent_id": aid,
                                             "state": state, "queues": queues,
-                                            "ts": datetime.fromtimestamp(base + offset, timezone.utc).isoformat(),
+                                            "ts": datetime.fromtimestamp(base + offset, UTC).isoformat(),
                                             **fields}))
 
     calls, chats = t["calls"], t["chats"]

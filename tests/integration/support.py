@@ -23,7 +23,6 @@ from pathlib import Path
 from streams.dev.harness import Samples, Service, free_port, wait_stable
 from streams.kafka_local import LocalKafka
 
-
 ROOT = Path(__file__).resolve().parents[2]
 #: CCMON_PARTITIONS of every test deployment (Env.vars)
 PARTITIONS = 4
@@ -211,7 +210,7 @@ def summary_events(stdout: str) -> int:
 
 
 def accepted(m: dict, env: Env) -> float:
-    return sum(v for (n, l), v in m.items() if n == "ccmon_events_total" and dict(l)["result"] in ("accepted",))
+    return sum(v for (n, labels), v in m.items() if n == "ccmon_events_total" and dict(labels)["result"] in ("accepted",))
 
 
 def run_demo(data: Path, kafka_port: int, web_port: int, prom_port: int,

@@ -7,12 +7,12 @@ import json
 import signal
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from producers.recording import line
-from tests.integration.support import ARTIFACTS, Env, metric, Worker
+from tests.integration.support import ARTIFACTS, Env, Worker, metric
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def noon_zone() -> str:
     """A fixed-offset zone in which it is about noon now: the recording (the last 5 minutes) never
     straddles the contact center's midnight, whatever the hour the test runs at."""
-    offset = (12 - datetime.now(timezone.utc).hour) % 24
+    offset = (12 - datetime.now(UTC).hour) % 24
     offset = offset - 24 if offset > 14 else offset
     return "Etc/GMT" + ("-" if offset > 0 else "+") + str(abs(offset)) if offset else "UTC"
 
@@ -135,7 +135,8 @@ def test_agent_view_figures_metrics_and_live_page(env: Env, workers: list[Worker
     page.wait_for_function("document.querySelectorAll('#rows tr').length === 5", timeout=15_000)
     page.evaluate("window.notReloaded = true")
     cells = page.evaluate("""() => [...document.querySelectorAll('#rows tr')].map(tr => [tr.dataset.agent,
-        Object.fromEntries([...tr.querySelectorAll('td')].map(td => [td.dataset.col, [td.dataset.value ?? null, td.textContent]])),
+        Object.fromEntries([...tr.querySelectorAll('td')].map(
+            td => [td.dataset.col, [td.dataset.value ?? null, td.textContent]])),
         tr.classList.contains('over')])""")
     ag = by_agent(api(w))
     for agent_id, cols, over in cells:

@@ -144,7 +144,8 @@ def test_abandonment_spike_pages_for_its_queue_only_and_resolves(env: Env, worke
                 await traffic.run(5)
         asyncio.run(spike_until_paged())
         fired = receiver.find("firing", alertname="CcmonAbandonmentSpike")
-        assert fired, f"no page within 300 s of the spike; Prometheus log: {(tmp_path / 'prometheus.log').read_text()[-1500:]}"
+        log = (tmp_path / "prometheus.log").read_text()
+        assert fired, f"no page within 300 s of the spike; Prometheus log: {log[-1500:]}"
         paged_after = fired[0][0] - spike_start
         alert = fired[0][1]
         assert alert["labels"]["queue"] == "sales" and alert["labels"]["severity"] == "page"

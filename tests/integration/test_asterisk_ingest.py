@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.support import Env, ROOT, SALES, Worker, accepted, counters, metric, summary_events
+from tests.integration.support import ROOT, SALES, Env, Worker, accepted, counters, metric, summary_events
 
 pytestmark = pytest.mark.integration
 SUPPORT = {"queue": "support", "channel": "voice"}
@@ -97,8 +97,8 @@ def test_a_queue_log_file_gives_the_hand_computed_kpis_and_a_re_read_changes_not
 
     again = env.ccmon("ingest", "asterisk", "--queue-log", str(log.path), "--wrapup", "sales=10", "--quiet")
     assert again.returncode == 0 and summary_events(again.stdout) == produced and again.stderr == ""
-    dup = w.wait_for(lambda m: sum(v for (n, l), v in m.items() if n == "ccmon_events_total"
-                                   and dict(l)["result"] == "duplicate") == produced, what="the re-read as duplicates")
+    dup = w.wait_for(lambda m: sum(v for (n, labels), v in m.items() if n == "ccmon_events_total"
+                                   and dict(labels)["result"] == "duplicate") == produced, what="the re-read as duplicates")
     assert {k: v for k, v in dup.items() if k[0].startswith("ccmon_contacts_")} == \
         {k: v for k, v in m.items() if k[0].startswith("ccmon_contacts_")}
 

@@ -16,15 +16,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from streams.dev.harness import free_port
-from tests.integration.support import ROOT, SALES, accepted, counters, Env, metric, summary_events, Worker
+from tests.integration.support import ROOT, SALES, Env, Worker, accepted, counters, metric, summary_events
 
 pytestmark = pytest.mark.integration
 PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name),
@@ -119,6 +119,6 @@ def test_the_realtime_table_in_local_time_polled_by_id_with_a_saved_position(
     assert counters(m, SALES) == {"offered": 3, "answered": 2, "abandoned": 1, "short_abandoned": 0,
                                   "answered_in_threshold": 2, "handled": 1, "transferred_out": 0}
     assert metric(m, "ccmon_queue_waiting_contacts", **SALES) == 0
-    dup = sum(v for (n, l), v in m.items() if n == "ccmon_events_total" and dict(l)["result"] != "accepted")
+    dup = sum(v for (n, labels), v in m.items() if n == "ccmon_events_total" and dict(labels)["result"] != "accepted")
     assert dup == 0  # nothing read twice, nothing rejected (a wrong time zone would put rows 1 h in the future)
     row.conn.close()

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from tests.integration.support import Env, Worker, exported, metric, total_events
+from tests.integration.support import Env, Worker, exported, total_events
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +90,10 @@ def test_state_and_memory_level_off_over_a_long_run(env: Env, workers: list[Work
         assert done.returncode == 0, done.stderr
         sent += len(chunk)
         expect.add(chunk)
-        m = worker.wait_settled(lambda m: total_events(m) == sent, timeout=300, what=f"part {i + 1}")
+        def all_counted(m: dict, sent: int = sent) -> bool:  # this part's total, bound now
+            return total_events(m) == sent
+
+        m = worker.wait_settled(all_counted, timeout=300, what=f"part {i + 1}")
         # the sweep (every second here) drops what retention allows; let it run after the last event
         m = worker.wait_settled(lambda m: True, timeout=30, quiet_s=2.5, what="a sweep")
         offered = sum(v for (n, _), v in m.items() if n == "ccmon_contacts_offered_total")

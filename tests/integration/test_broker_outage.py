@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.kafka_local import LocalKafka
 from streams.dev.harness import free_kafka_port, free_port
-from tests.integration.support import ROOT, Env, kpis, metric, total_events, Worker
+from streams.kafka_local import LocalKafka
+from tests.integration.support import ROOT, Env, Worker, kpis, metric, total_events
 
 pytestmark = pytest.mark.integration
 

@@ -120,6 +120,7 @@ def test_missing_java_or_maven_is_one_clear_line(tmp_path):
 
 def test_replay_speed_follows_recorded_pace(env: Env, tmp_path):
     import time as _time
+
     from producers.recording import line
     rec = tmp_path / "paced.jsonl"
     now_ms = int(_time.time() * 1000)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.support import Env, Worker, state_series, total_events
 from tests.integration.recordings import mixed
+from tests.integration.support import Env, Worker, state_series, total_events
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def test_five_sigkills_during_a_100k_replay_change_nothing(env: Env, workers: li
     victim = Worker(env, **fast)
     workers.append(victim)
     kills = []
-    for k in range(KILLS):
+    for _ in range(KILLS):
         # a random moment while it works: after a random share of the input (each incarnation
         # re-reads what its predecessor had not committed), whatever the speed of this machine
         target, started = rng.randint(2_000, 15_000), time.monotonic()

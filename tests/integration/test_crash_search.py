@@ -34,10 +34,20 @@ from pathlib import Path
 
 import pytest
 
-from streams.killpoints import POINTS
-from tests.integration.support import Env, PARTITIONS, ROOT, Worker, caught_up, check, state_series, summed, total_events
-from tests.integration.recordings import mixed
 from streams.core.intake import partition_for_queue
+from streams.killpoints import POINTS
+from tests.integration.recordings import mixed
+from tests.integration.support import (
+    PARTITIONS,
+    ROOT,
+    Env,
+    Worker,
+    caught_up,
+    check,
+    state_series,
+    summed,
+    total_events,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +149,8 @@ def where_they_differ(workers: list[Worker], ref: dict) -> str:
             subject = labels.get("queue", labels.get("agent"))
             by_partition[partition_for_queue(subject, PARTITIONS) if subject is not None else None] += 1
             by_family[key[0]] += 1
-    return f"differing series by facts partition {dict(by_partition)}, by family {dict(by_family.most_common(8))}"
+    families = dict(by_family.most_common(8))
+    return f"differing series by facts partition {dict(by_partition)}, by family {families}"
 
 
 def test_kills_at_every_point_of_the_work_change_no_series(env: Env, workers: list[Worker], tmp_path: Path):
@@ -165,7 +176,7 @@ def test_kills_at_every_point_of_the_work_change_no_series(env: Env, workers: li
         results = list(pool.map(lambda sc: run_scenario(env, sc, ref, workers), scenarios))
     report = "\n".join(f"scenario {sc.number} ({'with a companion, ' if sc.companion else ''}{'; '.join(sc.outcomes)}): "
                        f"{result or 'every series equal'}" + "".join(f"\n  worker log kept: {log}" for log in sc.logs)
-                       for sc, result in zip(scenarios, results))
+                       for sc, result in zip(scenarios, results, strict=True))
     print(f"{kinds['lines']} events ({dict(kinds)})\n{report}")
     killed = sum(o.endswith("killed there") for sc in scenarios for o in sc.outcomes)
     assert killed >= len(scenarios), f"too few kills landed:\n{report}"

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
+from streams.dev.harness import free_kafka_port, free_port
 from streams.kafka_local import _alive
 from streams.net import port_free
-from streams.dev.harness import free_kafka_port, free_port
 from tests.integration.support import ROOT, run_demo
 
 pytestmark = pytest.mark.integration

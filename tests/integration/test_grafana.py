@@ -10,16 +10,16 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import date, datetime
 import urllib.parse
 import urllib.request
+from datetime import date, datetime
 
 import pytest
 import yaml
 
 from grafana.generate import DASHBOARDS, OUT
-from streams import config
 from producers.recording import line
+from streams import config
 from streams.dev.harness import free_port
 from tests.integration.support import ROOT, Env, Worker
 

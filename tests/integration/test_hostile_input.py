@@ -139,7 +139,7 @@ def test_hostile_input_is_dead_lettered_exactly_and_changes_nothing_else(env: En
     keyed: list[tuple[float, tuple]] = [(rng.random(), item) for item in bad + fakes]
     for events in valid:
         keys = sorted(rng.random() for _ in events)
-        keyed.extend(zip(keys, events))
+        keyed.extend(zip(keys, events, strict=True))
     keyed.sort(key=lambda x: x[0])
     items = [item for _, item in keyed]
     expected.update(asyncio.run(produce(env, items)))

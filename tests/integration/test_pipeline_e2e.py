@@ -72,7 +72,7 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert "messages from" in replay.stderr
 
     total_calls = 43  # lines on the calls topic: 34 valid, 2 duplicates, 7 bad
-    m = w.wait_settled(lambda m: sum(v for (n, l), v in m.items() if n == "ccmon_events_total") == 55,
+    m = w.wait_settled(lambda m: sum(v for (n, labels), v in m.items() if n == "ccmon_events_total") == 55,
                    what="all 55 inputs accounted for")
     now = time.time()
     calls, agents = env.topics["calls"], env.topics["agents"]

@@ -18,8 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.support import Env, Worker, agents_of, check, queues_of, state_series, total_events, wallboard
 from tests.integration.recordings import mixed
+from tests.integration.support import (
+    Env,
+    Worker,
+    agents_of,
+    check,
+    queues_of,
+    state_series,
+    total_events,
+    wallboard,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.support import caught_up, check, Env, state_series, total_events, Worker
 from tests.integration.recordings import mixed
+from tests.integration.support import Env, Worker, caught_up, check, state_series, total_events
 
 pytestmark = pytest.mark.integration
 

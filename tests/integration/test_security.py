@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from producers.recording import line
-from streams.kafka_local import LocalKafka
 from streams.dev.harness import free_kafka_port, free_port
+from streams.kafka_local import LocalKafka
 from tests.integration.support import ROOT, Env, Worker, metric
 
 pytestmark = pytest.mark.integration

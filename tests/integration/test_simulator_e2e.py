@@ -27,7 +27,7 @@ def test_simulated_center_is_accepted_and_kpis_appear(env: Env, workers: list[Wo
         assert metric(m, "ccmon_service_level_ratio", queue=q, channel=ch, window="1h") is not None
         assert (metric(m, "ccmon_aht_seconds", queue=q, channel=ch, window="1h") or 0) > 0
         assert (metric(m, "ccmon_agents_required", queue=q, channel=ch) or 0) >= 1
-    assert sum(v for (n, l), v in m.items() if n == "ccmon_agents") > 0
+    assert sum(v for (n, labels), v in m.items() if n == "ccmon_agents") > 0
     assert any(n == "ccmon_csat_ratio" for n, _ in m)
 
 

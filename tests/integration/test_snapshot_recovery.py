@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.support import Env, state_series, total_events, Worker
+from tests.integration.support import Env, Worker, state_series, total_events
 
 pytestmark = pytest.mark.integration
 

@@ -59,8 +59,8 @@ def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: l
     b.wait_settled(both_done, timeout=60, what="both workers done")
     ma, mb = a.scrape(), b.scrape()
 
-    queues_a = {dict(l)["queue"] for name, l in kpis(ma)}
-    queues_b = {dict(l)["queue"] for name, l in kpis(mb)}
+    queues_a = {dict(labels)["queue"] for _, labels in kpis(ma)}
+    queues_b = {dict(labels)["queue"] for _, labels in kpis(mb)}
     assert queues_a and queues_b and not queues_a & queues_b  # each queue from exactly one worker
     assert summed(ma, mb) == kpis(ref)
     assert len(kpis(ref)) > 100
@@ -78,7 +78,7 @@ def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: l
     # one worker is killed: the other takes its partitions, recovers their state, exports all
     a.stop(signal.SIGKILL)
     after = b.wait_settled(lambda m: summed(m) == kpis(ref), timeout=120, what="takeover complete")
-    assert {dict(l)["queue"] for name, l in kpis(after)} == queues_a | queues_b
+    assert {dict(labels)["queue"] for _, labels in kpis(after)} == queues_a | queues_b
     with urllib.request.urlopen(b.url("/api/wallboard"), timeout=5) as resp:
         assert json.loads(resp.read())["scope"].startswith("all queues")
     assert agent_rows(b) == agent_rows(reference)

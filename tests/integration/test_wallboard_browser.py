@@ -10,8 +10,8 @@ import time
 import pytest
 
 from producers.recording import line
-from tests.integration.support import ARTIFACTS, Env, Worker, metric
 from tests.integration.recordings import scripted
+from tests.integration.support import ARTIFACTS, Env, Worker, metric
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +40,11 @@ def dom_values(page) -> dict:
         const out = [];
         for (const card of document.querySelectorAll('section.card')) {
             for (const el of card.querySelectorAll('[data-kpi]'))
-                out.push([card.dataset.queue, card.dataset.channel, el.dataset.kpi, el.dataset.value, el.textContent]);
+                out.push([card.dataset.queue, card.dataset.channel, el.dataset.kpi, el.dataset.value,
+                          el.textContent]);
             for (const el of card.querySelectorAll('[data-agents]'))
-                out.push([card.dataset.queue, card.dataset.channel, 'agents:' + el.dataset.agents, el.dataset.value,
+                out.push([card.dataset.queue, card.dataset.channel, 'agents:' + el.dataset.agents,
+                          el.dataset.value,
                           el.textContent]);
         }
         return out;
@@ -132,7 +134,8 @@ FITS = """() => {
         for (const e of card.querySelectorAll('h2, .label, .value, [data-agents], .agents span')) {
             const r = e.getBoundingClientRect();
             if (!inside(r, c) || (e.clientWidth > 0 && e.scrollWidth > e.clientWidth))
-                bad.push([card.dataset.queue.slice(0, 8), e.dataset.kpi || e.className || e.tagName, e.textContent,
+                bad.push([card.dataset.queue.slice(0, 8), e.dataset.kpi || e.className || e.tagName,
+                          e.textContent,
                           Math.round(r.right), Math.round(c.right), e.scrollWidth, e.clientWidth]);
         }
     }

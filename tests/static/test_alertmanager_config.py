@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 RULES = ROOT / "streams" / "resources" / "prometheus" / "rules" / "ccmon.yml"

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from streams.dev.harness import NotReady, ProcessExited, Service, free_kafka_port, free_port, wait_stable, wait_until
+from streams.dev.harness import (
+    NotReady,
+    ProcessExited,
+    Service,
+    free_kafka_port,
+    free_port,
+    wait_stable,
+    wait_until,
+)
 
 METRICS = """\
 # HELP ccmon_events_total Events read.

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "streams" / "resources" / "prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"

@@ -17,8 +17,9 @@ from streams.core.events import parse_agent, parse_contact
 SALES_AGENT = "PJSIP/400"
 
 
-def run(log: str, config: Config = Config(), mapper: Mapper | None = None, ids: LineIds | None = None,
+def run(log: str, config: Config | None = None, mapper: Mapper | None = None, ids: LineIds | None = None,
         release_at: float | None = None) -> tuple[list[Out], list[str | None], Mapper]:
+    config = config or Config()
     m = mapper or Mapper(config)
     ids = ids or LineIds(config.source)
     out: list[Out] = []

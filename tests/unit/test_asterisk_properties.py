@@ -8,7 +8,6 @@ import json
 import random
 
 import orjson
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,12 +11,12 @@ from producers.sources.asterisk.queue_log import Malformed, parse
 from producers.sources.asterisk.realtime import as_line, epoch
 
 PARIS = ZoneInfo("Europe/Paris")
-T = datetime(2026, 11, 23, 21, 0, 5, tzinfo=timezone.utc).timestamp()  # 22:00:05 in Paris (UTC+1)
+T = datetime(2026, 11, 23, 21, 0, 5, tzinfo=UTC).timestamp()  # 22:00:05 in Paris (UTC+1)
 
 
 @pytest.mark.parametrize("value", [
     datetime(2026, 11, 23, 22, 0, 5),  # timestamp without time zone: local time
-    datetime(2026, 11, 23, 21, 0, 5, tzinfo=timezone.utc),  # timestamptz
+    datetime(2026, 11, 23, 21, 0, 5, tzinfo=UTC),  # timestamptz
     "2026-11-23 22:00:05", "2026-11-23 22:00:05.000000", "2026-11-23T21:00:05+00:00",
     int(T), str(int(T)),
 ])

@@ -3,7 +3,20 @@
 
 from streams.core.local import LocalPipeline
 from streams.exposition import KpiExposition
-from tests.unit.helpers import AGENTS, CALLS, CHATS, Clock, SCENARIO, agent, at, ev, feed, sample, samples, settings
+from tests.unit.helpers import (
+    AGENTS,
+    CALLS,
+    CHATS,
+    SCENARIO,
+    Clock,
+    agent,
+    at,
+    ev,
+    feed,
+    sample,
+    samples,
+    settings,
+)
 
 
 def test_text_matches_hand_computed_values_and_every_family_is_typed_once():

@@ -14,7 +14,7 @@ from streams.core.local import LocalPipeline
 from streams.exposition import KpiExposition
 from streams.faust_consumer import HandOffConsumer
 from streams.wallboard import snapshot
-from tests.unit.helpers import AGENTS, CALLS, Clock, NOW, agent, at, ev, feed, samples, settings
+from tests.unit.helpers import AGENTS, CALLS, NOW, Clock, agent, at, ev, feed, samples, settings
 
 QUEUES = ["sales", "support", "billing", "tech", "claims"]
 
@@ -118,6 +118,7 @@ def test_a_rebalance_drops_every_table_s_records_of_partitions_no_longer_owned_a
     """Records of partitions moved away go from all three tables (an agent's by the facts partition
     of its id, the agent cap's registry by its input partition); /health counts owned queues."""
     from faust.types import TP
+
     from streams.app import Pipeline
 
     s = settings(data_dir=str(tmp_path), partitions=4)

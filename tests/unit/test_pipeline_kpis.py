@@ -6,7 +6,6 @@ from streams.core.local import LocalPipeline
 from tests.unit.helpers import AGENTS, CALLS, CHATS, NOW, SCENARIO, agent, at, ev, run, settings
 
 
-
 def test_totals_and_histograms_per_queue():
     p = run(SCENARIO)
     sales = p.store.view("sales", "voice", NOW)

@@ -1,6 +1,8 @@
 """Property tests of the pure core: any sequence of events, valid or not, keeps the invariants."""
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from streams.core import kpis
 from streams.core.local import LocalPipeline

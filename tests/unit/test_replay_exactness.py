@@ -13,7 +13,9 @@ import random
 import zlib
 
 import orjson
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from producers.scenario import Scenario
 from producers.simulate import Simulator

@@ -16,7 +16,7 @@ START = 1_795_420_800.0  # 2026-11-23 08:00 UTC
 
 def kinds(events, queue=None):
     out: Counter[str] = Counter()
-    for topic, key, value in events:
+    for topic, _, value in events:
         if isinstance(value, bytes):
             out["bad"] += 1
         elif topic == "agents":
@@ -29,7 +29,7 @@ def kinds(events, queue=None):
 def abandons_by_queue(events):
     queue_of: dict[str, str] = {}
     out: Counter[str] = Counter()
-    for topic, key, value in events:
+    for _, _, value in events:
         if isinstance(value, dict) and value.get("type") in ("offered", "transferred"):
             queue_of[value["contact_id"]] = value["queue"]
         if isinstance(value, dict) and value.get("type") == "abandoned":
@@ -74,7 +74,7 @@ def test_chat_agents_take_several_chats_at_once_and_voice_agents_one():
     agent_of: dict = {}
     open_now: Counter = Counter()
     peak = {"chats": 0, "calls": 0}
-    for topic, key, v in events:
+    for topic, _, v in events:
         if topic in peak and isinstance(v, dict):
             if v["type"] == "answered":
                 agent_of[v["contact_id"]] = v["agent_id"]

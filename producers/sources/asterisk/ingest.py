@@ -16,9 +16,10 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -180,7 +181,7 @@ def _stop_event() -> asyncio.Event:
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 
@@ -201,7 +202,7 @@ async def ingest_file(s: Settings, opts: Options, clock: Callable[[], float] = t
         position = reader.position
         while not stop.is_set():
             batch = reader.read()
-            for raw, position in batch:
+            for raw, _ in batch:
                 await run.line(raw)
             if batch:
                 await run.commit(position.to_state())

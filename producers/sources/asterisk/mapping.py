@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from producers.sources.asterisk.queue_log import NONE, Line, line_id
 

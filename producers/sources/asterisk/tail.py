@@ -36,7 +36,7 @@ class Position:
         return asdict(self)
 
     @classmethod
-    def from_state(cls, d: dict[str, Any] | None) -> "Position | None":
+    def from_state(cls, d: dict[str, Any] | None) -> Position | None:
         return cls(**d) if d else None
 
 
