@@ -21,10 +21,20 @@ from streams.config import load
 def main() -> None:
     s = load(os.environ)
     os.makedirs(os.path.join(s.data_dir, "naive"), exist_ok=True)
-    app = faust.App(f"{s.app_id}-naive", broker=s.broker, store="memory://", topic_partitions=s.partitions,
-                    web_bind=s.web_host, web_port=s.web_port, consumer_auto_offset_reset="earliest",
-                    autodiscover=False, datadir=os.path.join(s.data_dir, "naive"))
-    inputs = app.topic(s.calls_topic, s.chats_topic, s.agents_topic, key_serializer="raw", value_serializer="raw")
+    app = faust.App(
+        f"{s.app_id}-naive",
+        broker=s.broker,
+        store="memory://",
+        topic_partitions=s.partitions,
+        web_bind=s.web_host,
+        web_port=s.web_port,
+        consumer_auto_offset_reset="earliest",
+        autodiscover=False,
+        datadir=os.path.join(s.data_dir, "naive"),
+    )
+    inputs = app.topic(
+        s.calls_topic, s.chats_topic, s.agents_topic, key_serializer="raw", value_serializer="raw"
+    )
     counts = app.Table("naive-counts", default=int, partitions=s.partitions)
     handled = [0]
 

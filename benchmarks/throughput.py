@@ -69,11 +69,16 @@ CONSUMER_LAG = re.compile(rb"^ccmon_consumer_lag_messages\{[^}]*\} ([0-9.e+]+)$"
 OFFERED = re.compile(rb"^ccmon_contacts_offered_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 # every contact counter and wait count, but not "handled": an ACW timeout that falls due with the
 # last inputs completes at the next sweep, a timer (CCMON_SWEEP_INTERVAL_S), which would be timed too
-STATE = re.compile(rb"^(?:ccmon_contacts_(?!handled)\w+_total|ccmon_wait_seconds_count)\{[^}]*\} ([0-9.e+]+)$", re.M)
+STATE = re.compile(
+    rb"^(?:ccmon_contacts_(?!handled)\w+_total|ccmon_wait_seconds_count)\{[^}]*\} ([0-9.e+]+)$", re.M
+)
 # every cumulative KPI series (counters, histograms, waiting contacts, agents per state), as a line:
 # the restart row's "equal to the one before"; windowed gauges and the oldest wait move with the clock
-KPI_LINE = re.compile(rb"^(?:ccmon_contacts_\w+_total|ccmon_offers_missed_total|ccmon_(?:wait|handle)_seconds_\w+"
-                      rb"|ccmon_queue_waiting_contacts|ccmon_agents)\{[^}]*\} \S+$", re.M)
+KPI_LINE = re.compile(
+    rb"^(?:ccmon_contacts_\w+_total|ccmon_offers_missed_total|ccmon_(?:wait|handle)_seconds_\w+"
+    rb"|ccmon_queue_waiting_contacts|ccmon_agents)\{[^}]*\} \S+$",
+    re.M,
+)
 TIMEOUT_S = 1200.0
 
 
@@ -152,8 +157,14 @@ def settled(worker: Service, n: int, quiet_s: float) -> set[bytes]:
     """The worker's KPI series once it has counted all ``n`` inputs and they stayed the same for
     ``quiet_s`` (longer than a sweep, which completes wrap-ups that fell due with the last inputs)."""
     timed_until([worker], worker_count, n)
-    return wait_stable(lambda: kpi_series(worker.port), quiet_s=quiet_s, timeout=TIMEOUT_S, check=worker.check,
-                       interval=0.5, what=f"the worker's KPI series (log {worker.log})")
+    return wait_stable(
+        lambda: kpi_series(worker.port),
+        quiet_s=quiet_s,
+        timeout=TIMEOUT_S,
+        check=worker.check,
+        interval=0.5,
+        what=f"the worker's KPI series (log {worker.log})",
+    )
 
 
 async def changelog_size(s: Settings, kafka: LocalKafka, snapshots: Path) -> tuple[int, int, int]:
@@ -203,12 +214,16 @@ def restart(run: Run, contacts: int, agents: int) -> dict[str, float | int]:
         if run.snapshot_s > 0:  # as on a worker that has run for a while: its last snapshot holds the state
             settled_at = time.time()
             deadline = time.monotonic() + 10 * run.snapshot_s + 60
-            while len([f for f in snapshots.glob("*.snap") if f.stat().st_mtime > settled_at]) < 3:  # every table's
+            while (
+                len([f for f in snapshots.glob("*.snap") if f.stat().st_mtime > settled_at]) < 3
+            ):  # every table's
                 worker.check()
                 if time.monotonic() > deadline:
                     raise SystemExit(f"no snapshot written after the state settled; see {worker.log}")
                 time.sleep(0.5)
-            sizes = ", ".join(f"{f.name} {f.stat().st_size / 2**20:.1f} MiB" for f in snapshots.glob("*.snap"))
+            sizes = ", ".join(
+                f"{f.name} {f.stat().st_size / 2**20:.1f} MiB" for f in snapshots.glob("*.snap")
+            )
             say(f"restart: snapshots {sizes}")
         out: dict[str, float | int] = {"restart_events": n, "restart_series": len(before)}
         for how in (signal.SIGTERM, signal.SIGKILL):
@@ -216,15 +231,22 @@ def restart(run: Run, contacts: int, agents: int) -> dict[str, float | int]:
             messages, size, tail = asyncio.run(changelog_size(s, run.kafka, snapshots))
             worker = run.proc(env, tag=f"day-{how.name}").start()
             started = time.perf_counter()
-            wait_until(partial(ready_with, worker.port, before), timeout=TIMEOUT_S, check=worker.check,
-                       interval=0.05, what=f"a ready worker with the same series after {how.name} (log {worker.log})")
+            wait_until(
+                partial(ready_with, worker.port, before),
+                timeout=TIMEOUT_S,
+                check=worker.check,
+                interval=0.05,
+                what=f"a ready worker with the same series after {how.name} (log {worker.log})",
+            )
             took = time.perf_counter() - started
             key = "sigterm" if how == signal.SIGTERM else "sigkill"
             out[f"restart_{key}_s"] = round(took, 2)
             out["restart_changelog_messages"], out["restart_changelog_bytes"] = messages, size
             out[f"restart_{key}_tail_messages"] = tail
-            say(f"restart after {how.name}: ready with the same {len(before)} series in {took:.2f} s; "
-                f"changelog {messages:,} messages ({size / 2**20:.1f} MiB), {tail:,} after the snapshots")
+            say(
+                f"restart after {how.name}: ready with the same {len(before)} series in {took:.2f} s; "
+                f"changelog {messages:,} messages ({size / 2**20:.1f} MiB), {tail:,} after the snapshots"
+            )
         out["restart_ready_s"] = max(out["restart_sigterm_s"], out["restart_sigkill_s"])
         return out
     finally:
@@ -275,25 +297,46 @@ class Run:
         """A deployment ``name`` (own group, facts and changelogs) reading the inputs of ``inputs``."""
         src = f"{self.prefix}{inputs or name}"
         app = f"{self.prefix}{name}"
-        env = {**os.environ, "CCMON_BROKER": f"kafka://{self.kafka.address}", "CCMON_APP_ID": app,
-               "CCMON_CALLS_TOPIC": f"{src}.calls", "CCMON_CHATS_TOPIC": f"{src}.chats",
-               "CCMON_AGENTS_TOPIC": f"{src}.agents", "CCMON_DEAD_LETTER_TOPIC": f"{app}.dead",
-               "CCMON_FACTS_TOPIC": f"{app}.facts", "CCMON_LOG_LEVEL": "warning",
-               "CCMON_DATA_DIR": str(self.workdir / app)}
+        env = {
+            **os.environ,
+            "CCMON_BROKER": f"kafka://{self.kafka.address}",
+            "CCMON_APP_ID": app,
+            "CCMON_CALLS_TOPIC": f"{src}.calls",
+            "CCMON_CHATS_TOPIC": f"{src}.chats",
+            "CCMON_AGENTS_TOPIC": f"{src}.agents",
+            "CCMON_DEAD_LETTER_TOPIC": f"{app}.dead",
+            "CCMON_FACTS_TOPIC": f"{app}.facts",
+            "CCMON_LOG_LEVEL": "warning",
+            "CCMON_DATA_DIR": str(self.workdir / app),
+        }
         return load(env), env
 
     def proc(self, env: dict[str, str], module: str = "streams", tag: str = "worker") -> Service:
         """A worker (or the naive agent, the peer) on a port of its own, not started yet."""
         self.next_port += 1
         argv = [sys.executable, "-m", module] + (["worker"] if module == "streams" else [])
-        return Service(argv, port=self.next_port, env={**env, "CCMON_WEB_PORT": str(self.next_port)}, cwd=ROOT,
-                       log=self.workdir / f"{env['CCMON_APP_ID']}-{tag}-{self.next_port}.log", name=f"{module} {tag}")
+        return Service(
+            argv,
+            port=self.next_port,
+            env={**env, "CCMON_WEB_PORT": str(self.next_port)},
+            cwd=ROOT,
+            log=self.workdir / f"{env['CCMON_APP_ID']}-{tag}-{self.next_port}.log",
+            name=f"{module} {tag}",
+        )
 
 
 async def raw_consume(s: Settings, n: int) -> float:
-    consumer = AIOKafkaConsumer(s.calls_topic, s.chats_topic, s.agents_topic, bootstrap_servers=s.bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
-                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        s.calls_topic,
+        s.chats_topic,
+        s.agents_topic,
+        bootstrap_servers=s.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     await consumer.start()
     seen, started = 0, None
     try:
@@ -345,7 +388,7 @@ def core_rate(s: Settings, events: list[workload.Event]) -> tuple[float, float]:
     started = time.perf_counter()
     now = time.time()
     for i in range(0, len(records), s.batch_size):
-        p.feed(records[i:i + s.batch_size], now=now)
+        p.feed(records[i : i + s.batch_size], now=now)
     return len(records) / (time.perf_counter() - started), core_state(p)
 
 
@@ -355,13 +398,13 @@ def core_bytes_per_open_contact(s: Settings, open_n: int, queues: int) -> float:
     records = as_records(s, workload.open_contacts(open_n, queues, int(time.time() * 1000)))
     p = LocalPipeline(s)
     now = time.time()
-    p.feed(records[:s.batch_size], now=now)  # queues registered, tables warm
+    p.feed(records[: s.batch_size], now=now)  # queues registered, tables warm
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for i in range(s.batch_size, len(records), s.batch_size):
-            p.feed(records[i:i + s.batch_size], now=now)
+            p.feed(records[i : i + s.batch_size], now=now)
         gc.collect()
         return (tracemalloc.get_traced_memory()[0] - before) / (len(records) - s.batch_size)
     finally:
@@ -412,11 +455,18 @@ def latency(s: Settings, worker: Service, rate: float, seconds: float) -> tuple[
 
 def scrape_until(worker: Service, enough: Callable[[bytes], bool], what: str) -> bytes:
     """Scrape /metrics every 0.2 s until ``enough`` of the body; returns that body."""
+
     def look() -> bytes | None:
         body = worker.metrics_text()
         return body if enough(body) else None
-    body = wait_until(look, timeout=TIMEOUT_S, check=worker.check, interval=0.2,
-                      what=f"{what} on /metrics (log {worker.log})")
+
+    body = wait_until(
+        look,
+        timeout=TIMEOUT_S,
+        check=worker.check,
+        interval=0.2,
+        what=f"{what} on /metrics (log {worker.log})",
+    )
     assert body is not None
     return body
 
@@ -434,8 +484,9 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
         url = f"http://127.0.0.1:{worker.port}/metrics"
         # stage 2 may still be applying the last facts: time the scrape only with every series live
         offered_re = re.compile(rb"^ccmon_contacts_offered_total\{", re.M)
-        body = scrape_until(worker, lambda b: len(offered_re.findall(b)) >= 2 * queues,
-                            f"{2 * queues} offered series")
+        body = scrape_until(
+            worker, lambda b: len(offered_re.findall(b)) >= 2 * queues, f"{2 * queues} offered series"
+        )
         samples = body.count(b"\nccmon_")
         times = []
         for _ in range(20):
@@ -449,8 +500,10 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
         scrape_until(worker, lambda b: metric_sum(waiting_re, b) >= open_n, f"{open_n} waiting contacts")
         time.sleep(2)
         rss1 = worker.rss()
-        say(f"scrape: {samples} samples; rss {rss0 / 2**20:.0f} MiB → {rss1 / 2**20:.0f} MiB "
-            f"with {open_n} open")
+        say(
+            f"scrape: {samples} samples; rss {rss0 / 2**20:.0f} MiB → {rss1 / 2**20:.0f} MiB "
+            f"with {open_n} open"
+        )
         return statistics.median(times), samples, (rss1 - rss0) / open_n
     finally:
         worker.stop()
@@ -461,14 +514,27 @@ PHASES = ("latency", "naive", "peer", "scale", "restart", "memory")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=200_000, help="events in the throughput runs (default 200000)")
-    ap.add_argument("--quick", action="store_true",
-                    help="a fast smoke run: 20000 events, 10 s latency, one worker, a 5000-contact day")
+    ap.add_argument(
+        "--events", type=int, default=200_000, help="events in the throughput runs (default 200000)"
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="a fast smoke run: 20000 events, 10 s latency, one worker, a 5000-contact day",
+    )
     ap.add_argument("--skip", default="", help=f"comma-separated phases to leave out: {', '.join(PHASES)}")
-    ap.add_argument("--restart-contacts", type=int, default=None,
-                    help="contacts of the restart row's busy day (default 60000; 5000 with --quick)")
-    ap.add_argument("--restart-agents", type=int, default=None,
-                    help="agents of the restart row's busy day (default 400; 100 with --quick)")
+    ap.add_argument(
+        "--restart-contacts",
+        type=int,
+        default=None,
+        help="contacts of the restart row's busy day (default 60000; 5000 with --quick)",
+    )
+    ap.add_argument(
+        "--restart-agents",
+        type=int,
+        default=None,
+        help="agents of the restart row's busy day (default 400; 100 with --quick)",
+    )
     ap.add_argument("--kafka-port", type=int, default=int(os.environ.get("CCMON_BENCH_KAFKA_PORT", "39092")))
     ap.add_argument("--json", default="benchmarks/results.json", help="where to write the figures")
     args = ap.parse_args()
@@ -498,7 +564,9 @@ def main() -> None:
             say(kafka.stop())
 
 
-def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[str], scales: tuple[int, ...]) -> None:
+def measure(
+    args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[str], scales: tuple[int, ...]
+) -> None:
     """Every phase on one broker; prints the table and writes the JSON."""
     run.workdir.mkdir(parents=True, exist_ok=True)
     r: dict[str, float | int] = {"events": n}
@@ -517,12 +585,18 @@ def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[st
     say(f"pure core: {r['core_events_per_s']:,} events/s")
     try:
         _, compile_s = compiled_core.build()
-        say(f"core compiled with mypyc in {compile_s:.0f} s" if compile_s else "core compiled with mypyc (cached)")
+        say(
+            f"core compiled with mypyc in {compile_s:.0f} s"
+            if compile_s
+            else "core compiled with mypyc (cached)"
+        )
         for compiled in (False, True):
             rate = compiled_core.run("rate", n, compiled=compiled)["events_per_s"]
             r[f"core_{'compiled' if compiled else 'interpreted'}_events_per_s"] = round(rate)
-        say(f"pure core in a fresh process: {r['core_interpreted_events_per_s']:,} events/s interpreted, "
-            f"{r['core_compiled_events_per_s']:,} compiled")
+        say(
+            f"pure core in a fresh process: {r['core_interpreted_events_per_s']:,} events/s interpreted, "
+            f"{r['core_compiled_events_per_s']:,} compiled"
+        )
     except RuntimeError as e:  # no compiler, or no mypy (the bench extra): the other rows still count
         say(f"no compiled-core row: {e}")
 
@@ -542,12 +616,16 @@ def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[st
             live.wait_ready(timeout=120)
             r["p50_latency_s"], r["p99_latency_s"] = (round(v, 3) for v in latency(s_lat, live, 2000, lat_s))
             say(f"latency at 10000/s for {lat_s} s...")
-            r["p50_latency_10k_s"], r["p99_latency_10k_s"] = (round(v, 3) for v in latency(s_lat, live, 10_000, lat_s))
+            r["p50_latency_10k_s"], r["p99_latency_10k_s"] = (
+                round(v, 3) for v in latency(s_lat, live, 10_000, lat_s)
+            )
         finally:
             live.stop()
 
-    for phase, module, key, what in (("naive", "benchmarks.naive_faust", "naive_faust_events_per_s", "naive faust agent"),
-                                     ("peer", "benchmarks.peer_quix", "peer_quix_events_per_s", "quix-streams peer")):
+    for phase, module, key, what in (
+        ("naive", "benchmarks.naive_faust", "naive_faust_events_per_s", "naive faust agent"),
+        ("peer", "benchmarks.peer_quix", "peer_quix_events_per_s", "quix-streams peer"),
+    ):
         if phase not in skip:  # both report how many inputs they handled on /count
             _, other_env = run.settings(phase, inputs="in")
             other = run.proc(other_env, module=module, tag=phase).start()
@@ -572,39 +650,53 @@ def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[st
         open_n = 10_000 if args.quick else 100_000
         r["core_bytes_per_open_contact"] = round(core_bytes_per_open_contact(s, open_n, 1000))
         scrape, samples, per_contact = scrape_and_memory(run, 1000, open_n)
-        r["scrape_s"], r["scrape_samples"], r["bytes_per_open_contact"] = round(scrape, 4), samples, round(per_contact)
+        r["scrape_s"], r["scrape_samples"], r["bytes_per_open_contact"] = (
+            round(scrape, 4),
+            samples,
+            round(per_contact),
+        )
 
-    rows = [("raw aiokafka getmany + orjson", "raw_events_per_s", "events/s"),
-            ("pure core, in-process", "core_events_per_s", "events/s"),
-            ("pure core, interpreted", "core_interpreted_events_per_s", "events/s"),
-            ("pure core, compiled (mypyc)", "core_compiled_events_per_s", "events/s"),
-            ("ccmon worker: all N in its state", "events_per_s", "events/s"),
-            ("ccmon worker: stage 1 counted N", "stage1_events_per_s", "events/s"),
-            ("ratio worker / raw", "ratio_to_raw", ""),
-            ("ratio worker / interpreted core", "ratio_to_core", ""),
-            ("naive faust agent", "naive_faust_events_per_s", "events/s"),
-            ("quix-streams peer (simpler job)", "peer_quix_events_per_s", "events/s"),
-            *((f"ccmon, {k} workers, one group", f"workers_{k}_events_per_s", "events/s") for k in scales if k > 1),
-            ("latency p50 at 2000/s", "p50_latency_s", "s"),
-            ("latency p99 at 2000/s", "p99_latency_s", "s"),
-            ("latency p50 at 10000/s", "p50_latency_10k_s", "s"),
-            ("latency p99 at 10000/s", "p99_latency_10k_s", "s"),
-            ("restart, SIGTERM: ready, same KPIs", "restart_sigterm_s", "s"),
-            ("restart, SIGKILL: ready, same KPIs", "restart_sigkill_s", "s"),
-            ("restart: changelog read after SIGTERM", "restart_sigterm_tail_messages", "messages"),
-            ("restart: changelog read after SIGKILL", "restart_sigkill_tail_messages", "messages"),
-            ("restart: whole changelog", "restart_changelog_messages", "messages"),
-            ("restart: changelog on disk", "restart_changelog_bytes", "bytes"),
-            ("restart: busy day's events", "restart_events", "events"),
-            ("/metrics, 1000 queues x 2 ch", "scrape_s", "s"),
-            ("RSS per open contact", "bytes_per_open_contact", "bytes"),
-            ("pure core heap per open contact", "core_bytes_per_open_contact", "bytes")]
+    rows = [
+        ("raw aiokafka getmany + orjson", "raw_events_per_s", "events/s"),
+        ("pure core, in-process", "core_events_per_s", "events/s"),
+        ("pure core, interpreted", "core_interpreted_events_per_s", "events/s"),
+        ("pure core, compiled (mypyc)", "core_compiled_events_per_s", "events/s"),
+        ("ccmon worker: all N in its state", "events_per_s", "events/s"),
+        ("ccmon worker: stage 1 counted N", "stage1_events_per_s", "events/s"),
+        ("ratio worker / raw", "ratio_to_raw", ""),
+        ("ratio worker / interpreted core", "ratio_to_core", ""),
+        ("naive faust agent", "naive_faust_events_per_s", "events/s"),
+        ("quix-streams peer (simpler job)", "peer_quix_events_per_s", "events/s"),
+        *(
+            (f"ccmon, {k} workers, one group", f"workers_{k}_events_per_s", "events/s")
+            for k in scales
+            if k > 1
+        ),
+        ("latency p50 at 2000/s", "p50_latency_s", "s"),
+        ("latency p99 at 2000/s", "p99_latency_s", "s"),
+        ("latency p50 at 10000/s", "p50_latency_10k_s", "s"),
+        ("latency p99 at 10000/s", "p99_latency_10k_s", "s"),
+        ("restart, SIGTERM: ready, same KPIs", "restart_sigterm_s", "s"),
+        ("restart, SIGKILL: ready, same KPIs", "restart_sigkill_s", "s"),
+        ("restart: changelog read after SIGTERM", "restart_sigterm_tail_messages", "messages"),
+        ("restart: changelog read after SIGKILL", "restart_sigkill_tail_messages", "messages"),
+        ("restart: whole changelog", "restart_changelog_messages", "messages"),
+        ("restart: changelog on disk", "restart_changelog_bytes", "bytes"),
+        ("restart: busy day's events", "restart_events", "events"),
+        ("/metrics, 1000 queues x 2 ch", "scrape_s", "s"),
+        ("RSS per open contact", "bytes_per_open_contact", "bytes"),
+        ("pure core heap per open contact", "core_bytes_per_open_contact", "bytes"),
+    ]
     print(f"{'measure (' + str(n) + ' events)':<34}{'value':>14}  unit")
     for label, key, unit in rows:
         if key not in r:
             continue
         value = r[key]
-        print(f"{label:<34}{value:>14,}  {unit}" if isinstance(value, int) else f"{label:<34}{value:>14}  {unit}")
+        print(
+            f"{label:<34}{value:>14,}  {unit}"
+            if isinstance(value, int)
+            else f"{label:<34}{value:>14}  {unit}"
+        )
     Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
     print(" ".join(f"{k}={v}" for k, v in r.items()))
 

@@ -37,16 +37,23 @@ def sites(sc: Scenario) -> Scenario:
     """The scenario's queues and agent groups, once per site (queue "sales-north", ...)."""
     return sc.replace(
         queues=tuple(dataclasses.replace(q, name=f"{q.name}-{site}") for site in SITES for q in sc.queues),
-        agents=tuple(dataclasses.replace(g, skills=tuple(f"{k}-{site}" for k in g.skills))
-                     for site in SITES for g in sc.agents))
+        agents=tuple(
+            dataclasses.replace(g, skills=tuple(f"{k}-{site}" for k in g.skills))
+            for site in SITES
+            for g in sc.agents
+        ),
+    )
 
 
-def mixed(path: Path, topics: dict[str, str], seed: int, minutes: float, rate: float = 1.0,
-          hostile: int = 200) -> Counter:
+def mixed(
+    path: Path, topics: dict[str, str], seed: int, minutes: float, rate: float = 1.0, hostile: int = 200
+) -> Counter:
     """Write the recording (``topics`` maps calls/chats/agents to the topic names); returns what
     it holds (event types, duplicates, late arrivals, late surveys, hostile inputs, lines)."""
     rng = random.Random(seed)
-    scenario = sites(Scenario.default().scaled(rate=rate, agents=rate).replace(missing_wrapup_probability=0.1))
+    scenario = sites(
+        Scenario.default().scaled(rate=rate, agents=rate).replace(missing_wrapup_probability=0.1)
+    )
     rows = with_later_spec_events(Simulator(seed, START, scenario).advance(START + minutes * 60), rng)
     kinds: Counter = Counter(e.get("type", "?") for _, _, e in rows if isinstance(e, dict))
     out: list[tuple[str, str | None, object]] = []
@@ -66,28 +73,50 @@ def mixed(path: Path, topics: dict[str, str], seed: int, minutes: float, rate: f
     out += [heapq.heappop(pending)[2] for _ in range(len(pending))]
     for topic, key, e in rows:  # surveys 2-3 h after their contact ended, at the very end
         if isinstance(e, dict) and e.get("type") == "ended" and rng.random() < 0.1:
-            out.append((topic, key, {"event_id": f"late-{e['event_id']}", "type": "survey",
-                                     "contact_id": e["contact_id"], "ts": e["ts"] + rng.randint(7_200_000, 10_800_000),
-                                     "csat": rng.randint(1, 5), "nps": rng.randint(0, 10),
-                                     "resolved": rng.random() < 0.7, "ces": rng.randint(1, 7)}))
+            out.append(
+                (
+                    topic,
+                    key,
+                    {
+                        "event_id": f"late-{e['event_id']}",
+                        "type": "survey",
+                        "contact_id": e["contact_id"],
+                        "ts": e["ts"] + rng.randint(7_200_000, 10_800_000),
+                        "csat": rng.randint(1, 5),
+                        "nps": rng.randint(0, 10),
+                        "resolved": rng.random() < 0.7,
+                        "ces": rng.randint(1, 7),
+                    },
+                )
+            )
             kinds["late_surveys"] += 1
     base = int(START * 1000)
-    bad = [lambda: "{not json", lambda: '{"event_id": "h", "type": "offered", "ts": NaN}',
-           lambda: {"event_id": f"h{rng.random()}", "type": "teleported", "contact_id": "c", "ts": base},
-           lambda: {"event_id": f"h{rng.random()}", "type": "answered", "contact_id": f"nobody-{rng.random()}",
-                    "ts": base},
-           lambda: {"event_id": 7, "type": "offered", "contact_id": "c", "queue": "sales-north", "ts": base},
-           lambda: {"event_id": f"h{rng.random()}", "type": "state", "agent_id": "", "ts": base}]
+    bad = [
+        lambda: "{not json",
+        lambda: '{"event_id": "h", "type": "offered", "ts": NaN}',
+        lambda: {"event_id": f"h{rng.random()}", "type": "teleported", "contact_id": "c", "ts": base},
+        lambda: {
+            "event_id": f"h{rng.random()}",
+            "type": "answered",
+            "contact_id": f"nobody-{rng.random()}",
+            "ts": base,
+        },
+        lambda: {"event_id": 7, "type": "offered", "contact_id": "c", "queue": "sales-north", "ts": base},
+        lambda: {"event_id": f"h{rng.random()}", "type": "state", "agent_id": "", "ts": base},
+    ]
     for _ in range(hostile):
         make = rng.choice(bad)
         value = make()
-        topic = "agents" if isinstance(value, dict) and value.get("type") == "state" else rng.choice(["calls", "chats"])
+        topic = (
+            "agents"
+            if isinstance(value, dict) and value.get("type") == "state"
+            else rng.choice(["calls", "chats"])
+        )
         out.insert(rng.randint(0, len(out)), (topic, f"hostile-{rng.random()}", value))
     kinds["hostile"] = hostile
     write(path, [(topics[t], k, v) for t, k, v in out])
     kinds["lines"] = len(out)
     return kinds
-
 
 
 def scripted(env: Env, base: float) -> tuple[Path, dict]:
@@ -98,16 +127,32 @@ def scripted(env: Env, base: float) -> tuple[Path, dict]:
 
     def call(topic: str, etype: str, cid: str, offset: float, **fields) -> None:
         n["id"] += 1
-        ev = {"event_id": fields.pop("event_id", f"e{n['id']}"), "type": etype, "contact_id": cid,
-              "ts": int(round((base + offset) * 1000)), **fields}
+        ev = {
+            "event_id": fields.pop("event_id", f"e{n['id']}"),
+            "type": etype,
+            "contact_id": cid,
+            "ts": int(round((base + offset) * 1000)),
+            **fields,
+        }
         rows.append(line(topic, cid, ev))
 
     def agent(aid: str, state: str, queues: list[str], offset: float, **fields) -> None:
         n["id"] += 1
-        rows.append(line(t["agents"], aid, {"event_id": f"a{n['id']}", "type": "state", "agent_id": aid,
-                                            "state": state, "queues": queues,
-                                            "ts": datetime.fromtimestamp(base + offset, UTC).isoformat(),
-                                            **fields}))
+        rows.append(
+            line(
+                t["agents"],
+                aid,
+                {
+                    "event_id": f"a{n['id']}",
+                    "type": "state",
+                    "agent_id": aid,
+                    "state": state,
+                    "queues": queues,
+                    "ts": datetime.fromtimestamp(base + offset, UTC).isoformat(),
+                    **fields,
+                },
+            )
+        )
 
     calls, chats = t["calls"], t["chats"]
     agent("a1", "available", ["sales", "support"], 0)
@@ -169,6 +214,12 @@ def scripted(env: Env, base: float) -> tuple[Path, dict]:
     agent("a6", "away", ["billing"], 20, reason="lunch!")  # invalid_field
     path = env.tmp / "scripted.jsonl"
     path.write_bytes(b"".join(rows))
-    expected_dead = {"invalid_json": 1, "invalid_utf8": 1, "unknown_type": 1, "lifecycle": 2, "future_time": 1,
-                     "invalid_field": 2}
+    expected_dead = {
+        "invalid_json": 1,
+        "invalid_utf8": 1,
+        "unknown_type": 1,
+        "lifecycle": 2,
+        "future_time": 1,
+        "invalid_field": 2,
+    }
     return path, expected_dead

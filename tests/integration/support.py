@@ -38,22 +38,42 @@ class Env:
 
     @property
     def topics(self) -> dict[str, str]:
-        return {"calls": f"{self.prefix}.calls", "chats": f"{self.prefix}.chats",
-                "agents": f"{self.prefix}.agents", "dead": f"{self.prefix}.dead-letter"}
+        return {
+            "calls": f"{self.prefix}.calls",
+            "chats": f"{self.prefix}.chats",
+            "agents": f"{self.prefix}.agents",
+            "dead": f"{self.prefix}.dead-letter",
+        }
 
     def vars(self, **extra: str) -> dict[str, str]:
         t = self.topics
-        env = {**os.environ, "CCMON_BROKER": f"kafka://{self.kafka.address}", "CCMON_APP_ID": self.prefix,
-               "CCMON_CALLS_TOPIC": t["calls"], "CCMON_CHATS_TOPIC": t["chats"], "CCMON_AGENTS_TOPIC": t["agents"],
-               "CCMON_DEAD_LETTER_TOPIC": t["dead"], "CCMON_FACTS_TOPIC": f"{self.prefix}.facts",
-               "CCMON_PARTITIONS": str(PARTITIONS), "CCMON_DATA_DIR": str(self.tmp), "CCMON_SWEEP_INTERVAL_S": "1",
-               "CCMON_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "CCMON_BROKER": f"kafka://{self.kafka.address}",
+            "CCMON_APP_ID": self.prefix,
+            "CCMON_CALLS_TOPIC": t["calls"],
+            "CCMON_CHATS_TOPIC": t["chats"],
+            "CCMON_AGENTS_TOPIC": t["agents"],
+            "CCMON_DEAD_LETTER_TOPIC": t["dead"],
+            "CCMON_FACTS_TOPIC": f"{self.prefix}.facts",
+            "CCMON_PARTITIONS": str(PARTITIONS),
+            "CCMON_DATA_DIR": str(self.tmp),
+            "CCMON_SWEEP_INTERVAL_S": "1",
+            "CCMON_LOG_LEVEL": "warning",
+            "PYTHONUNBUFFERED": "1",
+        }
         env.update(extra)
         return env
 
     def ccmon(self, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "streams", *args], env=self.vars(**extra), cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "streams", *args],
+            env=self.vars(**extra),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 class Worker(Service):
@@ -77,16 +97,23 @@ class Worker(Service):
     def _launch(self, env: Env, extra: dict[str, str]) -> None:
         port = free_port()
         log = env.tmp / f"worker-{port}.log"
-        super().__init__([sys.executable, "-m", "streams", "worker", "--web-port", str(port)], port=port,
-                         env=env.vars(**extra), log=log, cwd=ROOT, name=f"worker :{port}")
+        super().__init__(
+            [sys.executable, "-m", "streams", "worker", "--web-port", str(port)],
+            port=port,
+            env=env.vars(**extra),
+            log=log,
+            cwd=ROOT,
+            name=f"worker :{port}",
+        )
         self.log = log
         self.start()
 
     def wait_for(self, predicate: Callable[[Samples], bool], timeout: float = 60, what: str = "") -> Samples:
         return self.wait_metrics(predicate, timeout, what or "a condition on /metrics")
 
-    def wait_settled(self, predicate: Callable[[Samples], bool], timeout: float = 60, quiet_s: float = 1.5,
-                     what: str = "") -> Samples:
+    def wait_settled(
+        self, predicate: Callable[[Samples], bool], timeout: float = 60, quiet_s: float = 1.5, what: str = ""
+    ) -> Samples:
         """Wait for ``predicate``, then until the KPI series stop changing for ``quiet_s``
         (stage 2 applies facts a moment after stage 1 counted the inputs)."""
         deadline = time.monotonic() + timeout
@@ -95,9 +122,16 @@ class Worker(Service):
         def contacts(m: Samples) -> Samples:
             return {k: v for k, v in m.items() if k[0].startswith("ccmon_contacts_")}
 
-        return wait_stable(self.scrape, quiet_s=quiet_s, timeout=max(0.0, deadline - time.monotonic()),
-                           what=f"the KPI series after {what}", key=contacts, accept=predicate, check=self.check,
-                           interval=0.3)
+        return wait_stable(
+            self.scrape,
+            quiet_s=quiet_s,
+            timeout=max(0.0, deadline - time.monotonic()),
+            what=f"the KPI series after {what}",
+            key=contacts,
+            accept=predicate,
+            check=self.check,
+            interval=0.3,
+        )
 
 
 def metric(m: Samples, name: str, **labels: str) -> float | None:
@@ -115,17 +149,36 @@ def exported(m: Samples, name: str, **labels: str) -> float:
 def state_series(m: dict) -> dict:
     """Everything computed from state: all ccmon series but the process metrics, and the oldest
     wait, which moves with the clock between two scrapes."""
-    return {k: v for k, v in m.items() if k[0].startswith("ccmon_") and not k[0].startswith(
-        ("ccmon_events", "ccmon_event_lag", "ccmon_dead_letters", "ccmon_broker", "ccmon_consumer_lag",
-         "ccmon_kafka_client", "ccmon_queue_oldest", "ccmon_state_records",
-         "ccmon_agent_state_seconds"))}  # per-agent state seconds run on with the clock, like the oldest wait
+    return {
+        k: v
+        for k, v in m.items()
+        if k[0].startswith("ccmon_")
+        and not k[0].startswith(
+            (
+                "ccmon_events",
+                "ccmon_event_lag",
+                "ccmon_dead_letters",
+                "ccmon_broker",
+                "ccmon_consumer_lag",
+                "ccmon_kafka_client",
+                "ccmon_queue_oldest",
+                "ccmon_state_records",
+                "ccmon_agent_state_seconds",
+            )
+        )
+    }  # per-agent state seconds run on with the clock, like the oldest wait
 
 
 def caught_up(m: dict) -> bool:
     """The worker has read its stream partitions to the end (not the changelogs its recovery reads:
     their lag is 0 long before it has processed anything)."""
-    lags = [v for (name, labels), v in m.items() if name == "ccmon_consumer_lag_messages"
-            and not dict(labels)["topic"].endswith("-changelog") and "__assignor" not in dict(labels)["topic"]]
+    lags = [
+        v
+        for (name, labels), v in m.items()
+        if name == "ccmon_consumer_lag_messages"
+        and not dict(labels)["topic"].endswith("-changelog")
+        and "__assignor" not in dict(labels)["topic"]
+    ]
     return bool(lags) and sum(lags) == 0
 
 
@@ -146,8 +199,11 @@ def queues_of(m: dict) -> set[str]:
 
 def agents_of(m: dict) -> set[str]:
     """Agents with per-agent series (CCMON_AGENT_METRICS): on the facts partition of their id."""
-    return {a for name, labels in state_series(m) if name.startswith("ccmon_agent_")
-            and (a := dict(labels).get("agent")) is not None}
+    return {
+        a
+        for name, labels in state_series(m)
+        if name.startswith("ccmon_agent_") and (a := dict(labels).get("agent")) is not None
+    }
 
 
 def summed(scrapes: list[dict]) -> dict:
@@ -177,7 +233,11 @@ def check(workers: list[Worker], ref: dict) -> str | None:
     the workers' exports add up to the reference with no queue from two workers, else what is
     not so yet."""
     shares = [partitions_of(w) for w in workers]
-    if not all(shares) or sum(map(len, shares)) != PARTITIONS or set().union(*shares) != set(range(PARTITIONS)):
+    if (
+        not all(shares)
+        or sum(map(len, shares)) != PARTITIONS
+        or set().union(*shares) != set(range(PARTITIONS))
+    ):
         return f"partitions not shared out yet: {shares}"
     scrapes = [w.scrape() for w in workers]
     seen: dict[tuple[str, str], int] = {}
@@ -189,8 +249,11 @@ def check(workers: list[Worker], ref: dict) -> str | None:
                 seen[what, name] = i
     total = summed(scrapes)
     if total != ref:
-        diff = sorted((k[0], sorted(k[1]), total.get(k), ref.get(k)) for k in set(total) | set(ref)
-                      if total.get(k) != ref.get(k))
+        diff = sorted(
+            (k[0], sorted(k[1]), total.get(k), ref.get(k))
+            for k in set(total) | set(ref)
+            if total.get(k) != ref.get(k)
+        )
         return f"{len(diff)} series differ from the reference (sum, reference), e.g. {diff[:4]}"
     return None
 
@@ -199,8 +262,18 @@ SALES = {"queue": "sales", "channel": "voice"}
 
 
 def counters(m: dict, labels: dict) -> dict:
-    return {n: metric(m, f"ccmon_contacts_{n}_total", **labels) for n in (
-        "offered", "answered", "abandoned", "short_abandoned", "answered_in_threshold", "handled", "transferred_out")}
+    return {
+        n: metric(m, f"ccmon_contacts_{n}_total", **labels)
+        for n in (
+            "offered",
+            "answered",
+            "abandoned",
+            "short_abandoned",
+            "answered_in_threshold",
+            "handled",
+            "transferred_out",
+        )
+    }
 
 
 def summary_events(stdout: str) -> int:
@@ -210,17 +283,43 @@ def summary_events(stdout: str) -> int:
 
 
 def accepted(m: dict, env: Env) -> float:
-    return sum(v for (n, labels), v in m.items() if n == "ccmon_events_total" and dict(labels)["result"] in ("accepted",))
+    return sum(
+        v
+        for (n, labels), v in m.items()
+        if n == "ccmon_events_total" and dict(labels)["result"] in ("accepted",)
+    )
 
 
-def run_demo(data: Path, kafka_port: int, web_port: int, prom_port: int,
-             ccmon: tuple[str, ...] = (sys.executable, "-m", "streams"), cwd: Path = ROOT,
-             **extra_env: str) -> tuple[float, str]:
+def run_demo(
+    data: Path,
+    kafka_port: int,
+    web_port: int,
+    prom_port: int,
+    ccmon: tuple[str, ...] = (sys.executable, "-m", "streams"),
+    cwd: Path = ROOT,
+    **extra_env: str,
+) -> tuple[float, str]:
     """Runs ``ccmon demo`` until its first wallboard numbers, then Ctrl-C; its output."""
     env = {**os.environ, "CCMON_DATA_DIR": str(data), "CCMON_LOG_LEVEL": "warning", **extra_env}
-    proc = subprocess.Popen([*ccmon, "demo", "--kafka-port", str(kafka_port), "--web-port",
-                             str(web_port), "--prometheus-port", str(prom_port), "--backfill", "600"],
-                            cwd=cwd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [
+            *ccmon,
+            "demo",
+            "--kafka-port",
+            str(kafka_port),
+            "--web-port",
+            str(web_port),
+            "--prometheus-port",
+            str(prom_port),
+            "--backfill",
+            "600",
+        ],
+        cwd=cwd,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stderr is not None
     output = ""
     deadline = time.monotonic() + 180
@@ -262,5 +361,12 @@ ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

@@ -56,9 +56,12 @@ SEED = int(os.environ.get("CCMON_CRASH_SEARCH_SEED", "20261123"))
 KILLS = 3  #: victims per scenario
 PARALLEL = 2  #: scenarios at a time (each is a group of its own)
 #: small batches and frequent commits: many distinct places for a kill in one pass of the input
-WORKER = {"CCMON_SESSION_TIMEOUT_S": "6", "CCMON_BATCH_SIZE": "200",
-          "CCMON_AGENT_METRICS": os.environ.get("CCMON_CRASH_SEARCH_AGENT_METRICS", "false"),
-          "CCMON_LOG_LEVEL": "info"}
+WORKER = {
+    "CCMON_SESSION_TIMEOUT_S": "6",
+    "CCMON_BATCH_SIZE": "200",
+    "CCMON_AGENT_METRICS": os.environ.get("CCMON_CRASH_SEARCH_AGENT_METRICS", "false"),
+    "CCMON_LOG_LEVEL": "info",
+}
 #: only these scenario numbers (e.g. "0,1"), to re-run a failure of a longer search
 ONLY = {int(n) for n in os.environ.get("CCMON_CRASH_SEARCH_ONLY", "").split(",") if n.strip()}
 #: where the worker logs of a scenario that ends unequal are kept (pytest's temporary directories
@@ -67,8 +70,17 @@ KEEP = ROOT / "artifacts" / "crash-search"
 #: how many times a point may be passed before the kill: a pass of the input is ~75 stage-1
 #: batches, fewer stage-2 batches and commits, a few 1-s sweeps; recovery and its end come once
 #: per start. Each victim should die early enough that the later ones still have work.
-REACH = {"lifecycle-batch": 10, "facts-acked": 10, "state-queued": 10, "queues-batch": 4, "sweep": 2,
-         "commit": 6, "committed": 6, "assigned": 1, "recovered": 1}
+REACH = {
+    "lifecycle-batch": 10,
+    "facts-acked": 10,
+    "state-queued": 10,
+    "queues-batch": 4,
+    "sweep": 2,
+    "commit": 6,
+    "committed": 6,
+    "assigned": 1,
+    "recovered": 1,
+}
 assert set(REACH) == set(POINTS)
 
 
@@ -101,8 +113,11 @@ def run_scenario(env: Env, sc: Scenario, ref: dict, started: list[Worker]) -> st
 
 
 def _scenario(env: Env, sc: Scenario, ref: dict, started: list[Worker]) -> str | None:
-    group = {"CCMON_APP_ID": f"{env.prefix}-s{sc.number}", "CCMON_FACTS_TOPIC": f"{env.prefix}.s{sc.number}-facts",
-             **WORKER}
+    group = {
+        "CCMON_APP_ID": f"{env.prefix}-s{sc.number}",
+        "CCMON_FACTS_TOPIC": f"{env.prefix}.s{sc.number}-facts",
+        **WORKER,
+    }
     live: list[Worker] = []
     if sc.companion:  # starts with the first victim: they share the input from the beginning
         live.append(Worker.launched(env, **group))
@@ -159,24 +174,30 @@ def test_kills_at_every_point_of_the_work_change_no_series(env: Env, workers: li
     kinds = mixed(recording, env.topics, seed=SEED % 1000, minutes=60, rate=2)
     assert kinds["late_arrivals"] > 200 and kinds["duplicates"] > 100 and kinds["transferred"] > 50
     assert env.ccmon("replay", str(recording), "--quiet", timeout=300).returncode == 0
-    reference = Worker(env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **WORKER)
+    reference = Worker(
+        env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **WORKER
+    )
     workers.append(reference)
-    ref = state_series(reference.wait_settled(lambda m: total_events(m) == kinds["lines"], timeout=300,
-                                              what="the reference"))
+    ref = state_series(
+        reference.wait_settled(lambda m: total_events(m) == kinds["lines"], timeout=300, what="the reference")
+    )
     assert len(ref) > 300
 
     scenarios = []
     for number in range(SCENARIOS):
         points = rng.sample(POINTS, KILLS)
-        scenarios.append(Scenario(number, [f"{p}:{rng.randint(1, REACH[p])}" for p in points],
-                                  companion=number % 3 == 2))
+        scenarios.append(
+            Scenario(number, [f"{p}:{rng.randint(1, REACH[p])}" for p in points], companion=number % 3 == 2)
+        )
     if ONLY:
         scenarios = [sc for sc in scenarios if sc.number in ONLY]
     with ThreadPoolExecutor(PARALLEL) as pool:
         results = list(pool.map(lambda sc: run_scenario(env, sc, ref, workers), scenarios))
-    report = "\n".join(f"scenario {sc.number} ({'with a companion, ' if sc.companion else ''}{'; '.join(sc.outcomes)}): "
-                       f"{result or 'every series equal'}" + "".join(f"\n  worker log kept: {log}" for log in sc.logs)
-                       for sc, result in zip(scenarios, results, strict=True))
+    report = "\n".join(
+        f"scenario {sc.number} ({'with a companion, ' if sc.companion else ''}{'; '.join(sc.outcomes)}): "
+        f"{result or 'every series equal'}" + "".join(f"\n  worker log kept: {log}" for log in sc.logs)
+        for sc, result in zip(scenarios, results, strict=True)
+    )
     print(f"{kinds['lines']} events ({dict(kinds)})\n{report}")
     killed = sum(o.endswith("killed there") for sc in scenarios for o in sc.outcomes)
     assert killed >= len(scenarios), f"too few kills landed:\n{report}"

@@ -43,8 +43,13 @@ def test_demo_says_which_port_is_taken(tmp_path):
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         taken = blocker.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "streams", "demo", "--web-port", str(taken)], cwd=ROOT,
-                                env={**os.environ, "CCMON_DATA_DIR": str(tmp_path)}, capture_output=True, text=True,
-                                timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "streams", "demo", "--web-port", str(taken)],
+            cwd=ROOT,
+            env={**os.environ, "CCMON_DATA_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"worker port {taken} on 127.0.0.1 already in use" in result.stderr

@@ -39,15 +39,32 @@ def scrape_of_one_day(w: Worker) -> tuple[dict, date]:
 
 def kpi_series(m: dict) -> dict:
     """Every series computed from state (SPEC §4), i.e. all but the process metrics."""
-    return {k: v for k, v in m.items()
-            if not k[0].startswith(("ccmon_events", "ccmon_event_lag", "ccmon_dead_letters", "ccmon_broker",
-                                    "ccmon_consumer_lag", "ccmon_state_records", "ccmon_kafka_client"))
-            and k[0].startswith("ccmon_")}
+    return {
+        k: v
+        for k, v in m.items()
+        if not k[0].startswith(
+            (
+                "ccmon_events",
+                "ccmon_event_lag",
+                "ccmon_dead_letters",
+                "ccmon_broker",
+                "ccmon_consumer_lag",
+                "ccmon_state_records",
+                "ccmon_kafka_client",
+            )
+        )
+        and k[0].startswith("ccmon_")
+    }
 
 
 async def consume_all(env: Env, topic: str, expect: int, timeout: float = 30) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=env.kafka.address, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=env.kafka.address,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     await consumer.start()
     out: list = []
     try:
@@ -72,8 +89,10 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert "messages from" in replay.stderr
 
     total_calls = 43  # lines on the calls topic: 34 valid, 2 duplicates, 7 bad
-    m = w.wait_settled(lambda m: sum(v for (n, labels), v in m.items() if n == "ccmon_events_total") == 55,
-                   what="all 55 inputs accounted for")
+    m = w.wait_settled(
+        lambda m: sum(v for (n, labels), v in m.items() if n == "ccmon_events_total") == 55,
+        what="all 55 inputs accounted for",
+    )
     now = time.time()
     calls, agents = env.topics["calls"], env.topics["agents"]
     assert metric(m, "ccmon_events_total", topic=calls, result="accepted") == total_calls - 9
@@ -84,10 +103,27 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert metric(m, "ccmon_events_total", topic=agents, result="rejected") == 1
 
     sv = {"queue": "sales", "channel": "voice"}
-    counters = {name: metric(m, f"ccmon_contacts_{name}_total", **sv) for name in (
-        "offered", "answered", "abandoned", "short_abandoned", "answered_in_threshold", "handled", "transferred_out")}
-    assert counters == {"offered": 6, "answered": 2, "abandoned": 2, "short_abandoned": 1,
-                        "answered_in_threshold": 1, "handled": 2, "transferred_out": 2}
+    counters = {
+        name: metric(m, f"ccmon_contacts_{name}_total", **sv)
+        for name in (
+            "offered",
+            "answered",
+            "abandoned",
+            "short_abandoned",
+            "answered_in_threshold",
+            "handled",
+            "transferred_out",
+        )
+    }
+    assert counters == {
+        "offered": 6,
+        "answered": 2,
+        "abandoned": 2,
+        "short_abandoned": 1,
+        "answered_in_threshold": 1,
+        "handled": 2,
+        "transferred_out": 2,
+    }
     assert metric(m, "ccmon_wait_seconds_count", **sv, outcome="answered") == 2
     assert metric(m, "ccmon_wait_seconds_sum", **sv, outcome="answered") == pytest.approx(41.0)
     assert metric(m, "ccmon_wait_seconds_bucket", **sv, outcome="answered", le="20.0") == 1
@@ -111,13 +147,19 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     # (c1 after 20 s, in the threshold; c4 after 21 s), abandons (c2; c3 is short, out of the ratios)
     day_m, day = scrape_of_one_day(w)
     offered = on_day(base, [0, 60, 120, 180, 240, 420], day)
-    answered, in_threshold, abandoned = on_day(base, [20, 201], day), on_day(base, [20], day), on_day(base, [65], day)
+    answered, in_threshold, abandoned = (
+        on_day(base, [20, 201], day),
+        on_day(base, [20], day),
+        on_day(base, [65], day),
+    )
     assert metric(day_m, "ccmon_offered_contacts", **sv, window="today") == offered
     handled_or_lost = answered + abandoned
     assert metric(day_m, "ccmon_abandon_ratio", **sv, window="today") == (
-        pytest.approx(abandoned / handled_or_lost) if handled_or_lost else None)
+        pytest.approx(abandoned / handled_or_lost) if handled_or_lost else None
+    )
     assert metric(day_m, "ccmon_service_level_ratio", **sv, window="today") == (
-        pytest.approx(in_threshold / handled_or_lost) if handled_or_lost else None)
+        pytest.approx(in_threshold / handled_or_lost) if handled_or_lost else None
+    )
     # 5m: c4 offered/answered (21 s), c6 offered, c5 offered, handled 60 s (c4) and 330 s (c1)
     assert metric(m, "ccmon_offered_contacts", **sv, window="5m") == 3
     assert metric(m, "ccmon_abandon_ratio", **sv, window="5m") == 0.0
@@ -144,9 +186,10 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert metric(m, "ccmon_offers_missed_total", **sv) == 0
 
     bv = {"queue": "billing", "channel": "voice"}
-    assert {r: metric(m, "ccmon_contacts_dequeued_total", **bv, reason=r)
-            for r in ("timeout", "empty", "key", "withdraw", "overflow", "other")} == {
-        "timeout": 1, "empty": 0, "key": 0, "withdraw": 0, "overflow": 0, "other": 1}
+    assert {
+        r: metric(m, "ccmon_contacts_dequeued_total", **bv, reason=r)
+        for r in ("timeout", "empty", "key", "withdraw", "overflow", "other")
+    } == {"timeout": 1, "empty": 0, "key": 0, "withdraw": 0, "overflow": 0, "other": 1}
     assert metric(m, "ccmon_offers_missed_total", **bv) == 3
     assert metric(m, "ccmon_wait_seconds_count", **bv, outcome="dequeued") == 2
     assert metric(m, "ccmon_wait_seconds_sum", **bv, outcome="dequeued") == pytest.approx(62.0)
@@ -193,13 +236,20 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
         w.stop(sig)
         w = Worker(env)
         workers.append(w)
-        after = w.wait_settled(lambda m: metric(m, "ccmon_contacts_offered_total", **sv) == 6,
-                           what="state recovered after restart")
+        after = w.wait_settled(
+            lambda m: metric(m, "ccmon_contacts_offered_total", **sv) == 6,
+            what="state recovered after restart",
+        )
         assert metric(after, "ccmon_events_total", topic=calls, result="accepted") == 0
+
         # all but what moves with the wall clock: the oldest wait grows, and the 5m window rolls
         # past the script's first events while the restarts run (15m/1h/today cannot, yet)
         def stable(series: dict) -> dict:
-            return {k: v for k, v in series.items()
-                    if k[0] != "ccmon_queue_oldest_wait_seconds" and ("window", "5m") not in k[1]}
+            return {
+                k: v
+                for k, v in series.items()
+                if k[0] != "ccmon_queue_oldest_wait_seconds" and ("window", "5m") not in k[1]
+            }
+
         assert stable(kpi_series(after)) == stable(before)
         assert len(stable(before)) > 200  # the comparison covers every queue, channel and window

@@ -67,7 +67,9 @@ def settle(workers: list[Worker], ref: dict, what: str, timeout: float = 180) ->
     return took
 
 
-def test_join_leave_rolling_restart_and_three_workers_keep_sums_exact(env: Env, workers: list[Worker], tmp_path: Path):
+def test_join_leave_rolling_restart_and_three_workers_keep_sums_exact(
+    env: Env, workers: list[Worker], tmp_path: Path
+):
     recording = tmp_path / "rebalance.jsonl"
     kinds = mixed(recording, env.topics, seed=10, minutes=45)
     assert kinds["transferred"] > 20 and kinds["late_arrivals"] > 50 and kinds["duplicates"] > 30
@@ -75,9 +77,13 @@ def test_join_leave_rolling_restart_and_three_workers_keep_sums_exact(env: Env, 
     n = kinds["lines"]
 
     fast = {"CCMON_SESSION_TIMEOUT_S": "6", "CCMON_AGENT_METRICS": "true"}
-    reference = Worker(env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **fast)
+    reference = Worker(
+        env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **fast
+    )
     workers.append(reference)
-    ref = state_series(reference.wait_settled(lambda m: total_events(m) == n, timeout=180, what="the reference"))
+    ref = state_series(
+        reference.wait_settled(lambda m: total_events(m) == n, timeout=180, what="the reference")
+    )
     assert len(queues_of(ref)) == 6 and len(ref) > 200 and len(agents_of(ref)) > 20
 
     took: dict[str, float] = {}

@@ -14,6 +14,7 @@ from tests.integration.support import Env, Worker, kpis, total_events
 
 pytestmark = pytest.mark.integration
 
+
 def summed(*scrapes: dict) -> dict:
     out: dict = defaultdict(float)
     for m in scrapes:
@@ -23,8 +24,12 @@ def summed(*scrapes: dict) -> dict:
 
 
 #: per-agent series that do not move with the clock (state seconds do): exact across workers
-AGENT_SERIES = ("ccmon_agent_state", "ccmon_agent_handled_total", "ccmon_agent_handle_seconds_total",
-                "ccmon_agent_offers_missed_total")
+AGENT_SERIES = (
+    "ccmon_agent_state",
+    "ccmon_agent_handled_total",
+    "ccmon_agent_handle_seconds_total",
+    "ccmon_agent_offers_missed_total",
+)
 
 
 def agent_series(m: dict) -> dict:
@@ -35,14 +40,37 @@ def agent_rows(w: Worker) -> dict:
     """The worker's agent view: agent → the figures that do not move with the clock."""
     with urllib.request.urlopen(w.url("/api/agents"), timeout=10) as resp:
         body = json.loads(resp.read())
-    return {a["agent"]: (a["state"], a["since"], a["reason"], a["handled_today"], a["handle_s_today"],
-                         a["missed_today"], a["contact"]) for a in body["agents"]}
+    return {
+        a["agent"]: (
+            a["state"],
+            a["since"],
+            a["reason"],
+            a["handled_today"],
+            a["handle_s_today"],
+            a["missed_today"],
+            a["contact"],
+        )
+        for a in body["agents"]
+    }
 
 
 def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: list[Worker], tmp_path):
     recording = tmp_path / "sim.jsonl"
-    result = env.ccmon("simulate", "--profile", "flat", "--seed", "11", "--backfill", "2700", "--rate", "2",
-                       "--incident", "bad-input:20@600", "--output", str(recording))
+    result = env.ccmon(
+        "simulate",
+        "--profile",
+        "flat",
+        "--seed",
+        "11",
+        "--backfill",
+        "2700",
+        "--rate",
+        "2",
+        "--incident",
+        "bad-input:20@600",
+        "--output",
+        str(recording),
+    )
     assert result.returncode == 0, result.stderr
     n = len(recording.read_bytes().splitlines())
     a, b = Worker(env, CCMON_AGENT_METRICS="true"), Worker(env, CCMON_AGENT_METRICS="true")
@@ -53,8 +81,10 @@ def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: l
     assert env.ccmon("replay", str(recording), "--quiet").returncode == 0
 
     ref = reference.wait_settled(lambda m: total_events(m) == n, timeout=120, what="reference worker done")
+
     def both_done(_: dict) -> bool:
         return total_events(a.scrape(), b.scrape()) == n
+
     a.wait_settled(both_done, timeout=120, what="both workers done")
     b.wait_settled(both_done, timeout=60, what="both workers done")
     ma, mb = a.scrape(), b.scrape()

@@ -22,7 +22,9 @@ def amtool(*args: str) -> subprocess.CompletedProcess:
 
 
 def alerts() -> dict[str, dict]:
-    return {r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "alert" in r}
+    return {
+        r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "alert" in r
+    }
 
 
 def test_config_is_valid():
@@ -34,8 +36,17 @@ def test_config_is_valid():
 def test_every_alert_routes_by_its_severity(name):
     severity = alerts()[name]["labels"]["severity"]
     expected = {"page": "on-call", "ticket": "tickets"}[severity]
-    result = amtool("config", "routes", "test", f"--config.file={CONFIG}", f"--verify.receivers={expected}",
-                    f"alertname={name}", f"severity={severity}", "queue=sales", "channel=voice")
+    result = amtool(
+        "config",
+        "routes",
+        "test",
+        f"--config.file={CONFIG}",
+        f"--verify.receivers={expected}",
+        f"alertname={name}",
+        f"severity={severity}",
+        "queue=sales",
+        "channel=voice",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -24,7 +24,9 @@ def test_committed_dashboards_equal_the_generator_output():
 
 
 def test_dashboard_contract():
-    ds_uid = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]["uid"]
+    ds_uid = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())[
+        "datasources"
+    ][0]["uid"]
     uids = set()
     for name, d in dashboards().items():
         uids.add(d["uid"])
@@ -34,7 +36,10 @@ def test_dashboard_contract():
     assert uids == {"ccmon-wallboard", "ccmon-queue-detail", "ccmon-pipeline", "ccmon-agents"}
     wall = dashboards()["wallboard.json"]
     assert wall["refresh"] == "5s" and not wall.get("templating", {}).get("list")
-    assert {v["name"] for v in dashboards()["queue-detail.json"]["templating"]["list"]} == {"queue", "channel"}
+    assert {v["name"] for v in dashboards()["queue-detail.json"]["templating"]["list"]} == {
+        "queue",
+        "channel",
+    }
     agents = dashboards()["agents.json"]
     assert {v["name"] for v in agents["templating"]["list"]} == {"agent"}
     assert agents["panels"][0]["type"] == "state-timeline"

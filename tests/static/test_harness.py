@@ -36,8 +36,12 @@ ccmon_queue_waiting_contacts{queue="sales",channel="voice"} 3.0
 def http_server(tmp_path: Path) -> Service:
     """python -m http.server serving ``tmp_path``; /metrics is the file ``metrics`` in it."""
     port = free_port()
-    return Service([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(tmp_path),
-                    str(port)], port=port, log=tmp_path / "server.log", name="http.server")
+    return Service(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(tmp_path), str(port)],
+        port=port,
+        log=tmp_path / "server.log",
+        name="http.server",
+    )
 
 
 def python(tmp_path: Path, code: str) -> Service:
@@ -53,8 +57,10 @@ def test_ready_scrape_rss_and_sigterm(tmp_path: Path):
         assert server.running
         samples = server.scrape()
         assert samples[("ccmon_events_total", frozenset({("topic", "calls")}))] == 7.0
-        assert samples[("ccmon_queue_waiting_contacts",
-                        frozenset({("queue", "sales"), ("channel", "voice")}))] == 3.0
+        assert (
+            samples[("ccmon_queue_waiting_contacts", frozenset({("queue", "sales"), ("channel", "voice")}))]
+            == 3.0
+        )
         assert len(samples) == 3
         assert b"ccmon_events_total" in server.metrics_text()
         assert server.rss() > 1_000_000  # a Python interpreter holds megabytes
@@ -118,8 +124,10 @@ def test_give_up_ends_the_wait_quietly(tmp_path: Path):
 
 
 def test_stop_kills_a_process_that_ignores_sigterm_after_the_grace(tmp_path: Path):
-    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('armed', flush=True); "
-            "time.sleep(600)")
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('armed', flush=True); "
+        "time.sleep(600)"
+    )
     child = python(tmp_path, code).start()
     wait_until(lambda: "armed" in child.log_tail(), timeout=60, what="the handler", check=child.check)
     t0 = time.monotonic()
@@ -184,5 +192,10 @@ def test_wait_stable_returns_once_the_value_holds_still_and_is_accepted():
         wait_stable(lambda: next(ticks), quiet_s=0.05, timeout=0.3, what="the count", interval=0.01)
     # the key decides what must hold still: here only the parity
     ticks2 = iter(range(0, 10**9, 2))
-    assert wait_stable(lambda: next(ticks2), quiet_s=0.05, timeout=60, what="parity", key=lambda v: v % 2,
-                       interval=0.01) % 2 == 0
+    assert (
+        wait_stable(
+            lambda: next(ticks2), quiet_s=0.05, timeout=60, what="parity", key=lambda v: v % 2, interval=0.01
+        )
+        % 2
+        == 0
+    )

@@ -39,27 +39,36 @@ def is_test_module(name: str) -> bool:
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(TESTS)))
 def test_no_test_module_imports_another(path: Path):
     wrong = sorted(name for name in imported(path) if is_test_module(name))
-    assert not wrong, f"{path.relative_to(TESTS)} imports test modules {wrong}: move what they share to a helper"
+    assert not wrong, (
+        f"{path.relative_to(TESTS)} imports test modules {wrong}: move what they share to a helper"
+    )
 
 
 def test_the_checker_sees_such_imports(tmp_path: Path):
     probe = tmp_path / "tests" / "unit" / "test_probe.py"
     probe.parent.mkdir(parents=True)
-    probe.write_text("import tests.integration.conftest\n"
-                     "from tests.integration.test_two_workers import total_events\n"
-                     "from . import test_x\n"
-                     "from tests.unit.helpers import at\n"
-                     "def later():\n    from ..integration import test_cli\n")
+    probe.write_text(
+        "import tests.integration.conftest\n"
+        "from tests.integration.test_two_workers import total_events\n"
+        "from . import test_x\n"
+        "from tests.unit.helpers import at\n"
+        "def later():\n    from ..integration import test_cli\n"
+    )
     found = {n for n in imported(probe, root=tmp_path) if is_test_module(n)}
-    assert found == {"tests.integration.conftest", "tests.integration.test_two_workers", "tests.unit.test_x",
-                     "tests.integration.test_cli"}
+    assert found == {
+        "tests.integration.conftest",
+        "tests.integration.test_two_workers",
+        "tests.unit.test_x",
+        "tests.integration.test_cli",
+    }
 
 
 def marked_integration(path: Path) -> bool:
     """Whether the module sets ``pytestmark`` to the integration marker (alone or in a list)."""
     for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark"
-                                                for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
+        ):
             return "pytest.mark.integration" in ast.unparse(node.value)
     return False
 
@@ -77,4 +86,6 @@ def test_unit_tests_start_no_process_and_no_broker(path: Path):
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
             args = {a.arg for a in node.args.args}
-            assert not args & {"kafka", "workers", "browser"}, f"{path.name}::{node.name} uses an integration fixture"
+            assert not args & {"kafka", "workers", "browser"}, (
+                f"{path.name}::{node.name} uses an integration fixture"
+            )

@@ -15,7 +15,9 @@ CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_ruff_check_finds_nothing():

@@ -23,13 +23,25 @@ def at(hhmmss: str, day: str = "2026-11-23") -> float:
 
 
 def ev(etype: str, cid: str, ts: float, **fields: Any) -> dict[str, Any]:
-    return {"event_id": fields.pop("event_id", f"e{next(_ids)}"), "type": etype, "contact_id": cid,
-            "ts": int(round(ts * 1000)), **fields}
+    return {
+        "event_id": fields.pop("event_id", f"e{next(_ids)}"),
+        "type": etype,
+        "contact_id": cid,
+        "ts": int(round(ts * 1000)),
+        **fields,
+    }
 
 
 def agent(aid: str, state: str, queues: list[str], ts: float, **fields: Any) -> dict[str, Any]:
-    return {"event_id": fields.pop("event_id", f"a{next(_ids)}"), "type": "state", "agent_id": aid, "state": state,
-            "queues": queues, "ts": int(round(ts * 1000)), **fields}
+    return {
+        "event_id": fields.pop("event_id", f"a{next(_ids)}"),
+        "type": "state",
+        "agent_id": aid,
+        "state": state,
+        "queues": queues,
+        "ts": int(round(ts * 1000)),
+        **fields,
+    }
 
 
 def settings(**overrides: Any) -> Settings:
@@ -49,8 +61,17 @@ def with_later_spec_events(rows: list, rng: random.Random) -> list:
 
     def dequeued(topic: str, cid: str, event: dict) -> tuple[str, str, dict]:
         reason = rng.choice(reasons)
-        return topic, cid, {"event_id": f"{cid}-dequeued", "type": "dequeued", "contact_id": cid, "ts": event["ts"],
-                            **({"reason": reason} if reason is not None else {})}
+        return (
+            topic,
+            cid,
+            {
+                "event_id": f"{cid}-dequeued",
+                "type": "dequeued",
+                "contact_id": cid,
+                "ts": event["ts"],
+                **({"reason": reason} if reason is not None else {}),
+            },
+        )
 
     for n, (topic, key, event) in enumerate(rows):
         if not isinstance(event, dict):  # raw bytes of a bad input, as a recording may hold
@@ -67,8 +88,18 @@ def with_later_spec_events(rows: list, rng: random.Random) -> list:
             continue
         if etype == "answered" and rng.random() < 0.25:
             for i in range(rng.randint(1, 2)):
-                out.append((topic, key, {**event, "event_id": f"{event['event_id']}-missed-{i}", "type": "missed",
-                                         "agent_id": f"agent-missing-{n % 7}"}))
+                out.append(
+                    (
+                        topic,
+                        key,
+                        {
+                            **event,
+                            "event_id": f"{event['event_id']}-missed-{i}",
+                            "type": "missed",
+                            "agent_id": f"agent-missing-{n % 7}",
+                        },
+                    )
+                )
         elif etype == "survey" and rng.random() < 0.8:
             event.setdefault("ces", rng.randint(1, 7))
         out.append((topic, key, event))
@@ -94,8 +125,11 @@ class Clock:
 
 
 def samples(text: str) -> dict:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(text) for s in f.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
 
 
 def feed(p: LocalPipeline, events, now: float) -> None:

@@ -63,7 +63,11 @@ def test_copytruncate_starts_again_from_the_start_even_when_the_file_regrew(tmp_
     with open(log, "r+") as f:
         f.truncate(0)
     append(log, "4|c|q|NONE|ENTERQUEUE||1|1", "5|c|q|NONE|ABANDON|1|1|1", "6|d|q|NONE|ENTERQUEUE||1|1")
-    assert drain(r) == [b"4|c|q|NONE|ENTERQUEUE||1|1", b"5|c|q|NONE|ABANDON|1|1|1", b"6|d|q|NONE|ENTERQUEUE||1|1"]
+    assert drain(r) == [
+        b"4|c|q|NONE|ENTERQUEUE||1|1",
+        b"5|c|q|NONE|ABANDON|1|1|1",
+        b"6|d|q|NONE|ENTERQUEUE||1|1",
+    ]
     assert r.rotations == 2
 
 

@@ -1,6 +1,5 @@
 """The cached KPI exposition: valid text format, equal to the store's views, and never stale."""
 
-
 from streams.core.local import LocalPipeline
 from streams.exposition import KpiExposition
 from tests.unit.helpers import (
@@ -56,7 +55,9 @@ def test_cached_text_follows_new_facts_the_clock_and_sliding_windows():
     clock.now += 1  # same bucket: only the oldest wait moves
     m = samples(exposition.render())
     assert sample(m, "ccmon_queue_oldest_wait_seconds", **q) == 121.0
-    assert {k: v for k, v in m.items() if "oldest" not in k[0]} == {k: v for k, v in first.items() if "oldest" not in k[0]}
+    assert {k: v for k, v in m.items() if "oldest" not in k[0]} == {
+        k: v for k, v in first.items() if "oldest" not in k[0]
+    }
 
     feed(p, [(CALLS, ev("answered", "c5", at("10:10:01"), agent_id="a9"))], clock.now)
     m = samples(exposition.render())
@@ -81,6 +82,9 @@ def test_a_rebuilt_store_is_rendered_from_scratch():
     feed(p, SCENARIO, clock.now)
     store = [p.store]
     exposition = KpiExposition(lambda: store[0], clock)
-    assert sample(samples(exposition.render()), "ccmon_contacts_offered_total", queue="sales", channel="voice") == 6
+    assert (
+        sample(samples(exposition.render()), "ccmon_contacts_offered_total", queue="sales", channel="voice")
+        == 6
+    )
     store[0] = LocalPipeline(settings()).store  # e.g. the partitions moved to another worker
     assert not [k for k in samples(exposition.render()) if k[0].startswith("ccmon_contacts")]

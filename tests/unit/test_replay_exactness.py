@@ -73,7 +73,7 @@ def crash(p: LocalPipeline, committed: dict, log: list, persisted) -> None:
         per_partition.setdefault(partition, []).append((key, value))
     state = copy.deepcopy(committed)
     for partition, writes in per_partition.items():
-        for key, value in writes[:persisted(partition, len(writes))]:
+        for key, value in writes[: persisted(partition, len(writes))]:
             if value is None:
                 state.pop(key, None)
             else:
@@ -83,7 +83,9 @@ def crash(p: LocalPipeline, committed: dict, log: list, persisted) -> None:
     p.intake = Intake(p.lifecycle, p.settings)  # a restarted worker rebuilds its index
 
 
-def run(records: list[Record], now: float, rng: random.Random | None = None, crashes: int = 0) -> LocalPipeline:
+def run(
+    records: list[Record], now: float, rng: random.Random | None = None, crashes: int = 0
+) -> LocalPipeline:
     """Feed the records in random batches, with sweeps and offset commits between them at random;
     ``crashes`` times, at a random batch end, crash and consume again from the last commit."""
     p = LocalPipeline(settings(partitions=4))
@@ -123,9 +125,11 @@ def _early_ended_then_transfer(persisted) -> tuple[dict, dict]:
     """``ended`` arrives before ``answered`` (rejected: the contact is still waiting), then the
     contact is transferred from handling. Uninterrupted: sales counts it answered, handled and
     transferred, billing offered. A crash after the first batch must not change that."""
-    first = [(CALLS, ev("offered", "x", at("10:00:00"), queue="sales")),
-             (CALLS, ev("ended", "x", at("10:03:00"))),
-             (CALLS, ev("answered", "x", at("10:00:10"), agent_id="a"))]
+    first = [
+        (CALLS, ev("offered", "x", at("10:00:00"), queue="sales")),
+        (CALLS, ev("ended", "x", at("10:03:00"))),
+        (CALLS, ev("answered", "x", at("10:00:10"), agent_id="a")),
+    ]
     second = [(CALLS, ev("transferred", "x", at("10:04:00"), queue="billing"))]
     now = at("10:05:00")
     clean = LocalPipeline(settings())
@@ -143,7 +147,9 @@ def _early_ended_then_transfer(persisted) -> tuple[dict, dict]:
 def test_an_event_rejected_for_arriving_early_is_not_decided_again_after_a_crash():
     clean, crashed = _early_ended_then_transfer(lambda partition, n: n)  # all of the state persisted
     assert clean[("billing", "voice")][0]["offered"] == 1
-    assert clean[("sales", "voice")][0]["transferred_out"] == 1 and clean[("sales", "voice")][0]["handled"] == 1
+    assert (
+        clean[("sales", "voice")][0]["transferred_out"] == 1 and clean[("sales", "voice")][0]["handled"] == 1
+    )
     assert crashed == clean
 
 
@@ -169,26 +175,36 @@ def test_an_agent_of_a_days_old_backlog_is_not_forgotten_between_two_of_its_fact
     """Agent records expire by event time. By the wall clock, the sweep after a crash's first
     incarnation dropped the offline agent of days-old input, marks and all; the replayed batch
     (its facts sent, its state lost) then counted only the second contact, on a new record."""
+
     def contact(cid: str, start: str, end: str) -> list:
-        return [(CALLS, ev("offered", cid, at(start), queue="sales")),
-                (CALLS, ev("answered", cid, at(start) + 5, agent_id="a")),
-                (CALLS, ev("ended", cid, at(end))),
-                (CALLS, ev("wrapup_ended", cid, at(end) + 30))]
-    first = [(AGENTS, agent("a", "available", ["sales"], at("09:00:00"))), *contact("c1", "09:01:00", "09:04:00")]
-    second = [*contact("c2", "09:10:00", "09:14:00"), (AGENTS, agent("a", "offline", ["sales"], at("09:20:00")))]
+        return [
+            (CALLS, ev("offered", cid, at(start), queue="sales")),
+            (CALLS, ev("answered", cid, at(start) + 5, agent_id="a")),
+            (CALLS, ev("ended", cid, at(end))),
+            (CALLS, ev("wrapup_ended", cid, at(end) + 30)),
+        ]
+
+    first = [
+        (AGENTS, agent("a", "available", ["sales"], at("09:00:00"))),
+        *contact("c1", "09:01:00", "09:04:00"),
+    ]
+    second = [
+        *contact("c2", "09:10:00", "09:14:00"),
+        (AGENTS, agent("a", "offline", ["sales"], at("09:20:00"))),
+    ]
     now = at("09:30:00", day="2026-11-26")
     clean = LocalPipeline(settings())
     records = [clean.record(t, e, key="k") for t, e in first + second]
     clean.feed(records, now=now)
     clean.sweep(now)
     crashed = LocalPipeline(settings())
-    crashed.feed(records[:len(first)], now=now)
+    crashed.feed(records[: len(first)], now=now)
     committed = copy.deepcopy(crashed.lifecycle)  # offsets committed after the first batch
-    out = crashed.feed(records[len(first):], now=now)
+    out = crashed.feed(records[len(first) :], now=now)
     crashed.sweep(now)
     log = [(part, key, copy.deepcopy(value)) for key, (part, value) in out.writes.items()]
     crash(crashed, committed, log, lambda partition, n: 0)  # its facts were sent, its state lost
-    crashed.feed(records[len(first):], now=now)
+    crashed.feed(records[len(first) :], now=now)
     crashed.sweep(now)
     [row] = clean.agent_store.rows(now)
     assert (row.agent, row.state, row.handled_total, row.handle_s_total) == ("a", "offline", 2, 205 + 265)
@@ -197,6 +213,7 @@ def test_an_agent_of_a_days_old_backlog_is_not_forgotten_between_two_of_its_fact
 
 def test_traffic_exercises_timeouts_transfers_duplicates_early_arrivals_and_the_later_spec_events():
     from streams.core import kpis
+
     p = run(RECORDS, NOW)
     dup = sum(v for (t, r), v in p.results.items() if r == "duplicate")
     early = sum(v for (t, r), v in p.results.items() if r == "rejected")  # arrived before their predecessor
@@ -219,10 +236,30 @@ def test_traffic_exercises_timeouts_transfers_duplicates_early_arrivals_and_the_
 
 def test_offline_agents_expire_in_stage_two():
     p = LocalPipeline(settings(retention_s=3600))
-    recs = [p.record("cc.agents", {"event_id": "1", "type": "state", "agent_id": "a", "state": "offline",
-                                   "queues": ["q"], "ts": int(START * 1000)}),
-            p.record("cc.agents", {"event_id": "2", "type": "state", "agent_id": "b", "state": "busy",
-                                   "queues": ["q"], "ts": int(START * 1000)})]
+    recs = [
+        p.record(
+            "cc.agents",
+            {
+                "event_id": "1",
+                "type": "state",
+                "agent_id": "a",
+                "state": "offline",
+                "queues": ["q"],
+                "ts": int(START * 1000),
+            },
+        ),
+        p.record(
+            "cc.agents",
+            {
+                "event_id": "2",
+                "type": "state",
+                "agent_id": "b",
+                "state": "busy",
+                "queues": ["q"],
+                "ts": int(START * 1000),
+            },
+        ),
+    ]
     p.feed(recs, now=START)
     assert dict(p.store.agents())["q"]["offline"] == 1
     gone, changed = p.store.expire(START + 3601)
