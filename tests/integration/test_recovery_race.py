@@ -51,10 +51,7 @@ def test_messages_handed_over_while_recovery_ends_are_processed(
 
     first = Worker.launched(env, CCMON_TEST_KILL_AT="committed:2", **PAUSE, **WORKER)
     workers.append(first)
-    deadline = time.monotonic() + 120
-    while first.proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert first.proc.returncode == -signal.SIGKILL, (
+    assert first.wait_exit(timeout=120) == -signal.SIGKILL, (
         f"the first worker did not die at its second commit:\n{first.log.read_text()[-3000:]}"
     )
     second = Worker(env, **PAUSE, **WORKER)
