@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 
 from streams import config
 from tests.integration.recordings import scripted
-from tests.integration.support import Env, Worker, metric
+from tests.integration.support import Env, Worker, counters, metric
 
 pytestmark = pytest.mark.integration
 
@@ -103,19 +103,7 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert metric(m, "ccmon_events_total", topic=agents, result="rejected") == 1
 
     sv = {"queue": "sales", "channel": "voice"}
-    counters = {
-        name: metric(m, f"ccmon_contacts_{name}_total", **sv)
-        for name in (
-            "offered",
-            "answered",
-            "abandoned",
-            "short_abandoned",
-            "answered_in_threshold",
-            "handled",
-            "transferred_out",
-        )
-    }
-    assert counters == {
+    assert counters(m, sv) == {
         "offered": 6,
         "answered": 2,
         "abandoned": 2,
