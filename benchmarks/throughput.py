@@ -440,7 +440,7 @@ def latency(s: Settings, worker: Service, rate: float, seconds: float) -> tuple[
     asyncio.run(workload.produce(s, events, rate=rate, sent=sent.append))
     poller.join(timeout=120)
     done.set()
-    offer_times = [t for t, is_offer in zip(sent, offers, strict=False) if is_offer]
+    offer_times = [t for t, is_offer in zip(sent, offers, strict=True) if is_offer]
     lat, j = [], 0
     for k, t_sent in enumerate(offer_times, start=1):
         while j < len(seen) and seen[j][1] < k:
