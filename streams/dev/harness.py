@@ -24,8 +24,17 @@ from typing import IO, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["NotReady", "ProcessExited", "Samples", "Service", "free_kafka_port", "free_port", "rss_of",
-           "wait_stable", "wait_until"]
+__all__ = [
+    "NotReady",
+    "ProcessExited",
+    "Samples",
+    "Service",
+    "free_kafka_port",
+    "free_port",
+    "rss_of",
+    "wait_stable",
+    "wait_until",
+]
 
 T = TypeVar("T")
 #: one scrape of /metrics: (sample name, its labels) -> value
@@ -65,9 +74,15 @@ def free_kafka_port() -> int:
                 continue
 
 
-def wait_until(condition: Callable[[], T | None], *, timeout: float | None, what: str,
-               check: Callable[[], None] | None = None, give_up: Callable[[], bool] | None = None,
-               interval: float = POLL_S) -> T | None:
+def wait_until(
+    condition: Callable[[], T | None],
+    *,
+    timeout: float | None,
+    what: str,
+    check: Callable[[], None] | None = None,
+    give_up: Callable[[], bool] | None = None,
+    interval: float = POLL_S,
+) -> T | None:
     """Poll ``condition`` until it returns something truthy, and return that.
 
     ``check`` runs before every look and raises to end the wait early (a process that died);
@@ -87,9 +102,17 @@ def wait_until(condition: Callable[[], T | None], *, timeout: float | None, what
         time.sleep(interval)
 
 
-def wait_stable(look: Callable[[], T], *, quiet_s: float, timeout: float, what: str,
-                key: Callable[[T], object] = lambda value: value, accept: Callable[[T], bool] = lambda value: True,
-                check: Callable[[], None] | None = None, interval: float = POLL_S) -> T:
+def wait_stable(
+    look: Callable[[], T],
+    *,
+    quiet_s: float,
+    timeout: float,
+    what: str,
+    key: Callable[[T], object] = lambda value: value,
+    accept: Callable[[T], bool] = lambda value: True,
+    check: Callable[[], None] | None = None,
+    interval: float = POLL_S,
+) -> T:
     """Poll ``look`` until ``key`` of its value has stayed the same, and ``accept`` true, for
     ``quiet_s``; returns the last value. For "all input is counted, now let the last effects land"
     (a worker's second stage applies facts a moment after the first counted the inputs): the
@@ -106,8 +129,9 @@ def wait_stable(look: Callable[[], T], *, quiet_s: float, timeout: float, what: 
             return None
         return (value,) if time.monotonic() - since >= quiet_s else None
 
-    held = wait_until(still, timeout=timeout, what=f"{what} to hold still for {quiet_s:g} s", check=check,
-                      interval=interval)
+    held = wait_until(
+        still, timeout=timeout, what=f"{what} to hold still for {quiet_s:g} s", check=check, interval=interval
+    )
     assert held is not None  # only give_up returns None, and there is none here
     return held[0]
 
@@ -137,9 +161,17 @@ class Service:
     however the program takes it; the harness only needs to know where to ask.
     """
 
-    def __init__(self, argv: Sequence[str], *, port: int, env: Mapping[str, str] | None = None,
-                 log: Path | None = None, cwd: Path | None = None, name: str | None = None,
-                 host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        port: int,
+        env: Mapping[str, str] | None = None,
+        log: Path | None = None,
+        cwd: Path | None = None,
+        name: str | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.argv = list(argv)
         self.port = port
         self.host = host
@@ -156,8 +188,13 @@ class Service:
             raise RuntimeError(f"{self.name} was started already")
         out: IO[bytes] | None = self.log.open("wb") if self.log is not None else None
         try:
-            self._proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out,
-                                          stderr=subprocess.STDOUT if out is not None else None)
+            self._proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT if out is not None else None,
+            )
         finally:
             if out is not None:
                 out.close()  # the child holds its own descriptor
@@ -216,8 +253,9 @@ class Service:
     def __enter__(self) -> Service:
         return self if self._proc is not None else self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._proc is not None:
             self.stop()
 
@@ -239,15 +277,21 @@ class Service:
         except OSError:
             return False
 
-    def wait_ready(self, timeout: float | None = 90.0, path: str = "/health",
-                   give_up: Callable[[], bool] | None = None) -> float | None:
+    def wait_ready(
+        self, timeout: float | None = 90.0, path: str = "/health", give_up: Callable[[], bool] | None = None
+    ) -> float | None:
         """Wait until ``path`` answers 2xx (ccmon's /health does once it has recovered its state
         and owns its partitions); returns the seconds waited, or None if ``give_up`` said so.
         Raises ProcessExited at once if the process dies, NotReady at the deadline."""
         t0 = time.monotonic()
         try:
-            ok = wait_until(lambda: self.answers(path), timeout=timeout, check=self.check, give_up=give_up,
-                            what=f"{self.name} to answer {path} on port {self.port}")
+            ok = wait_until(
+                lambda: self.answers(path),
+                timeout=timeout,
+                check=self.check,
+                give_up=give_up,
+                what=f"{self.name} to answer {path} on port {self.port}",
+            )
         except NotReady as e:
             raise NotReady(f"{e}; its log:\n{self.log_tail()}") from None
         return time.monotonic() - t0 if ok else None
@@ -260,12 +304,18 @@ class Service:
         """/metrics parsed into samples."""
         return parse_metrics(self.metrics_text(timeout).decode())
 
-    def wait_metrics(self, predicate: Callable[[Samples], bool], timeout: float = 60.0,
-                     what: str = "a condition on /metrics") -> Samples:
+    def wait_metrics(
+        self,
+        predicate: Callable[[Samples], bool],
+        timeout: float = 60.0,
+        what: str = "a condition on /metrics",
+    ) -> Samples:
         """Scrape until ``predicate`` holds on a scrape; returns that scrape."""
+
         def look() -> Samples | None:
             samples = self.scrape()
             return samples if predicate(samples) else None
+
         result = wait_until(look, timeout=timeout, check=self.check, what=what)
         assert result is not None  # only give_up returns None, and there is none here
         return result
