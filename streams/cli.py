@@ -223,8 +223,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     url = f"http://{s.web_host}:{s.web_port}"
     try:
         say("starting the worker...")
-        worker = Service([sys.executable, "-m", "streams", "worker"], port=s.web_port, host=s.web_host, env=env,
-                         name="worker").start()
+        worker = Service([sys.executable, "-m", "streams", "worker"], port=s.web_port, host=s.web_host,
+                         env=env, name="worker").start()
         procs.append(("worker", worker.proc))
         try:
             worker.wait_ready(timeout=None, give_up=lambda: stop["flag"])  # until ready or Ctrl-C
