@@ -17,10 +17,11 @@ test:
 	@bash deploy/setup.sh test
 	$(VENV) -m pytest
 
-## unit: the pure-core tests only (seconds, no broker)
+## unit: everything that needs no broker (about a minute): tests/unit (pure, in-process) and
+## tests/static (compose, promtool, amtool, dashboards, the process harness, ruff and mypy)
 unit:
 	@bash deploy/setup.sh unit
-	$(VENV) -m pytest tests/unit
+	$(VENV) -m pytest tests/unit tests/static
 
 ## bench: throughput of the worker against a plain Kafka consumer on the same events
 bench:

@@ -48,8 +48,13 @@ def build() -> tuple[Path, float]:
     shutil.copy(ROOT / "pyproject.toml", tmp)
     shutil.copy(ROOT / "README.md", tmp)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tmp,
-                          env={**os.environ, "CCMON_COMPILE_CORE": "1"}, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+        cwd=tmp,
+        env={**os.environ, "CCMON_COMPILE_CORE": "1"},
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"mypyc build of streams/core failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     took = time.perf_counter() - started
@@ -79,13 +84,21 @@ def run(command: str, n: int, compiled: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ccmon-compiled-") as tmp:
         cwd = tree(Path(tmp)) if compiled else ROOT
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), str(ROOT)])}
-        done = subprocess.run([sys.executable, "-m", "benchmarks.compiled_core", command, str(n)], cwd=cwd, env=env,
-                              capture_output=True, text=True, timeout=1800)
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.compiled_core", command, str(n)],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
     if done.returncode != 0:
         raise RuntimeError(f"{command} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     if result["compiled"] != compiled:
-        raise RuntimeError(f"expected the {'compiled' if compiled else 'interpreted'} core, ran {result['core']}")
+        raise RuntimeError(
+            f"expected the {'compiled' if compiled else 'interpreted'} core, ran {result['core']}"
+        )
     return result
 
 
@@ -128,7 +141,7 @@ def _digest(n: int) -> str:
         h.update(orjson.dumps(canon(obj), default=repr))
 
     for i in range(0, len(records), s.batch_size):
-        out = p.feed(records[i:i + s.batch_size], now=now)
+        out = p.feed(records[i : i + s.batch_size], now=now)
         dead = [{k: v for k, v in orjson.loads(d.to_json()).items() if k != "rejected_at"} for d in out.dead]
         put([out.facts, dead, out.writes, dict(out.results), dict(out.rejected)])
     put([p.lifecycle, p.queues, p.results])

@@ -10,6 +10,7 @@ per contact when the event names no queue) in a changelog-backed table, one writ
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import faust
 import orjson
@@ -20,15 +21,25 @@ from streams.config import load
 def main() -> None:
     s = load(os.environ)
     os.makedirs(os.path.join(s.data_dir, "naive"), exist_ok=True)
-    app = faust.App(f"{s.app_id}-naive", broker=s.broker, store="memory://", topic_partitions=s.partitions,
-                    web_bind=s.web_host, web_port=s.web_port, consumer_auto_offset_reset="earliest",
-                    autodiscover=False, datadir=os.path.join(s.data_dir, "naive"))
-    inputs = app.topic(s.calls_topic, s.chats_topic, s.agents_topic, key_serializer="raw", value_serializer="raw")
+    app = faust.App(
+        f"{s.app_id}-naive",
+        broker=s.broker,
+        store="memory://",
+        topic_partitions=s.partitions,
+        web_bind=s.web_host,
+        web_port=s.web_port,
+        consumer_auto_offset_reset="earliest",
+        autodiscover=False,
+        datadir=os.path.join(s.data_dir, "naive"),
+    )
+    inputs = app.topic(
+        s.calls_topic, s.chats_topic, s.agents_topic, key_serializer="raw", value_serializer="raw"
+    )
     counts = app.Table("naive-counts", default=int, partitions=s.partitions)
     handled = [0]
 
     @app.agent(inputs)
-    async def count(stream):  # type: ignore[no-untyped-def]
+    async def count(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             try:
                 body = orjson.loads(event.value)
@@ -39,7 +50,7 @@ def main() -> None:
             handled[0] += 1
 
     @app.page("/count")
-    async def count_page(web, request):  # type: ignore[no-untyped-def]
+    async def count_page(web: Any, request: Any) -> Any:
         return web.json({"handled": handled[0]})
 
     faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()

@@ -61,18 +61,28 @@ def main() -> None:
         if topic in inputs:
             handled[0] += 1
 
-    app = Application(broker_address=s.bootstrap_servers, consumer_group=f"{s.app_id}-quix",
-                      auto_offset_reset="earliest", state_dir=os.path.join(s.data_dir, "quix"),
-                      use_changelog_topics=True, loglevel="WARNING", on_message_processed=processed)
-    frames = [app.dataframe(app.topic(name, key_deserializer="bytes", value_deserializer="bytes"))
-              for name in (s.calls_topic, s.chats_topic, s.agents_topic)]
+    app = Application(
+        broker_address=s.bootstrap_servers,
+        consumer_group=f"{s.app_id}-quix",
+        auto_offset_reset="earliest",
+        state_dir=os.path.join(s.data_dir, "quix"),
+        use_changelog_topics=True,
+        loglevel="WARNING",
+        on_message_processed=processed,
+    )
+    frames = [
+        app.dataframe(app.topic(name, key_deserializer="bytes", value_deserializer="bytes"))
+        for name in (s.calls_topic, s.chats_topic, s.agents_topic)
+    ]
     sdf = frames[0].concat(frames[1]).concat(frames[2])
     sdf = sdf.apply(decode).filter(lambda e: e is not None)
     sdf = sdf.apply(with_queue, stateful=True).filter(lambda e: e is not None)
     sdf = sdf.set_timestamp(lambda value, key, timestamp, headers: value["ts"])
     sdf = sdf.group_by("queue")
-    sdf = sdf.tumbling_window(duration_ms=60_000).agg(offered=Sum("o"), answered=Sum("a"), abandoned=Sum("b"))
-    sdf = sdf.current()
+    window = sdf.tumbling_window(duration_ms=60_000).agg(
+        offered=Sum("o"), answered=Sum("a"), abandoned=Sum("b")
+    )
+    sdf = window.current()
 
     class Count(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)

@@ -19,9 +19,10 @@ Measured in this order, on a broker of its own (port 39092 unless CCMON_BENCH_KA
 - latency:  produce time → visible in /metrics (``ccmon_contacts_offered_total``), at a steady
             2,000 and then 10,000 events/s for 60 s each, into a running worker on topics of its own;
 - restart:  a worker holding a busy day (400 agents, ~60,000 contacts over 10 h, 24 h retention;
-            ``--restart-contacts``, ``--restart-agents``), stopped with SIGTERM and then with SIGKILL: seconds from the new
-            process's start until /health is ready and every cumulative KPI series on /metrics equals
-            the one before the stop; the slower of the two, and the changelog it had to read;
+            ``--restart-contacts``, ``--restart-agents``), stopped with SIGTERM and then with SIGKILL:
+            seconds from the new process's start until /health is ready and every cumulative KPI
+            series on /metrics equals the one before the stop; the slower of the two, and the
+            changelog it had to read;
 - scrape:   /metrics with 1,000 queues × 2 channels live (median of 20 scrapes);
 - memory:   worker RSS growth per open contact over 100,000 open contacts.
 Prints a table, writes JSON (``--json``) and ends with one line of key=value pairs. It asserts
@@ -38,7 +39,6 @@ import os
 import re
 import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -46,9 +46,10 @@ import tracemalloc
 import urllib.request
 import uuid
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -57,6 +58,7 @@ from benchmarks import compiled_core, workload
 from streams.config import Settings, load
 from streams.core.intake import Record
 from streams.core.local import LocalPipeline
+from streams.dev.harness import NotReady, ProcessExited, Service, wait_stable, wait_until
 from streams.kafka_local import LocalKafka
 from streams.snapshot import offsets_of as snapshot_offsets
 from streams.topics import ensure_topics
@@ -67,11 +69,16 @@ CONSUMER_LAG = re.compile(rb"^ccmon_consumer_lag_messages\{[^}]*\} ([0-9.e+]+)$"
 OFFERED = re.compile(rb"^ccmon_contacts_offered_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 # every contact counter and wait count, but not "handled": an ACW timeout that falls due with the
 # last inputs completes at the next sweep, a timer (CCMON_SWEEP_INTERVAL_S), which would be timed too
-STATE = re.compile(rb"^(?:ccmon_contacts_(?!handled)\w+_total|ccmon_wait_seconds_count)\{[^}]*\} ([0-9.e+]+)$", re.M)
+STATE = re.compile(
+    rb"^(?:ccmon_contacts_(?!handled)\w+_total|ccmon_wait_seconds_count)\{[^}]*\} ([0-9.e+]+)$", re.M
+)
 # every cumulative KPI series (counters, histograms, waiting contacts, agents per state), as a line:
 # the restart row's "equal to the one before"; windowed gauges and the oldest wait move with the clock
-KPI_LINE = re.compile(rb"^(?:ccmon_contacts_\w+_total|ccmon_offers_missed_total|ccmon_(?:wait|handle)_seconds_\w+"
-                      rb"|ccmon_queue_waiting_contacts|ccmon_agents)\{[^}]*\} \S+$", re.M)
+KPI_LINE = re.compile(
+    rb"^(?:ccmon_contacts_\w+_total|ccmon_offers_missed_total|ccmon_(?:wait|handle)_seconds_\w+"
+    rb"|ccmon_queue_waiting_contacts|ccmon_agents)\{[^}]*\} \S+$",
+    re.M,
+)
 TIMEOUT_S = 1200.0
 
 
@@ -82,41 +89,6 @@ def say(message: str) -> None:
 def http_get(url: str, timeout: float = 30.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.read()
-
-
-@dataclass
-class Proc:
-    """A worker (or the naive agent) as a subprocess with its own port."""
-
-    argv: list[str]
-    env: dict[str, str]
-    port: int
-    log: Path
-    proc: subprocess.Popen | None = field(default=None, repr=False)
-
-    def start(self) -> "Proc":
-        self.proc = subprocess.Popen(self.argv, env={**self.env, "CCMON_WEB_PORT": str(self.port)}, cwd=ROOT,
-                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        return self
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            raise SystemExit(f"{self.argv[-1]} exited with {self.proc.returncode}; see {self.log}")
-
-    def rss(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def metric_sum(pattern: re.Pattern, body: bytes) -> float:
@@ -138,7 +110,7 @@ def state_fingerprint(port: int) -> float:
     return metric_sum(STATE, http_get(f"http://127.0.0.1:{port}/metrics"))
 
 
-def scale_out(run: "Run", k: int, n: int, expected: float) -> float:
+def scale_out(run: Run, k: int, n: int, expected: float) -> float:
     """Events/s of ``k`` workers in one group: from the first event any of them counted until
     their summed state equals what the pure core computed from the same input."""
     _, env_k = run.settings(f"w{k}x", inputs="in")
@@ -181,21 +153,18 @@ def ready_with(port: int, series: set[bytes]) -> bool:
         return False
 
 
-def settled(worker: Proc, n: int, quiet_s: float) -> set[bytes]:
+def settled(worker: Service, n: int, quiet_s: float) -> set[bytes]:
     """The worker's KPI series once it has counted all ``n`` inputs and they stayed the same for
     ``quiet_s`` (longer than a sweep, which completes wrap-ups that fell due with the last inputs)."""
     timed_until([worker], worker_count, n)
-    deadline = time.monotonic() + TIMEOUT_S
-    last, since = kpi_series(worker.port), time.monotonic()
-    while time.monotonic() - since < quiet_s:
-        worker.check()
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the worker's KPI series did not settle in {TIMEOUT_S:.0f} s; see {worker.log}")
-        time.sleep(0.5)
-        now = kpi_series(worker.port)
-        if now != last:
-            last, since = now, time.monotonic()
-    return last
+    return wait_stable(
+        lambda: kpi_series(worker.port),
+        quiet_s=quiet_s,
+        timeout=TIMEOUT_S,
+        check=worker.check,
+        interval=0.5,
+        what=f"the worker's KPI series (log {worker.log})",
+    )
 
 
 async def changelog_size(s: Settings, kafka: LocalKafka, snapshots: Path) -> tuple[int, int, int]:
@@ -219,7 +188,7 @@ async def changelog_size(s: Settings, kafka: LocalKafka, snapshots: Path) -> tup
     return sum(ends[tp] - starts[tp] for tp in parts), size, tail
 
 
-def restart(run: "Run", contacts: int, agents: int) -> dict[str, float | int]:
+def restart(run: Run, contacts: int, agents: int) -> dict[str, float | int]:
     """A busy day in one worker's state, then SIGTERM and SIGKILL: seconds from process start until
     ready with every KPI series as before, for each; the changelog read."""
     s, env = run.settings("day")
@@ -234,7 +203,8 @@ def restart(run: "Run", contacts: int, agents: int) -> dict[str, float | int]:
     t0 = time.perf_counter()
     asyncio.run(workload.produce(s, counted(workload.busy_day(contacts, agents, 10, time.time()))))
     n = produced[0]
-    say(f"restart: a busy day of {contacts} contacts, {agents} agents: {n} events produced in {time.perf_counter() - t0:.0f} s")
+    took = time.perf_counter() - t0
+    say(f"restart: a busy day of {contacts} contacts, {agents} agents: {n} events produced in {took:.0f} s")
     worker = run.proc(env, tag="day").start()
     try:
         t0 = time.perf_counter()
@@ -244,32 +214,39 @@ def restart(run: "Run", contacts: int, agents: int) -> dict[str, float | int]:
         if run.snapshot_s > 0:  # as on a worker that has run for a while: its last snapshot holds the state
             settled_at = time.time()
             deadline = time.monotonic() + 10 * run.snapshot_s + 60
-            while len([f for f in snapshots.glob("*.snap") if f.stat().st_mtime > settled_at]) < 3:  # every table's
+            while (
+                len([f for f in snapshots.glob("*.snap") if f.stat().st_mtime > settled_at]) < 3
+            ):  # every table's
                 worker.check()
                 if time.monotonic() > deadline:
                     raise SystemExit(f"no snapshot written after the state settled; see {worker.log}")
                 time.sleep(0.5)
-            say(f"restart: snapshots {', '.join(f'{f.name} {f.stat().st_size / 2**20:.1f} MiB' for f in snapshots.glob('*.snap'))}")
+            sizes = ", ".join(
+                f"{f.name} {f.stat().st_size / 2**20:.1f} MiB" for f in snapshots.glob("*.snap")
+            )
+            say(f"restart: snapshots {sizes}")
         out: dict[str, float | int] = {"restart_events": n, "restart_series": len(before)}
         for how in (signal.SIGTERM, signal.SIGKILL):
-            worker.proc.send_signal(how)
-            worker.proc.wait(timeout=120)
+            worker.stop(how, grace_s=120)
             messages, size, tail = asyncio.run(changelog_size(s, run.kafka, snapshots))
             worker = run.proc(env, tag=f"day-{how.name}").start()
             started = time.perf_counter()
-            deadline = time.monotonic() + TIMEOUT_S
-            while not ready_with(worker.port, before):
-                worker.check()
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"no ready worker with the same series {TIMEOUT_S:.0f} s after {how.name}; see {worker.log}")
-                time.sleep(0.05)
+            wait_until(
+                partial(ready_with, worker.port, before),
+                timeout=TIMEOUT_S,
+                check=worker.check,
+                interval=0.05,
+                what=f"a ready worker with the same series after {how.name} (log {worker.log})",
+            )
             took = time.perf_counter() - started
             key = "sigterm" if how == signal.SIGTERM else "sigkill"
             out[f"restart_{key}_s"] = round(took, 2)
             out["restart_changelog_messages"], out["restart_changelog_bytes"] = messages, size
             out[f"restart_{key}_tail_messages"] = tail
-            say(f"restart after {how.name}: ready with the same {len(before)} series in {took:.2f} s; "
-                f"changelog {messages:,} messages ({size / 2**20:.1f} MiB), {tail:,} after the snapshots")
+            say(
+                f"restart after {how.name}: ready with the same {len(before)} series in {took:.2f} s; "
+                f"changelog {messages:,} messages ({size / 2**20:.1f} MiB), {tail:,} after the snapshots"
+            )
         out["restart_ready_s"] = max(out["restart_sigterm_s"], out["restart_sigkill_s"])
         return out
     finally:
@@ -284,7 +261,7 @@ def naive_count(port: int) -> float:
     return float(json.loads(http_get(f"http://127.0.0.1:{port}/count"))["handled"])
 
 
-def timed_until(procs: list[Proc], count: Callable[[int], float], n: int) -> float:
+def timed_until(procs: list[Service], count: Callable[[int], float], n: int) -> float:
     """Seconds from the first event counted (by any process) until all ``n`` are counted."""
     first = None
     deadline = time.monotonic() + TIMEOUT_S
@@ -299,7 +276,7 @@ def timed_until(procs: list[Proc], count: Callable[[int], float], n: int) -> flo
         now = time.perf_counter()
         if total > 0 and first is None:
             first = now
-        if total >= n:
+        if first is not None and total >= n:
             return now - first
         time.sleep(0.02)
     raise SystemExit(f"not every event was counted within {TIMEOUT_S:.0f} s; see {procs[0].log}")
@@ -320,23 +297,46 @@ class Run:
         """A deployment ``name`` (own group, facts and changelogs) reading the inputs of ``inputs``."""
         src = f"{self.prefix}{inputs or name}"
         app = f"{self.prefix}{name}"
-        env = {**os.environ, "CCMON_BROKER": f"kafka://{self.kafka.address}", "CCMON_APP_ID": app,
-               "CCMON_CALLS_TOPIC": f"{src}.calls", "CCMON_CHATS_TOPIC": f"{src}.chats",
-               "CCMON_AGENTS_TOPIC": f"{src}.agents", "CCMON_DEAD_LETTER_TOPIC": f"{app}.dead",
-               "CCMON_FACTS_TOPIC": f"{app}.facts", "CCMON_LOG_LEVEL": "warning",
-               "CCMON_DATA_DIR": str(self.workdir / app)}
+        env = {
+            **os.environ,
+            "CCMON_BROKER": f"kafka://{self.kafka.address}",
+            "CCMON_APP_ID": app,
+            "CCMON_CALLS_TOPIC": f"{src}.calls",
+            "CCMON_CHATS_TOPIC": f"{src}.chats",
+            "CCMON_AGENTS_TOPIC": f"{src}.agents",
+            "CCMON_DEAD_LETTER_TOPIC": f"{app}.dead",
+            "CCMON_FACTS_TOPIC": f"{app}.facts",
+            "CCMON_LOG_LEVEL": "warning",
+            "CCMON_DATA_DIR": str(self.workdir / app),
+        }
         return load(env), env
 
-    def proc(self, env: dict[str, str], module: str = "streams", tag: str = "worker") -> Proc:
+    def proc(self, env: dict[str, str], module: str = "streams", tag: str = "worker") -> Service:
+        """A worker (or the naive agent, the peer) on a port of its own, not started yet."""
         self.next_port += 1
         argv = [sys.executable, "-m", module] + (["worker"] if module == "streams" else [])
-        return Proc(argv, env, self.next_port, self.workdir / f"{env['CCMON_APP_ID']}-{tag}-{self.next_port}.log")
+        return Service(
+            argv,
+            port=self.next_port,
+            env={**env, "CCMON_WEB_PORT": str(self.next_port)},
+            cwd=ROOT,
+            log=self.workdir / f"{env['CCMON_APP_ID']}-{tag}-{self.next_port}.log",
+            name=f"{module} {tag}",
+        )
 
 
 async def raw_consume(s: Settings, n: int) -> float:
-    consumer = AIOKafkaConsumer(s.calls_topic, s.chats_topic, s.agents_topic, bootstrap_servers=s.bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
-                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        s.calls_topic,
+        s.chats_topic,
+        s.agents_topic,
+        bootstrap_servers=s.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     await consumer.start()
     seen, started = 0, None
     try:
@@ -353,6 +353,7 @@ async def raw_consume(s: Settings, n: int) -> float:
                 seen += len(records)
     finally:
         await consumer.stop()
+    assert started is not None  # n > 0 events were read
     return n / (time.perf_counter() - started)
 
 
@@ -387,7 +388,7 @@ def core_rate(s: Settings, events: list[workload.Event]) -> tuple[float, float]:
     started = time.perf_counter()
     now = time.time()
     for i in range(0, len(records), s.batch_size):
-        p.feed(records[i:i + s.batch_size], now=now)
+        p.feed(records[i : i + s.batch_size], now=now)
     return len(records) / (time.perf_counter() - started), core_state(p)
 
 
@@ -397,20 +398,20 @@ def core_bytes_per_open_contact(s: Settings, open_n: int, queues: int) -> float:
     records = as_records(s, workload.open_contacts(open_n, queues, int(time.time() * 1000)))
     p = LocalPipeline(s)
     now = time.time()
-    p.feed(records[:s.batch_size], now=now)  # queues registered, tables warm
+    p.feed(records[: s.batch_size], now=now)  # queues registered, tables warm
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for i in range(s.batch_size, len(records), s.batch_size):
-            p.feed(records[i:i + s.batch_size], now=now)
+            p.feed(records[i : i + s.batch_size], now=now)
         gc.collect()
         return (tracemalloc.get_traced_memory()[0] - before) / (len(records) - s.batch_size)
     finally:
         tracemalloc.stop()
 
 
-def latency(s: Settings, worker: Proc, rate: float, seconds: float) -> tuple[float, float]:
+def latency(s: Settings, worker: Service, rate: float, seconds: float) -> tuple[float, float]:
     """Produce ``rate`` events/s for ``seconds`` to a warm worker, through both stages: the k-th
     offer sent is visible at the first scrape whose ``ccmon_contacts_offered_total`` (summed) has
     grown by k. Scrapes every 20 ms, the resolution."""
@@ -439,7 +440,7 @@ def latency(s: Settings, worker: Proc, rate: float, seconds: float) -> tuple[flo
     asyncio.run(workload.produce(s, events, rate=rate, sent=sent.append))
     poller.join(timeout=120)
     done.set()
-    offer_times = [t for t, is_offer in zip(sent, offers) if is_offer]
+    offer_times = [t for t, is_offer in zip(sent, offers, strict=True) if is_offer]
     lat, j = [], 0
     for k, t_sent in enumerate(offer_times, start=1):
         while j < len(seen) and seen[j][1] < k:
@@ -452,14 +453,21 @@ def latency(s: Settings, worker: Proc, rate: float, seconds: float) -> tuple[flo
     return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
 
 
-def scrape_until(worker: Proc, url: str, enough: Callable[[bytes], bool], what: str) -> bytes:
-    """Scrape ``url`` every 0.2 s until ``enough`` of the body; returns that body."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while not enough(body := http_get(url)):
-        worker.check()
-        if time.monotonic() > deadline:
-            raise SystemExit(f"expected {what} on /metrics within {TIMEOUT_S:.0f} s; see {worker.log}")
-        time.sleep(0.2)
+def scrape_until(worker: Service, enough: Callable[[bytes], bool], what: str) -> bytes:
+    """Scrape /metrics every 0.2 s until ``enough`` of the body; returns that body."""
+
+    def look() -> bytes | None:
+        body = worker.metrics_text()
+        return body if enough(body) else None
+
+    body = wait_until(
+        look,
+        timeout=TIMEOUT_S,
+        check=worker.check,
+        interval=0.2,
+        what=f"{what} on /metrics (log {worker.log})",
+    )
+    assert body is not None
     return body
 
 
@@ -476,8 +484,9 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
         url = f"http://127.0.0.1:{worker.port}/metrics"
         # stage 2 may still be applying the last facts: time the scrape only with every series live
         offered_re = re.compile(rb"^ccmon_contacts_offered_total\{", re.M)
-        body = scrape_until(worker, url, lambda b: len(offered_re.findall(b)) >= 2 * queues,
-                            f"{2 * queues} offered series")
+        body = scrape_until(
+            worker, lambda b: len(offered_re.findall(b)) >= 2 * queues, f"{2 * queues} offered series"
+        )
         samples = body.count(b"\nccmon_")
         times = []
         for _ in range(20):
@@ -488,10 +497,13 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
         rss0 = worker.rss()
         asyncio.run(workload.produce(s, workload.open_contacts(open_n, queues, now_ms)))
         waiting_re = re.compile(rb"^ccmon_queue_waiting_contacts\{[^}]*\} ([0-9.e+]+)$", re.M)
-        scrape_until(worker, url, lambda b: metric_sum(waiting_re, b) >= open_n, f"{open_n} waiting contacts")
+        scrape_until(worker, lambda b: metric_sum(waiting_re, b) >= open_n, f"{open_n} waiting contacts")
         time.sleep(2)
         rss1 = worker.rss()
-        say(f"scrape: {samples} samples; rss {rss0 / 2**20:.0f} MiB → {rss1 / 2**20:.0f} MiB with {open_n} open")
+        say(
+            f"scrape: {samples} samples; rss {rss0 / 2**20:.0f} MiB → {rss1 / 2**20:.0f} MiB "
+            f"with {open_n} open"
+        )
         return statistics.median(times), samples, (rss1 - rss0) / open_n
     finally:
         worker.stop()
@@ -502,14 +514,27 @@ PHASES = ("latency", "naive", "peer", "scale", "restart", "memory")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=200_000, help="events in the throughput runs (default 200000)")
-    ap.add_argument("--quick", action="store_true",
-                    help="a fast smoke run: 20000 events, 10 s latency, one worker, a 5000-contact day")
+    ap.add_argument(
+        "--events", type=int, default=200_000, help="events in the throughput runs (default 200000)"
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="a fast smoke run: 20000 events, 10 s latency, one worker, a 5000-contact day",
+    )
     ap.add_argument("--skip", default="", help=f"comma-separated phases to leave out: {', '.join(PHASES)}")
-    ap.add_argument("--restart-contacts", type=int, default=None,
-                    help="contacts of the restart row's busy day (default 60000; 5000 with --quick)")
-    ap.add_argument("--restart-agents", type=int, default=None,
-                    help="agents of the restart row's busy day (default 400; 100 with --quick)")
+    ap.add_argument(
+        "--restart-contacts",
+        type=int,
+        default=None,
+        help="contacts of the restart row's busy day (default 60000; 5000 with --quick)",
+    )
+    ap.add_argument(
+        "--restart-agents",
+        type=int,
+        default=None,
+        help="agents of the restart row's busy day (default 400; 100 with --quick)",
+    )
     ap.add_argument("--kafka-port", type=int, default=int(os.environ.get("CCMON_BENCH_KAFKA_PORT", "39092")))
     ap.add_argument("--json", default="benchmarks/results.json", help="where to write the figures")
     args = ap.parse_args()
@@ -532,12 +557,16 @@ def main() -> None:
     say(kafka.start())
     try:
         measure(args, Run(kafka, f"b{uuid.uuid4().hex[:6]}", base / "bench"), n, lat_s, skip, scales)
+    except (ProcessExited, NotReady) as e:  # a worker died or hung: its log says why, no traceback needed
+        raise SystemExit(f"bench: {e}") from None
     finally:
         if ours:
             say(kafka.stop())
 
 
-def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[str], scales: tuple[int, ...]) -> None:
+def measure(
+    args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[str], scales: tuple[int, ...]
+) -> None:
     """Every phase on one broker; prints the table and writes the JSON."""
     run.workdir.mkdir(parents=True, exist_ok=True)
     r: dict[str, float | int] = {"events": n}
@@ -556,12 +585,18 @@ def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[st
     say(f"pure core: {r['core_events_per_s']:,} events/s")
     try:
         _, compile_s = compiled_core.build()
-        say(f"core compiled with mypyc in {compile_s:.0f} s" if compile_s else "core compiled with mypyc (cached)")
+        say(
+            f"core compiled with mypyc in {compile_s:.0f} s"
+            if compile_s
+            else "core compiled with mypyc (cached)"
+        )
         for compiled in (False, True):
             rate = compiled_core.run("rate", n, compiled=compiled)["events_per_s"]
             r[f"core_{'compiled' if compiled else 'interpreted'}_events_per_s"] = round(rate)
-        say(f"pure core in a fresh process: {r['core_interpreted_events_per_s']:,} events/s interpreted, "
-            f"{r['core_compiled_events_per_s']:,} compiled")
+        say(
+            f"pure core in a fresh process: {r['core_interpreted_events_per_s']:,} events/s interpreted, "
+            f"{r['core_compiled_events_per_s']:,} compiled"
+        )
     except RuntimeError as e:  # no compiler, or no mypy (the bench extra): the other rows still count
         say(f"no compiled-core row: {e}")
 
@@ -578,24 +613,19 @@ def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[st
         asyncio.run(ensure_topics(s_lat))
         live = run.proc(env_lat).start()
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                live.check()
-                try:
-                    http_get(f"http://127.0.0.1:{live.port}/health", timeout=2)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit(f"the latency worker did not get ready; see {live.log}") from None
-                    time.sleep(0.3)
+            live.wait_ready(timeout=120)
             r["p50_latency_s"], r["p99_latency_s"] = (round(v, 3) for v in latency(s_lat, live, 2000, lat_s))
             say(f"latency at 10000/s for {lat_s} s...")
-            r["p50_latency_10k_s"], r["p99_latency_10k_s"] = (round(v, 3) for v in latency(s_lat, live, 10_000, lat_s))
+            r["p50_latency_10k_s"], r["p99_latency_10k_s"] = (
+                round(v, 3) for v in latency(s_lat, live, 10_000, lat_s)
+            )
         finally:
             live.stop()
 
-    for phase, module, key, what in (("naive", "benchmarks.naive_faust", "naive_faust_events_per_s", "naive faust agent"),
-                                     ("peer", "benchmarks.peer_quix", "peer_quix_events_per_s", "quix-streams peer")):
+    for phase, module, key, what in (
+        ("naive", "benchmarks.naive_faust", "naive_faust_events_per_s", "naive faust agent"),
+        ("peer", "benchmarks.peer_quix", "peer_quix_events_per_s", "quix-streams peer"),
+    ):
         if phase not in skip:  # both report how many inputs they handled on /count
             _, other_env = run.settings(phase, inputs="in")
             other = run.proc(other_env, module=module, tag=phase).start()
@@ -620,39 +650,53 @@ def measure(args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[st
         open_n = 10_000 if args.quick else 100_000
         r["core_bytes_per_open_contact"] = round(core_bytes_per_open_contact(s, open_n, 1000))
         scrape, samples, per_contact = scrape_and_memory(run, 1000, open_n)
-        r["scrape_s"], r["scrape_samples"], r["bytes_per_open_contact"] = round(scrape, 4), samples, round(per_contact)
+        r["scrape_s"], r["scrape_samples"], r["bytes_per_open_contact"] = (
+            round(scrape, 4),
+            samples,
+            round(per_contact),
+        )
 
-    rows = [("raw aiokafka getmany + orjson", "raw_events_per_s", "events/s"),
-            ("pure core, in-process", "core_events_per_s", "events/s"),
-            ("pure core, interpreted", "core_interpreted_events_per_s", "events/s"),
-            ("pure core, compiled (mypyc)", "core_compiled_events_per_s", "events/s"),
-            ("ccmon worker: all N in its state", "events_per_s", "events/s"),
-            ("ccmon worker: stage 1 counted N", "stage1_events_per_s", "events/s"),
-            ("ratio worker / raw", "ratio_to_raw", ""),
-            ("ratio worker / interpreted core", "ratio_to_core", ""),
-            ("naive faust agent", "naive_faust_events_per_s", "events/s"),
-            ("quix-streams peer (simpler job)", "peer_quix_events_per_s", "events/s"),
-            *((f"ccmon, {k} workers, one group", f"workers_{k}_events_per_s", "events/s") for k in scales if k > 1),
-            ("latency p50 at 2000/s", "p50_latency_s", "s"),
-            ("latency p99 at 2000/s", "p99_latency_s", "s"),
-            ("latency p50 at 10000/s", "p50_latency_10k_s", "s"),
-            ("latency p99 at 10000/s", "p99_latency_10k_s", "s"),
-            ("restart, SIGTERM: ready, same KPIs", "restart_sigterm_s", "s"),
-            ("restart, SIGKILL: ready, same KPIs", "restart_sigkill_s", "s"),
-            ("restart: changelog read after SIGTERM", "restart_sigterm_tail_messages", "messages"),
-            ("restart: changelog read after SIGKILL", "restart_sigkill_tail_messages", "messages"),
-            ("restart: whole changelog", "restart_changelog_messages", "messages"),
-            ("restart: changelog on disk", "restart_changelog_bytes", "bytes"),
-            ("restart: busy day's events", "restart_events", "events"),
-            ("/metrics, 1000 queues x 2 ch", "scrape_s", "s"),
-            ("RSS per open contact", "bytes_per_open_contact", "bytes"),
-            ("pure core heap per open contact", "core_bytes_per_open_contact", "bytes")]
+    rows = [
+        ("raw aiokafka getmany + orjson", "raw_events_per_s", "events/s"),
+        ("pure core, in-process", "core_events_per_s", "events/s"),
+        ("pure core, interpreted", "core_interpreted_events_per_s", "events/s"),
+        ("pure core, compiled (mypyc)", "core_compiled_events_per_s", "events/s"),
+        ("ccmon worker: all N in its state", "events_per_s", "events/s"),
+        ("ccmon worker: stage 1 counted N", "stage1_events_per_s", "events/s"),
+        ("ratio worker / raw", "ratio_to_raw", ""),
+        ("ratio worker / interpreted core", "ratio_to_core", ""),
+        ("naive faust agent", "naive_faust_events_per_s", "events/s"),
+        ("quix-streams peer (simpler job)", "peer_quix_events_per_s", "events/s"),
+        *(
+            (f"ccmon, {k} workers, one group", f"workers_{k}_events_per_s", "events/s")
+            for k in scales
+            if k > 1
+        ),
+        ("latency p50 at 2000/s", "p50_latency_s", "s"),
+        ("latency p99 at 2000/s", "p99_latency_s", "s"),
+        ("latency p50 at 10000/s", "p50_latency_10k_s", "s"),
+        ("latency p99 at 10000/s", "p99_latency_10k_s", "s"),
+        ("restart, SIGTERM: ready, same KPIs", "restart_sigterm_s", "s"),
+        ("restart, SIGKILL: ready, same KPIs", "restart_sigkill_s", "s"),
+        ("restart: changelog read after SIGTERM", "restart_sigterm_tail_messages", "messages"),
+        ("restart: changelog read after SIGKILL", "restart_sigkill_tail_messages", "messages"),
+        ("restart: whole changelog", "restart_changelog_messages", "messages"),
+        ("restart: changelog on disk", "restart_changelog_bytes", "bytes"),
+        ("restart: busy day's events", "restart_events", "events"),
+        ("/metrics, 1000 queues x 2 ch", "scrape_s", "s"),
+        ("RSS per open contact", "bytes_per_open_contact", "bytes"),
+        ("pure core heap per open contact", "core_bytes_per_open_contact", "bytes"),
+    ]
     print(f"{'measure (' + str(n) + ' events)':<34}{'value':>14}  unit")
     for label, key, unit in rows:
         if key not in r:
             continue
         value = r[key]
-        print(f"{label:<34}{value:>14,}  {unit}" if isinstance(value, int) else f"{label:<34}{value:>14}  {unit}")
+        print(
+            f"{label:<34}{value:>14,}  {unit}"
+            if isinstance(value, int)
+            else f"{label:<34}{value:>14}  {unit}"
+        )
     Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
     print(" ".join(f"{k}={v}" for k, v in r.items()))
 

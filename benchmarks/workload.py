@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -34,17 +34,22 @@ def mix(n: int, seed: int = 1, now: float | None = None) -> list[Event]:
     made: list[tuple[str, bytes, dict, int]] = []
     while len(made) < n:
         t += 60
-        for topic, key, event in sim.advance(t):
+        for topic, name, event in sim.advance(t):
             if rng.random() < 0.03:
-                made.append((topic, key.encode(), event, rng.randrange(1, 5)))
-            made.append((topic, key.encode(), event, 0))
+                made.append((topic, name.encode(), event, rng.randrange(1, 5)))
+            made.append((topic, name.encode(), event, 0))
     made = made[:n]
     shift = int(now * 1000) - 60_000 - max(e["ts"] for _, _, e, _ in made)
     out: list[Event] = []
     for topic, key, event, bad in made:
         event = {**event, "ts": event["ts"] + shift}
-        value = [orjson.dumps(event), b"{not json", b"\xff\xfe", orjson.dumps({**event, "type": "bogus"}),
-                 orjson.dumps({k: v for k, v in event.items() if k != "ts"})][bad]
+        value = [
+            orjson.dumps(event),
+            b"{not json",
+            b"\xff\xfe",
+            orjson.dumps({**event, "type": "bogus"}),
+            orjson.dumps({k: v for k, v in event.items() if k != "ts"}),
+        ][bad]
         out.append((topic, key, value))
     return out
 
@@ -62,9 +67,13 @@ def busy_day(contacts: int, agents: int, hours: float, now: float, seed: int = 3
     k = min(1.0, staff / rate)
     scenario = dataclasses.replace(
         base.scaled(rate=rate, agents=staff).flat(),
-        queues=tuple(dataclasses.replace(q, per_hour=q.per_hour * rate, talk_mean_s=q.talk_mean_s * k)
-                     for q in base.queues),
-        hold_mean_s=base.hold_mean_s * k, acw_mean_s=base.acw_mean_s * k)
+        queues=tuple(
+            dataclasses.replace(q, per_hour=q.per_hour * rate, talk_mean_s=q.talk_mean_s * k)
+            for q in base.queues
+        ),
+        hold_mean_s=base.hold_mean_s * k,
+        acw_mean_s=base.acw_mean_s * k,
+    )
     start = now - 60 - hours * 3600
     sim = Simulator(seed, start, scenario)
     t = start
@@ -82,15 +91,38 @@ def queue_series(queues: int, now_ms: int) -> list[Event]:
         queue = f"q{q:04d}"
         for topic in ("calls", "chats"):
             cid = f"{topic}-{queue}"
-            steps = [("offered", 0, {"queue": queue}), ("answered", 12_000, {"agent_id": f"a-{queue}"}),
-                     ("ended", 200_000, {}), ("wrapup_ended", 230_000, {}),
-                     ("survey", 240_000, {"csat": 5, "nps": 9, "resolved": True})]
+            steps: list[tuple[str, int, dict[str, object]]] = [
+                ("offered", 0, {"queue": queue}),
+                ("answered", 12_000, {"agent_id": f"a-{queue}"}),
+                ("ended", 200_000, {}),
+                ("wrapup_ended", 230_000, {}),
+                ("survey", 240_000, {"csat": 5, "nps": 9, "resolved": True}),
+            ]
             for i, (kind, dt, extra) in enumerate(steps):
-                event = {"event_id": f"{cid}-{i}", "type": kind, "contact_id": cid, "ts": now_ms - 300_000 + dt, **extra}
+                event = {
+                    "event_id": f"{cid}-{i}",
+                    "type": kind,
+                    "contact_id": cid,
+                    "ts": now_ms - 300_000 + dt,
+                    **extra,
+                }
                 out.append((topic, cid.encode(), orjson.dumps(event)))
-        out.append(("agents", f"a-{queue}".encode(), orjson.dumps(
-            {"event_id": f"a-{queue}-0", "type": "state", "agent_id": f"a-{queue}", "state": "available",
-             "queues": [queue], "ts": now_ms})))
+        out.append(
+            (
+                "agents",
+                f"a-{queue}".encode(),
+                orjson.dumps(
+                    {
+                        "event_id": f"a-{queue}-0",
+                        "type": "state",
+                        "agent_id": f"a-{queue}",
+                        "state": "available",
+                        "queues": [queue],
+                        "ts": now_ms,
+                    }
+                ),
+            )
+        )
     return out
 
 
@@ -100,8 +132,13 @@ def open_contacts(n: int, queues: int, now_ms: int) -> list[Event]:
     for i in range(n):
         topic = "calls" if i % 2 else "chats"
         cid = f"open-{i}"
-        event = {"event_id": f"{cid}-0", "type": "offered", "contact_id": cid, "queue": f"q{i % queues:04d}",
-                 "ts": now_ms - (i % 600) * 1000}
+        event = {
+            "event_id": f"{cid}-0",
+            "type": "offered",
+            "contact_id": cid,
+            "queue": f"q{i % queues:04d}",
+            "ts": now_ms - (i % 600) * 1000,
+        }
         out.append((topic, cid.encode(), orjson.dumps(event)))
     return out
 
@@ -133,14 +170,24 @@ def topic_names(s: Settings) -> dict[str, str]:
     return {"calls": s.calls_topic, "chats": s.chats_topic, "agents": s.agents_topic}
 
 
-async def produce(s: Settings, events: Iterable[Event], rate: float | None = None,
-                  sent: Callable[[float], None] | None = None) -> None:
+async def produce(
+    s: Settings,
+    events: Iterable[Event],
+    rate: float | None = None,
+    sent: Callable[[float], None] | None = None,
+) -> None:
     """Produce every event, as fast as possible or at ``rate`` events/s; ``sent(t)`` gets each send time.
 
-    At a steady rate each valid event's ``ts`` is set to its send time, as a live contact center's would be."""
+    At a steady rate each valid event's ``ts`` is set to its send time, as a live contact center's
+    would be."""
     names = topic_names(s)
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=20 if rate is None else 2,
-                                max_batch_size=512 * 1024, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.bootstrap_servers,
+        linger_ms=20 if rate is None else 2,
+        max_batch_size=512 * 1024,
+        acks="all",
+        enable_idempotence=True,
+    )
     await producer.start()
     try:
         started = time.perf_counter()

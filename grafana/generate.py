@@ -25,8 +25,11 @@ def query(expr: str, legend: str = "", ref: str = "A") -> prometheus.Dataquery:
 
 
 def thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
-    return (dashboard.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE)
-            .steps([dm.Threshold(value=v, color=c) for v, c in steps]))
+    return (
+        dashboard.ThresholdsConfig()
+        .mode(dm.ThresholdsMode.ABSOLUTE)
+        .steps([dm.Threshold(value=v, color=c) for v, c in steps])
+    )
 
 
 GOOD_HIGH = thresholds((None, "red"), (0.7, "orange"), (0.8, "green"))  # service level vs 80 % target
@@ -35,20 +38,43 @@ GOOD_LOW_WAIT = thresholds((None, "green"), (20, "orange"), (60, "red"))  # seco
 NEUTRAL = thresholds((None, "blue"))
 #: survey KPIs: (title, metric, unit, colours, decimals); the same steps as the built-in wallboard
 SURVEYS = (
-    ("CSAT", "ccmon_csat_ratio", "percentunit", thresholds((None, "red"), (0.7, "orange"), (0.8, "green")), 1),
+    (
+        "CSAT",
+        "ccmon_csat_ratio",
+        "percentunit",
+        thresholds((None, "red"), (0.7, "orange"), (0.8, "green")),
+        1,
+    ),
     ("NPS", "ccmon_nps_score", "none", thresholds((None, "red"), (0, "orange"), (30, "green")), 0),
     ("FCR", "ccmon_fcr_ratio", "percentunit", thresholds((None, "red"), (0.6, "orange"), (0.7, "green")), 1),
     ("CES", "ccmon_ces_score", "none", thresholds((None, "red"), (4, "orange"), (5, "green")), 1),
 )
 
 
-def tile(title: str, expr: str, unit: str, colours: dashboard.ThresholdsConfig, legend: str = "{{queue}} {{channel}}",
-         width: int = 8, height: int = 7, decimals: int | None = None) -> stat.Panel:
-    panel = (stat.Panel().title(title).datasource(DATASOURCE).with_target(query(expr, legend)).unit(unit)
-             .thresholds(colours).color_mode(cm.BigValueColorMode.BACKGROUND)
-             .graph_mode(cm.BigValueGraphMode.NONE).text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
-             .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
-             .span(width).height(height))
+def tile(
+    title: str,
+    expr: str,
+    unit: str,
+    colours: dashboard.ThresholdsConfig,
+    legend: str = "{{queue}} {{channel}}",
+    width: int = 8,
+    height: int = 7,
+    decimals: int | None = None,
+) -> stat.Panel:
+    panel = (
+        stat.Panel()
+        .title(title)
+        .datasource(DATASOURCE)
+        .with_target(query(expr, legend))
+        .unit(unit)
+        .thresholds(colours)
+        .color_mode(cm.BigValueColorMode.BACKGROUND)
+        .graph_mode(cm.BigValueGraphMode.NONE)
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
+        .span(width)
+        .height(height)
+    )
     return panel.decimals(decimals) if decimals is not None else panel
 
 
@@ -61,155 +87,440 @@ def series(title: str, targets: list[tuple[str, str]], unit: str, width: int = 1
 
 def wallboard() -> dashboard.Dashboard:
     """For a TV across the room: no variables, big coloured tiles, every queue at once."""
-    d = (dashboard.Dashboard("ccmon wallboard").uid("ccmon-wallboard").tags(["ccmon"]).refresh("5s")
-         .time("now-15m", "now").timezone("browser").readonly())
+    d = (
+        dashboard.Dashboard("ccmon wallboard")
+        .uid("ccmon-wallboard")
+        .tags(["ccmon"])
+        .refresh("5s")
+        .time("now-15m", "now")
+        .timezone("browser")
+        .readonly()
+    )
     d = d.with_row(dashboard.Row("Queues now"))
-    d = d.with_panel(tile("Waiting now", "sum by (queue, channel) (ccmon_queue_waiting_contacts)", "none",
-                          thresholds((None, "green"), (1, "orange"), (10, "red"))))
-    d = d.with_panel(tile("Oldest waiting", "max by (queue, channel) (ccmon_queue_oldest_wait_seconds)", "s",
-                          GOOD_LOW_WAIT))
-    d = d.with_panel(tile("Service level today", 'sum by (queue, channel) (ccmon_service_level_ratio{window="today"})',
-                          "percentunit", GOOD_HIGH, decimals=1))
+    d = d.with_panel(
+        tile(
+            "Waiting now",
+            "sum by (queue, channel) (ccmon_queue_waiting_contacts)",
+            "none",
+            thresholds((None, "green"), (1, "orange"), (10, "red")),
+        )
+    )
+    d = d.with_panel(
+        tile(
+            "Oldest waiting", "max by (queue, channel) (ccmon_queue_oldest_wait_seconds)", "s", GOOD_LOW_WAIT
+        )
+    )
+    d = d.with_panel(
+        tile(
+            "Service level today",
+            'sum by (queue, channel) (ccmon_service_level_ratio{window="today"})',
+            "percentunit",
+            GOOD_HIGH,
+            decimals=1,
+        )
+    )
     d = d.with_row(dashboard.Row("Last 15 minutes"))
-    d = d.with_panel(tile("Service level 15m", 'sum by (queue, channel) (ccmon_service_level_ratio{window="15m"})',
-                          "percentunit", GOOD_HIGH, width=6, decimals=1))
-    d = d.with_panel(tile("Abandonment 15m", 'sum by (queue, channel) (ccmon_abandon_ratio{window="15m"})',
-                          "percentunit", GOOD_LOW_RATIO, width=6, decimals=1))
+    d = d.with_panel(
+        tile(
+            "Service level 15m",
+            'sum by (queue, channel) (ccmon_service_level_ratio{window="15m"})',
+            "percentunit",
+            GOOD_HIGH,
+            width=6,
+            decimals=1,
+        )
+    )
+    d = d.with_panel(
+        tile(
+            "Abandonment 15m",
+            'sum by (queue, channel) (ccmon_abandon_ratio{window="15m"})',
+            "percentunit",
+            GOOD_LOW_RATIO,
+            width=6,
+            decimals=1,
+        )
+    )
     # next to abandonment: contacts that left without an agent and without hanging up (all reasons)
-    d = d.with_panel(tile("Dequeued 15m", "round(sum by (queue, channel) (increase(ccmon_contacts_dequeued_total[15m])))",
-                          "none", NEUTRAL, width=6))
-    d = d.with_panel(tile("Missed offers 15m", "round(sum by (queue, channel) (increase(ccmon_offers_missed_total[15m])))",
-                          "none", thresholds((None, "green"), (1, "orange")), width=6))
-    d = d.with_panel(tile("ASA 15m", 'sum by (queue, channel) (ccmon_asa_seconds{window="15m"})', "s",
-                          GOOD_LOW_WAIT, width=12))
-    d = d.with_panel(tile("AHT 15m", 'sum by (queue, channel) (ccmon_aht_seconds{window="15m"})', "s", NEUTRAL,
-                          width=12))
+    d = d.with_panel(
+        tile(
+            "Dequeued 15m",
+            "round(sum by (queue, channel) (increase(ccmon_contacts_dequeued_total[15m])))",
+            "none",
+            NEUTRAL,
+            width=6,
+        )
+    )
+    d = d.with_panel(
+        tile(
+            "Missed offers 15m",
+            "round(sum by (queue, channel) (increase(ccmon_offers_missed_total[15m])))",
+            "none",
+            thresholds((None, "green"), (1, "orange")),
+            width=6,
+        )
+    )
+    d = d.with_panel(
+        tile(
+            "ASA 15m",
+            'sum by (queue, channel) (ccmon_asa_seconds{window="15m"})',
+            "s",
+            GOOD_LOW_WAIT,
+            width=12,
+        )
+    )
+    d = d.with_panel(
+        tile("AHT 15m", 'sum by (queue, channel) (ccmon_aht_seconds{window="15m"})', "s", NEUTRAL, width=12)
+    )
     d = d.with_row(dashboard.Row("Surveys today"))
     for title, metric, unit, colours, decimals in SURVEYS:
-        d = d.with_panel(tile(f"{title} today", f'sum by (queue, channel) ({metric}{{window="today"}})', unit, colours,
-                              width=6, decimals=decimals))
+        d = d.with_panel(
+            tile(
+                f"{title} today",
+                f'sum by (queue, channel) ({metric}{{window="today"}})',
+                unit,
+                colours,
+                width=6,
+                decimals=decimals,
+            )
+        )
     d = d.with_row(dashboard.Row("Agents"))
     for state, colour in (("available", "green"), ("busy", "blue"), ("acw", "purple"), ("away", "orange")):
-        d = d.with_panel(tile(f"Agents {state}", f'sum by (queue) (ccmon_agents{{state="{state}"}})', "none",
-                              thresholds((None, colour)), legend="{{queue}}", width=6, height=6))
-    d = d.with_panel(tile("Agents required (Erlang C)", "sum by (queue, channel) (ccmon_agents_required)", "none",
-                          NEUTRAL, width=12, height=6))
-    d = d.with_panel(tile("Agents staffed (available + busy + ACW)",
-                          'sum by (queue) (ccmon_agents{state=~"available|busy|acw"})', "none", NEUTRAL,
-                          legend="{{queue}}", width=12, height=6))
+        d = d.with_panel(
+            tile(
+                f"Agents {state}",
+                f'sum by (queue) (ccmon_agents{{state="{state}"}})',
+                "none",
+                thresholds((None, colour)),
+                legend="{{queue}}",
+                width=6,
+                height=6,
+            )
+        )
+    d = d.with_panel(
+        tile(
+            "Agents required (Erlang C)",
+            "sum by (queue, channel) (ccmon_agents_required)",
+            "none",
+            NEUTRAL,
+            width=12,
+            height=6,
+        )
+    )
+    d = d.with_panel(
+        tile(
+            "Agents staffed (available + busy + ACW)",
+            'sum by (queue) (ccmon_agents{state=~"available|busy|acw"})',
+            "none",
+            NEUTRAL,
+            legend="{{queue}}",
+            width=12,
+            height=6,
+        )
+    )
     return d
 
 
 def queue_detail() -> dashboard.Dashboard:
     """For supervisors: one queue and channel at a time, every KPI and window over time."""
-    d = (dashboard.Dashboard("ccmon queue detail").uid("ccmon-queue-detail").tags(["ccmon"]).refresh("30s")
-         .time("now-6h", "now").timezone("browser"))
+    d = (
+        dashboard.Dashboard("ccmon queue detail")
+        .uid("ccmon-queue-detail")
+        .tags(["ccmon"])
+        .refresh("30s")
+        .time("now-6h", "now")
+        .timezone("browser")
+    )
     for name in ("queue", "channel"):
-        d = d.with_variable(dashboard.QueryVariable(name).label(name).datasource(DATASOURCE)
-                            .query(f"label_values(ccmon_contacts_offered_total, {name})")
-                            .multi(False).include_all(True).current(dm.VariableOption(selected=True, text="All", value="$__all")))
+        d = d.with_variable(
+            dashboard.QueryVariable(name)
+            .label(name)
+            .datasource(DATASOURCE)
+            .query(f"label_values(ccmon_contacts_offered_total, {name})")
+            .multi(False)
+            .include_all(True)
+            .current(dm.VariableOption(selected=True, text="All", value="$__all"))
+        )
     windows = ("5m", "15m", "1h", "today")
-    d = d.with_panel(series("Offered per minute", [(f"sum(rate(ccmon_contacts_offered_total{{{QC}}}[5m])) * 60", "offered"),
-                                                    (f"sum(rate(ccmon_contacts_answered_total{{{QC}}}[5m])) * 60", "answered"),
-                                                    (f"sum(rate(ccmon_contacts_abandoned_total{{{QC}}}[5m])) * 60", "abandoned"),
-                                                    (f"sum(rate(ccmon_contacts_dequeued_total{{{QC}}}[5m])) * 60", "dequeued")],
-                            "none"))
-    d = d.with_panel(series("Waiting now and oldest wait",
-                            [(f"sum(ccmon_queue_waiting_contacts{{{QC}}})", "waiting"),
-                             (f"max(ccmon_queue_oldest_wait_seconds{{{QC}}})", "oldest wait (s)")], "none"))
-    for title, metric, unit in (("Service level", "ccmon_service_level_ratio", "percentunit"),
-                                ("Abandonment rate", "ccmon_abandon_ratio", "percentunit"),
-                                ("ASA", "ccmon_asa_seconds", "s"), ("AHT", "ccmon_aht_seconds", "s"),
-                                ("Offered in window", "ccmon_offered_contacts", "none")):
-        d = d.with_panel(series(title, [(f'sum by (window) ({metric}{{{QC}, window="{w}"}})', w) for w in windows], unit))
-    d = d.with_panel(series("Wait before answer (percentiles, 5m)", [
-        (f'histogram_quantile({q}, sum by (le) (rate(ccmon_wait_seconds_bucket{{{QC}, outcome="answered"}}[5m])))', f"p{int(q * 100)}")
-        for q in (0.5, 0.9, 0.99)], "s"))
-    d = d.with_panel(series("Handle time (percentiles, 15m)", [
-        (f"histogram_quantile({q}, sum by (le) (rate(ccmon_handle_seconds_bucket{{{QC}}}[15m])))", f"p{int(q * 100)}")
-        for q in (0.5, 0.9)], "s"))
-    d = d.with_panel(series("Agents required vs staffed", [
-        (f"sum(ccmon_agents_required{{{QC}}})", "required"),
-        ('sum(ccmon_agents{queue=~"$queue", state=~"available|busy|acw"})', "staffed")], "none"))
-    d = d.with_panel(series("Dequeued per minute by reason (left the queue without an agent, not hung up)", [
-        (f"sum by (reason) (rate(ccmon_contacts_dequeued_total{{{QC}}}[5m])) * 60", "{{reason}}")], "none"))
-    d = d.with_panel(series("Missed offers per minute (rang out or rejected)", [
-        (f"sum(rate(ccmon_offers_missed_total{{{QC}}}[5m])) * 60", "missed offers")], "none"))
-    d = d.with_panel(series("CSAT and FCR (1h)", [(f'sum(ccmon_csat_ratio{{{QC}, window="1h"}})', "CSAT"),
-                                                  (f'sum(ccmon_fcr_ratio{{{QC}, window="1h"}})', "FCR")], "percentunit"))
+    d = d.with_panel(
+        series(
+            "Offered per minute",
+            [
+                (f"sum(rate(ccmon_contacts_offered_total{{{QC}}}[5m])) * 60", "offered"),
+                (f"sum(rate(ccmon_contacts_answered_total{{{QC}}}[5m])) * 60", "answered"),
+                (f"sum(rate(ccmon_contacts_abandoned_total{{{QC}}}[5m])) * 60", "abandoned"),
+                (f"sum(rate(ccmon_contacts_dequeued_total{{{QC}}}[5m])) * 60", "dequeued"),
+            ],
+            "none",
+        )
+    )
+    d = d.with_panel(
+        series(
+            "Waiting now and oldest wait",
+            [
+                (f"sum(ccmon_queue_waiting_contacts{{{QC}}})", "waiting"),
+                (f"max(ccmon_queue_oldest_wait_seconds{{{QC}}})", "oldest wait (s)"),
+            ],
+            "none",
+        )
+    )
+    for title, metric, unit in (
+        ("Service level", "ccmon_service_level_ratio", "percentunit"),
+        ("Abandonment rate", "ccmon_abandon_ratio", "percentunit"),
+        ("ASA", "ccmon_asa_seconds", "s"),
+        ("AHT", "ccmon_aht_seconds", "s"),
+        ("Offered in window", "ccmon_offered_contacts", "none"),
+    ):
+        d = d.with_panel(
+            series(title, [(f'sum by (window) ({metric}{{{QC}, window="{w}"}})', w) for w in windows], unit)
+        )
+    d = d.with_panel(
+        series(
+            "Wait before answer (percentiles, 5m)",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le) "
+                    f'(rate(ccmon_wait_seconds_bucket{{{QC}, outcome="answered"}}[5m])))',
+                    f"p{int(q * 100)}",
+                )
+                for q in (0.5, 0.9, 0.99)
+            ],
+            "s",
+        )
+    )
+    d = d.with_panel(
+        series(
+            "Handle time (percentiles, 15m)",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le) (rate(ccmon_handle_seconds_bucket{{{QC}}}[15m])))",
+                    f"p{int(q * 100)}",
+                )
+                for q in (0.5, 0.9)
+            ],
+            "s",
+        )
+    )
+    d = d.with_panel(
+        series(
+            "Agents required vs staffed",
+            [
+                (f"sum(ccmon_agents_required{{{QC}}})", "required"),
+                ('sum(ccmon_agents{queue=~"$queue", state=~"available|busy|acw"})', "staffed"),
+            ],
+            "none",
+        )
+    )
+    d = d.with_panel(
+        series(
+            "Dequeued per minute by reason (left the queue without an agent, not hung up)",
+            [(f"sum by (reason) (rate(ccmon_contacts_dequeued_total{{{QC}}}[5m])) * 60", "{{reason}}")],
+            "none",
+        )
+    )
+    d = d.with_panel(
+        series(
+            "Missed offers per minute (rang out or rejected)",
+            [(f"sum(rate(ccmon_offers_missed_total{{{QC}}}[5m])) * 60", "missed offers")],
+            "none",
+        )
+    )
+    d = d.with_panel(
+        series(
+            "CSAT and FCR (1h)",
+            [
+                (f'sum(ccmon_csat_ratio{{{QC}, window="1h"}})', "CSAT"),
+                (f'sum(ccmon_fcr_ratio{{{QC}, window="1h"}})', "FCR"),
+            ],
+            "percentunit",
+        )
+    )
     d = d.with_panel(series("NPS (1h)", [(f'sum(ccmon_nps_score{{{QC}, window="1h"}})', "NPS")], "none"))
-    d = d.with_panel(series("CES (1-7, 7 = very easy)", [(f'avg by (window) (ccmon_ces_score{{{QC}, window="{w}"}})', w)
-                                                        for w in ("1h", "today")], "none"))
+    d = d.with_panel(
+        series(
+            "CES (1-7, 7 = very easy)",
+            [(f'avg by (window) (ccmon_ces_score{{{QC}, window="{w}"}})', w) for w in ("1h", "today")],
+            "none",
+        )
+    )
     return d
 
 
 def pipeline() -> dashboard.Dashboard:
     """For ops: is data flowing, is it clean, is it fresh, are the workers up."""
-    d = (dashboard.Dashboard("ccmon pipeline health").uid("ccmon-pipeline").tags(["ccmon"]).refresh("30s")
-         .time("now-3h", "now").timezone("browser"))
-    d = d.with_panel(series("Events per second by result", [
-        ("sum by (result) (rate(ccmon_events_total[1m]))", "{{result}}")], "reqps"))
-    d = d.with_panel(series("Dead letters per second by reason", [
-        ("sum by (reason) (rate(ccmon_dead_letters_total[5m]))", "{{reason}}")], "reqps"))
-    d = d.with_panel(series("Event lag p50 / p95 (event time to processing)", [
-        (f"histogram_quantile({q}, sum by (le, topic) (rate(ccmon_event_lag_seconds_bucket[5m])))", f"p{int(q * 100)} {{{{topic}}}}")
-        for q in (0.5, 0.95)], "s"))
-    d = d.with_panel(series("Consumer lag (messages behind)", [
-        ("sum by (topic) (ccmon_consumer_lag_messages)", "{{topic}}")], "none"))
+    d = (
+        dashboard.Dashboard("ccmon pipeline health")
+        .uid("ccmon-pipeline")
+        .tags(["ccmon"])
+        .refresh("30s")
+        .time("now-3h", "now")
+        .timezone("browser")
+    )
+    d = d.with_panel(
+        series(
+            "Events per second by result",
+            [("sum by (result) (rate(ccmon_events_total[1m]))", "{{result}}")],
+            "reqps",
+        )
+    )
+    d = d.with_panel(
+        series(
+            "Dead letters per second by reason",
+            [("sum by (reason) (rate(ccmon_dead_letters_total[5m]))", "{{reason}}")],
+            "reqps",
+        )
+    )
+    d = d.with_panel(
+        series(
+            "Event lag p50 / p95 (event time to processing)",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le, topic) (rate(ccmon_event_lag_seconds_bucket[5m])))",
+                    f"p{int(q * 100)} {{{{topic}}}}",
+                )
+                for q in (0.5, 0.95)
+            ],
+            "s",
+        )
+    )
+    d = d.with_panel(
+        series(
+            "Consumer lag (messages behind)",
+            [("sum by (topic) (ccmon_consumer_lag_messages)", "{{topic}}")],
+            "none",
+        )
+    )
     d = d.with_panel(series("Workers up", [('up{job="ccmon"}', "{{instance}}")], "none"))
-    d = d.with_panel(series("Scrape duration", [('scrape_duration_seconds{job="ccmon"}', "{{instance}}")], "s"))
-    d = d.with_panel(series("Queues exported per worker", [
-        ('count by (instance) (ccmon_contacts_offered_total)', "{{instance}}")], "none"))
+    d = d.with_panel(
+        series("Scrape duration", [('scrape_duration_seconds{job="ccmon"}', "{{instance}}")], "s")
+    )
+    d = d.with_panel(
+        series(
+            "Queues exported per worker",
+            [("count by (instance) (ccmon_contacts_offered_total)", "{{instance}}")],
+            "none",
+        )
+    )
     return d
 
 
 #: agent states → (code in the state timeline, colour): the agents page's colours
-AGENT_STATE_CODES = {"available": (1, "green"), "busy": (2, "blue"), "acw": (3, "purple"), "away": (4, "orange"),
-                     "offline": (5, "text")}
+AGENT_STATE_CODES = {
+    "available": (1, "green"),
+    "busy": (2, "blue"),
+    "acw": (3, "purple"),
+    "away": (4, "orange"),
+    "offline": (5, "text"),
+}
 AG = 'agent=~"$agent"'
 
 
 def agents() -> dashboard.Dashboard:
     """For supervisors and workforce planners: per agent, from the per-agent series, which a worker
     exports only with CCMON_AGENT_METRICS=true (docs/configuration.md)."""
-    d = (dashboard.Dashboard("ccmon agents").uid("ccmon-agents").tags(["ccmon"]).refresh("30s")
-         .time("now-6h", "now").timezone("browser"))
-    d = d.with_variable(dashboard.QueryVariable("agent").label("agent").datasource(DATASOURCE)
-                        .query("label_values(ccmon_agent_state, agent)")
-                        .multi(True).include_all(True).current(dm.VariableOption(selected=True, text="All", value="$__all")))
+    d = (
+        dashboard.Dashboard("ccmon agents")
+        .uid("ccmon-agents")
+        .tags(["ccmon"])
+        .refresh("30s")
+        .time("now-6h", "now")
+        .timezone("browser")
+    )
+    d = d.with_variable(
+        dashboard.QueryVariable("agent")
+        .label("agent")
+        .datasource(DATASOURCE)
+        .query("label_values(ccmon_agent_state, agent)")
+        .multi(True)
+        .include_all(True)
+        .current(dm.VariableOption(selected=True, text="All", value="$__all"))
+    )
     # one number per agent and moment: the code of its state (ccmon_agent_state is 1 for exactly one)
-    code = " + ".join(f'{n} * max by (agent) (ccmon_agent_state{{{AG}, state="{s}"}})'
-                      for s, (n, _) in AGENT_STATE_CODES.items())
-    timeline = (statetimeline.Panel().title("State per agent").datasource(DATASOURCE)
-                .with_target(query(code, "{{agent}}")).span(24).height(12)
-                .mappings([dm.ValueMap(options={str(n): dm.ValueMappingResult(text=s, color=c, index=n - 1)
-                                                for s, (n, c) in AGENT_STATE_CODES.items()})])
-                .color_scheme(dashboard.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
-                .thresholds(NEUTRAL).merge_values(True).show_value(cm.VisibilityMode.NEVER))
+    code = " + ".join(
+        f'{n} * max by (agent) (ccmon_agent_state{{{AG}, state="{s}"}})'
+        for s, (n, _) in AGENT_STATE_CODES.items()
+    )
+    timeline = (
+        statetimeline.Panel()
+        .title("State per agent")
+        .datasource(DATASOURCE)
+        .with_target(query(code, "{{agent}}"))
+        .span(24)
+        .height(12)
+        .mappings(
+            [
+                dm.ValueMap(
+                    options={
+                        str(n): dm.ValueMappingResult(text=s, color=c, index=n - 1)
+                        for s, (n, c) in AGENT_STATE_CODES.items()
+                    }
+                )
+            ]
+        )
+        .color_scheme(dashboard.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+        .thresholds(NEUTRAL)
+        .merge_values(True)
+        .show_value(cm.VisibilityMode.NEVER)
+    )
     d = d.with_panel(timeline)
-    d = d.with_panel(series("Agents per state", [
-        ("sum by (state) (ccmon_agent_state)", "{{state}}")], "none"))
+    d = d.with_panel(
+        series("Agents per state", [("sum by (state) (ccmon_agent_state)", "{{state}}")], "none")
+    )
     busy = f'sum by (agent) (increase(ccmon_agent_state_seconds_total{{{AG}, state=~"busy|acw"}}[1h]))'
     logged_in = f'sum by (agent) (increase(ccmon_agent_state_seconds_total{{{AG}, state!="offline"}}[1h]))'
-    d = d.with_panel(series("Occupancy (busy + ACW / logged in, last hour)",
-                            [(f"{busy} / ({logged_in} > 0)", "{{agent}}")], "percentunit"))
-    d = d.with_panel(series("AHT by agent (last hour)", [
-        (f"sum by (agent) (increase(ccmon_agent_handle_seconds_total{{{AG}}}[1h]))"
-         f" / (sum by (agent) (increase(ccmon_agent_handled_total{{{AG}}}[1h])) > 0)", "{{agent}}")], "s"))
-    d = d.with_panel(series("Handled per agent (last hour)", [
-        (f"round(sum by (agent) (increase(ccmon_agent_handled_total{{{AG}}}[1h])))", "{{agent}}")], "none"))
-    d = d.with_panel(series("Missed offers per agent (last hour)", [
-        (f"round(sum by (agent) (increase(ccmon_agent_offers_missed_total{{{AG}}}[1h])))", "{{agent}}")], "none"))
+    d = d.with_panel(
+        series(
+            "Occupancy (busy + ACW / logged in, last hour)",
+            [(f"{busy} / ({logged_in} > 0)", "{{agent}}")],
+            "percentunit",
+        )
+    )
+    d = d.with_panel(
+        series(
+            "AHT by agent (last hour)",
+            [
+                (
+                    f"sum by (agent) (increase(ccmon_agent_handle_seconds_total{{{AG}}}[1h]))"
+                    f" / (sum by (agent) (increase(ccmon_agent_handled_total{{{AG}}}[1h])) > 0)",
+                    "{{agent}}",
+                )
+            ],
+            "s",
+        )
+    )
+    d = d.with_panel(
+        series(
+            "Handled per agent (last hour)",
+            [(f"round(sum by (agent) (increase(ccmon_agent_handled_total{{{AG}}}[1h])))", "{{agent}}")],
+            "none",
+        )
+    )
+    d = d.with_panel(
+        series(
+            "Missed offers per agent (last hour)",
+            [(f"round(sum by (agent) (increase(ccmon_agent_offers_missed_total{{{AG}}}[1h])))", "{{agent}}")],
+            "none",
+        )
+    )
     return d
 
 
-DASHBOARDS = {"wallboard.json": wallboard, "queue-detail.json": queue_detail, "pipeline.json": pipeline,
-              "agents.json": agents}
+DASHBOARDS = {
+    "wallboard.json": wallboard,
+    "queue-detail.json": queue_detail,
+    "pipeline.json": pipeline,
+    "agents.json": agents,
+}
 
 
 def render(build) -> str:
-    return json.dumps(json.loads(JSONEncoder(sort_keys=True, indent=2).encode(build().build())), indent=2,
-                      sort_keys=True) + "\n"
+    return (
+        json.dumps(
+            json.loads(JSONEncoder(sort_keys=True, indent=2).encode(build().build())),
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )
 
 
 def main() -> int:

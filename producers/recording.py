@@ -10,10 +10,11 @@ to replay at recorded pace; without it the event's own ``ts`` sets the pace.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 
@@ -61,8 +62,10 @@ def read(path: Path) -> Iterator[Message]:
                 if not isinstance(topic, str) or not (key is None or isinstance(key, str)):
                     raise TypeError
             except (ValueError, KeyError, TypeError):
-                raise CcmonError(f"{path}:{lineno}: not a recording line "
-                                 f'(expected {{"topic": ..., "key": ..., "value": ...}})') from None
+                raise CcmonError(
+                    f"{path}:{lineno}: not a recording line "
+                    f'(expected {{"topic": ..., "key": ..., "value": ...}})'
+                ) from None
             raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else orjson.dumps(value)
             at = doc.get("at")
             if not isinstance(at, (int, float)):

@@ -167,6 +167,14 @@ def _get_json(url: str) -> Any:
         return orjson.loads(resp.read())
 
 
+def _has_series(url: str) -> bool:
+    """Whether the wallboard shows numbers yet (refused or not ready counts as no)."""
+    try:
+        return bool(_get_json(url)["series"])
+    except OSError:
+        return False
+
+
 def _prometheus_config(path: Path, web_port: int) -> None:
     """The demo's Prometheus: ccmon's packaged rules, copied beside its config, and one target."""
     from streams.packaged import prometheus_rules
@@ -187,6 +195,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started is stopped."""
     import shutil
 
+    from streams.dev.harness import ProcessExited, Service, wait_until
     from streams.kafka_local import LocalKafka
     s = _settings(args)
     say = lambda text: print(f"ccmon demo: {text}", file=sys.stderr, flush=True)  # noqa: E731
@@ -214,15 +223,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     url = f"http://{s.web_host}:{s.web_port}"
     try:
         say("starting the worker...")
-        procs.append(("worker", subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env)))
-        while not stop["flag"]:
-            try:
-                _get_json(f"{url}/health")
-                break
-            except OSError:
-                if procs[0][1].poll() is not None:
-                    raise CcmonError("the worker exited during start-up; see its output above") from None
-                time.sleep(0.3)
+        worker = Service([sys.executable, "-m", "streams", "worker"], port=s.web_port, host=s.web_host,
+                         env=env, name="worker").start()
+        procs.append(("worker", worker.proc))
+        try:
+            worker.wait_ready(timeout=None, give_up=lambda: stop["flag"])  # until ready or Ctrl-C
+        except ProcessExited:
+            raise CcmonError("the worker exited during start-up; see its output above") from None
         say(f"worker ready after {time.monotonic() - t0:.1f} s; starting the simulator "
             f"({args.backfill:.0f} s of history first)")
         sim = [sys.executable, "-m", "streams", "simulate", "--backfill", str(args.backfill), "--seed", str(args.seed)]
@@ -234,13 +241,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 [prometheus, f"--config.file={config}", f"--storage.tsdb.path={data / 'prometheus'}",
                  f"--web.listen-address=127.0.0.1:{args.prometheus_port}"],
                 stdout=(data / "prometheus.log").open("ab"), stderr=subprocess.STDOUT)))
-        while not stop["flag"]:
-            try:
-                if _get_json(f"{url}/api/wallboard")["series"]:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.3)
+        wait_until(lambda: _has_series(f"{url}/api/wallboard"), timeout=None, give_up=lambda: stop["flag"],
+                   what="the first numbers on the wallboard")
         if not stop["flag"]:
             say(f"first numbers on the wallboard after {time.monotonic() - t0:.1f} s")
         lines = [f"  Wallboard:  {url}/wallboard", f"  Agents:     {url}/agents", f"  Metrics:    {url}/metrics",

@@ -5,6 +5,7 @@ setuptools, so ``pip install`` and editable installs stay quick and need no C co
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from setuptools.build_meta import *  # noqa: F401,F403  (every other hook is setuptools')
 
@@ -16,7 +17,7 @@ def _compiler() -> list[str]:
     return [MYPYC] if os.environ.get("CCMON_COMPILE_CORE", "") == "1" else []
 
 
-def get_requires_for_build_wheel(config_settings=None):  # type: ignore[no-untyped-def]
+def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:
     """setuptools' own hook would run setup.py, which imports mypyc before it is installed; ccmon
     declares no setup_requires, so its answer is just the compiler."""
     return _compiler()

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from producers.recording import line
-from tests.integration.conftest import Env, Worker, metric
+from tests.integration.support import Env, Worker, metric
 
 pytestmark = pytest.mark.integration
 
@@ -28,27 +28,49 @@ def test_five_thousand_agents_and_a_flood_beyond_the_cap(env: Env, workers: list
     for i in range(AGENTS + FLOOD):
         aid = f"agent-{i:05d}"
         for n, state in enumerate(("available", "busy")):
-            lines.append(line(t["agents"], aid, {"event_id": f"{aid}-{n}", "type": "state", "agent_id": aid,
-                                                 "state": state, "queues": [f"q{i % 20}"], "name": f"Agent {i}",
-                                                 "ts": int((base + n * 60 + i / 100) * 1000)}))
+            lines.append(
+                line(
+                    t["agents"],
+                    aid,
+                    {
+                        "event_id": f"{aid}-{n}",
+                        "type": "state",
+                        "agent_id": aid,
+                        "state": state,
+                        "queues": [f"q{i % 20}"],
+                        "name": f"Agent {i}",
+                        "ts": int((base + n * 60 + i / 100) * 1000),
+                    },
+                )
+            )
     path = env.tmp / "agents.jsonl"
     path.write_bytes(b"".join(lines))
     assert env.ccmon("replay", str(path), timeout=300).returncode == 0
-    m = w.wait_for(lambda m: (metric(m, "ccmon_dead_letters_total", reason="agent_limit") or 0) >= 2 * FLOOD
-                   and sum(1 for k in m if k[0] == "ccmon_agent_handled_total") == AGENTS,
-                   timeout=240, what="5,000 agents admitted and the flood dead-lettered")
+    m = w.wait_for(
+        lambda m: (
+            (metric(m, "ccmon_dead_letters_total", reason="agent_limit") or 0) >= 2 * FLOOD
+            and sum(1 for k in m if k[0] == "ccmon_agent_handled_total") == AGENTS
+        ),
+        timeout=240,
+        what="5,000 agents admitted and the flood dead-lettered",
+    )
     assert metric(m, "ccmon_dead_letters_total", reason="agent_limit") == 2 * FLOOD
     series = [k for k in m if k[0].startswith("ccmon_agent_") and k[0] != "ccmon_agents"]
     assert len(series) == 13 * AGENTS
-    assert sum(v for k, v in m.items() if k[0] == "ccmon_agent_state" and dict(k[1])["state"] == "busy") == AGENTS
+    assert (
+        sum(v for k, v in m.items() if k[0] == "ccmon_agent_state" and dict(k[1])["state"] == "busy")
+        == AGENTS
+    )
     timings, size = [], 0
     for _ in range(5):
         t0 = time.perf_counter()
         with urllib.request.urlopen(w.url("/metrics"), timeout=30) as resp:
             size = len(resp.read())
         timings.append(time.perf_counter() - t0)
-    print(f"\n{AGENTS} agents: {len(series)} per-agent series; /metrics {size / 1e6:.2f} MB, "
-          f"scrape {min(timings) * 1000:.0f}-{max(timings) * 1000:.0f} ms (min-max of 5)")
+    print(
+        f"\n{AGENTS} agents: {len(series)} per-agent series; /metrics {size / 1e6:.2f} MB, "
+        f"scrape {min(timings) * 1000:.0f}-{max(timings) * 1000:.0f} ms (min-max of 5)"
+    )
     with urllib.request.urlopen(w.url("/api/agents"), timeout=30) as resp:
         whole = json.loads(resp.read())
     assert len(whole["agents"]) == whole["total"] == AGENTS and whole["next_offset"] is None
@@ -63,4 +85,6 @@ def test_five_thousand_agents_and_a_flood_beyond_the_cap(env: Env, workers: list
     assert pages == 5 and paged == [(a["agent"], a["state"], a["since"]) for a in whole["agents"]]
     with pytest.raises(urllib.error.HTTPError) as bad:
         urllib.request.urlopen(w.url("/api/agents?limit=0"), timeout=30)
-    assert bad.value.code == 400 and json.loads(bad.value.read()) == {"error": "limit must be an integer >= 1, not '0'"}
+    assert bad.value.code == 400 and json.loads(bad.value.read()) == {
+        "error": "limit must be an integer >= 1, not '0'"
+    }

@@ -7,13 +7,12 @@ import json
 import signal
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from producers.recording import line
-from tests.integration.conftest import Env, Worker, metric
-from tests.integration.test_wallboard_browser import ARTIFACTS, browser  # noqa: F401 (fixture)
+from tests.integration.support import ARTIFACTS, Env, Worker, metric
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.integration
 def noon_zone() -> str:
     """A fixed-offset zone in which it is about noon now: the recording (the last 5 minutes) never
     straddles the contact center's midnight, whatever the hour the test runs at."""
-    offset = (12 - datetime.now(timezone.utc).hour) % 24
+    offset = (12 - datetime.now(UTC).hour) % 24
     offset = offset - 24 if offset > 14 else offset
     return "Etc/GMT" + ("-" if offset > 0 else "+") + str(abs(offset)) if offset else "UTC"
 
@@ -31,12 +30,36 @@ def recording(env: Env, base: float) -> bytes:
     out = []
 
     def a(aid: str, state: str, queues: list[str], dt: float, **kw) -> None:
-        out.append(line(t["agents"], aid, {"event_id": f"{aid}-{dt}", "type": "state", "agent_id": aid,
-                                          "state": state, "queues": queues, "ts": int((base + dt) * 1000), **kw}))
+        out.append(
+            line(
+                t["agents"],
+                aid,
+                {
+                    "event_id": f"{aid}-{dt}",
+                    "type": "state",
+                    "agent_id": aid,
+                    "state": state,
+                    "queues": queues,
+                    "ts": int((base + dt) * 1000),
+                    **kw,
+                },
+            )
+        )
 
     def c(topic: str, cid: str, etype: str, dt: float, **kw) -> None:
-        out.append(line(t[topic], cid, {"event_id": f"{cid}-{etype}-{dt}", "type": etype, "contact_id": cid,
-                                        "ts": int((base + dt) * 1000), **kw}))
+        out.append(
+            line(
+                t[topic],
+                cid,
+                {
+                    "event_id": f"{cid}-{etype}-{dt}",
+                    "type": etype,
+                    "contact_id": cid,
+                    "ts": int((base + dt) * 1000),
+                    **kw,
+                },
+            )
+        )
 
     a("a1", "available", ["sales", "support"], 0, name="Ann Lee")
     a("a2", "available", ["support"], 0, name="Bob Stone")
@@ -91,23 +114,48 @@ def by_agent(body: dict) -> dict:
 
 def test_agent_view_figures_metrics_and_live_page(env: Env, workers: list[Worker], browser):  # noqa: F811
     ARTIFACTS.mkdir(exist_ok=True)
-    workers.append(Worker(env, CCMON_AGENT_METRICS="true", CCMON_TIMEZONE=noon_zone(),
-                          CCMON_AGENT_ACW_LIMIT_S="60", CCMON_AGENT_AWAY_LIMIT_S="120"))
+    workers.append(
+        Worker(
+            env,
+            CCMON_AGENT_METRICS="true",
+            CCMON_TIMEZONE=noon_zone(),
+            CCMON_AGENT_ACW_LIMIT_S="60",
+            CCMON_AGENT_AWAY_LIMIT_S="120",
+        )
+    )
     w = workers[0]
     base = time.time() - 280
     path = env.tmp / "agents.jsonl"
     path.write_bytes(recording(env, base))
     assert env.ccmon("replay", str(path)).returncode == 0
-    body = wait_api(w, lambda b: len(b["agents"]) == 5 and by_agent(b)["a5"]["state"] == "acw"
-                    and by_agent(b)["a1"]["handled_today"] == 1 and by_agent(b)["a3"]["handled_today"] == 1
-                    and by_agent(b)["a2"]["missed_today"] == 1)
+    body = wait_api(
+        w,
+        lambda b: (
+            len(b["agents"]) == 5
+            and by_agent(b)["a5"]["state"] == "acw"
+            and by_agent(b)["a1"]["handled_today"] == 1
+            and by_agent(b)["a3"]["handled_today"] == 1
+            and by_agent(b)["a2"]["missed_today"] == 1
+        ),
+    )
     ag = by_agent(body)
     assert body["scope"].startswith("all agents")
     a1, a2, a3, a4, a5 = (ag[k] for k in ("a1", "a2", "a3", "a4", "a5"))
-    assert (a1["name"], a1["state"], a1["since"], a1["queues"]) == ("Ann Lee", "available", pytest.approx(base + 100, abs=1e-3),
-                                                                   ["sales", "support"])
-    assert (a1["handled_today"], a1["aht_s_today"], a1["missed_today"], a1["contact"]) == (1, pytest.approx(90.0), 0, None)
-    assert a1["state_s_today"]["busy"] == pytest.approx(60.0) and a1["state_s_today"]["acw"] == pytest.approx(30.0)
+    assert (a1["name"], a1["state"], a1["since"], a1["queues"]) == (
+        "Ann Lee",
+        "available",
+        pytest.approx(base + 100, abs=1e-3),
+        ["sales", "support"],
+    )
+    assert (a1["handled_today"], a1["aht_s_today"], a1["missed_today"], a1["contact"]) == (
+        1,
+        pytest.approx(90.0),
+        0,
+        None,
+    )
+    assert a1["state_s_today"]["busy"] == pytest.approx(60.0) and a1["state_s_today"]["acw"] == pytest.approx(
+        30.0
+    )
     now = body["generated_at"]
     assert a1["occupancy_today"] == pytest.approx(90.0 / (now - base), abs=1e-5)  # ts are in ms
     assert (a2["missed_today"], a2["handled_today"], a2["occupancy_today"]) == (1, 0, 0.0)
@@ -115,7 +163,11 @@ def test_agent_view_figures_metrics_and_live_page(env: Env, workers: list[Worker
     assert (a4["state"], a4["reason"], a4["over_limit"]) == ("away", "lunch", True)
     assert (a5["state"], a5["over_limit"]) == ("acw", True)
     assert {k: a5["contact"][k] for k in ("id", "queue", "channel", "phase")} == {
-        "id": "c3", "queue": "sales", "channel": "voice", "phase": "acw"}
+        "id": "c3",
+        "queue": "sales",
+        "channel": "voice",
+        "phase": "acw",
+    }
     assert a5["contact"]["since"] == pytest.approx(base + 150, abs=1e-3)
     assert not a1["over_limit"] and not a2["over_limit"]
 
@@ -136,7 +188,8 @@ def test_agent_view_figures_metrics_and_live_page(env: Env, workers: list[Worker
     page.wait_for_function("document.querySelectorAll('#rows tr').length === 5", timeout=15_000)
     page.evaluate("window.notReloaded = true")
     cells = page.evaluate("""() => [...document.querySelectorAll('#rows tr')].map(tr => [tr.dataset.agent,
-        Object.fromEntries([...tr.querySelectorAll('td')].map(td => [td.dataset.col, [td.dataset.value ?? null, td.textContent]])),
+        Object.fromEntries([...tr.querySelectorAll('td')].map(
+            td => [td.dataset.col, [td.dataset.value ?? null, td.textContent]])),
         tr.classList.contains('over')])""")
     ag = by_agent(api(w))
     for agent_id, cols, over in cells:
@@ -155,29 +208,58 @@ def test_agent_view_figures_metrics_and_live_page(env: Env, workers: list[Worker
     assert page.inner_text('tr[data-agent="a5"] td[data-col="contact"]').startswith("sales")
     assert "acw" in page.inner_text('tr[data-agent="a5"] td[data-col="contact"]')
     first = page.inner_text('tr[data-agent="a4"] td[data-col="time"]')
-    page.wait_for_function(f"""() => document.querySelector('tr[data-agent="a4"] td[data-col="time"]')
-                                      .textContent !== {json.dumps(first)}""", timeout=5_000)
+    page.wait_for_function(
+        f"""() => document.querySelector('tr[data-agent="a4"] td[data-col="time"]')
+                                      .textContent !== {json.dumps(first)}""",
+        timeout=5_000,
+    )
     # sorting and filtering
     page.select_option("#f-state", "available")
-    assert sorted(page.eval_on_selector_all("#rows tr", "rs => rs.map(r => r.dataset.agent)")) == ["a1", "a2", "a3"]
+    assert sorted(page.eval_on_selector_all("#rows tr", "rs => rs.map(r => r.dataset.agent)")) == [
+        "a1",
+        "a2",
+        "a3",
+    ]
     page.select_option("#f-state", "")
     page.select_option("#f-queue", "support")
-    assert sorted(page.eval_on_selector_all("#rows tr", "rs => rs.map(r => r.dataset.agent)")) == ["a1", "a2", "a3"]
+    assert sorted(page.eval_on_selector_all("#rows tr", "rs => rs.map(r => r.dataset.agent)")) == [
+        "a1",
+        "a2",
+        "a3",
+    ]
     page.select_option("#f-queue", "")
     page.click('th[data-col="handled"]')
-    assert page.eval_on_selector_all("#rows tr", "rs => rs.map(r => r.dataset.agent)")[:2] in (["a1", "a3"], ["a3", "a1"])
+    assert page.eval_on_selector_all("#rows tr", "rs => rs.map(r => r.dataset.agent)")[:2] in (
+        ["a1", "a3"],
+        ["a3", "a1"],
+    )
     page.click('th[data-col="time"]')
     page.screenshot(path=str(ARTIFACTS / "agents.png"), full_page=True)
 
     more = env.tmp / "more.jsonl"
-    more.write_bytes(line(env.topics["agents"], "a2", {
-        "event_id": "a2-later", "type": "state", "agent_id": "a2", "state": "away", "reason": "training",
-        "queues": ["support"], "ts": int(time.time() * 1000)}))
+    more.write_bytes(
+        line(
+            env.topics["agents"],
+            "a2",
+            {
+                "event_id": "a2-later",
+                "type": "state",
+                "agent_id": "a2",
+                "state": "away",
+                "reason": "training",
+                "queues": ["support"],
+                "ts": int(time.time() * 1000),
+            },
+        )
+    )
     assert env.ccmon("replay", str(more)).returncode == 0
-    page.wait_for_function("""() => {
+    page.wait_for_function(
+        """() => {
         const td = document.querySelector('tr[data-agent="a2"] td[data-col="state"]');
         return td && td.dataset.value === 'away' && window.notReloaded === true;
-    }""", timeout=15_000)
+    }""",
+        timeout=15_000,
+    )
     assert page.inner_text('tr[data-agent="a2"] td[data-col="reason"]') == "training"
 
     w.stop(signal.SIGTERM)

@@ -22,7 +22,8 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from tests.integration.conftest import ROOT, Env, Worker, free_port
+from streams.dev.harness import free_port
+from tests.integration.support import ROOT, Env, Worker
 
 pytestmark = pytest.mark.integration
 
@@ -54,8 +55,11 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def find(self, status: str, **labels: str) -> list[tuple[float, dict]]:
-        return [(t, a) for t, a in self.notifications
-                if a["status"] == status and all(a["labels"].get(k) == v for k, v in labels.items())]
+        return [
+            (t, a)
+            for t, a in self.notifications
+            if a["status"] == status and all(a["labels"].get(k) == v for k, v in labels.items())
+        ]
 
 
 class Traffic:
@@ -63,7 +67,8 @@ class Traffic:
     second on the spiking queue abandoned after 10 s."""
 
     def __init__(self, env: Env) -> None:
-        self.env, self.n, self.spike = env, 0, None
+        self.env, self.n = env, 0
+        self.spike: str | None = None
 
     async def run(self, seconds: float, stop_at: float | None = None) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=self.env.kafka.address, linger_ms=5)
@@ -76,24 +81,54 @@ class Traffic:
                 for queue in ("sales", "support"):
                     self.n += 1
                     cid = f"c{self.n}"
-                    for etype, dt, extra in (("offered", -2000, {"queue": queue}), ("answered", 0, {"agent_id": "a"})):
-                        await producer.send(topic, orjson.dumps({"event_id": f"{cid}-{etype}", "type": etype,
-                                                                 "contact_id": cid, "ts": now_ms + dt, **extra}),
-                                            key=cid.encode())
+                    steps: list[tuple[str, int, dict[str, str]]] = [
+                        ("offered", -2000, {"queue": queue}),
+                        ("answered", 0, {"agent_id": "a"}),
+                    ]
+                    for etype, dt, extra in steps:
+                        await producer.send(
+                            topic,
+                            orjson.dumps(
+                                {
+                                    "event_id": f"{cid}-{etype}",
+                                    "type": etype,
+                                    "contact_id": cid,
+                                    "ts": now_ms + dt,
+                                    **extra,
+                                }
+                            ),
+                            key=cid.encode(),
+                        )
                     if queue == self.spike:
                         self.n += 1
                         cid = f"c{self.n}"
-                        for etype, dt, extra in (("offered", -10000, {"queue": queue}), ("abandoned", 0, {})):
-                            await producer.send(topic, orjson.dumps({"event_id": f"{cid}-{etype}", "type": etype,
-                                                                     "contact_id": cid, "ts": now_ms + dt, **extra}),
-                                                key=cid.encode())
+                        spike: list[tuple[str, int, dict[str, str]]] = [
+                            ("offered", -10000, {"queue": queue}),
+                            ("abandoned", 0, {}),
+                        ]
+                        for etype, dt, extra in spike:
+                            await producer.send(
+                                topic,
+                                orjson.dumps(
+                                    {
+                                        "event_id": f"{cid}-{etype}",
+                                        "type": etype,
+                                        "contact_id": cid,
+                                        "ts": now_ms + dt,
+                                        **extra,
+                                    }
+                                ),
+                                key=cid.encode(),
+                            )
                 await producer.flush()
                 await asyncio.sleep(1.0)
         finally:
             await producer.stop()
 
 
-def test_abandonment_spike_pages_for_its_queue_only_and_resolves(env: Env, workers: list[Worker], tmp_path: Path):
+def test_abandonment_spike_pages_for_its_queue_only_and_resolves(
+    env: Env, workers: list[Worker], tmp_path: Path
+):
     workers.append(Worker(env))
     worker = workers[0]
     receiver = Receiver()
@@ -104,27 +139,50 @@ def test_abandonment_spike_pages_for_its_queue_only_and_resolves(env: Env, worke
             rule["expr"] = "vector(0.5)"
     (tmp_path / "thresholds.yml").write_text(yaml.safe_dump(thresholds))
     am_port, prom_port = free_port(), free_port()
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(tmp_path / "thresholds.yml"), str(RULES / "ccmon.yml")],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
-        "scrape_configs": [{"job_name": "ccmon", "static_configs": [{"targets": [f"127.0.0.1:{worker.port}"]}]}],
-    }))
+    (tmp_path / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(tmp_path / "thresholds.yml"), str(RULES / "ccmon.yml")],
+                "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+                "scrape_configs": [
+                    {"job_name": "ccmon", "static_configs": [{"targets": [f"127.0.0.1:{worker.port}"]}]}
+                ],
+            }
+        )
+    )
     am = yaml.safe_load((ROOT / "deploy" / "alertmanager" / "alertmanager.yml").read_text())
     for receiver_cfg in am["receivers"]:
         for hook in receiver_cfg["webhook_configs"]:
-            hook["url"] = hook["url"].replace("http://pager-webhook:9095", f"http://127.0.0.1:{receiver.port}")
+            hook["url"] = hook["url"].replace(
+                "http://pager-webhook:9095", f"http://127.0.0.1:{receiver.port}"
+            )
     for route in [am["route"], *am["route"]["routes"]]:
         route.update({"group_wait": "1s", "group_interval": "1s"})
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(am))
 
     procs = [
-        subprocess.Popen([ALERTMANAGER, f"--config.file={tmp_path / 'alertmanager.yml'}",
-                          f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{am_port}",
-                          "--cluster.listen-address="], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-                          f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-                         stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("wb")),
+        subprocess.Popen(
+            [
+                ALERTMANAGER,
+                f"--config.file={tmp_path / 'alertmanager.yml'}",
+                f"--storage.path={tmp_path / 'am'}",
+                f"--web.listen-address=127.0.0.1:{am_port}",
+                "--cluster.listen-address=",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "prometheus.log").open("wb"),
+        ),
     ]
     try:
         traffic = Traffic(env)
@@ -133,12 +191,15 @@ def test_abandonment_spike_pages_for_its_queue_only_and_resolves(env: Env, worke
         traffic.spike = "sales"
         spike_start = time.time()
         deadline = spike_start + 300
+
         async def spike_until_paged() -> None:
             while not receiver.find("firing", alertname="CcmonAbandonmentSpike") and time.time() < deadline:
                 await traffic.run(5)
+
         asyncio.run(spike_until_paged())
         fired = receiver.find("firing", alertname="CcmonAbandonmentSpike")
-        assert fired, f"no page within 300 s of the spike; Prometheus log: {(tmp_path / 'prometheus.log').read_text()[-1500:]}"
+        log = (tmp_path / "prometheus.log").read_text()
+        assert fired, f"no page within 300 s of the spike; Prometheus log: {log[-1500:]}"
         paged_after = fired[0][0] - spike_start
         alert = fired[0][1]
         assert alert["labels"]["queue"] == "sales" and alert["labels"]["severity"] == "page"
@@ -147,16 +208,23 @@ def test_abandonment_spike_pages_for_its_queue_only_and_resolves(env: Env, worke
         assert alert["annotations"]["runbook_url"].endswith("#ccmonabandonmentspike")
         traffic.spike = None
         recovery_start = time.time()
+
         async def normal_until_resolved() -> None:
-            while not receiver.find("resolved", alertname="CcmonAbandonmentSpike") and time.time() < recovery_start + 300:
+            while (
+                not receiver.find("resolved", alertname="CcmonAbandonmentSpike")
+                and time.time() < recovery_start + 300
+            ):
                 await traffic.run(5)
+
         asyncio.run(normal_until_resolved())
         resolved = receiver.find("resolved", alertname="CcmonAbandonmentSpike", queue="sales")
         assert resolved, "the page did not resolve within 300 s of traffic returning to normal"
         assert not receiver.find("firing", queue="support")  # the other queue never paged
         assert {a["labels"]["alertname"] for _, a in receiver.notifications} == {"CcmonAbandonmentSpike"}
-        print(f"paged {paged_after:.0f} s after the spike began; resolved "
-              f"{resolved[0][0] - recovery_start:.0f} s after traffic returned to normal")
+        print(
+            f"paged {paged_after:.0f} s after the spike began; resolved "
+            f"{resolved[0][0] - recovery_start:.0f} s after traffic returned to normal"
+        )
         assert paged_after < 240
     finally:
         for p in procs:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -21,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ROOT, Env, Worker, metric
+from tests.integration.support import ROOT, SALES, Env, Worker, accepted, counters, metric, summary_events
 
 pytestmark = pytest.mark.integration
-SALES = {"queue": "sales", "channel": "voice"}
 SUPPORT = {"queue": "support", "channel": "voice"}
 
 
@@ -42,20 +40,9 @@ class QueueLog:
             f.write(text + "\n")
 
 
-def counters(m: dict, labels: dict) -> dict:
-    return {n: metric(m, f"ccmon_contacts_{n}_total", **labels) for n in (
-        "offered", "answered", "abandoned", "short_abandoned", "answered_in_threshold", "handled", "transferred_out")}
-
-
-def summary_events(stdout: str) -> int:
-    return int(re.search(r"; (\d+) events produced, all acknowledged", stdout).group(1))
-
-
-def accepted(m: dict, env: Env) -> float:
-    return sum(v for (n, l), v in m.items() if n == "ccmon_events_total" and dict(l)["result"] in ("accepted",))
-
-
-def test_a_queue_log_file_gives_the_hand_computed_kpis_and_a_re_read_changes_nothing(env: Env, workers: list[Worker]):
+def test_a_queue_log_file_gives_the_hand_computed_kpis_and_a_re_read_changes_nothing(
+    env: Env, workers: list[Worker]
+):
     workers.append(Worker(env))
     w = workers[0]
     base = math.floor(time.time() / 10) * 10 - 400  # every line inside the 15m window
@@ -92,18 +79,36 @@ def test_a_queue_log_file_gives_the_hand_computed_kpis_and_a_re_read_changes_not
     m = w.wait_settled(lambda m: accepted(m, env) == produced, what=f"{produced} events accepted")
     # sales: offered c1..c5, c7 = 6; answered c1 (15 s), c4 (35 s); abandoned c2 (3 s, short), c3 (30 s);
     # handled c1 (120-25 talk+hold + 10 ACW = 105) and c4 (transferred while handled: 150-95 = 55)
-    assert counters(m, SALES) == {"offered": 6, "answered": 2, "abandoned": 2, "short_abandoned": 1,
-                                  "answered_in_threshold": 1, "handled": 2, "transferred_out": 1}
+    assert counters(m, SALES) == {
+        "offered": 6,
+        "answered": 2,
+        "abandoned": 2,
+        "short_abandoned": 1,
+        "answered_in_threshold": 1,
+        "handled": 2,
+        "transferred_out": 1,
+    }
     assert metric(m, "ccmon_handle_seconds_sum", **SALES) == pytest.approx(160)
     assert metric(m, "ccmon_queue_waiting_contacts", **SALES) == 2  # c5, c7
     for window in ("15m", "1h"):
-        assert metric(m, "ccmon_service_level_ratio", **SALES, window=window) == pytest.approx(1 / 3)  # 1/(2+2-1)
-        assert metric(m, "ccmon_abandon_ratio", **SALES, window=window) == pytest.approx(1 / 3)  # (2-1)/(2+2-1)
+        assert metric(m, "ccmon_service_level_ratio", **SALES, window=window) == pytest.approx(
+            1 / 3
+        )  # 1/(2+2-1)
+        assert metric(m, "ccmon_abandon_ratio", **SALES, window=window) == pytest.approx(
+            1 / 3
+        )  # (2-1)/(2+2-1)
         assert metric(m, "ccmon_asa_seconds", **SALES, window=window) == pytest.approx(25)  # (15+35)/2
         assert metric(m, "ccmon_aht_seconds", **SALES, window=window) == pytest.approx(80)  # (105+55)/2
     # support: c4 transferred in at 150, answered at 160 (10 s), handled 40 s; c6 waiting
-    assert counters(m, SUPPORT) == {"offered": 2, "answered": 1, "abandoned": 0, "short_abandoned": 0,
-                                    "answered_in_threshold": 1, "handled": 1, "transferred_out": 0}
+    assert counters(m, SUPPORT) == {
+        "offered": 2,
+        "answered": 1,
+        "abandoned": 0,
+        "short_abandoned": 0,
+        "answered_in_threshold": 1,
+        "handled": 1,
+        "transferred_out": 0,
+    }
     assert metric(m, "ccmon_aht_seconds", **SUPPORT, window="15m") == pytest.approx(40)
     assert metric(m, "ccmon_queue_waiting_contacts", **SUPPORT) == 1
     assert metric(m, "ccmon_agents", queue="sales", state="available") == 2
@@ -112,10 +117,20 @@ def test_a_queue_log_file_gives_the_hand_computed_kpis_and_a_re_read_changes_not
 
     again = env.ccmon("ingest", "asterisk", "--queue-log", str(log.path), "--wrapup", "sales=10", "--quiet")
     assert again.returncode == 0 and summary_events(again.stdout) == produced and again.stderr == ""
-    dup = w.wait_for(lambda m: sum(v for (n, l), v in m.items() if n == "ccmon_events_total"
-                                   and dict(l)["result"] == "duplicate") == produced, what="the re-read as duplicates")
-    assert {k: v for k, v in dup.items() if k[0].startswith("ccmon_contacts_")} == \
-        {k: v for k, v in m.items() if k[0].startswith("ccmon_contacts_")}
+    dup = w.wait_for(
+        lambda m: (
+            sum(
+                v
+                for (n, labels), v in m.items()
+                if n == "ccmon_events_total" and dict(labels)["result"] == "duplicate"
+            )
+            == produced
+        ),
+        what="the re-read as duplicates",
+    )
+    assert {k: v for k, v in dup.items() if k[0].startswith("ccmon_contacts_")} == {
+        k: v for k, v in m.items() if k[0].startswith("ccmon_contacts_")
+    }
 
 
 def test_dequeued_missed_and_queuestart_closures_reach_the_service_level(env: Env, workers: list[Worker]):
@@ -132,25 +147,41 @@ def test_dequeued_missed_and_queuestart_closures_reach_the_service_level(env: En
     log(60, "d3", "sales", "NONE", "ENTERQUEUE", "", "555", "1")
     log(65, "d3", "sales", "PJSIP/400", "CONNECT", "5", "x", "1")
     log(70, "d4", "sales", "NONE", "ENTERQUEUE", "", "555", "1")
-    log(100, "NONE", "NONE", "NONE", "QUEUESTART", "")  # d3 ends and d4 is dequeued at 70, the last line before
+    log(
+        100, "NONE", "NONE", "NONE", "QUEUESTART", ""
+    )  # d3 ends and d4 is dequeued at 70, the last line before
     log(110, "d5", "sales", "NONE", "FULL", "")
     run = env.ccmon("ingest", "asterisk", "--queue-log", str(log.path))
     assert run.returncode == 0, run.stderr
     assert "calls closed by force: 2 (restart 2" in run.stdout
     produced = summary_events(run.stdout)
     m = w.wait_settled(lambda m: accepted(m, env) == produced, what=f"{produced} events accepted")
-    dequeued = {r: metric(m, "ccmon_contacts_dequeued_total", **SALES, reason=r)
-                for r in ("timeout", "empty", "key", "withdraw", "overflow", "other")}
+    dequeued = {
+        r: metric(m, "ccmon_contacts_dequeued_total", **SALES, reason=r)
+        for r in ("timeout", "empty", "key", "withdraw", "overflow", "other")
+    }
     # FULL is an overflow; the restart closure's reason `restart` is outside SPEC's set: `other`
     assert dequeued == {"timeout": 1, "empty": 0, "key": 1, "withdraw": 0, "overflow": 1, "other": 1}
     assert metric(m, "ccmon_offers_missed_total", **SALES) == 1
-    assert counters(m, SALES) == {"offered": 5, "answered": 1, "abandoned": 0, "short_abandoned": 0,
-                                       "answered_in_threshold": 1, "handled": 1, "transferred_out": 0}
+    assert counters(m, SALES) == {
+        "offered": 5,
+        "answered": 1,
+        "abandoned": 0,
+        "short_abandoned": 0,
+        "answered_in_threshold": 1,
+        "handled": 1,
+        "transferred_out": 0,
+    }
     assert metric(m, "ccmon_queue_waiting_contacts", **SALES) == 0
     # 1 answered within 20 s / (1 answered + 0 abandoned + 4 dequeued)
     assert metric(m, "ccmon_service_level_ratio", **SALES, window="15m") == pytest.approx(0.2)
     board = _wallboard(w, "sales")
-    assert (board["waiting"], board["dequeued_15m"], board["missed_15m"], board["service_level_15m"]) == (0, 4, 1, 0.2)
+    assert (board["waiting"], board["dequeued_15m"], board["missed_15m"], board["service_level_15m"]) == (
+        0,
+        4,
+        1,
+        0.2,
+    )
 
 
 def _wallboard(w: Worker, queue: str) -> dict:
@@ -168,9 +199,25 @@ class Ingester:
         self.runs += 1
         self.out = self.env.tmp / f"ingest-{self.runs}.out"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams", "ingest", "asterisk", "--queue-log", str(self.log), "--follow",
-             "--state-file", str(self.state), "--wrapup", "sales=2"],
-            env=self.env.vars(), cwd=ROOT, stdout=self.out.open("wb"), stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "streams",
+                "ingest",
+                "asterisk",
+                "--queue-log",
+                str(self.log),
+                "--follow",
+                "--state-file",
+                str(self.state),
+                "--wrapup",
+                "sales=2",
+            ],
+            env=self.env.vars(),
+            cwd=ROOT,
+            stdout=self.out.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
 
     def stop(self, sig: int = signal.SIGTERM) -> str:
         assert self.proc is not None and self.proc.poll() is None, self.out.read_text()
@@ -180,7 +227,8 @@ class Ingester:
 
 
 def test_follow_beside_a_worker_through_rotations_and_restarts_loses_and_doubles_nothing(
-        env: Env, workers: list[Worker]):
+    env: Env, workers: list[Worker]
+):
     workers.append(Worker(env))
     w = workers[0]
     base = int(time.time()) - 200
@@ -197,14 +245,24 @@ def test_follow_beside_a_worker_through_rotations_and_restarts_loses_and_doubles
 
         log(20, "f1", "sales", "PJSIP/400", "CONNECT", "10", "x", "1")  # wait 10
         log(22, "f2", "sales", "NONE", "ABANDON", "1", "1", "10")  # abandoned after 10 s
-        w.wait_for(lambda m: (_wallboard(w, "sales").get("waiting"), _wallboard(w, "sales").get("abandon_ratio_15m"))
-                   == (1, 0.5), what="1 waiting and 1 abandon of 2 on the wallboard")
+        w.wait_for(
+            lambda m: (
+                (_wallboard(w, "sales").get("waiting"), _wallboard(w, "sales").get("abandon_ratio_15m"))
+                == (1, 0.5)
+            ),
+            what="1 waiting and 1 abandon of 2 on the wallboard",
+        )
 
         os.rename(path, env.tmp / "queue_log.0")  # rotation by rename, as `logger rotate` does
         log(30, "f3", "sales", "PJSIP/401", "CONNECT", "16", "x", "1")  # wait 16
         log(40, "f4", "sales", "NONE", "ENTERQUEUE", "", "555", "1")
-        w.wait_for(lambda m: metric(m, "ccmon_contacts_offered_total", **SALES) == 4
-                   and metric(m, "ccmon_contacts_answered_total", **SALES) == 2, what="the lines after the rotation")
+        w.wait_for(
+            lambda m: (
+                metric(m, "ccmon_contacts_offered_total", **SALES) == 4
+                and metric(m, "ccmon_contacts_answered_total", **SALES) == 2
+            ),
+            what="the lines after the rotation",
+        )
 
         first = ing.stop()  # a clean stop; meanwhile lines are written and the file is rotated again
         assert "rotated" in first and "lines by verb" in first
@@ -213,8 +271,13 @@ def test_follow_beside_a_worker_through_rotations_and_restarts_loses_and_doubles
         os.rename(path, env.tmp / "queue_log.1")
         log(70, "f5", "sales", "NONE", "ENTERQUEUE", "", "555", "1")
         ing.start()
-        w.wait_for(lambda m: metric(m, "ccmon_contacts_abandoned_total", **SALES) == 2
-                   and metric(m, "ccmon_contacts_offered_total", **SALES) == 5, what="the lines written while stopped")
+        w.wait_for(
+            lambda m: (
+                metric(m, "ccmon_contacts_abandoned_total", **SALES) == 2
+                and metric(m, "ccmon_contacts_offered_total", **SALES) == 5
+            ),
+            what="the lines written while stopped",
+        )
 
         log(75, "f5", "sales", "PJSIP/400", "CONNECT", "5", "x", "1")  # wait 5
         log(80, "f6", "sales", "NONE", "ENTERQUEUE", "", "555", "1")
@@ -226,18 +289,34 @@ def test_follow_beside_a_worker_through_rotations_and_restarts_loses_and_doubles
         with open(path, "r+") as f:
             f.truncate(0)
         log(83, "f6", "sales", "NONE", "ABANDON", "1", "1", "3")  # short abandon
-        log(90, "f3", "sales", "PJSIP/401", "COMPLETEAGENT", "16", "60", "1")  # 62 s: no later line, the clock ends the ACW
+        log(
+            90, "f3", "sales", "PJSIP/401", "COMPLETEAGENT", "16", "60", "1"
+        )  # 62 s: no later line, the clock ends the ACW
         # offered 6; answered f1 (10), f3 (16), f5 (5), all within 20 s; abandoned f2, f4, f6 (short);
         # handled f1 (32), f3 (62): SL 3/(3+3-1) = 0.6, abandon (3-1)/(3+3-1) = 0.4, AHT 47
-        m = w.wait_settled(lambda m: metric(m, "ccmon_contacts_handled_total", **SALES) == 2
-                           and metric(m, "ccmon_contacts_abandoned_total", **SALES) == 3, what="the final lines")
-        assert counters(m, SALES) == {"offered": 6, "answered": 3, "abandoned": 3, "short_abandoned": 1,
-                                      "answered_in_threshold": 3, "handled": 2, "transferred_out": 0}
+        m = w.wait_settled(
+            lambda m: (
+                metric(m, "ccmon_contacts_handled_total", **SALES) == 2
+                and metric(m, "ccmon_contacts_abandoned_total", **SALES) == 3
+            ),
+            what="the final lines",
+        )
+        assert counters(m, SALES) == {
+            "offered": 6,
+            "answered": 3,
+            "abandoned": 3,
+            "short_abandoned": 1,
+            "answered_in_threshold": 3,
+            "handled": 2,
+            "transferred_out": 0,
+        }
         assert metric(m, "ccmon_aht_seconds", **SALES, window="15m") == pytest.approx(47)
         # 401 out of its ACW at 92 (by the wall clock), 400 still on f5
-        assert (metric(m, "ccmon_agents", queue="sales", state="available"),
-                metric(m, "ccmon_agents", queue="sales", state="busy"),
-                metric(m, "ccmon_agents", queue="sales", state="acw")) == (1, 1, 0)
+        assert (
+            metric(m, "ccmon_agents", queue="sales", state="available"),
+            metric(m, "ccmon_agents", queue="sales", state="busy"),
+            metric(m, "ccmon_agents", queue="sales", state="acw"),
+        ) == (1, 1, 0)
         board = _wallboard(w, "sales")
         assert (board["waiting"], board["service_level_15m"], board["abandon_ratio_15m"]) == (0, 0.6, 0.4)
         assert not metric(m, "ccmon_events_total", topic=env.topics["calls"], result="rejected")
@@ -248,12 +327,17 @@ def test_follow_beside_a_worker_through_rotations_and_restarts_loses_and_doubles
             before = metric(w.scrape(), "ccmon_contacts_offered_total", queue="lag", channel="voice") or 0
             QueueLog(path, int(time.time()))(0, f"lag{i}", "lag", "NONE", "ENTERQUEUE", "", "555", "1")
             t0 = time.monotonic()
-            while (metric(w.scrape(), "ccmon_contacts_offered_total", queue="lag", channel="voice") or 0) == before:
+            while (
+                metric(w.scrape(), "ccmon_contacts_offered_total", queue="lag", channel="voice") or 0
+            ) == before:
                 assert time.monotonic() - t0 < 30, "no metric change 30 s after the line"
                 time.sleep(0.02)
             lags.append(time.monotonic() - t0)
-        print(f"\nline written -> /metrics changed: median {statistics.median(lags):.3f} s, "
-              f"max {max(lags):.3f} s over {len(lags)} lines", file=sys.stderr)
+        print(
+            f"\nline written -> /metrics changed: median {statistics.median(lags):.3f} s, "
+            f"max {max(lags):.3f} s over {len(lags)} lines",
+            file=sys.stderr,
+        )
     finally:
         if ing.proc is not None and ing.proc.poll() is None:
             ing.stop()

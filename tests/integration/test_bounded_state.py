@@ -11,8 +11,7 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from tests.integration.conftest import Env, Worker, metric
-from tests.integration.test_two_workers import total_events
+from tests.integration.support import Env, Worker, exported, total_events
 
 pytestmark = pytest.mark.integration
 
@@ -65,16 +64,31 @@ class Expectation:
         The worker's watermark is the latest *accepted* event time: rejected events (here mostly
         surveys for contacts retention has dropped) do not move it, so it can trail the latest
         event time (by up to 69 s in an offline run of this recording); hence the second period."""
-        live = sum(1 for (topic, cid), ts in self.last.items()
-                   if ts + 2 * RETENTION_S >= self.marks[topic, self.first[topic, cid][0]])
+        live = sum(
+            1
+            for (topic, cid), ts in self.last.items()
+            if ts + 2 * RETENTION_S >= self.marks[topic, self.first[topic, cid][0]]
+        )
         return live + len(self.agents) + len(self.marks) + len(self.partitions) + len(self.agent_sightings)
 
 
 def test_state_and_memory_level_off_over_a_long_run(env: Env, workers: list[Worker], tmp_path: Path):
     recording = tmp_path / "day.jsonl"
-    made = env.ccmon("simulate", "--profile", "flat", "--seed", "12", "--backfill", str(12 * 3600), "--rate", "3",
-                     "--staff", "3",
-                     "--output", str(recording))
+    made = env.ccmon(
+        "simulate",
+        "--profile",
+        "flat",
+        "--seed",
+        "12",
+        "--backfill",
+        str(12 * 3600),
+        "--rate",
+        "3",
+        "--staff",
+        "3",
+        "--output",
+        str(recording),
+    )
     assert made.returncode == 0, made.stderr
     lines = recording.read_bytes().splitlines(keepends=True)
     worker = Worker(env, CCMON_RETENTION_S=str(RETENTION_S), CCMON_LATENESS_S="60", CCMON_ACW_TIMEOUT_S="120")
@@ -85,24 +99,39 @@ def test_state_and_memory_level_off_over_a_long_run(env: Env, workers: list[Work
     expect = Expectation(int(env.vars()["CCMON_PARTITIONS"]))
     for i in range(PARTS):
         part = tmp_path / f"part{i}.jsonl"
-        chunk = lines[i * size:(i + 1) * size if i < PARTS - 1 else len(lines)]
+        chunk = lines[i * size : (i + 1) * size if i < PARTS - 1 else len(lines)]
         part.write_bytes(b"".join(chunk))
         done = env.ccmon("replay", str(part), "--quiet", timeout=300)
         assert done.returncode == 0, done.stderr
         sent += len(chunk)
         expect.add(chunk)
-        m = worker.wait_settled(lambda m: total_events(m) == sent, timeout=300, what=f"part {i + 1}")
+
+        def all_counted(m: dict, sent: int = sent) -> bool:  # this part's total, bound now
+            return total_events(m) == sent
+
+        m = worker.wait_settled(all_counted, timeout=300, what=f"part {i + 1}")
         # the sweep (every second here) drops what retention allows; let it run after the last event
         m = worker.wait_settled(lambda m: True, timeout=30, quiet_s=2.5, what="a sweep")
         offered = sum(v for (n, _), v in m.items() if n == "ccmon_contacts_offered_total")
-        figures.append((sent, offered, metric(m, "ccmon_state_records", table="lifecycle"),
-                        metric(m, "ccmon_state_records", table="queues"), worker.rss(),
-                        expect.least(), expect.most(), len(expect.first)))
+        figures.append(
+            (
+                sent,
+                offered,
+                exported(m, "ccmon_state_records", table="lifecycle"),
+                exported(m, "ccmon_state_records", table="queues"),
+                worker.rss(),
+                expect.least(),
+                expect.most(),
+                len(expect.first),
+            )
+        )
         series = {k[1] for k in m if k[0] == "ccmon_contacts_offered_total"}
         queues = {dict(k[1])["queue"] for k in m if k[0] == "ccmon_agents"}
-    report = "; ".join(f"after {s} events ({o:.0f} contacts offered, {ever} ever seen): {lc:.0f} lifecycle "
-                       f"records (retention leaves {least}–{most}) + {q:.0f} queue records, RSS {r / 2**20:.0f} MiB"
-                       for s, o, lc, q, r, least, most, ever in figures)
+    report = "; ".join(
+        f"after {s} events ({o:.0f} contacts offered, {ever} ever seen): {lc:.0f} lifecycle "
+        f"records (retention leaves {least}–{most}) + {q:.0f} queue records, RSS {r / 2**20:.0f} MiB"
+        for s, o, lc, q, r, least, most, ever in figures
+    )
     print(report)
     (_, o1, *_), (_, o4, _, q4, r4, *_) = figures[0], figures[-1]
     assert o4 > 3 * o1  # four times the contacts...

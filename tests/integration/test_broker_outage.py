@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from streams.dev.harness import free_kafka_port, free_port
 from streams.kafka_local import LocalKafka
-from tests.integration.conftest import ROOT, Env, Worker, free_kafka_port, free_port, metric
-from tests.integration.test_two_workers import kpis, total_events
+from tests.integration.support import ROOT, Env, Worker, kpis, metric, total_events
 
 pytestmark = pytest.mark.integration
 
@@ -49,21 +49,45 @@ def test_broker_outage_mid_stream_loses_nothing_and_is_reported_once(tmp_path: P
     broker.start()
     env = Env(broker, tmp_path)
     recording = tmp_path / "sim.jsonl"
-    made = env.ccmon("simulate", "--profile", "flat", "--seed", "21", "--backfill", "1800", "--rate", "3",
-                     "--output", str(recording))
+    made = env.ccmon(
+        "simulate",
+        "--profile",
+        "flat",
+        "--seed",
+        "21",
+        "--backfill",
+        "1800",
+        "--rate",
+        "3",
+        "--output",
+        str(recording),
+    )
     assert made.returncode == 0, made.stderr
     lines = len(recording.read_bytes().splitlines())
     assert lines > 2000
 
     worker = Worker(env, CCMON_BROKER_PROBE_S="1")
     prom_port = free_port()
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "ccmon", "static_configs": [{"targets": [f"127.0.0.1:{worker.port}"]}]}],
-    }))
-    prom = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (tmp_path / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "scrape_configs": [
+                    {"job_name": "ccmon", "static_configs": [{"targets": [f"127.0.0.1:{worker.port}"]}]}
+                ],
+            }
+        )
+    )
+    prom = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     unreachable = alert_expr("CcmonBrokerUnreachable")
 
     def query(expr: str) -> list:
@@ -72,8 +96,14 @@ def test_broker_outage_mid_stream_loses_nothing_and_is_reported_once(tmp_path: P
             return json.loads(resp.read())["data"]["result"]
 
     # the whole recording paced over ~60 s, so the outage falls in the middle of it
-    replay = subprocess.Popen([sys.executable, "-m", "streams", "replay", str(recording), "--speed", "30"],
-                              cwd=ROOT, env=env.vars(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "streams", "replay", str(recording), "--speed", "30"],
+        cwd=ROOT,
+        env=env.vars(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         worker.wait_for(lambda m: total_events(m) > 200, what="traffic before the outage")
         assert query(unreachable) == []
@@ -90,12 +120,17 @@ def test_broker_outage_mid_stream_loses_nothing_and_is_reported_once(tmp_path: P
             assert time.monotonic() - down_at < OUTAGE_S, "the alert expression never saw the outage"
             time.sleep(1)
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
-        assert replay.poll() is None, "the producer gave up during the outage: " + replay.stderr.read()[-2000:]
+        assert replay.poll() is None, (
+            f"the producer gave up during the outage: {replay.communicate()[1][-2000:]}"
+        )
         broker.start()
         _, err = replay.communicate(timeout=180)
         assert replay.returncode == 0, err[-3000:]
-        m = worker.wait_settled(lambda m: total_events(m) == lines and metric(m, "ccmon_broker_up") == 1,
-                                timeout=180, what="every event after the outage")
+        m = worker.wait_settled(
+            lambda m: total_events(m) == lines and metric(m, "ccmon_broker_up") == 1,
+            timeout=180,
+            what="every event after the outage",
+        )
         assert health(worker)[0] == 200
         deadline = time.monotonic() + 15
         while query(unreachable) and time.monotonic() < deadline:
@@ -105,12 +140,19 @@ def test_broker_outage_mid_stream_loses_nothing_and_is_reported_once(tmp_path: P
         # nothing lost, nothing doubled: an independent worker that never saw an outage agrees
         reference = Worker(env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts")
         try:
-            ref = reference.wait_settled(lambda r: total_events(r) == lines, timeout=180, what="the reference run")
+            ref = reference.wait_settled(
+                lambda r: total_events(r) == lines, timeout=180, what="the reference run"
+            )
             assert kpis(m) == kpis(ref)
             assert len(kpis(m)) > 100
             for result in ("accepted", "duplicate", "rejected", "late"):
-                assert (sum(v for (n, lab), v in m.items() if n == "ccmon_events_total" and ("result", result) in lab)
-                        == sum(v for (n, lab), v in ref.items() if n == "ccmon_events_total" and ("result", result) in lab))
+                assert sum(
+                    v for (n, lab), v in m.items() if n == "ccmon_events_total" and ("result", result) in lab
+                ) == sum(
+                    v
+                    for (n, lab), v in ref.items()
+                    if n == "ccmon_events_total" and ("result", result) in lab
+                )
         finally:
             reference.stop()
     finally:
@@ -128,5 +170,5 @@ def test_broker_outage_mid_stream_loses_nothing_and_is_reported_once(tmp_path: P
     # from the stop to the restart: those two lines (and a stray line or two), not a line per retry
     m_down = next(i for i, x in enumerate(log.splitlines()) if f"broker {broker.address} unreachable" in x)
     m_up = next(i for i, x in enumerate(log.splitlines()) if "reachable again after" in x)
-    noise = [x for x in log.splitlines()[m_up - 30:m_up + 1] if "ERROR" in x or "WARNING" in x]
-    assert m_up - m_down <= 3 and len(noise) <= 6, "\n".join(log.splitlines()[m_down - 20:m_up + 3])
+    noise = [x for x in log.splitlines()[m_up - 30 : m_up + 1] if "ERROR" in x or "WARNING" in x]
+    assert m_up - m_down <= 3 and len(noise) <= 6, "\n".join(log.splitlines()[m_down - 20 : m_up + 3])

@@ -7,14 +7,21 @@ import sys
 
 import pytest
 
-from tests.integration.conftest import ROOT, Env, free_kafka_port, free_port
+from streams.dev.harness import free_kafka_port, free_port
+from tests.integration.support import ROOT, Env
 
 pytestmark = pytest.mark.integration
 
 
 def ccmon(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streams", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "streams", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 @pytest.mark.parametrize("args", [[], ["kafka"], ["worker"], ["simulate"], ["replay"], ["demo"]])
@@ -24,14 +31,17 @@ def test_every_command_explains_itself(args):
     assert len(result.stdout.splitlines()) > 5
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["frobnicate"], "invalid choice"),
-    (["kafka", "restart"], "invalid choice"),
-    (["kafka", "start", "--port", "99999"], "not a TCP port"),
-    (["replay"], "the following arguments are required: file"),
-    (["replay", "x.jsonl", "--speed", "-2"], "must be greater than 0"),
-    (["simulate", "--duration", "soon"], "is not a number"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["frobnicate"], "invalid choice"),
+        (["kafka", "restart"], "invalid choice"),
+        (["kafka", "start", "--port", "99999"], "not a TCP port"),
+        (["replay"], "the following arguments are required: file"),
+        (["replay", "x.jsonl", "--speed", "-2"], "must be greater than 0"),
+        (["simulate", "--duration", "soon"], "is not a number"),
+    ],
+)
 def test_bad_usage_is_one_message_and_exit_2(args, needle):
     result = ccmon(*args)
     assert result.returncode == 2
@@ -41,7 +51,9 @@ def test_bad_usage_is_one_message_and_exit_2(args, needle):
 def test_bad_configuration_is_one_line(env: Env):
     result = env.ccmon("worker", CCMON_PARTITIONS="many")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == "ccmon: configuration error: CCMON_PARTITIONS='many' is not a whole number"
+    assert (
+        result.stderr.strip() == "ccmon: configuration error: CCMON_PARTITIONS='many' is not a whole number"
+    )
 
 
 def test_unreachable_broker_and_missing_recording(env: Env, tmp_path):
@@ -79,17 +91,20 @@ def test_kafka_full_cycle_leaves_no_process(tmp_path):
     assert start.returncode == 0, start.stderr
     pid = int((tmp_path / "cycle" / "kafka.pid").read_text())
     stop = ccmon("kafka", "stop", "--port", str(port), "--data-dir", data)
-    log = (tmp_path / "cycle" / "server.log")
+    log = tmp_path / "cycle" / "server.log"
     detail = f"start: {start.stdout} {start.stderr}\nstop: {stop.stdout} {stop.stderr}\n" + (
-        log.read_text()[-2000:] if log.exists() else "no server.log")
+        log.read_text()[-2000:] if log.exists() else "no server.log"
+    )
     assert stop.returncode == 0 and f"stopped (pid {pid})" in stop.stdout, detail
     from streams.kafka_local import _alive
+
     assert not _alive(pid)  # gone (or a zombie where PID 1 does not reap orphans): not running
     assert (tmp_path / "cycle" / "server.log").exists()
 
 
 def test_worker_creates_a_missing_data_dir_and_refuses_an_unwritable_one(env: Env, tmp_path):
-    from tests.integration.conftest import Worker
+    from tests.integration.support import Worker
+
     fresh = tmp_path / "does" / "not" / "exist"
     worker = Worker(env, CCMON_DATA_DIR=str(fresh))
     try:
@@ -106,6 +121,7 @@ def test_worker_creates_a_missing_data_dir_and_refuses_an_unwritable_one(env: En
 def test_missing_java_or_maven_is_one_clear_line(tmp_path):
     import os
     import shutil
+
     bindir = tmp_path / "bin"
     bindir.mkdir()
     env = {**os.environ, "PATH": str(bindir), "CCMON_KAFKA_CACHE": str(tmp_path / "cache")}
@@ -119,12 +135,27 @@ def test_missing_java_or_maven_is_one_clear_line(tmp_path):
 
 def test_replay_speed_follows_recorded_pace(env: Env, tmp_path):
     import time as _time
+
     from producers.recording import line
+
     rec = tmp_path / "paced.jsonl"
     now_ms = int(_time.time() * 1000)
-    rec.write_bytes(b"".join(
-        line(env.topics["calls"], f"p{i}", {"event_id": f"p{i}", "type": "offered", "contact_id": f"p{i}",
-                                            "queue": "q", "ts": now_ms - 4000 + i * 2000}) for i in range(3)))
+    rec.write_bytes(
+        b"".join(
+            line(
+                env.topics["calls"],
+                f"p{i}",
+                {
+                    "event_id": f"p{i}",
+                    "type": "offered",
+                    "contact_id": f"p{i}",
+                    "queue": "q",
+                    "ts": now_ms - 4000 + i * 2000,
+                },
+            )
+            for i in range(3)
+        )
+    )
     started = _time.monotonic()
     fast = env.ccmon("replay", str(rec), "--quiet")
     fast_s = _time.monotonic() - started
@@ -134,4 +165,6 @@ def test_replay_speed_follows_recorded_pace(env: Env, tmp_path):
     assert fast.returncode == 0 and paced.returncode == 0
     assert "messages" not in fast.stderr and "retrying" not in fast.stderr  # --quiet, and topics were ready
     assert "3 messages from" in paced.stderr
-    assert paced_s >= 2.0 > fast_s  # 4 s of recorded time at twice the pace take at least 2 s; unpaced far less
+    assert (
+        paced_s >= 2.0 > fast_s
+    )  # 4 s of recorded time at twice the pace take at least 2 s; unpaced far less

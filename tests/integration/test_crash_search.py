@@ -39,13 +39,21 @@ from pathlib import Path
 
 import pytest
 
-from streams.killpoints import POINTS
-from tests.integration.conftest import ROOT, Env, Worker
-from tests.integration.recordings import mixed
-from tests.integration.test_crash_exactness import state_series
 from streams.core.intake import partition_for_queue
-from tests.integration.test_rebalance import PARTITIONS, check, summed
-from tests.integration.test_two_workers import total_events
+from streams.killpoints import POINTS
+from tests.integration.recordings import mixed
+from tests.integration.support import (
+    PARTITIONS,
+    ROOT,
+    Env,
+    Worker,
+    caught_up,
+    check,
+    state_series,
+    stream_lags,
+    summed,
+    total_events,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +62,12 @@ SEED = int(os.environ.get("CCMON_CRASH_SEARCH_SEED", "20261123"))
 KILLS = 3  #: victims per scenario
 PARALLEL = 2  #: scenarios at a time (each is a group of its own)
 #: small batches and frequent commits: many distinct places for a kill in one pass of the input
-WORKER = {"CCMON_SESSION_TIMEOUT_S": "6", "CCMON_BATCH_SIZE": "200",
-          "CCMON_AGENT_METRICS": os.environ.get("CCMON_CRASH_SEARCH_AGENT_METRICS", "true"),
-          "CCMON_LOG_LEVEL": "info"}
+WORKER = {
+    "CCMON_SESSION_TIMEOUT_S": "6",
+    "CCMON_BATCH_SIZE": "200",
+    "CCMON_AGENT_METRICS": os.environ.get("CCMON_CRASH_SEARCH_AGENT_METRICS", "true"),
+    "CCMON_LOG_LEVEL": "info",
+}
 #: only these scenario numbers (e.g. "0,1"), to re-run a failure of a longer search
 ONLY = {int(n) for n in os.environ.get("CCMON_CRASH_SEARCH_ONLY", "").split(",") if n.strip()}
 #: where the worker logs of a scenario that ends unequal are kept (pytest's temporary directories
@@ -65,8 +76,17 @@ KEEP = ROOT / "artifacts" / "crash-search"
 #: how many times a point may be passed before the kill: a pass of the input is ~75 stage-1
 #: batches, fewer stage-2 batches and commits, a few 1-s sweeps; recovery and its end come once
 #: per start. Each victim should die early enough that the later ones still have work.
-REACH = {"lifecycle-batch": 10, "facts-acked": 10, "state-queued": 10, "queues-batch": 4, "sweep": 2,
-         "commit": 6, "committed": 6, "assigned": 1, "recovered": 1}
+REACH = {
+    "lifecycle-batch": 10,
+    "facts-acked": 10,
+    "state-queued": 10,
+    "queues-batch": 4,
+    "sweep": 2,
+    "commit": 6,
+    "committed": 6,
+    "assigned": 1,
+    "recovered": 1,
+}
 assert set(REACH) == set(POINTS)
 
 
@@ -77,20 +97,6 @@ class Scenario:
     companion: bool  #: a worker without a kill point runs beside the victims all along
     outcomes: list[str] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)  #: of its workers, in the order they started
-
-
-def stream_lags(m: dict) -> dict[str, float]:
-    """topic/partition → lag in messages, of the stream partitions (not the changelogs its recovery
-    reads: their lag is 0 long before it has processed anything)."""
-    return {f"{dict(labels)['topic']}/{dict(labels).get('partition', '?')}": v for (name, labels), v in m.items()
-            if name == "ccmon_consumer_lag_messages" and not dict(labels)["topic"].endswith("-changelog")
-            and "__assignor" not in dict(labels)["topic"]}
-
-
-def caught_up(m: dict) -> bool:
-    """The worker has read its stream partitions to the end."""
-    lags = stream_lags(m)
-    return bool(lags) and sum(lags.values()) == 0
 
 
 def run_scenario(env: Env, sc: Scenario, ref: dict, started: list[Worker]) -> str | None:
@@ -113,14 +119,17 @@ def run_scenario(env: Env, sc: Scenario, ref: dict, started: list[Worker]) -> st
 
 
 def _scenario(env: Env, sc: Scenario, ref: dict, started: list[Worker]) -> str | None:
-    group = {"CCMON_APP_ID": f"{env.prefix}-s{sc.number}", "CCMON_FACTS_TOPIC": f"{env.prefix}.s{sc.number}-facts",
-             **WORKER}
+    group = {
+        "CCMON_APP_ID": f"{env.prefix}-s{sc.number}",
+        "CCMON_FACTS_TOPIC": f"{env.prefix}.s{sc.number}-facts",
+        **WORKER,
+    }
     live: list[Worker] = []
     if sc.companion:  # starts with the first victim: they share the input from the beginning
-        live.append(Worker(env, ready=False, **group))
+        live.append(Worker.launched(env, **group))
         started.append(live[0])
     for spec in sc.kills:
-        victim = Worker(env, ready=False, CCMON_TEST_KILL_AT=spec, **group)
+        victim = Worker.launched(env, CCMON_TEST_KILL_AT=spec, **group)
         started.append(victim)
         deadline = time.monotonic() + 120
         while victim.proc.poll() is None and time.monotonic() < deadline:
@@ -147,7 +156,7 @@ def _scenario(env: Env, sc: Scenario, ref: dict, started: list[Worker]) -> str |
         # its consumer reports no lag for them: no lag reported counts as none here (the series
         # must still equal the reference's)
         if any(sum(stream_lags(m).values()) for m in scrapes):
-            problem = f"not caught up: stream lags {[stream_lags(m) for m in scrapes]}"
+            problem: str | None = f"not caught up: stream lags {[stream_lags(m) for m in scrapes]}"
         elif (problem := check(live, ref)) is None:
             return None
         if time.monotonic() > deadline:
@@ -167,7 +176,8 @@ def where_they_differ(workers: list[Worker], ref: dict) -> str:
             subject = labels.get("queue", labels.get("agent"))
             by_partition[partition_for_queue(subject, PARTITIONS) if subject is not None else None] += 1
             by_family[key[0]] += 1
-    return f"differing series by facts partition {dict(by_partition)}, by family {dict(by_family.most_common(8))}"
+    families = dict(by_family.most_common(8))
+    return f"differing series by facts partition {dict(by_partition)}, by family {families}"
 
 
 def test_kills_at_every_point_of_the_work_change_no_series(env: Env, workers: list[Worker], tmp_path: Path):
@@ -176,24 +186,30 @@ def test_kills_at_every_point_of_the_work_change_no_series(env: Env, workers: li
     kinds = mixed(recording, env.topics, seed=SEED % 1000, minutes=60, rate=2)
     assert kinds["late_arrivals"] > 200 and kinds["duplicates"] > 100 and kinds["transferred"] > 50
     assert env.ccmon("replay", str(recording), "--quiet", timeout=300).returncode == 0
-    reference = Worker(env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **WORKER)
+    reference = Worker(
+        env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **WORKER
+    )
     workers.append(reference)
-    ref = state_series(reference.wait_settled(lambda m: total_events(m) == kinds["lines"], timeout=300,
-                                              what="the reference"))
+    ref = state_series(
+        reference.wait_settled(lambda m: total_events(m) == kinds["lines"], timeout=300, what="the reference")
+    )
     assert len(ref) > 300
 
     scenarios = []
     for number in range(SCENARIOS):
         points = rng.sample(POINTS, KILLS)
-        scenarios.append(Scenario(number, [f"{p}:{rng.randint(1, REACH[p])}" for p in points],
-                                  companion=number % 3 == 2))
+        scenarios.append(
+            Scenario(number, [f"{p}:{rng.randint(1, REACH[p])}" for p in points], companion=number % 3 == 2)
+        )
     if ONLY:
         scenarios = [sc for sc in scenarios if sc.number in ONLY]
     with ThreadPoolExecutor(PARALLEL) as pool:
         results = list(pool.map(lambda sc: run_scenario(env, sc, ref, workers), scenarios))
-    report = "\n".join(f"scenario {sc.number} ({'with a companion, ' if sc.companion else ''}{'; '.join(sc.outcomes)}): "
-                       f"{result or 'every series equal'}" + "".join(f"\n  worker log kept: {log}" for log in sc.logs)
-                       for sc, result in zip(scenarios, results))
+    report = "\n".join(
+        f"scenario {sc.number} ({'with a companion, ' if sc.companion else ''}{'; '.join(sc.outcomes)}): "
+        f"{result or 'every series equal'}" + "".join(f"\n  worker log kept: {log}" for log in sc.logs)
+        for sc, result in zip(scenarios, results, strict=True)
+    )
     print(f"{kinds['lines']} events ({dict(kinds)})\n{report}")
     killed = sum(o.endswith("killed there") for sc in scenarios for o in sc.outcomes)
     assert killed >= len(scenarios), f"too few kills landed:\n{report}"

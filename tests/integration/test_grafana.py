@@ -1,5 +1,6 @@
-"""Grafana as code: the committed dashboards are the generator's output, and every query in them
-and in the rule files runs against a real Prometheus scraping a worker fed by the simulator."""
+"""Grafana as code against real servers: every query of the dashboards and the rule files runs
+against a real Prometheus scraping a worker fed by the simulator. (That the committed dashboards
+are the generator's output and keep their contract is tests/static/test_grafana_dashboards.py.)"""
 
 from __future__ import annotations
 
@@ -9,17 +10,18 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import date, datetime
 import urllib.parse
 import urllib.request
+from datetime import date, datetime
 
 import pytest
 import yaml
 
-from grafana.generate import DASHBOARDS, OUT, render
-from streams import config
+from grafana.generate import DASHBOARDS, OUT
 from producers.recording import line
-from tests.integration.conftest import ROOT, Env, Worker, free_port
+from streams import config
+from streams.dev.harness import free_port
+from tests.integration.support import ROOT, Env, Worker
 
 pytestmark = pytest.mark.integration
 
@@ -27,30 +29,8 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 RULES = ROOT / "streams" / "resources" / "prometheus" / "rules"
 
 
-def test_committed_dashboards_equal_the_generator_output():
-    for name, build in DASHBOARDS.items():
-        assert (OUT / name).read_text() == render(build), f"{name} is stale: run python -m grafana.generate"
-
-
 def dashboards() -> dict[str, dict]:
     return {name: json.loads((OUT / name).read_text()) for name in DASHBOARDS}
-
-
-def test_dashboard_contract():
-    ds_uid = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]["uid"]
-    uids = set()
-    for name, d in dashboards().items():
-        uids.add(d["uid"])
-        for panel in d["panels"]:
-            if panel.get("type") != "row":
-                assert panel["datasource"]["uid"] == ds_uid, (name, panel["title"])
-    assert uids == {"ccmon-wallboard", "ccmon-queue-detail", "ccmon-pipeline", "ccmon-agents"}
-    wall = dashboards()["wallboard.json"]
-    assert wall["refresh"] == "5s" and not wall.get("templating", {}).get("list")
-    assert {v["name"] for v in dashboards()["queue-detail.json"]["templating"]["list"]} == {"queue", "channel"}
-    agents = dashboards()["agents.json"]
-    assert {v["name"] for v in agents["templating"]["list"]} == {"agent"}
-    assert agents["panels"][0]["type"] == "state-timeline"
 
 
 def queries() -> list[tuple[str, str, bool]]:
@@ -59,14 +39,18 @@ def queries() -> list[tuple[str, str, bool]]:
     for name, d in dashboards().items():
         for panel in d["panels"]:
             for target in panel.get("targets", []):
-                expr = target["expr"].replace("$queue", ".*").replace("$channel", ".*").replace("$agent", ".*")
+                expr = (
+                    target["expr"].replace("$queue", ".*").replace("$channel", ".*").replace("$agent", ".*")
+                )
                 out.append((f"{name}: {panel['title']}", expr, True))
     for f in sorted(RULES.glob("*.yml")):
         for group in yaml.safe_load(f.read_text())["groups"]:
             for rule in group["rules"]:
                 # recording rules must return data; an alert's expression returns data only while
                 # it fires, so it must parse and run (its firing is proven by the promtool tests)
-                out.append((f"{f.name}: {rule.get('record') or rule.get('alert')}", rule["expr"], "record" in rule))
+                out.append(
+                    (f"{f.name}: {rule.get('record') or rule.get('alert')}", rule["expr"], "record" in rule)
+                )
     cookbook = (ROOT / "docs" / "promql.md").read_text()
     for i, expr in enumerate(re.findall(r"```promql\n(.*?)```", cookbook, re.S)):
         out.append((f"docs/promql.md query {i + 1}", expr.strip(), True))
@@ -86,16 +70,54 @@ def replay_later_spec_events(env: Env, tmp_path, round_: int) -> None:
     calls, rows = env.topics["calls"], []
     for i in range(3):
         cid = f"later-{round_}-{i}"
-        for k, (etype, back_ms, extra) in enumerate((
-                ("offered", 4000, {"queue": "sales"}), ("missed", 3000, {"agent_id": "agent-x"}),
-                ("answered", 2000, {"agent_id": "agent-y"}), ("ended", 1000, {}), ("survey", 0, {"ces": 5 + i}))):
-            rows.append(line(calls, cid, {"event_id": f"{cid}-{k}", "type": etype, "contact_id": cid,
-                                          "ts": now_ms - back_ms, **extra}))
+        steps: list[tuple[str, int, dict[str, object]]] = [
+            ("offered", 4000, {"queue": "sales"}),
+            ("missed", 3000, {"agent_id": "agent-x"}),
+            ("answered", 2000, {"agent_id": "agent-y"}),
+            ("ended", 1000, {}),
+            ("survey", 0, {"ces": 5 + i}),
+        ]
+        for k, (etype, back_ms, extra) in enumerate(steps):
+            rows.append(
+                line(
+                    calls,
+                    cid,
+                    {
+                        "event_id": f"{cid}-{k}",
+                        "type": etype,
+                        "contact_id": cid,
+                        "ts": now_ms - back_ms,
+                        **extra,
+                    },
+                )
+            )
         did = f"later-d-{round_}-{i}"
-        rows.append(line(calls, did, {"event_id": f"{did}-0", "type": "offered", "contact_id": did, "queue": "sales",
-                                      "ts": now_ms - 4000}))
-        rows.append(line(calls, did, {"event_id": f"{did}-1", "type": "dequeued", "contact_id": did,
-                                      "reason": "timeout", "ts": now_ms}))
+        rows.append(
+            line(
+                calls,
+                did,
+                {
+                    "event_id": f"{did}-0",
+                    "type": "offered",
+                    "contact_id": did,
+                    "queue": "sales",
+                    "ts": now_ms - 4000,
+                },
+            )
+        )
+        rows.append(
+            line(
+                calls,
+                did,
+                {
+                    "event_id": f"{did}-1",
+                    "type": "dequeued",
+                    "contact_id": did,
+                    "reason": "timeout",
+                    "ts": now_ms,
+                },
+            )
+        )
     path = tmp_path / f"later-{round_}.jsonl"
     path.write_bytes(b"".join(rows))
     result = env.ccmon("replay", str(path))
@@ -106,19 +128,51 @@ def test_every_query_runs_against_real_prometheus_and_returns_data(env: Env, wor
     workers.append(Worker(env, CCMON_AGENT_METRICS="true"))  # the Agents dashboard reads the per-agent series
     worker = workers[0]
     sim = subprocess.Popen(
-        [sys.executable, "-m", "streams", "simulate", "--profile", "flat", "--seed", "3", "--backfill", "3600",
-         "--rate", "4",
-         "--incident", "bad-input:30@3595", "--duration", "180"],
-        cwd=ROOT, env=env.vars(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "streams",
+            "simulate",
+            "--profile",
+            "flat",
+            "--seed",
+            "3",
+            "--backfill",
+            "3600",
+            "--rate",
+            "4",
+            "--incident",
+            "bad-input:30@3595",
+            "--duration",
+            "180",
+        ],
+        cwd=ROOT,
+        env=env.vars(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     port = free_port()
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(f) for f in sorted(RULES.glob("*.yml"))],
-        "scrape_configs": [{"job_name": "ccmon", "static_configs": [{"targets": [f"127.0.0.1:{worker.port}"]}]}],
-    }))
-    prom = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (tmp_path / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(f) for f in sorted(RULES.glob("*.yml"))],
+                "scrape_configs": [
+                    {"job_name": "ccmon", "static_configs": [{"targets": [f"127.0.0.1:{worker.port}"]}]}
+                ],
+            }
+        )
+    )
+    prom = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def run(expr: str) -> dict:
         url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
@@ -151,8 +205,10 @@ def test_every_query_runs_against_real_prometheus_and_returns_data(env: Env, wor
                     failing.append((where, expr, "no data"))
             missing = [(w, e, True) for w, e, _ in failing] if failing else []
         assert not missing, "queries without data:\n" + "\n".join(f"{w}: {e}" for w, e, _ in missing)
-        print(f"{len(todo)} queries executed against Prometheus, "
-              f"{sum(1 for *_, need in todo if need)} with data required")
+        print(
+            f"{len(todo)} queries executed against Prometheus, "
+            f"{sum(1 for *_, need in todo if need)} with data required"
+        )
     finally:
         prom.terminate()
         prom.wait(timeout=30)

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from tests.integration.conftest import Env, Worker, metric
+from tests.integration.support import Env, Worker, metric
 
 pytestmark = pytest.mark.integration
 
@@ -30,11 +30,24 @@ def valid_lifecycles(base_ms: int) -> list[list[tuple[str, bytes, bytes]]]:
     for i in range(VALID_CONTACTS):
         cid = f"v-{i}"
         t0 = base_ms + i * 1000
-        steps = [("offered", 0, {"queue": "valid"}), ("answered", 10_000, {"agent_id": "a1"}),
-                 ("ended", 110_000, {}), ("wrapup_ended", 130_000, {})]
-        out.append([("calls", cid.encode(), orjson.dumps({"event_id": f"{cid}-{k}", "type": kind, "contact_id": cid,
-                                                          "ts": t0 + dt, **extra}))
-                    for k, (kind, dt, extra) in enumerate(steps)])
+        steps = [
+            ("offered", 0, {"queue": "valid"}),
+            ("answered", 10_000, {"agent_id": "a1"}),
+            ("ended", 110_000, {}),
+            ("wrapup_ended", 130_000, {}),
+        ]
+        out.append(
+            [
+                (
+                    "calls",
+                    cid.encode(),
+                    orjson.dumps(
+                        {"event_id": f"{cid}-{k}", "type": kind, "contact_id": cid, "ts": t0 + dt, **extra}
+                    ),
+                )
+                for k, (kind, dt, extra) in enumerate(steps)
+            ]
+        )
     return out
 
 
@@ -49,7 +62,7 @@ def bad_inputs(rng: random.Random, now_ms: int) -> list[tuple[str, str, bytes, b
     good = {"event_id": "x", "type": "offered", "contact_id": "c-x", "queue": "valid", "ts": now_ms}
     raw = orjson.dumps(good)
     for _ in range(1500):  # truncated JSON
-        add("invalid_json", "calls", raw[:rng.randint(1, len(raw) - 1)])
+        add("invalid_json", "calls", raw[: rng.randint(1, len(raw) - 1)])
     add("invalid_json", "chats", b"{not json", 500)
     add("invalid_json", "calls", b"", 100)
     add("invalid_json", "calls", b'{"event_id": "n", "type": "offered", "ts": NaN}', 250)
@@ -68,29 +81,83 @@ def bad_inputs(rng: random.Random, now_ms: int) -> list[tuple[str, str, bytes, b
     add("invalid_field", "calls", orjson.dumps({**good, "queue": "x" * 900_000}))  # near Kafka's 1 MiB
     for field in ("event_id", "type", "contact_id", "ts", "queue"):
         add("missing_field", "calls", orjson.dumps({k: v for k, v in good.items() if k != field}), 300)
-    add("missing_field", "agents", orjson.dumps({"event_id": "s", "type": "state", "agent_id": "a9",
-                                                 "queues": ["valid"], "ts": now_ms}), 200)
+    add(
+        "missing_field",
+        "agents",
+        orjson.dumps({"event_id": "s", "type": "state", "agent_id": "a9", "queues": ["valid"], "ts": now_ms}),
+        200,
+    )
     add("unknown_type", "calls", orjson.dumps({**good, "type": "teleported"}), 800)
-    add("unknown_type", "agents", orjson.dumps({"event_id": "s", "type": "login", "agent_id": "a9", "ts": now_ms}), 200)
-    add("unknown_state", "agents", orjson.dumps({"event_id": "s", "type": "state", "agent_id": "a9",
-                                                 "state": "sleeping", "queues": ["valid"], "ts": now_ms}), 1000)
+    add(
+        "unknown_type",
+        "agents",
+        orjson.dumps({"event_id": "s", "type": "login", "agent_id": "a9", "ts": now_ms}),
+        200,
+    )
+    add(
+        "unknown_state",
+        "agents",
+        orjson.dumps(
+            {
+                "event_id": "s",
+                "type": "state",
+                "agent_id": "a9",
+                "state": "sleeping",
+                "queues": ["valid"],
+                "ts": now_ms,
+            }
+        ),
+        1000,
+    )
     add("future_time", "calls", orjson.dumps({**good, "ts": now_ms + 86_400_000}), 700)
-    add("future_time", "agents", orjson.dumps({"event_id": "s", "type": "state", "agent_id": "a9", "state": "busy",
-                                               "queues": ["valid"], "ts": now_ms + 3_600_000}), 300)
+    add(
+        "future_time",
+        "agents",
+        orjson.dumps(
+            {
+                "event_id": "s",
+                "type": "state",
+                "agent_id": "a9",
+                "state": "busy",
+                "queues": ["valid"],
+                "ts": now_ms + 3_600_000,
+            }
+        ),
+        300,
+    )
     for i in range(1000):  # lifecycle violations: contacts nobody offered, also far in the past
-        add("lifecycle", "calls", orjson.dumps({"event_id": f"l{i}", "type": "answered", "contact_id": f"ghost-{i}",
-                                                "agent_id": "a1", "ts": 631152000000 if i % 2 else now_ms}))
+        add(
+            "lifecycle",
+            "calls",
+            orjson.dumps(
+                {
+                    "event_id": f"l{i}",
+                    "type": "answered",
+                    "contact_id": f"ghost-{i}",
+                    "agent_id": "a1",
+                    "ts": 631152000000 if i % 2 else now_ms,
+                }
+            ),
+        )
     return out
 
 
 async def produce(env: Env, items: list[tuple[str, str, bytes, bytes]]) -> dict[tuple[str, int, int], str]:
     """Send (expected, topic, key, value) in order; returns (topic, partition, offset) → expected."""
-    producer = AIOKafkaProducer(bootstrap_servers=env.kafka.address, linger_ms=20, max_request_size=4 * 1024 * 1024,
-                                max_batch_size=1024 * 1024, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=env.kafka.address,
+        linger_ms=20,
+        max_request_size=4 * 1024 * 1024,
+        max_batch_size=1024 * 1024,
+        acks="all",
+        enable_idempotence=True,
+    )
     await producer.start()
     try:
-        futures = [(expected, await producer.send(env.topics[topic], value, key=key))
-                   for expected, topic, key, value in items]
+        futures = [
+            (expected, await producer.send(env.topics[topic], value, key=key))
+            for expected, topic, key, value in items
+        ]
         await producer.flush()
         out = {}
         for expected, fut in futures:
@@ -102,8 +169,14 @@ async def produce(env: Env, items: list[tuple[str, str, bytes, bytes]]) -> dict[
 
 
 async def dead_letters(env: Env, n: int, timeout: float = 120) -> list:
-    consumer = AIOKafkaConsumer(env.topics["dead"], bootstrap_servers=env.kafka.address, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        env.topics["dead"],
+        bootstrap_servers=env.kafka.address,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     await consumer.start()
     out: list = []
     deadline = time.monotonic() + timeout
@@ -125,21 +198,37 @@ def test_hostile_input_is_dead_lettered_exactly_and_changes_nothing_else(env: En
     # the valid queue is known first, so that exactly MAX_QUEUES - 1 made-up names fit beside it
     first = [("valid", *lifecycles[0][0])]
     expected = asyncio.run(produce(env, first))
-    worker.wait_for(lambda m: metric(m, "ccmon_contacts_offered_total", queue="valid", channel="voice") == 1,
-                    what="the valid queue")
+    worker.wait_for(
+        lambda m: metric(m, "ccmon_contacts_offered_total", queue="valid", channel="voice") == 1,
+        what="the valid queue",
+    )
     rss_start = worker.rss()
 
     bad = bad_inputs(rng, now_ms)
-    fakes = [("fake", "calls" if i % 2 else "chats", f"f-{i}".encode(),
-              orjson.dumps({"event_id": f"f-{i}", "type": "offered", "contact_id": f"f-{i}",
-                            "queue": f"made-up-{i}", "ts": now_ms - 60_000})) for i in range(FAKE_QUEUES)]
+    fakes = [
+        (
+            "fake",
+            "calls" if i % 2 else "chats",
+            f"f-{i}".encode(),
+            orjson.dumps(
+                {
+                    "event_id": f"f-{i}",
+                    "type": "offered",
+                    "contact_id": f"f-{i}",
+                    "queue": f"made-up-{i}",
+                    "ts": now_ms - 60_000,
+                }
+            ),
+        )
+        for i in range(FAKE_QUEUES)
+    ]
     valid = [[("valid", *e) for e in events] for events in lifecycles]
     valid[0] = valid[0][1:]
     # interleave at random, each contact's events in their order
     keyed: list[tuple[float, tuple]] = [(rng.random(), item) for item in bad + fakes]
     for events in valid:
         keys = sorted(rng.random() for _ in events)
-        keyed.extend(zip(keys, events))
+        keyed.extend(zip(keys, events, strict=True))
     keyed.sort(key=lambda x: x[0])
     items = [item for _, item in keyed]
     expected.update(asyncio.run(produce(env, items)))
@@ -165,14 +254,23 @@ def test_hostile_input_is_dead_lettered_exactly_and_changes_nothing_else(env: En
         source = (doc["topic"], doc["partition"], doc["offset"])
         want = expected[source]
         reason = doc["reason"]
-        assert reason == want or (want == "fake" and reason == "queue_limit"), (source, want, doc["reason"], doc["detail"])
+        assert reason == want or (want == "fake" and reason == "queue_limit"), (
+            source,
+            want,
+            doc["reason"],
+            doc["detail"],
+        )
         by_reason[reason] = by_reason.get(reason, 0) + 1
         if doc["value_truncated"]:
             assert doc["value_size"] > 256 * 1024 and len(base64.b64decode(doc["value_b64"])) == 256 * 1024
     assert by_reason["queue_limit"] == FAKE_QUEUES - fakes_accepted
-    assert sum(1 for r in dead if orjson.loads(r.value)["value_truncated"]) == 21  # the 300 KB and 900 KB queues
+    assert (
+        sum(1 for r in dead if orjson.loads(r.value)["value_truncated"]) == 21
+    )  # the 300 KB and 900 KB queues
 
-    rejected = sum(v for (name, lab), v in m.items() if name == "ccmon_events_total" and ("result", "rejected") in lab)
+    rejected = sum(
+        v for (name, lab), v in m.items() if name == "ccmon_events_total" and ("result", "rejected") in lab
+    )
     assert rejected == n_dead
     # the metric set stays within the cap, and the valid queue's KPIs are exact
     queues = {dict(k[1])["queue"] for k in m if k[0] == "ccmon_contacts_offered_total"}
@@ -186,6 +284,8 @@ def test_hostile_input_is_dead_lettered_exactly_and_changes_nothing_else(env: En
     assert metric(m, "ccmon_handle_seconds_sum", **v) == VALID_CONTACTS * 120
     assert metric(m, "ccmon_queue_waiting_contacts", **v) == 0
     growth = rss_end - rss_start
-    print(f"{total} inputs, {n_dead} dead-lettered ({by_reason}); RSS {rss_start / 2**20:.0f} MiB -> "
-          f"{rss_end / 2**20:.0f} MiB")
+    print(
+        f"{total} inputs, {n_dead} dead-lettered ({by_reason}); RSS {rss_start / 2**20:.0f} MiB -> "
+        f"{rss_end / 2**20:.0f} MiB"
+    )
     assert growth < 300 * 2**20

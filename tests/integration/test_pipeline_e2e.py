@@ -7,102 +7,17 @@ import base64
 import math
 import signal
 import time
-from datetime import date, datetime, timezone
-from pathlib import Path
+from datetime import date, datetime
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from producers.recording import line
 from streams import config
-from tests.integration.conftest import Env, Worker, metric
+from tests.integration.recordings import scripted
+from tests.integration.support import Env, Worker, counters, metric
 
 pytestmark = pytest.mark.integration
-
-
-def scripted(env: Env, base: float) -> tuple[Path, dict]:
-    """The recording; event times are offsets (s) from ``base``. Expected values are in the test."""
-    t = env.topics
-    rows: list[bytes] = []
-    n = {"id": 0}
-
-    def call(topic: str, etype: str, cid: str, offset: float, **fields) -> None:
-        n["id"] += 1
-        ev = {"event_id": fields.pop("event_id", f"e{n['id']}"), "type": etype, "contact_id": cid,
-              "ts": int(round((base + offset) * 1000)), **fields}
-        rows.append(line(topic, cid, ev))
-
-    def agent(aid: str, state: str, queues: list[str], offset: float, **fields) -> None:
-        n["id"] += 1
-        rows.append(line(t["agents"], aid, {"event_id": f"a{n['id']}", "type": "state", "agent_id": aid,
-                                            "state": state, "queues": queues,
-                                            "ts": datetime.fromtimestamp(base + offset, timezone.utc).isoformat(),
-                                            **fields}))
-
-    calls, chats = t["calls"], t["chats"]
-    agent("a1", "available", ["sales", "support"], 0)
-    agent("a2", "busy", ["sales"], 0)
-    agent("a3", "away", ["support"], 5)
-    call(calls, "offered", "c1", 0, queue="sales")
-    call(calls, "answered", "c1", 20, agent_id="a1", event_id="c1-answered")
-    call(calls, "answered", "c1", 20, agent_id="a1", event_id="c1-answered")  # duplicate
-    agent("a1", "busy", ["sales", "support"], 30)
-    call(calls, "hold", "c1", 60)
-    call(calls, "offered", "c2", 60, queue="sales")
-    call(calls, "abandoned", "c2", 65)
-    call(calls, "resume", "c1", 90)
-    call(calls, "offered", "c3", 120, queue="sales")
-    call(calls, "abandoned", "c3", 124.999)
-    call(calls, "offered", "c4", 180, queue="sales")
-    call(calls, "answered", "c4", 201, agent_id="a2")
-    call(calls, "offered", "c6", 240, queue="sales")
-    call(calls, "transferred", "c4", 261, queue="support")
-    call(calls, "transferred", "c6", 270, queue="support")
-    call(calls, "answered", "c4", 271, agent_id="a3")
-    call(calls, "ended", "c1", 320)
-    call(calls, "abandoned", "c6", 330)
-    call(calls, "wrapup_ended", "c1", 350)
-    call(calls, "ended", "c4", 391)
-    call(calls, "offered", "c5", 420, queue="sales")
-    call(chats, "offered", "h1", 10, queue="sales")
-    call(chats, "answered", "h1", 15, agent_id="a4")
-    call(chats, "ended", "h1", 100)
-    call(chats, "wrapup_ended", "h1", 110)
-    call(chats, "survey", "h1", 200, csat=4, nps=10, resolved=True, ces=5)
-    # billing: missed offers, dequeued contacts (SL denominator), CES; agents with name and reason
-    agent("a5", "available", ["billing"], 0, name="Ana Souza")
-    agent("a6", "away", ["billing"], 0, reason="training")
-    call(calls, "offered", "b1", 0, queue="billing")
-    call(calls, "missed", "b1", 5, agent_id="a5")
-    call(calls, "missed", "b1", 8, agent_id="a6")
-    call(calls, "answered", "b1", 12, agent_id="a7")  # wait 12 s: within T
-    call(calls, "ended", "b1", 100)
-    call(calls, "wrapup_ended", "b1", 110)  # handle 98 s
-    call(calls, "survey", "b1", 200, csat=5, nps=9, resolved=False, ces=6)
-    call(calls, "offered", "b2", 30, queue="billing")
-    call(calls, "dequeued", "b2", 90, reason="timeout")  # wait 60 s
-    call(calls, "offered", "b3", 40, queue="billing")
-    call(calls, "dequeued", "b3", 42, event_id="b3-dequeued")  # no reason: other; wait 2 s
-    call(calls, "dequeued", "b3", 42, event_id="b3-dequeued")  # duplicate
-    call(calls, "offered", "b4", 50, queue="billing")
-    call(calls, "abandoned", "b4", 56)  # 6 s: not short
-    call(calls, "offered", "b5", 60, queue="billing")
-    call(calls, "missed", "b5", 70, agent_id="a5")  # b5 keeps waiting
-    # bad input: every one must be dead-lettered with its reason
-    rows.append(line(calls, "bad1", "this is not json"))
-    rows.append(line(calls, "bad2", "\udcff\udcfe{}"))
-    call(calls, "teleported", "bad3", 10)
-    call(calls, "answered", "ghost", 10, agent_id="a1")
-    call(calls, "offered", "future", 3600 + 430, queue="sales")
-    call(calls, "missed", "ghost2", 10, agent_id="a5")  # unknown contact: lifecycle
-    call(calls, "dequeued", "b5", 75, reason="no way")  # reason with a space: invalid_field
-    agent("a6", "away", ["billing"], 20, reason="lunch!")  # invalid_field
-    path = env.tmp / "scripted.jsonl"
-    path.write_bytes(b"".join(rows))
-    expected_dead = {"invalid_json": 1, "invalid_utf8": 1, "unknown_type": 1, "lifecycle": 2, "future_time": 1,
-                     "invalid_field": 2}
-    return path, expected_dead
 
 
 def on_day(base: float, offsets: list[float], day: date) -> int:
@@ -124,15 +39,32 @@ def scrape_of_one_day(w: Worker) -> tuple[dict, date]:
 
 def kpi_series(m: dict) -> dict:
     """Every series computed from state (SPEC §4), i.e. all but the process metrics."""
-    return {k: v for k, v in m.items()
-            if not k[0].startswith(("ccmon_events", "ccmon_event_lag", "ccmon_dead_letters", "ccmon_broker",
-                                    "ccmon_consumer_lag", "ccmon_state_records", "ccmon_kafka_client"))
-            and k[0].startswith("ccmon_")}
+    return {
+        k: v
+        for k, v in m.items()
+        if not k[0].startswith(
+            (
+                "ccmon_events",
+                "ccmon_event_lag",
+                "ccmon_dead_letters",
+                "ccmon_broker",
+                "ccmon_consumer_lag",
+                "ccmon_state_records",
+                "ccmon_kafka_client",
+            )
+        )
+        and k[0].startswith("ccmon_")
+    }
 
 
 async def consume_all(env: Env, topic: str, expect: int, timeout: float = 30) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=env.kafka.address, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=env.kafka.address,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     await consumer.start()
     out: list = []
     try:
@@ -157,8 +89,10 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert "messages from" in replay.stderr
 
     total_calls = 43  # lines on the calls topic: 34 valid, 2 duplicates, 7 bad
-    m = w.wait_settled(lambda m: sum(v for (n, l), v in m.items() if n == "ccmon_events_total") == 55,
-                   what="all 55 inputs accounted for")
+    m = w.wait_settled(
+        lambda m: sum(v for (n, labels), v in m.items() if n == "ccmon_events_total") == 55,
+        what="all 55 inputs accounted for",
+    )
     now = time.time()
     calls, agents = env.topics["calls"], env.topics["agents"]
     assert metric(m, "ccmon_events_total", topic=calls, result="accepted") == total_calls - 9
@@ -169,10 +103,15 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert metric(m, "ccmon_events_total", topic=agents, result="rejected") == 1
 
     sv = {"queue": "sales", "channel": "voice"}
-    counters = {name: metric(m, f"ccmon_contacts_{name}_total", **sv) for name in (
-        "offered", "answered", "abandoned", "short_abandoned", "answered_in_threshold", "handled", "transferred_out")}
-    assert counters == {"offered": 6, "answered": 2, "abandoned": 2, "short_abandoned": 1,
-                        "answered_in_threshold": 1, "handled": 2, "transferred_out": 2}
+    assert counters(m, sv) == {
+        "offered": 6,
+        "answered": 2,
+        "abandoned": 2,
+        "short_abandoned": 1,
+        "answered_in_threshold": 1,
+        "handled": 2,
+        "transferred_out": 2,
+    }
     assert metric(m, "ccmon_wait_seconds_count", **sv, outcome="answered") == 2
     assert metric(m, "ccmon_wait_seconds_sum", **sv, outcome="answered") == pytest.approx(41.0)
     assert metric(m, "ccmon_wait_seconds_bucket", **sv, outcome="answered", le="20.0") == 1
@@ -182,6 +121,7 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert metric(m, "ccmon_handle_seconds_sum", **sv) == pytest.approx(390.0)
     assert metric(m, "ccmon_queue_waiting_contacts", **sv) == 1
     oldest = metric(m, "ccmon_queue_oldest_wait_seconds", **sv)
+    assert oldest is not None
     assert now - (base + 420) - 15 <= oldest <= now - (base + 420)
 
     for window in ("15m", "1h"):
@@ -195,13 +135,19 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     # (c1 after 20 s, in the threshold; c4 after 21 s), abandons (c2; c3 is short, out of the ratios)
     day_m, day = scrape_of_one_day(w)
     offered = on_day(base, [0, 60, 120, 180, 240, 420], day)
-    answered, in_threshold, abandoned = on_day(base, [20, 201], day), on_day(base, [20], day), on_day(base, [65], day)
+    answered, in_threshold, abandoned = (
+        on_day(base, [20, 201], day),
+        on_day(base, [20], day),
+        on_day(base, [65], day),
+    )
     assert metric(day_m, "ccmon_offered_contacts", **sv, window="today") == offered
     handled_or_lost = answered + abandoned
     assert metric(day_m, "ccmon_abandon_ratio", **sv, window="today") == (
-        pytest.approx(abandoned / handled_or_lost) if handled_or_lost else None)
+        pytest.approx(abandoned / handled_or_lost) if handled_or_lost else None
+    )
     assert metric(day_m, "ccmon_service_level_ratio", **sv, window="today") == (
-        pytest.approx(in_threshold / handled_or_lost) if handled_or_lost else None)
+        pytest.approx(in_threshold / handled_or_lost) if handled_or_lost else None
+    )
     # 5m: c4 offered/answered (21 s), c6 offered, c5 offered, handled 60 s (c4) and 330 s (c1)
     assert metric(m, "ccmon_offered_contacts", **sv, window="5m") == 3
     assert metric(m, "ccmon_abandon_ratio", **sv, window="5m") == 0.0
@@ -228,9 +174,10 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert metric(m, "ccmon_offers_missed_total", **sv) == 0
 
     bv = {"queue": "billing", "channel": "voice"}
-    assert {r: metric(m, "ccmon_contacts_dequeued_total", **bv, reason=r)
-            for r in ("timeout", "empty", "key", "withdraw", "overflow", "other")} == {
-        "timeout": 1, "empty": 0, "key": 0, "withdraw": 0, "overflow": 0, "other": 1}
+    assert {
+        r: metric(m, "ccmon_contacts_dequeued_total", **bv, reason=r)
+        for r in ("timeout", "empty", "key", "withdraw", "overflow", "other")
+    } == {"timeout": 1, "empty": 0, "key": 0, "withdraw": 0, "overflow": 0, "other": 1}
     assert metric(m, "ccmon_offers_missed_total", **bv) == 3
     assert metric(m, "ccmon_wait_seconds_count", **bv, outcome="dequeued") == 2
     assert metric(m, "ccmon_wait_seconds_sum", **bv, outcome="dequeued") == pytest.approx(62.0)
@@ -277,13 +224,20 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
         w.stop(sig)
         w = Worker(env)
         workers.append(w)
-        after = w.wait_settled(lambda m: metric(m, "ccmon_contacts_offered_total", **sv) == 6,
-                           what="state recovered after restart")
+        after = w.wait_settled(
+            lambda m: metric(m, "ccmon_contacts_offered_total", **sv) == 6,
+            what="state recovered after restart",
+        )
         assert metric(after, "ccmon_events_total", topic=calls, result="accepted") == 0
+
         # all but what moves with the wall clock: the oldest wait grows, and the 5m window rolls
         # past the script's first events while the restarts run (15m/1h/today cannot, yet)
         def stable(series: dict) -> dict:
-            return {k: v for k, v in series.items()
-                    if k[0] != "ccmon_queue_oldest_wait_seconds" and ("window", "5m") not in k[1]}
+            return {
+                k: v
+                for k, v in series.items()
+                if k[0] != "ccmon_queue_oldest_wait_seconds" and ("window", "5m") not in k[1]
+            }
+
         assert stable(kpi_series(after)) == stable(before)
         assert len(stable(before)) > 200  # the comparison covers every queue, channel and window

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import Env, Worker
+from tests.integration.support import Env, Worker
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +31,8 @@ def test_replacement_of_a_killed_worker_does_not_wait_for_its_session(env: Env, 
     workers.append(third)
     ready_after = time.monotonic() - started
     assert "told the group that 1 killed worker(s) of this data directory left" in third.log.read_text()
-    assert ready_after < SESSION_S * 0.75, f"ready after {ready_after:.0f} s: the group waited for the dead member"
+    assert ready_after < SESSION_S * 0.75, (
+        f"ready after {ready_after:.0f} s: the group waited for the dead member"
+    )
     second.wait_ready()  # the survivor took part in the same rebalance
     print(f"replacement ready {ready_after:.1f} s after the SIGKILL (session timeout {SESSION_S} s)")

@@ -20,44 +20,49 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Env, Worker
 from tests.integration.recordings import mixed
-from tests.integration.test_crash_exactness import state_series
-from tests.integration.test_crash_search import caught_up
-from tests.integration.test_rebalance import check
-from tests.integration.test_two_workers import total_events
+from tests.integration.support import Env, Worker, caught_up, check, state_series, total_events
 
 pytestmark = pytest.mark.integration
 
-WORKER = {"CCMON_SESSION_TIMEOUT_S": "6", "CCMON_BATCH_SIZE": "200", "CCMON_AGENT_METRICS": "true",
-          "CCMON_LOG_LEVEL": "info"}
+WORKER = {
+    "CCMON_SESSION_TIMEOUT_S": "6",
+    "CCMON_BATCH_SIZE": "200",
+    "CCMON_AGENT_METRICS": "true",
+    "CCMON_LOG_LEVEL": "info",
+}
 PAUSE = {"CCMON_TEST_PAUSE_AT": "seeked:2"}
 
 
-def test_messages_handed_over_while_recovery_ends_are_processed(env: Env, workers: list[Worker], tmp_path: Path):
+def test_messages_handed_over_while_recovery_ends_are_processed(
+    env: Env, workers: list[Worker], tmp_path: Path
+):
     recording = tmp_path / "race.jsonl"
     kinds = mixed(recording, env.topics, seed=11, minutes=40, rate=2)
     assert kinds["lines"] > 5000 and kinds["late_arrivals"] > 100 and kinds["dequeued"] > 5
     assert env.ccmon("replay", str(recording), "--quiet", timeout=300).returncode == 0
-    reference = Worker(env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **WORKER)
+    reference = Worker(
+        env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **WORKER
+    )
     workers.append(reference)
-    ref = state_series(reference.wait_settled(lambda m: total_events(m) == kinds["lines"], timeout=300,
-                                              what="the reference"))
+    ref = state_series(
+        reference.wait_settled(lambda m: total_events(m) == kinds["lines"], timeout=300, what="the reference")
+    )
 
-    first = Worker(env, ready=False, CCMON_TEST_KILL_AT="committed:2", **PAUSE, **WORKER)
+    first = Worker.launched(env, CCMON_TEST_KILL_AT="committed:2", **PAUSE, **WORKER)
     workers.append(first)
-    deadline = time.monotonic() + 120
-    while first.proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert first.proc.returncode == -signal.SIGKILL, f"the first worker did not die at its second commit:\n" \
-                                                     f"{first.log.read_text()[-3000:]}"
+    assert first.wait_exit(timeout=120) == -signal.SIGKILL, (
+        f"the first worker did not die at its second commit:\n{first.log.read_text()[-3000:]}"
+    )
     second = Worker(env, **PAUSE, **WORKER)
     workers.append(second)
-    deadline, problem = time.monotonic() + 240, "not caught up"
+    deadline = time.monotonic() + 240
+    problem: str | None = "not caught up"
     while time.monotonic() < deadline:
         m = second.scrape()
         if caught_up(m) and (problem := check([second], ref)) is None:
             return
         time.sleep(0.5)
-    raise AssertionError(f"the two workers did not end equal to the reference: {problem}\n"
-                         + second.log.read_text()[-3000:])
+    raise AssertionError(
+        f"the two workers did not end equal to the reference: {problem}\n" + second.log.read_text()[-3000:]
+    )

@@ -5,63 +5,76 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ROOT
+from tests.integration.support import clean_checkout
 
 pytestmark = pytest.mark.integration
 
 DEBIAN_PYTHON = Path("/usr/bin/python3")
 
 
-def clean_checkout(dest: Path) -> Path:
-    """The files git tracks, as they are in the working tree: a fresh clone of HEAD when the tree
-    is committed (as in CI), and the edits under test when it is not. Nothing untracked or
-    ignored (.venv, caches, artifacts) comes along."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, listed.decode().split("\0")):
-        src = ROOT / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    return dest
-
-
 def system_site_files() -> set[str]:
-    out = subprocess.run([str(DEBIAN_PYTHON), "-c", "import sysconfig, os; p = sysconfig.get_path('purelib'); "
-                          "print('\\n'.join(sorted(os.listdir(p))) if os.path.isdir(p) else '')"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            str(DEBIAN_PYTHON),
+            "-c",
+            "import sysconfig, os; p = sysconfig.get_path('purelib'); "
+            "print('\\n'.join(sorted(os.listdir(p))) if os.path.isdir(p) else '')",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return set(out.split())
 
 
 def test_setup_makes_a_venv_with_the_debian_python_and_ccmon_runs_from_it(tmp_path: Path):
     assert DEBIAN_PYTHON.exists(), "this machine should be Debian with its python3"
-    stdlib = subprocess.run([str(DEBIAN_PYTHON), "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
-                            capture_output=True, text=True, check=True).stdout.strip()
+    stdlib = subprocess.run(
+        [str(DEBIAN_PYTHON), "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert (Path(stdlib) / "EXTERNALLY-MANAGED").exists()  # pip into it is refused: hence .venv
     before = system_site_files()
     repo = clean_checkout(tmp_path / "ccmon")
     assert not (repo / ".venv").exists()
     env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
 
-    setup = subprocess.run(["bash", "deploy/setup.sh", "demo"], cwd=repo, env=env, capture_output=True, text=True,
-                           timeout=900)
+    setup = subprocess.run(
+        ["bash", "deploy/setup.sh", "demo"], cwd=repo, env=env, capture_output=True, text=True, timeout=900
+    )
     assert setup.returncode == 0, setup.stdout + setup.stderr
     assert "creating the virtual environment .venv" in setup.stderr
-    base = subprocess.run([str(repo / ".venv/bin/python"), "-c", "import sys; print(sys.base_prefix)"],
-                          env=env, capture_output=True, text=True, check=True).stdout.strip()
+    base = subprocess.run(
+        [str(repo / ".venv/bin/python"), "-c", "import sys; print(sys.base_prefix)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert base == "/usr"  # the venv is the Debian python3's
 
-    shown = subprocess.run([str(repo / ".venv/bin/ccmon"), "--help"], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=60)
+    shown = subprocess.run(
+        [str(repo / ".venv/bin/ccmon"), "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert shown.returncode == 0, shown.stderr
     assert all(cmd in shown.stdout for cmd in ("kafka", "worker", "simulate", "replay", "demo"))
     assert system_site_files() == before  # nothing installed into the system interpreter
 
-    again = subprocess.run(["bash", "deploy/setup.sh", "demo"], cwd=repo, env=env, capture_output=True, text=True,
-                           timeout=120)
-    assert again.returncode == 0 and again.stderr == "", again.stderr  # idempotent: nothing to do the second time
+    again = subprocess.run(
+        ["bash", "deploy/setup.sh", "demo"], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0 and again.stderr == "", (
+        again.stderr
+    )  # idempotent: nothing to do the second time

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Env, Worker
-from tests.integration.test_crash_exactness import state_series
-from tests.integration.test_two_workers import total_events
+from tests.integration.support import Env, Worker, state_series, total_events
 
 pytestmark = pytest.mark.integration
 
@@ -40,18 +38,36 @@ def same_as(worker: Worker, reference: Worker, n_ref: int) -> dict:
     return b
 
 
-def test_snapshot_plus_tail_corrupt_and_lost_snapshots_restore_the_same_state(env: Env, workers: list[Worker],
-                                                                             tmp_path: Path):
+def test_snapshot_plus_tail_corrupt_and_lost_snapshots_restore_the_same_state(
+    env: Env, workers: list[Worker], tmp_path: Path
+):
     recording = tmp_path / "all.jsonl"
-    made = env.ccmon("simulate", "--profile", "flat", "--seed", "11", "--backfill", "5400", "--rate", "6",
-                     "--staff", "6", "--output", str(recording))
+    made = env.ccmon(
+        "simulate",
+        "--profile",
+        "flat",
+        "--seed",
+        "11",
+        "--backfill",
+        "5400",
+        "--rate",
+        "6",
+        "--staff",
+        "6",
+        "--output",
+        str(recording),
+    )
     assert made.returncode == 0, made.stderr
     lines = recording.read_bytes().splitlines(keepends=True)
     half = len(lines) // 2
     snaps = env.tmp / "worker" / "snapshots" / env.prefix
     fast = {"CCMON_SESSION_TIMEOUT_S": "6", "CCMON_LOG_LEVEL": "info"}
-    reference = Worker(env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts",
-                       CCMON_SNAPSHOT_INTERVAL_S="0")
+    reference = Worker(
+        env,
+        CCMON_APP_ID=f"{env.prefix}-ref",
+        CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts",
+        CCMON_SNAPSHOT_INTERVAL_S="0",
+    )
     workers.append(reference)
 
     # 1. the first half, snapshotted every second
@@ -61,7 +77,10 @@ def test_snapshot_plus_tail_corrupt_and_lost_snapshots_restore_the_same_state(en
     same_as(first, reference, half)
     settled = time.time()
     deadline = time.monotonic() + 60
-    while not (len(list(snaps.glob("*.snap"))) == TABLES and all(f.stat().st_mtime > settled for f in snaps.glob("*.snap"))):
+    while not (
+        len(list(snaps.glob("*.snap"))) == TABLES
+        and all(f.stat().st_mtime > settled for f in snaps.glob("*.snap"))
+    ):
         assert time.monotonic() < deadline, f"no snapshots in {snaps}:\n" + first.log.read_text()[-2000:]
         time.sleep(0.2)
     first.stop(signal.SIGKILL)
@@ -92,7 +111,9 @@ def test_snapshot_plus_tail_corrupt_and_lost_snapshots_restore_the_same_state(en
     workers.append(fourth)
     same_as(fourth, reference, len(lines))
     log = fourth.log.read_text()
-    assert "checksum mismatch" in log and log.count("from snapshot") == TABLES - 1, log[-3000:]  # the others were whole
+    assert "checksum mismatch" in log and log.count("from snapshot") == TABLES - 1, log[
+        -3000:
+    ]  # the others were whole
     fourth.stop(signal.SIGKILL)
 
     # 5. no snapshots at all: the whole changelog, the same state

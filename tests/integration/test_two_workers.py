@@ -10,15 +10,9 @@ from collections import defaultdict
 
 import pytest
 
-from tests.integration.conftest import Env, Worker
+from tests.integration.support import Env, Worker, kpis, total_events
 
 pytestmark = pytest.mark.integration
-
-KPI_PREFIXES = ("ccmon_contacts_", "ccmon_wait_seconds", "ccmon_handle_seconds", "ccmon_queue_waiting")
-
-
-def kpis(m: dict) -> dict:
-    return {k: v for k, v in m.items() if k[0].startswith(KPI_PREFIXES)}
 
 
 def summed(*scrapes: dict) -> dict:
@@ -30,8 +24,12 @@ def summed(*scrapes: dict) -> dict:
 
 
 #: per-agent series that do not move with the clock (state seconds do): exact across workers
-AGENT_SERIES = ("ccmon_agent_state", "ccmon_agent_handled_total", "ccmon_agent_handle_seconds_total",
-                "ccmon_agent_offers_missed_total")
+AGENT_SERIES = (
+    "ccmon_agent_state",
+    "ccmon_agent_handled_total",
+    "ccmon_agent_handle_seconds_total",
+    "ccmon_agent_offers_missed_total",
+)
 
 
 def agent_series(m: dict) -> dict:
@@ -42,18 +40,37 @@ def agent_rows(w: Worker) -> dict:
     """The worker's agent view: agent → the figures that do not move with the clock."""
     with urllib.request.urlopen(w.url("/api/agents"), timeout=10) as resp:
         body = json.loads(resp.read())
-    return {a["agent"]: (a["state"], a["since"], a["reason"], a["handled_today"], a["handle_s_today"],
-                         a["missed_today"], a["contact"]) for a in body["agents"]}
-
-
-def total_events(*scrapes: dict) -> float:
-    return sum(v for m in scrapes for (n, _), v in m.items() if n == "ccmon_events_total")
+    return {
+        a["agent"]: (
+            a["state"],
+            a["since"],
+            a["reason"],
+            a["handled_today"],
+            a["handle_s_today"],
+            a["missed_today"],
+            a["contact"],
+        )
+        for a in body["agents"]
+    }
 
 
 def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: list[Worker], tmp_path):
     recording = tmp_path / "sim.jsonl"
-    result = env.ccmon("simulate", "--profile", "flat", "--seed", "11", "--backfill", "2700", "--rate", "2",
-                       "--incident", "bad-input:20@600", "--output", str(recording))
+    result = env.ccmon(
+        "simulate",
+        "--profile",
+        "flat",
+        "--seed",
+        "11",
+        "--backfill",
+        "2700",
+        "--rate",
+        "2",
+        "--incident",
+        "bad-input:20@600",
+        "--output",
+        str(recording),
+    )
     assert result.returncode == 0, result.stderr
     n = len(recording.read_bytes().splitlines())
     a, b = Worker(env, CCMON_AGENT_METRICS="true"), Worker(env, CCMON_AGENT_METRICS="true")
@@ -64,14 +81,16 @@ def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: l
     assert env.ccmon("replay", str(recording), "--quiet").returncode == 0
 
     ref = reference.wait_settled(lambda m: total_events(m) == n, timeout=120, what="reference worker done")
+
     def both_done(_: dict) -> bool:
         return total_events(a.scrape(), b.scrape()) == n
+
     a.wait_settled(both_done, timeout=120, what="both workers done")
     b.wait_settled(both_done, timeout=60, what="both workers done")
     ma, mb = a.scrape(), b.scrape()
 
-    queues_a = {dict(l)["queue"] for name, l in kpis(ma)}
-    queues_b = {dict(l)["queue"] for name, l in kpis(mb)}
+    queues_a = {dict(labels)["queue"] for _, labels in kpis(ma)}
+    queues_b = {dict(labels)["queue"] for _, labels in kpis(mb)}
     assert queues_a and queues_b and not queues_a & queues_b  # each queue from exactly one worker
     assert summed(ma, mb) == kpis(ref)
     assert len(kpis(ref)) > 100
@@ -89,7 +108,7 @@ def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: l
     # one worker is killed: the other takes its partitions, recovers their state, exports all
     a.stop(signal.SIGKILL)
     after = b.wait_settled(lambda m: summed(m) == kpis(ref), timeout=120, what="takeover complete")
-    assert {dict(l)["queue"] for name, l in kpis(after)} == queues_a | queues_b
+    assert {dict(labels)["queue"] for _, labels in kpis(after)} == queues_a | queues_b
     with urllib.request.urlopen(b.url("/api/wallboard"), timeout=5) as resp:
         assert json.loads(resp.read())["scope"].startswith("all queues")
     assert agent_rows(b) == agent_rows(reference)

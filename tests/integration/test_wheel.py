@@ -14,15 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import free_kafka_port, free_port
-from tests.integration.test_demo import run_demo
-from tests.integration.test_setup import clean_checkout
+from streams.dev.harness import free_kafka_port, free_port
+from tests.integration.support import clean_checkout, run_demo
 
 pytestmark = pytest.mark.integration
 
 
-def run(*cmd: str | Path, cwd: Path, env: dict | None = None, timeout: float = 600) -> str:
-    done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+def run(*cmd: str | Path | int, cwd: Path, env: dict | None = None, timeout: float = 600) -> str:
+    done = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, f"{cmd}: {done.stdout}{done.stderr}"
     return done.stdout + done.stderr
 
@@ -34,13 +35,30 @@ def get(url: str) -> bytes:
 
 def test_installed_wheel_runs_kafka_worker_and_demo_outside_the_source_tree(tmp_path: Path):
     src = clean_checkout(tmp_path / "src")
-    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", tmp_path / "dist", ".", cwd=src)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        "--wheel-dir",
+        tmp_path / "dist",
+        ".",
+        cwd=src,
+    )
     (wheel,) = (tmp_path / "dist").glob("ccmon-*.whl")
     import zipfile
+
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"streams/resources/kafka/pom.xml", "streams/resources/prometheus/prometheus.yml",
-            "streams/resources/prometheus/rules/ccmon.yml", "streams/resources/prometheus/rules/ccmon-thresholds.yml",
-            "streams/wallboard.html", "producers/scenarios/default.toml"} <= names, sorted(names)
+    assert {
+        "streams/resources/kafka/pom.xml",
+        "streams/resources/prometheus/prometheus.yml",
+        "streams/resources/prometheus/rules/ccmon.yml",
+        "streams/resources/prometheus/rules/ccmon-thresholds.yml",
+        "streams/wallboard.html",
+        "producers/scenarios/default.toml",
+    } <= names, sorted(names)
     # the source goes away: nothing can be read from it any more
     subprocess.run(["rm", "-rf", str(src)], check=True)
 
@@ -51,8 +69,14 @@ def test_installed_wheel_runs_kafka_worker_and_demo_outside_the_source_tree(tmp_
     ccmon = tmp_path / "venv/bin/ccmon"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CCMON_", "PYTHON", "VIRTUAL_ENV"))}
     # a cache of its own: the packaged pom must resolve Kafka (Maven's local repository makes it quick)
-    env.update(CCMON_KAFKA_CACHE=str(tmp_path / "cache"), CCMON_DATA_DIR=str(home / "data"), CCMON_LOG_LEVEL="warning")
-    where = run(tmp_path / "venv/bin/python", "-c", "import streams; print(streams.__file__)", cwd=home, env=env)
+    env.update(
+        CCMON_KAFKA_CACHE=str(tmp_path / "cache"),
+        CCMON_DATA_DIR=str(home / "data"),
+        CCMON_LOG_LEVEL="warning",
+    )
+    where = run(
+        tmp_path / "venv/bin/python", "-c", "import streams; print(streams.__file__)", cwd=home, env=env
+    )
     assert where.startswith(str(tmp_path / "venv")), where
 
     port = free_kafka_port()
@@ -62,12 +86,19 @@ def test_installed_wheel_runs_kafka_worker_and_demo_outside_the_source_tree(tmp_
     assert "resolved" in started and "running" in started
     web = free_port()
     worker_env = {**env, "CCMON_BROKER": f"kafka://127.0.0.1:{port}", "CCMON_WEB_PORT": str(web)}
-    worker = subprocess.Popen([str(ccmon), "worker"], cwd=home, env=worker_env,
-                              stdout=(home / "worker.log").open("wb"), stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [str(ccmon), "worker"],
+        cwd=home,
+        env=worker_env,
+        stdout=(home / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline, metrics = time.monotonic() + 120, b""
         while b"ccmon_broker_up 1.0" not in metrics:
-            assert time.monotonic() < deadline and worker.poll() is None, (home / "worker.log").read_text()[-3000:]
+            assert time.monotonic() < deadline and worker.poll() is None, (home / "worker.log").read_text()[
+                -3000:
+            ]
             try:
                 metrics = get(f"http://127.0.0.1:{web}/metrics")
             except OSError:
@@ -82,8 +113,15 @@ def test_installed_wheel_runs_kafka_worker_and_demo_outside_the_source_tree(tmp_
     print(f"ccmon kafka stop: {stopped.strip()}")
     assert "stopped" in stopped
 
-    first, output = run_demo(home / "demo", free_kafka_port(), free_port(), free_port(), ccmon=(str(ccmon),), cwd=home,
-                             **{k: v for k, v in env.items() if k.startswith("CCMON_KAFKA")})
+    first, output = run_demo(
+        home / "demo",
+        free_kafka_port(),
+        free_port(),
+        free_port(),
+        ccmon=(str(ccmon),),
+        cwd=home,
+        **{k: v for k, v in env.items() if k.startswith("CCMON_KAFKA")},
+    )
     print(f"ccmon demo: first numbers on the wallboard after {first:.1f} s")
     assert "everything it started is stopped" in output
     rules = sorted(p.name for p in (home / "demo").glob("demo-rules-*.yml"))
@@ -95,20 +133,42 @@ def test_compiled_wheel_runs_the_core_as_extension_modules(tmp_path: Path):
     core in the wheel compiled by mypyc, beside its source, and the installed package runs them."""
     src = clean_checkout(tmp_path / "src")
     env = {**os.environ, "CCMON_COMPILE_CORE": "1"}
-    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", tmp_path / "dist", ".", cwd=src, env=env)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        "--wheel-dir",
+        tmp_path / "dist",
+        ".",
+        cwd=src,
+        env=env,
+    )
     (wheel,) = (tmp_path / "dist").glob("ccmon-*.whl")
     assert "-cp3" in wheel.name and "none-any" not in wheel.name, wheel.name  # a platform wheel
     import zipfile
+
     names = set(zipfile.ZipFile(wheel).namelist())
     core = sorted(p.stem for p in (src / "streams" / "core").glob("*.py"))
-    compiled = sorted(n.split("/")[-1].split(".")[0] for n in names if n.startswith("streams/core/") and n.endswith(".so"))
+    compiled = sorted(
+        n.split("/")[-1].split(".")[0] for n in names if n.startswith("streams/core/") and n.endswith(".so")
+    )
     assert compiled == core and all(f"streams/core/{m}.py" in names for m in core), (compiled, core)
-    assert not any(n.startswith(("streams/", "producers/")) and n.endswith(".so") and "/core/" not in n for n in names)
+    assert not any(
+        n.startswith(("streams/", "producers/")) and n.endswith(".so") and "/core/" not in n for n in names
+    )
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
     run(venv / "bin/pip", "install", "-q", "--disable-pip-version-check", wheel, cwd=tmp_path)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CCMON_", "PYTHON", "VIRTUAL_ENV"))}
-    where = run(venv / "bin/python", "-c", "import streams.core.intake as m, streams.app; print(m.__file__)",
-                cwd=tmp_path, env=clean)
+    where = run(
+        venv / "bin/python",
+        "-c",
+        "import streams.core.intake as m, streams.app; print(m.__file__)",
+        cwd=tmp_path,
+        env=clean,
+    )
     assert where.strip().startswith(str(venv)) and where.strip().endswith(".so"), where

@@ -1,4 +1,5 @@
-"""Event builders for hand-written scenarios."""
+"""Event builders for hand-written scenarios, the scenario several test files check, and the
+ways they feed it to the pure pipeline and read its exposition."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from datetime import datetime
 from itertools import count
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from streams.config import Settings, load
+from streams.core.local import LocalPipeline
 
 _ids = count(1)
 CALLS, CHATS, AGENTS = "cc.calls", "cc.chats", "cc.agents"
@@ -19,13 +23,25 @@ def at(hhmmss: str, day: str = "2026-11-23") -> float:
 
 
 def ev(etype: str, cid: str, ts: float, **fields: Any) -> dict[str, Any]:
-    return {"event_id": fields.pop("event_id", f"e{next(_ids)}"), "type": etype, "contact_id": cid,
-            "ts": int(round(ts * 1000)), **fields}
+    return {
+        "event_id": fields.pop("event_id", f"e{next(_ids)}"),
+        "type": etype,
+        "contact_id": cid,
+        "ts": int(round(ts * 1000)),
+        **fields,
+    }
 
 
 def agent(aid: str, state: str, queues: list[str], ts: float, **fields: Any) -> dict[str, Any]:
-    return {"event_id": fields.pop("event_id", f"a{next(_ids)}"), "type": "state", "agent_id": aid, "state": state,
-            "queues": queues, "ts": int(round(ts * 1000)), **fields}
+    return {
+        "event_id": fields.pop("event_id", f"a{next(_ids)}"),
+        "type": "state",
+        "agent_id": aid,
+        "state": state,
+        "queues": queues,
+        "ts": int(round(ts * 1000)),
+        **fields,
+    }
 
 
 def settings(**overrides: Any) -> Settings:
@@ -45,8 +61,17 @@ def with_later_spec_events(rows: list, rng: random.Random) -> list:
 
     def dequeued(topic: str, cid: str, event: dict) -> tuple[str, str, dict]:
         reason = rng.choice(reasons)
-        return topic, cid, {"event_id": f"{cid}-dequeued", "type": "dequeued", "contact_id": cid, "ts": event["ts"],
-                            **({"reason": reason} if reason is not None else {})}
+        return (
+            topic,
+            cid,
+            {
+                "event_id": f"{cid}-dequeued",
+                "type": "dequeued",
+                "contact_id": cid,
+                "ts": event["ts"],
+                **({"reason": reason} if reason is not None else {}),
+            },
+        )
 
     for n, (topic, key, event) in enumerate(rows):
         if not isinstance(event, dict):  # raw bytes of a bad input, as a recording may hold
@@ -63,8 +88,18 @@ def with_later_spec_events(rows: list, rng: random.Random) -> list:
             continue
         if etype == "answered" and rng.random() < 0.25:
             for i in range(rng.randint(1, 2)):
-                out.append((topic, key, {**event, "event_id": f"{event['event_id']}-missed-{i}", "type": "missed",
-                                         "agent_id": f"agent-missing-{n % 7}"}))
+                out.append(
+                    (
+                        topic,
+                        key,
+                        {
+                            **event,
+                            "event_id": f"{event['event_id']}-missed-{i}",
+                            "type": "missed",
+                            "agent_id": f"agent-missing-{n % 7}",
+                        },
+                    )
+                )
         elif etype == "survey" and rng.random() < 0.8:
             event.setdefault("ces", rng.randint(1, 7))
         out.append((topic, key, event))
@@ -73,3 +108,71 @@ def with_later_spec_events(rows: list, rng: random.Random) -> list:
             twins[event["contact_id"]] = (topic, twin)
             out.append((topic, twin, {**event, "event_id": f"{twin}-offered", "contact_id": twin}))
     return out
+
+
+#: the moment most scenarios are looked at
+NOW = at("10:10:00")
+
+
+class Clock:
+    """A clock a test sets: KPI windows and exposition age follow it, never the machine's."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def samples(text: str) -> dict:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+
+
+def feed(p: LocalPipeline, events, now: float) -> None:
+    p.feed([p.record(t, e, key=e.get("contact_id") or e.get("agent_id")) for t, e in events], now=now)
+
+
+def sample(m: dict, name: str, **labels: str) -> float | None:
+    return m.get((name, tuple(sorted(labels.items()))))
+
+
+def run(events, now=NOW, sweep=False, **cfg):
+    p = LocalPipeline(settings(**cfg))
+    p.feed([p.record(topic, e, key=e.get("contact_id") or e.get("agent_id")) for topic, e in events], now=now)
+    if sweep:
+        p.sweep(now)
+    return p
+
+
+SCENARIO = [
+    # c1: waits exactly T = 20 s (in threshold), 30 s hold, handle = wrapup - answered = 330 s
+    (CALLS, ev("offered", "c1", at("10:00:00"), queue="sales")),
+    (CALLS, ev("answered", "c1", at("10:00:20"), agent_id="a1")),
+    (CALLS, ev("hold", "c1", at("10:01:00"))),
+    (CALLS, ev("resume", "c1", at("10:01:30"))),
+    (CALLS, ev("ended", "c1", at("10:05:20"))),
+    (CALLS, ev("wrapup_ended", "c1", at("10:05:50"))),
+    # c2: abandons after exactly S = 5 s: not short (short is strictly < S)
+    (CALLS, ev("offered", "c2", at("10:01:00"), queue="sales")),
+    (CALLS, ev("abandoned", "c2", at("10:01:05"))),
+    # c3: abandons after 4.999 s: short
+    (CALLS, ev("offered", "c3", at("10:02:00"), queue="sales")),
+    (CALLS, ev("abandoned", "c3", at("10:02:04.999"))),
+    # c4: answered after 21 s (outside T), transferred while handled after 60 s -> sales handled 60 s;
+    #     support: waits 10 s, ended, no wrap-up
+    (CALLS, ev("offered", "c4", at("10:03:00"), queue="sales")),
+    (CALLS, ev("answered", "c4", at("10:03:21"), agent_id="a2")),
+    (CALLS, ev("transferred", "c4", at("10:04:21"), queue="support")),
+    (CALLS, ev("answered", "c4", at("10:04:31"), agent_id="a3")),
+    (CALLS, ev("ended", "c4", at("10:06:31"))),
+    # c6: transferred while waiting: sales counts it transferred out with no wait KPI
+    (CALLS, ev("offered", "c6", at("10:04:00"), queue="sales")),
+    (CALLS, ev("transferred", "c6", at("10:04:30"), queue="support")),
+    (CALLS, ev("abandoned", "c6", at("10:05:30"))),
+    # c5: still waiting at 10:10:00 -> oldest wait 120 s
+    (CALLS, ev("offered", "c5", at("10:08:00"), queue="sales")),
+]

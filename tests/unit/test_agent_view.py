@@ -18,9 +18,15 @@ def row(p: LocalPipeline, agent_id: str, now: float):
 def test_state_time_is_split_at_local_midnight_and_today_follows_the_time_zone():
     # Europe/Berlin is UTC+1 in November: local midnight of 24 Nov is 23:00 UTC on 23 Nov
     p = LocalPipeline(settings(timezone="Europe/Berlin"))
-    feed(p, [(AGENTS, agent("a1", "available", ["sales"], at("22:30:00"), name="Ann Lee")),
-             (AGENTS, agent("a1", "busy", ["sales"], at("23:10:00"))),
-             (AGENTS, agent("a1", "away", ["sales"], at("23:25:00"), reason="lunch"))], now=at("23:40:00"))
+    feed(
+        p,
+        [
+            (AGENTS, agent("a1", "available", ["sales"], at("22:30:00"), name="Ann Lee")),
+            (AGENTS, agent("a1", "busy", ["sales"], at("23:10:00"))),
+            (AGENTS, agent("a1", "away", ["sales"], at("23:25:00"), reason="lunch")),
+        ],
+        now=at("23:40:00"),
+    )
     r = row(p, "a1", at("23:40:00"))
     assert (r.name, r.state, r.reason, r.since) == ("Ann Lee", "away", "lunch", at("23:25:00"))
     # today (24 Nov local): available 23:00-23:10 UTC, busy 23:10-23:25, away 23:25-now (15 min, running)
@@ -47,28 +53,48 @@ def test_an_agent_who_never_logs_out_counts_today_from_midnight_and_the_total_fr
 
 def test_contact_in_hand_follows_its_phases_and_the_agent_serves_two_queues():
     p = LocalPipeline(settings())
-    feed(p, [(AGENTS, agent("a1", "available", ["sales", "support"], at("10:00:00"))),
-             (CALLS, ev("offered", "c1", at("10:00:00"), queue="sales")),
-             (CALLS, ev("answered", "c1", at("10:00:10"), agent_id="a1")),
-             (AGENTS, agent("a1", "busy", ["sales", "support"], at("10:00:10")))], now=at("10:00:20"))
+    feed(
+        p,
+        [
+            (AGENTS, agent("a1", "available", ["sales", "support"], at("10:00:00"))),
+            (CALLS, ev("offered", "c1", at("10:00:00"), queue="sales")),
+            (CALLS, ev("answered", "c1", at("10:00:10"), agent_id="a1")),
+            (AGENTS, agent("a1", "busy", ["sales", "support"], at("10:00:10"))),
+        ],
+        now=at("10:00:20"),
+    )
     r = row(p, "a1", at("10:00:20"))
     assert r.queues == ["sales", "support"]
-    assert r.contacts == [{"id": "c1", "queue": "sales", "channel": "voice", "phase": "talking", "since": at("10:00:10")}]
+    assert r.contacts == [
+        {"id": "c1", "queue": "sales", "channel": "voice", "phase": "talking", "since": at("10:00:10")}
+    ]
     feed(p, [(CALLS, ev("hold", "c1", at("10:01:00")))], now=at("10:01:05"))
     assert row(p, "a1", at("10:01:05")).contacts[0]["phase"] == "hold"
-    feed(p, [(CALLS, ev("resume", "c1", at("10:01:30"))),
-             (CALLS, ev("ended", "c1", at("10:02:10"))),
-             (AGENTS, agent("a1", "acw", ["sales", "support"], at("10:02:10")))], now=at("10:02:20"))
+    feed(
+        p,
+        [
+            (CALLS, ev("resume", "c1", at("10:01:30"))),
+            (CALLS, ev("ended", "c1", at("10:02:10"))),
+            (AGENTS, agent("a1", "acw", ["sales", "support"], at("10:02:10"))),
+        ],
+        now=at("10:02:20"),
+    )
     r = row(p, "a1", at("10:02:20"))
     assert (r.contacts[0]["phase"], r.contacts[0]["since"]) == ("acw", at("10:02:10"))
-    feed(p, [(CALLS, ev("wrapup_ended", "c1", at("10:02:40"))),
-             (AGENTS, agent("a1", "available", ["sales", "support"], at("10:02:40"))),
-             # a chat in the second queue, completed by the ACW timeout (600 s): ACW = 0
-             (CHATS, ev("offered", "h1", at("10:03:00"), queue="support")),
-             (CHATS, ev("answered", "h1", at("10:03:05"), agent_id="a1")),
-             (CHATS, ev("ended", "h1", at("10:04:05"))),
-             # a later chat moves the chats partition's time past h1's deadline
-             (CHATS, ev("offered", "h9", at("10:20:00"), queue="sales"))], now=at("10:20:00"))
+    feed(
+        p,
+        [
+            (CALLS, ev("wrapup_ended", "c1", at("10:02:40"))),
+            (AGENTS, agent("a1", "available", ["sales", "support"], at("10:02:40"))),
+            # a chat in the second queue, completed by the ACW timeout (600 s): ACW = 0
+            (CHATS, ev("offered", "h1", at("10:03:00"), queue="support")),
+            (CHATS, ev("answered", "h1", at("10:03:05"), agent_id="a1")),
+            (CHATS, ev("ended", "h1", at("10:04:05"))),
+            # a later chat moves the chats partition's time past h1's deadline
+            (CHATS, ev("offered", "h9", at("10:20:00"), queue="sales")),
+        ],
+        now=at("10:20:00"),
+    )
     p.sweep(at("10:20:00"))
     r = row(p, "a1", at("10:20:00"))
     assert r.contacts == []
@@ -83,18 +109,25 @@ def test_contact_in_hand_follows_its_phases_and_the_agent_serves_two_queues():
 
 def test_a_transfer_counts_for_the_agent_who_had_it_and_the_survey_only_for_the_last_queue():
     p = LocalPipeline(settings())
-    feed(p, [(CALLS, ev("offered", "c1", at("09:00:00"), queue="sales")),
-             (CALLS, ev("answered", "c1", at("09:00:05"), agent_id="a1")),
-             (CALLS, ev("transferred", "c1", at("09:01:05"), queue="support")),
-             (CALLS, ev("answered", "c1", at("09:01:25"), agent_id="a2")),
-             (CALLS, ev("ended", "c1", at("09:03:25"))),
-             (CALLS, ev("wrapup_ended", "c1", at("09:03:55"))),
-             (CALLS, ev("survey", "c1", at("09:30:00"), csat=5, ces=6))], now=at("09:30:00"))
+    feed(
+        p,
+        [
+            (CALLS, ev("offered", "c1", at("09:00:00"), queue="sales")),
+            (CALLS, ev("answered", "c1", at("09:00:05"), agent_id="a1")),
+            (CALLS, ev("transferred", "c1", at("09:01:05"), queue="support")),
+            (CALLS, ev("answered", "c1", at("09:01:25"), agent_id="a2")),
+            (CALLS, ev("ended", "c1", at("09:03:25"))),
+            (CALLS, ev("wrapup_ended", "c1", at("09:03:55"))),
+            (CALLS, ev("survey", "c1", at("09:30:00"), csat=5, ces=6)),
+        ],
+        now=at("09:30:00"),
+    )
     a1, a2 = row(p, "a1", at("09:30:00")), row(p, "a2", at("09:30:00"))
     assert (a1.handled_today, a1.handle_s_today, a1.contacts) == (1, 60.0, [])  # transfer: no ACW
     assert (a2.handled_today, a2.handle_s_today, a2.contacts) == (1, 150.0, [])
     assert a1.state is None  # known only from the contact it answered: no state event yet
     from streams.core import kpis
+
     support = p.store.view("support", "voice", at("09:30:00")).windows["today"]
     sales = p.store.view("sales", "voice", at("09:30:00")).windows["today"]
     assert (support[kpis.CSAT_N], support[kpis.CES_SUM], sales[kpis.CSAT_N]) == (1, 6, 0)
@@ -102,21 +135,35 @@ def test_a_transfer_counts_for_the_agent_who_had_it_and_the_survey_only_for_the_
 
 def test_a_missed_offer_counts_for_the_agent_who_missed_it():
     p = LocalPipeline(settings())
-    feed(p, [(CALLS, ev("offered", "c1", at("09:00:00"), queue="sales")),
-             (CALLS, ev("missed", "c1", at("09:00:10"), agent_id="a1")),
-             (CALLS, ev("missed", "c1", at("09:00:20"), agent_id="a1")),
-             (CALLS, ev("missed", "c1", at("09:00:30"), agent_id="a2")),
-             (CALLS, ev("answered", "c1", at("09:00:40"), agent_id="a3"))], now=at("09:01:00"))
-    assert [(r.agent, r.missed_today, r.missed_total, r.handled_today) for r in p.agent_store.rows(at("09:01:00"))] == [
-        ("a1", 2, 2, 0), ("a2", 1, 1, 0), ("a3", 0, 0, 0)]
+    feed(
+        p,
+        [
+            (CALLS, ev("offered", "c1", at("09:00:00"), queue="sales")),
+            (CALLS, ev("missed", "c1", at("09:00:10"), agent_id="a1")),
+            (CALLS, ev("missed", "c1", at("09:00:20"), agent_id="a1")),
+            (CALLS, ev("missed", "c1", at("09:00:30"), agent_id="a2")),
+            (CALLS, ev("answered", "c1", at("09:00:40"), agent_id="a3")),
+        ],
+        now=at("09:01:00"),
+    )
+    assert [
+        (r.agent, r.missed_today, r.missed_total, r.handled_today) for r in p.agent_store.rows(at("09:01:00"))
+    ] == [("a1", 2, 2, 0), ("a2", 1, 1, 0), ("a3", 0, 0, 0)]
     assert row(p, "a3", at("09:01:00")).contacts[0]["id"] == "c1"
 
 
 def test_per_agent_facts_are_routed_by_agent_and_queue_facts_by_queue():
     from streams.core.intake import partition_for_queue
+
     p = LocalPipeline(settings(partitions=8))
-    out = feed(p, [(CALLS, ev("offered", "c1", at("09:00:00"), queue="sales")),
-                   (CALLS, ev("answered", "c1", at("09:00:05"), agent_id="agent-7"))], now=at("09:00:10"))
+    out = feed(
+        p,
+        [
+            (CALLS, ev("offered", "c1", at("09:00:00"), queue="sales")),
+            (CALLS, ev("answered", "c1", at("09:00:05"), agent_id="agent-7")),
+        ],
+        now=at("09:00:10"),
+    )
     for part, rows in out.facts.items():
         for _, _, _, fact in rows:
             key = fact[4] if fact[0].startswith("ag_") else fact[1]
@@ -129,9 +176,11 @@ def test_a_flood_of_made_up_agent_ids_is_capped_and_dead_lettered():
     p = LocalPipeline(settings(max_agents=50))
     rows = [(AGENTS, agent(f"fake-{i}", "available", ["q"], at("09:00:00") + i)) for i in range(300)]
     rows.append((AGENTS, agent("fake-3", "busy", ["q"], at("09:10:00"))))  # a known agent goes on
-    rows += [(CALLS, ev("offered", "c1", at("09:10:00"), queue="q")),
-             (CALLS, ev("missed", "c1", at("09:10:01"), agent_id="stranger")),
-             (CALLS, ev("answered", "c1", at("09:10:02"), agent_id="fake-9"))]
+    rows += [
+        (CALLS, ev("offered", "c1", at("09:10:00"), queue="q")),
+        (CALLS, ev("missed", "c1", at("09:10:01"), agent_id="stranger")),
+        (CALLS, ev("answered", "c1", at("09:10:02"), agent_id="fake-9")),
+    ]
     feed(p, rows, now=at("09:11:00"))
     reasons = [d.reason for d in p.dead]
     assert reasons == ["agent_limit"] * 251
@@ -143,8 +192,14 @@ def test_a_flood_of_made_up_agent_ids_is_capped_and_dead_lettered():
 
 def test_agent_ids_are_forgotten_for_the_cap_a_retention_period_after_they_were_last_seen():
     p = LocalPipeline(settings(max_agents=2, retention_s=3600))
-    feed(p, [(AGENTS, agent("old", "offline", ["q"], at("01:00:00"))),
-             (AGENTS, agent("keeper", "available", ["q"], at("01:00:00")))], now=at("01:00:00"))
+    feed(
+        p,
+        [
+            (AGENTS, agent("old", "offline", ["q"], at("01:00:00"))),
+            (AGENTS, agent("keeper", "available", ["q"], at("01:00:00"))),
+        ],
+        now=at("01:00:00"),
+    )
     out = feed(p, [(AGENTS, agent("new", "available", ["q"], at("02:00:00")))], now=at("02:00:00"))
     assert [d.reason for d in out.dead] == ["agent_limit"]
     # the partition's time passes the end of old's last day (23 Nov, UTC) + the retention
@@ -156,15 +211,22 @@ def test_agent_ids_are_forgotten_for_the_cap_a_retention_period_after_they_were_
     assert out.dead == [] and set(p.intake.known_agents) == {"keeper", "new"}
     # a restarted worker counts the same agents from its records
     from streams.core.intake import Intake
+
     assert Intake(p.lifecycle, p.settings).known_agents == p.intake.known_agents
 
 
 def test_offline_agents_and_old_days_expire_from_the_agent_view():
     p = LocalPipeline(settings(retention_s=3600))
-    feed(p, [(AGENTS, agent("a1", "available", ["q"], at("09:00:00"))),
-             (AGENTS, agent("a1", "offline", ["q"], at("10:00:00"))),
-             (AGENTS, agent("a2", "available", ["q"], at("09:00:00"))),
-             (AGENTS, agent("a2", "busy", ["q"], at("09:30:00")))], now=at("10:00:00"))
+    feed(
+        p,
+        [
+            (AGENTS, agent("a1", "available", ["q"], at("09:00:00"))),
+            (AGENTS, agent("a1", "offline", ["q"], at("10:00:00"))),
+            (AGENTS, agent("a2", "available", ["q"], at("09:00:00"))),
+            (AGENTS, agent("a2", "busy", ["q"], at("09:30:00"))),
+        ],
+        now=at("10:00:00"),
+    )
     assert p.agent_store.expire(at("11:00:01")) == ([], [])  # retention is event time: none has passed
     feed(p, [(AGENTS, agent("a2", "acw", ["q"], at("11:00:01")))], now=at("11:00:01"))
     gone, _ = p.agent_store.expire(at("11:00:01"))
@@ -175,10 +237,16 @@ def test_offline_agents_and_old_days_expire_from_the_agent_view():
 
 def test_api_agents_pages_by_offset_and_limit_in_agent_id_order():
     import pytest
+
     from streams import agents as agent_view
+
     p = LocalPipeline(settings())
     now = at("09:01:00")
-    feed(p, [(AGENTS, agent(f"a{i}", "available", ["sales"], at("09:00:00"))) for i in (3, 1, 4, 0, 2)], now=now)
+    feed(
+        p,
+        [(AGENTS, agent(f"a{i}", "available", ["sales"], at("09:00:00"))) for i in (3, 1, 4, 0, 2)],
+        now=now,
+    )
     whole = agent_view.snapshot(p.agent_store, p.settings, now, "all")
     assert [a["agent"] for a in whole["agents"]] == ["a0", "a1", "a2", "a3", "a4"]
     assert (whole["total"], whole["offset"], whole["limit"], whole["next_offset"]) == (5, 0, None, None)
@@ -191,7 +259,9 @@ def test_api_agents_pages_by_offset_and_limit_in_agent_id_order():
     assert pages == [["a0", "a1"], ["a2", "a3"], ["a4"]]
     assert agent_view.snapshot(p.agent_store, p.settings, now, "all", offset=9)["agents"] == []
     # only the worker's own agents count, as on the page
-    mine = agent_view.snapshot(p.agent_store, p.settings, now, "share", owned=lambda a: a in ("a1", "a3"), limit=1)
+    mine = agent_view.snapshot(
+        p.agent_store, p.settings, now, "share", owned=lambda a: a in ("a1", "a3"), limit=1
+    )
     assert ([a["agent"] for a in mine["agents"]], mine["total"], mine["next_offset"]) == (["a1"], 2, 1)
     assert agent_view.page_params({}) == (0, None)
     assert agent_view.page_params({"offset": "10", "limit": "50"}) == (10, 50)

@@ -12,18 +12,30 @@ from streams.cli import main
 from streams.errors import CcmonError
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--queue-log", "/no/such/queue_log"], "queue_log /no/such/queue_log does not exist"),
-    ([], "give exactly one input: --queue-log FILE or --database URL"),
-    (["--queue-log", "x", "--database", "postgresql://h/db"], "give exactly one input"),
-    (["--queue-log", "{log}", "--wrapup", "sales=abc"], "--wrapup 'sales=abc': expected SECONDS or QUEUE=SECONDS"),
-    (["--queue-log", "{log}", "--wrapup", "-5"], "seconds must be between 0 and 3600"),
-    (["--queue-log", "{log}", "--agent-name-pattern", "(unclosed"], "--agent-name-pattern: missing )"),
-    (["--queue-log", "{log}", "--timezone", "Mars/Olympus"], "--timezone 'Mars/Olympus' is not a known time zone"),
-    (["--queue-log", "{log}", "--source", "two words"], "--source 'two words'"),
-    (["--queue-log", "{log}", "--state-file", "/no/such/dir/state"], "directory /no/such/dir does not exist"),
-    (["--database", "mysql://asterisk@db/asterisk"], "--database takes a postgresql://"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--queue-log", "/no/such/queue_log"], "queue_log /no/such/queue_log does not exist"),
+        ([], "give exactly one input: --queue-log FILE or --database URL"),
+        (["--queue-log", "x", "--database", "postgresql://h/db"], "give exactly one input"),
+        (
+            ["--queue-log", "{log}", "--wrapup", "sales=abc"],
+            "--wrapup 'sales=abc': expected SECONDS or QUEUE=SECONDS",
+        ),
+        (["--queue-log", "{log}", "--wrapup", "-5"], "seconds must be between 0 and 3600"),
+        (["--queue-log", "{log}", "--agent-name-pattern", "(unclosed"], "--agent-name-pattern: missing )"),
+        (
+            ["--queue-log", "{log}", "--timezone", "Mars/Olympus"],
+            "--timezone 'Mars/Olympus' is not a known time zone",
+        ),
+        (["--queue-log", "{log}", "--source", "two words"], "--source 'two words'"),
+        (
+            ["--queue-log", "{log}", "--state-file", "/no/such/dir/state"],
+            "directory /no/such/dir does not exist",
+        ),
+        (["--database", "mysql://asterisk@db/asterisk"], "--database takes a postgresql://"),
+    ],
+)
 def test_bad_usage_is_one_line_and_exit_2(argv, message, tmp_path: Path, capsys, monkeypatch):
     monkeypatch.setenv("CCMON_BROKER", "kafka://127.0.0.1:1")  # nothing may try to reach it
     log = tmp_path / "queue_log"

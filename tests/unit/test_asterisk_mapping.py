@@ -17,8 +17,14 @@ from streams.core.events import parse_agent, parse_contact
 SALES_AGENT = "PJSIP/400"
 
 
-def run(log: str, config: Config = Config(), mapper: Mapper | None = None, ids: LineIds | None = None,
-        release_at: float | None = None) -> tuple[list[Out], list[str | None], Mapper]:
+def run(
+    log: str,
+    config: Config | None = None,
+    mapper: Mapper | None = None,
+    ids: LineIds | None = None,
+    release_at: float | None = None,
+) -> tuple[list[Out], list[str | None], Mapper]:
+    config = config or Config()
     m = mapper or Mapper(config)
     ids = ids or LineIds(config.source)
     out: list[Out] = []
@@ -81,8 +87,19 @@ def test_answered_call_13_and_later_with_a_missed_ring_and_acw_0():
 def test_every_event_is_valid_for_the_worker():
     """What the mapping writes passes the worker's own validation (SPEC §1)."""
     out, _, _ = run(FULL_LOG, Config(wrapup_s=5), release_at=1e10)
-    assert {o.event["type"] for o in out} >= {"offered", "answered", "missed", "abandoned", "dequeued",
-                                              "transferred", "hold", "resume", "ended", "wrapup_ended", "state"}
+    assert {o.event["type"] for o in out} >= {
+        "offered",
+        "answered",
+        "missed",
+        "abandoned",
+        "dequeued",
+        "transferred",
+        "hold",
+        "resume",
+        "ended",
+        "wrapup_ended",
+        "state",
+    }
     for o in out:
         raw = json.dumps(o.event).encode()
         parse = parse_agent if o.stream == "agents" else parse_contact
@@ -121,7 +138,8 @@ def test_configured_wrapup_ends_when_event_time_passes_it_on_a_later_line_or_by_
 
 
 def test_a_pause_during_acw_or_a_call_waits_for_the_end_and_a_new_call_cancels_the_ready():
-    out, _, _ = run("""
+    out, _, _ = run(
+        """
         1000|c1|sales|NONE|ENTERQUEUE||555|1
         1001|c1|sales|PJSIP/400|CONNECT|1|x|1
         1002|NONE|sales|PJSIP/400|PAUSE|Lunch break!
@@ -131,13 +149,16 @@ def test_a_pause_during_acw_or_a_call_waits_for_the_end_and_a_new_call_cancels_t
         1062|c2|sales|PJSIP/400|CONNECT|1|x|1
         1100|c2|sales|PJSIP/400|COMPLETEAGENT|1|38|1
         1200|c3|sales|NONE|ENTERQUEUE||555|1
-    """, Config(wrapup_s=20))
+    """,
+        Config(wrapup_s=20),
+    )
     states = [(r[1], r[2], r[3].get("reason")) for r in brief(out) if r[0] == "400"]
     assert states == [
         ("busy", 1001, None),  # the pause at 1002 starts when the call and its ACW are over...
         ("acw", 1050, None),  # ...but it was lifted at 1060, during the ACW: no away at all
         ("busy", 1062, None),  # a new call before the ACW's end (1070): that end no longer applies
-        ("acw", 1100, None), ("available", 1120, None),  # released by the line at 1200
+        ("acw", 1100, None),
+        ("available", 1120, None),  # released by the line at 1200
     ]
 
 
@@ -161,13 +182,25 @@ def test_abandon_and_every_dequeue_reason_and_turned_away_callers():
     """)
     rows = [(r[0], r[1], r[2], r[3].get("reason"), r[3].get("key")) for r in brief(out) if r[1] != "offered"]
     assert rows == [
-        ("a@q1", "abandoned", 14, None, None), ("b@q1", "dequeued", 80, "timeout", None),
-        ("c@q1", "dequeued", 21, "empty", None), ("d@q1", "dequeued", 33, "key", "5"),
-        ("e@q1", "dequeued", 45, "withdraw", None), ("f@q1", "dequeued", 52, "empty", None),
-        ("g@q1", "dequeued", 60, "overflow", None), ("h@q1", "dequeued", 61, "empty", None),
+        ("a@q1", "abandoned", 14, None, None),
+        ("b@q1", "dequeued", 80, "timeout", None),
+        ("c@q1", "dequeued", 21, "empty", None),
+        ("d@q1", "dequeued", 33, "key", "5"),
+        ("e@q1", "dequeued", 45, "withdraw", None),
+        ("f@q1", "dequeued", 52, "empty", None),
+        ("g@q1", "dequeued", 60, "overflow", None),
+        ("h@q1", "dequeued", 61, "empty", None),
     ]
-    assert [r[0] for r in brief(out) if r[1] == "offered"] == ["a@q1", "b@q1", "c@q1", "d@q1", "e@q1", "f@q1",
-                                                                "g@q1", "h@q1"]
+    assert [r[0] for r in brief(out) if r[1] == "offered"] == [
+        "a@q1",
+        "b@q1",
+        "c@q1",
+        "d@q1",
+        "e@q1",
+        "f@q1",
+        "g@q1",
+        "h@q1",
+    ]
     assert skipped[-1] == "no waiting call for this line"
 
 
@@ -186,14 +219,22 @@ def test_old_version_shapes_12_connect_pre18_exit_and_18_transfer_without_next_q
     """)
     rows = [(r[0], r[1], r[2]) for r in brief(out)]
     assert rows == [
-        ("c1@support", "offered", 100), ("c1@support", "answered", 106), ("1001", "busy", 106),
-        ("c1@support", "ended", 200), ("c1@support", "wrapup_ended", 200), ("1001", "available", 200),
-        ("c2@support", "offered", 300), ("c2@support", "dequeued", 360),
-        ("c3@support", "offered", 400), ("c3@support", "answered", 410), ("1002", "busy", 410),
+        ("c1@support", "offered", 100),
+        ("c1@support", "answered", 106),
+        ("1001", "busy", 106),
+        ("c1@support", "ended", 200),
+        ("c1@support", "wrapup_ended", 200),
+        ("1001", "available", 200),
+        ("c2@support", "offered", 300),
+        ("c2@support", "dequeued", 360),
+        ("c3@support", "offered", 400),
+        ("c3@support", "answered", 410),
+        ("1002", "busy", 410),
         ("1002", "available", 470),
         ("c4@support", "offered", 475),
         # the transfer's call entered no queue within 10 s: it ended at the transfer, as handled
-        ("c3@support", "ended", 470), ("c3@support", "wrapup_ended", 470),
+        ("c3@support", "ended", 470),
+        ("c3@support", "wrapup_ended", 470),
         ("c4@support", "abandoned", 481),
     ]
     assert all(s is None for s in skipped)
@@ -221,22 +262,35 @@ def test_transfers_into_a_second_queue_keep_the_contact_and_show_as_transferred(
     """)
     calls = [(r[0], r[1], r[2], r[3].get("queue")) for r in brief(out) if "@" in r[0]]
     assert calls == [
-        ("c1@sales", "offered", 100, "sales"), ("c1@sales", "answered", 105, None),
+        ("c1@sales", "offered", 100, "sales"),
+        ("c1@sales", "answered", 105, None),
         ("c1@sales", "transferred", 160, "support"),  # at the transfer: sales' handle time ends there
-        ("c1@sales", "answered", 170, None), ("c1@sales", "transferred", 200, "billing"),
+        ("c1@sales", "answered", 170, None),
+        ("c1@sales", "transferred", 200, "billing"),
         ("c1@sales", "abandoned", 230, None),
-        ("c2@sales", "offered", 300, "sales"), ("c2@sales", "answered", 302, None),
+        ("c2@sales", "offered", 300, "sales"),
+        ("c2@sales", "answered", 302, None),
         # ENTERQUEUE written before the transfer line: the transfer shows at the ENTERQUEUE
-        ("c2@sales", "transferred", 340, "support"), ("c2@sales", "abandoned", 350, None),
-        ("c3@sales", "offered", 400, "sales"), ("c3@sales", "answered", 404, None),
+        ("c2@sales", "transferred", 340, "support"),
+        ("c2@sales", "abandoned", 350, None),
+        ("c3@sales", "offered", 400, "sales"),
+        ("c3@sales", "answered", 404, None),
         # LINK form (an attended transfer to a phone): no queue follows within 10 s, ended as handled
-        ("c3@sales", "ended", 460, None), ("c3@sales", "wrapup_ended", 460, None),
+        ("c3@sales", "ended", 460, None),
+        ("c3@sales", "wrapup_ended", 460, None),
         ("c4@sales", "offered", 480, "sales"),
     ]
     agents = [(r[0], r[1], r[2]) for r in brief(out) if "@" not in r[0]]
-    assert agents == [("400", "busy", 105), ("400", "available", 160), ("500", "busy", 170),
-                      ("500", "available", 200), ("400", "busy", 302), ("400", "available", 340),
-                      ("401", "busy", 404), ("401", "available", 460)]
+    assert agents == [
+        ("400", "busy", 105),
+        ("400", "available", 160),
+        ("500", "busy", 170),
+        ("500", "available", 200),
+        ("400", "busy", 302),
+        ("400", "available", 340),
+        ("401", "busy", 404),
+        ("401", "available", 460),
+    ]
 
 
 def test_one_call_through_two_queues_and_back_is_three_segments():
@@ -249,8 +303,13 @@ def test_one_call_through_two_queues_and_back_is_three_segments():
         160|c1|sales|NONE|ABANDON|1|1|9
     """)
     assert [(r[0], r[1]) for r in brief(out)] == [
-        ("c1@sales", "offered"), ("c1@sales", "dequeued"), ("c1@overflow", "offered"), ("c1@overflow", "dequeued"),
-        ("c1@sales#2", "offered"), ("c1@sales#2", "abandoned")]
+        ("c1@sales", "offered"),
+        ("c1@sales", "dequeued"),
+        ("c1@overflow", "offered"),
+        ("c1@overflow", "dequeued"),
+        ("c1@sales#2", "offered"),
+        ("c1@sales#2", "abandoned"),
+    ]
 
 
 def test_queuestart_closes_every_open_call_at_the_last_line_before_it():
@@ -269,14 +328,18 @@ def test_queuestart_closes_every_open_call_at_the_last_line_before_it():
     tail = [(r[0], r[1], r[2], r[3].get("reason")) for r in brief(out)][-6:]
     assert tail == [
         # the transfer's 10 s without a next queue ran out before the restart line: ended as handled
-        ("t1@sales", "ended", 125, None), ("t1@sales", "wrapup_ended", 125, None),
+        ("t1@sales", "ended", 125, None),
+        ("t1@sales", "wrapup_ended", 125, None),
         ("w1@sales", "dequeued", 131, "restart"),  # at the last line Asterisk wrote before it restarted
-        ("a1@sales", "ended", 131, None), ("a1@sales", "wrapup_ended", 131, None),
+        ("a1@sales", "ended", 131, None),
+        ("a1@sales", "wrapup_ended", 131, None),
         ("400", "available", 900, None),  # the agent's call is gone: free from the restart on
     ]
     assert m.closed == {"restart": 2}
     assert skipped[-1] == "no answered call for this line"
-    assert not any(s.phase in ("waiting", "answered", "transfer") for segs in m.calls.values() for s in segs.values())
+    assert not any(
+        s.phase in ("waiting", "answered", "transfer") for segs in m.calls.values() for s in segs.values()
+    )
 
 
 def test_a_missing_complete_is_closed_after_hours_without_a_line_at_its_last_known_time():
@@ -289,8 +352,10 @@ def test_a_missing_complete_is_closed_after_hours_without_a_line_at_its_last_kno
     """)
     assert [(r[0], r[1], r[2]) for r in brief(out)][-4:] == [
         ("c2@sales", "abandoned", 205),
-        ("c1@sales", "ended", 105), ("c1@sales", "wrapup_ended", 105),  # 4 h after its last line (105 + 14400)
-        ("c3@sales", "offered", 14600)]
+        ("c1@sales", "ended", 105),
+        ("c1@sales", "wrapup_ended", 105),  # 4 h after its last line (105 + 14400)
+        ("c3@sales", "offered", 14600),
+    ]
     assert m.closed == {"lost": 1}
 
 
@@ -324,11 +389,19 @@ def test_agent_membership_pause_reasons_logins_and_names():
     assert all(s is None for s in skipped)
 
 
-@pytest.mark.parametrize("member, pattern, expected", [
-    ("PJSIP/400", None, "400"), ("SIP/400", None, "400"), ("Local/2001@from-internal/n", None, "2001"),
-    ("Agent/1001", None, "1001"), ("1001", None, "1001"), ("Alice Smith", None, "Alice Smith"),
-    ("PJSIP/alice-desk", r"^PJSIP/(?P<id>[a-z]+)", "alice"), ("SIP/7001", r"SIP/7(\d+)", "001"),
-])
+@pytest.mark.parametrize(
+    "member, pattern, expected",
+    [
+        ("PJSIP/400", None, "400"),
+        ("SIP/400", None, "400"),
+        ("Local/2001@from-internal/n", None, "2001"),
+        ("Agent/1001", None, "1001"),
+        ("1001", None, "1001"),
+        ("Alice Smith", None, "Alice Smith"),
+        ("PJSIP/alice-desk", r"^PJSIP/(?P<id>[a-z]+)", "alice"),
+        ("SIP/7001", r"SIP/7(\d+)", "001"),
+    ],
+)
 def test_agent_names_are_normalised_and_configurable(member, pattern, expected):
     config = Config(agent_pattern=pattern) if pattern else Config()
     assert Mapper(config).agent_id(member) == expected
@@ -345,8 +418,14 @@ def test_hold_and_resume_from_the_dialplans_queuelog_lines():
         150|c1|sales|PJSIP/400|COMPLETEAGENT|5|45|1
     """)
     assert [(r[1], r[2]) for r in brief(out) if r[0] == "c1@sales"] == [
-        ("offered", 100), ("answered", 105), ("hold", 110), ("resume", 130), ("hold", 140),
-        ("ended", 150), ("wrapup_ended", 150)]  # the open hold closes at ended (SPEC)
+        ("offered", 100),
+        ("answered", 105),
+        ("hold", 110),
+        ("resume", 130),
+        ("hold", 140),
+        ("ended", 150),
+        ("wrapup_ended", 150),
+    ]  # the open hold closes at ended (SPEC)
     assert skipped[4] == "no answered call in that hold state"
 
 
@@ -366,17 +445,28 @@ def test_informational_unknown_and_malformed_lines_are_counted_never_fatal():
         108|c1|sales|NONE|ABANDON|1|1|8
     """)
     assert [(r[1], r[2]) for r in brief(out)] == [("offered", 100), ("abandoned", 108)]
-    assert skipped == ["DID: no event by design", None, "INFO: no event by design",
-                       "RINGCANCELED: no event by design", "CONFIGRELOAD: no event by design",
-                       "CLOSED: no event by design", "WRAPUPSTART: no event by design", "unknown verb",
-                       "malformed: fewer than 5 columns", "malformed: time is not an integer epoch",
-                       "malformed: no verb in the 5th column", None]
+    assert skipped == [
+        "DID: no event by design",
+        None,
+        "INFO: no event by design",
+        "RINGCANCELED: no event by design",
+        "CONFIGRELOAD: no event by design",
+        "CLOSED: no event by design",
+        "WRAPUPSTART: no event by design",
+        "unknown verb",
+        "malformed: fewer than 5 columns",
+        "malformed: time is not an integer epoch",
+        "malformed: no verb in the 5th column",
+        None,
+    ]
 
 
 def test_line_ids_depend_on_content_and_place_not_on_a_counter():
     a = LineIds("asterisk")
-    first = [a.next(t, epoch_of(t)) for t in ("5|NONE|NONE|x|PAUSEALL|", "5|NONE|NONE|x|PAUSEALL|",
-                                              "6|NONE|NONE|x|PAUSEALL|")]
+    first = [
+        a.next(t, epoch_of(t))
+        for t in ("5|NONE|NONE|x|PAUSEALL|", "5|NONE|NONE|x|PAUSEALL|", "6|NONE|NONE|x|PAUSEALL|")
+    ]
     assert len(set(first)) == 3  # identical lines in one second are told apart by their occurrence
     b = LineIds("asterisk")
     assert b.next("6|NONE|NONE|x|PAUSEALL|", 6.0) == first[2]  # a re-read from a second boundary
@@ -393,8 +483,13 @@ def test_a_restart_from_saved_state_gives_exactly_the_events_of_one_uninterrupte
         head, _, m1 = run("\n".join(lines[:cut]), config, ids=(ids := LineIds("asterisk")))
         state = json.loads(json.dumps({"m": m1.to_state(), "i": ids.to_state()}))
         m2 = Mapper(config, state["m"])
-        rest, _, _ = run("\n".join(lines[cut:]), config, mapper=m2, ids=LineIds.from_state("asterisk", state["i"]),
-                         release_at=1e10)
+        rest, _, _ = run(
+            "\n".join(lines[cut:]),
+            config,
+            mapper=m2,
+            ids=LineIds.from_state("asterisk", state["i"]),
+            release_at=1e10,
+        )
         assert [o.event for o in head + rest] == [o.event for o in whole], f"cut after line {cut}"
 
 
@@ -498,7 +593,8 @@ def test_a_queue_name_ccmon_cannot_carry_is_monitored_under_a_safe_label():
     assert [(r[0], r[1], r[3]) for r in brief(out)][:3] == [
         ("c1@Sales_Team", "offered", {"queue": "Sales_Team"}),
         ("400", "available", {"queues": ["Sales_Team"]}),
-        ("c1@Sales_Team", "answered", {"agent_id": "400"})]
+        ("c1@Sales_Team", "answered", {"agent_id": "400"}),
+    ]
     assert skipped[-1] == "no callid or no queue"
 
 
@@ -512,7 +608,11 @@ def test_a_transfer_back_into_the_same_queue_is_a_transfer_not_a_lost_line():
         200|c1|sales|PJSIP/401|COMPLETEAGENT|9|30|1
     """)
     assert [(r[0], r[1], r[2], r[3].get("queue")) for r in brief(out) if "@" in r[0]] == [
-        ("c1@sales", "offered", 100, "sales"), ("c1@sales", "answered", 105, None),
-        ("c1@sales", "transferred", 160, "sales"), ("c1@sales", "answered", 170, None),
-        ("c1@sales", "ended", 200, None), ("c1@sales", "wrapup_ended", 200, None)]
+        ("c1@sales", "offered", 100, "sales"),
+        ("c1@sales", "answered", 105, None),
+        ("c1@sales", "transferred", 160, "sales"),
+        ("c1@sales", "answered", 170, None),
+        ("c1@sales", "ended", 200, None),
+        ("c1@sales", "wrapup_ended", 200, None),
+    ]
     assert m.closed == {}

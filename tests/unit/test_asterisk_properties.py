@@ -8,7 +8,6 @@ import json
 import random
 
 import orjson
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,14 +16,47 @@ from producers.sources.asterisk.queue_log import LineIds, Malformed, epoch_of, p
 from streams.config import Settings
 from streams.core.local import LocalPipeline
 
-VERBS = ["ENTERQUEUE", "CONNECT", "COMPLETECALLER", "COMPLETEAGENT", "ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY",
-         "EXITWITHKEY", "WITHDRAW", "RINGNOANSWER", "RINGCANCELED", "BLINDTRANSFER", "ATTENDEDTRANSFER",
-         "TRANSFER", "CALLERONHOLD", "CALLEROFFHOLD", "ADDMEMBER", "REMOVEMEMBER", "PAUSE", "UNPAUSE", "PAUSEALL",
-         "UNPAUSEALL", "AGENTLOGIN", "AGENTLOGOFF", "QUEUESTART", "CONFIGRELOAD", "DID", "INFO", "FULL", "CLOSED",
-         "JOINEMPTY", "LEAVEEMPTY", "WRAPUPSTART", "BOGUS"]
+VERBS = [
+    "ENTERQUEUE",
+    "CONNECT",
+    "COMPLETECALLER",
+    "COMPLETEAGENT",
+    "ABANDON",
+    "EXITWITHTIMEOUT",
+    "EXITEMPTY",
+    "EXITWITHKEY",
+    "WITHDRAW",
+    "RINGNOANSWER",
+    "RINGCANCELED",
+    "BLINDTRANSFER",
+    "ATTENDEDTRANSFER",
+    "TRANSFER",
+    "CALLERONHOLD",
+    "CALLEROFFHOLD",
+    "ADDMEMBER",
+    "REMOVEMEMBER",
+    "PAUSE",
+    "UNPAUSE",
+    "PAUSEALL",
+    "UNPAUSEALL",
+    "AGENTLOGIN",
+    "AGENTLOGOFF",
+    "QUEUESTART",
+    "CONFIGRELOAD",
+    "DID",
+    "INFO",
+    "FULL",
+    "CLOSED",
+    "JOINEMPTY",
+    "LEAVEEMPTY",
+    "WRAPUPSTART",
+    "BOGUS",
+]
 
 #: a call's own verbs come often, so that sequences reach connects, transfers and their next queue
-WEIGHTED = ["ENTERQUEUE"] * 8 + ["CONNECT"] * 5 + ["RINGNOANSWER", "BLINDTRANSFER", "COMPLETECALLER"] * 3 + VERBS
+WEIGHTED = (
+    ["ENTERQUEUE"] * 8 + ["CONNECT"] * 5 + ["RINGNOANSWER", "BLINDTRANSFER", "COMPLETECALLER"] * 3 + VERBS
+)
 DATA = ["", "1", "15000", "PAUSED", "Lunch", "BRIDGE", "x|y"]
 
 
@@ -32,10 +64,17 @@ def rows_from(rnd: random.Random) -> list:
     """40-80 lines from few callids, queues and agents, mostly 0-10 s apart (hypothesis draws the
     seed: uniform choices reach the multi-line stories, transfers included, far more often than
     hypothesis' own element-by-element draws, which favour the simplest values)."""
-    return [(rnd.choice([0, 1, 0, 1, rnd.randint(0, 40)]), rnd.choice(["c1", "c1", "c2", "NONE"]),
-             rnd.choice(["sales", "support"] * 3 + ["NONE", "two words"]),
-             rnd.choice(["PJSIP/400", "Local/401@ctx/n", "NONE"]), rnd.choice(WEIGHTED),
-             [rnd.choice(DATA) for _ in range(rnd.randint(0, 5))]) for _ in range(rnd.randint(40, 80))]
+    return [
+        (
+            rnd.choice([0, 1, 0, 1, rnd.randint(0, 40)]),
+            rnd.choice(["c1", "c1", "c2", "NONE"]),
+            rnd.choice(["sales", "support"] * 3 + ["NONE", "two words"]),
+            rnd.choice(["PJSIP/400", "Local/401@ctx/n", "NONE"]),
+            rnd.choice(WEIGHTED),
+            [rnd.choice(DATA) for _ in range(rnd.randint(0, 5))],
+        )
+        for _ in range(rnd.randint(40, 80))
+    ]
 
 
 def render(rows: list) -> list[str]:
@@ -84,6 +123,8 @@ def test_any_lines_map_safely_and_a_restart_anywhere_changes_nothing(rnd, cut, w
     cut = min(cut, len(texts))
     head, m1, ids1 = feed(texts[:cut], config)
     state = json.loads(json.dumps({"m": m1.to_state(), "i": ids1.to_state()}))
-    rest, m2, _ = feed(texts[cut:], config, Mapper(config, state["m"]), LineIds.from_state("asterisk", state["i"]))
+    rest, m2, _ = feed(
+        texts[cut:], config, Mapper(config, state["m"]), LineIds.from_state("asterisk", state["i"])
+    )
     rest += m2.release(2e9)
     assert [o.event for o in head + rest] == [o.event for o in whole]

@@ -63,7 +63,11 @@ def test_copytruncate_starts_again_from_the_start_even_when_the_file_regrew(tmp_
     with open(log, "r+") as f:
         f.truncate(0)
     append(log, "4|c|q|NONE|ENTERQUEUE||1|1", "5|c|q|NONE|ABANDON|1|1|1", "6|d|q|NONE|ENTERQUEUE||1|1")
-    assert drain(r) == [b"4|c|q|NONE|ENTERQUEUE||1|1", b"5|c|q|NONE|ABANDON|1|1|1", b"6|d|q|NONE|ENTERQUEUE||1|1"]
+    assert drain(r) == [
+        b"4|c|q|NONE|ENTERQUEUE||1|1",
+        b"5|c|q|NONE|ABANDON|1|1|1",
+        b"6|d|q|NONE|ENTERQUEUE||1|1",
+    ]
     assert r.rotations == 2
 
 
@@ -73,6 +77,7 @@ def test_a_restart_resumes_at_the_saved_position_and_finds_a_file_rotated_meanwh
     r = QueueLogReader(log)
     batch = r.read(max_lines=40)
     saved = Position.from_state(batch[-1][1].to_state())
+    assert saved is not None
     r.close()
     r = QueueLogReader(log, saved)
     assert r.notes == [f"resuming {log} at byte {saved.offset}"]

@@ -13,31 +13,33 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+from faust.types import TP
+
 from streams.faust_consumer import HandOffConsumer
 
 CHANGELOG = "app-ccmon-lifecycle-changelog"
 
 
-class TP(SimpleNamespace):
-    def __hash__(self) -> int:
-        return hash((self.topic, self.partition))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TP) and (self.topic, self.partition) == (other.topic, other.partition)
-
-
-CALLS0, CALLS1, CALLS2, LOG0 = TP(topic="calls", partition=0), TP(topic="calls", partition=1), \
-    TP(topic="calls", partition=2), TP(topic=CHANGELOG, partition=0)
+CALLS0, CALLS1, CALLS2, LOG0 = (
+    TP(topic="calls", partition=0),
+    TP(topic="calls", partition=1),
+    TP(topic="calls", partition=2),
+    TP(topic=CHANGELOG, partition=0),
+)
 
 
 def consumer(fetches: list) -> tuple[HandOffConsumer, list, list]:
     """A consumer whose fetches are scripted: each is a callable run before the fetch (to change
     the app's rebalance state) and the (tp, offset) pairs fetched; the loop ends after the last."""
     c = HandOffConsumer.__new__(HandOffConsumer)
-    app = SimpleNamespace(rebalancing=True, rebalancing_count=1, consumer_generation_id=1,
-                          tables=SimpleNamespace(changelog_topics={CHANGELOG}),
-                          topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
-                          should_stop=False)
+    app = SimpleNamespace(
+        rebalancing=True,
+        rebalancing_count=1,
+        consumer_generation_id=1,
+        tables=SimpleNamespace(changelog_topics={CHANGELOG}),
+        topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
+        should_stop=False,
+    )
     handed: list = []
     rewinds: list = []
     stopped = asyncio.Event()
@@ -59,10 +61,19 @@ def consumer(fetches: list) -> tuple[HandOffConsumer, list, list]:
     async def rewind() -> None:
         rewinds.append(app.rebalancing_count)
 
-    c.__dict__.update(app=app, callback=callback, getmany=getmany, _stopped=stopped, _crashed=asyncio.Event(),
-                      _read_offset=defaultdict(lambda: None),
-                      suspend_flow=asyncio.Event(), _commit_every=None, _n_acked=0, _rewind=rewind,
-                      log=SimpleNamespace(warning=lambda *a: None, info=lambda *a: None, exception=lambda *a: None))
+    c.__dict__.update(
+        app=app,
+        callback=callback,
+        getmany=getmany,
+        _stopped=stopped,
+        _crashed=asyncio.Event(),
+        _read_offset=defaultdict(lambda: None),
+        suspend_flow=asyncio.Event(),
+        _commit_every=None,
+        _n_acked=0,
+        _rewind=rewind,
+        log=SimpleNamespace(warning=lambda *a: None, info=lambda *a: None, exception=lambda *a: None),
+    )
     return c, handed, rewinds
 
 
@@ -74,6 +85,7 @@ def run(c: HandOffConsumer) -> None:
 def ended(count: int):
     def step(app: Any) -> None:
         app.rebalancing, app.rebalancing_count = False, count
+
     return step
 
 
@@ -82,23 +94,27 @@ def still(app: Any) -> None:
 
 
 def test_nothing_of_the_streams_is_handed_over_during_a_rebalance_and_all_is_fetched_again_after_it():
-    c, handed, rewinds = consumer([
-        (still, [(LOG0, 0), (CALLS0, 0), (CALLS0, 1), (LOG0, 1)]),  # recovery: its changelog only
-        (ended(1), []),  # the rebalance has ended; nothing left to fetch (it was all discarded)
-        (still, [(CALLS0, 0), (CALLS0, 1)]),  # fetched again after the rewind
-    ])
+    c, handed, rewinds = consumer(
+        [
+            (still, [(LOG0, 0), (CALLS0, 0), (CALLS0, 1), (LOG0, 1)]),  # recovery: its changelog only
+            (ended(1), []),  # the rebalance has ended; nothing left to fetch (it was all discarded)
+            (still, [(CALLS0, 0), (CALLS0, 1)]),  # fetched again after the rewind
+        ]
+    )
     run(c)
     assert handed == [(CHANGELOG, 0), (CHANGELOG, 1), ("calls", 0), ("calls", 1)]
     assert rewinds == [1]  # once, before the first stream message of the new assignment
 
 
 def test_a_fetch_that_straddles_the_end_of_a_rebalance_is_dropped_after_the_rewind():
-    c, handed, rewinds = consumer([
-        (still, [(CALLS0, 5)]),
-        # the rebalance ends after the loop's check, before this fetch's first message
-        (ended(1), [(CALLS0, 6), (CALLS1, 7)]),  # fetched before the rewind: dropped
-        (still, [(CALLS0, 5), (CALLS0, 6), (CALLS1, 7)]),
-    ])
+    c, handed, rewinds = consumer(
+        [
+            (still, [(CALLS0, 5)]),
+            # the rebalance ends after the loop's check, before this fetch's first message
+            (ended(1), [(CALLS0, 6), (CALLS1, 7)]),  # fetched before the rewind: dropped
+            (still, [(CALLS0, 5), (CALLS0, 6), (CALLS1, 7)]),
+        ]
+    )
     run(c)
     assert handed == [("calls", 5), ("calls", 6), ("calls", 7)] and rewinds == [1]
 
@@ -107,14 +123,18 @@ def test_every_rebalance_rewinds_once():
     def began(count: int):
         def step(app: Any) -> None:
             app.rebalancing, app.rebalancing_count = True, count
+
         return step
-    c, handed, rewinds = consumer([
-        (ended(1), []),
-        (still, [(CALLS0, 0)]),
-        (began(2), [(CALLS0, 1)]),  # revoked meanwhile: discarded
-        (ended(2), []),
-        (still, [(CALLS0, 1)]),
-    ])
+
+    c, handed, rewinds = consumer(
+        [
+            (ended(1), []),
+            (still, [(CALLS0, 0)]),
+            (began(2), [(CALLS0, 1)]),  # revoked meanwhile: discarded
+            (ended(2), []),
+            (still, [(CALLS0, 1)]),
+        ]
+    )
     run(c)
     assert handed == [("calls", 0), ("calls", 1)] and rewinds == [1, 2]
 
@@ -129,9 +149,12 @@ def test_the_rewind_seeks_to_the_committed_offset_or_else_to_the_beginning():
     async def seek_wait(partitions: dict) -> None:
         sought.append(dict(partitions))
 
-    c.__dict__.update(seek_to_committed=seek_to_committed, seek_wait=seek_wait,
-                      _read_offset=defaultdict(lambda: None, {CALLS0: 300, CALLS1: 40, LOG0: 9}),
-                      app=SimpleNamespace(tables=SimpleNamespace(changelog_topics={CHANGELOG})))
+    c.__dict__.update(
+        seek_to_committed=seek_to_committed,
+        seek_wait=seek_wait,
+        _read_offset=defaultdict[TP, int | None](lambda: None, {CALLS0: 300, CALLS1: 40, LOG0: 9}),
+        app=SimpleNamespace(tables=SimpleNamespace(changelog_topics={CHANGELOG})),
+    )
     c._is_changelog_tp = lambda tp: tp.topic == CHANGELOG  # type: ignore[method-assign]
     asyncio.run(HandOffConsumer._rewind(c))
     assert sought == [{CALLS1: 0, CALLS2: 0}]

@@ -5,14 +5,10 @@ import pytest
 
 from streams.core import kpis
 from streams.core.lifecycle import AgentState, ContactState
-from streams.core.local import LocalPipeline
 from streams.core.queues import WAIT_BUCKETS
 from streams.exposition import KpiExposition
-from tests.unit.helpers import AGENTS, CALLS, CHATS, agent, at, ev, settings
-from tests.unit.test_exposition import sample, samples
-from tests.unit.test_pipeline_kpis import run
+from tests.unit.helpers import AGENTS, CALLS, CHATS, NOW, agent, at, ev, run, sample, samples
 
-NOW = at("10:10:00")
 REASONS = ("timeout", "empty", "key", "withdraw", "overflow", "other")
 
 SCENARIO = [
@@ -52,15 +48,26 @@ def test_dequeued_and_missed_totals_histograms_and_waiting():
     p = run(SCENARIO)
     assert p.dead == []
     sales = p.store.view("sales", "voice", NOW)
-    assert sales.counters == {"offered": 9, "answered": 2, "abandoned": 2, "short_abandoned": 1,
-                              "answered_in_threshold": 1, "handled": 0, "transferred_out": 1}
+    assert sales.counters == {
+        "offered": 9,
+        "answered": 2,
+        "abandoned": 2,
+        "short_abandoned": 1,
+        "answered_in_threshold": 1,
+        "handled": 0,
+        "transferred_out": 1,
+    }
     assert sales.dequeued == {"timeout": 1, "empty": 0, "key": 0, "withdraw": 0, "overflow": 0, "other": 2}
     assert sales.missed == 3  # d2 twice, d9 once
     # dequeued waits 60 (le=60), 5 (le=5), 10 (le=10); answered and abandoned are untouched by them
     wd = sales.wait_hist["dequeued"]
-    assert wd[WAIT_BUCKETS.index(60)] == 1 and wd[WAIT_BUCKETS.index(5)] == 1 and wd[WAIT_BUCKETS.index(10)] == 1
+    assert (
+        wd[WAIT_BUCKETS.index(60)] == 1 and wd[WAIT_BUCKETS.index(5)] == 1 and wd[WAIT_BUCKETS.index(10)] == 1
+    )
     assert sum(wd[:-1]) == 3 and wd[-1] == pytest.approx(75.0)
-    assert sum(sales.wait_hist["answered"][:-1]) == 2 and sales.wait_hist["answered"][-1] == pytest.approx(40.0)
+    assert sum(sales.wait_hist["answered"][:-1]) == 2 and sales.wait_hist["answered"][-1] == pytest.approx(
+        40.0
+    )
     assert sum(sales.wait_hist["abandoned"][:-1]) == 2
     # d3, d4, d5 left, d8 left by transfer; only d9 waits (a missed offer does not end the wait)
     assert sales.waiting == 1 and sales.oldest_wait_s == pytest.approx(240.0)
@@ -93,10 +100,12 @@ def test_service_level_counts_dequeued_in_its_denominator_and_abandonment_does_n
 
 
 def test_dequeued_and_missed_count_in_the_window_of_their_own_event_time():
-    events = [(CALLS, ev("offered", "x", at("10:00:00"), queue="q")),
-              (CALLS, ev("missed", "x", at("10:04:55"), agent_id="a1")),
-              (CALLS, ev("missed", "x", at("10:05:10"), agent_id="a2")),
-              (CALLS, ev("dequeued", "x", at("10:06:00"), reason="overflow"))]
+    events = [
+        (CALLS, ev("offered", "x", at("10:00:00"), queue="q")),
+        (CALLS, ev("missed", "x", at("10:04:55"), agent_id="a1")),
+        (CALLS, ev("missed", "x", at("10:05:10"), agent_id="a2")),
+        (CALLS, ev("dequeued", "x", at("10:06:00"), reason="overflow")),
+    ]
     v = run(events).store.view("q", "voice", NOW).windows
     # 5m after 10:05:00: the offer (10:00:00) and the first missed offer (10:04:55) are out
     assert (v["5m"][kpis.OFFERED], v["5m"][kpis.MISSED], v["5m"][kpis.DEQUEUED]) == (0, 1, 1)
@@ -106,17 +115,23 @@ def test_dequeued_and_missed_count_in_the_window_of_their_own_event_time():
 
 
 def test_dequeued_after_a_transfer_while_handled_counts_in_the_target_queue():
-    events = [(CALLS, ev("offered", "t", at("10:00:00"), queue="sales")),
-              (CALLS, ev("answered", "t", at("10:00:05"), agent_id="a1")),
-              (CALLS, ev("transferred", "t", at("10:01:05"), queue="billing")),
-              (CALLS, ev("missed", "t", at("10:01:20"), agent_id="a2")),
-              (CALLS, ev("dequeued", "t", at("10:02:05"), reason="empty"))]
+    events = [
+        (CALLS, ev("offered", "t", at("10:00:00"), queue="sales")),
+        (CALLS, ev("answered", "t", at("10:00:05"), agent_id="a1")),
+        (CALLS, ev("transferred", "t", at("10:01:05"), queue="billing")),
+        (CALLS, ev("missed", "t", at("10:01:20"), agent_id="a2")),
+        (CALLS, ev("dequeued", "t", at("10:02:05"), reason="empty")),
+    ]
     p = run(events)
     assert p.dead == []
     sales, billing = p.store.view("sales", "voice", NOW), p.store.view("billing", "voice", NOW)
     # sales: answered in 5 s, handled 60 s and transferred out; nothing dequeued or missed there
-    assert (sales.counters["handled"], sales.counters["transferred_out"], sum(sales.dequeued.values()),
-            sales.missed) == (1, 1, 0, 0)
+    assert (
+        sales.counters["handled"],
+        sales.counters["transferred_out"],
+        sum(sales.dequeued.values()),
+        sales.missed,
+    ) == (1, 1, 0, 0)
     assert kpis.service_level(sales.windows["15m"]) == 1.0
     # billing: waited from 10:01:05, missed by a2, dequeued after 60 s with reason empty
     assert billing.dequeued["empty"] == 1 and billing.missed == 1
@@ -126,30 +141,31 @@ def test_dequeued_after_a_transfer_while_handled_counts_in_the_target_queue():
 
 def test_lifecycle_rules_for_dequeued_and_missed():
     events = [
-        (CALLS, ev("missed", "ghost", at("10:00:00"), agent_id="a1")),      # 0 unknown contact
+        (CALLS, ev("missed", "ghost", at("10:00:00"), agent_id="a1")),  # 0 unknown contact
         (CALLS, ev("dequeued", "ghost", at("10:00:00"), reason="timeout")),  # 1 unknown contact
-        (CALLS, ev("offered", "m", at("10:00:00"), queue="q")),             # 2
-        (CALLS, ev("answered", "m", at("10:00:10"), agent_id="a1")),        # 3
-        (CALLS, ev("missed", "m", at("10:00:20"), agent_id="a2")),          # 4 not waiting any more
-        (CALLS, ev("dequeued", "m", at("10:00:20"))),                       # 5 not waiting any more
-        (CALLS, ev("offered", "d", at("10:01:00"), queue="q")),             # 6
-        (CALLS, ev("dequeued", "d", at("10:01:30"), reason="withdraw")),    # 7
-        (CALLS, ev("missed", "d", at("10:01:40"), agent_id="a1")),          # 8 finished
-        (CALLS, ev("answered", "d", at("10:01:40"), agent_id="a1")),        # 9 finished
-        (CALLS, ev("abandoned", "d", at("10:01:40"))),                      # 10 finished
-        (CALLS, ev("dequeued", "d", at("10:01:40"))),                       # 11 finished
-        (CALLS, ev("transferred", "d", at("10:01:40"), queue="r")),         # 12 finished
-        (CALLS, ev("survey", "d", at("10:01:40"), ces=7)),                  # 13 never handled
-        (CALLS, ev("offered", "o", at("10:02:00"), queue="q")),             # 14
-        (CALLS, ev("missed", "o", at("10:01:59"), agent_id="a1")),          # 15 before offered
-        (CALLS, ev("dequeued", "o", at("10:01:59"))),                       # 16 before offered
-        (CALLS, ev("offered", "a", at("10:03:00"), queue="q")),             # 17
-        (CALLS, ev("abandoned", "a", at("10:03:30"))),                      # 18
-        (CALLS, ev("missed", "a", at("10:03:40"), agent_id="a1")),          # 19 abandoned
+        (CALLS, ev("offered", "m", at("10:00:00"), queue="q")),  # 2
+        (CALLS, ev("answered", "m", at("10:00:10"), agent_id="a1")),  # 3
+        (CALLS, ev("missed", "m", at("10:00:20"), agent_id="a2")),  # 4 not waiting any more
+        (CALLS, ev("dequeued", "m", at("10:00:20"))),  # 5 not waiting any more
+        (CALLS, ev("offered", "d", at("10:01:00"), queue="q")),  # 6
+        (CALLS, ev("dequeued", "d", at("10:01:30"), reason="withdraw")),  # 7
+        (CALLS, ev("missed", "d", at("10:01:40"), agent_id="a1")),  # 8 finished
+        (CALLS, ev("answered", "d", at("10:01:40"), agent_id="a1")),  # 9 finished
+        (CALLS, ev("abandoned", "d", at("10:01:40"))),  # 10 finished
+        (CALLS, ev("dequeued", "d", at("10:01:40"))),  # 11 finished
+        (CALLS, ev("transferred", "d", at("10:01:40"), queue="r")),  # 12 finished
+        (CALLS, ev("survey", "d", at("10:01:40"), ces=7)),  # 13 never handled
+        (CALLS, ev("offered", "o", at("10:02:00"), queue="q")),  # 14
+        (CALLS, ev("missed", "o", at("10:01:59"), agent_id="a1")),  # 15 before offered
+        (CALLS, ev("dequeued", "o", at("10:01:59"))),  # 16 before offered
+        (CALLS, ev("offered", "a", at("10:03:00"), queue="q")),  # 17
+        (CALLS, ev("abandoned", "a", at("10:03:30"))),  # 18
+        (CALLS, ev("missed", "a", at("10:03:40"), agent_id="a1")),  # 19 abandoned
     ]
     p = run(events)
     assert [(d.reason, d.source.offset) for d in p.dead] == [
-        ("lifecycle", o) for o in (0, 1, 4, 5, 8, 9, 10, 11, 12, 13, 15, 16, 19)]
+        ("lifecycle", o) for o in (0, 1, 4, 5, 8, 9, 10, 11, 12, 13, 15, 16, 19)
+    ]
     assert all(d.detail for d in p.dead)
     v = p.store.view("q", "voice", NOW)
     assert v.dequeued["withdraw"] == 1 and sum(v.dequeued.values()) == 1 and v.missed == 0
@@ -167,13 +183,15 @@ def test_duplicates_of_the_new_types_change_nothing():
 
 def test_late_dequeued_and_missed_update_totals_and_waiting_but_not_windows():
     # the watermark reaches 10:30:00; events more than 10 min behind it are late
-    events = [(CALLS, ev("offered", "w", at("10:30:00"), queue="q")),
-              (CALLS, ev("offered", "x", at("10:15:00"), queue="q")),  # late
-              (CALLS, ev("missed", "x", at("10:15:10"), agent_id="a1")),  # late
-              (CALLS, ev("dequeued", "x", at("10:19:59"), reason="timeout")),  # late
-              (CALLS, ev("offered", "y", at("10:20:00"), queue="q")),  # exactly 600 s behind: in time
-              (CALLS, ev("missed", "y", at("10:20:05"), agent_id="a1")),
-              (CALLS, ev("dequeued", "y", at("10:21:00")))]
+    events = [
+        (CALLS, ev("offered", "w", at("10:30:00"), queue="q")),
+        (CALLS, ev("offered", "x", at("10:15:00"), queue="q")),  # late
+        (CALLS, ev("missed", "x", at("10:15:10"), agent_id="a1")),  # late
+        (CALLS, ev("dequeued", "x", at("10:19:59"), reason="timeout")),  # late
+        (CALLS, ev("offered", "y", at("10:20:00"), queue="q")),  # exactly 600 s behind: in time
+        (CALLS, ev("missed", "y", at("10:20:05"), agent_id="a1")),
+        (CALLS, ev("dequeued", "y", at("10:21:00"))),
+    ]
     now = at("10:30:05")
     p = run(events, now=now)
     assert p.results[(CALLS, "late")] == 3 and p.results[(CALLS, "accepted")] == 4
@@ -187,11 +205,16 @@ def test_late_dequeued_and_missed_update_totals_and_waiting_but_not_windows():
 
 SURVEYED = [
     # three handled chats in sales and one in support; surveys with and without ces
-    *[e for cid, q in (("s1", "sales"), ("s2", "sales"), ("s3", "sales"), ("s4", "support"))
-      for e in ((CHATS, ev("offered", cid, at("09:00:00"), queue=q)),
-                (CHATS, ev("answered", cid, at("09:00:05"), agent_id="a1")),
-                (CHATS, ev("ended", cid, at("09:01:00"))),
-                (CHATS, ev("wrapup_ended", cid, at("09:01:10"))))],
+    *[
+        e
+        for cid, q in (("s1", "sales"), ("s2", "sales"), ("s3", "sales"), ("s4", "support"))
+        for e in (
+            (CHATS, ev("offered", cid, at("09:00:00"), queue=q)),
+            (CHATS, ev("answered", cid, at("09:00:05"), agent_id="a1")),
+            (CHATS, ev("ended", cid, at("09:01:00"))),
+            (CHATS, ev("wrapup_ended", cid, at("09:01:10"))),
+        )
+    ],
     (CHATS, ev("survey", "s1", at("09:02:00"), ces=7, csat=5)),
     (CHATS, ev("survey", "s2", at("09:03:00"), ces=2)),
     (CHATS, ev("survey", "s3", at("09:04:00"), csat=4, nps=9, resolved=True)),  # no ces: not in the mean
@@ -219,12 +242,14 @@ def test_ces_is_the_mean_of_the_answers_and_absent_without_any():
 
 
 def test_ces_survey_for_a_transferred_contact_counts_in_its_last_queue():
-    events = [(CALLS, ev("offered", "t", at("09:00:00"), queue="sales")),
-              (CALLS, ev("answered", "t", at("09:00:05"), agent_id="a1")),
-              (CALLS, ev("transferred", "t", at("09:01:00"), queue="billing")),
-              (CALLS, ev("answered", "t", at("09:01:10"), agent_id="a2")),
-              (CALLS, ev("ended", "t", at("09:02:00"))),
-              (CALLS, ev("survey", "t", at("09:03:00"), ces=3))]
+    events = [
+        (CALLS, ev("offered", "t", at("09:00:00"), queue="sales")),
+        (CALLS, ev("answered", "t", at("09:00:05"), agent_id="a1")),
+        (CALLS, ev("transferred", "t", at("09:01:00"), queue="billing")),
+        (CALLS, ev("answered", "t", at("09:01:10"), agent_id="a2")),
+        (CALLS, ev("ended", "t", at("09:02:00"))),
+        (CALLS, ev("survey", "t", at("09:03:00"), ces=3)),
+    ]
     now = at("09:04:00")
     p = run(events, now=now)
     assert kpis.ces(p.store.view("billing", "voice", now).windows["5m"]) == 3.0
@@ -237,8 +262,16 @@ def test_exposition_of_dequeued_by_reason_missed_and_wait_outcome():
     sv = {"queue": "sales", "channel": "voice"}
     # every reason of the fixed set is exported, 0 included, so sums and rules never miss a term
     assert {r: sample(m, "ccmon_contacts_dequeued_total", **sv, reason=r) for r in REASONS} == {
-        "timeout": 1, "empty": 0, "key": 0, "withdraw": 0, "overflow": 0, "other": 2}
-    assert not [k for k in m if k[0] == "ccmon_contacts_dequeued_total" and dict(k[1])["reason"] not in REASONS]
+        "timeout": 1,
+        "empty": 0,
+        "key": 0,
+        "withdraw": 0,
+        "overflow": 0,
+        "other": 2,
+    }
+    assert not [
+        k for k in m if k[0] == "ccmon_contacts_dequeued_total" and dict(k[1])["reason"] not in REASONS
+    ]
     assert sample(m, "ccmon_offers_missed_total", **sv) == 3
     assert sample(m, "ccmon_offers_missed_total", queue="support", channel="voice") == 0
     assert sample(m, "ccmon_wait_seconds_count", **sv, outcome="dequeued") == 3
@@ -252,21 +285,28 @@ def test_exposition_of_dequeued_by_reason_missed_and_wait_outcome():
 def test_a_flood_of_made_up_dequeue_reasons_adds_no_series():
     events = []
     for i in range(200):
-        events += [(CALLS, ev("offered", f"f{i}", at("10:00:00"), queue="q")),
-                   (CALLS, ev("dequeued", f"f{i}", at("10:00:01"), reason=f"made-up-{i}"))]
+        events += [
+            (CALLS, ev("offered", f"f{i}", at("10:00:00"), queue="q")),
+            (CALLS, ev("dequeued", f"f{i}", at("10:00:01"), reason=f"made-up-{i}")),
+        ]
     p = run(events)
     text = KpiExposition(lambda: p.store, lambda: NOW).render()
     assert text.count("ccmon_contacts_dequeued_total{") == len(REASONS)
-    assert sample(samples(text), "ccmon_contacts_dequeued_total", queue="q", channel="voice", reason="other") == 200
+    assert (
+        sample(samples(text), "ccmon_contacts_dequeued_total", queue="q", channel="voice", reason="other")
+        == 200
+    )
 
 
 def test_agent_name_and_reason_are_kept_compactly_in_the_agent_record():
-    events = [(AGENTS, agent("a1", "available", ["sales"], at("10:00:00"))),
-              (AGENTS, agent("a2", "available", ["sales"], at("10:00:00"), name="Ana Souza")),
-              (AGENTS, agent("a2", "away", ["sales"], at("10:01:00"), reason="lunch")),  # name kept
-              (AGENTS, agent("a2", "away", ["sales"], at("10:00:30"), name="Old", reason="x")),  # older: ignored
-              (AGENTS, agent("a3", "offline", ["sales"], at("10:00:00"), name="Bo", reason="end of shift")),
-              (AGENTS, agent("a3", "available", ["sales"], at("10:02:00"), name="Bo Li"))]  # reason goes
+    events = [
+        (AGENTS, agent("a1", "available", ["sales"], at("10:00:00"))),
+        (AGENTS, agent("a2", "available", ["sales"], at("10:00:00"), name="Ana Souza")),
+        (AGENTS, agent("a2", "away", ["sales"], at("10:01:00"), reason="lunch")),  # name kept
+        (AGENTS, agent("a2", "away", ["sales"], at("10:00:30"), name="Old", reason="x")),  # older: ignored
+        (AGENTS, agent("a3", "offline", ["sales"], at("10:00:00"), name="Bo", reason="end of shift")),
+        (AGENTS, agent("a3", "available", ["sales"], at("10:02:00"), name="Bo Li")),
+    ]  # reason goes
     p = run(events)
     assert p.dead == []
     assert p.lifecycle["g|a1"].keys() == {"p", "s", "q", "t", "i"}  # neither: no extra keys

@@ -1,32 +1,21 @@
 """The cached KPI exposition: valid text format, equal to the store's views, and never stale."""
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from streams.core.local import LocalPipeline
 from streams.exposition import KpiExposition
-from tests.unit.helpers import AGENTS, CALLS, CHATS, agent, at, ev, settings
-from tests.unit.test_pipeline_kpis import SCENARIO
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def samples(text: str) -> dict:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(text) for s in f.samples}
-
-
-def feed(p: LocalPipeline, events, now: float) -> None:
-    p.feed([p.record(t, e, key=e.get("contact_id") or e.get("agent_id")) for t, e in events], now=now)
-
-
-def sample(m: dict, name: str, **labels: str) -> float | None:
-    return m.get((name, tuple(sorted(labels.items()))))
+from tests.unit.helpers import (
+    AGENTS,
+    CALLS,
+    CHATS,
+    SCENARIO,
+    Clock,
+    agent,
+    at,
+    ev,
+    feed,
+    sample,
+    samples,
+    settings,
+)
 
 
 def test_text_matches_hand_computed_values_and_every_family_is_typed_once():
@@ -66,7 +55,9 @@ def test_cached_text_follows_new_facts_the_clock_and_sliding_windows():
     clock.now += 1  # same bucket: only the oldest wait moves
     m = samples(exposition.render())
     assert sample(m, "ccmon_queue_oldest_wait_seconds", **q) == 121.0
-    assert {k: v for k, v in m.items() if "oldest" not in k[0]} == {k: v for k, v in first.items() if "oldest" not in k[0]}
+    assert {k: v for k, v in m.items() if "oldest" not in k[0]} == {
+        k: v for k, v in first.items() if "oldest" not in k[0]
+    }
 
     feed(p, [(CALLS, ev("answered", "c5", at("10:10:01"), agent_id="a9"))], clock.now)
     m = samples(exposition.render())
@@ -91,6 +82,9 @@ def test_a_rebuilt_store_is_rendered_from_scratch():
     feed(p, SCENARIO, clock.now)
     store = [p.store]
     exposition = KpiExposition(lambda: store[0], clock)
-    assert sample(samples(exposition.render()), "ccmon_contacts_offered_total", queue="sales", channel="voice") == 6
+    assert (
+        sample(samples(exposition.render()), "ccmon_contacts_offered_total", queue="sales", channel="voice")
+        == 6
+    )
     store[0] = LocalPipeline(settings()).store  # e.g. the partitions moved to another worker
     assert not [k for k in samples(exposition.render()) if k[0].startswith("ccmon_contacts")]

@@ -1,4 +1,6 @@
-"""The local broker's cluster id: the format tool takes it as an argument, so it must not look like an option."""
+"""The local broker's cluster id: the format tool takes it as an argument, so it must not look
+like an option."""
+
 import base64
 
 from streams.kafka_local import new_cluster_id

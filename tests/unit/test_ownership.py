@@ -4,6 +4,7 @@ pieces that keep its state and offsets to what it owns."""
 import asyncio
 import math
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
@@ -13,10 +14,8 @@ from streams.core.local import LocalPipeline
 from streams.exposition import KpiExposition
 from streams.faust_consumer import HandOffConsumer
 from streams.wallboard import snapshot
-from tests.unit.helpers import AGENTS, CALLS, agent, at, ev, settings
-from tests.unit.test_exposition import Clock, feed, samples
+from tests.unit.helpers import AGENTS, CALLS, NOW, Clock, agent, at, ev, feed, samples, settings
 
-NOW = at("10:10:00")
 QUEUES = ["sales", "support", "billing", "tech", "claims"]
 
 
@@ -51,27 +50,40 @@ def test_metrics_show_exactly_the_queues_of_the_owned_partitions_and_follow_chan
 def test_the_wallboard_shows_the_same_share_as_metrics():
     p = pipeline()
     board = snapshot(p.store, p.settings, NOW, "share", owned={partition_for_queue("sales", 4)})
-    assert {s["queue"] for s in board["series"]} == {q for q in QUEUES
-                                                     if partition_for_queue(q, 4) == partition_for_queue("sales", 4)}
+    assert {s["queue"] for s in board["series"]} == {
+        q for q in QUEUES if partition_for_queue(q, 4) == partition_for_queue("sales", 4)
+    }
     assert snapshot(p.store, p.settings, NOW, "share", owned=set())["series"] == []
 
 
 def test_every_lifecycle_record_knows_its_partition():
     p = LocalPipeline(settings(partitions=4))
-    recs = [p.record(CALLS, ev("offered", "c1", at("10:00:00"), queue="sales"), key="c1", partition=3),
-            p.record(CALLS, ev("answered", "c1", at("10:00:05"), agent_id="a2"), key="c1", partition=3),
-            p.record(AGENTS, agent("a1", "busy", ["sales"], at("10:00:00")), key="a1", partition=2)]
+    recs = [
+        p.record(CALLS, ev("offered", "c1", at("10:00:00"), queue="sales"), key="c1", partition=3),
+        p.record(CALLS, ev("answered", "c1", at("10:00:05"), agent_id="a2"), key="c1", partition=3),
+        p.record(AGENTS, agent("a1", "busy", ["sales"], at("10:00:00")), key="a1", partition=2),
+    ]
     p.feed(recs, now=NOW)
     parts = {key: record_partition(key, value) for key, value in p.lifecycle.items()}
     # r|: an agent id seen on an input partition (the agent cap), on that partition whatever the id
-    assert parts == {"c|voice|c1": 3, "m|cc.calls|3": 3, "q|3": 3, "r|cc.calls|3|a2": 3,
-                     "g|a1": 2, "m|cc.agents|2": 2, "r|cc.agents|2|a1": 2}
+    assert parts == {
+        "c|voice|c1": 3,
+        "m|cc.calls|3": 3,
+        "q|3": 3,
+        "r|cc.calls|3|a2": 3,
+        "g|a1": 2,
+        "m|cc.agents|2": 2,
+        "r|cc.agents|2|a1": 2,
+    }
 
 
 def test_a_watermark_without_an_accepted_event_survives_the_changelog():
     # JSON has no -inf: a partition whose records were all rejected has its watermark stored as null
     p = LocalPipeline(settings())
-    p.feed([p.record(CALLS, b"{not json"), p.record(CALLS, ev("offered", "c1", at("10:00:00"), queue="q"))], now=NOW)
+    p.feed(
+        [p.record(CALLS, b"{not json"), p.record(CALLS, ev("offered", "c1", at("10:00:00"), queue="q"))],
+        now=NOW,
+    )
     assert p.lifecycle["m|cc.calls|0"][1] == 1
     data = {"m|cc.calls|0": [None, 0, 0]}
     intake = Intake(data, settings())
@@ -83,8 +95,9 @@ def test_a_watermark_without_an_accepted_event_survives_the_changelog():
 def test_messages_of_an_earlier_generation_move_no_offset():
     """Faust acknowledges them unprocessed; counted, an offset past them could be committed."""
     unacked: set = set()
-    consumer = SimpleNamespace(app=SimpleNamespace(consumer_generation_id=5), _unacked_messages=unacked)
-    old = SimpleNamespace(generation_id=4, acked=False)
+    # fakes of Faust's consumer and message, with only what ack() reads
+    consumer: Any = SimpleNamespace(app=SimpleNamespace(consumer_generation_id=5), _unacked_messages=unacked)
+    old: Any = SimpleNamespace(generation_id=4, acked=False)
     unacked.add(id(old))
     unacked_of = SimpleNamespace(discard=lambda m: unacked.discard(id(m)))
     consumer._unacked_messages = unacked_of
@@ -114,10 +127,13 @@ def test_no_commit_covers_a_state_write_the_broker_did_not_take(tmp_path):
     asyncio.run(scenario())
 
 
-def test_a_rebalance_drops_every_table_s_records_of_partitions_no_longer_owned_and_health_counts_owned_queues(tmp_path):
+def test_a_rebalance_drops_every_table_s_records_of_partitions_no_longer_owned_and_health_counts_owned_queues(
+    tmp_path,
+):
     """Records of partitions moved away go from all three tables (an agent's by the facts partition
     of its id, the agent cap's registry by its input partition); /health counts owned queues."""
     from faust.types import TP
+
     from streams.app import Pipeline
 
     s = settings(data_dir=str(tmp_path), partitions=4)
@@ -125,8 +141,15 @@ def test_a_rebalance_drops_every_table_s_records_of_partitions_no_longer_owned_a
     events = [(CALLS, ev("offered", f"c-{q}", at("10:00:00"), queue=q)) for q in QUEUES]
     events += [(CALLS, ev("answered", f"c-{q}", at("10:00:05"), agent_id=f"agent-{q}")) for q in QUEUES]
     events += [(AGENTS, agent(f"agent-{q}", "busy", [q], at("10:00:00"))) for q in QUEUES]
-    records = [local.record(t, e, key=e.get("contact_id") or e["agent_id"],
-                            partition=partition_for_queue(e.get("contact_id") or e["agent_id"], 4)) for t, e in events]
+    records = [
+        local.record(
+            t,
+            e,
+            key=e.get("contact_id") or e["agent_id"],
+            partition=partition_for_queue(e.get("contact_id") or e["agent_id"], 4),
+        )
+        for t, e in events
+    ]
     local.feed(records, now=NOW)
     pipeline = Pipeline(s)
     pipeline.lifecycle_table.data.update(local.lifecycle)
@@ -135,13 +158,15 @@ def test_a_rebalance_drops_every_table_s_records_of_partitions_no_longer_owned_a
     assert any(k.startswith("r|") for k in local.lifecycle) and len(local.agents) == len(QUEUES)
 
     kept = {0, 1}
-    pipeline.app._assignment = {TP(topic, p) for p in kept for topic in (s.calls_topic, s.chats_topic, s.agents_topic,
-                                                                           s.facts_topic)}
+    pipeline.app._assignment = {
+        TP(topic, p) for p in kept for topic in (s.calls_topic, s.chats_topic, s.agents_topic, s.facts_topic)
+    }
     assert pipeline._drop_unowned() > 0
     assert {record_partition(k, v) for k, v in pipeline.lifecycle_table.data.items()} <= kept
     assert {partition_for_queue(k.split("|", 2)[1], 4) for k in pipeline.queue_table.data.keys()} <= kept
-    assert {partition_for_queue(k[2:], 4) for k in pipeline.agent_table.data.keys()} == \
-        {partition_for_queue(f"agent-{q}", 4) for q in QUEUES} & kept
+    assert {partition_for_queue(k[2:], 4) for k in pipeline.agent_table.data.keys()} == {
+        partition_for_queue(f"agent-{q}", 4) for q in QUEUES
+    } & kept
 
     pipeline.owned_partitions = lambda: frozenset({0})  # type: ignore[method-assign]
     assert pipeline.owned_queue_count() == sum(partition_for_queue(q, 4) == 0 for q in QUEUES) > 0

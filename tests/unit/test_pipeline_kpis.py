@@ -3,54 +3,21 @@
 import pytest
 
 from streams.core.local import LocalPipeline
-from tests.unit.helpers import AGENTS, CALLS, CHATS, agent, at, ev, settings
-
-NOW = at("10:10:00")
-
-
-def run(events, now=NOW, sweep=False, **cfg):
-    p = LocalPipeline(settings(**cfg))
-    p.feed([p.record(topic, e, key=e.get("contact_id") or e.get("agent_id")) for topic, e in events], now=now)
-    if sweep:
-        p.sweep(now)
-    return p
-
-
-SCENARIO = [
-    # c1: waits exactly T = 20 s (in threshold), 30 s hold, handle = wrapup - answered = 330 s
-    (CALLS, ev("offered", "c1", at("10:00:00"), queue="sales")),
-    (CALLS, ev("answered", "c1", at("10:00:20"), agent_id="a1")),
-    (CALLS, ev("hold", "c1", at("10:01:00"))),
-    (CALLS, ev("resume", "c1", at("10:01:30"))),
-    (CALLS, ev("ended", "c1", at("10:05:20"))),
-    (CALLS, ev("wrapup_ended", "c1", at("10:05:50"))),
-    # c2: abandons after exactly S = 5 s: not short (short is strictly < S)
-    (CALLS, ev("offered", "c2", at("10:01:00"), queue="sales")),
-    (CALLS, ev("abandoned", "c2", at("10:01:05"))),
-    # c3: abandons after 4.999 s: short
-    (CALLS, ev("offered", "c3", at("10:02:00"), queue="sales")),
-    (CALLS, ev("abandoned", "c3", at("10:02:04.999"))),
-    # c4: answered after 21 s (outside T), transferred while handled after 60 s -> sales handled 60 s;
-    #     support: waits 10 s, ended, no wrap-up
-    (CALLS, ev("offered", "c4", at("10:03:00"), queue="sales")),
-    (CALLS, ev("answered", "c4", at("10:03:21"), agent_id="a2")),
-    (CALLS, ev("transferred", "c4", at("10:04:21"), queue="support")),
-    (CALLS, ev("answered", "c4", at("10:04:31"), agent_id="a3")),
-    (CALLS, ev("ended", "c4", at("10:06:31"))),
-    # c6: transferred while waiting: sales counts it transferred out with no wait KPI
-    (CALLS, ev("offered", "c6", at("10:04:00"), queue="sales")),
-    (CALLS, ev("transferred", "c6", at("10:04:30"), queue="support")),
-    (CALLS, ev("abandoned", "c6", at("10:05:30"))),
-    # c5: still waiting at 10:10:00 -> oldest wait 120 s
-    (CALLS, ev("offered", "c5", at("10:08:00"), queue="sales")),
-]
+from tests.unit.helpers import AGENTS, CALLS, CHATS, NOW, SCENARIO, agent, at, ev, run, settings
 
 
 def test_totals_and_histograms_per_queue():
     p = run(SCENARIO)
     sales = p.store.view("sales", "voice", NOW)
-    assert sales.counters == {"offered": 6, "answered": 2, "abandoned": 2, "short_abandoned": 1,
-                              "answered_in_threshold": 1, "handled": 2, "transferred_out": 2}
+    assert sales.counters == {
+        "offered": 6,
+        "answered": 2,
+        "abandoned": 2,
+        "short_abandoned": 1,
+        "answered_in_threshold": 1,
+        "handled": 2,
+        "transferred_out": 2,
+    }
     # wait answered: 20 (le=20, inclusive) and 21 (le=30); abandoned 5 (le=5) and 4.999 (le=5)
     wa = sales.wait_hist["answered"]
     assert wa[3] == 1 and wa[4] == 1 and sum(wa[:-1]) == 2 and wa[-1] == pytest.approx(41.0)
@@ -63,13 +30,21 @@ def test_totals_and_histograms_per_queue():
 
     support = p.store.view("support", "voice", NOW)
     # c4 still in wrap-up (no wrapup_ended, timeout not reached): not handled yet
-    assert support.counters == {"offered": 2, "answered": 1, "abandoned": 1, "short_abandoned": 0,
-                                "answered_in_threshold": 1, "handled": 0, "transferred_out": 0}
+    assert support.counters == {
+        "offered": 2,
+        "answered": 1,
+        "abandoned": 1,
+        "short_abandoned": 0,
+        "answered_in_threshold": 1,
+        "handled": 0,
+        "transferred_out": 0,
+    }
     assert support.waiting == 0 and support.oldest_wait_s == 0.0
 
 
 def test_windowed_ratios():
     from streams.core import kpis
+
     p = run(SCENARIO)
     w = p.store.view("sales", "voice", NOW).windows
     for name in ("15m", "1h", "today"):
@@ -95,6 +70,7 @@ def test_missing_wrapup_completes_at_ended_after_timeout():
     assert support.counters["handled"] == 1
     # handle = talk 120 s + ACW 0, counted at ended.ts 10:06:31 (inside the 15m window at 10:17:00)
     from streams.core import kpis
+
     assert support.handle_hist[-1] == pytest.approx(120.0)
     assert kpis.aht(support.windows["15m"]) == pytest.approx(120.0)
     # a wrap-up arriving after the timeout completion changes nothing
@@ -104,12 +80,21 @@ def test_missing_wrapup_completes_at_ended_after_timeout():
 
 
 def test_timeout_not_reached_at_exactly_600s_and_wrapup_inside_counts_acw():
-    base = [(CALLS, ev("offered", "k", at("09:00:00"), queue="q")),
-            (CALLS, ev("answered", "k", at("09:00:10"), agent_id="a")),
-            (CALLS, ev("ended", "k", at("09:01:10")))]
+    base = [
+        (CALLS, ev("offered", "k", at("09:00:00"), queue="q")),
+        (CALLS, ev("answered", "k", at("09:00:10"), agent_id="a")),
+        (CALLS, ev("ended", "k", at("09:01:10"))),
+    ]
     # another contact moves the watermark to exactly ended + 600: not timed out yet
-    p = run(base + [(CALLS, ev("offered", "x", at("09:11:10"), queue="q")),
-                    (CALLS, ev("wrapup_ended", "k", at("09:11:10")))], now=at("09:12:00"), sweep=True)
+    p = run(
+        base
+        + [
+            (CALLS, ev("offered", "x", at("09:11:10"), queue="q")),
+            (CALLS, ev("wrapup_ended", "k", at("09:11:10"))),
+        ],
+        now=at("09:12:00"),
+        sweep=True,
+    )
     v = p.store.view("q", "voice", at("09:12:00"))
     assert v.counters["handled"] == 1
     assert v.handle_hist[-1] == pytest.approx(660.0)  # 60 s talk + 600 s ACW
@@ -121,14 +106,18 @@ def test_timeout_not_reached_at_exactly_600s_and_wrapup_inside_counts_acw():
 def test_a_late_ended_whose_timeout_is_already_due_is_still_counted_once():
     # a (10:00 ended) times out when the watermark passes 10:10; then b arrives late, ended at 09:01,
     # a deadline (09:11) earlier than one already fired: both count, each once, also on a replay
-    a = [(CALLS, ev("offered", "a", at("09:59:00"), queue="q")),
-         (CALLS, ev("answered", "a", at("09:59:30"), agent_id="x")),
-         (CALLS, ev("ended", "a", at("10:00:00"))),
-         (CALLS, ev("offered", "later", at("10:30:00"), queue="q"))]
-    b = [(CALLS, ev("offered", "b", at("09:00:00"), queue="q")),
-         (CALLS, ev("answered", "b", at("09:00:10"), agent_id="y")),
-         (CALLS, ev("ended", "b", at("09:01:10"))),
-         (CALLS, ev("wrapup_ended", "b", at("09:01:30")))]
+    a = [
+        (CALLS, ev("offered", "a", at("09:59:00"), queue="q")),
+        (CALLS, ev("answered", "a", at("09:59:30"), agent_id="x")),
+        (CALLS, ev("ended", "a", at("10:00:00"))),
+        (CALLS, ev("offered", "later", at("10:30:00"), queue="q")),
+    ]
+    b = [
+        (CALLS, ev("offered", "b", at("09:00:00"), queue="q")),
+        (CALLS, ev("answered", "b", at("09:00:10"), agent_id="y")),
+        (CALLS, ev("ended", "b", at("09:01:10"))),
+        (CALLS, ev("wrapup_ended", "b", at("09:01:30"))),
+    ]
     p = LocalPipeline(settings())
     now = at("10:31:00")
     records = [p.record(topic, e, key=e["contact_id"]) for topic, e in a + b]
@@ -148,11 +137,14 @@ def test_a_late_ended_whose_timeout_is_already_due_is_still_counted_once():
 
 def test_hold_never_resumed_closes_at_ended():
     from streams.core.lifecycle import ContactState, talk_and_hold
-    events = [(CALLS, ev("offered", "h", at("09:00:00"), queue="q")),
-              (CALLS, ev("answered", "h", at("09:00:05"), agent_id="a")),
-              (CALLS, ev("hold", "h", at("09:01:00"))),
-              (CALLS, ev("ended", "h", at("09:02:00"))),
-              (CALLS, ev("wrapup_ended", "h", at("09:02:30")))]
+
+    events = [
+        (CALLS, ev("offered", "h", at("09:00:00"), queue="q")),
+        (CALLS, ev("answered", "h", at("09:00:05"), agent_id="a")),
+        (CALLS, ev("hold", "h", at("09:01:00"))),
+        (CALLS, ev("ended", "h", at("09:02:00"))),
+        (CALLS, ev("wrapup_ended", "h", at("09:02:30"))),
+    ]
     p = run(events, now=at("09:03:00"))
     state = ContactState.from_wire(p.lifecycle["c|voice|h"])
     assert state.hold_total == 60.0
@@ -162,6 +154,7 @@ def test_hold_never_resumed_closes_at_ended():
 
 def test_survey_hours_later_counts_for_last_segment_queue_at_survey_time():
     from streams.core import kpis
+
     events = SCENARIO + [
         (CALLS, ev("survey", "c1", at("13:00:00"), csat=5, nps=9, resolved=True)),
         (CALLS, ev("survey", "c4", at("13:00:30"), csat=3, nps=6)),  # c4's last segment: support
@@ -176,13 +169,16 @@ def test_survey_hours_later_counts_for_last_segment_queue_at_survey_time():
 
 def test_nps_mix():
     from streams.core import kpis
+
     events = []
     for i, score in enumerate([10, 9, 8, 7, 6, 0]):  # 2 promoters, 2 passives, 2 detractors -> 0
         cid = f"n{i}"
-        events += [(CHATS, ev("offered", cid, at("09:00:00"), queue="q")),
-                   (CHATS, ev("answered", cid, at("09:00:01"), agent_id="a")),
-                   (CHATS, ev("ended", cid, at("09:00:02"))),
-                   (CHATS, ev("survey", cid, at("09:00:03"), nps=score))]
+        events += [
+            (CHATS, ev("offered", cid, at("09:00:00"), queue="q")),
+            (CHATS, ev("answered", cid, at("09:00:01"), agent_id="a")),
+            (CHATS, ev("ended", cid, at("09:00:02"))),
+            (CHATS, ev("survey", cid, at("09:00:03"), nps=score)),
+        ]
     p = run(events, now=at("09:01:00"))
     v = p.store.view("q", "chat", at("09:01:00")).windows["5m"]
     assert kpis.nps(v) == 0.0 and kpis.csat(v) is None
@@ -200,13 +196,16 @@ def test_duplicates_change_nothing():
 
 def test_late_and_too_late_events():
     from streams.core import kpis
+
     # watermark reaches 10:30:00; an offer at 10:25:00 is late but within 10 min: windows count it;
     # an offer at 10:19:59 is more than 10 min behind: counted as late, totals only, no windows
-    events = [(CALLS, ev("offered", "w", at("10:30:00"), queue="q")),
-              (CALLS, ev("offered", "ok", at("10:25:00"), queue="q")),
-              (CALLS, ev("offered", "tl", at("10:19:59"), queue="q")),
-              (CALLS, ev("abandoned", "tl", at("10:19:59.500"))),
-              (CALLS, ev("offered", "edge", at("10:20:00"), queue="q"))]  # exactly 600 s behind: not late
+    events = [
+        (CALLS, ev("offered", "w", at("10:30:00"), queue="q")),
+        (CALLS, ev("offered", "ok", at("10:25:00"), queue="q")),
+        (CALLS, ev("offered", "tl", at("10:19:59"), queue="q")),
+        (CALLS, ev("abandoned", "tl", at("10:19:59.500"))),
+        (CALLS, ev("offered", "edge", at("10:20:00"), queue="q")),
+    ]  # exactly 600 s behind: not late
     now = at("10:30:05")
     p = run(events, now=now)
     assert p.results[(CALLS, "accepted")] == 3 and p.results[(CALLS, "late")] == 2
@@ -217,30 +216,40 @@ def test_late_and_too_late_events():
 
 
 def test_out_of_order_within_a_contact_is_rejected():
-    events = [(CALLS, ev("offered", "o", at("10:00:10"), queue="q")),
-              (CALLS, ev("answered", "o", at("10:00:05"), agent_id="a"))]
+    events = [
+        (CALLS, ev("offered", "o", at("10:00:10"), queue="q")),
+        (CALLS, ev("answered", "o", at("10:00:05"), agent_id="a")),
+    ]
     p = run(events)
     assert [d.reason for d in p.dead] == ["lifecycle"]
     assert p.store.view("q", "voice", NOW).waiting == 1
 
 
 def test_lifecycle_violations_go_to_dead_letter_with_source():
-    events = [(CALLS, ev("answered", "ghost", at("10:00:00"), agent_id="a")),
-              (CALLS, ev("offered", "c", at("10:00:00"), queue="q")),
-              (CALLS, ev("offered", "c", at("10:00:01"), queue="q")),
-              (CALLS, ev("resume", "c", at("10:00:02"))),
-              (CALLS, ev("ended", "c", at("10:00:03")))]
+    events = [
+        (CALLS, ev("answered", "ghost", at("10:00:00"), agent_id="a")),
+        (CALLS, ev("offered", "c", at("10:00:00"), queue="q")),
+        (CALLS, ev("offered", "c", at("10:00:01"), queue="q")),
+        (CALLS, ev("resume", "c", at("10:00:02"))),
+        (CALLS, ev("ended", "c", at("10:00:03"))),
+    ]
     p = run(events)
     assert [(d.reason, d.source.offset) for d in p.dead] == [
-        ("lifecycle", 0), ("lifecycle", 2), ("lifecycle", 3), ("lifecycle", 4)]
+        ("lifecycle", 0),
+        ("lifecycle", 2),
+        ("lifecycle", 3),
+        ("lifecycle", 4),
+    ]
     assert p.results[(CALLS, "accepted")] == 1
 
 
 def test_agents_by_state_latest_event_wins():
-    events = [(AGENTS, agent("a1", "available", ["sales", "support"], at("10:00:00"))),
-              (AGENTS, agent("a2", "busy", ["sales"], at("10:00:00"))),
-              (AGENTS, agent("a1", "acw", ["sales"], at("10:01:00"))),  # leaves support
-              (AGENTS, agent("a2", "away", ["sales"], at("09:59:00")))]  # older: ignored
+    events = [
+        (AGENTS, agent("a1", "available", ["sales", "support"], at("10:00:00"))),
+        (AGENTS, agent("a2", "busy", ["sales"], at("10:00:00"))),
+        (AGENTS, agent("a1", "acw", ["sales"], at("10:01:00"))),  # leaves support
+        (AGENTS, agent("a2", "away", ["sales"], at("09:59:00"))),
+    ]  # older: ignored
     p = run(events)
     assert dict(p.store.agents()) == {
         "sales": {"available": 0, "busy": 1, "acw": 1, "away": 0, "offline": 0},
@@ -250,9 +259,12 @@ def test_agents_by_state_latest_event_wins():
 
 def test_window_rolls_over_at_midnight_in_the_configured_zone():
     from streams.core import kpis
+
     # Europe/Berlin is UTC+1 in November: local midnight is 23:00 UTC
-    events = [(CALLS, ev("offered", "y", at("22:59:50"), queue="q")),
-              (CALLS, ev("offered", "t", at("23:00:00"), queue="q"))]
+    events = [
+        (CALLS, ev("offered", "y", at("22:59:50"), queue="q")),
+        (CALLS, ev("offered", "t", at("23:00:00"), queue="q")),
+    ]
     p = run(events, now=at("23:00:05"), timezone="Europe/Berlin")
     assert p.store.view("q", "voice", at("23:00:05")).windows["today"][kpis.OFFERED] == 1
     p = run(events, now=at("23:00:05"), timezone="UTC")
@@ -263,6 +275,7 @@ def test_window_rolls_over_at_midnight_in_the_configured_zone():
 
 def test_empty_windows_after_time_passes():
     from streams.core import kpis
+
     p = run(SCENARIO)
     later = at("11:30:00")
     w = p.store.view("sales", "voice", later).windows
@@ -273,9 +286,12 @@ def test_empty_windows_after_time_passes():
 
 def test_rolling_window_edges_with_10s_buckets():
     from streams.core import kpis
+
     # 5m at 10:10:00 covers buckets starting after 10:05:00: 10:05:09.999 is out, 10:05:10 is in
-    events = [(CALLS, ev("offered", "a", at("10:05:09.999"), queue="q")),
-              (CALLS, ev("offered", "b", at("10:05:10"), queue="q"))]
+    events = [
+        (CALLS, ev("offered", "a", at("10:05:09.999"), queue="q")),
+        (CALLS, ev("offered", "b", at("10:05:10"), queue="q")),
+    ]
     p = run(events, now=at("10:10:00"))
     assert p.store.view("q", "voice", at("10:10:00")).windows["5m"][kpis.OFFERED] == 1
     assert p.store.view("q", "voice", at("10:10:09.9")).windows["5m"][kpis.OFFERED] == 1
@@ -284,8 +300,11 @@ def test_rolling_window_edges_with_10s_buckets():
 
 def test_per_queue_thresholds():
     from streams.config import QueueThresholds
-    events = [(CALLS, ev("offered", "s", at("10:00:00"), queue="vip")),
-              (CALLS, ev("answered", "s", at("10:00:10"), agent_id="a"))]
+
+    events = [
+        (CALLS, ev("offered", "s", at("10:00:00"), queue="vip")),
+        (CALLS, ev("answered", "s", at("10:00:10"), agent_id="a")),
+    ]
     p = run(events, queues={"vip": QueueThresholds(sl_threshold_s=5, sl_target=0.9, short_abandon_s=2)})
     assert p.store.view("vip", "voice", NOW).counters["answered_in_threshold"] == 0
 
@@ -296,10 +315,12 @@ def test_agents_required_from_15m_window():
     for i in range(50):
         t = at("10:00:00") + i * 10
         cid = f"r{i}"
-        events += [(CALLS, ev("offered", cid, t, queue="q")),
-                   (CALLS, ev("answered", cid, t + 1, agent_id="a")),
-                   (CALLS, ev("ended", cid, t + 150)),
-                   (CALLS, ev("wrapup_ended", cid, t + 181))]
+        events += [
+            (CALLS, ev("offered", cid, t, queue="q")),
+            (CALLS, ev("answered", cid, t + 1, agent_id="a")),
+            (CALLS, ev("ended", cid, t + 150)),
+            (CALLS, ev("wrapup_ended", cid, t + 181)),
+        ]
     p = run(events, now=at("10:12:00"))
     view = p.store.view("q", "voice", at("10:12:00"))
     assert view.windows["15m"][0] == 50
@@ -315,9 +336,11 @@ def test_queue_cap_rejects_new_queues_beyond_limit():
 
 
 def test_retention_expires_contact_state_and_late_survey_after_it_is_rejected():
-    events = [(CALLS, ev("offered", "r", at("10:00:00"), queue="q")),
-              (CALLS, ev("abandoned", "r", at("10:00:30"))),
-              (CALLS, ev("offered", "later", at("11:00:31"), queue="q"))]
+    events = [
+        (CALLS, ev("offered", "r", at("10:00:00"), queue="q")),
+        (CALLS, ev("abandoned", "r", at("10:00:30"))),
+        (CALLS, ev("offered", "later", at("11:00:31"), queue="q")),
+    ]
     p = run(events, now=at("11:01:00"), sweep=True, retention_s=3600)
     assert "c|voice|r" not in p.lifecycle and "c|voice|later" in p.lifecycle
 

@@ -1,29 +1,49 @@
 """Property tests of the pure core: any sequence of events, valid or not, keeps the invariants."""
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from streams.core import kpis
 from streams.core.local import LocalPipeline
 from tests.unit.helpers import AGENTS, CALLS, CHATS, at, settings
 
 BASE = at("10:00:00")
-TYPES = ["offered", "answered", "hold", "resume", "transferred", "ended", "wrapup_ended", "abandoned", "survey"]
+TYPES = [
+    "offered",
+    "answered",
+    "hold",
+    "resume",
+    "transferred",
+    "ended",
+    "wrapup_ended",
+    "abandoned",
+    "survey",
+]
 
-event = st.fixed_dictionaries({
-    "event_id": st.sampled_from([f"e{i}" for i in range(40)]),
-    "type": st.sampled_from(TYPES),
-    "contact_id": st.sampled_from(["c1", "c2", "c3", "c4"]),
-    "ts": st.integers(0, 3 * 3600 * 1000).map(lambda ms: int(BASE * 1000) + ms),
-    "queue": st.sampled_from(["q1", "q2", "q3"]),
-    "agent_id": st.just("a1"),
-    "csat": st.integers(1, 5), "nps": st.integers(0, 10), "resolved": st.booleans(),
-})
-agent_event = st.fixed_dictionaries({
-    "event_id": st.text(min_size=1, max_size=3), "type": st.just("state"), "agent_id": st.sampled_from(["a", "b"]),
-    "state": st.sampled_from(["available", "busy", "acw", "away", "offline", "bogus"]),
-    "queues": st.lists(st.sampled_from(["q1", "q2", "bad name"]), max_size=3),
-    "ts": st.integers(0, 3 * 3600 * 1000).map(lambda ms: int(BASE * 1000) + ms),
-})
+event = st.fixed_dictionaries(
+    {
+        "event_id": st.sampled_from([f"e{i}" for i in range(40)]),
+        "type": st.sampled_from(TYPES),
+        "contact_id": st.sampled_from(["c1", "c2", "c3", "c4"]),
+        "ts": st.integers(0, 3 * 3600 * 1000).map(lambda ms: int(BASE * 1000) + ms),
+        "queue": st.sampled_from(["q1", "q2", "q3"]),
+        "agent_id": st.just("a1"),
+        "csat": st.integers(1, 5),
+        "nps": st.integers(0, 10),
+        "resolved": st.booleans(),
+    }
+)
+agent_event = st.fixed_dictionaries(
+    {
+        "event_id": st.text(min_size=1, max_size=3),
+        "type": st.just("state"),
+        "agent_id": st.sampled_from(["a", "b"]),
+        "state": st.sampled_from(["available", "busy", "acw", "away", "offline", "bogus"]),
+        "queues": st.lists(st.sampled_from(["q1", "q2", "bad name"]), max_size=3),
+        "ts": st.integers(0, 3 * 3600 * 1000).map(lambda ms: int(BASE * 1000) + ms),
+    }
+)
 item = st.one_of(
     st.tuples(st.sampled_from([CALLS, CHATS]), event),
     st.tuples(st.just(AGENTS), agent_event),
@@ -47,7 +67,9 @@ def test_any_event_sequence_keeps_invariants(batches):
             view = p.store.view(q, ch, now)
             c = view.counters
             assert all(v >= 0 for v in c.values())
-            assert c["answered"] + c["abandoned"] + c["transferred_out"] <= c["offered"] + c["transferred_out"]
+            assert (
+                c["answered"] + c["abandoned"] + c["transferred_out"] <= c["offered"] + c["transferred_out"]
+            )
             assert c["short_abandoned"] <= c["abandoned"] and c["answered_in_threshold"] <= c["answered"]
             for name, value in c.items():  # counters are monotonic
                 assert value >= previous.get((q, ch, name), 0)

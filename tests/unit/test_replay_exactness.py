@@ -15,7 +15,9 @@ import random
 import zlib
 
 import orjson
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from producers.scenario import Scenario
 from producers.simulate import Simulator
@@ -57,8 +59,8 @@ def traffic(seed: int, minutes: int = 30, late: float = 0.05) -> list[Record]:
     return records
 
 
-def views(p: LocalPipeline, now: float) -> dict:
-    out = {}
+def views(p: LocalPipeline, now: float) -> dict[object, object]:
+    out: dict[object, object] = {}
     for q, ch in p.store.series():
         v = p.store.view(q, ch, now)
         out[(q, ch)] = (v.counters, v.dequeued, v.missed, v.wait_hist, v.handle_hist, v.waiting, v.windows)
@@ -76,7 +78,7 @@ def crash(p: LocalPipeline, committed: dict, log: list, persisted) -> None:
         per_partition.setdefault(partition, []).append((key, value))
     state = copy.deepcopy(committed)
     for partition, writes in per_partition.items():
-        for key, value in writes[:persisted(partition, len(writes))]:
+        for key, value in writes[: persisted(partition, len(writes))]:
             if value is None:
                 state.pop(key, None)
             else:
@@ -86,7 +88,9 @@ def crash(p: LocalPipeline, committed: dict, log: list, persisted) -> None:
     p.intake = Intake(p.lifecycle, p.settings)  # a restarted worker rebuilds its index
 
 
-def run(records: list[Record], now: float, rng: random.Random | None = None, crashes: int = 0) -> LocalPipeline:
+def run(
+    records: list[Record], now: float, rng: random.Random | None = None, crashes: int = 0
+) -> LocalPipeline:
     """Feed the records in random batches, with sweeps and offset commits between them at random;
     ``crashes`` times, at a random batch end, crash and consume again from the last commit."""
     p = LocalPipeline(settings(partitions=4))
@@ -129,8 +133,10 @@ class Stage2:
     def consume(self, rng: random.Random | None, now: float) -> None:
         """Read up to a random number of messages of each partition (all of them without ``rng``)."""
         for part, messages in self.topic.items():
-            end = len(messages) if rng is None else min(len(messages), self.position[part] + rng.randint(0, 3))
-            for rows in messages[self.position[part]:end]:
+            end = (
+                len(messages) if rng is None else min(len(messages), self.position[part] + rng.randint(0, 3))
+            )
+            for rows in messages[self.position[part] : end]:
                 dirty: set[str] = set()
                 agents_dirty: set[str] = set()
                 for src, offset, idx, row in rows:
@@ -139,16 +145,22 @@ class Stage2:
                     else:
                         self.p.store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
                 # each record lives on the facts partition it gets its facts from
-                self.log += [("queues", part, key, copy.deepcopy(self.p.queues[key])) for key in sorted(dirty)]
-                self.log += [("agents", part, key, copy.deepcopy(self.p.agents[key])) for key in sorted(agents_dirty)]
+                self.log += [
+                    ("queues", part, key, copy.deepcopy(self.p.queues[key])) for key in sorted(dirty)
+                ]
+                self.log += [
+                    ("agents", part, key, copy.deepcopy(self.p.agents[key])) for key in sorted(agents_dirty)
+                ]
             self.position[part] = end
 
     def expire(self, now: float) -> None:
         gone, changed = self.p.agent_store.expire(now)
         n = self.p.settings.partitions  # an agent record lives on the facts partition of its id
         self.log += [("agents", partition_for_queue(key[2:], n), key, None) for key in gone]
-        self.log += [("agents", partition_for_queue(key[2:], n), key, copy.deepcopy(self.p.agents[key]))
-                     for key in changed]
+        self.log += [
+            ("agents", partition_for_queue(key[2:], n), key, copy.deepcopy(self.p.agents[key]))
+            for key in changed
+        ]
 
     def commit(self) -> None:
         self.committed = (copy.deepcopy(self.p.queues), copy.deepcopy(self.p.agents), dict(self.position))
@@ -163,7 +175,7 @@ class Stage2:
         for table, part, key, value in self.log:
             per_partition.setdefault((table, part), []).append((key, value))
         for (table, _), writes in per_partition.items():
-            for key, value in writes[:rng.randint(0, len(writes))]:
+            for key, value in writes[: rng.randint(0, len(writes))]:
                 if value is None:
                     tables[table].pop(key, None)
                 else:
@@ -186,6 +198,7 @@ def run_both(records: list[Record], now: float, rng: random.Random, crashes: int
     p = LocalPipeline(settings(partitions=4))
     stage2 = Stage2(p)
     i, n = 0, len(records)
+    log: list[tuple[int, str, object]]
     committed, committed_at, log = copy.deepcopy(p.lifecycle), 0, []
     crashes1 = crashes2 = crashes
     while i < n:
@@ -249,9 +262,11 @@ def _early_ended_then_transfer(persisted) -> tuple[dict, dict]:
     """``ended`` arrives before ``answered`` (rejected: the contact is still waiting), then the
     contact is transferred from handling. Uninterrupted: sales counts it answered, handled and
     transferred, billing offered. A crash after the first batch must not change that."""
-    first = [(CALLS, ev("offered", "x", at("10:00:00"), queue="sales")),
-             (CALLS, ev("ended", "x", at("10:03:00"))),
-             (CALLS, ev("answered", "x", at("10:00:10"), agent_id="a"))]
+    first = [
+        (CALLS, ev("offered", "x", at("10:00:00"), queue="sales")),
+        (CALLS, ev("ended", "x", at("10:03:00"))),
+        (CALLS, ev("answered", "x", at("10:00:10"), agent_id="a")),
+    ]
     second = [(CALLS, ev("transferred", "x", at("10:04:00"), queue="billing"))]
     now = at("10:05:00")
     clean = LocalPipeline(settings())
@@ -269,7 +284,9 @@ def _early_ended_then_transfer(persisted) -> tuple[dict, dict]:
 def test_an_event_rejected_for_arriving_early_is_not_decided_again_after_a_crash():
     clean, crashed = _early_ended_then_transfer(lambda partition, n: n)  # all of the state persisted
     assert clean[("billing", "voice")][0]["offered"] == 1
-    assert clean[("sales", "voice")][0]["transferred_out"] == 1 and clean[("sales", "voice")][0]["handled"] == 1
+    assert (
+        clean[("sales", "voice")][0]["transferred_out"] == 1 and clean[("sales", "voice")][0]["handled"] == 1
+    )
     assert crashed == clean
 
 
@@ -295,26 +312,36 @@ def test_an_agent_of_a_days_old_backlog_is_not_forgotten_between_two_of_its_fact
     """Agent records expire by event time. By the wall clock, the sweep after a crash's first
     incarnation dropped the offline agent of days-old input, marks and all; the replayed batch
     (its facts sent, its state lost) then counted only the second contact, on a new record."""
+
     def contact(cid: str, start: str, end: str) -> list:
-        return [(CALLS, ev("offered", cid, at(start), queue="sales")),
-                (CALLS, ev("answered", cid, at(start) + 5, agent_id="a")),
-                (CALLS, ev("ended", cid, at(end))),
-                (CALLS, ev("wrapup_ended", cid, at(end) + 30))]
-    first = [(AGENTS, agent("a", "available", ["sales"], at("09:00:00"))), *contact("c1", "09:01:00", "09:04:00")]
-    second = [*contact("c2", "09:10:00", "09:14:00"), (AGENTS, agent("a", "offline", ["sales"], at("09:20:00")))]
+        return [
+            (CALLS, ev("offered", cid, at(start), queue="sales")),
+            (CALLS, ev("answered", cid, at(start) + 5, agent_id="a")),
+            (CALLS, ev("ended", cid, at(end))),
+            (CALLS, ev("wrapup_ended", cid, at(end) + 30)),
+        ]
+
+    first = [
+        (AGENTS, agent("a", "available", ["sales"], at("09:00:00"))),
+        *contact("c1", "09:01:00", "09:04:00"),
+    ]
+    second = [
+        *contact("c2", "09:10:00", "09:14:00"),
+        (AGENTS, agent("a", "offline", ["sales"], at("09:20:00"))),
+    ]
     now = at("09:30:00", day="2026-11-26")
     clean = LocalPipeline(settings())
     records = [clean.record(t, e, key="k") for t, e in first + second]
     clean.feed(records, now=now)
     clean.sweep(now)
     crashed = LocalPipeline(settings())
-    crashed.feed(records[:len(first)], now=now)
+    crashed.feed(records[: len(first)], now=now)
     committed = copy.deepcopy(crashed.lifecycle)  # offsets committed after the first batch
-    out = crashed.feed(records[len(first):], now=now)
+    out = crashed.feed(records[len(first) :], now=now)
     crashed.sweep(now)
     log = [(part, key, copy.deepcopy(value)) for key, (part, value) in out.writes.items()]
     crash(crashed, committed, log, lambda partition, n: 0)  # its facts were sent, its state lost
-    crashed.feed(records[len(first):], now=now)
+    crashed.feed(records[len(first) :], now=now)
     crashed.sweep(now)
     [row] = clean.agent_store.rows(now)
     assert (row.agent, row.state, row.handled_total, row.handle_s_total) == ("a", "offline", 2, 205 + 265)
@@ -323,6 +350,7 @@ def test_an_agent_of_a_days_old_backlog_is_not_forgotten_between_two_of_its_fact
 
 def test_traffic_exercises_timeouts_transfers_duplicates_early_arrivals_and_the_later_spec_events():
     from streams.core import kpis
+
     p = run(RECORDS, NOW)
     dup = sum(v for (t, r), v in p.results.items() if r == "duplicate")
     early = sum(v for (t, r), v in p.results.items() if r == "rejected")  # arrived before their predecessor
@@ -345,10 +373,30 @@ def test_traffic_exercises_timeouts_transfers_duplicates_early_arrivals_and_the_
 
 def test_offline_agents_expire_in_stage_two():
     p = LocalPipeline(settings(retention_s=3600))
-    recs = [p.record("cc.agents", {"event_id": "1", "type": "state", "agent_id": "a", "state": "offline",
-                                   "queues": ["q"], "ts": int(START * 1000)}),
-            p.record("cc.agents", {"event_id": "2", "type": "state", "agent_id": "b", "state": "busy",
-                                   "queues": ["q"], "ts": int(START * 1000)})]
+    recs = [
+        p.record(
+            "cc.agents",
+            {
+                "event_id": "1",
+                "type": "state",
+                "agent_id": "a",
+                "state": "offline",
+                "queues": ["q"],
+                "ts": int(START * 1000),
+            },
+        ),
+        p.record(
+            "cc.agents",
+            {
+                "event_id": "2",
+                "type": "state",
+                "agent_id": "b",
+                "state": "busy",
+                "queues": ["q"],
+                "ts": int(START * 1000),
+            },
+        ),
+    ]
     p.feed(recs, now=START)
     assert dict(p.store.agents())["q"]["offline"] == 1
     gone, changed = p.store.expire(START + 3601)

@@ -15,8 +15,8 @@ START = 1_795_420_800.0  # 2026-11-23 08:00 UTC
 
 
 def kinds(events, queue=None):
-    out = Counter()
-    for topic, key, value in events:
+    out: Counter[str] = Counter()
+    for topic, _, value in events:
         if isinstance(value, bytes):
             out["bad"] += 1
         elif topic == "agents":
@@ -27,8 +27,9 @@ def kinds(events, queue=None):
 
 
 def abandons_by_queue(events):
-    queue_of, out = {}, Counter()
-    for topic, key, value in events:
+    queue_of: dict[str, str] = {}
+    out: Counter[str] = Counter()
+    for _, _, value in events:
         if isinstance(value, dict) and value.get("type") in ("offered", "transferred"):
             queue_of[value["contact_id"]] = value["queue"]
         if isinstance(value, dict) and value.get("type") == "abandoned":
@@ -38,15 +39,18 @@ def abandons_by_queue(events):
 
 def test_abandon_spike_hits_its_queue_only():
     calm = Simulator(3, START).advance(START + 1800)
-    spiked = Simulator(3, START, incidents=(parse_incident("abandon-spike:billing@300+900"),)).advance(START + 1800)
+    spiked = Simulator(3, START, incidents=(parse_incident("abandon-spike:billing@300+900"),)).advance(
+        START + 1800
+    )
     a, b = abandons_by_queue(calm), abandons_by_queue(spiked)
     assert b["billing"] >= 5 * max(1, a["billing"]) and b["billing"] >= 20
     assert b["sales"] <= a["sales"] + 5
 
 
 def test_agents_away_and_bad_input_bursts():
-    events = Simulator(4, START, incidents=(parse_incident("agents-away:10@60+600"),
-                                            parse_incident("bad-input:30@120"))).advance(START + 900)
+    events = Simulator(
+        4, START, incidents=(parse_incident("agents-away:10@60+600"), parse_incident("bad-input:30@120"))
+    ).advance(START + 900)
     k = kinds(events)
     assert k["bad"] == 30
     assert k["agent:away"] >= 10
@@ -57,11 +61,23 @@ def test_agents_away_and_bad_input_bursts():
 
 
 def test_day_profile_shapes_arrivals():
-    doc = orjson.loads(orjson.dumps({
-        "queues": [{"name": "q", "channel": "voice", "per_hour": 600, "talk_mean_s": 60, "patience_mean_s": 60}],
-        "agents": [{"count": 50, "channel": "voice", "skills": ["q"]}],
-        "profile": {"hourly": [0.0] * 8 + [1.0] + [0.0] * 15},
-    }))
+    doc = orjson.loads(
+        orjson.dumps(
+            {
+                "queues": [
+                    {
+                        "name": "q",
+                        "channel": "voice",
+                        "per_hour": 600,
+                        "talk_mean_s": 60,
+                        "patience_mean_s": 60,
+                    }
+                ],
+                "agents": [{"count": 50, "channel": "voice", "skills": ["q"]}],
+                "profile": {"hourly": [0.0] * 8 + [1.0] + [0.0] * 15},
+            }
+        )
+    )
     sc = parse(doc, "test")
     events = Simulator(1, START - 3600, sc).advance(START + 3600)  # 07:00-09:00 UTC; only 08-09 has traffic
     offered = [v["ts"] / 1000 for t, k, v in events if isinstance(v, dict) and v.get("type") == "offered"]
@@ -73,7 +89,7 @@ def test_chat_agents_take_several_chats_at_once_and_voice_agents_one():
     agent_of: dict = {}
     open_now: Counter = Counter()
     peak = {"chats": 0, "calls": 0}
-    for topic, key, v in events:
+    for topic, _, v in events:
         if topic in peak and isinstance(v, dict):
             if v["type"] == "answered":
                 agent_of[v["contact_id"]] = v["agent_id"]
@@ -84,19 +100,55 @@ def test_chat_agents_take_several_chats_at_once_and_voice_agents_one():
     assert peak == {"chats": 2, "calls": 1}  # default chat concurrency 2; voice one at a time
 
 
-@pytest.mark.parametrize("doc, needle", [
-    ({}, "needs at least one [[queues]]"),
-    ({"queues": [{"name": "a b", "channel": "voice", "per_hour": 1, "talk_mean_s": 1, "patience_mean_s": 1}]},
-     "queues[0].name"),
-    ({"queues": [{"name": "q", "channel": "fax", "per_hour": 1, "talk_mean_s": 1, "patience_mean_s": 1}]},
-     "queues[0].channel"),
-    ({"queues": [{"name": "q", "channel": "voice", "per_hour": -1, "talk_mean_s": 1, "patience_mean_s": 1}]},
-     "per_hour must be > 0"),
-    ({"queues": [{"name": "q", "channel": "voice", "per_hour": 1, "talk_mean_s": 1, "patience_mean_s": 1}],
-      "agents": [{"count": 1, "channel": "voice", "skills": ["nope"]}]}, "skills must list"),
-    ({"queues": [{"name": "q", "channel": "voice", "per_hour": 1, "talk_mean_s": 1, "patience_mean_s": 1}],
-      "agents": [{"count": 1, "channel": "voice", "skills": ["q"]}], "profile": {"hourly": [1]}}, "24 multipliers"),
-])
+@pytest.mark.parametrize(
+    "doc, needle",
+    [
+        ({}, "needs at least one [[queues]]"),
+        (
+            {
+                "queues": [
+                    {"name": "a b", "channel": "voice", "per_hour": 1, "talk_mean_s": 1, "patience_mean_s": 1}
+                ]
+            },
+            "queues[0].name",
+        ),
+        (
+            {
+                "queues": [
+                    {"name": "q", "channel": "fax", "per_hour": 1, "talk_mean_s": 1, "patience_mean_s": 1}
+                ]
+            },
+            "queues[0].channel",
+        ),
+        (
+            {
+                "queues": [
+                    {"name": "q", "channel": "voice", "per_hour": -1, "talk_mean_s": 1, "patience_mean_s": 1}
+                ]
+            },
+            "per_hour must be > 0",
+        ),
+        (
+            {
+                "queues": [
+                    {"name": "q", "channel": "voice", "per_hour": 1, "talk_mean_s": 1, "patience_mean_s": 1}
+                ],
+                "agents": [{"count": 1, "channel": "voice", "skills": ["nope"]}],
+            },
+            "skills must list",
+        ),
+        (
+            {
+                "queues": [
+                    {"name": "q", "channel": "voice", "per_hour": 1, "talk_mean_s": 1, "patience_mean_s": 1}
+                ],
+                "agents": [{"count": 1, "channel": "voice", "skills": ["q"]}],
+                "profile": {"hourly": [1]},
+            },
+            "24 multipliers",
+        ),
+    ],
+)
 def test_bad_scenarios_say_what_is_wrong(doc, needle):
     with pytest.raises(CcmonError) as err:
         parse(doc, "s.toml")
@@ -114,10 +166,20 @@ def test_compressed_time_spans_speed_times_duration_and_ends_at_the_wall_clock(t
     import time
 
     from producers.simulate import run
+
     out = tmp_path / "fast.jsonl"
     wall0 = time.time()
-    n = asyncio.run(run(settings(), seed=1, duration=30, backfill=0, output=out, speed=20,
-                        scenario=Scenario.default().flat()))  # as much traffic at 03:00 as at 11:00
+    n = asyncio.run(
+        run(
+            settings(),
+            seed=1,
+            duration=30,
+            backfill=0,
+            output=out,
+            speed=20,
+            scenario=Scenario.default().flat(),
+        )
+    )  # as much traffic at 03:00 as at 11:00
     ts = [orjson.loads(line)["value"]["ts"] / 1000 for line in out.read_bytes().splitlines()]
     assert n == len(ts) > 100
     # 30 s at 20x = 600 s of simulated time, ending when the 30 s would end
@@ -140,9 +202,13 @@ def test_simulated_traffic_is_always_valid_even_with_many_transfers_and_holds(se
 
 def test_flat_profile_gives_the_same_traffic_at_any_hour():
     """Tests and benchmarks use it: their workload must not depend on when they run."""
+
     def shape(start: float, sc: Scenario) -> list:
-        return [(t, v["type"] if isinstance(v, dict) else "bad", round(v["ts"] / 1000 - start, 3))
-                for t, _, v in Simulator(8, start, sc).advance(start + 3600)]
+        return [
+            (t, v["type"] if isinstance(v, dict) else "bad", round(v["ts"] / 1000 - start, 3))
+            for t, _, v in Simulator(8, start, sc).advance(start + 3600)
+        ]
+
     night, day = START - 6 * 3600, START + 4 * 3600  # 02:00 and 12:00 UTC
     flat = Scenario.default().flat()
     assert shape(night, flat) == shape(day, flat) and len(shape(day, flat)) > 2000

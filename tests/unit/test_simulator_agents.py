@@ -54,7 +54,9 @@ def test_after_a_missed_offer_the_contact_waits_on_and_the_agent_pauses():
     for t, k, v in events:
         if t != "agents":
             by_contact[k].append(v)
-    paused = {(v["agent_id"], v["ts"]) for t, _, v in events if t == "agents" and v.get("reason") == "missed-offer"}
+    paused = {
+        (v["agent_id"], v["ts"]) for t, _, v in events if t == "agents" and v.get("reason") == "missed-offer"
+    }
     checked = 0
     for evs in by_contact.values():
         for i, v in enumerate(evs):
@@ -66,7 +68,9 @@ def test_after_a_missed_offer_the_contact_waits_on_and_the_agent_pauses():
     backs = [v for t, _, v in events if t == "agents"]
     first = next(v for v in backs if v.get("reason") == "missed-offer")
     after = next(v for v in backs if v["agent_id"] == first["agent_id"] and v["ts"] > first["ts"])
-    assert after["state"] == "available" and after["ts"] - first["ts"] == pytest.approx(MISSED_PAUSE_S * 1000, abs=1)
+    assert after["state"] == "available" and after["ts"] - first["ts"] == pytest.approx(
+        MISSED_PAUSE_S * 1000, abs=1
+    )
 
 
 def test_lingering_agents_spend_longer_in_acw():
@@ -98,8 +102,11 @@ def test_agent_stuck_incident_keeps_the_agent_in_acw():
 
     # from the moment it is in ACW after the incident began (at once, or after the contact in hand),
     # it stays there until the incident ends, then becomes available
-    entered = min(t for t in [START + 600] + [v["ts"] / 1000 for v in mine if v["ts"] / 1000 >= START + 600]
-                  if state_at(t) == "acw")
+    entered = min(
+        t
+        for t in [START + 600] + [v["ts"] / 1000 for v in mine if v["ts"] / 1000 >= START + 600]
+        if state_at(t) == "acw"
+    )
     assert entered < START + 1200
     assert all(v["state"] == "acw" for v in mine if entered <= v["ts"] / 1000 < START + 2400)
     back = next(v for v in mine if v["ts"] / 1000 >= START + 2400)

@@ -11,7 +11,11 @@ from pathlib import Path
 from streams.snapshot import encode, read, write
 
 TOPIC = "app-ccmon-lifecycle-changelog"
-DATA = {"c|voice|x1": [1, "sales", None, 12.5], "m|cc.calls|0": [1_795_420_000.0], "g|a-1": {"p": 2, "s": "busy"}}
+DATA = {
+    "c|voice|x1": [1, "sales", None, 12.5],
+    "m|cc.calls|0": [1_795_420_000.0],
+    "g|a-1": {"p": 2, "s": "busy"},
+}
 OFFSETS = {0: 41, 1: None, 2: 7}
 
 
@@ -29,7 +33,8 @@ def test_replacing_a_snapshot_is_atomic(tmp_path: Path):
     inode = path.stat().st_ino
     write(path, encode(TOPIC, {0: 50, 1: 3, 2: 9}, {**DATA, "c|chat|y": [2]}))
     assert path.stat().st_ino != inode  # renamed over, never rewritten in place
-    assert read(path, TOPIC).offsets == {0: 50, 1: 3, 2: 9}
+    snapshot = read(path, TOPIC)
+    assert snapshot is not None and snapshot.offsets == {0: 50, 1: 3, 2: 9}
 
 
 def test_missing_snapshot_is_none(tmp_path: Path):
@@ -40,8 +45,14 @@ def test_corrupt_truncated_or_foreign_snapshots_are_ignored(tmp_path: Path, capl
     good = encode(TOPIC, OFFSETS, DATA)
     flipped = bytearray(good)
     flipped[-5] ^= 0x20  # one bit of the body: still JSON, but not what was written
-    cases = {"flipped": bytes(flipped), "truncated": good[:-10], "empty": b"", "garbage": os.urandom(200),
-             "header only": good[:good.index(b"\n", 20) + 1], "other table": encode("other-changelog", OFFSETS, DATA)}
+    cases = {
+        "flipped": bytes(flipped),
+        "truncated": good[:-10],
+        "empty": b"",
+        "garbage": os.urandom(200),
+        "header only": good[: good.index(b"\n", 20) + 1],
+        "other table": encode("other-changelog", OFFSETS, DATA),
+    }
     for name, blob in cases.items():
         path = tmp_path / f"{name}.snap"
         path.write_bytes(blob)

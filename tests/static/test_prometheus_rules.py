@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import ROOT
-
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "streams" / "resources" / "prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
@@ -36,9 +35,17 @@ def test_rule_unit_tests(test_file: Path):
 
 def test_every_alert_is_documented_and_labelled():
     runbooks = (ROOT / "docs" / "runbooks.md").read_text()
-    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^## (.+)$", runbooks, re.M)}
-    alerts = [r for f in sorted((DEPLOY / "rules").glob("*.yml"))
-              for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"] if "alert" in r]
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+        for h in re.findall(r"^## (.+)$", runbooks, re.M)
+    }
+    alerts = [
+        r
+        for f in sorted((DEPLOY / "rules").glob("*.yml"))
+        for g in yaml.safe_load(f.read_text())["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    ]
     assert len(alerts) >= 8
     for rule in alerts:
         assert rule["labels"]["severity"] in ("page", "ticket"), rule["alert"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from streams.config import load
-from tests.integration.conftest import ROOT
 
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 
@@ -54,19 +54,28 @@ def test_prometheus_finds_the_workers_and_alertmanager():
 
 def test_grafana_provisioning_matches_services_and_mounts():
     grafana = SERVICES["grafana"]
-    ds = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]
+    ds = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())[
+        "datasources"
+    ][0]
     m = re.fullmatch(r"http://([a-z-]+):(\d+)", ds["url"])
     assert m and m.group(1) in SERVICES and f"{m.group(2)}:{m.group(2)}" in SERVICES[m.group(1)]["ports"]
-    provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/ccmon.yml").read_text())["providers"][0]
+    provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/ccmon.yml").read_text())["providers"][
+        0
+    ]
     mounted = {target: source for source, target in binds("grafana")}
     assert mounted[provider["options"]["path"]] == ROOT / "grafana/dashboards"
     assert mounted["/etc/grafana/provisioning"] == ROOT / "grafana/provisioning"
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
-    assert home.startswith(provider["options"]["path"]) and (ROOT / "grafana/dashboards" / Path(home).name).exists()
+    assert (
+        home.startswith(provider["options"]["path"])
+        and (ROOT / "grafana/dashboards" / Path(home).name).exists()
+    )
     assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
     assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
     # no default admin password: compose refuses to start without one from the environment
-    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"])
+    assert re.fullmatch(
+        r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    )
 
 
 def test_ccmon_services_reach_kafka_and_topics_match_the_config():
@@ -80,8 +89,13 @@ def test_ccmon_services_reach_kafka_and_topics_match_the_config():
         assert f"PLAINTEXT://{broker}" == advertised
         settings = load({k: v for k, v in env.items() if isinstance(v, str)})
         command = SERVICES["topics"]["command"][0]
-        for topic in (settings.calls_topic, settings.chats_topic, settings.agents_topic,
-                      settings.dead_letter_topic, settings.facts_topic):
+        for topic in (
+            settings.calls_topic,
+            settings.chats_topic,
+            settings.agents_topic,
+            settings.dead_letter_topic,
+            settings.facts_topic,
+        ):
             assert topic in command
         assert f"--partitions {settings.partitions}" in command
 
