@@ -3,10 +3,10 @@
 # the project's virtual environment .venv. `make demo|test|unit|bench` call it; safe to run again.
 # Usage: deploy/setup.sh [demo|unit|test]
 #   demo: Java and Maven (the local Kafka broker); ccmon in .venv
-#   unit: ccmon and its test libraries in .venv (pytest, hypothesis, ...), no system packages
-#   test: demo and unit, plus Chromium (browser tests of the wallboard) and Prometheus +
-#         Alertmanager (promtool, amtool), and a PostgreSQL server (the Asterisk realtime-table
-#         tests start their own on a free port)
+#   unit: ccmon and its test libraries in .venv (pytest, hypothesis, ruff, mypy, ...), plus
+#         Prometheus + Alertmanager (promtool, amtool: the static checks of rules and routes)
+#   test: demo and unit, plus Chromium (browser tests of the wallboard) and a PostgreSQL server
+#         (the Asterisk realtime-table tests start their own on a free port)
 # The machine's python3 (or $PYTHON) only creates .venv: nothing is installed into it, so a
 # PEP 668 "externally managed" interpreter (Debian 12, Ubuntu 23.04+) is fine.
 set -euo pipefail
@@ -35,10 +35,12 @@ if [ "$purpose" != unit ]; then
   command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
   command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 fi
-if [ "$purpose" = test ]; then
-  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+if [ "$purpose" != demo ]; then
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
   command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+fi
+if [ "$purpose" = test ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need_apt+=(postgresql)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
