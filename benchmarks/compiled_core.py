@@ -105,7 +105,7 @@ def _digest(n: int) -> str:
     """Everything both stages computed from ``n`` events, batch by batch, then their whole state."""
     import orjson
 
-    from streams.core.local import LocalPipeline
+    from streams.dev.local_pipeline import LocalPipeline
 
     s, records = _traffic(n)
     p = LocalPipeline(s)

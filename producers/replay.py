@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from producers.kafka import start_producer
+from streams.kafka.producer import start_producer
 from producers.recording import read
 from streams.config import Settings
 

@@ -361,7 +361,7 @@ async def run(s: Settings, *, seed: int, duration: float | None, backfill: float
                     counts[topic] += 1
         print(f"ccmon simulate: wrote {sum(counts.values())} events to {output} ({_fmt(counts)})", file=sys.stderr)
         return sum(counts.values())
-    from producers.kafka import start_producer
+    from streams.kafka.producer import start_producer
     producer = await start_producer(s)
     mono0 = last_report = time.monotonic()
     try:

@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.kafka_local import LocalKafka
+from streams.dev.kafka_local import LocalKafka
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.kafka_local import LocalKafka
+from streams.dev.kafka_local import LocalKafka
 from tests.integration.conftest import ROOT, Env, Worker, free_kafka_port, free_port, metric
 from tests.integration.test_two_workers import kpis, total_events
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka_local import _alive
-from streams.net import port_free
+from streams.dev.kafka_local import _alive
+from streams.dev.net import port_free
 from tests.integration.conftest import ROOT, free_kafka_port, free_port
 
 pytestmark = pytest.mark.integration

@@ -40,7 +40,7 @@ def test_installed_wheel_runs_kafka_worker_and_demo_outside_the_source_tree(tmp_
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"streams/resources/kafka/pom.xml", "streams/resources/prometheus/prometheus.yml",
             "streams/resources/prometheus/rules/ccmon.yml", "streams/resources/prometheus/rules/ccmon-thresholds.yml",
-            "streams/wallboard.html", "producers/scenarios/default.toml"} <= names, sorted(names)
+            "streams/wallboard/wallboard.html", "producers/scenarios/default.toml"} <= names, sorted(names)
     # the source goes away: nothing can be read from it any more
     subprocess.run(["rm", "-rf", str(src)], check=True)
 
@@ -109,6 +109,6 @@ def test_compiled_wheel_runs_the_core_as_extension_modules(tmp_path: Path):
     run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
     run(venv / "bin/pip", "install", "-q", "--disable-pip-version-check", wheel, cwd=tmp_path)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CCMON_", "PYTHON", "VIRTUAL_ENV"))}
-    where = run(venv / "bin/python", "-c", "import streams.core.intake as m, streams.app; print(m.__file__)",
+    where = run(venv / "bin/python", "-c", "import streams.core.intake as m, streams.worker.app; print(m.__file__)",
                 cwd=tmp_path, env=clean)
     assert where.strip().startswith(str(venv)) and where.strip().endswith(".so"), where

@@ -1,7 +1,7 @@
 """Per-agent figures (SPEC §2 "Per agent"), hand-computed, through both stages of the pure core."""
 
 from streams.core.facts import Kind
-from streams.core.local import LocalPipeline
+from streams.dev.local_pipeline import LocalPipeline
 from tests.unit.helpers import AGENTS, CALLS, CHATS, agent, at, ev, settings
 
 

@@ -5,9 +5,9 @@ import pytest
 
 from streams.core import kpis
 from streams.core.lifecycle import AgentState, ContactState
-from streams.core.local import LocalPipeline
+from streams.dev.local_pipeline import LocalPipeline
 from streams.core.queues import WAIT_BUCKETS
-from streams.exposition import KpiExposition
+from streams.metrics.kpi_exposition import KpiExposition
 from tests.unit.helpers import AGENTS, CALLS, CHATS, agent, at, ev, settings
 from tests.unit.test_exposition import sample, samples
 from tests.unit.test_pipeline_kpis import run

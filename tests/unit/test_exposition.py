@@ -2,8 +2,8 @@
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.core.local import LocalPipeline
-from streams.exposition import KpiExposition
+from streams.dev.local_pipeline import LocalPipeline
+from streams.metrics.kpi_exposition import KpiExposition
 from tests.unit.helpers import AGENTS, CALLS, CHATS, agent, at, ev, settings
 from tests.unit.test_pipeline_kpis import SCENARIO
 

@@ -9,10 +9,10 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError
 
 from streams.core.intake import Intake, partition_for_queue, record_partition
-from streams.core.local import LocalPipeline
-from streams.exposition import KpiExposition
-from streams.faust_consumer import HandOffConsumer
-from streams.wallboard import snapshot
+from streams.dev.local_pipeline import LocalPipeline
+from streams.metrics.kpi_exposition import KpiExposition
+from streams.faust_ext.consumer import HandOffConsumer
+from streams.wallboard.queues import snapshot
 from tests.unit.helpers import AGENTS, CALLS, agent, at, ev, settings
 from tests.unit.test_exposition import Clock, feed, samples
 
@@ -95,7 +95,7 @@ def test_messages_of_an_earlier_generation_move_no_offset():
 def test_no_commit_covers_a_state_write_the_broker_did_not_take(tmp_path):
     """Faust flushes its producer before committing offsets, but a flush also ends when a write
     failed; the worker's check before every commit raises instead, so the commit is not made."""
-    from streams.app import Pipeline
+    from streams.worker.app import Pipeline
 
     async def scenario() -> None:
         pipeline = Pipeline(settings(data_dir=str(tmp_path)))
@@ -118,7 +118,7 @@ def test_a_rebalance_drops_every_table_s_records_of_partitions_no_longer_owned_a
     """Records of partitions moved away go from all three tables (an agent's by the facts partition
     of its id, the agent cap's registry by its input partition); /health counts owned queues."""
     from faust.types import TP
-    from streams.app import Pipeline
+    from streams.worker.app import Pipeline
 
     s = settings(data_dir=str(tmp_path), partitions=4)
     local = LocalPipeline(s)

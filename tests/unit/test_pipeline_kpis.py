@@ -2,7 +2,7 @@
 
 import pytest
 
-from streams.core.local import LocalPipeline
+from streams.dev.local_pipeline import LocalPipeline
 from tests.unit.helpers import AGENTS, CALLS, CHATS, agent, at, ev, settings
 
 NOW = at("10:10:00")

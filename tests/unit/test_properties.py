@@ -3,7 +3,7 @@
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from streams.core import kpis
-from streams.core.local import LocalPipeline
+from streams.dev.local_pipeline import LocalPipeline
 from tests.unit.helpers import AGENTS, CALLS, CHATS, at, settings
 
 BASE = at("10:00:00")

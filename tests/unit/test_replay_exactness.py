@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from producers.scenario import Scenario
 from producers.simulate import Simulator
 from streams.core.intake import Intake, Record
-from streams.core.local import LocalPipeline
+from streams.dev.local_pipeline import LocalPipeline
 from tests.unit.helpers import AGENTS, CALLS, agent, at, ev, settings, with_later_spec_events
 
 TOPICS = {"calls": "cc.calls", "chats": "cc.chats", "agents": "cc.agents"}

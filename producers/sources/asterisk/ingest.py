@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import orjson
 
-from producers.kafka import start_producer
+from streams.kafka.producer import start_producer
 from producers.sources.asterisk.mapping import Mapper, Out
 from producers.sources.asterisk.options import Options, options
 from producers.sources.asterisk.queue_log import LineIds, Malformed, decode, epoch_of, line_id, parse
@@ -281,7 +281,7 @@ async def ingest_table(s: Settings, opts: Options, clock: Callable[[], float] = 
 
 def main(args: Any, s: Settings) -> int:
     opts = options(args, s)
-    from streams.topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
     asyncio.run(ensure_topics(s))
     from aiokafka.errors import KafkaError
     started = time.monotonic()

@@ -9,7 +9,7 @@ from typing import Any, Collection
 from streams.config import Settings
 from streams.core import kpis
 from streams.core.queues import QueueStore
-from streams.exposition import owner_filter
+from streams.metrics.kpi_exposition import owner_filter
 
 #: rates and counts on the wallboard are over this window; service level and surveys are also
 #: shown for today
@@ -47,4 +47,4 @@ def snapshot(store: QueueStore, settings: Settings, now: float, scope: str,
 
 
 def page() -> bytes:
-    return resources.files("streams").joinpath("wallboard.html").read_bytes()
+    return resources.files("streams.wallboard").joinpath("wallboard.html").read_bytes()

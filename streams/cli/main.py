@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from streams import __version__
 from streams.config import ConfigError, Settings, load
 from streams.errors import CcmonError
-from streams.net import port_free
+from streams.dev.net import port_free
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -88,7 +88,7 @@ def _broker_flags(p: argparse.ArgumentParser) -> None:
 
 # ---- commands ------------------------------------------------------------------------------
 def cmd_kafka(args: argparse.Namespace) -> int:
-    from streams.kafka_local import DEFAULT_DATA_DIR, LocalKafka
+    from streams.dev.kafka_local import DEFAULT_DATA_DIR, LocalKafka
     kafka = LocalKafka(port=args.port, data_dir=Path(args.data_dir) if args.data_dir else DEFAULT_DATA_DIR)
     if args.action == "start":
         print(kafka.start())
@@ -103,15 +103,15 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     s = _settings(args)
-    from streams.predecessor import evict
-    from streams.topics import ensure_topics
+    from streams.faust_ext.predecessor import evict
+    from streams.kafka.topics import ensure_topics
     asyncio.run(ensure_topics(s))
     asyncio.run(evict(s))  # a killed predecessor would hold the group for its session timeout
     import faust
 
     import uvloop  # Faust runs on whatever loop is current; uvloop's costs less per callback
 
-    from streams.app import Pipeline
+    from streams.worker.app import Pipeline
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     pipeline = Pipeline(s)
     print(f"ccmon worker: consuming {s.calls_topic}, {s.chats_topic}, {s.agents_topic} from {s.bootstrap_servers}; "
@@ -132,7 +132,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.speed != 1 and args.duration is None:
         raise CcmonError("--speed needs --duration: compressed time must end at the wall clock")
     if args.output is None:
-        from streams.topics import ensure_topics
+        from streams.kafka.topics import ensure_topics
         asyncio.run(ensure_topics(s))
     elif args.duration is None and args.backfill == 0:
         raise CcmonError("--output needs --duration or --backfill (how much simulated time to write)")
@@ -145,7 +145,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     s = _settings(args)
     from producers.replay import replay
-    from streams.topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
     path = Path(args.file)
     if not path.is_file():
         raise CcmonError(f"recording {path} does not exist")
@@ -187,7 +187,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started is stopped."""
     import shutil
 
-    from streams.kafka_local import LocalKafka
+    from streams.dev.kafka_local import LocalKafka
     s = _settings(args)
     say = lambda text: print(f"ccmon demo: {text}", file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.monotonic()

@@ -107,7 +107,7 @@ class SnapshotStore(memory.Store):
     Only the first assignment of the process loads one (the store is empty then); every later
     rebalance recovers as the plain in-memory store does."""
 
-    path: Path | None = None  #: set by the worker (streams/app.py) before the app starts
+    path: Path | None = None  #: set by the worker (streams/worker/app.py) before the app starts
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from streams.errors import CcmonError
 from streams.packaged import kafka_pom
-from streams.net import port_free
+from streams.dev.net import port_free
 
 KAFKA_VERSION = os.environ.get("CCMON_KAFKA_VERSION", "4.1.1")
 DEFAULT_DATA_DIR = Path(os.environ.get("CCMON_DATA_DIR", Path.home() / ".local" / "share" / "ccmon")) / "kafka"

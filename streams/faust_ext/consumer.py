@@ -33,7 +33,7 @@ from faust.transport.drivers.aiokafka import Consumer
 from faust.types import Message
 from mode import Service
 
-from streams import killpoints
+from streams.dev import killpoints
 
 
 class HandOffConsumer(Consumer):

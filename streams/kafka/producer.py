@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaProducer
 
 from streams.config import Settings
-from streams.kafka_auth import client_kwargs, start_client
+from streams.kafka.auth import client_kwargs, start_client
 
 
 async def start_producer(s: Settings, timeout_s: float = 30.0) -> AIOKafkaProducer:

@@ -9,7 +9,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.config import Settings
 from streams.errors import CcmonError
-from streams.kafka_auth import client_kwargs, start_client
+from streams.kafka.auth import client_kwargs, start_client
 
 
 def topic_names(s: Settings) -> list[str]:

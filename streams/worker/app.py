@@ -22,24 +22,25 @@ import faust
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams import codec, killpoints
-from streams.broker_watch import BrokerWatch, RetryNoise
-from streams.changelog import Changelog
+from streams.dev import killpoints
+from streams.faust_ext import codec
+from streams.kafka.broker_watch import BrokerWatch, RetryNoise
+from streams.faust_ext.changelog import Changelog
 from streams.config import Settings
 from streams.errors import CcmonError
 from streams.core.facts import Fact
 from streams.core.intake import BatchOutput, Intake, Record, partition_for_queue, record_partition
 from streams.core.queues import QueueStore
-from streams.exporter import ConsumerLagCollector, ProcessMetrics, StateSizeCollector
-from streams.exposition import KpiExposition, owner_filter
-from streams.faust_consumer import install as install_consumer
-from streams.kafka_auth import faust_credentials
-from streams.predecessor import note as note_member
-from streams.snapshot import STORE_URL, encode as encode_snapshot, write as write_snapshot
-from streams.wallboard import page as wallboard_page
-from streams.wallboard import snapshot
+from streams.metrics.worker_metrics import ConsumerLagCollector, ProcessMetrics, StateSizeCollector
+from streams.metrics.kpi_exposition import KpiExposition, owner_filter
+from streams.faust_ext.consumer import install as install_consumer
+from streams.kafka.auth import faust_credentials
+from streams.faust_ext.predecessor import note as note_member
+from streams.faust_ext.snapshot import STORE_URL, encode as encode_snapshot, write as write_snapshot
+from streams.wallboard.queues import page as wallboard_page
+from streams.wallboard.queues import snapshot
 # --- agent view (issue 14) ---
-from streams import agents as agent_view
+from streams.wallboard import agents as agent_view
 from streams.core.agentview import AgentStore
 from streams.core.facts import AGENT_ROUTED
 
@@ -138,7 +139,7 @@ class Pipeline:
 
     def _table(self, name: str) -> Any:
         """A changelog-backed table whose keys and values are encoded by orjson, held in memory and
-        started from a local snapshot when there is a usable one (streams/snapshot.py)."""
+        started from a local snapshot when there is a usable one (streams/faust_ext/snapshot.py)."""
         table = self.app.Table(name, partitions=self.settings.partitions, store=STORE_URL,
                                schema=faust.Schema(key_serializer=codec.NAME, value_serializer=codec.NAME))
         table.key_serializer = table.value_serializer = codec.NAME

@@ -12,7 +12,7 @@ from prometheus_client.utils import floatToGoString
 from streams.config import Settings
 from streams.core.agentview import AgentRow, AgentStore
 from streams.core.queues import AGENT_STATES
-from streams.exposition import escape
+from streams.metrics.kpi_exposition import escape
 
 
 def over_limit(row: AgentRow, now: float, settings: Settings) -> bool:
@@ -69,4 +69,4 @@ def render(store: AgentStore, now: float, owned: Callable[[str], bool] | None = 
 
 
 def page() -> bytes:
-    return resources.files("streams").joinpath("agents.html").read_bytes()
+    return resources.files("streams.wallboard").joinpath("agents.html").read_bytes()

@@ -1,6 +1,6 @@
 """Process metrics of the worker (events by result, event lag, dead letters, consumer lag).
 
-They describe this process and restart at 0 with it; the KPI series are streams.exposition's.
+They describe this process and restart at 0 with it; the KPI series are streams.metrics.kpi_exposition's.
 """
 
 from __future__ import annotations
