@@ -26,6 +26,7 @@ from streams.dev import killpoints
 from streams.faust_ext import codec
 from streams.kafka.broker_watch import BrokerWatch, RetryNoise
 from streams.faust_ext.changelog import Changelog
+from streams.worker.state_writer import StateWriter
 from streams.config import Settings
 from streams.errors import CcmonError
 from streams.core.facts import Fact
@@ -120,9 +121,7 @@ class Pipeline:
         self._intake: Intake | None = None
         self._store: QueueStore | None = None
         self._generation = 0
-        self._state_chain: asyncio.Future | None = None
-        #: deliveries of changelog writes since the last commit, awaited before the next one
-        self._unacked_state: list[Any] = []
+        self.state_writer = StateWriter()  #: the ordered state-write/commit protocol
         # the agents and the sweep take turns on each state table
         self._lifecycle_lock, self._queues_lock = asyncio.Lock(), asyncio.Lock()
         self._unswept = False  #: a batch has moved watermarks since the last sweep
@@ -208,12 +207,10 @@ class Pipeline:
         return lambda agent_id: partition_for_queue(agent_id, n) in owned
 
     async def _write_agent_records(self, store: AgentStore, keys: Iterable[str], gone: Iterable[str] = ()) -> None:
-        n, write = self.settings.partitions, self.agent_log.write
-        for key in gone:
-            self._unacked_state.append(await write(partition_for_queue(key[2:], n), key, None))
-        for key in keys:
-            self._unacked_state.append(await write(partition_for_queue(key[2:], n), key,
-                                                   orjson.dumps(store.data[key])))
+        n, log = self.settings.partitions, self.agent_log
+        await self.state_writer.write_all(log, ((partition_for_queue(key[2:], n), key, None) for key in gone))
+        await self.state_writer.write_all(log, ((partition_for_queue(key[2:], n), key, orjson.dumps(store.data[key]))
+                                                for key in keys))
     # --- end agent view ------------------------------------------------------------------
 
     def _build(self) -> None:
@@ -476,7 +473,7 @@ class Pipeline:
             self.metrics.dead_letter_child(dead.reason).inc()
         writes = [(partition, key, None if value is None else orjson.dumps(value))
                   for key, (partition, value) in out.writes.items()]
-        self._state_chain = asyncio.ensure_future(self._write_state(self._state_chain, acks, writes))
+        self.state_writer.after_acks(acks, self.lifecycle_log, writes)
         for (topic, result), n in out.results.items():
             self.metrics.events_child(topic, result).inc(n)
         for topic, lag in out.lags:
@@ -485,43 +482,19 @@ class Pipeline:
     async def _expire(self, store: QueueStore) -> None:
         """Drop and rewrite queue records the clock has moved out of every window."""
         gone, changed = store.expire(time.time())
-        partition_of, write = self._partition_of_key, self.queue_log.write
-        for key in gone:
-            self._unacked_state.append(await write(partition_of(key), key, None))
+        partition_of = self._partition_of_key
+        await self.state_writer.write_all(self.queue_log, ((partition_of(key), key, None) for key in gone))
         await self._write_queue_records(store, changed)
 
     async def _write_queue_records(self, store: QueueStore, keys: Iterable[str]) -> None:
         """Queue the current value of these queue records for the changelog."""
-        partition_of, write = self._partition_of_key, self.queue_log.write
-        for key in keys:
-            self._unacked_state.append(await write(partition_of(key), key, orjson.dumps(store.data[key])))
-
-    async def _write_state(self, previous: asyncio.Future | None, acks: list, writes: list) -> None:
-        if previous is not None:
-            await previous
-        if acks:
-            await asyncio.gather(*acks)
-        killpoints.reached("facts-acked")
-        write = self.lifecycle_log.write
-        for partition, key, value in writes:
-            self._unacked_state.append(await write(partition, key, value))
-        killpoints.reached("state-queued")
+        partition_of = self._partition_of_key
+        await self.state_writer.write_all(self.queue_log, ((partition_of(key), key, orjson.dumps(store.data[key]))
+                                                           for key in keys))
 
     async def state_written(self) -> None:
-        """Returns once the broker has acknowledged the state of every batch handed to ``_send``
-        so far and every queue record written; raises if one of them could not be delivered.
-        Faust flushes its producer before a commit, but a flush also ends when a write has
-        failed (its retries exhausted during a broker outage), and the commit would then cover
-        state that is lost; raising here aborts the commit, and the worker restarts from the
-        previous one."""
-        while self._state_chain is not None and not self._state_chain.done():
-            await asyncio.shield(self._state_chain)
-        if self._state_chain is not None and self._state_chain.done() and self._state_chain.exception():
-            raise self._state_chain.exception()
-        pending = len(self._unacked_state)  # writes queued meanwhile wait for the next commit
-        if pending:
-            await asyncio.gather(*self._unacked_state[:pending])
-            del self._unacked_state[:pending]  # not on failure: every later commit fails too
+        """Every state write so far is acknowledged (``StateWriter.written``, rule 3)."""
+        await self.state_writer.written()
 
     async def _before_commit(self) -> None:
         try:

@@ -103,9 +103,9 @@ def test_no_commit_covers_a_state_write_the_broker_did_not_take(tmp_path):
         delivered, lost = loop.create_future(), loop.create_future()
         delivered.set_result("ok")
         lost.set_exception(KafkaTimeoutError("batch expired"))
-        pipeline._unacked_state = [delivered]
+        pipeline.state_writer._unacked = [delivered]
         await pipeline.state_written()  # delivered: the commit may go ahead
-        pipeline._unacked_state = [delivered, lost]
+        pipeline.state_writer._unacked = [delivered, lost]
         with pytest.raises(KafkaTimeoutError):
             await pipeline.state_written()
         with pytest.raises(KafkaTimeoutError):  # and so does every later commit: none goes past it
