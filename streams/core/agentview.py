@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterator, MutableMapping
 from zoneinfo import ZoneInfo
 
 from streams.config import Settings
+from streams.core.layout import AGENT_RECORD, agent_of_record, agent_record_key
 from streams.core.facts import Fact, Kind
 from streams.core.queues import AGENT_STATES, FactId, fresh
 
@@ -46,8 +47,7 @@ OCCUPIED = ("busy", "acw")
 LOGGED_IN = ("available", "busy", "acw", "away")
 
 
-def agent_key(agent_id: str) -> str:
-    return f"p|{agent_id}"
+agent_key = agent_record_key  #: the agent table's key (streams.core.layout)
 
 
 def _new_agent() -> dict[str, Any]:
@@ -220,7 +220,7 @@ class AgentStore:
     def agent_ids(self, owned: Callable[[str], bool] | None = None) -> list[str]:
         """Agent ids with a record, sorted; ``owned`` filters them (a worker exports only the agents
         of the facts partitions it owns: with several workers, each agent comes from one)."""
-        ids = sorted(key[2:] for key in self.data.keys() if key.startswith("p|"))
+        ids = sorted(agent_of_record(key) for key in self.data.keys() if key[0] == AGENT_RECORD)
         return [a for a in ids if owned(a)] if owned is not None else ids
 
     def row(self, agent_id: str, now: float) -> AgentRow | None:

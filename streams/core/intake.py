@@ -19,10 +19,8 @@ id (deadline in ms, offset of ``ended``), which is increasing and the same on ev
 from __future__ import annotations
 
 import base64
-import functools
 import heapq
 import time
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, MutableMapping, cast
@@ -32,6 +30,10 @@ import orjson
 from streams.config import Settings
 from streams.core.events import Reason, Rejection, parse_agent, parse_contact
 from streams.core.facts import AGENT_ROUTED, Fact
+from streams.core.layout import (
+    AGENT, CONTACT, REGISTRY, SEEN_AGENT, WATERMARK, agent_key, contact_key, contact_key_parts, partition_for_queue,
+    registry_key, seen_agent_key, seen_agent_key_parts, watermark_key,
+)
 from streams.core.lifecycle import (
     ENDED, W_DECIDED, W_ENDED, W_ENDED_OFFSET, W_IDS, W_PARTITION, W_PHASE, W_SEEN, AgentState, ContactState, Outcome,
     apply_agent, apply_contact, complete_by_timeout,
@@ -42,20 +44,15 @@ ACCEPTED, DUPLICATE, LATE, REJECTED = "accepted", "duplicate", "late", "rejected
 MAX_DEAD_VALUE = 256 * 1024
 
 
-@functools.lru_cache(maxsize=65536)
-def partition_for_queue(queue: str, partitions: int) -> int:
-    """Stable queue → facts partition (CRC-32, the same in every worker and release)."""
-    return zlib.crc32(queue.encode()) % partitions
-
-
 def record_partition(key: str, value: Any) -> int:
     """The input partition (and changelog partition) a lifecycle record belongs to."""
-    if key[0] == "c":
-        return int(value[W_PARTITION] if isinstance(value, list) else value["p"])
-    if key[0] == "g":
+    kind = key[0]
+    if kind == CONTACT:
+        return int(value[W_PARTITION])
+    if kind == AGENT:
         return int(value["p"])
-    if key[0] == "r":
-        return int(key.split("|", 3)[2])  # r|topic|partition|agent_id
+    if kind == SEEN_AGENT:
+        return seen_agent_key_parts(key)[1]
     return int(key.rsplit("|", 1)[1])  # m|topic|partition, q|partition
 
 
@@ -102,7 +99,6 @@ class BatchOutput:
     writes: dict[str, tuple[int, Any]] = field(default_factory=dict)  #: key → (partition, value|None)
     results: Counter[tuple[str, str]] = field(default_factory=Counter)  #: (topic, result) → n
     lags: list[tuple[str, float]] = field(default_factory=list)  #: (topic, seconds)
-    rejected: Counter[str] = field(default_factory=Counter)  #: reason → n
 
 
 class Intake:
@@ -124,18 +120,17 @@ class Intake:
         agents: Counter[str] = Counter()
         deadlines: dict[tuple[str, int], list[tuple[float, int, str]]] = {}
         for key, value in self.data.items():
-            if key.startswith("q|"):
+            kind = key[0]
+            if kind == REGISTRY:
                 known.update(value)
-            elif key.startswith("r|"):
-                agents[key.split("|", 3)[3]] += 1
-            elif key.startswith("m|") and value[0] is None:  # JSON has no -inf: no accepted event yet
+            elif kind == SEEN_AGENT:
+                agents[seen_agent_key_parts(key)[2]] += 1
+            elif kind == WATERMARK and value[0] is None:  # JSON has no -inf: no accepted event yet
                 value[0] = float("-inf")
-            elif key.startswith("c|"):
-                if isinstance(value, dict):  # an older worker's format: keep the compact one in memory
-                    value = self.data[key] = ContactState.from_wire(value).to_wire()
+            elif kind == CONTACT:
                 if value[W_PHASE] != ENDED:
                     continue
-                topic = self.topic_of_channel.get(key.split("|", 2)[1])
+                topic = self.topic_of_channel.get(contact_key_parts(key)[0])
                 if topic is not None:
                     deadlines.setdefault((topic, value[W_PARTITION]), []).append(
                         (value[W_ENDED] + self.s.acw_timeout_s, value[W_ENDED_OFFSET], key))
@@ -160,7 +155,7 @@ class Intake:
                 continue  # completed by its wrap-up, or expired
             state = ContactState.from_wire(raw)
             # the queue's and the agent's fact share the id: they go to different records
-            for fact in complete_by_timeout(state, key.split("|", 2)[2]):
+            for fact in complete_by_timeout(state, contact_key_parts(key)[1]):
                 self._emit(out, src, int(round(deadline * 1000)), ended_offset, fact)
             wire = state.to_wire()
             self.data[key] = wire
@@ -168,7 +163,7 @@ class Intake:
 
     # ---- helpers ---------------------------------------------------------------------------
     def _mark(self, topic: str, partition: int) -> list[Any]:
-        key = f"m|{topic}|{partition}"
+        key = watermark_key(topic, partition)
         mark = self.data.get(key)
         if mark is None:
             mark = [float("-inf"), -1, 0]
@@ -182,7 +177,6 @@ class Intake:
     def _reject(self, out: BatchOutput, rec: Record, rejection: Rejection) -> None:
         out.dead.append(DeadLetter(rec, rejection.reason, rejection.detail))
         out.results[(rec.topic, REJECTED)] += 1
-        out.rejected[rejection.reason] += 1
 
     def _new_queues(self, names: Iterable[str]) -> list[str]:
         return [q for q in dict.fromkeys(names) if q not in self.known_queues]
@@ -196,7 +190,7 @@ class Intake:
 
     def _seen_agent(self, out: BatchOutput, rec: Record, agent_id: str, ts: float) -> None:
         """Record that an accepted event named this agent: written once a day per agent and partition."""
-        key = f"r|{rec.topic}|{rec.partition}|{agent_id}"
+        key = seen_agent_key(rec.topic, rec.partition, agent_id)
         day = int(ts // 86400)
         old = self.data.get(key)
         if old is None:
@@ -207,7 +201,7 @@ class Intake:
         out.writes[key] = (rec.partition, day)
 
     def _register(self, out: BatchOutput, partition: int, names: list[str]) -> None:
-        key = f"q|{partition}"
+        key = registry_key(partition)
         reg = list(self.data.get(key) or [])
         reg.extend(names)
         self.data[key] = reg
@@ -243,7 +237,7 @@ class Intake:
             mark[1] = rec.offset  # rejected records too: a replay must not decide them again
             touched.add((rec.topic, rec.partition))
         for topic, partition in sorted(touched):
-            key = f"m|{topic}|{partition}"
+            key = watermark_key(topic, partition)
             if key in self.data:
                 out.writes[key] = (partition, self.data[key])
         return out
@@ -254,7 +248,7 @@ class Intake:
             self._reject(out, rec, ev)
             return
         mark = self._mark(rec.topic, rec.partition)
-        key = f"c|{channel}|{ev.contact_id}"
+        key = contact_key(channel, ev.contact_id)
         src = f"{rec.topic}/{rec.partition}"
         self._fire_timeouts(out, rec.topic, rec.partition, mark[0])  # may complete this very contact
         raw = self.data.get(key)
@@ -321,7 +315,7 @@ class Intake:
         if over is not None:
             self._reject(out, rec, over)
             return
-        key = f"g|{ev.agent_id}"
+        key = agent_key(ev.agent_id)
         raw = self.data.get(key)
         state = AgentState.from_wire(raw) if raw is not None else None
         result = apply_agent(state, ev, partition=rec.partition, watermark=mark[0], lateness_s=self.s.lateness_s)
@@ -348,32 +342,32 @@ class Intake:
         (event time), so the outcome does not depend on when the sweep runs."""
         out = BatchOutput()
         for (topic, partition) in list(self.deadlines):
-            mark = self.data.get(f"m|{topic}|{partition}")
+            mark = self.data.get(watermark_key(topic, partition))
             if mark is not None:
                 self._fire_timeouts(out, topic, partition, mark[0])
         expired: list[tuple[str, int]] = []
         retention = self.s.retention_s
         for key, raw in self.data.items():
             kind = key[0]
-            if kind == "c":
-                source = self.topic_of_channel.get(key.split("|", 2)[1])
-                mark = self.data.get(f"m|{source}|{raw[W_PARTITION]}")
+            if kind == CONTACT:
+                source = self.topic_of_channel.get(contact_key_parts(key)[0])
+                mark = self.data.get(watermark_key(source, raw[W_PARTITION])) if source is not None else None
                 if mark is not None and raw[W_SEEN] + retention < mark[0]:
                     expired.append((key, raw[W_PARTITION]))
-            elif kind == "g":
-                mark = self.data.get(f"m|{self.s.agents_topic}|{raw['p']}")
+            elif kind == AGENT:
+                mark = self.data.get(watermark_key(self.s.agents_topic, raw["p"]))
                 if mark is not None and raw["s"] == "offline" and raw["t"] + retention < mark[0]:
                     expired.append((key, raw["p"]))
-            elif kind == "r":  # an agent id this partition has not seen for a retention period
-                _, seen_topic, seen_partition, _ = key.split("|", 3)
-                mark = self.data.get(f"m|{seen_topic}|{seen_partition}")
+            elif kind == SEEN_AGENT:  # an agent id this partition has not seen for a retention period
+                seen_topic, seen_partition, _ = seen_agent_key_parts(key)
+                mark = self.data.get(watermark_key(seen_topic, seen_partition))
                 if mark is not None and (raw + 1) * 86400 + retention < mark[0]:
-                    expired.append((key, int(seen_partition)))
+                    expired.append((key, seen_partition))
         for key, partition in expired:
             self.data.pop(key, None)
             out.writes[key] = (partition, None)
-            if key[0] == "r":
-                agent = key.split("|", 3)[3]
+            if key[0] == SEEN_AGENT:
+                agent = seen_agent_key_parts(key)[2]
                 self.known_agents[agent] -= 1
                 if self.known_agents[agent] <= 0:
                     del self.known_agents[agent]

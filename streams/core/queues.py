@@ -29,6 +29,9 @@ from streams.core import kpis
 from streams.core.erlang import agents_required
 from streams.core.events import DEQUEUE_REASONS, dequeue_label
 from streams.core.facts import Fact, Kind
+from streams.core.layout import (
+    BUCKET, DAY, QUEUE_AGENTS, TOTALS, bucket_key, day_key, queue_agents_key, queue_key_parts, totals_key, waiting_key,
+)
 
 WAIT_BUCKETS: tuple[float, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600)
 HANDLE_BUCKETS: tuple[float, ...] = (30, 60, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600)
@@ -137,15 +140,15 @@ class QueueStore:
         self.index = idx
 
     def _index_key(self, idx: _Index, key: str) -> None:
-        parts = key.split("|")
+        parts = queue_key_parts(key)
         kind = parts[0]
-        if kind == "t":
+        if kind == TOTALS:
             idx.series.add((parts[1], parts[2]))
-        elif kind == "b":
+        elif kind == BUCKET:
             idx.buckets.setdefault((parts[1], parts[2]), []).append(int(parts[3]))
-        elif kind == "d":
+        elif kind == DAY:
             idx.days.setdefault((parts[1], parts[2]), set()).add(parts[3])
-        elif kind == "a":
+        elif kind == QUEUE_AGENTS:
             idx.agent_queues.add(parts[1])
 
     def _record(self, key: str, init: Any) -> dict[str, Any]:
@@ -164,7 +167,7 @@ class QueueStore:
     def apply(self, fact: Fact, fid: FactId, now: float, dirty: set[str]) -> None:
         """Apply one fact; keys of the records it changed are added to ``dirty``."""
         if fact.kind == Kind.AGENT:
-            key = f"a|{fact.queue}"
+            key = queue_agents_key(fact.queue)
             rec = self._record(key, dict)
             if self._fresh(rec, fid):
                 state = fact.extra[0] if fact.extra else None
@@ -187,7 +190,7 @@ class QueueStore:
     def _apply_totals(self, fact: Fact, fid: FactId, th: QueueThresholds, dirty: set[str]) -> None:
         if fact.kind == Kind.SURVEY:
             return
-        key = f"t|{fact.queue}|{fact.channel}"
+        key = totals_key(fact.queue, fact.channel)
         rec = self._record(key, _new_totals)
         self.index.series.add((fact.queue, fact.channel))
         if not self._fresh(rec, fid):
@@ -223,7 +226,7 @@ class QueueStore:
         kind = fact.kind
         if kind not in (Kind.OFFERED, Kind.ANSWERED, Kind.ABANDONED, Kind.DEQUEUED, Kind.TRANSFERRED):
             return
-        key = f"w|{fact.queue}|{fact.channel}"
+        key = waiting_key(fact.queue, fact.channel)
         rec = self._record(key, dict)
         if not self._fresh(rec, fid):
             return
@@ -271,14 +274,14 @@ class QueueStore:
         targets: list[str] = []
         start = int(math.floor(fact.ts / self.bucket_s)) * self.bucket_s
         if start >= now - self.horizon_s:
-            targets.append(f"b|{fact.queue}|{fact.channel}|{start}")
+            targets.append(bucket_key(fact.queue, fact.channel, start))
             starts = self.index.buckets.setdefault(series, [])
             pos = bisect.bisect_left(starts, start)
             if pos == len(starts) or starts[pos] != start:
                 starts.insert(pos, start)
         day = self.local_day(fact.ts)
         if day >= self._yesterday(now):
-            targets.append(f"d|{fact.queue}|{fact.channel}|{day}")
+            targets.append(day_key(fact.queue, fact.channel, day))
             self.index.days.setdefault(series, set()).add(day)
         for key in targets:
             rec = self._record(key, lambda: [0] * kpis.WIDTH)
@@ -299,7 +302,7 @@ class QueueStore:
         gone: list[str] = []
         changed: list[str] = []
         for queue in self.index.agent_queues:
-            key = f"a|{queue}"
+            key = queue_agents_key(queue)
             rec = self.data.get(key)
             if rec is None:
                 continue
@@ -314,7 +317,7 @@ class QueueStore:
         for (q, ch), starts in self.index.buckets.items():
             n = bisect.bisect_left(starts, cutoff)
             for start in starts[:n]:
-                key = f"b|{q}|{ch}|{start}"
+                key = bucket_key(q, ch, start)
                 if self.data.pop(key, None) is not None:
                     gone.append(key)
             if n:
@@ -324,7 +327,7 @@ class QueueStore:
         for (q, ch), days in self.index.days.items():
             for day in [d for d in days if d < yesterday]:
                 days.discard(day)
-                key = f"d|{q}|{ch}|{day}"
+                key = day_key(q, ch, day)
                 if self.data.pop(key, None) is not None:
                     gone.append(key)
                     self.versions[(q, ch)] += 1
@@ -340,12 +343,12 @@ class QueueStore:
         for name, width in WINDOWS.items():
             acc = [0.0] * kpis.WIDTH
             for start in starts[bisect.bisect_right(starts, current - width):]:
-                rec = self.data.get(f"b|{queue}|{channel}|{start}")
+                rec = self.data.get(bucket_key(queue, channel, start))
                 if rec is not None:
                     for i, x in enumerate(rec["v"]):
                         acc[i] += x
             out[name] = acc
-        today = self.data.get(f"d|{queue}|{channel}|{self.local_day(now)}")
+        today = self.data.get(day_key(queue, channel, self.local_day(now)))
         out[TODAY] = kpis.padded(list(today["v"])) if today is not None else [0.0] * kpis.WIDTH
         return out
 
@@ -353,9 +356,9 @@ class QueueStore:
         return iter(sorted(self.index.series))
 
     def view(self, queue: str, channel: str, now: float) -> SeriesView:
-        tot = self.data.get(f"t|{queue}|{channel}")
+        tot = self.data.get(totals_key(queue, channel))
         v = _upgrade(dict(tot["v"])) if tot is not None else _new_totals()
-        waiting_rec = self.data.get(f"w|{queue}|{channel}")
+        waiting_rec = self.data.get(waiting_key(queue, channel))
         waiting = waiting_rec["v"] if waiting_rec is not None else {}
         oldest = max(0.0, now - min(waiting.values())) if waiting else 0.0
         windows = self.window_sums(queue, channel, now)
@@ -379,7 +382,7 @@ class QueueStore:
             yield queue, self.agent_counts(queue)
 
     def agent_counts(self, queue: str) -> dict[str, int]:
-        rec = self.data.get(f"a|{queue}")
+        rec = self.data.get(queue_agents_key(queue))
         counts = dict.fromkeys(AGENT_STATES, 0)
         if rec is not None:
             for state, _ in rec["v"].values():

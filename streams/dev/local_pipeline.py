@@ -13,6 +13,7 @@ from streams.config import Settings
 from streams.core.agentview import AgentStore
 from streams.core.facts import AGENT_ROUTED, Fact
 from streams.core.intake import BatchOutput, Intake, Record
+from streams.core.layout import decode_facts, encode_facts
 from streams.core.queues import QueueStore
 
 
@@ -50,7 +51,7 @@ class LocalPipeline:
     def _apply(self, out: BatchOutput, now: float) -> None:
         # round-trip through the wire format, as the facts topic does
         for rows in out.facts.values():
-            for src, offset, idx, row in orjson.loads(orjson.dumps({"f": rows}))["f"]:
+            for src, offset, idx, row in decode_facts(encode_facts(rows)):
                 target = self.agent_store if row[0] in AGENT_ROUTED else self.store
                 target.apply(Fact.from_wire(row), (src, offset, idx), now, set())
         self.dead.extend(out.dead)

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from streams.faust_ext.internals import read_offsets
 from streams.core.intake import ACCEPTED, DUPLICATE, LATE, REJECTED
 
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
@@ -67,7 +68,7 @@ class ConsumerLagCollector(Collector):
         if consumer is not None:
             try:
                 assignment = consumer.assignment()  # type: ignore[attr-defined]
-                read = consumer._read_offset  # type: ignore[attr-defined]
+                read = read_offsets(consumer)
                 for tp in sorted(assignment):
                     high, last = consumer.highwater(tp), read.get(tp)  # type: ignore[attr-defined]
                     if high is not None and last is not None:

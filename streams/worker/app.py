@@ -1,12 +1,9 @@
-"""The Faust application: topics, tables and the two agents, as thin plumbing around streams.core.
+"""The worker: the two Faust agents and the sweep, as thin plumbing around streams.core.
 
-    cc.calls, cc.chats, cc.agents ──► lifecycle agent (keyed by contact / agent)
-                                        │ table ccmon-lifecycle, dead letters ──► cc.dead-letter
-                                        ▼ facts, partitioned by queue
-                                      ccmon-facts ──► queues agent (keyed by queue)
-                                                        │ table ccmon-queues
-                                                        ▼
-                                                     /metrics (collector reads the table)
+Its parts, one job each: the Faust app and its settings (faust_app.py), the topics and tables
+(tables.py), the core's state objects per rebalance generation (state_cache.py), which partitions
+it owns (ownership.py), the ordered state-write/commit protocol (state_writer.py) and the HTTP
+pages (pages.py). What is left here: the agents, the sweep and snapshots, in turn on each table.
 """
 
 from __future__ import annotations
@@ -15,40 +12,36 @@ import asyncio
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any, Iterable, NoReturn
 
-import faust
 import orjson
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
-from streams.dev import killpoints
-from streams.faust_ext import codec
-from streams.kafka.broker_watch import BrokerWatch, RetryNoise
-from streams.faust_ext.changelog import Changelog
-from streams.worker.state_writer import StateWriter
 from streams.config import Settings
-from streams.errors import CcmonError
-from streams.core.facts import Fact
-from streams.core.intake import BatchOutput, Intake, Record, partition_for_queue, record_partition
-from streams.core.queues import QueueStore
-from streams.metrics.worker_metrics import ConsumerLagCollector, ProcessMetrics, StateSizeCollector
-from streams.metrics.kpi_exposition import KpiExposition, owner_filter
-from streams.faust_ext.consumer import install as install_consumer
-from streams.kafka.auth import faust_credentials
-from streams.faust_ext.predecessor import note as note_member
-from streams.faust_ext.snapshot import STORE_URL, encode as encode_snapshot, write as write_snapshot
-from streams.wallboard.queues import page as wallboard_page
-from streams.wallboard.queues import snapshot
-# --- agent view (issue 14) ---
-from streams.wallboard import agents as agent_view
 from streams.core.agentview import AgentStore
-from streams.core.facts import AGENT_ROUTED
+from streams.core.facts import AGENT_ROUTED, Fact
+from streams.core.intake import BatchOutput, Record
+from streams.core.layout import agent_record_partition, decode_facts, encode_facts, queue_record_partition
+from streams.core.queues import QueueStore
+from streams.dev import killpoints
+from streams.faust_ext.consumer import install as install_consumer
+from streams.faust_ext.internals import member_id, producer_client
+from streams.faust_ext.predecessor import note as note_member
+from streams.faust_ext.snapshot import encode as encode_snapshot
+from streams.faust_ext.snapshot import write as write_snapshot
+from streams.kafka.broker_watch import BrokerWatch, RetryNoise
+from streams.metrics.kpi_exposition import KpiExposition
+from streams.metrics.worker_metrics import ConsumerLagCollector, ProcessMetrics, StateSizeCollector
+from streams.worker.faust_app import make_app
+from streams.worker.ownership import Ownership
+from streams.worker.pages import add_pages
+from streams.worker.state_cache import StateCache
+from streams.worker.state_writer import StateWriter
+from streams.worker.tables import Tables
+
+__all__ = ["Pipeline", "fatal"]
 
 log = logging.getLogger("ccmon.worker")
-
-#: the classic text exposition format, which every Prometheus 2.x parses
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def fatal(what: str) -> NoReturn:
@@ -63,104 +56,49 @@ def fatal(what: str) -> NoReturn:
 
 
 class Pipeline:
-    """Holds the app and the state wrappers; ``build`` wires the agents and web pages."""
+    """Wires the parts; the agents and the sweep take turns on each state table (the locks)."""
 
     def __init__(self, settings: Settings) -> None:
-        codec.register()
         s = self.settings = settings
-        workdir = Path(s.data_dir) / "worker"
-        try:
-            workdir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CcmonError(f"cannot create the data directory {workdir} ({exc.strerror}); "
-                             f"set CCMON_DATA_DIR to a writable directory") from None
-        self.app = faust.App(
-            s.app_id,
-            broker=s.broker,
-            store="memory://",
-            datadir=str(workdir),
-            topic_partitions=s.partitions,
-            topic_replication_factor=s.replication_factor,
-            web_bind=s.web_host,
-            web_host=s.web_host,
-            web_port=s.web_port,
-            consumer_auto_offset_reset="earliest",
-            processing_guarantee="at_least_once",
-            autodiscover=False,
-            broker_commit_every=s.batch_size,
-            broker_commit_interval=1.0,
-            stream_buffer_maxsize=max(4096, s.batch_size * 2),
-            producer_linger=0.005,
-            producer_max_batch_size=1024 * 1024,
-            producer_max_request_size=8 * 1024 * 1024,
-            broker_max_poll_records=max(5000, s.batch_size * 2),
-            consumer_max_fetch_size=8 * 1024 * 1024,
-            table_standby_replicas=0,
-            broker_session_timeout=s.session_timeout_s,
-            broker_heartbeat_interval=max(1.0, s.session_timeout_s / 4),
-            web_enabled=True,
-            broker_credentials=faust_credentials(s),
-        )
+        self.app = make_app(s)
         install_consumer(self.app, before_commit=self._before_commit)
+        self.tables = Tables(self.app, s)
+        self.state = StateCache(s, self.tables.lifecycle, self.tables.queues, self.tables.agents)
+        self.ownership = Ownership(self.app, s)
+        self.state_writer = StateWriter()
         self._snapshot_covers: list[dict[int, int]] = []  #: the acked offsets of the last snapshots
-        raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.inputs = self.app.topic(s.calls_topic, s.chats_topic, s.agents_topic, partitions=s.partitions, **raw)
-        self.facts = self.app.topic(s.facts_topic, partitions=s.partitions, internal=True, **raw)
-        self.dead_letters = self.app.topic(s.dead_letter_topic, partitions=s.partitions, **raw)
-        self.lifecycle_table = self._table("ccmon-lifecycle")
-        self.queue_table = self._table("ccmon-queues")
-        self.lifecycle_log = Changelog(self.app, self.lifecycle_table)
-        self.queue_log = Changelog(self.app, self.queue_table)
-        # --- agent view (issue 14): per-agent records, on the facts partition of the agent id ---
-        self.agent_table = self._table("ccmon-agents")
-        self.agent_log = Changelog(self.app, self.agent_table)
-        self._agent_store: AgentStore | None = None
-        self._agent_store_generation = -1
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.metrics = ProcessMetrics(self.registry, [s.calls_topic, s.chats_topic, s.agents_topic])
-        self._intake: Intake | None = None
-        self._store: QueueStore | None = None
-        self._generation = 0
-        self.state_writer = StateWriter()  #: the ordered state-write/commit protocol
-        # the agents and the sweep take turns on each state table
         self._lifecycle_lock, self._queues_lock = asyncio.Lock(), asyncio.Lock()
         self._unswept = False  #: a batch has moved watermarks since the last sweep
-        self._intake_generation = self._store_generation = -1
-        self.ready = False
-        self.kpi_text = KpiExposition(self.store, owned=self.owned_partitions)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.metrics = ProcessMetrics(self.registry, [s.calls_topic, s.chats_topic, s.agents_topic])
+        self.kpi_text = KpiExposition(self.state.store, owned=self.ownership.owned_partitions)
         self.broker = BrokerWatch(s.bootstrap_servers, self._probe_broker, timeout_s=max(1.0, s.broker_probe_s))
         self.registry.register(self.broker)
-        self.registry.register(StateSizeCollector(lambda: {"lifecycle": len(self.lifecycle_table.data),
-                                                           "queues": len(self.queue_table.data),
-                                                           "agents": len(self.agent_table.data)}))
+        self.registry.register(StateSizeCollector(self.tables.sizes))
         self.registry.register(ConsumerLagCollector(lambda: self.app.consumer if self.app.started else None))
-        self._build()
+        self._add_agents()
+        add_pages(self)
 
-    def _table(self, name: str) -> Any:
-        """A changelog-backed table whose keys and values are encoded by orjson, held in memory and
-        started from a local snapshot when there is a usable one (streams/faust_ext/snapshot.py)."""
-        table = self.app.Table(name, partitions=self.settings.partitions, store=STORE_URL,
-                               schema=faust.Schema(key_serializer=codec.NAME, value_serializer=codec.NAME))
-        table.key_serializer = table.value_serializer = codec.NAME
-        if self.settings.snapshot_interval_s > 0:
-            # per deployment: workers of other apps may share the data directory
-            table.data.path = Path(self.settings.data_dir) / "worker" / "snapshots" / self.settings.app_id / f"{name}.snap"
-        return table
+    def owned_queue_count(self) -> int:
+        """Queues this worker exports now (/health): a queue it still holds but no longer owns is
+        another worker's to count."""
+        mine = self.ownership.queue_filter()
+        return sum(1 for queue in self.state.store().queues() if mine(queue))
 
     async def write_snapshots(self) -> None:
         """Every table with the changelog offsets it covers, at a moment when every batch processed
         has its state written and acknowledged (the locks hold the agents and the sweep, the state
-        chain and a producer flush finish the writes), so each snapshot equals its changelog up to
+        writer and a producer flush finish the writes), so each snapshot equals its changelog up to
         those offsets. Encoded here, written to disk in a thread."""
+        tables = self.tables.with_changelogs()
         async with self._lifecycle_lock, self._queues_lock:
             await self.state_written()
             await self.app.producer.flush()
-            covers = [dict(self.lifecycle_log.acked), dict(self.queue_log.acked), dict(self.agent_log.acked)]
-            if covers == self._snapshot_covers or self.app.rebalancing or not self.ready:
+            covers = [dict(changelog.acked) for _, changelog in tables]
+            if covers == self._snapshot_covers or self.app.rebalancing or not self.ownership.ready:
                 return  # nothing written since the last snapshot; or the tables' partitions are moving
             blobs = []
-            for table, changelog in ((self.lifecycle_table, self.lifecycle_log), (self.queue_table, self.queue_log),
-                                     (self.agent_table, self.agent_log)):
+            for table, changelog in tables:
                 store = table.data
                 if store.path is None:
                     continue
@@ -175,45 +113,7 @@ class Pipeline:
         log.info("snapshots written: %s (%.0f ms)", ", ".join(f"{p.name} {len(b):,} B" for p, b in blobs),
                  (time.perf_counter() - t0) * 1e3)
 
-    # state wrappers over the tables' stores, rebuilt after every rebalance/recovery
-    def intake(self) -> Intake:
-        if self._intake is None or self._intake_generation != self._generation:
-            self._intake = Intake(self.lifecycle_table.data, self.settings)
-            self._intake_generation = self._generation
-        return self._intake
-
-    def store(self) -> QueueStore:
-        if self._store is None or self._store_generation != self._generation:
-            self._store = QueueStore(self.queue_table.data, self.settings)
-            self._store_generation = self._generation
-        return self._store
-
-    # --- agent view (issue 14) ------------------------------------------------------------
-    def agent_store(self) -> AgentStore:
-        if self._agent_store is None or self._agent_store_generation != self._generation:
-            self._agent_store = AgentStore(self.agent_table.data, self.settings)
-            self._agent_store_generation = self._generation
-        return self._agent_store
-
-    def owned_facts_partitions(self) -> frozenset[int]:
-        """Facts partitions whose agents this worker exports now: the same as its queues'
-        (``owned_partitions``), none while a rebalance runs."""
-        return self.owned_partitions()
-
-    def agent_owner_filter(self) -> Any:
-        """Predicate: is this agent's record on a partition this worker owns? Exported agents pass
-        it, so with several workers each agent appears on exactly one."""
-        owned, n = self.owned_facts_partitions(), self.settings.partitions
-        return lambda agent_id: partition_for_queue(agent_id, n) in owned
-
-    async def _write_agent_records(self, store: AgentStore, keys: Iterable[str], gone: Iterable[str] = ()) -> None:
-        n, log = self.settings.partitions, self.agent_log
-        await self.state_writer.write_all(log, ((partition_for_queue(key[2:], n), key, None) for key in gone))
-        await self.state_writer.write_all(log, ((partition_for_queue(key[2:], n), key, orjson.dumps(store.data[key]))
-                                                for key in keys))
-    # --- end agent view ------------------------------------------------------------------
-
-    def _build(self) -> None:
+    def _add_agents(self) -> None:
         app, s = self.app, self.settings
 
         @app.on_partitions_assigned.connect
@@ -225,9 +125,9 @@ class Pipeline:
             # between two batches: the agents hold these while they change the tables
             async with self._lifecycle_lock, self._queues_lock:
                 dropped = self._drop_unowned()
-                self._generation += 1
-            self.ready = True
-            note_member(s, self.member_id())
+                self.state.new_generation()
+            self.ownership.ready = True
+            note_member(s, member_id(app))
             log.info("partitions assigned and state recovered (%d records of partitions no longer owned "
                      "dropped); exporting owned queues", dropped)
             killpoints.reached("recovered")
@@ -246,7 +146,7 @@ class Pipeline:
         # A batch that fails ends the process (``fatal``): Faust would restart the agent, and the
         # events of the failed batch, acknowledged when their take_events buffer is dropped,
         # would be committed unprocessed.
-        @app.agent(self.inputs, name="ccmon-lifecycle-agent")
+        @app.agent(self.tables.inputs, name="ccmon-lifecycle-agent")
         async def lifecycle(stream: Any) -> None:
             async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
                 try:
@@ -254,7 +154,7 @@ class Pipeline:
                 except Exception:
                     fatal("a stage-1 batch")
 
-        @app.agent(self.facts, name="ccmon-queues-agent")
+        @app.agent(self.tables.facts, name="ccmon-queues-agent")
         async def queues(stream: Any) -> None:
             async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
                 try:
@@ -272,64 +172,18 @@ class Pipeline:
         if s.snapshot_interval_s > 0:
             @app.timer(interval=s.snapshot_interval_s)
             async def snapshot_state() -> None:
-                if self.ready and not app.rebalancing and app.flow_control.is_active():
+                if self.ownership.ready and not app.rebalancing and app.flow_control.is_active():
                     await self.write_snapshots()
 
-        @app.page("/metrics")
-        async def metrics(web: Any, request: Any) -> Any:
-            body = self.kpi_text.render().encode() + generate_latest(self.registry)
-            if s.agent_metrics:  # agent view (issue 14): per-agent series, off by default
-                body += agent_view.render(self.agent_store(), time.time(), self.agent_owner_filter()).encode()
-            return web.bytes(body, headers={"Content-Type": METRICS_CONTENT_TYPE})
-
-        @app.page("/wallboard")
-        async def wallboard(web: Any, request: Any) -> Any:
-            return web.bytes(wallboard_page(), headers={"Content-Type": "text/html; charset=utf-8",
-                                                         "Cache-Control": "no-store"})
-
-        @app.page("/api/wallboard")
-        async def wallboard_data(web: Any, request: Any) -> Any:
-            body = snapshot(self.store(), s, time.time(), self.scope(), self.owned_partitions())
-            return web.bytes(orjson.dumps(body), headers={"Content-Type": "application/json",
-                                                           "Cache-Control": "no-store"})
-
-        # --- agent view (issue 14) ---
-        @app.page("/agents")
-        async def agents_page(web: Any, request: Any) -> Any:
-            return web.bytes(agent_view.page(), headers={"Content-Type": "text/html; charset=utf-8",
-                                                          "Cache-Control": "no-store"})
-
-        @app.page("/api/agents")
-        async def agents_data(web: Any, request: Any) -> Any:
-            body = agent_view.snapshot(self.agent_store(), s, time.time(), self.agent_scope(),
-                                       self.agent_owner_filter())
-            return web.bytes(orjson.dumps(body), headers={"Content-Type": "application/json",
-                                                           "Cache-Control": "no-store"})
-        # --- end agent view ---
-
-        @app.page("/health")
-        async def health(web: Any, request: Any) -> Any:
-            healthy = self.ready and self.broker.up is not False
-            body = {"ready": self.ready, "broker": {None: "unknown", True: "up", False: "down"}[self.broker.up],
-                    "queues": self.owned_queue_count()}
-            return web.json(body, status=200 if healthy else 503)
-
-    def member_id(self) -> str:
-        """This worker's member id in the consumer group (aiokafka's, inside Faust's consumer thread)."""
-        try:
-            return str(self.app.consumer._thread._consumer._coordinator.member_id or "")
-        except AttributeError:  # a Faust that keeps its consumer elsewhere: tests/unit/test_faust_private_api.py
-            return ""
-
-    async def _lifecycle_batch(self, events: list) -> None:
+    async def _lifecycle_batch(self, events: list[Any]) -> None:
         await killpoints.hold()
         records = [Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                   for e in self._current(events)]
+                   for e in self.ownership.current(events)]
         if not records:
             return
         async with self._lifecycle_lock:
             t0 = time.perf_counter()
-            out = self.intake().process(records)
+            out = self.state.intake().process(records)
             self._unswept = True
             t1 = time.perf_counter()
             await self._send(out)
@@ -338,16 +192,16 @@ class Pipeline:
             log.debug("lifecycle batch: %d records, %d writes, process %.1f ms, send %.1f ms",
                       len(records), len(out.writes), (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
 
-    async def _queues_batch(self, events: list) -> None:
+    async def _queues_batch(self, events: list[Any]) -> None:
         await killpoints.hold()
         async with self._queues_lock:
-            store, agent_store = self.store(), self.agent_store()
+            store, agent_store = self.state.store(), self.state.agent_store()
             now = time.time()
             dirty: set[str] = set()
             agents_dirty: set[str] = set()
-            for e in self._current(events):
-                for src, offset, idx, row in orjson.loads(e.message.value)["f"]:
-                    if row[0] in AGENT_ROUTED:  # agent view (issue 14)
+            for e in self.ownership.current(events):
+                for src, offset, idx, row in decode_facts(e.message.value):
+                    if row[0] in AGENT_ROUTED:
                         agent_store.apply(Fact.from_wire(row), (src, offset, idx), now, agents_dirty)
                     else:
                         store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
@@ -360,71 +214,26 @@ class Pipeline:
     async def _sweep(self) -> None:
         """Between two batches (the locks), and after the last one too: what the watermarks or the
         clock make due (ACW timeouts, retention, bucket expiry) never waits for the next input."""
-        if not self.ready or self.app.rebalancing or not self.app.flow_control.is_active():
+        if not self.ownership.ready or self.app.rebalancing or not self.app.flow_control.is_active():
             return
         if self._unswept:  # no batch since the last sweep: no watermark has moved
             async with self._lifecycle_lock:
                 self._unswept = False
-                out = self.intake().sweep()
+                out = self.state.intake().sweep()
                 if out.facts or out.writes:
                     await self._send(out)
                     killpoints.reached("sweep")
         async with self._queues_lock:
-            await self._expire(self.store())
-            agent_store = self.agent_store()  # agent view (issue 14)
+            store = self.state.store()
+            gone, changed = store.expire(time.time())
+            await self._write_queue_records(store, changed, gone)
+            agent_store = self.state.agent_store()
             gone, changed = agent_store.expire(time.time())
             await self._write_agent_records(agent_store, changed, gone)
 
     async def _probe_broker(self) -> bool:
         """A metadata request through the worker's own producer connection."""
-        client = self.app.producer._ensure_producer().client  # the aiokafka client Faust produces with
-        return bool(await client.force_metadata_update())
-
-    def _assigned(self, topics: Iterable[str]) -> set[int]:
-        """Partitions of these topics in the assignment Faust recorded last. It records it when
-        the assignment arrives, before recovery starts (its on_partitions_assigned signal comes
-        after, and a short recovery can complete first); consumer.assignment() is empty while a
-        rebalance runs."""
-        return {tp.partition for tp in (self.app._assignment or ()) if tp.topic in topics}
-
-    def owned_partitions(self) -> frozenset[int]:
-        """The facts partitions whose queues this worker exports now: those assigned to it, and
-        none while a rebalance runs (from revocation until the new assignment's state is
-        recovered, what this worker holds may be another worker's or incomplete)."""
-        if not self.ready or self.app.rebalancing:
-            return frozenset()
-        return frozenset(self._assigned((self.settings.facts_topic,)))
-
-    def owned_queue_count(self) -> int:
-        """Queues this worker exports now (/health): a queue it still holds but no longer owns is
-        another worker's to count."""
-        mine = owner_filter(self.owned_partitions(), self.settings.partitions)
-        return sum(1 for queue in self.store().queues() if mine(queue))
-
-    def scope(self) -> str:
-        """What this worker's pages show: with several workers, each shows its own share."""
-        owned, n = sorted(self.owned_partitions()), self.settings.partitions
-        if len(owned) == n:
-            return "all queues (this worker owns every partition)"
-        if not owned and (not self.ready or self.app.rebalancing):
-            return "this worker's share: none while partitions are being reassigned; other workers show theirs"
-        return f"this worker's share: queue partitions {owned} of {n}; other workers show the rest"
-
-    def agent_scope(self) -> str:
-        """The agents page's share: agents live on the facts partition of their id (agent view)."""
-        owned, n = sorted(self.owned_facts_partitions()), self.settings.partitions
-        if len(owned) == n:
-            return "all agents (this worker owns every partition)"
-        if not owned and (not self.ready or self.app.rebalancing):
-            return "this worker's share: none while partitions are being reassigned; other workers show theirs"
-        return f"this worker's share: agent partitions {owned} of {n}; other workers show the rest"
-
-    def _current(self, events: list) -> list:
-        """The events of the current consumer generation. A batch taken before a rebalance may
-        hold events of partitions now another worker's; those still ours are fetched again from
-        the committed offset, so neither is processed here."""
-        generation = self.app.consumer_generation_id
-        return [e for e in events if e.message.generation_id == generation]
+        return bool(await producer_client(self.app).force_metadata_update())
 
     def _drop_unowned(self) -> int:
         """Forget the records of partitions no longer assigned here. Faust's memory store drops on
@@ -437,60 +246,41 @@ class Pipeline:
         across the rebalance, which Faust does not recover again (found by the crash search).
         With no assignment known, nothing is dropped."""
         s = self.settings
-        inputs = self._assigned((s.calls_topic, s.chats_topic, s.agents_topic))
-        facts = self._assigned((s.facts_topic,))
+        inputs = self.ownership.assigned((s.calls_topic, s.chats_topic, s.agents_topic))
+        facts = self.ownership.assigned((s.facts_topic,))
         if not inputs and not facts:
             return 0
-        stale = [k for k, v in self.lifecycle_table.data.items() if record_partition(k, v) not in inputs]
-        for key in stale:
-            del self.lifecycle_table.data[key]
-        gone = [k for k in self.queue_table.data.keys() if self._partition_of_key(k) not in facts]
-        for key in gone:
-            del self.queue_table.data[key]
-        n = s.partitions  # agent records (p|agent_id) live on the facts partition of the agent id
-        left = [k for k in self.agent_table.data.keys() if partition_for_queue(k[2:], n) not in facts]
-        for key in left:
-            del self.agent_table.data[key]
-        return len(stale) + len(gone) + len(left)
-
-    def _partition_of_key(self, key: str) -> int:
-        return partition_for_queue(key.split("|", 2)[1], self.settings.partitions)
+        return self.tables.drop_unowned(inputs, facts)
 
     async def _send(self, out: BatchOutput) -> None:
         """Produce one batch's output: facts and dead letters now, the batch's state once the broker
-        has acknowledged them. After a crash an event is either in the recovered state with its
-        facts delivered, or is processed again from the same state, making facts with the same ids
-        (which stage 2 drops if it has them).
-
-        The state write waits in the background, so the next batch is processed meanwhile; writes
-        stay in batch order (each waits for the one before) and offsets are committed only after
-        them (``state_written``, awaited by the consumer before every commit). Values are encoded
-        now: the in-memory records keep changing with the next batches."""
-        acks = [await self.facts.send(value=orjson.dumps({"f": rows}), partition=partition)
-                for partition, rows in out.facts.items()]
+        has acknowledged them (``StateWriter.after_acks``: rules 1 and 2 of state_writer.py).
+        Values are encoded now: the in-memory records keep changing with the next batches."""
+        facts, dead_letters = self.tables.facts, self.tables.dead_letters
+        acks = [await facts.send(value=encode_facts(rows), partition=partition) for partition, rows in out.facts.items()]
         for dead in out.dead:
-            acks.append(await self.dead_letters.send(key=dead.source.key, value=dead.to_json()))
+            acks.append(await dead_letters.send(key=dead.source.key, value=dead.to_json()))
             self.metrics.dead_letter_child(dead.reason).inc()
         writes = [(partition, key, None if value is None else orjson.dumps(value))
                   for key, (partition, value) in out.writes.items()]
-        self.state_writer.after_acks(acks, self.lifecycle_log, writes)
+        self.state_writer.after_acks(acks, self.tables.lifecycle_log, writes)
         for (topic, result), n in out.results.items():
             self.metrics.events_child(topic, result).inc(n)
         for topic, lag in out.lags:
             self.metrics.lag_child(topic).observe(lag)
 
-    async def _expire(self, store: QueueStore) -> None:
-        """Drop and rewrite queue records the clock has moved out of every window."""
-        gone, changed = store.expire(time.time())
-        partition_of = self._partition_of_key
-        await self.state_writer.write_all(self.queue_log, ((partition_of(key), key, None) for key in gone))
-        await self._write_queue_records(store, changed)
+    async def _write_queue_records(self, store: QueueStore, keys: Iterable[str], gone: Iterable[str] = ()) -> None:
+        """Queue the current value of these queue records (``None`` for those gone) for the changelog."""
+        n = self.settings.partitions
+        await self.state_writer.write_all(self.tables.queue_log, (
+            *((queue_record_partition(key, n), key, None) for key in gone),
+            *((queue_record_partition(key, n), key, orjson.dumps(store.data[key])) for key in keys)))
 
-    async def _write_queue_records(self, store: QueueStore, keys: Iterable[str]) -> None:
-        """Queue the current value of these queue records for the changelog."""
-        partition_of = self._partition_of_key
-        await self.state_writer.write_all(self.queue_log, ((partition_of(key), key, orjson.dumps(store.data[key]))
-                                                           for key in keys))
+    async def _write_agent_records(self, store: AgentStore, keys: Iterable[str], gone: Iterable[str] = ()) -> None:
+        n = self.settings.partitions
+        await self.state_writer.write_all(self.tables.agent_log, (
+            *((agent_record_partition(key, n), key, None) for key in gone),
+            *((agent_record_partition(key, n), key, orjson.dumps(store.data[key])) for key in keys)))
 
     async def state_written(self) -> None:
         """Every state write so far is acknowledged (``StateWriter.written``, rule 3)."""

@@ -129,21 +129,21 @@ def test_a_rebalance_drops_every_table_s_records_of_partitions_no_longer_owned_a
                             partition=partition_for_queue(e.get("contact_id") or e["agent_id"], 4)) for t, e in events]
     local.feed(records, now=NOW)
     pipeline = Pipeline(s)
-    pipeline.lifecycle_table.data.update(local.lifecycle)
-    pipeline.queue_table.data.update(local.queues)
-    pipeline.agent_table.data.update(local.agents)
+    pipeline.tables.lifecycle.data.update(local.lifecycle)
+    pipeline.tables.queues.data.update(local.queues)
+    pipeline.tables.agents.data.update(local.agents)
     assert any(k.startswith("r|") for k in local.lifecycle) and len(local.agents) == len(QUEUES)
 
     kept = {0, 1}
     pipeline.app._assignment = {TP(topic, p) for p in kept for topic in (s.calls_topic, s.chats_topic, s.agents_topic,
                                                                            s.facts_topic)}
     assert pipeline._drop_unowned() > 0
-    assert {record_partition(k, v) for k, v in pipeline.lifecycle_table.data.items()} <= kept
-    assert {partition_for_queue(k.split("|", 2)[1], 4) for k in pipeline.queue_table.data.keys()} <= kept
-    assert {partition_for_queue(k[2:], 4) for k in pipeline.agent_table.data.keys()} == \
+    assert {record_partition(k, v) for k, v in pipeline.tables.lifecycle.data.items()} <= kept
+    assert {partition_for_queue(k.split("|", 2)[1], 4) for k in pipeline.tables.queues.data.keys()} <= kept
+    assert {partition_for_queue(k[2:], 4) for k in pipeline.tables.agents.data.keys()} == \
         {partition_for_queue(f"agent-{q}", 4) for q in QUEUES} & kept
 
-    pipeline.owned_partitions = lambda: frozenset({0})  # type: ignore[method-assign]
+    pipeline.ownership.owned_partitions = lambda: frozenset({0})  # type: ignore[method-assign]
     assert pipeline.owned_queue_count() == sum(partition_for_queue(q, 4) == 0 for q in QUEUES) > 0
-    pipeline.owned_partitions = lambda: frozenset()  # type: ignore[method-assign]
+    pipeline.ownership.owned_partitions = lambda: frozenset()  # type: ignore[method-assign]
     assert pipeline.owned_queue_count() == 0

@@ -1,0 +1,58 @@
+"""The worker's HTTP pages: /metrics, /health, the wallboard and the agents page with their JSON."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import generate_latest
+
+from streams.wallboard import agents as agent_view
+from streams.wallboard import queues as queue_view
+
+if TYPE_CHECKING:
+    from streams.worker.app import Pipeline
+
+__all__ = ["METRICS_CONTENT_TYPE", "add_pages"]
+
+#: the classic text exposition format, which every Prometheus 2.x parses
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+HTML = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
+def add_pages(p: Pipeline) -> None:
+    app, s, own, state = p.app, p.settings, p.ownership, p.state
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        body = p.kpi_text.render().encode() + generate_latest(p.registry)
+        if s.agent_metrics:  # per-agent series, off by default
+            body += agent_view.render(state.agent_store(), time.time(), own.agent_filter()).encode()
+        return web.bytes(body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    @app.page("/wallboard")
+    async def wallboard(web: Any, request: Any) -> Any:
+        return web.bytes(queue_view.page(), headers=HTML)
+
+    @app.page("/api/wallboard")
+    async def wallboard_data(web: Any, request: Any) -> Any:
+        body = queue_view.snapshot(state.store(), s, time.time(), own.scope("queue"), own.owned_partitions())
+        return web.bytes(orjson.dumps(body), headers=JSON)
+
+    @app.page("/agents")
+    async def agents_page(web: Any, request: Any) -> Any:
+        return web.bytes(agent_view.page(), headers=HTML)
+
+    @app.page("/api/agents")
+    async def agents_data(web: Any, request: Any) -> Any:
+        body = agent_view.snapshot(state.agent_store(), s, time.time(), own.scope("agent"), own.agent_filter())
+        return web.bytes(orjson.dumps(body), headers=JSON)
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        healthy = own.ready and p.broker.up is not False
+        body = {"ready": own.ready, "broker": {None: "unknown", True: "up", False: "down"}[p.broker.up],
+                "queues": p.owned_queue_count()}
+        return web.json(body, status=200 if healthy else 503)
