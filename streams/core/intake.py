@@ -31,8 +31,8 @@ from streams.config import Settings
 from streams.core.events import Reason, Rejection, parse_agent, parse_contact
 from streams.core.facts import AGENT_ROUTED, Fact
 from streams.core.layout import (
-    AGENT, CONTACT, REGISTRY, SEEN_AGENT, WATERMARK, agent_key, contact_key, contact_key_parts, partition_for_queue,
-    registry_key, seen_agent_key, seen_agent_key_parts, watermark_key,
+    AGENT, CONTACT, M_DECIDED, M_TIME, REGISTRY, SEEN_AGENT, WATERMARK, agent_key, contact_key, contact_key_parts, partition_for_queue,
+    new_watermark, registry_key, seen_agent_key, seen_agent_key_parts, watermark_key,
 )
 from streams.core.lifecycle import (
     ENDED, W_DECIDED, W_ENDED, W_ENDED_OFFSET, W_IDS, W_PARTITION, W_PHASE, W_SEEN, AgentState, ContactState, Outcome,
@@ -50,7 +50,7 @@ def record_partition(key: str, value: Any) -> int:
     if kind == CONTACT:
         return int(value[W_PARTITION])
     if kind == AGENT:
-        return int(value["p"])
+        return AgentState.from_wire(value).partition
     if kind == SEEN_AGENT:
         return seen_agent_key_parts(key)[1]
     return int(key.rsplit("|", 1)[1])  # m|topic|partition, q|partition
@@ -125,8 +125,8 @@ class Intake:
                 known.update(value)
             elif kind == SEEN_AGENT:
                 agents[seen_agent_key_parts(key)[2]] += 1
-            elif kind == WATERMARK and value[0] is None:  # JSON has no -inf: no accepted event yet
-                value[0] = float("-inf")
+            elif kind == WATERMARK and value[M_TIME] is None:  # JSON has no -inf: no accepted event yet
+                value[M_TIME] = float("-inf")
             elif kind == CONTACT:
                 if value[W_PHASE] != ENDED:
                     continue
@@ -166,7 +166,7 @@ class Intake:
         key = watermark_key(topic, partition)
         mark = self.data.get(key)
         if mark is None:
-            mark = [float("-inf"), -1, 0]
+            mark = new_watermark()
             self.data[key] = mark
         return mark
 
@@ -224,7 +224,7 @@ class Intake:
                 self._reject(out, rec, Rejection(Reason.INVALID_FIELD, f"unexpected topic {rec.topic!r}"))
                 continue
             mark = self._mark(rec.topic, rec.partition)
-            if rec.offset <= mark[1]:
+            if rec.offset <= mark[M_DECIDED]:
                 # decided already: its state and facts persisted (the mark is written after them).
                 # Deciding it again against a state that has moved on would not give the same
                 # answer (an event rejected for arriving too early may now fit), so it is skipped.
@@ -234,7 +234,7 @@ class Intake:
                 self._contact(out, rec, channel, now)
             else:
                 self._agent(out, rec, now)
-            mark[1] = rec.offset  # rejected records too: a replay must not decide them again
+            mark[M_DECIDED] = rec.offset  # rejected records too: a replay must not decide them again
             touched.add((rec.topic, rec.partition))
         for topic, partition in sorted(touched):
             key = watermark_key(topic, partition)
@@ -250,7 +250,7 @@ class Intake:
         mark = self._mark(rec.topic, rec.partition)
         key = contact_key(channel, ev.contact_id)
         src = f"{rec.topic}/{rec.partition}"
-        self._fire_timeouts(out, rec.topic, rec.partition, mark[0])  # may complete this very contact
+        self._fire_timeouts(out, rec.topic, rec.partition, mark[M_TIME])  # may complete this very contact
         raw = self.data.get(key)
         if raw is not None and len(raw) > W_DECIDED and rec.offset <= raw[W_DECIDED] and ev.event_id not in raw[W_IDS]:
             out.results[(rec.topic, DUPLICATE)] += 1  # a replay of an event rejected already (see decided)
@@ -264,7 +264,7 @@ class Intake:
             result = over
         else:
             result = apply_contact(state, ev, partition=rec.partition, offset=rec.offset, channel=channel,
-                                   watermark=mark[0], lateness_s=self.s.lateness_s,
+                                   watermark=mark[M_TIME], lateness_s=self.s.lateness_s,
                                    acw_timeout_s=self.s.acw_timeout_s)
         facts: list[Fact] = []
         if isinstance(result, Rejection):
@@ -278,14 +278,14 @@ class Intake:
             facts = result.facts
             state = cast(ContactState | None, result.state)  # a contact event's outcome holds a contact
             if ev.type == "ended" and not result.duplicate and state is not None and state.phase == ENDED:
-                if ev.ts + self.s.acw_timeout_s < mark[0]:  # late: its wrap-up time is over already
+                if ev.ts + self.s.acw_timeout_s < mark[M_TIME]:  # late: its wrap-up time is over already
                     facts = [*facts, *complete_by_timeout(state, ev.contact_id)]
                 else:
                     heapq.heappush(self.deadlines.setdefault((rec.topic, rec.partition), []),
                                    (ev.ts + self.s.acw_timeout_s, rec.offset, key))
             out.results[(rec.topic, DUPLICATE if result.duplicate else LATE if result.late else ACCEPTED)] += 1
-            if ev.ts > mark[0]:  # duplicates too: a replayed event moves time as the original did
-                mark[0] = ev.ts
+            if ev.ts > mark[M_TIME]:  # duplicates too: a replayed event moves time as the original did
+                mark[M_TIME] = ev.ts
             if not result.duplicate:
                 out.lags.append((rec.topic, now - ev.ts))
                 if new_queues:
@@ -298,7 +298,7 @@ class Intake:
                 out.writes[key] = (state.partition, wire)
         for i, fact in enumerate(facts):
             self._emit(out, src, rec.offset, i, fact)
-        mark[1] = rec.offset
+        mark[M_DECIDED] = rec.offset
 
     def _agent(self, out: BatchOutput, rec: Record, now: float) -> None:
         ev = parse_agent(rec.value, now, self.s.future_tolerance_s)
@@ -318,7 +318,7 @@ class Intake:
         key = agent_key(ev.agent_id)
         raw = self.data.get(key)
         state = AgentState.from_wire(raw) if raw is not None else None
-        result = apply_agent(state, ev, partition=rec.partition, watermark=mark[0], lateness_s=self.s.lateness_s)
+        result = apply_agent(state, ev, partition=rec.partition, watermark=mark[M_TIME], lateness_s=self.s.lateness_s)
         out.results[(rec.topic, DUPLICATE if result.duplicate else LATE if result.late else ACCEPTED)] += 1
         if not result.duplicate:
             out.lags.append((rec.topic, now - ev.ts))
@@ -329,12 +329,12 @@ class Intake:
             wire = result.state.to_wire()
             self.data[key] = wire
             out.writes[key] = (rec.partition, wire)
-        if ev.ts > mark[0]:  # duplicates too, as for contacts
-            mark[0] = ev.ts
+        if ev.ts > mark[M_TIME]:  # duplicates too, as for contacts
+            mark[M_TIME] = ev.ts
         src = f"{rec.topic}/{rec.partition}"
         for i, fact in enumerate(result.facts):
             self._emit(out, src, rec.offset, i, fact)
-        mark[1] = rec.offset
+        mark[M_DECIDED] = rec.offset
 
     # ---- periodic sweep --------------------------------------------------------------------
     def sweep(self) -> BatchOutput:
@@ -344,7 +344,7 @@ class Intake:
         for (topic, partition) in list(self.deadlines):
             mark = self.data.get(watermark_key(topic, partition))
             if mark is not None:
-                self._fire_timeouts(out, topic, partition, mark[0])
+                self._fire_timeouts(out, topic, partition, mark[M_TIME])
         expired: list[tuple[str, int]] = []
         retention = self.s.retention_s
         for key, raw in self.data.items():
@@ -352,16 +352,17 @@ class Intake:
             if kind == CONTACT:
                 source = self.topic_of_channel.get(contact_key_parts(key)[0])
                 mark = self.data.get(watermark_key(source, raw[W_PARTITION])) if source is not None else None
-                if mark is not None and raw[W_SEEN] + retention < mark[0]:
+                if mark is not None and raw[W_SEEN] + retention < mark[M_TIME]:
                     expired.append((key, raw[W_PARTITION]))
             elif kind == AGENT:
-                mark = self.data.get(watermark_key(self.s.agents_topic, raw["p"]))
-                if mark is not None and raw["s"] == "offline" and raw["t"] + retention < mark[0]:
-                    expired.append((key, raw["p"]))
+                held = AgentState.from_wire(raw)
+                mark = self.data.get(watermark_key(self.s.agents_topic, held.partition))
+                if mark is not None and held.state == "offline" and held.ts + retention < mark[M_TIME]:
+                    expired.append((key, held.partition))
             elif kind == SEEN_AGENT:  # an agent id this partition has not seen for a retention period
                 seen_topic, seen_partition, _ = seen_agent_key_parts(key)
                 mark = self.data.get(watermark_key(seen_topic, seen_partition))
-                if mark is not None and (raw + 1) * 86400 + retention < mark[0]:
+                if mark is not None and (raw + 1) * 86400 + retention < mark[M_TIME]:
                     expired.append((key, seen_partition))
         for key, partition in expired:
             self.data.pop(key, None)

@@ -31,7 +31,7 @@ import orjson
 
 __all__ = [
     "CONTACT", "AGENT", "WATERMARK", "REGISTRY", "SEEN_AGENT", "TOTALS", "BUCKET", "DAY", "WAITING", "QUEUE_AGENTS",
-    "AGENT_RECORD", "FactRow", "contact_key", "contact_key_parts", "agent_key", "watermark_key", "registry_key",
+    "AGENT_RECORD", "M_TIME", "M_DECIDED", "new_watermark", "FactRow", "contact_key", "contact_key_parts", "agent_key", "watermark_key", "registry_key",
     "seen_agent_key", "seen_agent_key_parts", "totals_key", "bucket_key", "day_key", "waiting_key",
     "queue_agents_key", "queue_key_parts", "agent_record_key", "agent_of_record", "partition_for_queue",
     "queue_record_partition", "agent_record_partition", "encode_facts", "decode_facts",
@@ -63,6 +63,14 @@ def agent_key(agent_id: str) -> str:
 
 def watermark_key(topic: str, partition: int) -> str:
     return f"m|{topic}|{partition}"
+
+
+#: a watermark record: [newest event time (None in JSON for -inf), offset of the last record decided, sweep counter]
+M_TIME, M_DECIDED = 0, 1
+
+
+def new_watermark() -> list[Any]:
+    return [float("-inf"), -1, 0]
 
 
 def registry_key(partition: int) -> str:

@@ -16,7 +16,8 @@ The rules decided here, beyond SPEC (docs/kpis.md explains each):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 from streams.core.events import AgentEvent, ContactEvent, Reason, Rejection
@@ -57,25 +58,24 @@ class ContactState:
     decided: int = -1
 
     def to_wire(self) -> list[Any]:
-        """A list in field order (``W_*`` are the positions the intake reads): an open contact is
-        kept in memory in this form, and a 16-item list is a quarter of a 16-key dict. A record of
-        an older worker has 14 items (no agent, nothing decided) and reads as a segment nobody's
-        view follows, or 15 (nothing decided: no replay of it is skipped by the contact's offset,
-        only by the partition's)."""
-        return [self.partition, self.channel, self.queue, self.phase, self.offered, self.last, self.seen,
-                self.answered, self.hold_start, self.hold_total, self.ended, self.surveyed, self.ids,
-                self.ended_offset, self.agent, self.decided]
+        """The fields in declaration order (``W_*`` are their positions, derived below): an open
+        contact is kept in memory in this form, and a 16-item list is a quarter of a 16-key dict.
+        New fields go last, with a default: a record of an older worker has 14 items (no agent,
+        nothing decided) and reads as a segment nobody's view follows, or 15 (nothing decided: no
+        replay of it is skipped by the contact's offset, only by the partition's)."""
+        return list(_contact_fields(self))
 
     @classmethod
-    def from_wire(cls, d: list[Any] | dict[str, Any]) -> "ContactState":
-        if isinstance(d, dict):  # written by ccmon before 0.2
-            return cls(d["p"], d["c"], d["q"], d["s"], d["o"], d["l"], d["z"], d["a"], d["hs"], d["ht"], d["e"],
-                       d["v"], d["i"], d["eo"])
+    def from_wire(cls, d: list[Any]) -> "ContactState":
         return cls(*d)
 
 
-# positions in ContactState.to_wire()
-W_PARTITION, W_PHASE, W_SEEN, W_ENDED, W_IDS, W_ENDED_OFFSET, W_DECIDED = 0, 3, 6, 10, 12, 13, 15
+#: the wire layout of a contact record is ContactState's fields in order; the intake reads a few
+#: of them in place, at these positions
+CONTACT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ContactState))
+_contact_fields = attrgetter(*CONTACT_FIELDS)
+W_PARTITION, W_PHASE, W_SEEN, W_ENDED, W_IDS, W_ENDED_OFFSET, W_DECIDED = (
+    CONTACT_FIELDS.index(name) for name in ("partition", "phase", "seen", "ended", "ids", "ended_offset", "decided"))
 
 
 @dataclass(slots=True)
