@@ -130,7 +130,7 @@ def counts_offered(value: bytes) -> bool:
 
 
 def topic_names(s: Settings) -> dict[str, str]:
-    return {"calls": s.calls_topic, "chats": s.chats_topic, "agents": s.agents_topic}
+    return s.input_topics
 
 
 async def produce(s: Settings, events: Iterable[Event], rate: float | None = None,

@@ -331,7 +331,7 @@ def _bad_input(rng: random.Random, now: float) -> bytes:
 
 
 def topic_for(s: Settings, short: str) -> str:
-    return {"calls": s.calls_topic, "chats": s.chats_topic, "agents": s.agents_topic}[short]
+    return s.input_topics[short]
 
 
 def _value(value: Any) -> bytes:

@@ -83,6 +83,11 @@ class Settings:
         return ",".join(u.split("://", 1)[-1] for u in self.broker.split(";"))
 
     @property
+    def input_topics(self) -> dict[str, str]:
+        """Short name (a recording's, the simulator's) → input topic name: the one mapping."""
+        return {"calls": self.calls_topic, "chats": self.chats_topic, "agents": self.agents_topic}
+
+    @property
     def contact_topics(self) -> dict[str, str]:
         """Input topic name → channel it carries."""
         return {self.calls_topic: "voice", self.chats_topic: "chat"}
@@ -93,9 +98,6 @@ class Settings:
 
     def thresholds(self, queue: str) -> QueueThresholds:
         return self.queues.get(queue, self.defaults)
-
-    def replace(self, **changes: Any) -> "Settings":
-        return dataclasses.replace(self, **changes)
 
 
 def _positive_int(name: str, raw: str) -> int:

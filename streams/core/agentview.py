@@ -39,12 +39,13 @@ from zoneinfo import ZoneInfo
 from streams.config import Settings
 from streams.core.layout import AGENT_RECORD, agent_of_record, agent_record_key
 from streams.core.facts import Fact, Kind
-from streams.core.queues import AGENT_STATES, FactId, fresh
+from streams.core.events import AGENT_STATES, LOGGED_IN_STATES
+from streams.core.queues import FactId, fresh
 
 H_HANDLED, H_HANDLE_S, H_MISSED, D_STATES = 0, 1, 2, 3
 #: states that count as occupied, and those that count as logged in (occupancy's denominator)
 OCCUPIED = ("busy", "acw")
-LOGGED_IN = ("available", "busy", "acw", "away")
+LOGGED_IN = LOGGED_IN_STATES
 
 
 agent_key = agent_record_key  #: the agent table's key (streams.core.layout)

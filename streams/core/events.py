@@ -14,7 +14,10 @@ from streams.config import QUEUE_NAME
 
 CONTACT_TYPES = frozenset({"offered", "answered", "hold", "resume", "transferred", "ended", "wrapup_ended",
                            "abandoned", "dequeued", "missed", "survey"})
-AGENT_STATES = frozenset({"available", "busy", "acw", "away", "offline"})
+#: an agent's states, in the order pages and series show them
+AGENT_STATES: Final = ("available", "busy", "acw", "away", "offline")
+LOGGED_IN_STATES: Final = AGENT_STATES[:4]  #: every state but offline
+STAFFED_STATES: Final = AGENT_STATES[:3]  #: serving or ready to serve a queue
 MAX_ID = 128
 DEQUEUE_REASON = re.compile(r"[A-Za-z0-9_.-]{1,32}\Z")
 AGENT_REASON = re.compile(r"[A-Za-z0-9_. -]{1,64}\Z")
@@ -37,11 +40,6 @@ class Reason:
     LIFECYCLE: Final = "lifecycle"
     QUEUE_LIMIT: Final = "queue_limit"
     AGENT_LIMIT: Final = "agent_limit"
-
-    ALL: Final = (
-        INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, MISSING_FIELD, INVALID_FIELD,
-        UNKNOWN_TYPE, UNKNOWN_STATE, FUTURE_TIME, LIFECYCLE, QUEUE_LIMIT, AGENT_LIMIT,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +131,15 @@ def parse_ts(value: Any) -> float:
                 return parsed.timestamp()
             raise _Invalid(Reason.INVALID_FIELD, "'ts' needs a UTC offset (e.g. 2026-11-23T08:00:00Z)")
     raise _Invalid(Reason.INVALID_FIELD, "'ts' must be RFC 3339 with offset or integer epoch milliseconds")
+
+
+def event_time(value: Any) -> float | None:
+    """The event time of an event's ``ts`` field by the rules of :func:`parse_ts`, or None when
+    it has none or an invalid one (for pacing a replay, where a bad event is the worker's to reject)."""
+    try:
+        return parse_ts(value)
+    except _Invalid:
+        return None
 
 
 def _check_future(ts: float, now: float, tolerance: float) -> None:

@@ -257,11 +257,6 @@ _PHASE_NAMES = {WAITING: "waiting", HANDLING: "being handled", ENDED: "ended",
                 DONE: "completed", ABANDONED: "abandoned", DEQUEUED: "dequeued"}
 
 
-def talk_and_hold(state: ContactState) -> tuple[float, float]:
-    """(talk, hold) seconds of an ended segment: talk = ended − answered − hold."""
-    return state.ended - state.answered - state.hold_total, state.hold_total
-
-
 def apply_agent(
     state: AgentState | None, ev: AgentEvent, *, partition: int, watermark: float, lateness_s: float
 ) -> Outcome:

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from streams.config import QueueThresholds, Settings
 from streams.core import kpis
 from streams.core.erlang import agents_required
-from streams.core.events import DEQUEUE_REASONS, dequeue_label
+from streams.core.events import AGENT_STATES, DEQUEUE_REASONS, dequeue_label
 from streams.core.facts import Fact, Kind
 from streams.core.layout import (
     BUCKET, DAY, QUEUE_AGENTS, TOTALS, bucket_key, day_key, queue_agents_key, queue_key_parts, totals_key, waiting_key,
@@ -38,7 +38,6 @@ HANDLE_BUCKETS: tuple[float, ...] = (30, 60, 120, 180, 240, 300, 420, 600, 900, 
 WINDOWS: dict[str, int] = {"5m": 300, "15m": 900, "1h": 3600}
 TODAY = "today"
 ERLANG_WINDOW = "15m"
-AGENT_STATES = ("available", "busy", "acw", "away", "offline")
 
 # counters in a totals record, in order
 COUNTERS = ("offered", "answered", "abandoned", "short_abandoned", "answered_in_threshold", "handled",

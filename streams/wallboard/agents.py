@@ -11,7 +11,7 @@ from prometheus_client.utils import floatToGoString
 
 from streams.config import Settings
 from streams.core.agentview import AgentRow, AgentStore
-from streams.core.queues import AGENT_STATES
+from streams.core.events import AGENT_STATES
 from streams.metrics.kpi_exposition import escape
 
 

@@ -8,6 +8,7 @@ from typing import Any, Collection
 
 from streams.config import Settings
 from streams.core import kpis
+from streams.core.events import STAFFED_STATES
 from streams.core.queues import QueueStore
 from streams.metrics.kpi_exposition import owner_filter
 
@@ -39,7 +40,7 @@ def snapshot(store: QueueStore, settings: Settings, now: float, scope: str,
             "csat_today": kpis.csat(today), "nps_today": kpis.nps(today), "fcr_today": kpis.fcr(today),
             "ces_today": kpis.ces(today),
             "agents": counts, "agents_required": view.agents_required,
-            "staffed": sum(counts.get(s, 0) for s in ("available", "busy", "acw")),
+            "staffed": sum(counts.get(s, 0) for s in STAFFED_STATES),
             "sl_target": th.sl_target, "sl_threshold_s": th.sl_threshold_s,
         })
     return {"generated_at": now, "scope": scope, "series": series,

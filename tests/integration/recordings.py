@@ -16,7 +16,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from producers.recording import write
+from producers.recording import line
 from producers.scenario import Scenario
 from producers.simulate import Simulator
 from tests.unit.helpers import with_later_spec_events
@@ -78,7 +78,7 @@ def mixed(path: Path, topics: dict[str, str], seed: int, minutes: float, rate: f
         topic = "agents" if isinstance(value, dict) and value.get("type") == "state" else rng.choice(["calls", "chats"])
         out.insert(rng.randint(0, len(out)), (topic, f"hostile-{rng.random()}", value))
     kinds["hostile"] = hostile
-    write(path, [(topics[t], k, v) for t, k, v in out])
+    path.write_bytes(b"".join(line(topics[t], k, v) for t, k, v in out))
     kinds["lines"] = len(out)
     return kinds
 

@@ -97,7 +97,7 @@ class Ingest:
         self.mapper = Mapper(opts.mapping, state.get("mapping"))
         self.ids = LineIds.from_state(opts.mapping.source, state.get("ids"))
         self.summary = Summary()
-        self.topics = {"calls": s.calls_topic, "agents": s.agents_topic}
+        self.topics = s.input_topics
         self.producer: Any = None
         self._futures: list[asyncio.Future] = []
         self.started = time.monotonic()
