@@ -1,7 +1,8 @@
 """All ccmon configuration, read from ``CCMON_*`` environment variables in this one place.
 
 Every setting has a documented default (see docs/configuration.md); CLI flags override the
-environment. Invalid values raise :class:`ConfigError` with a one-line, actionable message.
+environment and are parsed by the same functions (:func:`flag_type`). Invalid values raise
+:class:`ConfigError` (a :class:`CcmonError`, exit code 2) with a one-line, actionable message.
 """
 
 from __future__ import annotations
@@ -16,11 +17,26 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
+from streams.errors import CcmonError
+
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+#: where ccmon keeps local data (the dev broker's, the worker's) unless CCMON_DATA_DIR says otherwise
+DEFAULT_DATA_DIR = str(Path.home() / ".local" / "share" / "ccmon")
 
 
-class ConfigError(Exception):
+class ConfigError(CcmonError):
     """A configuration value is wrong; the message names the variable and what is expected."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class LocalBrokerSettings:
+    """The development broker of ``ccmon kafka`` and ``ccmon demo`` (streams/dev/kafka_local.py)."""
+
+    version: str = "4.1.1"
+    cache_dir: str = str(Path.home() / ".cache" / "ccmon")
+    heap: str = "768m"
 
 
 @dataclass(frozen=True)
@@ -47,7 +63,7 @@ class Settings:
     replication_factor: int = 1
     web_host: str = "127.0.0.1"
     web_port: int = 6066
-    data_dir: str = str(Path.home() / ".local" / "share" / "ccmon")
+    data_dir: str = DEFAULT_DATA_DIR
     timezone: str = "UTC"
     lateness_s: float = 600.0
     future_tolerance_s: float = 300.0
@@ -76,6 +92,7 @@ class Settings:
     defaults: QueueThresholds = QueueThresholds()
     queues: Mapping[str, QueueThresholds] = field(default_factory=dict)
     log_level: str = "info"
+    local_broker: LocalBrokerSettings = LocalBrokerSettings()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -128,9 +145,12 @@ def _non_negative_float(name: str, raw: str) -> float:
 
 
 def _positive_float(name: str, raw: str) -> float:
-    value = _non_negative_float(name, raw)
-    if value == 0:
-        raise ConfigError(f"{name}={raw!r} must be greater than 0")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a finite number greater than 0")
     return value
 
 
@@ -262,6 +282,17 @@ ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CCMON_KAFKA_CERT_FILE": ("kafka_cert_file", _readable_file),
     "CCMON_KAFKA_KEY_FILE": ("kafka_key_file", _readable_file),
     "CCMON_LOG_LEVEL": ("log_level", _level),
+    "CCMON_KAFKA_VERSION": ("local_broker.version", _text),
+    "CCMON_KAFKA_CACHE": ("local_broker.cache_dir", _text),
+    "CCMON_KAFKA_HEAP": ("local_broker.heap", _text),
+}
+#: what the local broker needs, all it reads (``load(only=...)``)
+LOCAL_BROKER_ENV = ("CCMON_DATA_DIR", "CCMON_KAFKA_VERSION", "CCMON_KAFKA_CACHE", "CCMON_KAFKA_HEAP")
+
+#: the parsers flags of their own use (``flag_type``)
+PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "port": _port, "positive_int": _positive_int, "positive_float": _positive_float,
+    "non_negative_float": _non_negative_float,
 }
 
 #: thresholds applying to every queue without its own entry in CCMON_QUEUE_CONFIG
@@ -303,13 +334,37 @@ def _queue_config(raw: str, defaults: QueueThresholds) -> dict[str, QueueThresho
     return out
 
 
-def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Settings from the environment (``os.environ`` by default), then explicit overrides."""
+def flag_type(name: str, parse: Callable[[str, str], Any] | None = None) -> Callable[[str], Any]:
+    """An argparse ``type=``: the flag that overrides the variable ``name`` is parsed by that
+    variable's parser, so a flag is validated exactly like its variable; a flag of its own (no
+    variable) names itself and passes one of these parsers (``PARSERS``)."""
+    import argparse
+
+    parser = parse if parse is not None else ENV[name][1]
+
+    def parse_flag(raw: str) -> Any:
+        try:
+            return parser(name, raw)
+        except ConfigError as exc:  # argparse names the flag: the message starts at the value
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{name}=")) from None
+
+    return parse_flag
+
+
+def load(env: Mapping[str, str] | None = None, only: tuple[str, ...] | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment (``os.environ`` by default), then explicit overrides.
+    ``only``: read just these variables (a command that needs a few, e.g. the local broker)."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    groups: dict[str, dict[str, Any]] = {}
     for var, (attr, parse) in ENV.items():
-        if var in env:
-            values[attr] = parse(var, env[var])
+        if var in env and (only is None or var in only):
+            group, _, name = attr.rpartition(".")
+            (groups.setdefault(group, {}) if group else values)[name] = parse(var, env[var])
+    for group, fields_ in groups.items():
+        values[group] = dataclasses.replace(getattr(Settings, group), **fields_)
+    if only is not None:
+        return Settings(**values)
     thresholds = {attr: parse(var, env[var]) for var, (attr, parse) in THRESHOLD_ENV.items() if var in env}
     defaults = QueueThresholds(**thresholds)
     values["defaults"] = defaults

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from streams import __version__
-from streams.config import ConfigError, Settings, load
+from streams.config import PARSERS, ConfigError, Settings, flag_type, load
 from streams.errors import CcmonError
 from streams.dev.net import port_free
 
@@ -31,30 +31,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         value = getattr(args, flag, None)
         if value is not None:
             overrides[attr] = value
-    env = dict(os.environ)
-    if "broker" in overrides:  # validate the flag like the variable
-        env["CCMON_BROKER"] = overrides.pop("broker")
-    return load(env, **overrides)
+    return load(None, **overrides)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
+# flags of their own, parsed by the configuration's parsers (argparse names the flag)
+_positive_float = flag_type("", PARSERS["positive_float"])
+_non_negative_float = flag_type("", PARSERS["non_negative_float"])
+_port = flag_type("", PARSERS["port"])
 
 
 def _speed(text: str) -> float:
@@ -72,24 +55,14 @@ def _incident(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
-    return value
-
-
 def _broker_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--broker", help="Kafka address, kafka://HOST:PORT (env CCMON_BROKER, default kafka://127.0.0.1:9092)")
+    p.add_argument("--broker", type=flag_type("CCMON_BROKER"), help="Kafka address, kafka://HOST:PORT (env CCMON_BROKER, default kafka://127.0.0.1:9092)")
 
 
 # ---- commands ------------------------------------------------------------------------------
 def cmd_kafka(args: argparse.Namespace) -> int:
-    from streams.dev.kafka_local import DEFAULT_DATA_DIR, LocalKafka
-    kafka = LocalKafka(port=args.port, data_dir=Path(args.data_dir) if args.data_dir else DEFAULT_DATA_DIR)
+    from streams.dev.kafka_local import LocalKafka
+    kafka = LocalKafka(port=args.port, data_dir=Path(args.data_dir)) if args.data_dir else LocalKafka(port=args.port)
     if args.action == "start":
         print(kafka.start())
     elif args.action == "stop":
@@ -292,9 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "/metrics. Creates missing topics. Stops cleanly on Ctrl-C / SIGTERM.")
     _broker_flags(p)
     p.add_argument("--web-host", help="address for /metrics (env CCMON_WEB_HOST, default 127.0.0.1)")
-    p.add_argument("--web-port", type=_port, help="port for /metrics (env CCMON_WEB_PORT, default 6066)")
-    p.add_argument("--partitions", type=int, help="partitions of every ccmon topic (env CCMON_PARTITIONS, default 8)")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="(env CCMON_LOG_LEVEL)")
+    p.add_argument("--web-port", type=flag_type("CCMON_WEB_PORT"), help="port for /metrics (env CCMON_WEB_PORT, default 6066)")
+    p.add_argument("--partitions", type=flag_type("CCMON_PARTITIONS"), help="partitions of every ccmon topic (env CCMON_PARTITIONS, default 8)")
+    p.add_argument("--log-level", type=flag_type("CCMON_LOG_LEVEL"), help="debug, info, warning or error (env CCMON_LOG_LEVEL)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("simulate", help="produce events from a simulated contact center",
@@ -351,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Prometheus; print the wallboard URL; Ctrl-C stops every process it started.")
     p.add_argument("--kafka-port", type=_port, default=9092, help="local Kafka port (default 9092)")
     p.add_argument("--prometheus-port", type=_port, default=9090, help="Prometheus port, if installed (default 9090)")
-    p.add_argument("--web-port", type=_port, help="worker port (default 6066)")
+    p.add_argument("--web-port", type=flag_type("CCMON_WEB_PORT"), help="worker port (default 6066)")
     p.add_argument("--backfill", type=_non_negative_float, default=3600.0,
                    help="seconds of simulated history to start with (default 3600)")
     p.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
@@ -360,25 +333,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging() -> None:
+def _configure_logging(args: argparse.Namespace) -> None:
     """Producer commands log ccmon's own lines; aiokafka's transient retries (a new topic's leader
     moving in, a broker restart) are handled and only shown with CCMON_LOG_LEVEL=debug."""
-    level = os.environ.get("CCMON_LOG_LEVEL", "info").upper()
+    level = getattr(args, "log_level", None) or load(only=("CCMON_LOG_LEVEL",)).log_level
     logging.basicConfig(level=logging.WARNING, format="ccmon: %(levelname)s %(name)s: %(message)s")
-    if level != "DEBUG":
+    if level != "debug":
         logging.getLogger("aiokafka").setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command != "worker":  # Faust configures the worker's logging itself
-        _configure_logging()
     try:
+        if args.command != "worker":  # Faust configures the worker's logging itself
+            _configure_logging(args)
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"ccmon: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except CcmonError as exc:
         print(f"ccmon: error: {exc}", file=sys.stderr)
         return exc.exit_code

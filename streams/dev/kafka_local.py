@@ -17,16 +17,14 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.config import LOCAL_BROKER_ENV, Settings, load
 from streams.errors import CcmonError
 from streams.packaged import kafka_pom
 from streams.dev.net import port_free
 
-KAFKA_VERSION = os.environ.get("CCMON_KAFKA_VERSION", "4.1.1")
-DEFAULT_DATA_DIR = Path(os.environ.get("CCMON_DATA_DIR", Path.home() / ".local" / "share" / "ccmon")) / "kafka"
-DEFAULT_CACHE = Path(os.environ.get("CCMON_KAFKA_CACHE", Path.home() / ".cache" / "ccmon"))
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 
@@ -57,6 +55,10 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
+def _configured() -> Settings:
+    return load(only=LOCAL_BROKER_ENV)
+
+
 def _say(message: str) -> None:
     print(f"ccmon kafka: {message}", file=sys.stderr, flush=True)
 
@@ -64,10 +66,11 @@ def _say(message: str) -> None:
 @dataclass(frozen=True)
 class LocalKafka:
     port: int = 9092
-    data_dir: Path = DEFAULT_DATA_DIR
-    cache_dir: Path = DEFAULT_CACHE
-    version: str = KAFKA_VERSION
-    heap: str = os.environ.get("CCMON_KAFKA_HEAP", "768m")
+    #: the defaults come from the configuration (CCMON_DATA_DIR/kafka, CCMON_KAFKA_*) when made
+    data_dir: Path = field(default_factory=lambda: Path(_configured().data_dir) / "kafka")
+    cache_dir: Path = field(default_factory=lambda: Path(_configured().local_broker.cache_dir))
+    version: str = field(default_factory=lambda: _configured().local_broker.version)
+    heap: str = field(default_factory=lambda: _configured().local_broker.heap)
     #: with a port: also a SASL_SSL listener there (SCRAM-SHA-512, a self-signed certificate for
     #: 127.0.0.1 whose PEM is ``ca_file``), for these (user, password) pairs, set when formatting
     sasl_port: int | None = None
