@@ -8,6 +8,7 @@ configuration, 1 for a failure at run time, 3 for ``kafka status`` when Kafka is
 from __future__ import annotations
 
 import argparse
+from importlib.metadata import entry_points
 import asyncio
 import logging
 import os
@@ -19,44 +20,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from streams import __version__
-from streams.config import PARSERS, ConfigError, Settings, flag_type, load
+from streams.cli.common import broker_flags, non_negative_float, port, positive_float, settings
+from streams.config import ConfigError, flag_type, load
 from streams.errors import CcmonError
 from streams.dev.net import port_free
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    for flag, attr in (("broker", "broker"), ("web_host", "web_host"), ("web_port", "web_port"),
-                       ("partitions", "partitions"), ("log_level", "log_level")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides[attr] = value
-    return load(None, **overrides)
-
-
-# flags of their own, parsed by the configuration's parsers (argparse names the flag)
-_positive_float = flag_type("", PARSERS["positive_float"])
-_non_negative_float = flag_type("", PARSERS["non_negative_float"])
-_port = flag_type("", PARSERS["port"])
-
-
-def _speed(text: str) -> float:
-    value = _positive_float(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: simulated time cannot run slower than the wall clock")
-    return value
-
-
-def _incident(text: str) -> Any:
-    from producers.scenario import parse_incident
-    try:
-        return parse_incident(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _broker_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--broker", type=flag_type("CCMON_BROKER"), help="Kafka address, kafka://HOST:PORT (env CCMON_BROKER, default kafka://127.0.0.1:9092)")
 
 
 # ---- commands ------------------------------------------------------------------------------
@@ -75,7 +42,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    s = _settings(args)
+    s = settings(args)
     from streams.faust_ext.predecessor import evict
     from streams.kafka.topics import ensure_topics
     asyncio.run(ensure_topics(s))
@@ -92,44 +59,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = faust.Worker(pipeline.app, loglevel=s.log_level.upper(), quiet=True)
     worker.execute_from_commandline()
     return 0
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    s = _settings(args)
-    from producers.scenario import Scenario, load
-    from producers.simulate import run
-    scenario = load(Path(args.scenario)) if args.scenario else Scenario.default()
-    scenario = scenario.scaled(rate=args.rate, agents=args.staff)
-    if args.profile == "flat":
-        scenario = scenario.flat()
-    if args.speed != 1 and args.duration is None:
-        raise CcmonError("--speed needs --duration: compressed time must end at the wall clock")
-    if args.output is None:
-        from streams.kafka.topics import ensure_topics
-        asyncio.run(ensure_topics(s))
-    elif args.duration is None and args.backfill == 0:
-        raise CcmonError("--output needs --duration or --backfill (how much simulated time to write)")
-    asyncio.run(run(s, seed=args.seed, duration=args.duration, backfill=args.backfill,
-                    output=Path(args.output) if args.output else None, scenario=scenario,
-                    incidents=tuple(args.incident), speed=args.speed))
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    s = _settings(args)
-    from producers.replay import replay
-    from streams.kafka.topics import ensure_topics
-    path = Path(args.file)
-    if not path.is_file():
-        raise CcmonError(f"recording {path} does not exist")
-    asyncio.run(ensure_topics(s))
-    asyncio.run(replay(s, path, speed=args.speed, quiet=args.quiet))
-    return 0
-
-
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from producers.sources.asterisk.ingest import main as ingest_asterisk
-    return ingest_asterisk(args, _settings(args))
 
 
 def _get_json(url: str) -> Any:
@@ -161,14 +90,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import shutil
 
     from streams.dev.kafka_local import LocalKafka
-    s = _settings(args)
+    s = settings(args)
     say = lambda text: print(f"ccmon demo: {text}", file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.monotonic()
     data = Path(s.data_dir)
     kafka = LocalKafka(port=args.kafka_port, data_dir=data / "kafka")
     prometheus = shutil.which("prometheus")
-    busy = [f"{what} port {port}" for what, port in (("worker", s.web_port), ("Prometheus", args.prometheus_port))
-            if (what == "worker" or prometheus) and not port_free(port)]
+    busy = [f"{what} port {number}" for what, number in (("worker", s.web_port), ("Prometheus", args.prometheus_port))
+            if (what == "worker" or prometheus) and not port_free(number)]
     if busy:
         raise CcmonError(f"{' and '.join(busy)} on 127.0.0.1 already in use: stop what uses it, or pick others "
                          f"with --web-port / --prometheus-port")
@@ -256,79 +185,33 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Start, stop or check a local Apache Kafka broker for development, demos and "
                                    "tests. The first start resolves Kafka from Maven Central (needs java and mvn).")
     p.add_argument("action", choices=("start", "stop", "status"))
-    p.add_argument("--port", type=_port, default=9092, help="client port (default 9092; the controller uses PORT+1)")
+    p.add_argument("--port", type=port, default=9092, help="client port (default 9092; the controller uses PORT+1)")
     p.add_argument("--data-dir", help="where logs, data and the pid file live (default ~/.local/share/ccmon/kafka)")
     p.set_defaults(func=cmd_kafka)
 
     p = sub.add_parser("worker", help="run the stream processors and serve /metrics",
                        description="Consume contact and agent events, keep KPIs in Faust tables, serve them on "
                                    "/metrics. Creates missing topics. Stops cleanly on Ctrl-C / SIGTERM.")
-    _broker_flags(p)
+    broker_flags(p)
     p.add_argument("--web-host", help="address for /metrics (env CCMON_WEB_HOST, default 127.0.0.1)")
     p.add_argument("--web-port", type=flag_type("CCMON_WEB_PORT"), help="port for /metrics (env CCMON_WEB_PORT, default 6066)")
     p.add_argument("--partitions", type=flag_type("CCMON_PARTITIONS"), help="partitions of every ccmon topic (env CCMON_PARTITIONS, default 8)")
     p.add_argument("--log-level", type=flag_type("CCMON_LOG_LEVEL"), help="debug, info, warning or error (env CCMON_LOG_LEVEL)")
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("simulate", help="produce events from a simulated contact center",
-                       description="A seeded, reproducible simulated contact center from a scenario (queues, "
-                                   "agents and skills, day profile, handle and patience times, chat concurrency, "
-                                   "surveys): abandons, holds, transfers, incidents on demand. Runs live until "
-                                   "Ctrl-C or --duration; --backfill first simulates the recent past at once.")
-    _broker_flags(p)
-    p.add_argument("--seed", type=int, default=1, help="random seed (default 1): same seed, same events")
-    p.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
-    p.add_argument("--backfill", type=_non_negative_float, default=0.0,
-                   help="first simulate this many seconds of the past, as fast as possible (default 0)")
-    p.add_argument("--scenario", help="scenario file (TOML; default: the built-in scenario, "
-                                      "producers/scenarios/default.toml)")
-    p.add_argument("--rate", type=_positive_float, default=1.0, help="multiply every arrival rate (default 1)")
-    p.add_argument("--staff", type=_positive_float, default=1.0, help="multiply every agent group (default 1)")
-    p.add_argument("--profile", choices=("day", "flat"), default="day",
-                   help="arrivals over the day: the scenario's hourly profile (default), or flat, profile "
-                        "1.0 at every hour, so the same seed gives the same traffic whatever the hour")
-    p.add_argument("--speed", type=_speed, default=1.0,
-                   help="simulated seconds per wall-clock second (default 1; > 1 needs --duration)")
-    p.add_argument("--incident", action="append", default=[], type=_incident, metavar="SPEC",
-                   help="schedule an incident, seconds after the start (repeatable): "
-                        "abandon-spike:QUEUE@START+DURATION, agents-away:N@START+DURATION, bad-input:N@START, "
-                        "agent-stuck:AGENT@START+DURATION")
-    p.add_argument("--output", help="write a recording (JSON lines) to this file instead of producing to Kafka")
-    p.set_defaults(func=cmd_simulate)
-
-    p = sub.add_parser("replay", help="produce a recording to Kafka, in order",
-                       description='Produce a JSON-lines recording ({"topic", "key", "value"} per line) in '
-                                   "order, keys preserved; a string value is sent as raw bytes.")
-    p.add_argument("file", help="the recording (JSON lines)")
-    _broker_flags(p)
-    p.add_argument("--speed", type=_positive_float,
-                   help="replay at recorded pace times this factor (1 = real time); default: as fast as possible")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=cmd_replay)
-
-    p = sub.add_parser("ingest", help="turn a contact-center platform's own events into ccmon events",
-                       description="Read a real platform's event feed and produce ccmon events on the input "
-                                   "topics; re-reading gives the same event ids (deduplicated by the worker).")
-    sources = p.add_subparsers(dest="source_kind", metavar="SOURCE", required=True)
-    from producers.sources.asterisk.options import add_arguments
-    a = sources.add_parser("asterisk", help="Asterisk's queue_log, file or realtime table (docs/sources/asterisk.md)",
-                           description="Asterisk queue_log -> ccmon events: every verb mapped as "
-                                       "docs/sources/asterisk.md says; prints lines by verb, events by type and "
-                                       "skipped lines with their reason.")
-    add_arguments(a)
-    _broker_flags(a)
-    a.set_defaults(func=cmd_ingest)
+    for plugin in sorted(entry_points(group="ccmon.commands"), key=lambda e: e.name):
+        plugin.load()(sub)  # producers: simulate, replay, ingest
 
     p = sub.add_parser("demo", help="local Kafka + worker + simulator, all at once",
                        description="Start a local Kafka, a worker, the simulator and (when installed) "
                                    "Prometheus; print the wallboard URL; Ctrl-C stops every process it started.")
-    p.add_argument("--kafka-port", type=_port, default=9092, help="local Kafka port (default 9092)")
-    p.add_argument("--prometheus-port", type=_port, default=9090, help="Prometheus port, if installed (default 9090)")
+    p.add_argument("--kafka-port", type=port, default=9092, help="local Kafka port (default 9092)")
+    p.add_argument("--prometheus-port", type=port, default=9090, help="Prometheus port, if installed (default 9090)")
     p.add_argument("--web-port", type=flag_type("CCMON_WEB_PORT"), help="worker port (default 6066)")
-    p.add_argument("--backfill", type=_non_negative_float, default=3600.0,
+    p.add_argument("--backfill", type=non_negative_float, default=3600.0,
                    help="seconds of simulated history to start with (default 3600)")
     p.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
-    p.add_argument("--duration", type=_positive_float, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--duration", type=positive_float, help="stop after this many seconds (default: until Ctrl-C)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -42,6 +42,10 @@ from streams.core.facts import Fact, Kind
 from streams.core.events import AGENT_STATES, LOGGED_IN_STATES
 from streams.core.queues import FactId, fresh
 
+__all__ = [
+    "AgentRow", "AgentStore",
+]
+
 H_HANDLED, H_HANDLE_S, H_MISSED, D_STATES = 0, 1, 2, 3
 #: states that count as occupied, and those that count as logged in (occupancy's denominator)
 OCCUPIED = ("busy", "acw")

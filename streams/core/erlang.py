@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 
+__all__ = [
+    "agents_required", "erlang_c", "service_level",
+]
+
 #: Never search beyond this many agents above the traffic; a queue needing more is absurd input.
 MAX_EXTRA_AGENTS = 10_000
 

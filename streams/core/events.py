@@ -12,6 +12,11 @@ import orjson
 
 from streams.config import QUEUE_NAME
 
+__all__ = [
+    "AGENT_STATES", "AgentEvent", "ContactEvent", "DEQUEUE_REASONS", "LOGGED_IN_STATES", "Reason",
+    "Rejection", "STAFFED_STATES", "dequeue_label", "event_time", "parse_agent", "parse_contact",
+]
+
 CONTACT_TYPES = frozenset({"offered", "answered", "hold", "resume", "transferred", "ended", "wrapup_ended",
                            "abandoned", "dequeued", "missed", "survey"})
 #: an agent's states, in the order pages and series show them

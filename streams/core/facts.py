@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+__all__ = [
+    "AGENT_ROUTED", "Fact", "IN_ACW", "Kind", "ON_HOLD", "TALKING",
+]
+
 
 class Kind:
     OFFERED: Final = "offered"  #: entered the queue (offered or transferred in); starts waiting

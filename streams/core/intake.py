@@ -39,6 +39,11 @@ from streams.core.lifecycle import (
     apply_agent, apply_contact, complete_by_timeout,
 )
 
+__all__ = [
+    "ACCEPTED", "BatchOutput", "DeadLetter", "DUPLICATE", "Intake", "LATE", "REJECTED", "Record", "partition_for_queue",
+    "record_partition",
+]
+
 ACCEPTED, DUPLICATE, LATE, REJECTED = "accepted", "duplicate", "late", "rejected"
 #: bytes of a rejected input copied into its dead letter (Kafka's default message limit is 1 MiB)
 MAX_DEAD_VALUE = 256 * 1024

@@ -23,6 +23,11 @@ from typing import Any
 from streams.core.events import AgentEvent, ContactEvent, Reason, Rejection
 from streams.core.facts import IN_ACW, ON_HOLD, TALKING, Fact, Kind
 
+__all__ = [
+    "AgentState", "ContactState", "ENDED", "Outcome", "W_DECIDED", "W_ENDED", "W_ENDED_OFFSET", "W_IDS",
+    "W_PARTITION", "W_PHASE", "W_SEEN", "apply_agent", "apply_contact", "complete_by_timeout",
+]
+
 # phases of the contact's current segment
 WAITING = "W"
 HANDLING = "H"

@@ -33,6 +33,11 @@ from streams.core.layout import (
     BUCKET, DAY, QUEUE_AGENTS, TOTALS, bucket_key, day_key, queue_agents_key, queue_key_parts, totals_key, waiting_key,
 )
 
+__all__ = [
+    "COUNTERS", "FactId", "HANDLE_BUCKETS", "QueueStore", "SeriesView", "TODAY", "WAIT_BUCKETS", "WINDOWS",
+    "fresh",
+]
+
 WAIT_BUCKETS: tuple[float, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600)
 HANDLE_BUCKETS: tuple[float, ...] = (30, 60, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600)
 WINDOWS: dict[str, int] = {"5m": 300, "15m": 900, "1h": 3600}
