@@ -12,10 +12,10 @@ import time
 from typing import Callable, Iterable, Iterator
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from producers.scenario import Scenario
 from producers.simulate import Simulator
+from streams.kafka.producer import start_producer
 from streams.config import Settings
 
 Event = tuple[str, bytes, bytes]
@@ -139,9 +139,7 @@ async def produce(s: Settings, events: Iterable[Event], rate: float | None = Non
 
     At a steady rate each valid event's ``ts`` is set to its send time, as a live contact center's would be."""
     names = topic_names(s)
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=20 if rate is None else 2,
-                                max_batch_size=512 * 1024, acks="all", enable_idempotence=True)
-    await producer.start()
+    producer = await start_producer(s, linger_ms=20 if rate is None else 2, max_batch_size=512 * 1024)
     try:
         started = time.perf_counter()
         for i, (topic, key, value) in enumerate(events):

@@ -31,9 +31,9 @@ PINNED = {
     "faust.tables.base:Collection._new_store": (
         "914a2bda605d38f5", "streams/faust_ext/snapshot.py: a table's store= URL picks the store (a URL with no host is false)"),
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._ensure_consumer": (
-        "ff4a4c693b7ec63f", "streams/worker/app.py reads the group member id at consumer._thread._consumer (streams/faust_ext/predecessor.py)"),
+        "ff4a4c693b7ec63f", "streams/faust_ext/internals.py reads the group member id at consumer._thread._consumer (for predecessor.py)"),
     "faust.tables.base:Collection.data": (
-        "ade4a02ddd5582cb", "streams/worker/app.py sets the snapshot path on the store it creates"),
+        "ade4a02ddd5582cb", "streams/worker/tables.py sets the snapshot path on the store it creates"),
 }
 
 
