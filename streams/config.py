@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -149,8 +150,10 @@ def _positive_float(name: str, raw: str) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"{name}={raw!r} must be a finite number greater than 0")
+    if not value > 0:
+        raise ConfigError(f"{name}={raw!r} must be greater than 0")
+    if value == float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a finite number")
     return value
 
 

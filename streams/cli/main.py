@@ -8,7 +8,6 @@ configuration, 1 for a failure at run time, 3 for ``kafka status`` when Kafka is
 from __future__ import annotations
 
 import argparse
-from importlib.metadata import entry_points
 import asyncio
 import logging
 import os
@@ -16,14 +15,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from streams import __version__
 from streams.cli.common import broker_flags, non_negative_float, port, positive_float, settings
 from streams.config import ConfigError, flag_type, load
-from streams.errors import CcmonError
 from streams.dev.net import port_free
+from streams.errors import CcmonError
 
 
 # ---- commands ------------------------------------------------------------------------------
@@ -48,13 +49,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     asyncio.run(ensure_topics(s))
     asyncio.run(evict(s))  # a killed predecessor would hold the group for its session timeout
     import faust
-
     import uvloop  # Faust runs on whatever loop is current; uvloop's costs less per callback
 
     from streams.worker.app import Pipeline
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     pipeline = Pipeline(s)
-    print(f"ccmon worker: consuming {s.calls_topic}, {s.chats_topic}, {s.agents_topic} from {s.bootstrap_servers}; "
+    print(f"ccmon worker: consuming {s.calls_topic}, {s.chats_topic}, {s.agents_topic} "
+          f"from {s.bootstrap_servers}; "
           f"metrics on http://{s.web_host}:{s.web_port}/metrics", file=sys.stderr, flush=True)
     worker = faust.Worker(pipeline.app, loglevel=s.log_level.upper(), quiet=True)
     worker.execute_from_commandline()
@@ -177,7 +178,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ccmon", description="Real-time contact-center KPIs from Kafka to Prometheus.",
-        epilog="Configuration: CCMON_* environment variables (see docs/configuration.md); flags override them.")
+        epilog="Configuration: CCMON_* environment variables (see docs/configuration.md); "
+               "flags override them.")
     parser.add_argument("--version", action="version", version=f"ccmon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

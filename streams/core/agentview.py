@@ -31,15 +31,17 @@ runs until ``now`` when read. "Today" is the local day of ``now``, like the ``to
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, time as dtime, timedelta
-from typing import Any, Callable, Iterator, MutableMapping
+from datetime import datetime, timedelta
+from datetime import time as dtime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from streams.config import Settings
-from streams.core.layout import AGENT_RECORD, agent_of_record, agent_record_key
-from streams.core.facts import Fact, Kind
 from streams.core.events import AGENT_STATES, LOGGED_IN_STATES
+from streams.core.facts import Fact, Kind
+from streams.core.layout import AGENT_RECORD, agent_of_record, agent_record_key
 from streams.core.queues import FactId, fresh
 
 __all__ = [

@@ -56,6 +56,6 @@ class Fact:
         return [self.kind, self.queue, self.channel, self.ts, self.subject, self.value, self.late, self.extra]
 
     @classmethod
-    def from_wire(cls, row: list[Any]) -> "Fact":
+    def from_wire(cls, row: list[Any]) -> Fact:
         kind, queue, channel, ts, subject, value, late, extra = row
         return cls(kind, queue, channel, ts, subject, value, late, tuple(extra) if extra is not None else None)

@@ -22,8 +22,9 @@ import base64
 import heapq
 import time
 from collections import Counter
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, MutableMapping, cast
+from typing import Any, cast
 
 import orjson
 
@@ -31,12 +32,38 @@ from streams.config import Settings
 from streams.core.events import Reason, Rejection, parse_agent, parse_contact
 from streams.core.facts import AGENT_ROUTED, Fact
 from streams.core.layout import (
-    AGENT, CONTACT, M_DECIDED, M_TIME, REGISTRY, SEEN_AGENT, WATERMARK, agent_key, contact_key, contact_key_parts, partition_for_queue,
-    new_watermark, registry_key, seen_agent_key, seen_agent_key_parts, watermark_key,
+    AGENT,
+    CONTACT,
+    M_DECIDED,
+    M_TIME,
+    REGISTRY,
+    SEEN_AGENT,
+    WATERMARK,
+    agent_key,
+    contact_key,
+    contact_key_parts,
+    new_watermark,
+    partition_for_queue,
+    registry_key,
+    seen_agent_key,
+    seen_agent_key_parts,
+    watermark_key,
 )
 from streams.core.lifecycle import (
-    ENDED, W_DECIDED, W_ENDED, W_ENDED_OFFSET, W_IDS, W_PARTITION, W_PHASE, W_SEEN, AgentState, ContactState, Outcome,
-    apply_agent, apply_contact, complete_by_timeout,
+    ENDED,
+    W_DECIDED,
+    W_ENDED,
+    W_ENDED_OFFSET,
+    W_IDS,
+    W_PARTITION,
+    W_PHASE,
+    W_SEEN,
+    AgentState,
+    ContactState,
+    Outcome,
+    apply_agent,
+    apply_contact,
+    complete_by_timeout,
 )
 
 __all__ = [

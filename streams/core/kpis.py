@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = [
     "ABANDONED", "ANSWERED", "CES_N", "CES_SUM", "CSAT_N", "CSAT_POS", "DEQUEUED", "FCR_N", "FCR_YES",

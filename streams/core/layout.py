@@ -65,7 +65,8 @@ def watermark_key(topic: str, partition: int) -> str:
     return f"m|{topic}|{partition}"
 
 
-#: a watermark record: [newest event time (None in JSON for -inf), offset of the last record decided, sweep counter]
+#: a watermark record: [newest event time (None in JSON for -inf), offset of the last record
+#: decided, sweep counter]
 M_TIME, M_DECIDED = 0, 1
 
 

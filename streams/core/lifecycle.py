@@ -71,7 +71,7 @@ class ContactState:
         return list(_contact_fields(self))
 
     @classmethod
-    def from_wire(cls, d: list[Any]) -> "ContactState":
+    def from_wire(cls, d: list[Any]) -> ContactState:
         return cls(*d)
 
 
@@ -103,7 +103,7 @@ class AgentState:
         return wire
 
     @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> "AgentState":
+    def from_wire(cls, d: dict[str, Any]) -> AgentState:
         return cls(d["p"], d["s"], d["q"], d["t"], d["i"], d.get("n"), d.get("r"))
 
 

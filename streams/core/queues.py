@@ -19,9 +19,10 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterator, MutableMapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from streams.config import QueueThresholds, Settings
@@ -30,7 +31,16 @@ from streams.core.erlang import agents_required
 from streams.core.events import AGENT_STATES, DEQUEUE_REASONS, dequeue_label
 from streams.core.facts import Fact, Kind
 from streams.core.layout import (
-    BUCKET, DAY, QUEUE_AGENTS, TOTALS, bucket_key, day_key, queue_agents_key, queue_key_parts, totals_key, waiting_key,
+    BUCKET,
+    DAY,
+    QUEUE_AGENTS,
+    TOTALS,
+    bucket_key,
+    day_key,
+    queue_agents_key,
+    queue_key_parts,
+    totals_key,
+    waiting_key,
 )
 
 __all__ = [
@@ -368,7 +378,7 @@ class QueueStore:
         windows = self.window_sums(queue, channel, now)
         dequeued = {reason: v["dq"].get(reason, 0) for reason in DEQUEUE_REASONS}
         return SeriesView(
-            queue, channel, dict(zip(COUNTERS, v["c"])), dequeued, v["ms"],
+            queue, channel, dict(zip(COUNTERS, v["c"], strict=False)), dequeued, v["ms"],
             {"answered": v["wa"], "abandoned": v["wb"], "dequeued": v["wd"]}, v["hd"],
             len(waiting), oldest, windows, self._agents_required(queue, windows[ERLANG_WINDOW]),
         )

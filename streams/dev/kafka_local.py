@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.config import LOCAL_BROKER_ENV, Settings, load
+from streams.dev.net import port_free
 from streams.errors import CcmonError
 from streams.packaged import kafka_pom
-from streams.dev.net import port_free
 
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
@@ -107,7 +107,8 @@ class LocalKafka:
             raise CcmonError("Maven (mvn) not found: install it (apt-get install -y maven) to fetch Apache Kafka")
         if shutil.which("java") is None:
             raise CcmonError("Java not found: install a JDK 17+ (apt-get install -y openjdk-17-jre-headless)")
-        _say(f"resolving Apache Kafka {self.version} and its dependencies from Maven Central (first run only)...")
+        _say(f"resolving Apache Kafka {self.version} and its dependencies from Maven Central "
+             "(first run only)...")
         self.lib_dir.mkdir(parents=True, exist_ok=True)
         pom = self.lib_dir.parent / "pom.xml"  # Maven needs a file; the package may be a wheel or a zip
         pom.write_text(kafka_pom(), encoding="utf-8")
@@ -226,7 +227,7 @@ class LocalKafka:
         props = self._write_config()
         if not (self.data_dir / "logs" / "meta.properties").exists():
             cluster_id = new_cluster_id()
-            proc = subprocess.run(
+            formatted = subprocess.run(
                 [java, "-cp", self._classpath(), f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
                  f"-Dccmon.kafka.log={self.log_file}", "kafka.tools.StorageTool", "format", "-t", cluster_id,
                  "-c", str(props),
@@ -234,9 +235,9 @@ class LocalKafka:
                    for arg in ("--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"))],
                 capture_output=True, text=True,
             )
-            if proc.returncode != 0:
+            if formatted.returncode != 0:
                 raise CcmonError(f"formatting Kafka storage in {self.data_dir} failed: "
-                                 f"{(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
+                                 f"{(formatted.stdout + formatted.stderr).strip().splitlines()[-1:]}")
         _say(f"starting Apache Kafka {self.version} (KRaft) on {self.address}, logs in {self.log_file}")
         out = open(self.data_dir / "kafka.out", "ab")
         proc = subprocess.Popen(
@@ -253,7 +254,8 @@ class LocalKafka:
                 self.pid_file.unlink(missing_ok=True)
                 raise CcmonError(f"Kafka exited during start-up (code {proc.returncode}); see {self.log_file}")
             if self.accepts_clients():
-                return f"running (pid {proc.pid}) on {self.address}, ready after {time.monotonic() - started:.1f} s"
+                ready_s = time.monotonic() - started
+                return f"running (pid {proc.pid}) on {self.address}, ready after {ready_s:.1f} s"
             time.sleep(0.2)
         raise CcmonError(f"Kafka did not accept clients within {START_TIMEOUT_S:.0f} s; see {self.log_file}")
 

@@ -42,7 +42,8 @@ def _parse(spec: str) -> tuple[str, int] | None:
         return None
     point, _, n = spec.partition(":")
     if point not in POINTS or not n.isdigit() or int(n) < 1:
-        sys.exit(f"ccmon: CCMON_TEST_KILL_AT={spec!r}: want POINT:N with N >= 1 and POINT one of {', '.join(POINTS)}")
+        sys.exit(f"ccmon: CCMON_TEST_KILL_AT={spec!r}: want POINT:N with N >= 1 "
+                 f"and POINT one of {', '.join(POINTS)}")
     return point, int(n)
 
 

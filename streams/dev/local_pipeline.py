@@ -5,7 +5,8 @@ For unit tests with hand-computed expectations and for benchmarking the pure cor
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 

@@ -27,7 +27,8 @@ its committed offset, or to the beginning when it has none, and drops what it ha
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, cast
 
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import Message

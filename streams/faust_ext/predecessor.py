@@ -23,8 +23,8 @@ from aiokafka.client import AIOKafkaClient, ConnectionGroup, CoordinationType
 from aiokafka.protocol.group import LeaveGroupRequest
 
 from streams.config import Settings
-from streams.kafka.auth import client_kwargs
 from streams.dev.kafka_local import _alive  # a running process, zombies excluded
+from streams.kafka.auth import client_kwargs
 
 log = logging.getLogger("ccmon.worker")
 

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from typing import Any, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
 
 from aiokafka.errors import KafkaConnectionError
 
@@ -85,7 +86,7 @@ def connect_errors() -> Iterator[list[str]]:
         logger.propagate = propagate
 
 
-def explain(exc: BaseException, s: Settings, logged: list[str] = ()) -> CcmonError | None:
+def explain(exc: BaseException, s: Settings, logged: Sequence[str] = ()) -> CcmonError | None:
     """A one-line, actionable message for a failure to authenticate or to set up TLS, else None."""
     text = " ".join([type(exc).__name__, str(exc), *logged])
     where = f"Kafka at {s.bootstrap_servers}"
@@ -106,7 +107,7 @@ async def start_client(s: Settings, start: Callable[[], Awaitable[Any]], close: 
     with connect_errors() as logged:
         try:
             await asyncio.wait_for(start(), timeout_s)
-        except (KafkaConnectionError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, KafkaConnectionError, OSError) as exc:
             await close()
             raise explain(exc, s, logged) or CcmonError(
                 f"cannot reach Kafka at {s.bootstrap_servers}: is it running? "

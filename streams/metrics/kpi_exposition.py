@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Callable, Collection
 
 from prometheus_client.utils import floatToGoString
 
@@ -82,10 +82,11 @@ def escape(value: str) -> str:
 def _histogram(name: str, labels: str, le: list[str], raw: list[float]) -> str:
     """Per-bucket counts + sum → cumulative ``_bucket`` lines, ``_count`` and ``_sum``."""
     lines, acc = [], 0.0
-    for bound, n in zip(le, raw[:-1]):
+    for bound, n in zip(le, raw[:-1], strict=False):
         acc += n
         lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {floatToGoString(acc)}\n')
-    lines.append(f"{name}_count{{{labels}}} {floatToGoString(acc)}\n{name}_sum{{{labels}}} {floatToGoString(raw[-1])}\n")
+    lines.append(f"{name}_count{{{labels}}} {floatToGoString(acc)}\n"
+                 f"{name}_sum{{{labels}}} {floatToGoString(raw[-1])}\n")
     return "".join(lines)
 
 

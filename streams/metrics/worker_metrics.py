@@ -5,14 +5,14 @@ They describe this process and restart at 0 with it; the KPI series are streams.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from streams.faust_ext.internals import read_offsets
 from streams.core.intake import ACCEPTED, DUPLICATE, LATE, REJECTED
+from streams.faust_ext.internals import read_offsets
 
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
 

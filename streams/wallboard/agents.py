@@ -4,8 +4,9 @@ the optional per-agent Prometheus series, all read from the same per-agent recor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 from prometheus_client.utils import floatToGoString
 

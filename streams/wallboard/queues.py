@@ -3,8 +3,9 @@ as /metrics, so the page shows exactly the numbers Prometheus scrapes."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from importlib import resources
-from typing import Any, Collection
+from typing import Any
 
 from streams.config import Settings
 from streams.core import kpis

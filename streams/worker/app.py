@@ -12,7 +12,8 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any, Iterable, NoReturn
+from collections.abc import Iterable
+from typing import Any, NoReturn
 
 import orjson
 from prometheus_client import CollectorRegistry
@@ -116,12 +117,12 @@ class Pipeline:
     def _add_agents(self) -> None:
         app, s = self.app, self.settings
 
-        @app.on_partitions_assigned.connect
-        async def on_partitions_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode: positional-only sender
+        async def on_partitions_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
             killpoints.reached("assigned")
 
-        @app.on_rebalance_complete.connect
-        async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
+        @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # (as above)
+        async def on_rebalance_complete(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
             # between two batches: the agents hold these while they change the tables
             async with self._lifecycle_lock, self._queues_lock:
                 dropped = self._drop_unowned()

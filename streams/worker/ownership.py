@@ -3,7 +3,8 @@ about its share. With several workers each queue and agent is exported by exactl
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from streams.config import Settings
 from streams.core.layout import partition_for_queue

@@ -4,7 +4,8 @@ queue registry, bucket lists) must be rebuilt from them."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from streams.config import Settings
 from streams.core.agentview import AgentStore

@@ -21,7 +21,8 @@ delivery future (``streams.faust_ext.changelog.Changelog``), so the unit tests d
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Iterable, Protocol
+from collections.abc import Awaitable, Iterable
+from typing import Any, Protocol
 
 from streams.dev import killpoints
 
