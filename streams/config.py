@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -47,6 +48,35 @@ class QueueThresholds:
     sl_threshold_s: float = 20.0
     sl_target: float = 0.8
     short_abandon_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class KpiSettings:
+    """The group the pure core gets (``Settings.kpi``): the KPI rules' parameters, the state caps,
+    and the input topics and partition count it decides by. Nothing about Kafka, the web or I/O."""
+
+    calls_topic: str = "cc.calls"
+    chats_topic: str = "cc.chats"
+    agents_topic: str = "cc.agents"
+    partitions: int = 8
+    timezone: str = "UTC"
+    lateness_s: float = 600.0
+    future_tolerance_s: float = 300.0
+    acw_timeout_s: float = 600.0
+    retention_s: float = 86400.0
+    bucket_s: int = 10
+    max_queues: int = 1000
+    max_agents: int = 5000
+    defaults: QueueThresholds = QueueThresholds()
+    queues: Mapping[str, QueueThresholds] = field(default_factory=dict)
+
+    @property
+    def contact_topics(self) -> dict[str, str]:
+        """Input topic name → channel it carries."""
+        return {self.calls_topic: "voice", self.chats_topic: "chat"}
+
+    def thresholds(self, queue: str) -> QueueThresholds:
+        return self.queues.get(queue, self.defaults)
 
 
 @dataclass(frozen=True)
@@ -105,17 +135,22 @@ class Settings:
         """Short name (a recording's, the simulator's) → input topic name: the one mapping."""
         return {"calls": self.calls_topic, "chats": self.chats_topic, "agents": self.agents_topic}
 
+    @cached_property
+    def kpi(self) -> KpiSettings:
+        """The pure core's group: the same values, and nothing else."""
+        return KpiSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(KpiSettings)})
+
     @property
     def contact_topics(self) -> dict[str, str]:
         """Input topic name → channel it carries."""
-        return {self.calls_topic: "voice", self.chats_topic: "chat"}
+        return self.kpi.contact_topics
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
     def thresholds(self, queue: str) -> QueueThresholds:
-        return self.queues.get(queue, self.defaults)
+        return self.kpi.thresholds(queue)
 
 
 def _positive_int(name: str, raw: str) -> int:

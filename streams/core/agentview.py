@@ -38,7 +38,7 @@ from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from streams.config import Settings
+from streams.config import KpiSettings
 from streams.core.events import AGENT_STATES, LOGGED_IN_STATES
 from streams.core.facts import Fact, Kind
 from streams.core.layout import AGENT_RECORD, agent_of_record, agent_record_key
@@ -98,7 +98,7 @@ class AgentRow:
 class AgentStore:
     """Applies per-agent facts to the record mapping and reads agent rows back out of it."""
 
-    def __init__(self, data: MutableMapping[str, Any], settings: Settings) -> None:
+    def __init__(self, data: MutableMapping[str, Any], settings: KpiSettings) -> None:
         self.data = data
         self.settings = settings
         self.zone = ZoneInfo(settings.timezone)

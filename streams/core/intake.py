@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import orjson
 
-from streams.config import Settings
+from streams.config import KpiSettings
 from streams.core.events import Reason, Rejection, parse_agent, parse_contact
 from streams.core.facts import AGENT_ROUTED, Fact
 from streams.core.layout import (
@@ -134,7 +134,7 @@ class BatchOutput:
 
 
 class Intake:
-    def __init__(self, data: MutableMapping[str, Any], settings: Settings) -> None:
+    def __init__(self, data: MutableMapping[str, Any], settings: KpiSettings) -> None:
         self.data = data
         self.s = settings
         self.channels = settings.contact_topics

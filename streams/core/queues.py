@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from streams.config import QueueThresholds, Settings
+from streams.config import KpiSettings, QueueThresholds
 from streams.core import kpis
 from streams.core.erlang import agents_required
 from streams.core.events import AGENT_STATES, DEQUEUE_REASONS, dequeue_label
@@ -129,7 +129,7 @@ class _Index:
 class QueueStore:
     """Applies facts to the record mapping and reads KPIs back out of it."""
 
-    def __init__(self, data: MutableMapping[str, Any], settings: Settings) -> None:
+    def __init__(self, data: MutableMapping[str, Any], settings: KpiSettings) -> None:
         self.data = data
         self.settings = settings
         self.bucket_s = settings.bucket_s

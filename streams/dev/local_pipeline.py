@@ -24,9 +24,9 @@ class LocalPipeline:
         self.lifecycle: dict[str, Any] = {}
         self.queues: dict[str, Any] = {}
         self.agents: dict[str, Any] = {}
-        self.intake = Intake(self.lifecycle, settings)
-        self.store = QueueStore(self.queues, settings)
-        self.agent_store = AgentStore(self.agents, settings)
+        self.intake = Intake(self.lifecycle, settings.kpi)
+        self.store = QueueStore(self.queues, settings.kpi)
+        self.agent_store = AgentStore(self.agents, settings.kpi)
         self.dead: list[Any] = []
         self.results: dict[tuple[str, str], int] = {}
         self._offsets: dict[tuple[str, int], int] = {}

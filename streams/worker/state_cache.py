@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from streams.config import Settings
+from streams.config import KpiSettings, Settings
 from streams.core.agentview import AgentStore
 from streams.core.intake import Intake
 from streams.core.queues import QueueStore
@@ -36,10 +36,10 @@ class StateCache:
         """The tables' partitions changed: every object is rebuilt on its next use."""
         self.generation += 1
 
-    def _get(self, name: str, make: Callable[[Any, Settings], T]) -> T:
+    def _get(self, name: str, make: Callable[[Any, KpiSettings], T]) -> T:
         cached = self._cached[name]
         if cached.value is None or cached.generation != self.generation:
-            cached.value = make(self._tables[name].data, self.settings)
+            cached.value = make(self._tables[name].data, self.settings.kpi)
             cached.generation = self.generation
         value: T = cached.value
         return value

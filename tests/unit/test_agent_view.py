@@ -156,7 +156,7 @@ def test_agent_ids_are_forgotten_for_the_cap_a_retention_period_after_they_were_
     assert out.dead == [] and set(p.intake.known_agents) == {"keeper", "new"}
     # a restarted worker counts the same agents from its records
     from streams.core.intake import Intake
-    assert Intake(p.lifecycle, p.settings).known_agents == p.intake.known_agents
+    assert Intake(p.lifecycle, p.settings.kpi).known_agents == p.intake.known_agents
 
 
 def test_offline_agents_and_old_days_expire_from_the_agent_view():

@@ -74,7 +74,7 @@ def test_a_watermark_without_an_accepted_event_survives_the_changelog():
     p.feed([p.record(CALLS, b"{not json"), p.record(CALLS, ev("offered", "c1", at("10:00:00"), queue="q"))], now=NOW)
     assert p.lifecycle["m|cc.calls|0"][1] == 1
     data = {"m|cc.calls|0": [None, 0, 0]}
-    intake = Intake(data, settings())
+    intake = Intake(data, settings().kpi)
     assert data["m|cc.calls|0"][0] == -math.inf
     out = intake.process([p.record(CALLS, ev("offered", "c2", at("10:00:01"), queue="q"))], now=NOW)
     assert out.results[(CALLS, "accepted")] == 1 and intake.sweep().writes == {}

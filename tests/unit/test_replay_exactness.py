@@ -78,7 +78,7 @@ def crash(p: LocalPipeline, committed: dict, log: list, persisted) -> None:
                 state[key] = copy.deepcopy(value)
     p.lifecycle.clear()
     p.lifecycle.update(state)
-    p.intake = Intake(p.lifecycle, p.settings)  # a restarted worker rebuilds its index
+    p.intake = Intake(p.lifecycle, p.settings.kpi)  # a restarted worker rebuilds its index
 
 
 def run(records: list[Record], now: float, rng: random.Random | None = None, crashes: int = 0) -> LocalPipeline:
