@@ -80,29 +80,18 @@ class KpiSettings:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything the worker, producers and local Kafka need to know."""
+class Settings(KpiSettings):
+    """Everything the worker, producers and local Kafka need to know: the core's group
+    (:class:`KpiSettings`, declared there) and the rest."""
 
     broker: str = "kafka://127.0.0.1:9092"
     app_id: str = "ccmon"
-    calls_topic: str = "cc.calls"
-    chats_topic: str = "cc.chats"
-    agents_topic: str = "cc.agents"
     dead_letter_topic: str = "cc.dead-letter"
     facts_topic: str = "ccmon-facts"
-    partitions: int = 8
     replication_factor: int = 1
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: str = DEFAULT_DATA_DIR
-    timezone: str = "UTC"
-    lateness_s: float = 600.0
-    future_tolerance_s: float = 300.0
-    acw_timeout_s: float = 600.0
-    retention_s: float = 86400.0
-    bucket_s: int = 10
-    max_queues: int = 1000
-    max_agents: int = 5000
     agent_metrics: bool = False
     agent_acw_limit_s: float = 300.0
     agent_away_limit_s: float = 900.0
@@ -120,8 +109,6 @@ class Settings:
     kafka_ca_file: str | None = None
     kafka_cert_file: str | None = None
     kafka_key_file: str | None = None
-    defaults: QueueThresholds = QueueThresholds()
-    queues: Mapping[str, QueueThresholds] = field(default_factory=dict)
     log_level: str = "info"
     local_broker: LocalBrokerSettings = LocalBrokerSettings()
 
@@ -137,20 +124,13 @@ class Settings:
 
     @cached_property
     def kpi(self) -> KpiSettings:
-        """The pure core's group: the same values, and nothing else."""
+        """The pure core's group alone (the core is typed to take it, not the whole Settings)."""
         return KpiSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(KpiSettings)})
-
-    @property
-    def contact_topics(self) -> dict[str, str]:
-        """Input topic name → channel it carries."""
-        return self.kpi.contact_topics
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def thresholds(self, queue: str) -> QueueThresholds:
-        return self.kpi.thresholds(queue)
 
 
 def _positive_int(name: str, raw: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -32,23 +33,14 @@ def add_pages(p: Pipeline) -> None:
             body += agent_view.render(state.agent_store(), time.time(), own.agent_filter()).encode()
         return web.bytes(body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
-    @app.page("/wallboard")
-    async def wallboard(web: Any, request: Any) -> Any:
-        return web.bytes(queue_view.page(), headers=HTML)
-
-    @app.page("/api/wallboard")
-    async def wallboard_data(web: Any, request: Any) -> Any:
-        body = queue_view.snapshot(state.store(), s, time.time(), own.scope("queue"), own.owned_partitions())
-        return web.bytes(orjson.dumps(body), headers=JSON)
-
-    @app.page("/agents")
-    async def agents_page(web: Any, request: Any) -> Any:
-        return web.bytes(agent_view.page(), headers=HTML)
-
-    @app.page("/api/agents")
-    async def agents_data(web: Any, request: Any) -> Any:
-        body = agent_view.snapshot(state.agent_store(), s, time.time(), own.scope("agent"), own.agent_filter())
-        return web.bytes(orjson.dumps(body), headers=JSON)
+    # the two supervisor pages: static HTML, and the JSON of this worker's share it polls
+    for path, html, data in (
+        ("/wallboard", queue_view.page,
+         lambda: queue_view.snapshot(state.store(), s, time.time(), own.scope("queue"), own.owned_partitions())),
+        ("/agents", agent_view.page,
+         lambda: agent_view.snapshot(state.agent_store(), s, time.time(), own.scope("agent"), own.agent_filter())),
+    ):
+        _add_page(app, path, html, data)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
@@ -56,3 +48,13 @@ def add_pages(p: Pipeline) -> None:
         body = {"ready": own.ready, "broker": {None: "unknown", True: "up", False: "down"}[p.broker.up],
                 "queues": p.owned_queue_count()}
         return web.json(body, status=200 if healthy else 503)
+
+
+def _add_page(app: Any, path: str, html: Callable[[], bytes], data: Callable[[], Any]) -> None:
+    @app.page(path, name=path.strip("/"))
+    async def page(web: Any, request: Any) -> Any:
+        return web.bytes(html(), headers=HTML)
+
+    @app.page(f"/api{path}", name=f"api-{path.strip('/')}")
+    async def page_data(web: Any, request: Any) -> Any:
+        return web.bytes(orjson.dumps(data()), headers=JSON)
