@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -22,6 +22,12 @@ import orjson
 from streams.errors import CcmonError
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+#: Kafka's security protocols and SASL mechanisms ccmon supports, the one list of each
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SECURITY_PROTOCOLS: tuple[str, ...] = get_args(SecurityProtocol)
+TLS_PROTOCOLS: tuple[str, ...] = ("SSL", "SASL_SSL")  #: the protocols that connect with TLS
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+SASL_MECHANISMS: tuple[str, ...] = get_args(SaslMechanism)
 #: where ccmon keeps local data (the dev broker's, the worker's) unless CCMON_DATA_DIR says otherwise
 DEFAULT_DATA_DIR = str(Path.home() / ".local" / "share" / "ccmon")
 
@@ -174,14 +180,14 @@ def _positive_float(name: str, raw: str) -> float:
 
 def _security_protocol(name: str, raw: str) -> str:
     value = raw.strip().upper()
-    if value not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+    if value not in SECURITY_PROTOCOLS:
         raise ConfigError(f"{name}={raw!r}: use PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT")
     return value
 
 
 def _sasl_mechanism(name: str, raw: str) -> str:
     value = raw.strip().upper()
-    if value not in ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"):
+    if value not in SASL_MECHANISMS:
         raise ConfigError(f"{name}={raw!r}: use SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN")
     return value
 

@@ -17,14 +17,14 @@ from typing import Any
 
 from aiokafka.errors import KafkaConnectionError
 
-from streams.config import Settings
+from streams.config import TLS_PROTOCOLS, Settings
 from streams.errors import CcmonError
 
 
 def ssl_context(s: Settings) -> ssl.SSLContext | None:
     """The TLS context for SSL and SASL_SSL: the system's CAs or ``CCMON_KAFKA_CA_FILE``, hostname
     checked, and a client certificate when one is configured."""
-    if s.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+    if s.kafka_security_protocol not in TLS_PROTOCOLS:
         return None
     try:
         ctx = ssl.create_default_context(cafile=s.kafka_ca_file)
