@@ -4,7 +4,7 @@ the optional per-agent Prometheus series, all read from the same per-agent recor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
 
@@ -24,10 +24,34 @@ def over_limit(row: AgentRow, now: float, settings: Settings) -> bool:
     return limit is not None and now - row.since > limit
 
 
+def _count(query: Mapping[str, str], name: str, least: int) -> int | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < least:
+        raise ValueError(f"{name} must be an integer >= {least}, not {raw[:32]!r}")
+    return int(raw)
+
+
+def page_params(query: Mapping[str, str]) -> tuple[int, int | None]:
+    """(offset, limit) of ``/api/agents?offset=N&limit=M``: both optional, offset 0 and every
+    agent by default (the page shows them all; the agent cap bounds them); a ValueError with a
+    one-line reason for anything but a non-negative offset and a positive limit."""
+    return _count(query, "offset", 0) or 0, _count(query, "limit", 1)
+
+
 def snapshot(store: AgentStore, settings: Settings, now: float, scope: str,
-             owned: Callable[[str], bool] | None = None) -> dict[str, Any]:
+             owned: Callable[[str], bool] | None = None, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+    """One poll's rows, in agent id order, ``limit`` of them from ``offset`` (all by default):
+    ``total`` counts every agent shown here and ``next_offset`` is where the next page starts
+    (None after the last). Only the rows of the page are computed."""
+    ids = store.agent_ids(owned)
+    page = ids[offset:] if limit is None else ids[offset:offset + limit]
     agents = []
-    for r in store.rows(now, owned):
+    for agent_id in page:
+        r = store.row(agent_id, now)
+        if r is None:
+            continue
         agents.append({
             "agent": r.agent, "name": r.name, "state": r.state, "reason": r.reason, "since": r.since,
             "state_s": max(0.0, now - r.since) if r.since is not None else None,
@@ -37,7 +61,9 @@ def snapshot(store: AgentStore, settings: Settings, now: float, scope: str,
             "occupancy_today": r.occupancy_today, "missed_today": r.missed_today,
             "state_s_today": r.state_s_today,
         })
-    return {"generated_at": now, "scope": scope, "agents": agents, "timezone": settings.timezone,
+    end = offset + len(page)
+    return {"generated_at": now, "scope": scope, "agents": agents, "total": len(ids), "offset": offset,
+            "limit": limit, "next_offset": end if end < len(ids) else None, "timezone": settings.timezone,
             "limits": {"acw_s": settings.agent_acw_limit_s, "away_s": settings.agent_away_limit_s},
             "states": list(AGENT_STATES)}
 

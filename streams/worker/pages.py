@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -33,14 +33,17 @@ def add_pages(p: Pipeline) -> None:
             body += agent_view.render(state.agent_store(), time.time(), own.agent_filter()).encode()
         return web.bytes(body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
+    def wallboard_data(query: Mapping[str, str]) -> Any:
+        return queue_view.snapshot(state.store(), s, time.time(), own.scope("queue"), own.owned_partitions())
+
+    def agents_data(query: Mapping[str, str]) -> Any:
+        offset, limit = agent_view.page_params(query)  # ?offset=&limit= (docs/wallboard.md): all by default
+        return agent_view.snapshot(state.agent_store(), s, time.time(), own.scope("agent"), own.agent_filter(),
+                                   offset, limit)
+
     # the two supervisor pages: static HTML, and the JSON of this worker's share it polls
-    for path, html, data in (
-        ("/wallboard", queue_view.page,
-         lambda: queue_view.snapshot(state.store(), s, time.time(), own.scope("queue"), own.owned_partitions())),
-        ("/agents", agent_view.page,
-         lambda: agent_view.snapshot(state.agent_store(), s, time.time(), own.scope("agent"), own.agent_filter())),
-    ):
-        _add_page(app, path, html, data)
+    _add_page(app, "/wallboard", queue_view.page, wallboard_data)
+    _add_page(app, "/agents", agent_view.page, agents_data)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
@@ -50,11 +53,17 @@ def add_pages(p: Pipeline) -> None:
         return web.json(body, status=200 if healthy else 503)
 
 
-def _add_page(app: Any, path: str, html: Callable[[], bytes], data: Callable[[], Any]) -> None:
+def _add_page(app: Any, path: str, html: Callable[[], bytes], data: Callable[[Mapping[str, str]], Any]) -> None:
+    """``path`` serves the page, ``/api{path}`` its JSON from the request's query; a bad query
+    parameter (``data`` raises ValueError) is a 400 with a one-line error."""
     @app.page(path, name=path.strip("/"))
     async def page(web: Any, request: Any) -> Any:
         return web.bytes(html(), headers=HTML)
 
     @app.page(f"/api{path}", name=f"api-{path.strip('/')}")
     async def page_data(web: Any, request: Any) -> Any:
-        return web.bytes(orjson.dumps(data()), headers=JSON)
+        try:
+            body = data(request.query)
+        except ValueError as exc:
+            return web.json({"error": str(exc)}, status=400)
+        return web.bytes(orjson.dumps(body), headers=JSON)

@@ -171,3 +171,31 @@ def test_offline_agents_and_old_days_expire_from_the_agent_view():
     assert gone == ["p|a1"] and p.agent_store.agent_ids() == ["a2"]
     _, changed = p.agent_store.expire(at("09:00:00", day="2026-11-25"))
     assert changed == ["p|a2"] and p.agents["p|a2"]["v"]["d"] == {}
+
+
+def test_api_agents_pages_by_offset_and_limit_in_agent_id_order():
+    import pytest
+    from streams.wallboard import agents as agent_view
+    p = LocalPipeline(settings())
+    now = at("09:01:00")
+    feed(p, [(AGENTS, agent(f"a{i}", "available", ["sales"], at("09:00:00"))) for i in (3, 1, 4, 0, 2)], now=now)
+    whole = agent_view.snapshot(p.agent_store, p.settings, now, "all")
+    assert [a["agent"] for a in whole["agents"]] == ["a0", "a1", "a2", "a3", "a4"]
+    assert (whole["total"], whole["offset"], whole["limit"], whole["next_offset"]) == (5, 0, None, None)
+    pages, offset = [], 0
+    while offset is not None:
+        page = agent_view.snapshot(p.agent_store, p.settings, now, "all", offset=offset, limit=2)
+        pages.append([a["agent"] for a in page["agents"]])
+        assert page["total"] == 5
+        offset = page["next_offset"]
+    assert pages == [["a0", "a1"], ["a2", "a3"], ["a4"]]
+    assert agent_view.snapshot(p.agent_store, p.settings, now, "all", offset=9)["agents"] == []
+    # only the worker's own agents count, as on the page
+    mine = agent_view.snapshot(p.agent_store, p.settings, now, "share", owned=lambda a: a in ("a1", "a3"), limit=1)
+    assert ([a["agent"] for a in mine["agents"]], mine["total"], mine["next_offset"]) == (["a1"], 2, 1)
+    assert agent_view.page_params({}) == (0, None)
+    assert agent_view.page_params({"offset": "10", "limit": "50"}) == (10, 50)
+    assert agent_view.page_params({"offset": "", "limit": ""}) == (0, None)
+    for bad in ({"offset": "-1"}, {"limit": "0"}, {"limit": "ten"}, {"offset": "²"}, {"limit": "1.5"}):
+        with pytest.raises(ValueError, match="must be an integer"):
+            agent_view.page_params(bad)
