@@ -52,8 +52,10 @@ def read(path: Path) -> Iterator[Message]:
                 if not isinstance(topic, str) or not (key is None or isinstance(key, str)):
                     raise TypeError
             except (ValueError, KeyError, TypeError):
-                raise CcmonError(f"{path}:{lineno}: not a recording line "
-                                 f'(expected {{"topic": ..., "key": ..., "value": ...}})') from None
+                raise CcmonError(
+                    f"{path}:{lineno}: not a recording line "
+                    f'(expected {{"topic": ..., "key": ..., "value": ...}})'
+                ) from None
             raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else orjson.dumps(value)
             at = doc.get("at")
             if not isinstance(at, (int, float)):
@@ -71,4 +73,3 @@ def line(topic: str, key: str | None, value: Any) -> bytes:
         return orjson.dumps(doc) + b"\n"
     except TypeError:  # lone surrogates standing for raw bytes
         return json.dumps(doc).encode() + b"\n"
-

@@ -34,14 +34,21 @@ async def replay(s: Settings, path: Path, speed: float | None = None, quiet: boo
                 pending.clear()
             if not quiet and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                 last_report = time.monotonic()
-                print(f"ccmon replay: {sent}/{len(messages)} messages ({sent / len(messages):.0%})",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"ccmon replay: {sent}/{len(messages)} messages ({sent / len(messages):.0%})",
+                    file=sys.stderr,
+                    flush=True,
+                )
         await asyncio.gather(*pending)
         await producer.flush()
     finally:
         await producer.stop()
     if not quiet:
         elapsed = time.monotonic() - started
-        print(f"ccmon replay: {sent} messages from {path} in {elapsed:.1f} s "
-              f"({sent / elapsed if elapsed else 0:.0f}/s)", file=sys.stderr, flush=True)
+        print(
+            f"ccmon replay: {sent} messages from {path} in {elapsed:.1f} s "
+            f"({sent / elapsed if elapsed else 0:.0f}/s)",
+            file=sys.stderr,
+            flush=True,
+        )
     return sent

@@ -70,7 +70,8 @@ class Scenario:
         """Arrival rates × ``rate`` and agent counts × ``agents`` (at least 1 per group)."""
         return self.replace(
             queues=tuple(dataclasses.replace(q, per_hour=q.per_hour * rate) for q in self.queues),
-            agents=tuple(dataclasses.replace(g, count=max(1, round(g.count * agents))) for g in self.agents))
+            agents=tuple(dataclasses.replace(g, count=max(1, round(g.count * agents))) for g in self.agents),
+        )
 
 
 def _num(where: str, value: Any, low: float = 0.0, high: float | None = None, strict: bool = False) -> float:
@@ -91,9 +92,15 @@ def parse(doc: dict[str, Any], source: str) -> Scenario:
             raise CcmonError(f"{where}.name must match [A-Za-z0-9_.-]{{1,64}}")
         if q.get("channel") not in CHANNELS:
             raise CcmonError(f"{where}.channel must be voice or chat")
-        queues.append(QueueSpec(name, q["channel"], _num(f"{where}.per_hour", q.get("per_hour"), strict=True),
-                                _num(f"{where}.talk_mean_s", q.get("talk_mean_s"), strict=True),
-                                _num(f"{where}.patience_mean_s", q.get("patience_mean_s"), strict=True)))
+        queues.append(
+            QueueSpec(
+                name,
+                q["channel"],
+                _num(f"{where}.per_hour", q.get("per_hour"), strict=True),
+                _num(f"{where}.talk_mean_s", q.get("talk_mean_s"), strict=True),
+                _num(f"{where}.patience_mean_s", q.get("patience_mean_s"), strict=True),
+            )
+        )
     if not queues:
         raise CcmonError(f"{source}: needs at least one [[queues]] entry")
     names = {(q.name, q.channel) for q in queues}
@@ -115,19 +122,28 @@ def parse(doc: dict[str, Any], source: str) -> Scenario:
     if not isinstance(hourly, list) or len(hourly) != 24:
         raise CcmonError(f"{source}: profile.hourly must list 24 multipliers, one per hour")
     return Scenario(
-        tuple(queues), tuple(agents),
+        tuple(queues),
+        tuple(agents),
         hold_probability=_num(f"{source}: handling.hold_probability", h.get("hold_probability", 0.2), high=1),
         hold_mean_s=_num(f"{source}: handling.hold_mean_s", h.get("hold_mean_s", 40), strict=True),
-        transfer_probability=_num(f"{source}: handling.transfer_probability", h.get("transfer_probability", 0.05),
-                                  high=1),
+        transfer_probability=_num(
+            f"{source}: handling.transfer_probability", h.get("transfer_probability", 0.05), high=1
+        ),
         acw_mean_s=_num(f"{source}: handling.acw_mean_s", h.get("acw_mean_s", 35), strict=True),
-        missing_wrapup_probability=_num(f"{source}: handling.missing_wrapup_probability",
-                                        h.get("missing_wrapup_probability", 0.02), high=1),
+        missing_wrapup_probability=_num(
+            f"{source}: handling.missing_wrapup_probability",
+            h.get("missing_wrapup_probability", 0.02),
+            high=1,
+        ),
         survey_rate=_num(f"{source}: surveys.response_rate", s.get("response_rate", 0.3), high=1),
         survey_delay_max_s=_num(f"{source}: surveys.delay_max_s", s.get("delay_max_s", 900), strict=True),
-        away_probability=_num(f"{source}: center.agents_state_noise", c.get("agents_state_noise", 0.05), high=1),
+        away_probability=_num(
+            f"{source}: center.agents_state_noise", c.get("agents_state_noise", 0.05), high=1
+        ),
         hourly=tuple(_num(f"{source}: profile.hourly[{i}]", x) for i, x in enumerate(hourly)),
-        miss_probability=_num(f"{source}: handling.miss_probability", h.get("miss_probability", 0.03), high=1),
+        miss_probability=_num(
+            f"{source}: handling.miss_probability", h.get("miss_probability", 0.03), high=1
+        ),
         acw_lingerers=_num(f"{source}: center.acw_lingerers", c.get("acw_lingerers", 0.1), high=1),
         ces_rate=_num(f"{source}: surveys.ces_rate", s.get("ces_rate", 0.6), high=1),
     )
@@ -155,8 +171,10 @@ class Incident:
     agent: str | None = None  #: agent-stuck: the agent id
 
 
-_INCIDENT = re.compile(r"(abandon-spike|agents-away|bad-input|agent-stuck):([A-Za-z0-9_.-]+)@(\d+(?:\.\d+)?)"
-                       r"(?:\+(\d+(?:\.\d+)?))?\Z")
+_INCIDENT = re.compile(
+    r"(abandon-spike|agents-away|bad-input|agent-stuck):([A-Za-z0-9_.-]+)@(\d+(?:\.\d+)?)"
+    r"(?:\+(\d+(?:\.\d+)?))?\Z"
+)
 
 
 def parse_incident(text: str) -> Incident:
@@ -164,9 +182,11 @@ def parse_incident(text: str) -> Incident:
     ``agent-stuck:AGENT@START+DURATION``."""
     m = _INCIDENT.match(text)
     if not m:
-        raise ValueError(f"{text!r}: expected abandon-spike:QUEUE@START+DURATION, "
-                         f"agents-away:N@START+DURATION, bad-input:N@START or agent-stuck:AGENT@START+DURATION "
-                         f"(seconds)")
+        raise ValueError(
+            f"{text!r}: expected abandon-spike:QUEUE@START+DURATION, "
+            f"agents-away:N@START+DURATION, bad-input:N@START or agent-stuck:AGENT@START+DURATION "
+            f"(seconds)"
+        )
     kind, arg, start, duration = m.group(1), m.group(2), float(m.group(3)), float(m.group(4) or 0)
     if kind == "abandon-spike":
         if duration <= 0:

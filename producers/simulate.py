@@ -31,10 +31,57 @@ from streams.config import Settings
 CHANNEL_TOPIC = {"voice": "calls", "chat": "chats"}
 SPIKE_RATE, SPIKE_PATIENCE = 3.0, 1 / 8  #: an abandonment spike: 3× arrivals, 1/8 of the patience
 # --- the agent view (issue 14): names, breaks with reasons, missed offers, lingering in ACW ---
-FIRST = ("Ada", "Ben", "Cleo", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ines", "Jon", "Kim", "Leo", "Maya", "Nils",
-         "Omar", "Pia", "Raj", "Sara", "Tom", "Uma", "Vera", "Wes", "Yara", "Zoe")
-LAST = ("Berg", "Costa", "Diaz", "Engel", "Fox", "Garcia", "Haas", "Ito", "Jensen", "Khan", "Lind", "Moreau",
-        "Novak", "Okafor", "Park", "Quinn", "Rossi", "Silva", "Tan", "Ueda", "Vogel", "Weber", "Young")
+FIRST = (
+    "Ada",
+    "Ben",
+    "Cleo",
+    "Dan",
+    "Eva",
+    "Finn",
+    "Gia",
+    "Hugo",
+    "Ines",
+    "Jon",
+    "Kim",
+    "Leo",
+    "Maya",
+    "Nils",
+    "Omar",
+    "Pia",
+    "Raj",
+    "Sara",
+    "Tom",
+    "Uma",
+    "Vera",
+    "Wes",
+    "Yara",
+    "Zoe",
+)
+LAST = (
+    "Berg",
+    "Costa",
+    "Diaz",
+    "Engel",
+    "Fox",
+    "Garcia",
+    "Haas",
+    "Ito",
+    "Jensen",
+    "Khan",
+    "Lind",
+    "Moreau",
+    "Novak",
+    "Okafor",
+    "Park",
+    "Quinn",
+    "Rossi",
+    "Silva",
+    "Tan",
+    "Ueda",
+    "Vogel",
+    "Weber",
+    "Young",
+)
 #: break reasons after a contact: (reason, weight, shortest, longest seconds); lunch once a day
 BREAKS = (("break", 6, 60, 600), ("lunch", 2, 1800, 3600), ("training", 1, 1200, 3600))
 MISSED_PAUSE_S = 30.0  #: an agent who missed an offer is paused (away, reason missed-offer) this long
@@ -44,6 +91,8 @@ LINGER_FACTOR = 4.0  #: ACW of a lingering agent is this many times the mean
 def agent_name(n: int) -> str:
     """A display name per agent number, deterministic (no draw from the simulation's generator)."""
     return f"{FIRST[(n - 1) % len(FIRST)]} {LAST[((n - 1) // len(FIRST) + (n - 1) * 7) % len(LAST)]}"
+
+
 Event = tuple[str, str, Any]  #: (short topic, key, event dict or raw bytes)
 
 
@@ -75,8 +124,9 @@ class _Contact:
 class Simulator:
     """Generates events in time order; ``advance(t)`` returns every event up to time ``t``."""
 
-    def __init__(self, seed: int, start: float, scenario: Scenario | None = None,
-                 incidents: tuple[Incident, ...] = ()) -> None:
+    def __init__(
+        self, seed: int, start: float, scenario: Scenario | None = None, incidents: tuple[Incident, ...] = ()
+    ) -> None:
         self.sc = scenario or Scenario.default()
         self.rng = random.Random(seed)
         #: ids differ between runs (a second demo, or a second simulator injecting an incident,
@@ -89,9 +139,16 @@ class Simulator:
         self._ids = itertools.count(1)
         self._waiting: list[_Contact] = []
         self.spikes: dict[str, tuple[float, float]] = {}  #: queue → (from, to)
-        self.agents = [_Agent(f"agent-{n:03d}", g.skills, g.channel, g.chat_concurrency if g.channel == "chat" else 1,
-                              name=agent_name(n))
-                       for n, g in enumerate((g for g in self.sc.agents for _ in range(g.count)), 1)]
+        self.agents = [
+            _Agent(
+                f"agent-{n:03d}",
+                g.skills,
+                g.channel,
+                g.chat_concurrency if g.channel == "chat" else 1,
+                name=agent_name(n),
+            )
+            for n, g in enumerate((g for g in self.sc.agents for _ in range(g.count)), 1)
+        ]
         lingering = round(len(self.agents) * self.sc.acw_lingerers)
         for agent in self.agents[::-1][:lingering]:  # the last ones: no draw from the generator
             agent.lingers = True
@@ -131,8 +188,13 @@ class Simulator:
         if agent.state == state and agent.reason == reason:
             return
         agent.state, agent.reason = state, reason
-        event = {"type": "state", "agent_id": agent.agent_id, "state": state, "queues": list(agent.skills),
-                 "name": agent.name}
+        event = {
+            "type": "state",
+            "agent_id": agent.agent_id,
+            "state": state,
+            "queues": list(agent.skills),
+            "name": agent.name,
+        }
         if reason is not None:
             event["reason"] = reason
         self._emit("agents", agent.agent_id, event)
@@ -180,12 +242,19 @@ class Simulator:
 
     # ---- handling ------------------------------------------------------------------------
     def _free(self, agent: _Agent) -> bool:
-        return (agent.state in ("available", "busy") and len(agent.active) < agent.capacity
-                and not agent.away_until)
+        return (
+            agent.state in ("available", "busy")
+            and len(agent.active) < agent.capacity
+            and not agent.away_until
+        )
 
     def _dispatch(self) -> None:
         for c in list(self._waiting):
-            free = [a for a in self.agents if a.channel == c.spec.channel and c.queue in a.skills and self._free(a)]
+            free = [
+                a
+                for a in self.agents
+                if a.channel == c.spec.channel and c.queue in a.skills and self._free(a)
+            ]
             if not free:
                 continue
             agent = min(free, key=lambda a: (len(a.active), self.rng.random()))
@@ -289,7 +358,7 @@ class Simulator:
                     self._schedule_arrival(spec, self.now)
         elif inc.kind == "agents-away":
             until = self.now + inc.duration_s
-            for agent in [a for a in self.agents if not a.away_until and a.state != "offline"][:inc.count]:
+            for agent in [a for a in self.agents if not a.away_until and a.state != "offline"][: inc.count]:
                 agent.away_until = until
                 if not agent.active:
                     self._agent_state(agent, "away", "meeting")
@@ -319,15 +388,30 @@ class Simulator:
 
 def _bad_input(rng: random.Random, now: float) -> bytes:
     ts = int(now * 1000)
-    return rng.choice([
-        b'{"event_id": "x", "type": "offered"',  # truncated JSON
-        b"\xff\xfe\x00garbage",  # not UTF-8
-        orjson.dumps({"event_id": "x", "type": "teleported", "contact_id": "c", "ts": ts}),
-        orjson.dumps({"event_id": "x", "type": "answered", "contact_id": "nobody", "ts": ts, "agent_id": "a"}),
-        orjson.dumps({"event_id": "x", "type": "offered", "contact_id": "c", "ts": "soon", "queue": "q"}),
-        orjson.dumps({"event_id": "x", "type": "offered", "contact_id": "c", "ts": ts + 3_600_000, "queue": "q"}),
-        orjson.dumps({"event_id": "x", "type": "state", "agent_id": "a", "state": "dancing", "queues": [], "ts": ts}),
-    ])
+    return rng.choice(
+        [
+            b'{"event_id": "x", "type": "offered"',  # truncated JSON
+            b"\xff\xfe\x00garbage",  # not UTF-8
+            orjson.dumps({"event_id": "x", "type": "teleported", "contact_id": "c", "ts": ts}),
+            orjson.dumps(
+                {"event_id": "x", "type": "answered", "contact_id": "nobody", "ts": ts, "agent_id": "a"}
+            ),
+            orjson.dumps({"event_id": "x", "type": "offered", "contact_id": "c", "ts": "soon", "queue": "q"}),
+            orjson.dumps(
+                {"event_id": "x", "type": "offered", "contact_id": "c", "ts": ts + 3_600_000, "queue": "q"}
+            ),
+            orjson.dumps(
+                {
+                    "event_id": "x",
+                    "type": "state",
+                    "agent_id": "a",
+                    "state": "dancing",
+                    "queues": [],
+                    "ts": ts,
+                }
+            ),
+        ]
+    )
 
 
 def topic_for(s: Settings, short: str) -> str:
@@ -338,9 +422,18 @@ def _value(value: Any) -> bytes:
     return value if isinstance(value, bytes) else orjson.dumps(value)
 
 
-async def run(s: Settings, *, seed: int, duration: float | None, backfill: float, output: Path | None,
-              scenario: Scenario | None = None, incidents: tuple[Incident, ...] = (), speed: float = 1.0,
-              stop: asyncio.Event | None = None) -> int:
+async def run(
+    s: Settings,
+    *,
+    seed: int,
+    duration: float | None,
+    backfill: float,
+    output: Path | None,
+    scenario: Scenario | None = None,
+    incidents: tuple[Incident, ...] = (),
+    speed: float = 1.0,
+    stop: asyncio.Event | None = None,
+) -> int:
     """Simulate and produce to Kafka (or write a recording). The backfill is produced at once;
     then simulated time runs ``speed`` times faster than the wall clock, ending at the wall clock
     when ``duration`` ends, so no event time is ever in the future."""
@@ -359,9 +452,13 @@ async def run(s: Settings, *, seed: int, duration: float | None, backfill: float
                     raw = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
                     handle.write(line(topic_for(s, topic), key, raw))
                     counts[topic] += 1
-        print(f"ccmon simulate: wrote {sum(counts.values())} events to {output} ({_fmt(counts)})", file=sys.stderr)
+        print(
+            f"ccmon simulate: wrote {sum(counts.values())} events to {output} ({_fmt(counts)})",
+            file=sys.stderr,
+        )
         return sum(counts.values())
     from streams.kafka.producer import start_producer
+
     producer = await start_producer(s)
     mono0 = last_report = time.monotonic()
     try:
@@ -376,14 +473,22 @@ async def run(s: Settings, *, seed: int, duration: float | None, backfill: float
             counts.update(t for t, _, _ in batch)
             if time.monotonic() - last_report >= 5.0:
                 last_report = time.monotonic()
-                print(f"ccmon simulate: {sum(counts.values())} events produced ({_fmt(counts)}), "
-                      f"{sim.waiting} waiting now", file=sys.stderr, flush=True)
+                print(
+                    f"ccmon simulate: {sum(counts.values())} events produced ({_fmt(counts)}), "
+                    f"{sim.waiting} waiting now",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if (duration is not None and elapsed >= duration) or (stop is not None and stop.is_set()):
                 break
             await asyncio.sleep(0.2)
     finally:
         await producer.stop()
-    print(f"ccmon simulate: {sum(counts.values())} events produced ({_fmt(counts)})", file=sys.stderr, flush=True)
+    print(
+        f"ccmon simulate: {sum(counts.values())} events produced ({_fmt(counts)})",
+        file=sys.stderr,
+        flush=True,
+    )
     return sum(counts.values())
 
 

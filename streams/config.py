@@ -138,7 +138,6 @@ class Settings(KpiSettings):
         return ZoneInfo(self.timezone)
 
 
-
 def _positive_int(name: str, raw: str) -> int:
     try:
         value = int(raw)
@@ -315,7 +314,9 @@ LOCAL_BROKER_ENV = ("CCMON_DATA_DIR", "CCMON_KAFKA_VERSION", "CCMON_KAFKA_CACHE"
 
 #: the parsers flags of their own use (``flag_type``)
 PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "port": _port, "positive_int": _positive_int, "positive_float": _positive_float,
+    "port": _port,
+    "positive_int": _positive_int,
+    "positive_float": _positive_float,
     "non_negative_float": _non_negative_float,
 }
 
@@ -349,7 +350,9 @@ def _queue_config(raw: str, defaults: QueueThresholds) -> dict[str, QueueThresho
             raise ConfigError(f"CCMON_QUEUE_CONFIG: entry {queue!r} needs a valid queue name and an object")
         unknown = set(values) - allowed
         if unknown:
-            raise ConfigError(f"CCMON_QUEUE_CONFIG[{queue!r}]: unknown keys {sorted(unknown)}; allowed {sorted(allowed)}")
+            raise ConfigError(
+                f"CCMON_QUEUE_CONFIG[{queue!r}]: unknown keys {sorted(unknown)}; allowed {sorted(allowed)}"
+            )
         parsed = {}
         for key, value in values.items():
             parser = _ratio if key == "sl_target" else _non_negative_float
@@ -375,7 +378,9 @@ def flag_type(name: str, parse: Callable[[str, str], Any] | None = None) -> Call
     return parse_flag
 
 
-def load(env: Mapping[str, str] | None = None, only: tuple[str, ...] | None = None, **overrides: Any) -> Settings:
+def load(
+    env: Mapping[str, str] | None = None, only: tuple[str, ...] | None = None, **overrides: Any
+) -> Settings:
     """Settings from the environment (``os.environ`` by default), then explicit overrides.
     ``only``: read just these variables (a command that needs a few, e.g. the local broker)."""
     env = os.environ if env is None else env
@@ -399,9 +404,15 @@ def load(env: Mapping[str, str] | None = None, only: tuple[str, ...] | None = No
         values["kafka_password"] = password
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**values)
-    if settings.kafka_security_protocol.startswith("SASL_") and not (settings.kafka_username and settings.kafka_password):
-        raise ConfigError(f"CCMON_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
-                          f"CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD (or CCMON_KAFKA_PASSWORD_FILE)")
+    if settings.kafka_security_protocol.startswith("SASL_") and not (
+        settings.kafka_username and settings.kafka_password
+    ):
+        raise ConfigError(
+            f"CCMON_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
+            f"CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD (or CCMON_KAFKA_PASSWORD_FILE)"
+        )
     if bool(settings.kafka_cert_file) != bool(settings.kafka_key_file):
-        raise ConfigError("CCMON_KAFKA_CERT_FILE and CCMON_KAFKA_KEY_FILE go together (client certificate and its key)")
+        raise ConfigError(
+            "CCMON_KAFKA_CERT_FILE and CCMON_KAFKA_KEY_FILE go together (client certificate and its key)"
+        )
     return settings

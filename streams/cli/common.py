@@ -13,8 +13,13 @@ __all__ = ["broker_flags", "non_negative_float", "port", "positive_float", "sett
 
 def settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for flag, attr in (("broker", "broker"), ("web_host", "web_host"), ("web_port", "web_port"),
-                       ("partitions", "partitions"), ("log_level", "log_level")):
+    for flag, attr in (
+        ("broker", "broker"),
+        ("web_host", "web_host"),
+        ("web_port", "web_port"),
+        ("partitions", "partitions"),
+        ("log_level", "log_level"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             overrides[attr] = value
@@ -28,4 +33,8 @@ port = flag_type("", PARSERS["port"])
 
 
 def broker_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--broker", type=flag_type("CCMON_BROKER"), help="Kafka address, kafka://HOST:PORT (env CCMON_BROKER, default kafka://127.0.0.1:9092)")
+    p.add_argument(
+        "--broker",
+        type=flag_type("CCMON_BROKER"),
+        help="Kafka address, kafka://HOST:PORT (env CCMON_BROKER, default kafka://127.0.0.1:9092)",
+    )

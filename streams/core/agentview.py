@@ -45,7 +45,8 @@ from streams.core.layout import AGENT_RECORD, agent_of_record, agent_record_key
 from streams.core.queues import FactId, fresh
 
 __all__ = [
-    "AgentRow", "AgentStore",
+    "AgentRow",
+    "AgentStore",
 ]
 
 H_HANDLED, H_HANDLE_S, H_MISSED, D_STATES = 0, 1, 2, 3
@@ -58,8 +59,18 @@ agent_key = agent_record_key  #: the agent table's key (streams.core.layout)
 
 
 def _new_agent() -> dict[str, Any]:
-    return {"s": None, "r": None, "n": None, "q": [], "t": None, "c": {}, "tot": [0, 0.0, 0], "ss": {}, "d": {},
-            "z": float("-inf")}
+    return {
+        "s": None,
+        "r": None,
+        "n": None,
+        "q": [],
+        "t": None,
+        "c": {},
+        "tot": [0, 0.0, 0],
+        "ss": {},
+        "d": {},
+        "z": float("-inf"),
+    }
 
 
 @dataclass(slots=True)
@@ -106,7 +117,9 @@ class AgentStore:
         self._keep: tuple[float, str] = (float("nan"), "")  #: (now, the oldest day kept at that now)
         #: the newest event time applied (rebuilt from the records after recovery: it may come out
         #: lower than before, which only delays expiry)
-        self.watermark = max((z for rec in data.values() if (z := rec["v"]["z"]) is not None), default=float("-inf"))
+        self.watermark = max(
+            (z for rec in data.values() if (z := rec["v"]["z"]) is not None), default=float("-inf")
+        )
 
     # ---- days ------------------------------------------------------------------------------
     def local_day(self, ts: float) -> str:
@@ -178,8 +191,9 @@ class AgentStore:
             d = v["d"][day] = [0, 0.0, 0, {}]
         return d
 
-    def _count_day(self, v: dict[str, Any], fact: Fact, keep_from: str,
-                   deltas: tuple[tuple[int, float], ...]) -> None:
+    def _count_day(
+        self, v: dict[str, Any], fact: Fact, keep_from: str, deltas: tuple[tuple[int, float], ...]
+    ) -> None:
         """Today's figures follow the ``today`` window: late facts count in totals only."""
         day = self.local_day(fact.ts)
         if fact.late or day < keep_from:
@@ -243,12 +257,28 @@ class AgentStore:
         if state is not None and since is not None and now > since:
             state_total[state] += now - since
             state_today[state] += now - max(since, self._midnight_of(now))
-        contacts = [{"id": cid, "queue": q, "channel": ch, "phase": phase, "since": ts}
-                    for cid, (q, ch, phase, ts) in sorted(v["c"].items(), key=lambda kv: (-kv[1][3], kv[0]))]
+        contacts = [
+            {"id": cid, "queue": q, "channel": ch, "phase": phase, "since": ts}
+            for cid, (q, ch, phase, ts) in sorted(v["c"].items(), key=lambda kv: (-kv[1][3], kv[0]))
+        ]
         tot = v["tot"]
-        return AgentRow(agent_id, v["n"], state, v["r"], since, list(v["q"]), contacts,
-                        int(d[H_HANDLED]), float(d[H_HANDLE_S]), int(d[H_MISSED]), state_today,
-                        int(tot[H_HANDLED]), float(tot[H_HANDLE_S]), int(tot[H_MISSED]), state_total)
+        return AgentRow(
+            agent_id,
+            v["n"],
+            state,
+            v["r"],
+            since,
+            list(v["q"]),
+            contacts,
+            int(d[H_HANDLED]),
+            float(d[H_HANDLE_S]),
+            int(d[H_MISSED]),
+            state_today,
+            int(tot[H_HANDLED]),
+            float(tot[H_HANDLE_S]),
+            int(tot[H_MISSED]),
+            state_total,
+        )
 
     def rows(self, now: float, owned: Callable[[str], bool] | None = None) -> list[AgentRow]:
         out = []

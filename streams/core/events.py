@@ -13,12 +13,35 @@ import orjson
 from streams.config import QUEUE_NAME
 
 __all__ = [
-    "AGENT_STATES", "AgentEvent", "ContactEvent", "DEQUEUE_REASONS", "LOGGED_IN_STATES", "Reason",
-    "Rejection", "STAFFED_STATES", "dequeue_label", "event_time", "parse_agent", "parse_contact",
+    "AGENT_STATES",
+    "AgentEvent",
+    "ContactEvent",
+    "DEQUEUE_REASONS",
+    "LOGGED_IN_STATES",
+    "Reason",
+    "Rejection",
+    "STAFFED_STATES",
+    "dequeue_label",
+    "event_time",
+    "parse_agent",
+    "parse_contact",
 ]
 
-CONTACT_TYPES = frozenset({"offered", "answered", "hold", "resume", "transferred", "ended", "wrapup_ended",
-                           "abandoned", "dequeued", "missed", "survey"})
+CONTACT_TYPES = frozenset(
+    {
+        "offered",
+        "answered",
+        "hold",
+        "resume",
+        "transferred",
+        "ended",
+        "wrapup_ended",
+        "abandoned",
+        "dequeued",
+        "missed",
+        "survey",
+    }
+)
 #: an agent's states, in the order pages and series show them
 AGENT_STATES: Final = ("available", "busy", "acw", "away", "offline")
 LOGGED_IN_STATES: Final = AGENT_STATES[:4]  #: every state but offline
@@ -149,7 +172,9 @@ def event_time(value: Any) -> float | None:
 
 def _check_future(ts: float, now: float, tolerance: float) -> None:
     if ts > now + tolerance:
-        raise _Invalid(Reason.FUTURE_TIME, f"event time is {ts - now:.0f} s in the future (limit {tolerance:.0f} s)")
+        raise _Invalid(
+            Reason.FUTURE_TIME, f"event time is {ts - now:.0f} s in the future (limit {tolerance:.0f} s)"
+        )
 
 
 def _optional_int(doc: dict[str, Any], name: str, low: int, high: int) -> int | None:
@@ -214,7 +239,9 @@ def parse_contact(raw: bytes | None, now: float, future_tolerance_s: float) -> C
             resolved = doc.get("resolved")
             if resolved is not None and not isinstance(resolved, bool):
                 raise _Invalid(Reason.INVALID_FIELD, "'resolved' must be true or false")
-        return ContactEvent(event_id, etype, contact_id, ts, queue, agent_id, csat, nps, resolved, reason, ces)
+        return ContactEvent(
+            event_id, etype, contact_id, ts, queue, agent_id, csat, nps, resolved, reason, ces
+        )
     except _Invalid as exc:
         return exc.rejection
 

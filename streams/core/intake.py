@@ -67,7 +67,15 @@ from streams.core.lifecycle import (
 )
 
 __all__ = [
-    "ACCEPTED", "BatchOutput", "DeadLetter", "DUPLICATE", "Intake", "LATE", "REJECTED", "Record", "partition_for_queue",
+    "ACCEPTED",
+    "BatchOutput",
+    "DeadLetter",
+    "DUPLICATE",
+    "Intake",
+    "LATE",
+    "REJECTED",
+    "Record",
+    "partition_for_queue",
     "record_partition",
 ]
 
@@ -114,14 +122,22 @@ class DeadLetter:
         size = len(value) if value is not None else None
         if value is not None and len(value) > MAX_DEAD_VALUE:
             value = value[:MAX_DEAD_VALUE]
-        return orjson.dumps({
-            "reason": self.reason, "detail": self.detail, "topic": src.topic, "partition": src.partition,
-            "offset": src.offset,
-            "key_b64": base64.b64encode(src.key[:MAX_DEAD_VALUE]).decode() if src.key is not None else None,
-            "value_b64": base64.b64encode(value).decode() if value is not None else None,
-            "value_size": size, "value_truncated": size is not None and size > MAX_DEAD_VALUE,
-            "rejected_at": time.time(),
-        })
+        return orjson.dumps(
+            {
+                "reason": self.reason,
+                "detail": self.detail,
+                "topic": src.topic,
+                "partition": src.partition,
+                "offset": src.offset,
+                "key_b64": base64.b64encode(src.key[:MAX_DEAD_VALUE]).decode()
+                if src.key is not None
+                else None,
+                "value_b64": base64.b64encode(value).decode() if value is not None else None,
+                "value_size": size,
+                "value_truncated": size is not None and size > MAX_DEAD_VALUE,
+                "rejected_at": time.time(),
+            }
+        )
 
 
 @dataclass(slots=True)
@@ -165,7 +181,8 @@ class Intake:
                 topic = self.topic_of_channel.get(contact_key_parts(key)[0])
                 if topic is not None:
                     deadlines.setdefault((topic, value[W_PARTITION]), []).append(
-                        (value[W_ENDED] + self.s.acw_timeout_s, value[W_ENDED_OFFSET], key))
+                        (value[W_ENDED] + self.s.acw_timeout_s, value[W_ENDED_OFFSET], key)
+                    )
         for heap in deadlines.values():
             heapq.heapify(heap)
         self.known_queues = known
@@ -203,7 +220,9 @@ class Intake:
         return mark
 
     def _emit(self, out: BatchOutput, src: str, offset: int, idx: int, fact: Fact) -> None:
-        part = partition_for_queue(fact.subject if fact.kind in AGENT_ROUTED else fact.queue, self.s.partitions)
+        part = partition_for_queue(
+            fact.subject if fact.kind in AGENT_ROUTED else fact.queue, self.s.partitions
+        )
         out.facts.setdefault(part, []).append([src, offset, idx, fact.to_wire()])
 
     def _reject(self, out: BatchOutput, rec: Record, rejection: Rejection) -> None:
@@ -217,8 +236,10 @@ class Intake:
         """A new agent id beyond the cap: each one would add per-agent records and series."""
         if agent_id is None or agent_id in self.known_agents or len(self.known_agents) < self.s.max_agents:
             return None
-        return Rejection(Reason.AGENT_LIMIT, f"agent {agent_id[:64]!r} would exceed the limit of "
-                                             f"{self.s.max_agents} agents")
+        return Rejection(
+            Reason.AGENT_LIMIT,
+            f"agent {agent_id[:64]!r} would exceed the limit of {self.s.max_agents} agents",
+        )
 
     def _seen_agent(self, out: BatchOutput, rec: Record, agent_id: str, ts: float) -> None:
         """Record that an accepted event named this agent: written once a day per agent and partition."""
@@ -284,20 +305,33 @@ class Intake:
         src = f"{rec.topic}/{rec.partition}"
         self._fire_timeouts(out, rec.topic, rec.partition, mark[M_TIME])  # may complete this very contact
         raw = self.data.get(key)
-        if raw is not None and len(raw) > W_DECIDED and rec.offset <= raw[W_DECIDED] and ev.event_id not in raw[W_IDS]:
+        if (
+            raw is not None
+            and len(raw) > W_DECIDED
+            and rec.offset <= raw[W_DECIDED]
+            and ev.event_id not in raw[W_IDS]
+        ):
             out.results[(rec.topic, DUPLICATE)] += 1  # a replay of an event rejected already (see decided)
             return
         state = ContactState.from_wire(raw) if raw is not None else None
         new_queues = self._new_queues([ev.queue]) if ev.queue is not None else []
         if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
             result: Outcome | Rejection = Rejection(
-                Reason.QUEUE_LIMIT, f"queue {ev.queue!r} would exceed the limit of {self.s.max_queues} queues")
+                Reason.QUEUE_LIMIT, f"queue {ev.queue!r} would exceed the limit of {self.s.max_queues} queues"
+            )
         elif (over := self._agent_limit(ev.agent_id)) is not None:
             result = over
         else:
-            result = apply_contact(state, ev, partition=rec.partition, offset=rec.offset, channel=channel,
-                                   watermark=mark[M_TIME], lateness_s=self.s.lateness_s,
-                                   acw_timeout_s=self.s.acw_timeout_s)
+            result = apply_contact(
+                state,
+                ev,
+                partition=rec.partition,
+                offset=rec.offset,
+                channel=channel,
+                watermark=mark[M_TIME],
+                lateness_s=self.s.lateness_s,
+                acw_timeout_s=self.s.acw_timeout_s,
+            )
         facts: list[Fact] = []
         if isinstance(result, Rejection):
             self._reject(out, rec, result)
@@ -313,9 +347,13 @@ class Intake:
                 if ev.ts + self.s.acw_timeout_s < mark[M_TIME]:  # late: its wrap-up time is over already
                     facts = [*facts, *complete_by_timeout(state, ev.contact_id)]
                 else:
-                    heapq.heappush(self.deadlines.setdefault((rec.topic, rec.partition), []),
-                                   (ev.ts + self.s.acw_timeout_s, rec.offset, key))
-            out.results[(rec.topic, DUPLICATE if result.duplicate else LATE if result.late else ACCEPTED)] += 1
+                    heapq.heappush(
+                        self.deadlines.setdefault((rec.topic, rec.partition), []),
+                        (ev.ts + self.s.acw_timeout_s, rec.offset, key),
+                    )
+            out.results[
+                (rec.topic, DUPLICATE if result.duplicate else LATE if result.late else ACCEPTED)
+            ] += 1
             if ev.ts > mark[M_TIME]:  # duplicates too: a replayed event moves time as the original did
                 mark[M_TIME] = ev.ts
             if not result.duplicate:
@@ -340,8 +378,14 @@ class Intake:
         mark = self._mark(rec.topic, rec.partition)
         new_queues = self._new_queues(ev.queues)
         if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
-            self._reject(out, rec, Rejection(
-                Reason.QUEUE_LIMIT, f"{len(new_queues)} new queue(s) would exceed the limit of {self.s.max_queues}"))
+            self._reject(
+                out,
+                rec,
+                Rejection(
+                    Reason.QUEUE_LIMIT,
+                    f"{len(new_queues)} new queue(s) would exceed the limit of {self.s.max_queues}",
+                ),
+            )
             return
         over = self._agent_limit(ev.agent_id)
         if over is not None:
@@ -350,7 +394,9 @@ class Intake:
         key = agent_key(ev.agent_id)
         raw = self.data.get(key)
         state = AgentState.from_wire(raw) if raw is not None else None
-        result = apply_agent(state, ev, partition=rec.partition, watermark=mark[M_TIME], lateness_s=self.s.lateness_s)
+        result = apply_agent(
+            state, ev, partition=rec.partition, watermark=mark[M_TIME], lateness_s=self.s.lateness_s
+        )
         out.results[(rec.topic, DUPLICATE if result.duplicate else LATE if result.late else ACCEPTED)] += 1
         if not result.duplicate:
             out.lags.append((rec.topic, now - ev.ts))
@@ -373,7 +419,7 @@ class Intake:
         """Fire due ACW timeouts and drop state past retention, by each partition's watermark
         (event time), so the outcome does not depend on when the sweep runs."""
         out = BatchOutput()
-        for (topic, partition) in list(self.deadlines):
+        for topic, partition in list(self.deadlines):
             mark = self.data.get(watermark_key(topic, partition))
             if mark is not None:
                 self._fire_timeouts(out, topic, partition, mark[M_TIME])

@@ -24,8 +24,20 @@ from streams.core.events import AgentEvent, ContactEvent, Reason, Rejection
 from streams.core.facts import IN_ACW, ON_HOLD, TALKING, Fact, Kind
 
 __all__ = [
-    "AgentState", "ContactState", "ENDED", "Outcome", "W_DECIDED", "W_ENDED", "W_ENDED_OFFSET", "W_IDS",
-    "W_PARTITION", "W_PHASE", "W_SEEN", "apply_agent", "apply_contact", "complete_by_timeout",
+    "AgentState",
+    "ContactState",
+    "ENDED",
+    "Outcome",
+    "W_DECIDED",
+    "W_ENDED",
+    "W_ENDED_OFFSET",
+    "W_IDS",
+    "W_PARTITION",
+    "W_PHASE",
+    "W_SEEN",
+    "apply_agent",
+    "apply_contact",
+    "complete_by_timeout",
 ]
 
 # phases of the contact's current segment
@@ -80,7 +92,9 @@ class ContactState:
 CONTACT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ContactState))
 _contact_fields = attrgetter(*CONTACT_FIELDS)
 W_PARTITION, W_PHASE, W_SEEN, W_ENDED, W_IDS, W_ENDED_OFFSET, W_DECIDED = (
-    CONTACT_FIELDS.index(name) for name in ("partition", "phase", "seen", "ended", "ids", "ended_offset", "decided"))
+    CONTACT_FIELDS.index(name)
+    for name in ("partition", "phase", "seen", "ended", "ids", "ended_offset", "decided")
+)
 
 
 @dataclass(slots=True)
@@ -167,8 +181,9 @@ def apply_contact(
         if ev.type != "offered":
             return _reject(f"{ev.type} for unknown contact {cid[:64]!r} (no offered, or expired)")
         assert ev.queue is not None
-        state = ContactState(partition, channel, ev.queue, WAITING, ev.ts, ev.ts, ev.ts, ids=[ev.event_id],
-                             decided=offset)
+        state = ContactState(
+            partition, channel, ev.queue, WAITING, ev.ts, ev.ts, ev.ts, ids=[ev.event_id], decided=offset
+        )
         return Outcome(state, [Fact(Kind.OFFERED, ev.queue, channel, ev.ts, cid, late=late)], late=late)
 
     facts: list[Fact] = []
@@ -181,8 +196,17 @@ def apply_contact(
         if state.surveyed:
             return _reject("contact already has a survey")
         state.surveyed = True
-        facts.append(Fact(Kind.SURVEY, state.queue, state.channel, ts, cid, late=late,
-                          extra=(ev.csat, ev.nps, ev.resolved, ev.ces)))
+        facts.append(
+            Fact(
+                Kind.SURVEY,
+                state.queue,
+                state.channel,
+                ts,
+                cid,
+                late=late,
+                extra=(ev.csat, ev.nps, ev.resolved, ev.ces),
+            )
+        )
     else:
         if ts < state.last:
             return _reject(f"{etype} time is {state.last - ts:.3f} s before the contact's previous event")
@@ -258,8 +282,14 @@ def apply_contact(
     return Outcome(state, facts, late=late)
 
 
-_PHASE_NAMES = {WAITING: "waiting", HANDLING: "being handled", ENDED: "ended",
-                DONE: "completed", ABANDONED: "abandoned", DEQUEUED: "dequeued"}
+_PHASE_NAMES = {
+    WAITING: "waiting",
+    HANDLING: "being handled",
+    ENDED: "ended",
+    DONE: "completed",
+    ABANDONED: "abandoned",
+    DEQUEUED: "dequeued",
+}
 
 
 def apply_agent(
@@ -277,7 +307,16 @@ def apply_agent(
     facts += [Fact(Kind.AGENT, q, "", ev.ts, ev.agent_id, extra=(ev.state,)) for q in ev.queues]
     ids = ([] if state is None else state.ids) + [ev.event_id]
     name = ev.name if ev.name is not None else state.name if state is not None else None
-    facts.append(Fact(Kind.AG_STATE, "", "", ev.ts, ev.agent_id, late=late,
-                      extra=(ev.state, ev.reason, name, list(ev.queues))))
+    facts.append(
+        Fact(
+            Kind.AG_STATE,
+            "",
+            "",
+            ev.ts,
+            ev.agent_id,
+            late=late,
+            extra=(ev.state, ev.reason, name, list(ev.queues)),
+        )
+    )
     new = AgentState(partition, ev.state, list(ev.queues), ev.ts, ids[-AGENT_EVENT_IDS:], name, ev.reason)
     return Outcome(new, facts, late=late)

@@ -44,7 +44,14 @@ from streams.core.layout import (
 )
 
 __all__ = [
-    "COUNTERS", "FactId", "HANDLE_BUCKETS", "QueueStore", "SeriesView", "TODAY", "WAIT_BUCKETS", "WINDOWS",
+    "COUNTERS",
+    "FactId",
+    "HANDLE_BUCKETS",
+    "QueueStore",
+    "SeriesView",
+    "TODAY",
+    "WAIT_BUCKETS",
+    "WINDOWS",
     "fresh",
 ]
 
@@ -55,8 +62,15 @@ TODAY = "today"
 ERLANG_WINDOW = "15m"
 
 # counters in a totals record, in order
-COUNTERS = ("offered", "answered", "abandoned", "short_abandoned", "answered_in_threshold", "handled",
-            "transferred_out")
+COUNTERS = (
+    "offered",
+    "answered",
+    "abandoned",
+    "short_abandoned",
+    "answered_in_threshold",
+    "handled",
+    "transferred_out",
+)
 C_OFFERED, C_ANSWERED, C_ABANDONED, C_SHORT, C_IN_THRESHOLD, C_HANDLED, C_TRANSFERRED = range(7)
 
 FactId = tuple[str, int, int]  #: (source "topic/partition", offset, index within that offset)
@@ -71,8 +85,15 @@ def _new_totals() -> dict[str, Any]:
     """An empty totals record: counters, wait (answered, abandoned, dequeued) and handle histograms,
     dequeued by reason and missed offers. Records of an older worker lack the last three keys
     (:func:`_upgrade`)."""
-    return {"c": [0] * len(COUNTERS), "wa": _histogram(WAIT_BUCKETS), "wb": _histogram(WAIT_BUCKETS),
-            "hd": _histogram(HANDLE_BUCKETS), "wd": _histogram(WAIT_BUCKETS), "dq": {}, "ms": 0}
+    return {
+        "c": [0] * len(COUNTERS),
+        "wa": _histogram(WAIT_BUCKETS),
+        "wb": _histogram(WAIT_BUCKETS),
+        "hd": _histogram(HANDLE_BUCKETS),
+        "wd": _histogram(WAIT_BUCKETS),
+        "dq": {},
+        "ms": 0,
+    }
 
 
 def _upgrade(v: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +156,9 @@ class QueueStore:
         self.bucket_s = settings.bucket_s
         self.zone = ZoneInfo(settings.timezone)
         #: buckets older than this behind now cannot matter to any window any more
-        self.horizon_s = max(WINDOWS.values()) + settings.lateness_s + settings.future_tolerance_s + self.bucket_s
+        self.horizon_s = (
+            max(WINDOWS.values()) + settings.lateness_s + settings.future_tolerance_s + self.bucket_s
+        )
         self.index = _Index()
         #: bumped whenever a series' (or a queue's agents') records may have changed: lets the
         #: exposition keep each series' text until then
@@ -250,7 +273,9 @@ class QueueStore:
             rec["v"].pop(fact.subject, None)
         dirty.add(key)
 
-    def _apply_windows(self, fact: Fact, fid: FactId, th: QueueThresholds, now: float, dirty: set[str]) -> None:
+    def _apply_windows(
+        self, fact: Fact, fid: FactId, th: QueueThresholds, now: float, dirty: set[str]
+    ) -> None:
         kind, value = fact.kind, fact.value
         if kind == Kind.TRANSFERRED:
             return
@@ -276,8 +301,11 @@ class QueueStore:
             if csat is not None:
                 delta += [(kpis.CSAT_N, 1), (kpis.CSAT_POS, 1 if csat >= 4 else 0)]
             if nps is not None:
-                delta += [(kpis.NPS_N, 1), (kpis.NPS_PROMOTERS, 1 if nps >= 9 else 0),
-                          (kpis.NPS_DETRACTORS, 1 if nps <= 6 else 0)]
+                delta += [
+                    (kpis.NPS_N, 1),
+                    (kpis.NPS_PROMOTERS, 1 if nps >= 9 else 0),
+                    (kpis.NPS_DETRACTORS, 1 if nps <= 6 else 0),
+                ]
             if resolved is not None:
                 delta += [(kpis.FCR_N, 1), (kpis.FCR_YES, 1 if resolved else 0)]
             if ces is not None:
@@ -320,8 +348,11 @@ class QueueStore:
             rec = self.data.get(key)
             if rec is None:
                 continue
-            stale = [a for a, (state, ts) in rec["v"].items()
-                     if state == "offline" and ts + self.settings.retention_s < now]
+            stale = [
+                a
+                for a, (state, ts) in rec["v"].items()
+                if state == "offline" and ts + self.settings.retention_s < now
+            ]
             for agent in stale:
                 del rec["v"][agent]
             if stale:
@@ -356,7 +387,7 @@ class QueueStore:
         current = int(math.floor(now / self.bucket_s)) * self.bucket_s
         for name, width in WINDOWS.items():
             acc = [0.0] * kpis.WIDTH
-            for start in starts[bisect.bisect_right(starts, current - width):]:
+            for start in starts[bisect.bisect_right(starts, current - width) :]:
                 rec = self.data.get(bucket_key(queue, channel, start))
                 if rec is not None:
                     for i, x in enumerate(rec["v"]):
@@ -378,9 +409,17 @@ class QueueStore:
         windows = self.window_sums(queue, channel, now)
         dequeued = {reason: v["dq"].get(reason, 0) for reason in DEQUEUE_REASONS}
         return SeriesView(
-            queue, channel, dict(zip(COUNTERS, v["c"], strict=False)), dequeued, v["ms"],
-            {"answered": v["wa"], "abandoned": v["wb"], "dequeued": v["wd"]}, v["hd"],
-            len(waiting), oldest, windows, self._agents_required(queue, windows[ERLANG_WINDOW]),
+            queue,
+            channel,
+            dict(zip(COUNTERS, v["c"], strict=False)),
+            dequeued,
+            v["ms"],
+            {"answered": v["wa"], "abandoned": v["wb"], "dequeued": v["wd"]},
+            v["hd"],
+            len(waiting),
+            oldest,
+            windows,
+            self._agents_required(queue, windows[ERLANG_WINDOW]),
         )
 
     def _agents_required(self, queue: str, window: list[float]) -> int | None:
@@ -388,7 +427,9 @@ class QueueStore:
         if aht is None or aht <= 0:
             return None
         th = self.settings.thresholds(queue)
-        return agents_required(window[kpis.OFFERED], WINDOWS[ERLANG_WINDOW], aht, th.sl_threshold_s, th.sl_target)
+        return agents_required(
+            window[kpis.OFFERED], WINDOWS[ERLANG_WINDOW], aht, th.sl_threshold_s, th.sl_target
+        )
 
     def agents(self) -> Iterator[tuple[str, dict[str, int]]]:
         """(queue, state → number of agents) for every queue with agent records."""
@@ -405,5 +446,3 @@ class QueueStore:
 
     def queues(self) -> set[str]:
         return {q for q, _ in self.index.series} | self.index.agent_queues
-
-

@@ -153,4 +153,6 @@ class HandOffConsumer(Consumer):
 
 def install(app: Any, before_commit: Callable[[], Awaitable[None]]) -> None:
     """Make ``app`` create its consumer from :class:`HandOffConsumer` (before the app starts)."""
-    app.transport.Consumer = type("HandOffConsumer", (HandOffConsumer,), {"before_commit": staticmethod(before_commit)})
+    app.transport.Consumer = type(
+        "HandOffConsumer", (HandOffConsumer,), {"before_commit": staticmethod(before_commit)}
+    )

@@ -31,8 +31,10 @@ def ssl_context(s: Settings) -> ssl.SSLContext | None:
         if s.kafka_cert_file:
             ctx.load_cert_chain(s.kafka_cert_file, s.kafka_key_file)
     except (OSError, ssl.SSLError) as exc:
-        raise CcmonError(f"cannot load the Kafka TLS files (CCMON_KAFKA_CA_FILE / CCMON_KAFKA_CERT_FILE / "
-                         f"CCMON_KAFKA_KEY_FILE): {exc}") from None
+        raise CcmonError(
+            f"cannot load the Kafka TLS files (CCMON_KAFKA_CA_FILE / CCMON_KAFKA_CERT_FILE / "
+            f"CCMON_KAFKA_KEY_FILE): {exc}"
+        ) from None
     return ctx
 
 
@@ -43,8 +45,11 @@ def client_kwargs(s: Settings) -> dict[str, Any]:
     if ctx is not None:
         out["ssl_context"] = ctx
     if s.kafka_security_protocol.startswith("SASL_"):
-        out.update(sasl_mechanism=s.kafka_sasl_mechanism, sasl_plain_username=s.kafka_username,
-                   sasl_plain_password=s.kafka_password)
+        out.update(
+            sasl_mechanism=s.kafka_sasl_mechanism,
+            sasl_plain_username=s.kafka_username,
+            sasl_plain_password=s.kafka_password,
+        )
     return out
 
 
@@ -55,8 +60,12 @@ def faust_credentials(s: Settings) -> Any:
 
     ctx = ssl_context(s)
     if s.kafka_security_protocol.startswith("SASL_"):
-        creds = faust.SASLCredentials(username=s.kafka_username, password=s.kafka_password,
-                                      mechanism=s.kafka_sasl_mechanism, ssl_context=ctx)
+        creds = faust.SASLCredentials(
+            username=s.kafka_username,
+            password=s.kafka_password,
+            mechanism=s.kafka_sasl_mechanism,
+            ssl_context=ctx,
+        )
         creds.protocol = AuthProtocol(s.kafka_security_protocol)  # SASL_PLAINTEXT when there is no TLS
         return creds
     if ctx is not None:
@@ -91,17 +100,22 @@ def explain(exc: BaseException, s: Settings, logged: Sequence[str] = ()) -> Ccmo
     text = " ".join([type(exc).__name__, str(exc), *logged])
     where = f"Kafka at {s.bootstrap_servers}"
     if "Sasl" in text or "uthentication" in text:
-        return CcmonError(f"{where} rejected the credentials of user {s.kafka_username!r} "
-                          f"({s.kafka_sasl_mechanism}): check CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD "
-                          f"(or CCMON_KAFKA_PASSWORD_FILE)")
+        return CcmonError(
+            f"{where} rejected the credentials of user {s.kafka_username!r} "
+            f"({s.kafka_sasl_mechanism}): check CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD "
+            f"(or CCMON_KAFKA_PASSWORD_FILE)"
+        )
     if isinstance(exc, ssl.SSLError) or "SSL" in text or "certificate" in text.lower():
-        return CcmonError(f"TLS handshake with {where} failed: check CCMON_KAFKA_CA_FILE and that "
-                          f"CCMON_KAFKA_SECURITY_PROTOCOL ({s.kafka_security_protocol}) matches the broker's listener")
+        return CcmonError(
+            f"TLS handshake with {where} failed: check CCMON_KAFKA_CA_FILE and that "
+            f"CCMON_KAFKA_SECURITY_PROTOCOL ({s.kafka_security_protocol}) matches the broker's listener"
+        )
     return None
 
 
-async def start_client(s: Settings, start: Callable[[], Awaitable[Any]], close: Callable[[], Awaitable[Any]],
-                       timeout_s: float) -> None:
+async def start_client(
+    s: Settings, start: Callable[[], Awaitable[Any]], close: Callable[[], Awaitable[Any]], timeout_s: float
+) -> None:
     """Start an aiokafka client, or close it and raise the one line that says why it could not
     connect (credentials, TLS, or no broker there)."""
     with connect_errors() as logged:
@@ -111,7 +125,8 @@ async def start_client(s: Settings, start: Callable[[], Awaitable[Any]], close: 
             await close()
             raise explain(exc, s, logged) or CcmonError(
                 f"cannot reach Kafka at {s.bootstrap_servers}: is it running? "
-                f"(start a local one with: ccmon kafka start)") from None
+                f"(start a local one with: ccmon kafka start)"
+            ) from None
         except Exception as exc:
             await close()
             raise (explain(exc, s, logged) or exc) from None

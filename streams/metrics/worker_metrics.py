@@ -21,10 +21,19 @@ class ProcessMetrics:
     """Metrics of this process (they restart at 0 with it), with label children cached."""
 
     def __init__(self, registry: CollectorRegistry, topics: Iterable[str]) -> None:
-        self.events = Counter("ccmon_events", "Input events by outcome", ["topic", "result"], registry=registry)
-        self.lag = Histogram("ccmon_event_lag_seconds", "Processing time minus event time", ["topic"],
-                             buckets=LAG_BUCKETS, registry=registry)
-        self.dead_letters = Counter("ccmon_dead_letters", "Rejected inputs by reason", ["reason"], registry=registry)
+        self.events = Counter(
+            "ccmon_events", "Input events by outcome", ["topic", "result"], registry=registry
+        )
+        self.lag = Histogram(
+            "ccmon_event_lag_seconds",
+            "Processing time minus event time",
+            ["topic"],
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "ccmon_dead_letters", "Rejected inputs by reason", ["reason"], registry=registry
+        )
         self._events: dict[tuple[str, str], Counter] = {}
         self._lag: dict[str, Histogram] = {}
         self._dead: dict[str, Counter] = {}
@@ -62,8 +71,11 @@ class ConsumerLagCollector(Collector):
         return []
 
     def collect(self) -> Iterator:
-        family = GaugeMetricFamily("ccmon_consumer_lag_messages", "Messages behind the end of the partition",
-                                   labels=["topic", "partition"])
+        family = GaugeMetricFamily(
+            "ccmon_consumer_lag_messages",
+            "Messages behind the end of the partition",
+            labels=["topic", "partition"],
+        )
         consumer = self._consumer()
         if consumer is not None:
             try:
@@ -89,7 +101,9 @@ class StateSizeCollector(Collector):
         return []
 
     def collect(self) -> Iterator:
-        family = GaugeMetricFamily("ccmon_state_records", "Records in this worker's state tables", labels=["table"])
+        family = GaugeMetricFamily(
+            "ccmon_state_records", "Records in this worker's state tables", labels=["table"]
+        )
         for table, n in sorted(self._sizes().items()):
             family.add_metric([table], n)
         yield family

@@ -18,8 +18,9 @@ from streams.metrics.kpi_exposition import owner_filter
 WINDOW = "15m"
 
 
-def snapshot(store: QueueStore, settings: Settings, now: float, scope: str,
-             owned: Collection[int] | None = None) -> dict[str, Any]:
+def snapshot(
+    store: QueueStore, settings: Settings, now: float, scope: str, owned: Collection[int] | None = None
+) -> dict[str, Any]:
     """``owned``: the facts partitions this worker exports now, as on /metrics (None: all it holds)."""
     mine = owner_filter(owned, settings.partitions)
     agents = dict(store.agents())
@@ -31,21 +32,38 @@ def snapshot(store: QueueStore, settings: Settings, now: float, scope: str,
         win, today = view.windows[WINDOW], view.windows["today"]
         th = settings.thresholds(queue)
         counts = agents.get(queue, {})
-        series.append({
-            "queue": queue, "channel": channel,
-            "waiting": view.waiting, "oldest_wait_s": view.oldest_wait_s,
-            "service_level_today": kpis.service_level(today), "service_level_15m": kpis.service_level(win),
-            "abandon_ratio_15m": kpis.abandon_ratio(win), "dequeued_15m": win[kpis.DEQUEUED],
-            "missed_15m": win[kpis.MISSED], "asa_seconds_15m": kpis.asa(win),
-            "aht_seconds_15m": kpis.aht(win), "offered_today": today[kpis.OFFERED],
-            "csat_today": kpis.csat(today), "nps_today": kpis.nps(today), "fcr_today": kpis.fcr(today),
-            "ces_today": kpis.ces(today),
-            "agents": counts, "agents_required": view.agents_required,
-            "staffed": sum(counts.get(s, 0) for s in STAFFED_STATES),
-            "sl_target": th.sl_target, "sl_threshold_s": th.sl_threshold_s,
-        })
-    return {"generated_at": now, "scope": scope, "series": series,
-            "timezone": settings.timezone, "window": WINDOW}
+        series.append(
+            {
+                "queue": queue,
+                "channel": channel,
+                "waiting": view.waiting,
+                "oldest_wait_s": view.oldest_wait_s,
+                "service_level_today": kpis.service_level(today),
+                "service_level_15m": kpis.service_level(win),
+                "abandon_ratio_15m": kpis.abandon_ratio(win),
+                "dequeued_15m": win[kpis.DEQUEUED],
+                "missed_15m": win[kpis.MISSED],
+                "asa_seconds_15m": kpis.asa(win),
+                "aht_seconds_15m": kpis.aht(win),
+                "offered_today": today[kpis.OFFERED],
+                "csat_today": kpis.csat(today),
+                "nps_today": kpis.nps(today),
+                "fcr_today": kpis.fcr(today),
+                "ces_today": kpis.ces(today),
+                "agents": counts,
+                "agents_required": view.agents_required,
+                "staffed": sum(counts.get(s, 0) for s in STAFFED_STATES),
+                "sl_target": th.sl_target,
+                "sl_threshold_s": th.sl_threshold_s,
+            }
+        )
+    return {
+        "generated_at": now,
+        "scope": scope,
+        "series": series,
+        "timezone": settings.timezone,
+        "window": WINDOW,
+    }
 
 
 def page() -> bytes:

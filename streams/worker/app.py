@@ -49,8 +49,11 @@ def fatal(what: str) -> NoReturn:
     """End the process at once, committing nothing, after a failure that would otherwise let an
     offset commit cover work that was not done. The supervisor restarts the worker, which
     processes everything after the last commit again (exactly, docs/architecture.md)."""
-    log.critical("%s failed; exiting without committing offsets, so that the restarted worker "
-                 "processes it again", what, exc_info=True)
+    log.critical(
+        "%s failed; exiting without committing offsets, so that the restarted worker processes it again",
+        what,
+        exc_info=True,
+    )
     for handler in logging.getLogger().handlers:
         handler.flush()
     os._exit(1)
@@ -73,7 +76,9 @@ class Pipeline:
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = ProcessMetrics(self.registry, [s.calls_topic, s.chats_topic, s.agents_topic])
         self.kpi_text = KpiExposition(self.state.store, owned=self.ownership.owned_partitions)
-        self.broker = BrokerWatch(s.bootstrap_servers, self._probe_broker, timeout_s=max(1.0, s.broker_probe_s))
+        self.broker = BrokerWatch(
+            s.bootstrap_servers, self._probe_broker, timeout_s=max(1.0, s.broker_probe_s)
+        )
         self.registry.register(self.broker)
         self.registry.register(StateSizeCollector(self.tables.sizes))
         self.registry.register(ConsumerLagCollector(lambda: self.app.consumer if self.app.started else None))
@@ -111,8 +116,11 @@ class Pipeline:
         for path, blob in blobs:
             await asyncio.to_thread(write_snapshot, path, blob)
         self._snapshot_covers = covers
-        log.info("snapshots written: %s (%.0f ms)", ", ".join(f"{p.name} {len(b):,} B" for p, b in blobs),
-                 (time.perf_counter() - t0) * 1e3)
+        log.info(
+            "snapshots written: %s (%.0f ms)",
+            ", ".join(f"{p.name} {len(b):,} B" for p, b in blobs),
+            (time.perf_counter() - t0) * 1e3,
+        )
 
     def _add_agents(self) -> None:
         app, s = self.app, self.settings
@@ -129,8 +137,11 @@ class Pipeline:
                 self.state.new_generation()
             self.ownership.ready = True
             note_member(s, member_id(app))
-            log.info("partitions assigned and state recovered (%d records of partitions no longer owned "
-                     "dropped); exporting owned queues", dropped)
+            log.info(
+                "partitions assigned and state recovered (%d records of partitions no longer owned "
+                "dropped); exporting owned queues",
+                dropped,
+            )
             killpoints.reached("recovered")
 
         @app.task
@@ -171,6 +182,7 @@ class Pipeline:
                 fatal("the sweep")
 
         if s.snapshot_interval_s > 0:
+
             @app.timer(interval=s.snapshot_interval_s)
             async def snapshot_state() -> None:
                 if self.ownership.ready and not app.rebalancing and app.flow_control.is_active():
@@ -178,8 +190,10 @@ class Pipeline:
 
     async def _lifecycle_batch(self, events: list[Any]) -> None:
         await killpoints.hold()
-        records = [Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                   for e in self.ownership.current(events)]
+        records = [
+            Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+            for e in self.ownership.current(events)
+        ]
         if not records:
             return
         async with self._lifecycle_lock:
@@ -190,8 +204,13 @@ class Pipeline:
             await self._send(out)
         killpoints.reached("lifecycle-batch")
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("lifecycle batch: %d records, %d writes, process %.1f ms, send %.1f ms",
-                      len(records), len(out.writes), (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
+            log.debug(
+                "lifecycle batch: %d records, %d writes, process %.1f ms, send %.1f ms",
+                len(records),
+                len(out.writes),
+                (t1 - t0) * 1e3,
+                (time.perf_counter() - t1) * 1e3,
+            )
 
     async def _queues_batch(self, events: list[Any]) -> None:
         await killpoints.hold()
@@ -258,30 +277,47 @@ class Pipeline:
         has acknowledged them (``StateWriter.after_acks``: rules 1 and 2 of state_writer.py).
         Values are encoded now: the in-memory records keep changing with the next batches."""
         facts, dead_letters = self.tables.facts, self.tables.dead_letters
-        acks = [await facts.send(value=encode_facts(rows), partition=partition) for partition, rows in out.facts.items()]
+        acks = [
+            await facts.send(value=encode_facts(rows), partition=partition)
+            for partition, rows in out.facts.items()
+        ]
         for dead in out.dead:
             acks.append(await dead_letters.send(key=dead.source.key, value=dead.to_json()))
             self.metrics.dead_letter_child(dead.reason).inc()
-        writes = [(partition, key, None if value is None else orjson.dumps(value))
-                  for key, (partition, value) in out.writes.items()]
+        writes = [
+            (partition, key, None if value is None else orjson.dumps(value))
+            for key, (partition, value) in out.writes.items()
+        ]
         self.state_writer.after_acks(acks, self.tables.lifecycle_log, writes)
         for (topic, result), n in out.results.items():
             self.metrics.events_child(topic, result).inc(n)
         for topic, lag in out.lags:
             self.metrics.lag_child(topic).observe(lag)
 
-    async def _write_queue_records(self, store: QueueStore, keys: Iterable[str], gone: Iterable[str] = ()) -> None:
+    async def _write_queue_records(
+        self, store: QueueStore, keys: Iterable[str], gone: Iterable[str] = ()
+    ) -> None:
         """Queue the current value of these queue records (``None`` for those gone) for the changelog."""
         n = self.settings.partitions
-        await self.state_writer.write_all(self.tables.queue_log, (
-            *((queue_record_partition(key, n), key, None) for key in gone),
-            *((queue_record_partition(key, n), key, orjson.dumps(store.data[key])) for key in keys)))
+        await self.state_writer.write_all(
+            self.tables.queue_log,
+            (
+                *((queue_record_partition(key, n), key, None) for key in gone),
+                *((queue_record_partition(key, n), key, orjson.dumps(store.data[key])) for key in keys),
+            ),
+        )
 
-    async def _write_agent_records(self, store: AgentStore, keys: Iterable[str], gone: Iterable[str] = ()) -> None:
+    async def _write_agent_records(
+        self, store: AgentStore, keys: Iterable[str], gone: Iterable[str] = ()
+    ) -> None:
         n = self.settings.partitions
-        await self.state_writer.write_all(self.tables.agent_log, (
-            *((agent_record_partition(key, n), key, None) for key in gone),
-            *((agent_record_partition(key, n), key, orjson.dumps(store.data[key])) for key in keys)))
+        await self.state_writer.write_all(
+            self.tables.agent_log,
+            (
+                *((agent_record_partition(key, n), key, None) for key in gone),
+                *((agent_record_partition(key, n), key, orjson.dumps(store.data[key])) for key in keys),
+            ),
+        )
 
     async def state_written(self) -> None:
         """Every state write so far is acknowledged (``StateWriter.written``, rule 3)."""

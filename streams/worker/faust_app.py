@@ -24,8 +24,10 @@ def make_app(s: Settings) -> faust.App:
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CcmonError(f"cannot create the data directory {workdir} ({exc.strerror}); "
-                         f"set CCMON_DATA_DIR to a writable directory") from None
+        raise CcmonError(
+            f"cannot create the data directory {workdir} ({exc.strerror}); "
+            f"set CCMON_DATA_DIR to a writable directory"
+        ) from None
     return faust.App(
         s.app_id,
         broker=s.broker,

@@ -51,7 +51,9 @@ class Ownership:
         if len(owned) == n:
             return f"all {what}s (this worker owns every partition)"
         if not owned and not self.settled():
-            return "this worker's share: none while partitions are being reassigned; other workers show theirs"
+            return (
+                "this worker's share: none while partitions are being reassigned; other workers show theirs"
+            )
         return f"this worker's share: {what} partitions {owned} of {n}; other workers show the rest"
 
     def current(self, events: list[Any]) -> list[Any]:

@@ -38,8 +38,9 @@ def add_pages(p: Pipeline) -> None:
 
     def agents_data(query: Mapping[str, str]) -> Any:
         offset, limit = agent_view.page_params(query)  # ?offset=&limit= (docs/wallboard.md): all by default
-        return agent_view.snapshot(state.agent_store(), s, time.time(), own.scope("agent"), own.agent_filter(),
-                                   offset, limit)
+        return agent_view.snapshot(
+            state.agent_store(), s, time.time(), own.scope("agent"), own.agent_filter(), offset, limit
+        )
 
     # the two supervisor pages: static HTML, and the JSON of this worker's share it polls
     _add_page(app, "/wallboard", queue_view.page, wallboard_data)
@@ -48,14 +49,20 @@ def add_pages(p: Pipeline) -> None:
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         healthy = own.ready and p.broker.up is not False
-        body = {"ready": own.ready, "broker": {None: "unknown", True: "up", False: "down"}[p.broker.up],
-                "queues": p.owned_queue_count()}
+        body = {
+            "ready": own.ready,
+            "broker": {None: "unknown", True: "up", False: "down"}[p.broker.up],
+            "queues": p.owned_queue_count(),
+        }
         return web.json(body, status=200 if healthy else 503)
 
 
-def _add_page(app: Any, path: str, html: Callable[[], bytes], data: Callable[[Mapping[str, str]], Any]) -> None:
+def _add_page(
+    app: Any, path: str, html: Callable[[], bytes], data: Callable[[Mapping[str, str]], Any]
+) -> None:
     """``path`` serves the page, ``/api{path}`` its JSON from the request's query; a bad query
     parameter (``data`` raises ValueError) is a 400 with a one-line error."""
+
     @app.page(path, name=path.strip("/"))
     async def page(web: Any, request: Any) -> Any:
         return web.bytes(html(), headers=HTML)

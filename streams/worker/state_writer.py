@@ -41,14 +41,23 @@ class StateWriter:
         #: deliveries of changelog writes since the last commit, awaited before the next one
         self._unacked: list[Awaitable[Any]] = []
 
-    def after_acks(self, acks: list[Awaitable[Any]], changelog: ChangelogWriter,
-                   writes: list[tuple[int, str, bytes | None]]) -> None:
+    def after_acks(
+        self,
+        acks: list[Awaitable[Any]],
+        changelog: ChangelogWriter,
+        writes: list[tuple[int, str, bytes | None]],
+    ) -> None:
         """Rules 1 and 2: queue ``writes`` (partition, key, encoded value or ``None``) once ``acks``
         are acknowledged and the previous batch's writes are queued. Returns at once."""
         self._chain = asyncio.ensure_future(self._write_after(self._chain, acks, changelog, writes))
 
-    async def _write_after(self, previous: asyncio.Future[None] | None, acks: list[Awaitable[Any]],
-                           changelog: ChangelogWriter, writes: list[tuple[int, str, bytes | None]]) -> None:
+    async def _write_after(
+        self,
+        previous: asyncio.Future[None] | None,
+        acks: list[Awaitable[Any]],
+        changelog: ChangelogWriter,
+        writes: list[tuple[int, str, bytes | None]],
+    ) -> None:
         if previous is not None:
             await previous
         if acks:
@@ -58,12 +67,16 @@ class StateWriter:
             self._unacked.append(await changelog.write(partition, key, value))
         killpoints.reached("state-queued")
 
-    async def write_now(self, changelog: ChangelogWriter, partition: int, key: str, value: bytes | None) -> None:
+    async def write_now(
+        self, changelog: ChangelogWriter, partition: int, key: str, value: bytes | None
+    ) -> None:
         """A write with no facts to wait for (stage 2, the sweep's expiry): queued now, and
         acknowledged before the next commit (rule 3)."""
         self._unacked.append(await changelog.write(partition, key, value))
 
-    async def write_all(self, changelog: ChangelogWriter, records: Iterable[tuple[int, str, bytes | None]]) -> None:
+    async def write_all(
+        self, changelog: ChangelogWriter, records: Iterable[tuple[int, str, bytes | None]]
+    ) -> None:
         for partition, key, value in records:
             await self.write_now(changelog, partition, key, value)
 

@@ -1,12 +1,12 @@
 """The worker's topics and its three state tables, with their changelog writers.
 
-    cc.calls, cc.chats, cc.agents ──► lifecycle agent (keyed by contact / agent)
-                                        │ table ccmon-lifecycle, dead letters ──► cc.dead-letter
-                                        ▼ facts, partitioned by queue (agent facts: by agent id)
-                                      ccmon-facts ──► queues agent (keyed by queue)
-                                                        │ tables ccmon-queues, ccmon-agents
-                                                        ▼
-                                                     /metrics (collector reads the tables)
+cc.calls, cc.chats, cc.agents ──► lifecycle agent (keyed by contact / agent)
+                                    │ table ccmon-lifecycle, dead letters ──► cc.dead-letter
+                                    ▼ facts, partitioned by queue (agent facts: by agent id)
+                                  ccmon-facts ──► queues agent (keyed by queue)
+                                                    │ tables ccmon-queues, ccmon-agents
+                                                    ▼
+                                                 /metrics (collector reads the tables)
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ class Tables:
         self.dead_letters = app.topic(s.dead_letter_topic, partitions=s.partitions, **raw)
         self.lifecycle = self._table("ccmon-lifecycle")
         self.queues = self._table("ccmon-queues")
-        self.agents = self._table("ccmon-agents")  #: per-agent records, on the facts partition of the agent id
+        self.agents = self._table(
+            "ccmon-agents"
+        )  #: per-agent records, on the facts partition of the agent id
         self.lifecycle_log = Changelog(app, self.lifecycle)
         self.queue_log = Changelog(app, self.queues)
         self.agent_log = Changelog(app, self.agents)
@@ -45,8 +47,12 @@ class Tables:
         """A changelog-backed table whose keys and values are encoded by orjson, held in memory and
         started from a local snapshot when there is a usable one (streams/faust_ext/snapshot.py)."""
         s = self.settings
-        table = self.app.Table(name, partitions=s.partitions, store=STORE_URL,
-                               schema=faust.Schema(key_serializer=codec.NAME, value_serializer=codec.NAME))
+        table = self.app.Table(
+            name,
+            partitions=s.partitions,
+            store=STORE_URL,
+            schema=faust.Schema(key_serializer=codec.NAME, value_serializer=codec.NAME),
+        )
         table.key_serializer = table.value_serializer = codec.NAME
         if s.snapshot_interval_s > 0:
             # per deployment: workers of other apps may share the data directory
@@ -54,10 +60,18 @@ class Tables:
         return table
 
     def with_changelogs(self) -> list[tuple[Any, Changelog]]:
-        return [(self.lifecycle, self.lifecycle_log), (self.queues, self.queue_log), (self.agents, self.agent_log)]
+        return [
+            (self.lifecycle, self.lifecycle_log),
+            (self.queues, self.queue_log),
+            (self.agents, self.agent_log),
+        ]
 
     def sizes(self) -> dict[str, int]:
-        return {"lifecycle": len(self.lifecycle.data), "queues": len(self.queues.data), "agents": len(self.agents.data)}
+        return {
+            "lifecycle": len(self.lifecycle.data),
+            "queues": len(self.queues.data),
+            "agents": len(self.agents.data),
+        }
 
     def drop_unowned(self, inputs: set[int], facts: set[int]) -> int:
         """Forget the records of partitions not in these: lifecycle records by their input

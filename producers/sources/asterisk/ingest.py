@@ -44,19 +44,26 @@ QUIET_MARGIN_S = 1.0
 class Summary:
     lines: Counter[str] = field(default_factory=Counter)  #: by verb; "(malformed)" for the rest
     events: Counter[str] = field(default_factory=Counter)  #: by type (agent events: "state")
-    skipped: Counter[str] = field(default_factory=Counter)  #: lines (or their contact part) without an event, by reason
+    skipped: Counter[str] = field(
+        default_factory=Counter
+    )  #: lines (or their contact part) without an event, by reason
     closed: Counter[str] = field(default_factory=Counter)  #: open calls closed by force, by cause
     rotations: int = 0
 
     def render(self, what: str, elapsed: float) -> str:
         def fmt(c: Counter[str]) -> str:
-            return ", ".join(f"{k} {v}" for k, v in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
-        rows = [f"ccmon ingest asterisk: {sum(self.lines.values())} lines from {what} in {elapsed:.1f} s; "
-                f"{sum(self.events.values())} events produced, all acknowledged",
-                f"  lines by verb:   {fmt(self.lines)}",
-                f"  events by type:  {fmt(self.events)}",
-                f"  lines skipped:   {sum(self.skipped.values())} ({fmt(self.skipped)})",
-                f"  calls closed by force: {sum(self.closed.values())} ({fmt(self.closed)})"]
+            return (
+                ", ".join(f"{k} {v}" for k, v in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
+            )
+
+        rows = [
+            f"ccmon ingest asterisk: {sum(self.lines.values())} lines from {what} in {elapsed:.1f} s; "
+            f"{sum(self.events.values())} events produced, all acknowledged",
+            f"  lines by verb:   {fmt(self.lines)}",
+            f"  events by type:  {fmt(self.events)}",
+            f"  lines skipped:   {sum(self.skipped.values())} ({fmt(self.skipped)})",
+            f"  calls closed by force: {sum(self.closed.values())} ({fmt(self.closed)})",
+        ]
         if self.rotations:
             rows.append(f"  rotations followed: {self.rotations}")
         return "\n".join(rows)
@@ -68,10 +75,14 @@ def load_state(path: Path | None, kind: str, source: str) -> dict[str, Any]:
     try:
         doc = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
-        raise CcmonError(f"state file {path} is unreadable ({exc}); move it away to start from the beginning") from None
+        raise CcmonError(
+            f"state file {path} is unreadable ({exc}); move it away to start from the beginning"
+        ) from None
     if doc.get("version") != STATE_VERSION or doc.get("kind") != kind or doc.get("source") != source:
-        raise CcmonError(f"state file {path} belongs to another input ({doc.get('kind')} {doc.get('source')!r}); "
-                         f"use one state file per input")
+        raise CcmonError(
+            f"state file {path} belongs to another input ({doc.get('kind')} {doc.get('source')!r}); "
+            f"use one state file per input"
+        )
     return doc
 
 
@@ -85,8 +96,10 @@ def save_state(path: Path, doc: dict[str, Any]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        raise CcmonError(f"cannot save the state file {path} ({exc.strerror}); the events sent so far are "
-                         f"acknowledged, a run after fixing it re-sends them as duplicates") from None
+        raise CcmonError(
+            f"cannot save the state file {path} ({exc.strerror}); the events sent so far are "
+            f"acknowledged, a run after fixing it re-sends them as duplicates"
+        ) from None
 
 
 class Ingest:
@@ -117,8 +130,9 @@ class Ingest:
         self._dirty = self._dirty or bool(events)
         for ev in events:
             self.summary.events[ev.event["type"]] += 1
-            self._futures.append(await self.producer.send(
-                self.topics[ev.stream], orjson.dumps(ev.event), key=ev.key.encode()))
+            self._futures.append(
+                await self.producer.send(self.topics[ev.stream], orjson.dumps(ev.event), key=ev.key.encode())
+            )
 
     async def line(self, raw: bytes, lid: str | None = None) -> None:
         text = decode(raw)
@@ -150,9 +164,17 @@ class Ingest:
             return
         self._dirty, self._saved = False, position
         if self.opts.state_file is not None:
-            save_state(self.opts.state_file, {
-                "version": STATE_VERSION, "kind": self.kind, "source": self.opts.mapping.source,
-                "position": position, "ids": self.ids.to_state(), "mapping": self.mapper.to_state()})
+            save_state(
+                self.opts.state_file,
+                {
+                    "version": STATE_VERSION,
+                    "kind": self.kind,
+                    "source": self.opts.mapping.source,
+                    "position": position,
+                    "ids": self.ids.to_state(),
+                    "mapping": self.mapper.to_state(),
+                },
+            )
         self.progress()
 
     def progress(self) -> None:
@@ -161,8 +183,12 @@ class Ingest:
         if self.opts.quiet or not (now - self._last_report >= PROGRESS_EVERY_S and counts != self._reported):
             return
         self._last_report, self._reported = now, counts
-        print(f"ccmon ingest asterisk: {sum(self.summary.lines.values())} lines, "
-              f"{sum(self.summary.events.values())} events acknowledged", file=sys.stderr, flush=True)
+        print(
+            f"ccmon ingest asterisk: {sum(self.summary.lines.values())} lines, "
+            f"{sum(self.summary.events.values())} events acknowledged",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def note(self, text: str) -> None:
         if not self.opts.quiet:
@@ -193,8 +219,10 @@ async def ingest_file(s: Settings, opts: Options, clock: Callable[[], float] = t
     await run.start()
     try:
         if opts.follow and opts.state_file is None:
-            run.note("no --state-file: a restart reads the file from its start again (no double counts: the "
-                     "worker drops re-read lines as duplicates, but it takes longer)")
+            run.note(
+                "no --state-file: a restart reads the file from its start again (no double counts: the "
+                "worker drops re-read lines as duplicates, but it takes longer)"
+            )
         for text in reader.notes:
             run.note(text)
         reader.notes.clear()
@@ -257,7 +285,9 @@ async def ingest_table(s: Settings, opts: Options, clock: Callable[[], float] = 
                 continue
             ready = table.take(rows, clock())
             for row in ready:
-                await run.line(as_line(row, opts.zone).encode(), line_id(opts.mapping.source, f"row:{row[0]}"))
+                await run.line(
+                    as_line(row, opts.zone).encode(), line_id(opts.mapping.source, f"row:{row[0]}")
+                )
             if ready:
                 await run.commit({"id": table.last_id})
                 continue
@@ -275,15 +305,19 @@ async def ingest_table(s: Settings, opts: Options, clock: Callable[[], float] = 
         table.close()
         await run.stop()
     if table.gaps_skipped:
-        run.summary.skipped[f"gaps in row ids given up on after {GAP_WAIT_S:.0f} s (rolled-back inserts)"] += table.gaps_skipped
+        run.summary.skipped[
+            f"gaps in row ids given up on after {GAP_WAIT_S:.0f} s (rolled-back inserts)"
+        ] += table.gaps_skipped
     return run.summary
 
 
 def main(args: Any, s: Settings) -> int:
     opts = options(args, s)
     from streams.kafka.topics import ensure_topics
+
     asyncio.run(ensure_topics(s))
     from aiokafka.errors import KafkaError
+
     started = time.monotonic()
     try:
         if opts.queue_log is not None:
@@ -291,7 +325,9 @@ def main(args: Any, s: Settings) -> int:
         else:
             summary, what = asyncio.run(ingest_table(s, opts)), f"table {opts.table}"
     except KafkaError as exc:
-        raise CcmonError(f"Kafka did not acknowledge the events ({type(exc).__name__}: {exc}); the saved position "
-                         f"was not advanced past them: run the same command again to resume") from None
+        raise CcmonError(
+            f"Kafka did not acknowledge the events ({type(exc).__name__}: {exc}); the saved position "
+            f"was not advanced past them: run the same command again to resume"
+        ) from None
     print(summary.render(what, time.monotonic() - started), flush=True)
     return 0

@@ -30,8 +30,13 @@ OPEN = (WAITING, ANSWERED, TRANSFER)
 #: Interface prefixes (PJSIP/, SIP/, IAX2/, Local/, Agent/...) and the Local channel's @context/n
 #: are not part of the agent: ``PJSIP/400`` -> ``400``, ``Local/2001@from-internal/n`` -> ``2001``.
 DEFAULT_AGENT_PATTERN = r"^(?:[A-Za-z][A-Za-z0-9_]*/)?(?P<id>[^@/]+)"
-DEQUEUE_REASONS = {"EXITWITHTIMEOUT": "timeout", "EXITEMPTY": "empty", "LEAVEEMPTY": "empty",
-                   "EXITWITHKEY": "key", "WITHDRAW": "withdraw"}
+DEQUEUE_REASONS = {
+    "EXITWITHTIMEOUT": "timeout",
+    "EXITEMPTY": "empty",
+    "LEAVEEMPTY": "empty",
+    "EXITWITHKEY": "key",
+    "WITHDRAW": "withdraw",
+}
 #: callers Wazo turns away before they wait: the queue is full (they overflow elsewhere) or has no agents
 TURNED_AWAY = {"FULL": "overflow", "JOINEMPTY": "empty"}
 TRANSFERS = ("BLINDTRANSFER", "ATTENDEDTRANSFER", "TRANSFER")
@@ -130,9 +135,13 @@ class Mapper:
             self.last_ts, self.next_sweep = float(state["last_ts"]), float(state["next_sweep"])
 
     def to_state(self) -> dict[str, Any]:
-        return {"calls": {c: {q: asdict(s) for q, s in qs.items()} for c, qs in self.calls.items()},
-                "agents": {a: asdict(d) for a, d in self.agents.items()}, "pending": list(self.pending),
-                "last_ts": self.last_ts, "next_sweep": self.next_sweep}
+        return {
+            "calls": {c: {q: asdict(s) for q, s in qs.items()} for c, qs in self.calls.items()},
+            "agents": {a: asdict(d) for a, d in self.agents.items()},
+            "pending": list(self.pending),
+            "last_ts": self.last_ts,
+            "next_sweep": self.next_sweep,
+        }
 
     # ---- entry points ------------------------------------------------------------------------
     def feed(self, line: Line, lid: str) -> tuple[list[Out], str | None]:
@@ -152,7 +161,9 @@ class Mapper:
     def release(self, now: float) -> list[Out]:
         """Events whose time has come by ``now`` (event time, or the wall clock of a quiet file)."""
         out: list[Out] = []
-        due = sorted((p for p in self.pending if p["due"] <= now), key=lambda p: (p["due"], _RANK[p["kind"]], p["id"]))
+        due = sorted(
+            (p for p in self.pending if p["due"] <= now), key=lambda p: (p["due"], _RANK[p["kind"]], p["id"])
+        )
         if due:
             self.pending = [p for p in self.pending if p["due"] > now]
         for p in due:
@@ -179,7 +190,9 @@ class Mapper:
         return (found or member).strip() or member
 
     def _contact(self, etype: str, contact: str, ts: float, eid: str, **fields: Any) -> Out:
-        return Out("calls", contact, {"event_id": eid, "type": etype, "contact_id": contact, "ts": _ms(ts), **fields})
+        return Out(
+            "calls", contact, {"event_id": eid, "type": etype, "contact_id": contact, "ts": _ms(ts), **fields}
+        )
 
     def _agent(self, member: str, queue: str = NONE) -> tuple[str, Agent]:
         aid = self.agent_id(member)
@@ -194,8 +207,14 @@ class Mapper:
         reason = a.reason if state == "away" else ""
         if (state, a.queues, reason) == (a.state, a.sent_queues, a.sent_reason):
             return
-        ev: dict[str, Any] = {"event_id": eid, "type": "state", "agent_id": aid, "state": state,
-                              "queues": list(a.queues), "ts": _ms(ts)}
+        ev: dict[str, Any] = {
+            "event_id": eid,
+            "type": "state",
+            "agent_id": aid,
+            "state": state,
+            "queues": list(a.queues),
+            "ts": _ms(ts),
+        }
         if reason:
             ev["reason"] = reason
         out.append(Out("agents", aid, ev))
@@ -207,8 +226,9 @@ class Mapper:
         wrap = self.config.wrapup(queue)
         if wrap > 0:
             self._set_agent(aid, "acw", ts, f"{lid}-acw", out)
-            self.pending.append({"kind": "agent", "due": ts + wrap, "agent": aid, "token": a.token,
-                                 "id": f"{lid}-ready"})
+            self.pending.append(
+                {"kind": "agent", "due": ts + wrap, "agent": aid, "token": a.token, "id": f"{lid}-ready"}
+            )
         else:
             self._set_agent(aid, "away" if a.paused else "available", ts, f"{lid}-ready", out)
 
@@ -217,7 +237,9 @@ class Mapper:
         out.append(self._contact("ended", seg.contact, ts, f"{lid}-ended", **fields))
         wrap = self.config.wrapup(seg.queue) if acw else 0.0
         if wrap > 0:
-            self.pending.append({"kind": "wrapup", "due": ts + wrap, "contact": seg.contact, "id": f"{lid}-wrapup"})
+            self.pending.append(
+                {"kind": "wrapup", "due": ts + wrap, "contact": seg.contact, "id": f"{lid}-wrapup"}
+            )
         else:
             out.append(self._contact("wrapup_ended", seg.contact, ts, f"{lid}-wrapup"))
         seg.phase, seg.hold, seg.ts = CLOSED, False, ts
@@ -248,8 +270,9 @@ class Mapper:
             segs = self.calls[callid]
             for queue, seg in list(segs.items()):
                 if seg.phase in OPEN and seg.ts + self.config.stale_after_s <= now:
-                    self._close(seg, seg.ts, line_id(self.config.source, f"stale:{seg.contact}:{seg.ts}"),
-                                "lost", out)
+                    self._close(
+                        seg, seg.ts, line_id(self.config.source, f"stale:{seg.contact}:{seg.ts}"), "lost", out
+                    )
                 elif seg.phase in (CLOSED, MOVED) and seg.ts + self.config.retention_s <= now:
                     del segs[queue]
             if not segs:
@@ -273,7 +296,9 @@ def _enter(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
     if old is not None and old.phase == TRANSFER:  # transferred back into the same queue
         source: Segment | None = old
     else:
-        source = next((s for q, s in segs.items() if q != line.queue and s.phase in (TRANSFER, ANSWERED)), None)
+        source = next(
+            (s for q, s in segs.items() if q != line.queue and s.phase in (TRANSFER, ANSWERED)), None
+        )
         if old is not None and old.phase in OPEN:  # entered again without leaving: a line was lost
             m._close(old, line.ts, f"{lid}-lost", "lost", out)
     uses = old.uses + 1 if old is not None else 1
@@ -316,7 +341,9 @@ def _complete(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
     if seg is None:
         skipped = "no answered call for this line"
     else:
-        m._end(seg, line.ts, lid, out, acw=True, hangup="caller" if line.verb == "COMPLETECALLER" else "agent")
+        m._end(
+            seg, line.ts, lid, out, acw=True, hangup="caller" if line.verb == "COMPLETECALLER" else "agent"
+        )
     if member != NONE:
         aid, a = m._agent(member, line.queue)
         m._free(aid, a, line.ts, line.queue, lid, out)
@@ -330,8 +357,15 @@ def _transfer(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
     if seg is None:
         return "no answered call for this line"
     seg.phase, seg.transfer_ts, seg.transfer_id, seg.ts = TRANSFER, line.ts, lid, line.ts
-    m.pending.append({"kind": "transfer", "due": line.ts + m.config.transfer_wait_s, "callid": line.callid,
-                      "queue": line.queue, "id": lid})
+    m.pending.append(
+        {
+            "kind": "transfer",
+            "due": line.ts + m.config.transfer_wait_s,
+            "callid": line.callid,
+            "queue": line.queue,
+            "id": lid,
+        }
+    )
     aid, a = m._agent(seg.agent if seg.agent else line.agent, line.queue)
     m._free(aid, a, line.ts, line.queue, lid, out)
     return None
@@ -366,7 +400,9 @@ def _hold(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
     on = line.verb == "CALLERONHOLD"
     if seg is None or seg.hold == on:
         return "no answered call in that hold state"
-    out.append(m._contact("hold" if on else "resume", seg.contact, line.ts, f"{lid}-{'hold' if on else 'resume'}"))
+    out.append(
+        m._contact("hold" if on else "resume", seg.contact, line.ts, f"{lid}-{'hold' if on else 'resume'}")
+    )
     seg.hold, seg.ts = on, line.ts
     return None
 
@@ -417,12 +453,30 @@ def _queue_start(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
 
 
 _HANDLERS: dict[str, Handler] = {
-    "ENTERQUEUE": _enter, "FULL": _enter, "JOINEMPTY": _enter,
-    "CONNECT": _connect, "COMPLETECALLER": _complete, "COMPLETEAGENT": _complete,
-    "ABANDON": _left, **{v: _left for v in DEQUEUE_REASONS},
+    "ENTERQUEUE": _enter,
+    "FULL": _enter,
+    "JOINEMPTY": _enter,
+    "CONNECT": _connect,
+    "COMPLETECALLER": _complete,
+    "COMPLETEAGENT": _complete,
+    "ABANDON": _left,
+    **{v: _left for v in DEQUEUE_REASONS},
     **{v: _transfer for v in TRANSFERS},
-    "RINGNOANSWER": _ring_no_answer, "CALLERONHOLD": _hold, "CALLEROFFHOLD": _hold,
-    **{v: _member for v in ("ADDMEMBER", "REMOVEMEMBER", "PAUSE", "UNPAUSE", "PAUSEALL", "UNPAUSEALL",
-                            "AGENTLOGIN", "AGENTLOGOFF")},
+    "RINGNOANSWER": _ring_no_answer,
+    "CALLERONHOLD": _hold,
+    "CALLEROFFHOLD": _hold,
+    **{
+        v: _member
+        for v in (
+            "ADDMEMBER",
+            "REMOVEMEMBER",
+            "PAUSE",
+            "UNPAUSE",
+            "PAUSEALL",
+            "UNPAUSEALL",
+            "AGENTLOGIN",
+            "AGENTLOGOFF",
+        )
+    },
     "QUEUESTART": _queue_start,
 }

@@ -57,9 +57,12 @@ def options(args: Any, s: Settings) -> Options:
         raise UsageError("give exactly one input: --queue-log FILE or --database URL")
     if args.database is not None:
         from producers.sources.asterisk.realtime import SCHEMES, TABLE
+
         if not args.database.startswith(SCHEMES):
-            raise UsageError("--database takes a postgresql://USER[:PASSWORD]@HOST[:PORT]/DB URL "
-                             "(MySQL/MariaDB realtime tables are not supported yet)")
+            raise UsageError(
+                "--database takes a postgresql://USER[:PASSWORD]@HOST[:PORT]/DB URL "
+                "(MySQL/MariaDB realtime tables are not supported yet)"
+            )
         if not TABLE.fullmatch(args.table):
             raise UsageError(f"--table {args.table!r} is not a table name")
         if importlib.util.find_spec("psycopg") is None:
@@ -72,7 +75,9 @@ def options(args: Any, s: Settings) -> Options:
     try:
         zone = ZoneInfo(args.timezone or s.timezone)
     except (KeyError, ValueError, OSError):
-        raise UsageError(f"--timezone {args.timezone!r} is not a known time zone (e.g. Europe/Paris)") from None
+        raise UsageError(
+            f"--timezone {args.timezone!r} is not a known time zone (e.g. Europe/Paris)"
+        ) from None
     pattern = args.agent_name_pattern or DEFAULT_AGENT_PATTERN
     try:
         re.compile(pattern)
@@ -84,29 +89,61 @@ def options(args: Any, s: Settings) -> Options:
     state = Path(args.state_file) if args.state_file else None
     if state is not None and not state.parent.is_dir():
         raise UsageError(f"--state-file: directory {state.parent} does not exist")
-    return Options(queue_log=path, database=args.database, table=args.table, follow=args.follow, state_file=state,
-                   zone=zone, quiet=args.quiet,
-                   mapping=Config(source=args.source, wrapup_s=default, wrapup_by_queue=per_queue,
-                                  agent_pattern=pattern))
+    return Options(
+        queue_log=path,
+        database=args.database,
+        table=args.table,
+        follow=args.follow,
+        state_file=state,
+        zone=zone,
+        quiet=args.quiet,
+        mapping=Config(
+            source=args.source, wrapup_s=default, wrapup_by_queue=per_queue, agent_pattern=pattern
+        ),
+    )
 
 
 def add_arguments(p: Any) -> None:
-    p.add_argument("--queue-log", metavar="FILE", help="the queue_log file (e.g. /var/log/asterisk/queue_log)")
-    p.add_argument("--database", metavar="URL",
-                   help="instead of a file: the realtime queue_log table, postgresql://USER@HOST:PORT/DB")
+    p.add_argument(
+        "--queue-log", metavar="FILE", help="the queue_log file (e.g. /var/log/asterisk/queue_log)"
+    )
+    p.add_argument(
+        "--database",
+        metavar="URL",
+        help="instead of a file: the realtime queue_log table, postgresql://USER@HOST:PORT/DB",
+    )
     p.add_argument("--table", default="queue_log", help="the realtime table's name (default queue_log)")
-    p.add_argument("--follow", action="store_true",
-                   help="keep reading new lines like tail -F (survives rotation); stop with Ctrl-C / SIGTERM")
-    p.add_argument("--state-file", metavar="F",
-                   help="keep the read position and the mapping's state here, so a restart resumes (recommended)")
-    p.add_argument("--source", default="asterisk",
-                   help="this Asterisk server's name in event ids (default asterisk; one per server)")
-    p.add_argument("--timezone", metavar="TZ",
-                   help="time zone of the realtime table's times without an offset (default CCMON_TIMEZONE)")
-    p.add_argument("--wrapup", action="append", default=[], metavar="[QUEUE=]SECONDS",
-                   help="after-call work per queue, like queues.conf wrapuptime (repeatable; default 0)")
-    p.add_argument("--agent-name-pattern", metavar="REGEX",
-                   help="regex whose group 'id' is the agent id in the member name "
-                        f"(default {DEFAULT_AGENT_PATTERN!r}: PJSIP/400 -> 400)")
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep reading new lines like tail -F (survives rotation); stop with Ctrl-C / SIGTERM",
+    )
+    p.add_argument(
+        "--state-file",
+        metavar="F",
+        help="keep the read position and the mapping's state here, so a restart resumes (recommended)",
+    )
+    p.add_argument(
+        "--source",
+        default="asterisk",
+        help="this Asterisk server's name in event ids (default asterisk; one per server)",
+    )
+    p.add_argument(
+        "--timezone",
+        metavar="TZ",
+        help="time zone of the realtime table's times without an offset (default CCMON_TIMEZONE)",
+    )
+    p.add_argument(
+        "--wrapup",
+        action="append",
+        default=[],
+        metavar="[QUEUE=]SECONDS",
+        help="after-call work per queue, like queues.conf wrapuptime (repeatable; default 0)",
+    )
+    p.add_argument(
+        "--agent-name-pattern",
+        metavar="REGEX",
+        help="regex whose group 'id' is the agent id in the member name "
+        f"(default {DEFAULT_AGENT_PATTERN!r}: PJSIP/400 -> 400)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-

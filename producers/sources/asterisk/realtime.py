@@ -50,7 +50,11 @@ def as_line(row: tuple[Any, ...], zone: ZoneInfo) -> str:
     data = [("" if v is None else str(v)) for v in row[6:11]]
     while data and not data[-1]:
         data.pop()
-    cols = [str(int(ts)) if ts is not None else "badtime", *("" if v is None else str(v) for v in row[2:6]), *data]
+    cols = [
+        str(int(ts)) if ts is not None else "badtime",
+        *("" if v is None else str(v) for v in row[2:6]),
+        *data,
+    ]
     return "|".join(c.replace("\n", " ") for c in cols)
 
 
@@ -59,18 +63,21 @@ class RealtimeTable:
 
     def __init__(self, url: str, table: str, after_id: int) -> None:
         import psycopg  # checked by the options: the asterisk-db extra
+
         self._psycopg = psycopg
         self.url, self.last_id = url, after_id
         self.gap_since: float | None = None  #: when the reader began waiting at a missing id
         self.gaps_skipped = 0
-        self._query = (f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE id > %s ORDER BY id LIMIT %s")
+        self._query = f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE id > %s ORDER BY id LIMIT %s"
         self._conn: Any = None
 
     def connect(self) -> None:
         try:
             self._conn = self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         except self._psycopg.Error as exc:
-            raise CcmonError(f"cannot connect to the queue_log database: {str(exc).strip().splitlines()[0]}") from None
+            raise CcmonError(
+                f"cannot connect to the queue_log database: {str(exc).strip().splitlines()[0]}"
+            ) from None
 
     def fetch(self, limit: int = 2000) -> list[tuple[Any, ...]]:
         """The next rows after the last id handled (the caller advances ``last_id``)."""
@@ -84,7 +91,9 @@ class RealtimeTable:
             self.close()
             raise ConnectionError(str(exc).strip().splitlines()[0]) from None
         except self._psycopg.Error as exc:
-            raise CcmonError(f"reading the queue_log table failed: {str(exc).strip().splitlines()[0]}") from None
+            raise CcmonError(
+                f"reading the queue_log table failed: {str(exc).strip().splitlines()[0]}"
+            ) from None
 
     def take(self, rows: list[tuple[Any, ...]], now: float) -> list[tuple[Any, ...]]:
         """The rows (in id order) that may be handled now: up to the first missing id, unless it

@@ -98,10 +98,14 @@ class QueueLogReader:
             if sibling != self.path and self._matches(sibling, pos):
                 self._open(sibling, pos.offset)
                 self._then_path = True
-                self.notes.append(f"{self.path} was rotated while stopped: reading the rest of {sibling.name} first")
+                self.notes.append(
+                    f"{self.path} was rotated while stopped: reading the rest of {sibling.name} first"
+                )
                 return
-        self.notes.append(f"the file of the saved position is gone: reading {self.path} from the start "
-                          f"(lines read before keep their event ids and are dropped as duplicates)")
+        self.notes.append(
+            f"the file of the saved position is gone: reading {self.path} from the start "
+            f"(lines read before keep their event ids and are dropped as duplicates)"
+        )
         self._open(self.path, 0)
 
     # ---- reading -------------------------------------------------------------------------------
@@ -129,7 +133,7 @@ class QueueLogReader:
                     break
                 self._buf += data
                 continue
-            line, self._buf = self._buf[:nl], self._buf[nl + 1:]
+            line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
             self._offset += nl + 1
             out.append((line, self.position))
         return out
@@ -161,7 +165,9 @@ class QueueLogReader:
                 self._buf += leftover
                 return True
             if self._buf:
-                self.notes.append(f"rotated: {len(self._buf)} bytes without a newline at the end of the old file dropped")
+                self.notes.append(
+                    f"rotated: {len(self._buf)} bytes without a newline at the end of the old file dropped"
+                )
             self.rotations += 1
             self.notes.append(f"{self.path} rotated (new file): reading it from the start")
             return self._open(self.path, 0)
