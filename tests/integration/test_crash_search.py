@@ -20,7 +20,9 @@ buckets), and the report lists differing series sorted by name, so ``ccmon_agent
 The recording (tests/integration/recordings.py) has the mix of issue 10: duplicates, events
 arriving behind later ones, transfers, holds, missing wrap-ups, surveys hours late, agents and
 200 hostile inputs. The suite runs ``CCMON_CRASH_SEARCH_SCENARIOS`` scenarios (default 6, about
-3 minutes on 2 cores); set it higher, and ``CCMON_CRASH_SEARCH_SEED``, to search longer.
+2 minutes on 2 shared cores); set it higher, and ``CCMON_CRASH_SEARCH_SEED``, to search longer
+(``CCMON_CRASH_SEARCH_SCENARIOS=12`` with the default seed and seeds 1-4: 60 of 60
+scenarios equal with per-agent series, 24 Nov 2026).
 """
 
 from __future__ import annotations
