@@ -118,7 +118,7 @@ def _digest(n: int) -> str:
     """Everything both stages computed from ``n`` events, batch by batch, then their whole state."""
     import orjson
 
-    from streams.core.local import LocalPipeline
+    from streams.dev.local_pipeline import LocalPipeline
 
     s, records = _traffic(n)
     p = LocalPipeline(s)
@@ -143,7 +143,7 @@ def _digest(n: int) -> str:
     for i in range(0, len(records), s.batch_size):
         out = p.feed(records[i : i + s.batch_size], now=now)
         dead = [{k: v for k, v in orjson.loads(d.to_json()).items() if k != "rejected_at"} for d in out.dead]
-        put([out.facts, dead, out.writes, dict(out.results), dict(out.rejected)])
+        put([out.facts, dead, out.writes, dict(out.results)])
     put([p.lifecycle, p.queues, p.results])
     for queue, channel in sorted(p.store.series()):
         v = p.store.view(queue, channel, now)

@@ -57,11 +57,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from benchmarks import compiled_core, workload
 from streams.config import Settings, load
 from streams.core.intake import Record
-from streams.core.local import LocalPipeline
 from streams.dev.harness import NotReady, ProcessExited, Service, wait_stable, wait_until
-from streams.kafka_local import LocalKafka
-from streams.snapshot import offsets_of as snapshot_offsets
-from streams.topics import ensure_topics
+from streams.dev.kafka_local import LocalKafka
+from streams.dev.local_pipeline import LocalPipeline
+from streams.faust_ext.snapshot import offsets_of as snapshot_offsets
+from streams.kafka.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS_TOTAL = re.compile(rb"^ccmon_events_total\{[^}]*\} ([0-9.e+]+)$", re.M)

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from producers.scenario import Scenario
 from producers.simulate import Simulator
 from streams.config import Settings
+from streams.kafka.producer import start_producer
 
 Event = tuple[str, bytes, bytes]
 
@@ -167,7 +167,7 @@ def counts_offered(value: bytes) -> bool:
 
 
 def topic_names(s: Settings) -> dict[str, str]:
-    return {"calls": s.calls_topic, "chats": s.chats_topic, "agents": s.agents_topic}
+    return s.input_topics
 
 
 async def produce(
@@ -181,14 +181,7 @@ async def produce(
     At a steady rate each valid event's ``ts`` is set to its send time, as a live contact center's
     would be."""
     names = topic_names(s)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=s.bootstrap_servers,
-        linger_ms=20 if rate is None else 2,
-        max_batch_size=512 * 1024,
-        acks="all",
-        enable_idempotence=True,
-    )
-    await producer.start()
+    producer = await start_producer(s, linger_ms=20 if rate is None else 2, max_batch_size=512 * 1024)
     try:
         started = time.perf_counter()
         for i, (topic, key, value) in enumerate(events):

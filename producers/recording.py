@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from streams.core.events import event_time
 from streams.errors import CcmonError
 
 
@@ -30,16 +30,7 @@ class Message:
 
 
 def _event_time(value: Any) -> float | None:
-    if isinstance(value, dict):
-        ts = value.get("ts")
-        if isinstance(ts, int) and not isinstance(ts, bool):
-            return ts / 1000.0
-        if isinstance(ts, str):
-            try:
-                return datetime.fromisoformat(ts).timestamp()
-            except ValueError:
-                return None
-    return None
+    return event_time(value.get("ts")) if isinstance(value, dict) else None
 
 
 def read(path: Path) -> Iterator[Message]:
@@ -83,9 +74,3 @@ def line(topic: str, key: str | None, value: Any) -> bytes:
         return orjson.dumps(doc) + b"\n"
     except TypeError:  # lone surrogates standing for raw bytes
         return json.dumps(doc).encode() + b"\n"
-
-
-def write(path: Path, rows: list[tuple[str, str | None, Any]]) -> None:
-    with path.open("wb") as handle:
-        for topic, key, value in rows:
-            handle.write(line(topic, key, value))

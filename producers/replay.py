@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from producers.kafka import start_producer
 from producers.recording import read
 from streams.config import Settings
+from streams.kafka.producer import start_producer
 
 PROGRESS_EVERY_S = 2.0
 

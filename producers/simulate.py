@@ -417,7 +417,7 @@ def _bad_input(rng: random.Random, now: float) -> bytes:
 
 
 def topic_for(s: Settings, short: str) -> str:
-    return {"calls": s.calls_topic, "chats": s.chats_topic, "agents": s.agents_topic}[short]
+    return s.input_topics[short]
 
 
 def _value(value: Any) -> bytes:
@@ -459,7 +459,7 @@ async def run(
             file=sys.stderr,
         )
         return sum(counts.values())
-    from producers.kafka import start_producer
+    from streams.kafka.producer import start_producer
 
     producer = await start_producer(s)
     mono0 = last_report = time.monotonic()

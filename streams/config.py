@@ -1,7 +1,8 @@
 """All ccmon configuration, read from ``CCMON_*`` environment variables in this one place.
 
 Every setting has a documented default (see docs/configuration.md); CLI flags override the
-environment. Invalid values raise :class:`ConfigError` with a one-line, actionable message.
+environment and are parsed by the same functions (:func:`flag_type`). Invalid values raise
+:class:`ConfigError` (a :class:`CcmonError`, exit code 2) with a one-line, actionable message.
 """
 
 from __future__ import annotations
@@ -9,18 +10,41 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
+from streams.errors import CcmonError
+
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+#: Kafka's security protocols and SASL mechanisms ccmon supports, the one list of each
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SECURITY_PROTOCOLS: tuple[str, ...] = get_args(SecurityProtocol)
+TLS_PROTOCOLS: tuple[str, ...] = ("SSL", "SASL_SSL")  #: the protocols that connect with TLS
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+SASL_MECHANISMS: tuple[str, ...] = get_args(SaslMechanism)
+#: where ccmon keeps local data (the dev broker's, the worker's) unless CCMON_DATA_DIR says otherwise
+DEFAULT_DATA_DIR = str(Path.home() / ".local" / "share" / "ccmon")
 
 
-class ConfigError(Exception):
+class ConfigError(CcmonError):
     """A configuration value is wrong; the message names the variable and what is expected."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class LocalBrokerSettings:
+    """The development broker of ``ccmon kafka`` and ``ccmon demo`` (streams/dev/kafka_local.py)."""
+
+    version: str = "4.1.1"
+    cache_dir: str = str(Path.home() / ".cache" / "ccmon")
+    heap: str = "768m"
 
 
 @dataclass(frozen=True)
@@ -33,21 +57,14 @@ class QueueThresholds:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything the worker, producers and local Kafka need to know."""
+class KpiSettings:
+    """The group the pure core gets (``Settings.kpi``): the KPI rules' parameters, the state caps,
+    and the input topics and partition count it decides by. Nothing about Kafka, the web or I/O."""
 
-    broker: str = "kafka://127.0.0.1:9092"
-    app_id: str = "ccmon"
     calls_topic: str = "cc.calls"
     chats_topic: str = "cc.chats"
     agents_topic: str = "cc.agents"
-    dead_letter_topic: str = "cc.dead-letter"
-    facts_topic: str = "ccmon-facts"
     partitions: int = 8
-    replication_factor: int = 1
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
-    data_dir: str = str(Path.home() / ".local" / "share" / "ccmon")
     timezone: str = "UTC"
     lateness_s: float = 600.0
     future_tolerance_s: float = 300.0
@@ -56,6 +73,31 @@ class Settings:
     bucket_s: int = 10
     max_queues: int = 1000
     max_agents: int = 5000
+    defaults: QueueThresholds = QueueThresholds()
+    queues: Mapping[str, QueueThresholds] = field(default_factory=dict)
+
+    @property
+    def contact_topics(self) -> dict[str, str]:
+        """Input topic name → channel it carries."""
+        return {self.calls_topic: "voice", self.chats_topic: "chat"}
+
+    def thresholds(self, queue: str) -> QueueThresholds:
+        return self.queues.get(queue, self.defaults)
+
+
+@dataclass(frozen=True)
+class Settings(KpiSettings):
+    """Everything the worker, producers and local Kafka need to know: the core's group
+    (:class:`KpiSettings`, declared there) and the rest."""
+
+    broker: str = "kafka://127.0.0.1:9092"
+    app_id: str = "ccmon"
+    dead_letter_topic: str = "cc.dead-letter"
+    facts_topic: str = "ccmon-facts"
+    replication_factor: int = 1
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: str = DEFAULT_DATA_DIR
     agent_metrics: bool = False
     agent_acw_limit_s: float = 300.0
     agent_away_limit_s: float = 900.0
@@ -73,9 +115,8 @@ class Settings:
     kafka_ca_file: str | None = None
     kafka_cert_file: str | None = None
     kafka_key_file: str | None = None
-    defaults: QueueThresholds = QueueThresholds()
-    queues: Mapping[str, QueueThresholds] = field(default_factory=dict)
     log_level: str = "info"
+    local_broker: LocalBrokerSettings = LocalBrokerSettings()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -83,19 +124,18 @@ class Settings:
         return ",".join(u.split("://", 1)[-1] for u in self.broker.split(";"))
 
     @property
-    def contact_topics(self) -> dict[str, str]:
-        """Input topic name → channel it carries."""
-        return {self.calls_topic: "voice", self.chats_topic: "chat"}
+    def input_topics(self) -> dict[str, str]:
+        """Short name (a recording's, the simulator's) → input topic name: the one mapping."""
+        return {"calls": self.calls_topic, "chats": self.chats_topic, "agents": self.agents_topic}
+
+    @cached_property
+    def kpi(self) -> KpiSettings:
+        """The pure core's group alone (the core is typed to take it, not the whole Settings)."""
+        return KpiSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(KpiSettings)})
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
-
-    def thresholds(self, queue: str) -> QueueThresholds:
-        return self.queues.get(queue, self.defaults)
-
-    def replace(self, **changes: Any) -> "Settings":
-        return dataclasses.replace(self, **changes)
 
 
 def _positive_int(name: str, raw: str) -> int:
@@ -126,22 +166,27 @@ def _non_negative_float(name: str, raw: str) -> float:
 
 
 def _positive_float(name: str, raw: str) -> float:
-    value = _non_negative_float(name, raw)
-    if value == 0:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value > 0:
         raise ConfigError(f"{name}={raw!r} must be greater than 0")
+    if value == float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a finite number")
     return value
 
 
 def _security_protocol(name: str, raw: str) -> str:
     value = raw.strip().upper()
-    if value not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+    if value not in SECURITY_PROTOCOLS:
         raise ConfigError(f"{name}={raw!r}: use PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT")
     return value
 
 
 def _sasl_mechanism(name: str, raw: str) -> str:
     value = raw.strip().upper()
-    if value not in ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"):
+    if value not in SASL_MECHANISMS:
         raise ConfigError(f"{name}={raw!r}: use SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN")
     return value
 
@@ -260,6 +305,19 @@ ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CCMON_KAFKA_CERT_FILE": ("kafka_cert_file", _readable_file),
     "CCMON_KAFKA_KEY_FILE": ("kafka_key_file", _readable_file),
     "CCMON_LOG_LEVEL": ("log_level", _level),
+    "CCMON_KAFKA_VERSION": ("local_broker.version", _text),
+    "CCMON_KAFKA_CACHE": ("local_broker.cache_dir", _text),
+    "CCMON_KAFKA_HEAP": ("local_broker.heap", _text),
+}
+#: what the local broker needs, all it reads (``load(only=...)``)
+LOCAL_BROKER_ENV = ("CCMON_DATA_DIR", "CCMON_KAFKA_VERSION", "CCMON_KAFKA_CACHE", "CCMON_KAFKA_HEAP")
+
+#: the parsers flags of their own use (``flag_type``)
+PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "port": _port,
+    "positive_int": _positive_int,
+    "positive_float": _positive_float,
+    "non_negative_float": _non_negative_float,
 }
 
 #: thresholds applying to every queue without its own entry in CCMON_QUEUE_CONFIG
@@ -292,7 +350,9 @@ def _queue_config(raw: str, defaults: QueueThresholds) -> dict[str, QueueThresho
             raise ConfigError(f"CCMON_QUEUE_CONFIG: entry {queue!r} needs a valid queue name and an object")
         unknown = set(values) - allowed
         if unknown:
-            raise ConfigError(f"CCMON_QUEUE_CONFIG[{queue!r}]: unknown keys {sorted(unknown)}; allowed {sorted(allowed)}")
+            raise ConfigError(
+                f"CCMON_QUEUE_CONFIG[{queue!r}]: unknown keys {sorted(unknown)}; allowed {sorted(allowed)}"
+            )
         parsed = {}
         for key, value in values.items():
             parser = _ratio if key == "sl_target" else _non_negative_float
@@ -301,13 +361,39 @@ def _queue_config(raw: str, defaults: QueueThresholds) -> dict[str, QueueThresho
     return out
 
 
-def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Settings from the environment (``os.environ`` by default), then explicit overrides."""
+def flag_type(name: str, parse: Callable[[str, str], Any] | None = None) -> Callable[[str], Any]:
+    """An argparse ``type=``: the flag that overrides the variable ``name`` is parsed by that
+    variable's parser, so a flag is validated exactly like its variable; a flag of its own (no
+    variable) names itself and passes one of these parsers (``PARSERS``)."""
+    import argparse
+
+    parser = parse if parse is not None else ENV[name][1]
+
+    def parse_flag(raw: str) -> Any:
+        try:
+            return parser(name, raw)
+        except ConfigError as exc:  # argparse names the flag: the message starts at the value
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{name}=")) from None
+
+    return parse_flag
+
+
+def load(
+    env: Mapping[str, str] | None = None, only: tuple[str, ...] | None = None, **overrides: Any
+) -> Settings:
+    """Settings from the environment (``os.environ`` by default), then explicit overrides.
+    ``only``: read just these variables (a command that needs a few, e.g. the local broker)."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    groups: dict[str, dict[str, Any]] = {}
     for var, (attr, parse) in ENV.items():
-        if var in env:
-            values[attr] = parse(var, env[var])
+        if var in env and (only is None or var in only):
+            group, _, name = attr.rpartition(".")
+            (groups.setdefault(group, {}) if group else values)[name] = parse(var, env[var])
+    for group, fields_ in groups.items():
+        values[group] = dataclasses.replace(getattr(Settings, group), **fields_)
+    if only is not None:
+        return Settings(**values)
     thresholds = {attr: parse(var, env[var]) for var, (attr, parse) in THRESHOLD_ENV.items() if var in env}
     defaults = QueueThresholds(**thresholds)
     values["defaults"] = defaults
@@ -318,9 +404,15 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         values["kafka_password"] = password
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**values)
-    if settings.kafka_security_protocol.startswith("SASL_") and not (settings.kafka_username and settings.kafka_password):
-        raise ConfigError(f"CCMON_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
-                          f"CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD (or CCMON_KAFKA_PASSWORD_FILE)")
+    if settings.kafka_security_protocol.startswith("SASL_") and not (
+        settings.kafka_username and settings.kafka_password
+    ):
+        raise ConfigError(
+            f"CCMON_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
+            f"CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD (or CCMON_KAFKA_PASSWORD_FILE)"
+        )
     if bool(settings.kafka_cert_file) != bool(settings.kafka_key_file):
-        raise ConfigError("CCMON_KAFKA_CERT_FILE and CCMON_KAFKA_KEY_FILE go together (client certificate and its key)")
+        raise ConfigError(
+            "CCMON_KAFKA_CERT_FILE and CCMON_KAFKA_KEY_FILE go together (client certificate and its key)"
+        )
     return settings

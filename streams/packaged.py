@@ -19,6 +19,8 @@ def kafka_pom() -> str:
 
 def prometheus_rules() -> dict[str, str]:
     """Every rule file, by name, in name order (ccmon-thresholds.yml, ccmon.yml)."""
-    files = sorted((f for f in resource("prometheus", "rules").iterdir() if f.name.endswith(".yml")),
-                   key=lambda f: f.name)
+    files = sorted(
+        (f for f in resource("prometheus", "rules").iterdir() if f.name.endswith(".yml")),
+        key=lambda f: f.name,
+    )
     return {f.name: f.read_text(encoding="utf-8") for f in files}

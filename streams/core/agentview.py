@@ -31,28 +31,46 @@ runs until ``now`` when read. "Today" is the local day of ``now``, like the ``to
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, time as dtime, timedelta
-from typing import Any, Callable, Iterator, MutableMapping
+from datetime import datetime, timedelta
+from datetime import time as dtime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from streams.config import Settings
+from streams.config import KpiSettings
+from streams.core.events import AGENT_STATES, LOGGED_IN_STATES
 from streams.core.facts import Fact, Kind
-from streams.core.queues import AGENT_STATES, FactId, fresh
+from streams.core.layout import AGENT_RECORD, agent_of_record, agent_record_key
+from streams.core.queues import FactId, fresh
+
+__all__ = [
+    "AgentRow",
+    "AgentStore",
+]
 
 H_HANDLED, H_HANDLE_S, H_MISSED, D_STATES = 0, 1, 2, 3
 #: states that count as occupied, and those that count as logged in (occupancy's denominator)
 OCCUPIED = ("busy", "acw")
-LOGGED_IN = ("available", "busy", "acw", "away")
+LOGGED_IN = LOGGED_IN_STATES
 
 
-def agent_key(agent_id: str) -> str:
-    return f"p|{agent_id}"
+agent_key = agent_record_key  #: the agent table's key (streams.core.layout)
 
 
 def _new_agent() -> dict[str, Any]:
-    return {"s": None, "r": None, "n": None, "q": [], "t": None, "c": {}, "tot": [0, 0.0, 0], "ss": {}, "d": {},
-            "z": float("-inf")}
+    return {
+        "s": None,
+        "r": None,
+        "n": None,
+        "q": [],
+        "t": None,
+        "c": {},
+        "tot": [0, 0.0, 0],
+        "ss": {},
+        "d": {},
+        "z": float("-inf"),
+    }
 
 
 @dataclass(slots=True)
@@ -91,7 +109,7 @@ class AgentRow:
 class AgentStore:
     """Applies per-agent facts to the record mapping and reads agent rows back out of it."""
 
-    def __init__(self, data: MutableMapping[str, Any], settings: Settings) -> None:
+    def __init__(self, data: MutableMapping[str, Any], settings: KpiSettings) -> None:
         self.data = data
         self.settings = settings
         self.zone = ZoneInfo(settings.timezone)
@@ -99,7 +117,9 @@ class AgentStore:
         self._keep: tuple[float, str] = (float("nan"), "")  #: (now, the oldest day kept at that now)
         #: the newest event time applied (rebuilt from the records after recovery: it may come out
         #: lower than before, which only delays expiry)
-        self.watermark = max((z for rec in data.values() if (z := rec["v"]["z"]) is not None), default=float("-inf"))
+        self.watermark = max(
+            (z for rec in data.values() if (z := rec["v"]["z"]) is not None), default=float("-inf")
+        )
 
     # ---- days ------------------------------------------------------------------------------
     def local_day(self, ts: float) -> str:
@@ -171,8 +191,9 @@ class AgentStore:
             d = v["d"][day] = [0, 0.0, 0, {}]
         return d
 
-    def _count_day(self, v: dict[str, Any], fact: Fact, keep_from: str,
-                   deltas: tuple[tuple[int, float], ...]) -> None:
+    def _count_day(
+        self, v: dict[str, Any], fact: Fact, keep_from: str, deltas: tuple[tuple[int, float], ...]
+    ) -> None:
         """Today's figures follow the ``today`` window: late facts count in totals only."""
         day = self.local_day(fact.ts)
         if fact.late or day < keep_from:
@@ -220,7 +241,7 @@ class AgentStore:
     def agent_ids(self, owned: Callable[[str], bool] | None = None) -> list[str]:
         """Agent ids with a record, sorted; ``owned`` filters them (a worker exports only the agents
         of the facts partitions it owns: with several workers, each agent comes from one)."""
-        ids = sorted(key[2:] for key in self.data.keys() if key.startswith("p|"))
+        ids = sorted(agent_of_record(key) for key in self.data.keys() if key[0] == AGENT_RECORD)
         return [a for a in ids if owned(a)] if owned is not None else ids
 
     def row(self, agent_id: str, now: float) -> AgentRow | None:
@@ -236,12 +257,28 @@ class AgentStore:
         if state is not None and since is not None and now > since:
             state_total[state] += now - since
             state_today[state] += now - max(since, self._midnight_of(now))
-        contacts = [{"id": cid, "queue": q, "channel": ch, "phase": phase, "since": ts}
-                    for cid, (q, ch, phase, ts) in sorted(v["c"].items(), key=lambda kv: (-kv[1][3], kv[0]))]
+        contacts = [
+            {"id": cid, "queue": q, "channel": ch, "phase": phase, "since": ts}
+            for cid, (q, ch, phase, ts) in sorted(v["c"].items(), key=lambda kv: (-kv[1][3], kv[0]))
+        ]
         tot = v["tot"]
-        return AgentRow(agent_id, v["n"], state, v["r"], since, list(v["q"]), contacts,
-                        int(d[H_HANDLED]), float(d[H_HANDLE_S]), int(d[H_MISSED]), state_today,
-                        int(tot[H_HANDLED]), float(tot[H_HANDLE_S]), int(tot[H_MISSED]), state_total)
+        return AgentRow(
+            agent_id,
+            v["n"],
+            state,
+            v["r"],
+            since,
+            list(v["q"]),
+            contacts,
+            int(d[H_HANDLED]),
+            float(d[H_HANDLE_S]),
+            int(d[H_MISSED]),
+            state_today,
+            int(tot[H_HANDLED]),
+            float(tot[H_HANDLE_S]),
+            int(tot[H_MISSED]),
+            state_total,
+        )
 
     def rows(self, now: float, owned: Callable[[str], bool] | None = None) -> list[AgentRow]:
         out = []

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import math
 
+__all__ = [
+    "agents_required",
+    "erlang_c",
+    "service_level",
+]
+
 #: Never search beyond this many agents above the traffic; a queue needing more is absurd input.
 MAX_EXTRA_AGENTS = 10_000
 
@@ -31,9 +37,7 @@ def service_level(agents: int, traffic: float, aht_s: float, threshold_s: float)
     return 1.0 - erlang_c(agents, traffic) * math.exp(-(agents - traffic) * threshold_s / aht_s)
 
 
-def agents_required(
-    offered: float, period_s: float, aht_s: float, threshold_s: float, target: float
-) -> int:
+def agents_required(offered: float, period_s: float, aht_s: float, threshold_s: float, target: float) -> int:
     """Smallest N > A meeting ``target``, where A = offered / period × AHT (erlangs).
 
     No traffic needs no agents: 0 is returned when nothing was offered.

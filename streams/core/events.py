@@ -12,9 +12,40 @@ import orjson
 
 from streams.config import QUEUE_NAME
 
-CONTACT_TYPES = frozenset({"offered", "answered", "hold", "resume", "transferred", "ended", "wrapup_ended",
-                           "abandoned", "dequeued", "missed", "survey"})
-AGENT_STATES = frozenset({"available", "busy", "acw", "away", "offline"})
+__all__ = [
+    "AGENT_STATES",
+    "AgentEvent",
+    "ContactEvent",
+    "DEQUEUE_REASONS",
+    "LOGGED_IN_STATES",
+    "Reason",
+    "Rejection",
+    "STAFFED_STATES",
+    "dequeue_label",
+    "event_time",
+    "parse_agent",
+    "parse_contact",
+]
+
+CONTACT_TYPES = frozenset(
+    {
+        "offered",
+        "answered",
+        "hold",
+        "resume",
+        "transferred",
+        "ended",
+        "wrapup_ended",
+        "abandoned",
+        "dequeued",
+        "missed",
+        "survey",
+    }
+)
+#: an agent's states, in the order pages and series show them
+AGENT_STATES: Final = ("available", "busy", "acw", "away", "offline")
+LOGGED_IN_STATES: Final = AGENT_STATES[:4]  #: every state but offline
+STAFFED_STATES: Final = AGENT_STATES[:3]  #: serving or ready to serve a queue
 MAX_ID = 128
 DEQUEUE_REASON = re.compile(r"[A-Za-z0-9_.-]{1,32}\Z")
 AGENT_REASON = re.compile(r"[A-Za-z0-9_. -]{1,64}\Z")
@@ -37,11 +68,6 @@ class Reason:
     LIFECYCLE: Final = "lifecycle"
     QUEUE_LIMIT: Final = "queue_limit"
     AGENT_LIMIT: Final = "agent_limit"
-
-    ALL: Final = (
-        INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, MISSING_FIELD, INVALID_FIELD,
-        UNKNOWN_TYPE, UNKNOWN_STATE, FUTURE_TIME, LIFECYCLE, QUEUE_LIMIT, AGENT_LIMIT,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +161,20 @@ def parse_ts(value: Any) -> float:
     raise _Invalid(Reason.INVALID_FIELD, "'ts' must be RFC 3339 with offset or integer epoch milliseconds")
 
 
+def event_time(value: Any) -> float | None:
+    """The event time of an event's ``ts`` field by the rules of :func:`parse_ts`, or None when
+    it has none or an invalid one (for pacing a replay, where a bad event is the worker's to reject)."""
+    try:
+        return parse_ts(value)
+    except _Invalid:
+        return None
+
+
 def _check_future(ts: float, now: float, tolerance: float) -> None:
     if ts > now + tolerance:
-        raise _Invalid(Reason.FUTURE_TIME, f"event time is {ts - now:.0f} s in the future (limit {tolerance:.0f} s)")
+        raise _Invalid(
+            Reason.FUTURE_TIME, f"event time is {ts - now:.0f} s in the future (limit {tolerance:.0f} s)"
+        )
 
 
 def _optional_int(doc: dict[str, Any], name: str, low: int, high: int) -> int | None:
@@ -202,7 +239,9 @@ def parse_contact(raw: bytes | None, now: float, future_tolerance_s: float) -> C
             resolved = doc.get("resolved")
             if resolved is not None and not isinstance(resolved, bool):
                 raise _Invalid(Reason.INVALID_FIELD, "'resolved' must be true or false")
-        return ContactEvent(event_id, etype, contact_id, ts, queue, agent_id, csat, nps, resolved, reason, ces)
+        return ContactEvent(
+            event_id, etype, contact_id, ts, queue, agent_id, csat, nps, resolved, reason, ces
+        )
     except _Invalid as exc:
         return exc.rejection
 

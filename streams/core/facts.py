@@ -11,12 +11,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+__all__ = [
+    "AGENT_ROUTED",
+    "Fact",
+    "IN_ACW",
+    "Kind",
+    "ON_HOLD",
+    "TALKING",
+]
+
 
 class Kind:
     OFFERED: Final = "offered"  #: entered the queue (offered or transferred in); starts waiting
     ANSWERED: Final = "answered"  #: wait ended by an answer; value = wait seconds
     ABANDONED: Final = "abandoned"  #: wait ended by hang-up; value = wait seconds
-    DEQUEUED: Final = "dequeued"  #: wait ended without agent or hang-up; value = wait seconds; extra = (reason,)
+    DEQUEUED: Final = (
+        "dequeued"  #: wait ended without agent or hang-up; value = wait seconds; extra = (reason,)
+    )
     MISSED: Final = "missed"  #: an agent did not take the waiting contact; extra = (agent id,)
     TRANSFERRED: Final = "transferred"  #: segment left by transfer; stops waiting if it was
     HANDLED: Final = "handled"  #: handling completed; value = handle seconds
@@ -27,7 +38,9 @@ class Kind:
     # (keyed by agent) and the contacts it handles (keyed by contact) say about it.
     AG_STATE: Final = "ag_state"  #: the agent's latest state; extra = (state, reason, name, queues)
     AG_CONTACT: Final = "ag_contact"  #: a contact in hand changed phase; extra = (contact id, phase)
-    AG_DONE: Final = "ag_done"  #: the agent completed a segment; value = handle seconds; extra = (contact id,)
+    AG_DONE: Final = (
+        "ag_done"  #: the agent completed a segment; value = handle seconds; extra = (contact id,)
+    )
     AG_MISSED: Final = "ag_missed"  #: the agent did not take an offered contact; extra = (contact id,)
 
 
@@ -52,6 +65,8 @@ class Fact:
         return [self.kind, self.queue, self.channel, self.ts, self.subject, self.value, self.late, self.extra]
 
     @classmethod
-    def from_wire(cls, row: list[Any]) -> "Fact":
+    def from_wire(cls, row: list[Any]) -> Fact:
         kind, queue, channel, ts, subject, value, late, extra = row
-        return cls(kind, queue, channel, ts, subject, value, late, tuple(extra) if extra is not None else None)
+        return cls(
+            kind, queue, channel, ts, subject, value, late, tuple(extra) if extra is not None else None
+        )

@@ -19,43 +19,80 @@ id (deadline in ms, offset of ``ended``), which is increasing and the same on ev
 from __future__ import annotations
 
 import base64
-import functools
 import heapq
 import time
-import zlib
 from collections import Counter
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, MutableMapping, cast
+from typing import Any, cast
 
 import orjson
 
-from streams.config import Settings
+from streams.config import KpiSettings
 from streams.core.events import Reason, Rejection, parse_agent, parse_contact
 from streams.core.facts import AGENT_ROUTED, Fact
-from streams.core.lifecycle import (
-    ENDED, W_DECIDED, W_ENDED, W_ENDED_OFFSET, W_IDS, W_PARTITION, W_PHASE, W_SEEN, AgentState, ContactState, Outcome,
-    apply_agent, apply_contact, complete_by_timeout,
+from streams.core.layout import (
+    AGENT,
+    CONTACT,
+    M_DECIDED,
+    M_TIME,
+    REGISTRY,
+    SEEN_AGENT,
+    WATERMARK,
+    agent_key,
+    contact_key,
+    contact_key_parts,
+    new_watermark,
+    partition_for_queue,
+    registry_key,
+    seen_agent_key,
+    seen_agent_key_parts,
+    watermark_key,
 )
+from streams.core.lifecycle import (
+    ENDED,
+    W_DECIDED,
+    W_ENDED,
+    W_ENDED_OFFSET,
+    W_IDS,
+    W_PARTITION,
+    W_PHASE,
+    W_SEEN,
+    AgentState,
+    ContactState,
+    Outcome,
+    apply_agent,
+    apply_contact,
+    complete_by_timeout,
+)
+
+__all__ = [
+    "ACCEPTED",
+    "BatchOutput",
+    "DeadLetter",
+    "DUPLICATE",
+    "Intake",
+    "LATE",
+    "REJECTED",
+    "Record",
+    "partition_for_queue",
+    "record_partition",
+]
 
 ACCEPTED, DUPLICATE, LATE, REJECTED = "accepted", "duplicate", "late", "rejected"
 #: bytes of a rejected input copied into its dead letter (Kafka's default message limit is 1 MiB)
 MAX_DEAD_VALUE = 256 * 1024
 
 
-@functools.lru_cache(maxsize=65536)
-def partition_for_queue(queue: str, partitions: int) -> int:
-    """Stable queue → facts partition (CRC-32, the same in every worker and release)."""
-    return zlib.crc32(queue.encode()) % partitions
-
-
 def record_partition(key: str, value: Any) -> int:
     """The input partition (and changelog partition) a lifecycle record belongs to."""
-    if key[0] == "c":
-        return int(value[W_PARTITION] if isinstance(value, list) else value["p"])
-    if key[0] == "g":
-        return int(value["p"])
-    if key[0] == "r":
-        return int(key.split("|", 3)[2])  # r|topic|partition|agent_id
+    kind = key[0]
+    if kind == CONTACT:
+        return int(value[W_PARTITION])
+    if kind == AGENT:
+        return AgentState.from_wire(value).partition
+    if kind == SEEN_AGENT:
+        return seen_agent_key_parts(key)[1]
     return int(key.rsplit("|", 1)[1])  # m|topic|partition, q|partition
 
 
@@ -85,14 +122,22 @@ class DeadLetter:
         size = len(value) if value is not None else None
         if value is not None and len(value) > MAX_DEAD_VALUE:
             value = value[:MAX_DEAD_VALUE]
-        return orjson.dumps({
-            "reason": self.reason, "detail": self.detail, "topic": src.topic, "partition": src.partition,
-            "offset": src.offset,
-            "key_b64": base64.b64encode(src.key[:MAX_DEAD_VALUE]).decode() if src.key is not None else None,
-            "value_b64": base64.b64encode(value).decode() if value is not None else None,
-            "value_size": size, "value_truncated": size is not None and size > MAX_DEAD_VALUE,
-            "rejected_at": time.time(),
-        })
+        return orjson.dumps(
+            {
+                "reason": self.reason,
+                "detail": self.detail,
+                "topic": src.topic,
+                "partition": src.partition,
+                "offset": src.offset,
+                "key_b64": base64.b64encode(src.key[:MAX_DEAD_VALUE]).decode()
+                if src.key is not None
+                else None,
+                "value_b64": base64.b64encode(value).decode() if value is not None else None,
+                "value_size": size,
+                "value_truncated": size is not None and size > MAX_DEAD_VALUE,
+                "rejected_at": time.time(),
+            }
+        )
 
 
 @dataclass(slots=True)
@@ -102,11 +147,10 @@ class BatchOutput:
     writes: dict[str, tuple[int, Any]] = field(default_factory=dict)  #: key → (partition, value|None)
     results: Counter[tuple[str, str]] = field(default_factory=Counter)  #: (topic, result) → n
     lags: list[tuple[str, float]] = field(default_factory=list)  #: (topic, seconds)
-    rejected: Counter[str] = field(default_factory=Counter)  #: reason → n
 
 
 class Intake:
-    def __init__(self, data: MutableMapping[str, Any], settings: Settings) -> None:
+    def __init__(self, data: MutableMapping[str, Any], settings: KpiSettings) -> None:
         self.data = data
         self.s = settings
         self.channels = settings.contact_topics
@@ -124,21 +168,21 @@ class Intake:
         agents: Counter[str] = Counter()
         deadlines: dict[tuple[str, int], list[tuple[float, int, str]]] = {}
         for key, value in self.data.items():
-            if key.startswith("q|"):
+            kind = key[0]
+            if kind == REGISTRY:
                 known.update(value)
-            elif key.startswith("r|"):
-                agents[key.split("|", 3)[3]] += 1
-            elif key.startswith("m|") and value[0] is None:  # JSON has no -inf: no accepted event yet
-                value[0] = float("-inf")
-            elif key.startswith("c|"):
-                if isinstance(value, dict):  # an older worker's format: keep the compact one in memory
-                    value = self.data[key] = ContactState.from_wire(value).to_wire()
+            elif kind == SEEN_AGENT:
+                agents[seen_agent_key_parts(key)[2]] += 1
+            elif kind == WATERMARK and value[M_TIME] is None:  # JSON has no -inf: no accepted event yet
+                value[M_TIME] = float("-inf")
+            elif kind == CONTACT:
                 if value[W_PHASE] != ENDED:
                     continue
-                topic = self.topic_of_channel.get(key.split("|", 2)[1])
+                topic = self.topic_of_channel.get(contact_key_parts(key)[0])
                 if topic is not None:
                     deadlines.setdefault((topic, value[W_PARTITION]), []).append(
-                        (value[W_ENDED] + self.s.acw_timeout_s, value[W_ENDED_OFFSET], key))
+                        (value[W_ENDED] + self.s.acw_timeout_s, value[W_ENDED_OFFSET], key)
+                    )
         for heap in deadlines.values():
             heapq.heapify(heap)
         self.known_queues = known
@@ -160,7 +204,7 @@ class Intake:
                 continue  # completed by its wrap-up, or expired
             state = ContactState.from_wire(raw)
             # the queue's and the agent's fact share the id: they go to different records
-            for fact in complete_by_timeout(state, key.split("|", 2)[2]):
+            for fact in complete_by_timeout(state, contact_key_parts(key)[1]):
                 self._emit(out, src, int(round(deadline * 1000)), ended_offset, fact)
             wire = state.to_wire()
             self.data[key] = wire
@@ -168,21 +212,22 @@ class Intake:
 
     # ---- helpers ---------------------------------------------------------------------------
     def _mark(self, topic: str, partition: int) -> list[Any]:
-        key = f"m|{topic}|{partition}"
+        key = watermark_key(topic, partition)
         mark = self.data.get(key)
         if mark is None:
-            mark = [float("-inf"), -1, 0]
+            mark = new_watermark()
             self.data[key] = mark
         return mark
 
     def _emit(self, out: BatchOutput, src: str, offset: int, idx: int, fact: Fact) -> None:
-        part = partition_for_queue(fact.subject if fact.kind in AGENT_ROUTED else fact.queue, self.s.partitions)
+        part = partition_for_queue(
+            fact.subject if fact.kind in AGENT_ROUTED else fact.queue, self.s.partitions
+        )
         out.facts.setdefault(part, []).append([src, offset, idx, fact.to_wire()])
 
     def _reject(self, out: BatchOutput, rec: Record, rejection: Rejection) -> None:
         out.dead.append(DeadLetter(rec, rejection.reason, rejection.detail))
         out.results[(rec.topic, REJECTED)] += 1
-        out.rejected[rejection.reason] += 1
 
     def _new_queues(self, names: Iterable[str]) -> list[str]:
         return [q for q in dict.fromkeys(names) if q not in self.known_queues]
@@ -191,12 +236,14 @@ class Intake:
         """A new agent id beyond the cap: each one would add per-agent records and series."""
         if agent_id is None or agent_id in self.known_agents or len(self.known_agents) < self.s.max_agents:
             return None
-        return Rejection(Reason.AGENT_LIMIT, f"agent {agent_id[:64]!r} would exceed the limit of "
-                                             f"{self.s.max_agents} agents")
+        return Rejection(
+            Reason.AGENT_LIMIT,
+            f"agent {agent_id[:64]!r} would exceed the limit of {self.s.max_agents} agents",
+        )
 
     def _seen_agent(self, out: BatchOutput, rec: Record, agent_id: str, ts: float) -> None:
         """Record that an accepted event named this agent: written once a day per agent and partition."""
-        key = f"r|{rec.topic}|{rec.partition}|{agent_id}"
+        key = seen_agent_key(rec.topic, rec.partition, agent_id)
         day = int(ts // 86400)
         old = self.data.get(key)
         if old is None:
@@ -207,7 +254,7 @@ class Intake:
         out.writes[key] = (rec.partition, day)
 
     def _register(self, out: BatchOutput, partition: int, names: list[str]) -> None:
-        key = f"q|{partition}"
+        key = registry_key(partition)
         reg = list(self.data.get(key) or [])
         reg.extend(names)
         self.data[key] = reg
@@ -230,7 +277,7 @@ class Intake:
                 self._reject(out, rec, Rejection(Reason.INVALID_FIELD, f"unexpected topic {rec.topic!r}"))
                 continue
             mark = self._mark(rec.topic, rec.partition)
-            if rec.offset <= mark[1]:
+            if rec.offset <= mark[M_DECIDED]:
                 # decided already: its state and facts persisted (the mark is written after them).
                 # Deciding it again against a state that has moved on would not give the same
                 # answer (an event rejected for arriving too early may now fit), so it is skipped.
@@ -240,10 +287,10 @@ class Intake:
                 self._contact(out, rec, channel, now)
             else:
                 self._agent(out, rec, now)
-            mark[1] = rec.offset  # rejected records too: a replay must not decide them again
+            mark[M_DECIDED] = rec.offset  # rejected records too: a replay must not decide them again
             touched.add((rec.topic, rec.partition))
         for topic, partition in sorted(touched):
-            key = f"m|{topic}|{partition}"
+            key = watermark_key(topic, partition)
             if key in self.data:
                 out.writes[key] = (partition, self.data[key])
         return out
@@ -254,24 +301,37 @@ class Intake:
             self._reject(out, rec, ev)
             return
         mark = self._mark(rec.topic, rec.partition)
-        key = f"c|{channel}|{ev.contact_id}"
+        key = contact_key(channel, ev.contact_id)
         src = f"{rec.topic}/{rec.partition}"
-        self._fire_timeouts(out, rec.topic, rec.partition, mark[0])  # may complete this very contact
+        self._fire_timeouts(out, rec.topic, rec.partition, mark[M_TIME])  # may complete this very contact
         raw = self.data.get(key)
-        if raw is not None and len(raw) > W_DECIDED and rec.offset <= raw[W_DECIDED] and ev.event_id not in raw[W_IDS]:
+        if (
+            raw is not None
+            and len(raw) > W_DECIDED
+            and rec.offset <= raw[W_DECIDED]
+            and ev.event_id not in raw[W_IDS]
+        ):
             out.results[(rec.topic, DUPLICATE)] += 1  # a replay of an event rejected already (see decided)
             return
         state = ContactState.from_wire(raw) if raw is not None else None
         new_queues = self._new_queues([ev.queue]) if ev.queue is not None else []
         if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
             result: Outcome | Rejection = Rejection(
-                Reason.QUEUE_LIMIT, f"queue {ev.queue!r} would exceed the limit of {self.s.max_queues} queues")
+                Reason.QUEUE_LIMIT, f"queue {ev.queue!r} would exceed the limit of {self.s.max_queues} queues"
+            )
         elif (over := self._agent_limit(ev.agent_id)) is not None:
             result = over
         else:
-            result = apply_contact(state, ev, partition=rec.partition, offset=rec.offset, channel=channel,
-                                   watermark=mark[0], lateness_s=self.s.lateness_s,
-                                   acw_timeout_s=self.s.acw_timeout_s)
+            result = apply_contact(
+                state,
+                ev,
+                partition=rec.partition,
+                offset=rec.offset,
+                channel=channel,
+                watermark=mark[M_TIME],
+                lateness_s=self.s.lateness_s,
+                acw_timeout_s=self.s.acw_timeout_s,
+            )
         facts: list[Fact] = []
         if isinstance(result, Rejection):
             self._reject(out, rec, result)
@@ -284,14 +344,18 @@ class Intake:
             facts = result.facts
             state = cast(ContactState | None, result.state)  # a contact event's outcome holds a contact
             if ev.type == "ended" and not result.duplicate and state is not None and state.phase == ENDED:
-                if ev.ts + self.s.acw_timeout_s < mark[0]:  # late: its wrap-up time is over already
+                if ev.ts + self.s.acw_timeout_s < mark[M_TIME]:  # late: its wrap-up time is over already
                     facts = [*facts, *complete_by_timeout(state, ev.contact_id)]
                 else:
-                    heapq.heappush(self.deadlines.setdefault((rec.topic, rec.partition), []),
-                                   (ev.ts + self.s.acw_timeout_s, rec.offset, key))
-            out.results[(rec.topic, DUPLICATE if result.duplicate else LATE if result.late else ACCEPTED)] += 1
-            if ev.ts > mark[0]:  # duplicates too: a replayed event moves time as the original did
-                mark[0] = ev.ts
+                    heapq.heappush(
+                        self.deadlines.setdefault((rec.topic, rec.partition), []),
+                        (ev.ts + self.s.acw_timeout_s, rec.offset, key),
+                    )
+            out.results[
+                (rec.topic, DUPLICATE if result.duplicate else LATE if result.late else ACCEPTED)
+            ] += 1
+            if ev.ts > mark[M_TIME]:  # duplicates too: a replayed event moves time as the original did
+                mark[M_TIME] = ev.ts
             if not result.duplicate:
                 out.lags.append((rec.topic, now - ev.ts))
                 if new_queues:
@@ -304,7 +368,7 @@ class Intake:
                 out.writes[key] = (state.partition, wire)
         for i, fact in enumerate(facts):
             self._emit(out, src, rec.offset, i, fact)
-        mark[1] = rec.offset
+        mark[M_DECIDED] = rec.offset
 
     def _agent(self, out: BatchOutput, rec: Record, now: float) -> None:
         ev = parse_agent(rec.value, now, self.s.future_tolerance_s)
@@ -314,17 +378,25 @@ class Intake:
         mark = self._mark(rec.topic, rec.partition)
         new_queues = self._new_queues(ev.queues)
         if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
-            self._reject(out, rec, Rejection(
-                Reason.QUEUE_LIMIT, f"{len(new_queues)} new queue(s) would exceed the limit of {self.s.max_queues}"))
+            self._reject(
+                out,
+                rec,
+                Rejection(
+                    Reason.QUEUE_LIMIT,
+                    f"{len(new_queues)} new queue(s) would exceed the limit of {self.s.max_queues}",
+                ),
+            )
             return
         over = self._agent_limit(ev.agent_id)
         if over is not None:
             self._reject(out, rec, over)
             return
-        key = f"g|{ev.agent_id}"
+        key = agent_key(ev.agent_id)
         raw = self.data.get(key)
         state = AgentState.from_wire(raw) if raw is not None else None
-        result = apply_agent(state, ev, partition=rec.partition, watermark=mark[0], lateness_s=self.s.lateness_s)
+        result = apply_agent(
+            state, ev, partition=rec.partition, watermark=mark[M_TIME], lateness_s=self.s.lateness_s
+        )
         out.results[(rec.topic, DUPLICATE if result.duplicate else LATE if result.late else ACCEPTED)] += 1
         if not result.duplicate:
             out.lags.append((rec.topic, now - ev.ts))
@@ -335,45 +407,46 @@ class Intake:
             wire = result.state.to_wire()
             self.data[key] = wire
             out.writes[key] = (rec.partition, wire)
-        if ev.ts > mark[0]:  # duplicates too, as for contacts
-            mark[0] = ev.ts
+        if ev.ts > mark[M_TIME]:  # duplicates too, as for contacts
+            mark[M_TIME] = ev.ts
         src = f"{rec.topic}/{rec.partition}"
         for i, fact in enumerate(result.facts):
             self._emit(out, src, rec.offset, i, fact)
-        mark[1] = rec.offset
+        mark[M_DECIDED] = rec.offset
 
     # ---- periodic sweep --------------------------------------------------------------------
     def sweep(self) -> BatchOutput:
         """Fire due ACW timeouts and drop state past retention, by each partition's watermark
         (event time), so the outcome does not depend on when the sweep runs."""
         out = BatchOutput()
-        for (topic, partition) in list(self.deadlines):
-            mark = self.data.get(f"m|{topic}|{partition}")
+        for topic, partition in list(self.deadlines):
+            mark = self.data.get(watermark_key(topic, partition))
             if mark is not None:
-                self._fire_timeouts(out, topic, partition, mark[0])
+                self._fire_timeouts(out, topic, partition, mark[M_TIME])
         expired: list[tuple[str, int]] = []
         retention = self.s.retention_s
         for key, raw in self.data.items():
             kind = key[0]
-            if kind == "c":
-                source = self.topic_of_channel.get(key.split("|", 2)[1])
-                mark = self.data.get(f"m|{source}|{raw[W_PARTITION]}")
-                if mark is not None and raw[W_SEEN] + retention < mark[0]:
+            if kind == CONTACT:
+                source = self.topic_of_channel.get(contact_key_parts(key)[0])
+                mark = self.data.get(watermark_key(source, raw[W_PARTITION])) if source is not None else None
+                if mark is not None and raw[W_SEEN] + retention < mark[M_TIME]:
                     expired.append((key, raw[W_PARTITION]))
-            elif kind == "g":
-                mark = self.data.get(f"m|{self.s.agents_topic}|{raw['p']}")
-                if mark is not None and raw["s"] == "offline" and raw["t"] + retention < mark[0]:
-                    expired.append((key, raw["p"]))
-            elif kind == "r":  # an agent id this partition has not seen for a retention period
-                _, seen_topic, seen_partition, _ = key.split("|", 3)
-                mark = self.data.get(f"m|{seen_topic}|{seen_partition}")
-                if mark is not None and (raw + 1) * 86400 + retention < mark[0]:
-                    expired.append((key, int(seen_partition)))
+            elif kind == AGENT:
+                held = AgentState.from_wire(raw)
+                mark = self.data.get(watermark_key(self.s.agents_topic, held.partition))
+                if mark is not None and held.state == "offline" and held.ts + retention < mark[M_TIME]:
+                    expired.append((key, held.partition))
+            elif kind == SEEN_AGENT:  # an agent id this partition has not seen for a retention period
+                seen_topic, seen_partition, _ = seen_agent_key_parts(key)
+                mark = self.data.get(watermark_key(seen_topic, seen_partition))
+                if mark is not None and (raw + 1) * 86400 + retention < mark[M_TIME]:
+                    expired.append((key, seen_partition))
         for key, partition in expired:
             self.data.pop(key, None)
             out.writes[key] = (partition, None)
-            if key[0] == "r":
-                agent = key.split("|", 3)[3]
+            if key[0] == SEEN_AGENT:
+                agent = seen_agent_key_parts(key)[2]
                 self.known_agents[agent] -= 1
                 if self.known_agents[agent] <= 0:
                     del self.known_agents[agent]

@@ -2,7 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+
+__all__ = [
+    "ABANDONED",
+    "ANSWERED",
+    "CES_N",
+    "CES_SUM",
+    "CSAT_N",
+    "CSAT_POS",
+    "DEQUEUED",
+    "FCR_N",
+    "FCR_YES",
+    "HANDLED",
+    "HANDLE_SUM",
+    "IN_THRESHOLD",
+    "MISSED",
+    "NPS_DETRACTORS",
+    "NPS_N",
+    "NPS_PROMOTERS",
+    "OFFERED",
+    "SHORT",
+    "WAIT_SUM",
+    "WIDTH",
+    "abandon_ratio",
+    "aht",
+    "asa",
+    "ces",
+    "csat",
+    "fcr",
+    "nps",
+    "padded",
+    "service_level",
+]
 
 # Layout of a window vector: the sums one event-time bucket (or one day) accumulates. New sums go
 # at the end: records written before they existed are shorter and read as 0 there (``padded``).

@@ -16,11 +16,29 @@ The rules decided here, beyond SPEC (docs/kpis.md explains each):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 from streams.core.events import AgentEvent, ContactEvent, Reason, Rejection
 from streams.core.facts import IN_ACW, ON_HOLD, TALKING, Fact, Kind
+
+__all__ = [
+    "AgentState",
+    "ContactState",
+    "ENDED",
+    "Outcome",
+    "W_DECIDED",
+    "W_ENDED",
+    "W_ENDED_OFFSET",
+    "W_IDS",
+    "W_PARTITION",
+    "W_PHASE",
+    "W_SEEN",
+    "apply_agent",
+    "apply_contact",
+    "complete_by_timeout",
+]
 
 # phases of the contact's current segment
 WAITING = "W"
@@ -57,25 +75,26 @@ class ContactState:
     decided: int = -1
 
     def to_wire(self) -> list[Any]:
-        """A list in field order (``W_*`` are the positions the intake reads): an open contact is
-        kept in memory in this form, and a 16-item list is a quarter of a 16-key dict. A record of
-        an older worker has 14 items (no agent, nothing decided) and reads as a segment nobody's
-        view follows, or 15 (nothing decided: no replay of it is skipped by the contact's offset,
-        only by the partition's)."""
-        return [self.partition, self.channel, self.queue, self.phase, self.offered, self.last, self.seen,
-                self.answered, self.hold_start, self.hold_total, self.ended, self.surveyed, self.ids,
-                self.ended_offset, self.agent, self.decided]
+        """The fields in declaration order (``W_*`` are their positions, derived below): an open
+        contact is kept in memory in this form, and a 16-item list is a quarter of a 16-key dict.
+        New fields go last, with a default: a record of an older worker has 14 items (no agent,
+        nothing decided) and reads as a segment nobody's view follows, or 15 (nothing decided: no
+        replay of it is skipped by the contact's offset, only by the partition's)."""
+        return list(_contact_fields(self))
 
     @classmethod
-    def from_wire(cls, d: list[Any] | dict[str, Any]) -> "ContactState":
-        if isinstance(d, dict):  # written by ccmon before 0.2
-            return cls(d["p"], d["c"], d["q"], d["s"], d["o"], d["l"], d["z"], d["a"], d["hs"], d["ht"], d["e"],
-                       d["v"], d["i"], d["eo"])
+    def from_wire(cls, d: list[Any]) -> ContactState:
         return cls(*d)
 
 
-# positions in ContactState.to_wire()
-W_PARTITION, W_PHASE, W_SEEN, W_ENDED, W_IDS, W_ENDED_OFFSET, W_DECIDED = 0, 3, 6, 10, 12, 13, 15
+#: the wire layout of a contact record is ContactState's fields in order; the intake reads a few
+#: of them in place, at these positions
+CONTACT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ContactState))
+_contact_fields = attrgetter(*CONTACT_FIELDS)
+W_PARTITION, W_PHASE, W_SEEN, W_ENDED, W_IDS, W_ENDED_OFFSET, W_DECIDED = (
+    CONTACT_FIELDS.index(name)
+    for name in ("partition", "phase", "seen", "ended", "ids", "ended_offset", "decided")
+)
 
 
 @dataclass(slots=True)
@@ -98,7 +117,7 @@ class AgentState:
         return wire
 
     @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> "AgentState":
+    def from_wire(cls, d: dict[str, Any]) -> AgentState:
         return cls(d["p"], d["s"], d["q"], d["t"], d["i"], d.get("n"), d.get("r"))
 
 
@@ -162,8 +181,9 @@ def apply_contact(
         if ev.type != "offered":
             return _reject(f"{ev.type} for unknown contact {cid[:64]!r} (no offered, or expired)")
         assert ev.queue is not None
-        state = ContactState(partition, channel, ev.queue, WAITING, ev.ts, ev.ts, ev.ts, ids=[ev.event_id],
-                             decided=offset)
+        state = ContactState(
+            partition, channel, ev.queue, WAITING, ev.ts, ev.ts, ev.ts, ids=[ev.event_id], decided=offset
+        )
         return Outcome(state, [Fact(Kind.OFFERED, ev.queue, channel, ev.ts, cid, late=late)], late=late)
 
     facts: list[Fact] = []
@@ -176,8 +196,17 @@ def apply_contact(
         if state.surveyed:
             return _reject("contact already has a survey")
         state.surveyed = True
-        facts.append(Fact(Kind.SURVEY, state.queue, state.channel, ts, cid, late=late,
-                          extra=(ev.csat, ev.nps, ev.resolved, ev.ces)))
+        facts.append(
+            Fact(
+                Kind.SURVEY,
+                state.queue,
+                state.channel,
+                ts,
+                cid,
+                late=late,
+                extra=(ev.csat, ev.nps, ev.resolved, ev.ces),
+            )
+        )
     else:
         if ts < state.last:
             return _reject(f"{etype} time is {state.last - ts:.3f} s before the contact's previous event")
@@ -253,13 +282,14 @@ def apply_contact(
     return Outcome(state, facts, late=late)
 
 
-_PHASE_NAMES = {WAITING: "waiting", HANDLING: "being handled", ENDED: "ended",
-                DONE: "completed", ABANDONED: "abandoned", DEQUEUED: "dequeued"}
-
-
-def talk_and_hold(state: ContactState) -> tuple[float, float]:
-    """(talk, hold) seconds of an ended segment: talk = ended − answered − hold."""
-    return state.ended - state.answered - state.hold_total, state.hold_total
+_PHASE_NAMES = {
+    WAITING: "waiting",
+    HANDLING: "being handled",
+    ENDED: "ended",
+    DONE: "completed",
+    ABANDONED: "abandoned",
+    DEQUEUED: "dequeued",
+}
 
 
 def apply_agent(
@@ -277,7 +307,16 @@ def apply_agent(
     facts += [Fact(Kind.AGENT, q, "", ev.ts, ev.agent_id, extra=(ev.state,)) for q in ev.queues]
     ids = ([] if state is None else state.ids) + [ev.event_id]
     name = ev.name if ev.name is not None else state.name if state is not None else None
-    facts.append(Fact(Kind.AG_STATE, "", "", ev.ts, ev.agent_id, late=late,
-                      extra=(ev.state, ev.reason, name, list(ev.queues))))
+    facts.append(
+        Fact(
+            Kind.AG_STATE,
+            "",
+            "",
+            ev.ts,
+            ev.agent_id,
+            late=late,
+            extra=(ev.state, ev.reason, name, list(ev.queues)),
+        )
+    )
     new = AgentState(partition, ev.state, list(ev.queues), ev.ts, ids[-AGENT_EVENT_IDS:], name, ev.reason)
     return Outcome(new, facts, late=late)

@@ -19,27 +19,58 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterator, MutableMapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from streams.config import QueueThresholds, Settings
+from streams.config import KpiSettings, QueueThresholds
 from streams.core import kpis
 from streams.core.erlang import agents_required
-from streams.core.events import DEQUEUE_REASONS, dequeue_label
+from streams.core.events import AGENT_STATES, DEQUEUE_REASONS, dequeue_label
 from streams.core.facts import Fact, Kind
+from streams.core.layout import (
+    BUCKET,
+    DAY,
+    QUEUE_AGENTS,
+    TOTALS,
+    bucket_key,
+    day_key,
+    queue_agents_key,
+    queue_key_parts,
+    totals_key,
+    waiting_key,
+)
+
+__all__ = [
+    "COUNTERS",
+    "FactId",
+    "HANDLE_BUCKETS",
+    "QueueStore",
+    "SeriesView",
+    "TODAY",
+    "WAIT_BUCKETS",
+    "WINDOWS",
+    "fresh",
+]
 
 WAIT_BUCKETS: tuple[float, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600)
 HANDLE_BUCKETS: tuple[float, ...] = (30, 60, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600)
 WINDOWS: dict[str, int] = {"5m": 300, "15m": 900, "1h": 3600}
 TODAY = "today"
 ERLANG_WINDOW = "15m"
-AGENT_STATES = ("available", "busy", "acw", "away", "offline")
 
 # counters in a totals record, in order
-COUNTERS = ("offered", "answered", "abandoned", "short_abandoned", "answered_in_threshold", "handled",
-            "transferred_out")
+COUNTERS = (
+    "offered",
+    "answered",
+    "abandoned",
+    "short_abandoned",
+    "answered_in_threshold",
+    "handled",
+    "transferred_out",
+)
 C_OFFERED, C_ANSWERED, C_ABANDONED, C_SHORT, C_IN_THRESHOLD, C_HANDLED, C_TRANSFERRED = range(7)
 
 FactId = tuple[str, int, int]  #: (source "topic/partition", offset, index within that offset)
@@ -54,8 +85,15 @@ def _new_totals() -> dict[str, Any]:
     """An empty totals record: counters, wait (answered, abandoned, dequeued) and handle histograms,
     dequeued by reason and missed offers. Records of an older worker lack the last three keys
     (:func:`_upgrade`)."""
-    return {"c": [0] * len(COUNTERS), "wa": _histogram(WAIT_BUCKETS), "wb": _histogram(WAIT_BUCKETS),
-            "hd": _histogram(HANDLE_BUCKETS), "wd": _histogram(WAIT_BUCKETS), "dq": {}, "ms": 0}
+    return {
+        "c": [0] * len(COUNTERS),
+        "wa": _histogram(WAIT_BUCKETS),
+        "wb": _histogram(WAIT_BUCKETS),
+        "hd": _histogram(HANDLE_BUCKETS),
+        "wd": _histogram(WAIT_BUCKETS),
+        "dq": {},
+        "ms": 0,
+    }
 
 
 def _upgrade(v: dict[str, Any]) -> dict[str, Any]:
@@ -112,13 +150,15 @@ class _Index:
 class QueueStore:
     """Applies facts to the record mapping and reads KPIs back out of it."""
 
-    def __init__(self, data: MutableMapping[str, Any], settings: Settings) -> None:
+    def __init__(self, data: MutableMapping[str, Any], settings: KpiSettings) -> None:
         self.data = data
         self.settings = settings
         self.bucket_s = settings.bucket_s
         self.zone = ZoneInfo(settings.timezone)
         #: buckets older than this behind now cannot matter to any window any more
-        self.horizon_s = max(WINDOWS.values()) + settings.lateness_s + settings.future_tolerance_s + self.bucket_s
+        self.horizon_s = (
+            max(WINDOWS.values()) + settings.lateness_s + settings.future_tolerance_s + self.bucket_s
+        )
         self.index = _Index()
         #: bumped whenever a series' (or a queue's agents') records may have changed: lets the
         #: exposition keep each series' text until then
@@ -137,15 +177,15 @@ class QueueStore:
         self.index = idx
 
     def _index_key(self, idx: _Index, key: str) -> None:
-        parts = key.split("|")
+        parts = queue_key_parts(key)
         kind = parts[0]
-        if kind == "t":
+        if kind == TOTALS:
             idx.series.add((parts[1], parts[2]))
-        elif kind == "b":
+        elif kind == BUCKET:
             idx.buckets.setdefault((parts[1], parts[2]), []).append(int(parts[3]))
-        elif kind == "d":
+        elif kind == DAY:
             idx.days.setdefault((parts[1], parts[2]), set()).add(parts[3])
-        elif kind == "a":
+        elif kind == QUEUE_AGENTS:
             idx.agent_queues.add(parts[1])
 
     def _record(self, key: str, init: Any) -> dict[str, Any]:
@@ -164,7 +204,7 @@ class QueueStore:
     def apply(self, fact: Fact, fid: FactId, now: float, dirty: set[str]) -> None:
         """Apply one fact; keys of the records it changed are added to ``dirty``."""
         if fact.kind == Kind.AGENT:
-            key = f"a|{fact.queue}"
+            key = queue_agents_key(fact.queue)
             rec = self._record(key, dict)
             if self._fresh(rec, fid):
                 state = fact.extra[0] if fact.extra else None
@@ -187,7 +227,7 @@ class QueueStore:
     def _apply_totals(self, fact: Fact, fid: FactId, th: QueueThresholds, dirty: set[str]) -> None:
         if fact.kind == Kind.SURVEY:
             return
-        key = f"t|{fact.queue}|{fact.channel}"
+        key = totals_key(fact.queue, fact.channel)
         rec = self._record(key, _new_totals)
         self.index.series.add((fact.queue, fact.channel))
         if not self._fresh(rec, fid):
@@ -223,7 +263,7 @@ class QueueStore:
         kind = fact.kind
         if kind not in (Kind.OFFERED, Kind.ANSWERED, Kind.ABANDONED, Kind.DEQUEUED, Kind.TRANSFERRED):
             return
-        key = f"w|{fact.queue}|{fact.channel}"
+        key = waiting_key(fact.queue, fact.channel)
         rec = self._record(key, dict)
         if not self._fresh(rec, fid):
             return
@@ -233,7 +273,9 @@ class QueueStore:
             rec["v"].pop(fact.subject, None)
         dirty.add(key)
 
-    def _apply_windows(self, fact: Fact, fid: FactId, th: QueueThresholds, now: float, dirty: set[str]) -> None:
+    def _apply_windows(
+        self, fact: Fact, fid: FactId, th: QueueThresholds, now: float, dirty: set[str]
+    ) -> None:
         kind, value = fact.kind, fact.value
         if kind == Kind.TRANSFERRED:
             return
@@ -259,8 +301,11 @@ class QueueStore:
             if csat is not None:
                 delta += [(kpis.CSAT_N, 1), (kpis.CSAT_POS, 1 if csat >= 4 else 0)]
             if nps is not None:
-                delta += [(kpis.NPS_N, 1), (kpis.NPS_PROMOTERS, 1 if nps >= 9 else 0),
-                          (kpis.NPS_DETRACTORS, 1 if nps <= 6 else 0)]
+                delta += [
+                    (kpis.NPS_N, 1),
+                    (kpis.NPS_PROMOTERS, 1 if nps >= 9 else 0),
+                    (kpis.NPS_DETRACTORS, 1 if nps <= 6 else 0),
+                ]
             if resolved is not None:
                 delta += [(kpis.FCR_N, 1), (kpis.FCR_YES, 1 if resolved else 0)]
             if ces is not None:
@@ -271,14 +316,14 @@ class QueueStore:
         targets: list[str] = []
         start = int(math.floor(fact.ts / self.bucket_s)) * self.bucket_s
         if start >= now - self.horizon_s:
-            targets.append(f"b|{fact.queue}|{fact.channel}|{start}")
+            targets.append(bucket_key(fact.queue, fact.channel, start))
             starts = self.index.buckets.setdefault(series, [])
             pos = bisect.bisect_left(starts, start)
             if pos == len(starts) or starts[pos] != start:
                 starts.insert(pos, start)
         day = self.local_day(fact.ts)
         if day >= self._yesterday(now):
-            targets.append(f"d|{fact.queue}|{fact.channel}|{day}")
+            targets.append(day_key(fact.queue, fact.channel, day))
             self.index.days.setdefault(series, set()).add(day)
         for key in targets:
             rec = self._record(key, lambda: [0] * kpis.WIDTH)
@@ -299,12 +344,15 @@ class QueueStore:
         gone: list[str] = []
         changed: list[str] = []
         for queue in self.index.agent_queues:
-            key = f"a|{queue}"
+            key = queue_agents_key(queue)
             rec = self.data.get(key)
             if rec is None:
                 continue
-            stale = [a for a, (state, ts) in rec["v"].items()
-                     if state == "offline" and ts + self.settings.retention_s < now]
+            stale = [
+                a
+                for a, (state, ts) in rec["v"].items()
+                if state == "offline" and ts + self.settings.retention_s < now
+            ]
             for agent in stale:
                 del rec["v"][agent]
             if stale:
@@ -314,7 +362,7 @@ class QueueStore:
         for (q, ch), starts in self.index.buckets.items():
             n = bisect.bisect_left(starts, cutoff)
             for start in starts[:n]:
-                key = f"b|{q}|{ch}|{start}"
+                key = bucket_key(q, ch, start)
                 if self.data.pop(key, None) is not None:
                     gone.append(key)
             if n:
@@ -324,7 +372,7 @@ class QueueStore:
         for (q, ch), days in self.index.days.items():
             for day in [d for d in days if d < yesterday]:
                 days.discard(day)
-                key = f"d|{q}|{ch}|{day}"
+                key = day_key(q, ch, day)
                 if self.data.pop(key, None) is not None:
                     gone.append(key)
                     self.versions[(q, ch)] += 1
@@ -339,13 +387,13 @@ class QueueStore:
         current = int(math.floor(now / self.bucket_s)) * self.bucket_s
         for name, width in WINDOWS.items():
             acc = [0.0] * kpis.WIDTH
-            for start in starts[bisect.bisect_right(starts, current - width):]:
-                rec = self.data.get(f"b|{queue}|{channel}|{start}")
+            for start in starts[bisect.bisect_right(starts, current - width) :]:
+                rec = self.data.get(bucket_key(queue, channel, start))
                 if rec is not None:
                     for i, x in enumerate(rec["v"]):
                         acc[i] += x
             out[name] = acc
-        today = self.data.get(f"d|{queue}|{channel}|{self.local_day(now)}")
+        today = self.data.get(day_key(queue, channel, self.local_day(now)))
         out[TODAY] = kpis.padded(list(today["v"])) if today is not None else [0.0] * kpis.WIDTH
         return out
 
@@ -353,17 +401,25 @@ class QueueStore:
         return iter(sorted(self.index.series))
 
     def view(self, queue: str, channel: str, now: float) -> SeriesView:
-        tot = self.data.get(f"t|{queue}|{channel}")
+        tot = self.data.get(totals_key(queue, channel))
         v = _upgrade(dict(tot["v"])) if tot is not None else _new_totals()
-        waiting_rec = self.data.get(f"w|{queue}|{channel}")
+        waiting_rec = self.data.get(waiting_key(queue, channel))
         waiting = waiting_rec["v"] if waiting_rec is not None else {}
         oldest = max(0.0, now - min(waiting.values())) if waiting else 0.0
         windows = self.window_sums(queue, channel, now)
         dequeued = {reason: v["dq"].get(reason, 0) for reason in DEQUEUE_REASONS}
         return SeriesView(
-            queue, channel, dict(zip(COUNTERS, v["c"])), dequeued, v["ms"],
-            {"answered": v["wa"], "abandoned": v["wb"], "dequeued": v["wd"]}, v["hd"],
-            len(waiting), oldest, windows, self._agents_required(queue, windows[ERLANG_WINDOW]),
+            queue,
+            channel,
+            dict(zip(COUNTERS, v["c"], strict=False)),
+            dequeued,
+            v["ms"],
+            {"answered": v["wa"], "abandoned": v["wb"], "dequeued": v["wd"]},
+            v["hd"],
+            len(waiting),
+            oldest,
+            windows,
+            self._agents_required(queue, windows[ERLANG_WINDOW]),
         )
 
     def _agents_required(self, queue: str, window: list[float]) -> int | None:
@@ -371,7 +427,9 @@ class QueueStore:
         if aht is None or aht <= 0:
             return None
         th = self.settings.thresholds(queue)
-        return agents_required(window[kpis.OFFERED], WINDOWS[ERLANG_WINDOW], aht, th.sl_threshold_s, th.sl_target)
+        return agents_required(
+            window[kpis.OFFERED], WINDOWS[ERLANG_WINDOW], aht, th.sl_threshold_s, th.sl_target
+        )
 
     def agents(self) -> Iterator[tuple[str, dict[str, int]]]:
         """(queue, state → number of agents) for every queue with agent records."""
@@ -379,7 +437,7 @@ class QueueStore:
             yield queue, self.agent_counts(queue)
 
     def agent_counts(self, queue: str) -> dict[str, int]:
-        rec = self.data.get(f"a|{queue}")
+        rec = self.data.get(queue_agents_key(queue))
         counts = dict.fromkeys(AGENT_STATES, 0)
         if rec is not None:
             for state, _ in rec["v"].values():
@@ -388,5 +446,3 @@ class QueueStore:
 
     def queues(self) -> set[str]:
         return {q for q, _ in self.index.series} | self.index.agent_queues
-
-

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from streams.kafka_local import LocalKafka
+from streams.dev.kafka_local import LocalKafka
 from tests.integration.support import ARGS, CHROMIUM, Env, Worker
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from producers.recording import line, write
+from producers.recording import line
 from producers.scenario import Scenario
 from producers.simulate import Simulator
 from tests.unit.helpers import with_later_spec_events
@@ -114,7 +114,7 @@ def mixed(
         )
         out.insert(rng.randint(0, len(out)), (topic, f"hostile-{rng.random()}", value))
     kinds["hostile"] = hostile
-    write(path, [(topics[t], k, v) for t, k, v in out])
+    path.write_bytes(b"".join(line(topics[t], k, v) for t, k, v in out))
     kinds["lines"] = len(out)
     return kinds
 

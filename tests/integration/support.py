@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.dev.harness import Samples, Service, free_port, wait_stable
-from streams.kafka_local import LocalKafka
+from streams.dev.kafka_local import LocalKafka
 
 ROOT = Path(__file__).resolve().parents[2]
 #: CCMON_PARTITIONS of every test deployment (Env.vars)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from streams.dev.harness import free_kafka_port, free_port
-from streams.kafka_local import LocalKafka
+from streams.dev.kafka_local import LocalKafka
 from tests.integration.support import ROOT, Env, Worker, kpis, metric, total_events
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """A crash test that searches rather than samples: many scenarios, each a consumer group of its
 own on the same recorded input, whose workers SIGKILL themselves at a chosen point of their work
-(``CCMON_TEST_KILL_AT``, streams/killpoints.py): between a batch's facts send and its state
+(``CCMON_TEST_KILL_AT``, streams/dev/killpoints.py): between a batch's facts send and its state
 write, with state queued but not acknowledged, before and after an offset commit, in stage 2,
 after a sweep, during the rebalance and recovery of a start, right after it. Some scenarios keep
 a second worker running beside the victims, so partitions move between workers as they die and
@@ -13,7 +13,7 @@ off), so the agent records (table ``ccmon-agents``) are compared too; set
 ``CCMON_CRASH_SEARCH_AGENT_METRICS=false`` to compare the queues alone. The per-agent differences
 the search once reported (handle times and states after a kill with a companion worker beside
 the victims) were the loss of messages handed over at the end of a recovery, fixed in
-streams/faust_consumer.py: re-run on the consumer before that fix, the scenario that ended
+streams/faust_ext/consumer.py: re-run on the consumer before that fix, the scenario that ended
 unequal differed in queue series as well (570 series, among them 200 wait and 87 handle-time
 buckets), and the report lists differing series sorted by name, so ``ccmon_agent_*`` come first.
 
@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 
 from streams.core.intake import partition_for_queue
-from streams.killpoints import POINTS
+from streams.dev.killpoints import POINTS
 from tests.integration.recordings import mixed
 from tests.integration.support import (
     PARTITIONS,

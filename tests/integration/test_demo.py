@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from streams.dev.harness import free_kafka_port, free_port
-from streams.kafka_local import _alive
-from streams.net import port_free
+from streams.dev.kafka_local import _alive
+from streams.dev.net import port_free
 from tests.integration.support import ROOT, run_demo
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
 """A worker killed with SIGKILL stays in the consumer group until its session times out; its
-replacement on the same data directory tells the coordinator it left (streams/predecessor.py), so
+replacement on the same data directory tells the coordinator it left (streams/faust_ext/predecessor.py), so
 the group rebalances at once. With a 60 s session timeout the replacement must be ready long
 before the dead member would have expired; a worker that still runs is never evicted."""
 

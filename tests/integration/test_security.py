@@ -14,7 +14,7 @@ import pytest
 
 from producers.recording import line
 from streams.dev.harness import free_kafka_port, free_port
-from streams.kafka_local import LocalKafka
+from streams.dev.kafka_local import LocalKafka
 from tests.integration.support import ROOT, Env, Worker, metric
 
 pytestmark = pytest.mark.integration
@@ -175,7 +175,7 @@ def test_http_endpoints_bind_to_the_configured_address(env: Env):
 
 
 def test_the_wallboard_never_turns_data_into_markup():
-    page = (ROOT / "streams" / "wallboard.html").read_text()
+    page = (ROOT / "streams" / "wallboard" / "wallboard.html").read_text()
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in page, sink
     assert re.search(r"e\.textContent = text", page)

@@ -1,4 +1,4 @@
-"""Fast recovery (streams/snapshot.py) changes nothing but the time it takes: a worker that starts
+"""Fast recovery (streams/faust_ext/snapshot.py) changes nothing but the time it takes: a worker that starts
 from its local snapshot plus the changelog written after it, one whose snapshot is corrupt and
 one whose snapshot is gone (both read the whole changelog) all end with exactly the KPIs of a
 worker that never stopped, every series. Killed with SIGKILL each time, on the real broker."""

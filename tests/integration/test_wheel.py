@@ -56,7 +56,7 @@ def test_installed_wheel_runs_kafka_worker_and_demo_outside_the_source_tree(tmp_
         "streams/resources/prometheus/prometheus.yml",
         "streams/resources/prometheus/rules/ccmon.yml",
         "streams/resources/prometheus/rules/ccmon-thresholds.yml",
-        "streams/wallboard.html",
+        "streams/wallboard/wallboard.html",
         "producers/scenarios/default.toml",
     } <= names, sorted(names)
     # the source goes away: nothing can be read from it any more
@@ -167,7 +167,7 @@ def test_compiled_wheel_runs_the_core_as_extension_modules(tmp_path: Path):
     where = run(
         venv / "bin/python",
         "-c",
-        "import streams.core.intake as m, streams.app; print(m.__file__)",
+        "import streams.core.intake as m, streams.worker.app; print(m.__file__)",
         cwd=tmp_path,
         env=clean,
     )

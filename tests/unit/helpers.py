@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.config import Settings, load
-from streams.core.local import LocalPipeline
+from streams.dev.local_pipeline import LocalPipeline
 
 _ids = count(1)
 CALLS, CHATS, AGENTS = "cc.calls", "cc.chats", "cc.agents"

@@ -1,7 +1,7 @@
 """Per-agent figures (SPEC §2 "Per agent"), hand-computed, through both stages of the pure core."""
 
 from streams.core.facts import Kind
-from streams.core.local import LocalPipeline
+from streams.dev.local_pipeline import LocalPipeline
 from tests.unit.helpers import AGENTS, CALLS, CHATS, agent, at, ev, settings
 
 
@@ -212,7 +212,7 @@ def test_agent_ids_are_forgotten_for_the_cap_a_retention_period_after_they_were_
     # a restarted worker counts the same agents from its records
     from streams.core.intake import Intake
 
-    assert Intake(p.lifecycle, p.settings).known_agents == p.intake.known_agents
+    assert Intake(p.lifecycle, p.settings.kpi).known_agents == p.intake.known_agents
 
 
 def test_offline_agents_and_old_days_expire_from_the_agent_view():
@@ -238,7 +238,7 @@ def test_offline_agents_and_old_days_expire_from_the_agent_view():
 def test_api_agents_pages_by_offset_and_limit_in_agent_id_order():
     import pytest
 
-    from streams import agents as agent_view
+    from streams.wallboard import agents as agent_view
 
     p = LocalPipeline(settings())
     now = at("09:01:00")

@@ -8,7 +8,7 @@ import pytest
 
 from producers.sources.asterisk.ingest import load_state, save_state
 from producers.sources.asterisk.options import wrapup_rule
-from streams.cli import main
+from streams.cli.main import main
 from streams.errors import CcmonError
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from producers.sources.asterisk.mapping import Config, Mapper
 from producers.sources.asterisk.queue_log import LineIds, Malformed, epoch_of, parse
 from streams.config import Settings
-from streams.core.local import LocalPipeline
+from streams.dev.local_pipeline import LocalPipeline
 
 VERBS = [
     "ENTERQUEUE",

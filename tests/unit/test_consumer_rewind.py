@@ -1,5 +1,5 @@
 """The consumer hands no stream message over while a rebalance runs, and rewinds every stream
-partition once after it (streams/faust_consumer.py; issue 10's remaining loss).
+partition once after it (streams/faust_ext/consumer.py; issue 10's remaining loss).
 
 Faust empties the streams' queues when recovery ends, after it has resumed and sought the stream
 partitions: whatever was handed over in between was lost with the fetch position past it. These
@@ -15,7 +15,7 @@ from typing import Any
 
 from faust.types import TP
 
-from streams.faust_consumer import HandOffConsumer
+from streams.faust_ext.consumer import HandOffConsumer
 
 CHANGELOG = "app-ccmon-lifecycle-changelog"
 

@@ -6,7 +6,7 @@ import pytest
 from streams.core import kpis
 from streams.core.lifecycle import AgentState, ContactState
 from streams.core.queues import WAIT_BUCKETS
-from streams.exposition import KpiExposition
+from streams.metrics.kpi_exposition import KpiExposition
 from tests.unit.helpers import AGENTS, CALLS, CHATS, NOW, agent, at, ev, run, sample, samples
 
 REASONS = ("timeout", "empty", "key", "withdraw", "overflow", "other")

@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from streams.core.events import AgentEvent, ContactEvent, Rejection, parse_agent, parse_contact
-from streams.core.local import LocalPipeline
+from streams.dev.local_pipeline import LocalPipeline
 from tests.unit.helpers import AGENTS, CALLS, at, settings
 
 NOW = at("10:00:00")

@@ -1,7 +1,7 @@
 """The cached KPI exposition: valid text format, equal to the store's views, and never stale."""
 
-from streams.core.local import LocalPipeline
-from streams.exposition import KpiExposition
+from streams.dev.local_pipeline import LocalPipeline
+from streams.metrics.kpi_exposition import KpiExposition
 from tests.unit.helpers import (
     AGENTS,
     CALLS,

@@ -16,43 +16,44 @@ WRITTEN_AGAINST = "0.15.3"
 PINNED = {
     "faust.transport.consumer:Consumer._drain_messages": (
         "44a2500309e83c63",
-        "streams/faust_consumer.py re-implements the fetch loop (awaited hand-off)",
+        "streams/faust_ext/consumer.py re-implements the fetch loop (awaited hand-off)",
     ),
     "faust.transport.consumer:Consumer._commit_offsets": (
         "1a69799041188441",
-        "streams/faust_consumer.py wraps it: pending state writes are awaited first (rule 1)",
+        "streams/faust_ext/consumer.py wraps it: pending state writes are awaited first (rule 1)",
     ),
     "faust.transport.drivers.aiokafka:Producer.send": (
         "0b5bd08f52e5e2a9",
-        "streams/changelog.py writes changelog records through it, bypassing Table.send_changelog",
+        "streams/faust_ext/changelog.py writes changelog records through it, bypassing Table.send_changelog",
     ),
     "faust.stores.memory:Store": (
         "83ceb1145af05eae",
-        "streams/snapshot.py subclasses it (on_rebalance, persisted_offset)",
+        "streams/faust_ext/snapshot.py subclasses it (on_rebalance, persisted_offset)",
     ),
     "faust.tables.manager:TableManager.on_rebalance": (
         "2d2c23a07bf54328",
-        "streams/snapshot.py: stores see the assignment before recovery asks for offsets",
+        "streams/faust_ext/snapshot.py: stores see the assignment before recovery asks for offsets",
     ),
     "faust.tables.recovery:Recovery._add": (
         "1584a197b11bf835",
-        "streams/snapshot.py: recovery starts at the store's persisted_offset",
+        "streams/faust_ext/snapshot.py: recovery starts at the store's persisted_offset",
     ),
     "faust.tables.recovery:Recovery._seek_offsets": (
         "19598ca63d94d250",
-        "streams/snapshot.py: recovery re-reads the message at persisted_offset",
+        "streams/faust_ext/snapshot.py: recovery re-reads the message at persisted_offset",
     ),
     "faust.tables.base:Collection._new_store": (
         "914a2bda605d38f5",
-        "streams/snapshot.py: a table's store= URL picks the store (a URL with no host is false)",
+        "streams/faust_ext/snapshot.py: a table's store= URL picks the store (a URL with no host is false)",
     ),
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._ensure_consumer": (
         "ff4a4c693b7ec63f",
-        "streams/app.py reads the group member id at consumer._thread._consumer (streams/predecessor.py)",
+        "streams/faust_ext/internals.py reads the group member id at consumer._thread._consumer"
+        " (for predecessor.py)",
     ),
     "faust.tables.base:Collection.data": (
         "ade4a02ddd5582cb",
-        "streams/app.py sets the snapshot path on the store it creates",
+        "streams/worker/tables.py sets the snapshot path on the store it creates",
     ),
 }
 

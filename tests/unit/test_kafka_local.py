@@ -3,7 +3,7 @@ like an option."""
 
 import base64
 
-from streams.kafka_local import new_cluster_id
+from streams.dev.kafka_local import new_cluster_id
 
 
 def test_cluster_ids_never_start_with_a_dash_and_decode_to_16_bytes():

@@ -10,10 +10,10 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError
 
 from streams.core.intake import Intake, partition_for_queue, record_partition
-from streams.core.local import LocalPipeline
-from streams.exposition import KpiExposition
-from streams.faust_consumer import HandOffConsumer
-from streams.wallboard import snapshot
+from streams.dev.local_pipeline import LocalPipeline
+from streams.faust_ext.consumer import HandOffConsumer
+from streams.metrics.kpi_exposition import KpiExposition
+from streams.wallboard.queues import snapshot
 from tests.unit.helpers import AGENTS, CALLS, NOW, Clock, agent, at, ev, feed, samples, settings
 
 QUEUES = ["sales", "support", "billing", "tech", "claims"]
@@ -86,7 +86,7 @@ def test_a_watermark_without_an_accepted_event_survives_the_changelog():
     )
     assert p.lifecycle["m|cc.calls|0"][1] == 1
     data = {"m|cc.calls|0": [None, 0, 0]}
-    intake = Intake(data, settings())
+    intake = Intake(data, settings().kpi)
     assert data["m|cc.calls|0"][0] == -math.inf
     out = intake.process([p.record(CALLS, ev("offered", "c2", at("10:00:01"), queue="q"))], now=NOW)
     assert out.results[(CALLS, "accepted")] == 1 and intake.sweep().writes == {}
@@ -108,7 +108,7 @@ def test_messages_of_an_earlier_generation_move_no_offset():
 def test_no_commit_covers_a_state_write_the_broker_did_not_take(tmp_path):
     """Faust flushes its producer before committing offsets, but a flush also ends when a write
     failed; the worker's check before every commit raises instead, so the commit is not made."""
-    from streams.app import Pipeline
+    from streams.worker.app import Pipeline
 
     async def scenario() -> None:
         pipeline = Pipeline(settings(data_dir=str(tmp_path)))
@@ -116,9 +116,9 @@ def test_no_commit_covers_a_state_write_the_broker_did_not_take(tmp_path):
         delivered, lost = loop.create_future(), loop.create_future()
         delivered.set_result("ok")
         lost.set_exception(KafkaTimeoutError("batch expired"))
-        pipeline._unacked_state = [delivered]
+        pipeline.state_writer._unacked = [delivered]
         await pipeline.state_written()  # delivered: the commit may go ahead
-        pipeline._unacked_state = [delivered, lost]
+        pipeline.state_writer._unacked = [delivered, lost]
         with pytest.raises(KafkaTimeoutError):
             await pipeline.state_written()
         with pytest.raises(KafkaTimeoutError):  # and so does every later commit: none goes past it
@@ -134,7 +134,7 @@ def test_a_rebalance_drops_every_table_s_records_of_partitions_no_longer_owned_a
     of its id, the agent cap's registry by its input partition); /health counts owned queues."""
     from faust.types import TP
 
-    from streams.app import Pipeline
+    from streams.worker.app import Pipeline
 
     s = settings(data_dir=str(tmp_path), partitions=4)
     local = LocalPipeline(s)
@@ -152,9 +152,9 @@ def test_a_rebalance_drops_every_table_s_records_of_partitions_no_longer_owned_a
     ]
     local.feed(records, now=NOW)
     pipeline = Pipeline(s)
-    pipeline.lifecycle_table.data.update(local.lifecycle)
-    pipeline.queue_table.data.update(local.queues)
-    pipeline.agent_table.data.update(local.agents)
+    pipeline.tables.lifecycle.data.update(local.lifecycle)
+    pipeline.tables.queues.data.update(local.queues)
+    pipeline.tables.agents.data.update(local.agents)
     assert any(k.startswith("r|") for k in local.lifecycle) and len(local.agents) == len(QUEUES)
 
     kept = {0, 1}
@@ -162,13 +162,13 @@ def test_a_rebalance_drops_every_table_s_records_of_partitions_no_longer_owned_a
         TP(topic, p) for p in kept for topic in (s.calls_topic, s.chats_topic, s.agents_topic, s.facts_topic)
     }
     assert pipeline._drop_unowned() > 0
-    assert {record_partition(k, v) for k, v in pipeline.lifecycle_table.data.items()} <= kept
-    assert {partition_for_queue(k.split("|", 2)[1], 4) for k in pipeline.queue_table.data.keys()} <= kept
-    assert {partition_for_queue(k[2:], 4) for k in pipeline.agent_table.data.keys()} == {
+    assert {record_partition(k, v) for k, v in pipeline.tables.lifecycle.data.items()} <= kept
+    assert {partition_for_queue(k.split("|", 2)[1], 4) for k in pipeline.tables.queues.data.keys()} <= kept
+    assert {partition_for_queue(k[2:], 4) for k in pipeline.tables.agents.data.keys()} == {
         partition_for_queue(f"agent-{q}", 4) for q in QUEUES
     } & kept
 
-    pipeline.owned_partitions = lambda: frozenset({0})  # type: ignore[method-assign]
+    pipeline.ownership.owned_partitions = lambda: frozenset({0})  # type: ignore[method-assign]
     assert pipeline.owned_queue_count() == sum(partition_for_queue(q, 4) == 0 for q in QUEUES) > 0
-    pipeline.owned_partitions = lambda: frozenset()  # type: ignore[method-assign]
+    pipeline.ownership.owned_partitions = lambda: frozenset()  # type: ignore[method-assign]
     assert pipeline.owned_queue_count() == 0

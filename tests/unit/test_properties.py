@@ -5,7 +5,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from streams.core import kpis
-from streams.core.local import LocalPipeline
+from streams.dev.local_pipeline import LocalPipeline
 from tests.unit.helpers import AGENTS, CALLS, CHATS, at, settings
 
 BASE = at("10:00:00")

@@ -24,8 +24,8 @@ from producers.simulate import Simulator
 from streams.core.agentview import AgentStore
 from streams.core.facts import AGENT_ROUTED, Fact
 from streams.core.intake import Intake, Record, partition_for_queue
-from streams.core.local import LocalPipeline
 from streams.core.queues import QueueStore
+from streams.dev.local_pipeline import LocalPipeline
 from tests.unit.helpers import AGENTS, CALLS, agent, at, ev, settings, with_later_spec_events
 
 TOPICS = {"calls": "cc.calls", "chats": "cc.chats", "agents": "cc.agents"}
@@ -85,7 +85,7 @@ def crash(p: LocalPipeline, committed: dict, log: list, persisted) -> None:
                 state[key] = copy.deepcopy(value)
     p.lifecycle.clear()
     p.lifecycle.update(state)
-    p.intake = Intake(p.lifecycle, p.settings)  # a restarted worker rebuilds its index
+    p.intake = Intake(p.lifecycle, p.settings.kpi)  # a restarted worker rebuilds its index
 
 
 def run(
@@ -184,8 +184,8 @@ class Stage2:
         self.p.queues.update(queues)
         self.p.agents.clear()
         self.p.agents.update(agents)
-        self.p.store = QueueStore(self.p.queues, self.p.settings)  # a restarted worker rebuilds its index
-        self.p.agent_store = AgentStore(self.p.agents, self.p.settings)
+        self.p.store = QueueStore(self.p.queues, self.p.settings.kpi)  # a restarted worker rebuilds its index
+        self.p.agent_store = AgentStore(self.p.agents, self.p.settings.kpi)
         self.position = position
         self.commit()
 

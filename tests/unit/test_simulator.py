@@ -7,7 +7,7 @@ import pytest
 
 from producers.scenario import Scenario, parse, parse_incident
 from producers.simulate import Simulator
-from streams.core.local import LocalPipeline
+from streams.dev.local_pipeline import LocalPipeline
 from streams.errors import CcmonError
 from tests.unit.helpers import settings
 

@@ -7,7 +7,7 @@ import pytest
 
 from producers.scenario import Incident, Scenario, parse_incident
 from producers.simulate import LINGER_FACTOR, MISSED_PAUSE_S, Simulator
-from streams.core.local import LocalPipeline
+from streams.dev.local_pipeline import LocalPipeline
 from tests.unit.helpers import settings
 
 START = 1_795_420_800.0  # 2026-11-23 09:00 UTC: a busy hour of the default profile

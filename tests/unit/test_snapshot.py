@@ -1,4 +1,4 @@
-"""Snapshot files (streams/snapshot.py): what is written is read back whole, and anything else, a
+"""Snapshot files (streams/faust_ext/snapshot.py): what is written is read back whole, and anything else, a
 missing, truncated, corrupted, foreign or half-written file, reads as "no snapshot", so that the
 worker recovers from the whole changelog. Restoring from one on a real broker:
 tests/integration/test_snapshot_recovery.py."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from streams.snapshot import encode, read, write
+from streams.faust_ext.snapshot import encode, read, write
 
 TOPIC = "app-ccmon-lifecycle-changelog"
 DATA = {

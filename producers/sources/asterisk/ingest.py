@@ -23,7 +23,6 @@ from typing import Any
 
 import orjson
 
-from producers.kafka import start_producer
 from producers.sources.asterisk.mapping import Mapper, Out
 from producers.sources.asterisk.options import Options, options
 from producers.sources.asterisk.queue_log import LineIds, Malformed, decode, epoch_of, line_id, parse
@@ -31,6 +30,7 @@ from producers.sources.asterisk.realtime import GAP_WAIT_S, RealtimeTable, as_li
 from producers.sources.asterisk.tail import Position, QueueLogReader
 from streams.config import Settings
 from streams.errors import CcmonError
+from streams.kafka.producer import start_producer
 
 STATE_VERSION = 1
 FILE_POLL_S = 0.1  #: a written line reaches Kafka well within the promised second
@@ -111,7 +111,7 @@ class Ingest:
         self.mapper = Mapper(opts.mapping, state.get("mapping"))
         self.ids = LineIds.from_state(opts.mapping.source, state.get("ids"))
         self.summary = Summary()
-        self.topics = {"calls": s.calls_topic, "agents": s.agents_topic}
+        self.topics = s.input_topics
         self.producer: Any = None
         self._futures: list[asyncio.Future] = []
         self.started = time.monotonic()
@@ -314,7 +314,7 @@ async def ingest_table(s: Settings, opts: Options, clock: Callable[[], float] = 
 
 def main(args: Any, s: Settings) -> int:
     opts = options(args, s)
-    from streams.topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
 
     asyncio.run(ensure_topics(s))
     from aiokafka.errors import KafkaError

@@ -27,13 +27,14 @@ its committed offset, or to the beginning when it has none, and drops what it ha
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, cast
 
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import Message
 from mode import Service
 
-from streams import killpoints
+from streams.dev import killpoints
 
 
 class HandOffConsumer(Consumer):
@@ -152,4 +153,6 @@ class HandOffConsumer(Consumer):
 
 def install(app: Any, before_commit: Callable[[], Awaitable[None]]) -> None:
     """Make ``app`` create its consumer from :class:`HandOffConsumer` (before the app starts)."""
-    app.transport.Consumer = type("HandOffConsumer", (HandOffConsumer,), {"before_commit": staticmethod(before_commit)})
+    app.transport.Consumer = type(
+        "HandOffConsumer", (HandOffConsumer,), {"before_commit": staticmethod(before_commit)}
+    )

@@ -12,26 +12,29 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from typing import Any, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
 
 from aiokafka.errors import KafkaConnectionError
 
-from streams.config import Settings
+from streams.config import TLS_PROTOCOLS, Settings
 from streams.errors import CcmonError
 
 
 def ssl_context(s: Settings) -> ssl.SSLContext | None:
     """The TLS context for SSL and SASL_SSL: the system's CAs or ``CCMON_KAFKA_CA_FILE``, hostname
     checked, and a client certificate when one is configured."""
-    if s.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+    if s.kafka_security_protocol not in TLS_PROTOCOLS:
         return None
     try:
         ctx = ssl.create_default_context(cafile=s.kafka_ca_file)
         if s.kafka_cert_file:
             ctx.load_cert_chain(s.kafka_cert_file, s.kafka_key_file)
     except (OSError, ssl.SSLError) as exc:
-        raise CcmonError(f"cannot load the Kafka TLS files (CCMON_KAFKA_CA_FILE / CCMON_KAFKA_CERT_FILE / "
-                         f"CCMON_KAFKA_KEY_FILE): {exc}") from None
+        raise CcmonError(
+            f"cannot load the Kafka TLS files (CCMON_KAFKA_CA_FILE / CCMON_KAFKA_CERT_FILE / "
+            f"CCMON_KAFKA_KEY_FILE): {exc}"
+        ) from None
     return ctx
 
 
@@ -42,8 +45,11 @@ def client_kwargs(s: Settings) -> dict[str, Any]:
     if ctx is not None:
         out["ssl_context"] = ctx
     if s.kafka_security_protocol.startswith("SASL_"):
-        out.update(sasl_mechanism=s.kafka_sasl_mechanism, sasl_plain_username=s.kafka_username,
-                   sasl_plain_password=s.kafka_password)
+        out.update(
+            sasl_mechanism=s.kafka_sasl_mechanism,
+            sasl_plain_username=s.kafka_username,
+            sasl_plain_password=s.kafka_password,
+        )
     return out
 
 
@@ -54,8 +60,12 @@ def faust_credentials(s: Settings) -> Any:
 
     ctx = ssl_context(s)
     if s.kafka_security_protocol.startswith("SASL_"):
-        creds = faust.SASLCredentials(username=s.kafka_username, password=s.kafka_password,
-                                      mechanism=s.kafka_sasl_mechanism, ssl_context=ctx)
+        creds = faust.SASLCredentials(
+            username=s.kafka_username,
+            password=s.kafka_password,
+            mechanism=s.kafka_sasl_mechanism,
+            ssl_context=ctx,
+        )
         creds.protocol = AuthProtocol(s.kafka_security_protocol)  # SASL_PLAINTEXT when there is no TLS
         return creds
     if ctx is not None:
@@ -85,32 +95,38 @@ def connect_errors() -> Iterator[list[str]]:
         logger.propagate = propagate
 
 
-def explain(exc: BaseException, s: Settings, logged: list[str] = ()) -> CcmonError | None:
+def explain(exc: BaseException, s: Settings, logged: Sequence[str] = ()) -> CcmonError | None:
     """A one-line, actionable message for a failure to authenticate or to set up TLS, else None."""
     text = " ".join([type(exc).__name__, str(exc), *logged])
     where = f"Kafka at {s.bootstrap_servers}"
     if "Sasl" in text or "uthentication" in text:
-        return CcmonError(f"{where} rejected the credentials of user {s.kafka_username!r} "
-                          f"({s.kafka_sasl_mechanism}): check CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD "
-                          f"(or CCMON_KAFKA_PASSWORD_FILE)")
+        return CcmonError(
+            f"{where} rejected the credentials of user {s.kafka_username!r} "
+            f"({s.kafka_sasl_mechanism}): check CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD "
+            f"(or CCMON_KAFKA_PASSWORD_FILE)"
+        )
     if isinstance(exc, ssl.SSLError) or "SSL" in text or "certificate" in text.lower():
-        return CcmonError(f"TLS handshake with {where} failed: check CCMON_KAFKA_CA_FILE and that "
-                          f"CCMON_KAFKA_SECURITY_PROTOCOL ({s.kafka_security_protocol}) matches the broker's listener")
+        return CcmonError(
+            f"TLS handshake with {where} failed: check CCMON_KAFKA_CA_FILE and that "
+            f"CCMON_KAFKA_SECURITY_PROTOCOL ({s.kafka_security_protocol}) matches the broker's listener"
+        )
     return None
 
 
-async def start_client(s: Settings, start: Callable[[], Awaitable[Any]], close: Callable[[], Awaitable[Any]],
-                       timeout_s: float) -> None:
+async def start_client(
+    s: Settings, start: Callable[[], Awaitable[Any]], close: Callable[[], Awaitable[Any]], timeout_s: float
+) -> None:
     """Start an aiokafka client, or close it and raise the one line that says why it could not
     connect (credentials, TLS, or no broker there)."""
     with connect_errors() as logged:
         try:
             await asyncio.wait_for(start(), timeout_s)
-        except (KafkaConnectionError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, KafkaConnectionError, OSError) as exc:
             await close()
             raise explain(exc, s, logged) or CcmonError(
                 f"cannot reach Kafka at {s.bootstrap_servers}: is it running? "
-                f"(start a local one with: ccmon kafka start)") from None
+                f"(start a local one with: ccmon kafka start)"
+            ) from None
         except Exception as exc:
             await close()
             raise (explain(exc, s, logged) or exc) from None

@@ -5,7 +5,8 @@ For unit tests with hand-computed expectations and for benchmarking the pure cor
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
@@ -13,6 +14,7 @@ from streams.config import Settings
 from streams.core.agentview import AgentStore
 from streams.core.facts import AGENT_ROUTED, Fact
 from streams.core.intake import BatchOutput, Intake, Record
+from streams.core.layout import decode_facts, encode_facts
 from streams.core.queues import QueueStore
 
 
@@ -22,9 +24,9 @@ class LocalPipeline:
         self.lifecycle: dict[str, Any] = {}
         self.queues: dict[str, Any] = {}
         self.agents: dict[str, Any] = {}
-        self.intake = Intake(self.lifecycle, settings)
-        self.store = QueueStore(self.queues, settings)
-        self.agent_store = AgentStore(self.agents, settings)
+        self.intake = Intake(self.lifecycle, settings.kpi)
+        self.store = QueueStore(self.queues, settings.kpi)
+        self.agent_store = AgentStore(self.agents, settings.kpi)
         self.dead: list[Any] = []
         self.results: dict[tuple[str, str], int] = {}
         self._offsets: dict[tuple[str, int], int] = {}
@@ -50,7 +52,7 @@ class LocalPipeline:
     def _apply(self, out: BatchOutput, now: float) -> None:
         # round-trip through the wire format, as the facts topic does
         for rows in out.facts.values():
-            for src, offset, idx, row in orjson.loads(orjson.dumps({"f": rows}))["f"]:
+            for src, offset, idx, row in decode_facts(encode_facts(rows)):
                 target = self.agent_store if row[0] in AGENT_ROUTED else self.store
                 target.apply(Fact.from_wire(row), (src, offset, idx), now, set())
         self.dead.extend(out.dead)

@@ -42,7 +42,10 @@ def _parse(spec: str) -> tuple[str, int] | None:
         return None
     point, _, n = spec.partition(":")
     if point not in POINTS or not n.isdigit() or int(n) < 1:
-        sys.exit(f"ccmon: CCMON_TEST_KILL_AT={spec!r}: want POINT:N with N >= 1 and POINT one of {', '.join(POINTS)}")
+        sys.exit(
+            f"ccmon: CCMON_TEST_KILL_AT={spec!r}: want POINT:N with N >= 1 "
+            f"and POINT one of {', '.join(POINTS)}"
+        )
     return point, int(n)
 
 
@@ -55,8 +58,10 @@ def _parse_pause(spec: str) -> tuple[str, float] | None:
     except ValueError:
         value = -1.0
     if point not in PAUSES or not value > 0:
-        sys.exit(f"ccmon: CCMON_TEST_PAUSE_AT={spec!r}: want POINT:SECONDS with SECONDS > 0 and POINT one of "
-                 f"{', '.join(PAUSES)}")
+        sys.exit(
+            f"ccmon: CCMON_TEST_PAUSE_AT={spec!r}: want POINT:SECONDS with SECONDS > 0 and POINT one of "
+            f"{', '.join(PAUSES)}"
+        )
     return point, value
 
 

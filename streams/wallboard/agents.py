@@ -4,15 +4,16 @@ the optional per-agent Prometheus series, all read from the same per-agent recor
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from importlib import resources
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from prometheus_client.utils import floatToGoString
 
 from streams.config import Settings
 from streams.core.agentview import AgentRow, AgentStore
-from streams.core.queues import AGENT_STATES
-from streams.exposition import escape
+from streams.core.events import AGENT_STATES
+from streams.metrics.kpi_exposition import escape
 
 
 def over_limit(row: AgentRow, now: float, settings: Settings) -> bool:
@@ -39,39 +40,73 @@ def page_params(query: Mapping[str, str]) -> tuple[int, int | None]:
     return _count(query, "offset", 0) or 0, _count(query, "limit", 1)
 
 
-def snapshot(store: AgentStore, settings: Settings, now: float, scope: str,
-             owned: Callable[[str], bool] | None = None, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+def snapshot(
+    store: AgentStore,
+    settings: Settings,
+    now: float,
+    scope: str,
+    owned: Callable[[str], bool] | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+) -> dict[str, Any]:
     """One poll's rows, in agent id order, ``limit`` of them from ``offset`` (all by default):
     ``total`` counts every agent shown here and ``next_offset`` is where the next page starts
     (None after the last). Only the rows of the page are computed."""
     ids = store.agent_ids(owned)
-    page = ids[offset:] if limit is None else ids[offset:offset + limit]
+    page = ids[offset:] if limit is None else ids[offset : offset + limit]
     agents = []
     for agent_id in page:
         r = store.row(agent_id, now)
         if r is None:
             continue
-        agents.append({
-            "agent": r.agent, "name": r.name, "state": r.state, "reason": r.reason, "since": r.since,
-            "state_s": max(0.0, now - r.since) if r.since is not None else None,
-            "over_limit": over_limit(r, now, settings), "queues": r.queues,
-            "contact": r.contacts[0] if r.contacts else None, "contacts_in_hand": len(r.contacts),
-            "handled_today": r.handled_today, "handle_s_today": r.handle_s_today, "aht_s_today": r.aht_today,
-            "occupancy_today": r.occupancy_today, "missed_today": r.missed_today,
-            "state_s_today": r.state_s_today,
-        })
+        agents.append(
+            {
+                "agent": r.agent,
+                "name": r.name,
+                "state": r.state,
+                "reason": r.reason,
+                "since": r.since,
+                "state_s": max(0.0, now - r.since) if r.since is not None else None,
+                "over_limit": over_limit(r, now, settings),
+                "queues": r.queues,
+                "contact": r.contacts[0] if r.contacts else None,
+                "contacts_in_hand": len(r.contacts),
+                "handled_today": r.handled_today,
+                "handle_s_today": r.handle_s_today,
+                "aht_s_today": r.aht_today,
+                "occupancy_today": r.occupancy_today,
+                "missed_today": r.missed_today,
+                "state_s_today": r.state_s_today,
+            }
+        )
     end = offset + len(page)
-    return {"generated_at": now, "scope": scope, "agents": agents, "total": len(ids), "offset": offset,
-            "limit": limit, "next_offset": end if end < len(ids) else None, "timezone": settings.timezone,
-            "limits": {"acw_s": settings.agent_acw_limit_s, "away_s": settings.agent_away_limit_s},
-            "states": list(AGENT_STATES)}
+    return {
+        "generated_at": now,
+        "scope": scope,
+        "agents": agents,
+        "total": len(ids),
+        "offset": offset,
+        "limit": limit,
+        "next_offset": end if end < len(ids) else None,
+        "timezone": settings.timezone,
+        "limits": {"acw_s": settings.agent_acw_limit_s, "away_s": settings.agent_away_limit_s},
+        "states": list(AGENT_STATES),
+    }
 
 
 #: (name, type, help) of the per-agent families, in output order
 FAMILIES = (
     ("ccmon_agent_state", "gauge", "1 for the agent's current state, 0 for the others"),
-    ("ccmon_agent_state_seconds_total", "counter", "Time the agent spent in each state (the current one until now)"),
-    ("ccmon_agent_handled_total", "counter", "Segments the agent completed (wrap-up, ACW timeout or transfer)"),
+    (
+        "ccmon_agent_state_seconds_total",
+        "counter",
+        "Time the agent spent in each state (the current one until now)",
+    ),
+    (
+        "ccmon_agent_handled_total",
+        "counter",
+        "Segments the agent completed (wrap-up, ACW timeout or transfer)",
+    ),
     ("ccmon_agent_handle_seconds_total", "counter", "Handle time of the segments the agent completed"),
     ("ccmon_agent_offers_missed_total", "counter", "Offers of a waiting contact the agent did not take"),
 )
@@ -87,7 +122,9 @@ def render(store: AgentStore, now: float, owned: Callable[[str], bool] | None = 
         a = f'agent="{escape(r.agent)}"'
         for state in AGENT_STATES:
             parts[0].append(f'ccmon_agent_state{{{a},state="{state}"}} {1 if r.state == state else 0}\n')
-            parts[1].append(f'ccmon_agent_state_seconds_total{{{a},state="{state}"}} {fmt(r.state_s_total[state])}\n')
+            parts[1].append(
+                f'ccmon_agent_state_seconds_total{{{a},state="{state}"}} {fmt(r.state_s_total[state])}\n'
+            )
         parts[2].append(f"ccmon_agent_handled_total{{{a}}} {r.handled_total}\n")
         parts[3].append(f"ccmon_agent_handle_seconds_total{{{a}}} {fmt(r.handle_s_total)}\n")
         parts[4].append(f"ccmon_agent_offers_missed_total{{{a}}} {r.missed_total}\n")
@@ -95,4 +132,4 @@ def render(store: AgentStore, now: float, owned: Callable[[str], bool] | None = 
 
 
 def page() -> bytes:
-    return resources.files("streams").joinpath("agents.html").read_bytes()
+    return resources.files("streams.wallboard").joinpath("agents.html").read_bytes()

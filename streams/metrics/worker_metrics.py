@@ -1,17 +1,18 @@
 """Process metrics of the worker (events by result, event lag, dead letters, consumer lag).
 
-They describe this process and restart at 0 with it; the KPI series are streams.exposition's.
+They describe this process and restart at 0 with it; the KPI series are streams.metrics.kpi_exposition's.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from streams.core.intake import ACCEPTED, DUPLICATE, LATE, REJECTED
+from streams.faust_ext.internals import read_offsets
 
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -20,10 +21,19 @@ class ProcessMetrics:
     """Metrics of this process (they restart at 0 with it), with label children cached."""
 
     def __init__(self, registry: CollectorRegistry, topics: Iterable[str]) -> None:
-        self.events = Counter("ccmon_events", "Input events by outcome", ["topic", "result"], registry=registry)
-        self.lag = Histogram("ccmon_event_lag_seconds", "Processing time minus event time", ["topic"],
-                             buckets=LAG_BUCKETS, registry=registry)
-        self.dead_letters = Counter("ccmon_dead_letters", "Rejected inputs by reason", ["reason"], registry=registry)
+        self.events = Counter(
+            "ccmon_events", "Input events by outcome", ["topic", "result"], registry=registry
+        )
+        self.lag = Histogram(
+            "ccmon_event_lag_seconds",
+            "Processing time minus event time",
+            ["topic"],
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "ccmon_dead_letters", "Rejected inputs by reason", ["reason"], registry=registry
+        )
         self._events: dict[tuple[str, str], Counter] = {}
         self._lag: dict[str, Histogram] = {}
         self._dead: dict[str, Counter] = {}
@@ -61,13 +71,16 @@ class ConsumerLagCollector(Collector):
         return []
 
     def collect(self) -> Iterator:
-        family = GaugeMetricFamily("ccmon_consumer_lag_messages", "Messages behind the end of the partition",
-                                   labels=["topic", "partition"])
+        family = GaugeMetricFamily(
+            "ccmon_consumer_lag_messages",
+            "Messages behind the end of the partition",
+            labels=["topic", "partition"],
+        )
         consumer = self._consumer()
         if consumer is not None:
             try:
                 assignment = consumer.assignment()  # type: ignore[attr-defined]
-                read = consumer._read_offset  # type: ignore[attr-defined]
+                read = read_offsets(consumer)
                 for tp in sorted(assignment):
                     high, last = consumer.highwater(tp), read.get(tp)  # type: ignore[attr-defined]
                     if high is not None and last is not None:
@@ -88,7 +101,9 @@ class StateSizeCollector(Collector):
         return []
 
     def collect(self) -> Iterator:
-        family = GaugeMetricFamily("ccmon_state_records", "Records in this worker's state tables", labels=["table"])
+        family = GaugeMetricFamily(
+            "ccmon_state_records", "Records in this worker's state tables", labels=["table"]
+        )
         for table, n in sorted(self._sizes().items()):
             family.add_metric([table], n)
         yield family

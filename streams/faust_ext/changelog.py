@@ -12,7 +12,8 @@ covers these writes as it covered ``send_changelog``'s, but it ends on a failed 
 
 from __future__ import annotations
 
-from typing import Any, Awaitable
+from collections.abc import Awaitable
+from typing import Any
 
 import orjson
 

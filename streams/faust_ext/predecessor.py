@@ -23,8 +23,8 @@ from aiokafka.client import AIOKafkaClient, ConnectionGroup, CoordinationType
 from aiokafka.protocol.group import LeaveGroupRequest
 
 from streams.config import Settings
-from streams.kafka_auth import client_kwargs
-from streams.kafka_local import _alive  # a running process, zombies excluded
+from streams.dev.kafka_local import _alive  # a running process, zombies excluded
+from streams.kafka.auth import client_kwargs
 
 log = logging.getLogger("ccmon.worker")
 
@@ -59,22 +59,30 @@ async def evict(s: Settings, timeout_s: float = 10.0) -> list[str]:
             gone.append((path, member_id))
     if not gone:
         return []
-    client = AIOKafkaClient(bootstrap_servers=s.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000),
-                            **client_kwargs(s))
+    client = AIOKafkaClient(
+        bootstrap_servers=s.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000), **client_kwargs(s)
+    )
     left: list[str] = []
     try:
         await client.bootstrap()
         node = await client.coordinator_lookup(CoordinationType.GROUP, s.app_id)
         for path, member_id in gone:
-            resp: Any = await client.send(node, LeaveGroupRequest(s.app_id, member_id), group=ConnectionGroup.COORDINATION)
+            resp: Any = await client.send(
+                node, LeaveGroupRequest(s.app_id, member_id), group=ConnectionGroup.COORDINATION
+            )
             if resp.error_code == 0:
                 left.append(member_id)
             path.unlink(missing_ok=True)
     except Exception as exc:  # the session timeout still applies: nothing is lost but time
-        log.warning("could not tell the group that a previous worker is gone (%r); "
-                    "its partitions move when its session times out", exc)
+        log.warning(
+            "could not tell the group that a previous worker is gone (%r); "
+            "its partitions move when its session times out",
+            exc,
+        )
     finally:
         await client.close()
     if left:
-        log.warning("told the group that %d killed worker(s) of this data directory left: %s", len(left), left)
+        log.warning(
+            "told the group that %d killed worker(s) of this data directory left: %s", len(left), left
+        )
     return left

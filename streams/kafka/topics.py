@@ -9,7 +9,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.config import Settings
 from streams.errors import CcmonError
-from streams.kafka_auth import client_kwargs, start_client
+from streams.kafka.auth import client_kwargs, start_client
 
 
 def topic_names(s: Settings) -> list[str]:
@@ -23,16 +23,21 @@ async def _described_with_leaders(admin: AIOKafkaAdminClient, names: list[str], 
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         described = await admin.describe_topics(names)
-        ready = all(topic.get("error_code", 0) == 0 and topic.get("partitions")
-                    and all(p.get("leader", -1) >= 0 for p in topic["partitions"]) for topic in described)
+        ready = all(
+            topic.get("error_code", 0) == 0
+            and topic.get("partitions")
+            and all(p.get("leader", -1) >= 0 for p in topic["partitions"])
+            for topic in described
+        )
         if ready or asyncio.get_running_loop().time() > deadline:
             return described
         await asyncio.sleep(0.1)
 
 
 async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000),
-                                **client_kwargs(s))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=s.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000), **client_kwargs(s)
+    )
     await start_client(s, admin.start, admin.close, timeout_s)
     try:
         existing = set(await admin.list_topics())
@@ -46,8 +51,10 @@ async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> None:
         for topic in described:
             name, count = topic["topic"], len(topic.get("partitions") or [])
             if topic.get("error_code", 0) == 0 and count != s.partitions:
-                raise CcmonError(f"topic {name} has {count} partitions but CCMON_PARTITIONS={s.partitions}; "
-                                 f"all ccmon topics must have the same count (set CCMON_PARTITIONS={count})")
+                raise CcmonError(
+                    f"topic {name} has {count} partitions but CCMON_PARTITIONS={s.partitions}; "
+                    f"all ccmon topics must have the same count (set CCMON_PARTITIONS={count})"
+                )
     except KafkaError as exc:
         raise CcmonError(f"Kafka refused to create ccmon topics: {exc}") from None
     finally:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Callable, Collection
 
 from prometheus_client.utils import floatToGoString
 
@@ -27,9 +27,14 @@ WINDOW_NAMES = (*WINDOWS, TODAY)
 #: windowed gauge → (help, formula over the window's sums)
 GAUGES: dict[str, tuple[str, Callable[[list[float]], float | None]]] = {
     "ccmon_offered_contacts": ("Contacts offered in the window", lambda v: v[kpis.OFFERED]),
-    "ccmon_abandon_ratio": ("(abandoned - short) / (answered + abandoned - short) in the window", kpis.abandon_ratio),
-    "ccmon_service_level_ratio": ("Answered within the threshold / (answered + abandoned - short + dequeued)",
-                                  kpis.service_level),
+    "ccmon_abandon_ratio": (
+        "(abandoned - short) / (answered + abandoned - short) in the window",
+        kpis.abandon_ratio,
+    ),
+    "ccmon_service_level_ratio": (
+        "Answered within the threshold / (answered + abandoned - short + dequeued)",
+        kpis.service_level,
+    ),
     "ccmon_asa_seconds": ("Average speed of answer in the window", kpis.asa),
     "ccmon_aht_seconds": ("Average handle time of segments completed in the window", kpis.aht),
     "ccmon_csat_ratio": ("Share of CSAT answers >= 4 in the window", kpis.csat),
@@ -42,7 +47,11 @@ GAUGES: dict[str, tuple[str, Callable[[list[float]], float | None]]] = {
 # OLDEST (clock-dependent) and AGENTS (per queue, not per series)
 FAMILIES: list[tuple[str, str, str]] = [
     *((f"ccmon_contacts_{c}_total", "counter", f"Contacts {c.replace('_', ' ')}") for c in COUNTERS),
-    ("ccmon_contacts_dequeued_total", "counter", "Contacts that left the queue without an agent and without hanging up"),
+    (
+        "ccmon_contacts_dequeued_total",
+        "counter",
+        "Contacts that left the queue without an agent and without hanging up",
+    ),
     ("ccmon_offers_missed_total", "counter", "Offers of a waiting contact that an agent did not take"),
     ("ccmon_wait_seconds", "histogram", "Wait time of contacts whose wait ended"),
     ("ccmon_handle_seconds", "histogram", "Handle time of completed segments"),
@@ -82,10 +91,13 @@ def escape(value: str) -> str:
 def _histogram(name: str, labels: str, le: list[str], raw: list[float]) -> str:
     """Per-bucket counts + sum → cumulative ``_bucket`` lines, ``_count`` and ``_sum``."""
     lines, acc = [], 0.0
-    for bound, n in zip(le, raw[:-1]):
+    for bound, n in zip(le, raw[:-1], strict=False):
         acc += n
         lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {floatToGoString(acc)}\n')
-    lines.append(f"{name}_count{{{labels}}} {floatToGoString(acc)}\n{name}_sum{{{labels}}} {floatToGoString(raw[-1])}\n")
+    lines.append(
+        f"{name}_count{{{labels}}} {floatToGoString(acc)}\n"
+        f"{name}_sum{{{labels}}} {floatToGoString(raw[-1])}\n"
+    )
     return "".join(lines)
 
 
@@ -106,11 +118,15 @@ def render_series(view: SeriesView, ql: str) -> list[str]:
     parts = [""] * len(FAMILIES)
     for i, name in enumerate(COUNTERS):
         parts[i] = f"{FAMILIES[i][0]}{{{ql}}} {floatToGoString(view.counters[name])}\n"
-    parts[DEQUEUED] = "".join(f'ccmon_contacts_dequeued_total{{{ql},reason="{reason}"}} {floatToGoString(n)}\n'
-                              for reason, n in view.dequeued.items())
+    parts[DEQUEUED] = "".join(
+        f'ccmon_contacts_dequeued_total{{{ql},reason="{reason}"}} {floatToGoString(n)}\n'
+        for reason, n in view.dequeued.items()
+    )
     parts[MISSED] = f"ccmon_offers_missed_total{{{ql}}} {floatToGoString(view.missed)}\n"
-    parts[WAIT] = "".join(_histogram("ccmon_wait_seconds", f'{ql},outcome="{outcome}"', WAIT_LE, raw)
-                          for outcome, raw in view.wait_hist.items())
+    parts[WAIT] = "".join(
+        _histogram("ccmon_wait_seconds", f'{ql},outcome="{outcome}"', WAIT_LE, raw)
+        for outcome, raw in view.wait_hist.items()
+    )
     parts[HANDLE] = _histogram("ccmon_handle_seconds", ql, HANDLE_LE, view.handle_hist)
     parts[WAITING] = f"ccmon_queue_waiting_contacts{{{ql}}} {floatToGoString(view.waiting)}\n"
     for g, (name, (_, formula)) in enumerate(GAUGES.items(), start=FIRST_GAUGE):
@@ -128,8 +144,12 @@ def render_series(view: SeriesView, ql: str) -> list[str]:
 class KpiExposition:
     """Renders the KPI families; ``render`` is called by the /metrics page on every scrape."""
 
-    def __init__(self, store: Callable[[], QueueStore], clock: Callable[[], float] = time.time,
-                 owned: Owned = lambda: None) -> None:
+    def __init__(
+        self,
+        store: Callable[[], QueueStore],
+        clock: Callable[[], float] = time.time,
+        owned: Owned = lambda: None,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._owned = owned
@@ -163,9 +183,11 @@ class KpiExposition:
         for f, header in enumerate(HEADERS):
             out.append(header)
             if f == OLDEST:
-                out.extend(f"ccmon_queue_oldest_wait_seconds{{{e.labels}}} "
-                           f"{floatToGoString(max(0.0, now - e.oldest_ts) if e.oldest_ts is not None else 0.0)}\n"
-                           for e in live)
+                out.extend(
+                    f"ccmon_queue_oldest_wait_seconds{{{e.labels}}} "
+                    f"{floatToGoString(max(0.0, now - e.oldest_ts) if e.oldest_ts is not None else 0.0)}\n"
+                    for e in live
+                )
             elif f == AGENTS:
                 out.extend(self._agent_lines(store, mine))
             else:
@@ -183,8 +205,13 @@ class KpiExposition:
             if entry is None or entry[0] != version:
                 counts = store.agent_counts(queue)
                 q = escape(queue)
-                entry = (version, "".join(f'ccmon_agents{{queue="{q}",state="{state}"}} {floatToGoString(n)}\n'
-                                          for state, n in counts.items()))
+                entry = (
+                    version,
+                    "".join(
+                        f'ccmon_agents{{queue="{q}",state="{state}"}} {floatToGoString(n)}\n'
+                        for state, n in counts.items()
+                    ),
+                )
             cache[queue] = entry
             lines.append(entry[1])
         self._agents = cache

@@ -41,8 +41,14 @@ class Snapshot:
 
 def encode(topic: str, offsets: dict[int, int | None], data: dict[str, Any]) -> bytes:
     body = orjson.dumps(data)
-    header = orjson.dumps({"topic": topic, "offsets": {str(p): o for p, o in offsets.items()},
-                           "sha256": hashlib.sha256(body).hexdigest(), "size": len(body)})
+    header = orjson.dumps(
+        {
+            "topic": topic,
+            "offsets": {str(p): o for p, o in offsets.items()},
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "size": len(body),
+        }
+    )
     return MAGIC + header + b"\n" + body
 
 
@@ -87,8 +93,8 @@ def read(path: Path, topic: str) -> Snapshot | None:
         if not blob.startswith(MAGIC):
             raise ValueError("not a ccmon snapshot")
         header_end = blob.index(b"\n", len(MAGIC))
-        header = orjson.loads(blob[len(MAGIC):header_end])
-        body = memoryview(blob)[header_end + 1:]
+        header = orjson.loads(blob[len(MAGIC) : header_end])
+        body = memoryview(blob)[header_end + 1 :]
         if len(body) != header["size"] or hashlib.sha256(body).hexdigest() != header["sha256"]:
             raise ValueError("checksum mismatch (truncated or corrupt)")
         if header["topic"] != topic:
@@ -107,7 +113,7 @@ class SnapshotStore(memory.Store):
     Only the first assignment of the process loads one (the store is empty then); every later
     rebalance recovers as the plain in-memory store does."""
 
-    path: Path | None = None  #: set by the worker (streams/app.py) before the app starts
+    path: Path | None = None  #: set by the worker (streams/worker/app.py) before the app starts
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -121,7 +127,9 @@ class SnapshotStore(memory.Store):
         it has not written since (its state is that snapshot's plus the tail read after it)."""
         return self.loaded.offsets if self.loaded is not None else {}
 
-    async def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any, generation_id: int = 0) -> None:
+    async def on_rebalance(
+        self, assigned: Any, revoked: Any, newly_assigned: Any, generation_id: int = 0
+    ) -> None:
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         first, self._first = self._first, False
         self._offsets = {}
@@ -133,14 +141,23 @@ class SnapshotStore(memory.Store):
         if snap is None:
             return
         if set(snap.offsets) != mine:
-            log.info("snapshot %s is of partitions %s, assigned are %s: recovering from the whole changelog",
-                     self.path, sorted(snap.offsets), sorted(mine))
+            log.info(
+                "snapshot %s is of partitions %s, assigned are %s: recovering from the whole changelog",
+                self.path,
+                sorted(snap.offsets),
+                sorted(mine),
+            )
             return
         self.data.update(snap.data)
         self._offsets = snap.offsets
         self.loaded = snap
-        log.info("state of %s from snapshot %s (%d records); changelog from offsets %s", topic, self.path,
-                 len(snap.data), snap.offsets)
+        log.info(
+            "state of %s from snapshot %s (%d records); changelog from offsets %s",
+            topic,
+            self.path,
+            len(snap.data),
+            snap.offsets,
+        )
 
     def persisted_offset(self, tp: Any) -> int | None:
         """Where Faust's recovery starts reading this changelog partition (it re-reads that message)."""

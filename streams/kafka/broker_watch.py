@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -23,15 +23,31 @@ log = logging.getLogger("ccmon.broker")
 RETRYING_LOGGERS = ("aiokafka", "faust.transport", "faust.tables", "faust.app", "mode", "faust.sensors")
 #: aiokafka's messages about a connection attempt that failed and will be retried: hundreds a
 #: second when the broker goes away, before any probe can notice. Counted, not printed.
-RETRY_MESSAGES = ("Unable connect to node", "Unable to update metadata", "Unable to request metadata",
-                  "Failed fetch messages", "Group Coordinator Request failed", "Marking the coordinator dead",
-                  "Heartbeat", "Got error produce response", "NodeNotReadyError", "KafkaConnectionError",
-                  "Connection at", "Coordinator", "coordinator")
+RETRY_MESSAGES = (
+    "Unable connect to node",
+    "Unable to update metadata",
+    "Unable to request metadata",
+    "Failed fetch messages",
+    "Group Coordinator Request failed",
+    "Marking the coordinator dead",
+    "Heartbeat",
+    "Got error produce response",
+    "NodeNotReadyError",
+    "KafkaConnectionError",
+    "Connection at",
+    "Coordinator",
+    "coordinator",
+)
 
 
 class BrokerWatch(Collector):
-    def __init__(self, address: str, probe: Callable[[], Awaitable[bool]], timeout_s: float,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        address: str,
+        probe: Callable[[], Awaitable[bool]],
+        timeout_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.address = address
         self._probe = probe
         self._timeout_s = timeout_s
@@ -54,14 +70,21 @@ class BrokerWatch(Collector):
     def _change(self, ok: bool, reason: str) -> None:
         now = self._clock()
         if ok and self.up is False:
-            log.warning("broker %s reachable again after %.1f s unreachable; consuming resumes from the "
-                        "committed offsets, nothing was lost", self.address, now - self.since)
+            log.warning(
+                "broker %s reachable again after %.1f s unreachable; consuming resumes from the "
+                "committed offsets, nothing was lost",
+                self.address,
+                now - self.since,
+            )
         elif ok:
             log.info("broker %s reachable", self.address)
         else:
             self.outages += 1
-            log.error("broker %s unreachable%s; retrying every few seconds, /health answers 503 until it is "
-                      "back", self.address, reason or " (no answer to a metadata request)")
+            log.error(
+                "broker %s unreachable%s; retrying every few seconds, /health answers 503 until it is back",
+                self.address,
+                reason or " (no answer to a metadata request)",
+            )
         self.up, self.since = ok, now
 
     def describe(self) -> Iterable:
@@ -73,14 +96,17 @@ class BrokerWatch(Collector):
         up = GaugeMetricFamily("ccmon_broker_up", "1 while the worker gets answers from the Kafka broker")
         up.add_metric([], 1.0 if self.up else 0.0)
         yield up
-        since = GaugeMetricFamily("ccmon_broker_state_since_seconds",
-                                  "Unix time of the last change of ccmon_broker_up")
+        since = GaugeMetricFamily(
+            "ccmon_broker_state_since_seconds", "Unix time of the last change of ccmon_broker_up"
+        )
         since.add_metric([], self.since)
         yield since
         outages = CounterMetricFamily("ccmon_broker_outages", "Times the broker became unreachable")
         outages.add_metric([], self.outages)
         yield outages
-        retries = CounterMetricFamily("ccmon_kafka_client_retries", "Kafka client retry messages kept out of the log")
+        retries = CounterMetricFamily(
+            "ccmon_kafka_client_retries", "Kafka client retry messages kept out of the log"
+        )
         retries.add_metric([], self.retries)
         yield retries
 
@@ -97,8 +123,9 @@ class RetryNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or not record.name.startswith(RETRYING_LOGGERS):
             return True
-        if self._watch.up is False or (record.name.startswith("aiokafka")
-                                       and any(m in record.getMessage() for m in RETRY_MESSAGES)):
+        if self._watch.up is False or (
+            record.name.startswith("aiokafka") and any(m in record.getMessage() for m in RETRY_MESSAGES)
+        ):
             self._watch.retries += 1
             return False
         return True

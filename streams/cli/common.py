@@ -1,0 +1,40 @@
+"""What every ccmon command shares, the ones streams defines and the ones other packages add
+(``producers`` registers simulate, replay and ingest through the ``ccmon.commands`` entry point)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from streams.config import PARSERS, Settings, flag_type, load
+
+__all__ = ["broker_flags", "non_negative_float", "port", "positive_float", "settings"]
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for flag, attr in (
+        ("broker", "broker"),
+        ("web_host", "web_host"),
+        ("web_port", "web_port"),
+        ("partitions", "partitions"),
+        ("log_level", "log_level"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[attr] = value
+    return load(None, **overrides)
+
+
+# flags of their own, parsed by the configuration's parsers (argparse names the flag)
+positive_float = flag_type("", PARSERS["positive_float"])
+non_negative_float = flag_type("", PARSERS["non_negative_float"])
+port = flag_type("", PARSERS["port"])
+
+
+def broker_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--broker",
+        type=flag_type("CCMON_BROKER"),
+        help="Kafka address, kafka://HOST:PORT (env CCMON_BROKER, default kafka://127.0.0.1:9092)",
+    )

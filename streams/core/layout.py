@@ -1,0 +1,181 @@
+"""The one owner of the state tables' key layouts and of the facts batch: every key is built and
+parsed here, and a facts batch is encoded and decoded here, so a layout cannot drift between the
+module that writes it and the one that reads it back (the worker's ownership drop, the sweep, the
+exporters). The bytes are those every earlier version wrote: changelogs and snapshots of a
+running deployment stay readable.
+
+Lifecycle table (stage 1, on the partition of the input record):
+
+    c|channel|contact_id        a contact's lifecycle
+    g|agent_id                  an agent's latest state
+    m|topic|partition           the partition's watermark
+    q|partition                 queue names first seen on that partition (the queue cap)
+    r|topic|partition|agent_id  an agent id seen on that partition (the agent cap)
+
+Queue table (stage 2, on the facts partition of the queue):
+
+    t|queue|channel, b|queue|channel|start, d|queue|channel|YYYY-MM-DD, w|queue|channel, a|queue
+
+Agent table (stage 2, on the facts partition of the agent id):
+
+    p|agent_id
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "CONTACT",
+    "AGENT",
+    "WATERMARK",
+    "REGISTRY",
+    "SEEN_AGENT",
+    "TOTALS",
+    "BUCKET",
+    "DAY",
+    "WAITING",
+    "QUEUE_AGENTS",
+    "AGENT_RECORD",
+    "M_TIME",
+    "M_DECIDED",
+    "new_watermark",
+    "FactRow",
+    "contact_key",
+    "contact_key_parts",
+    "agent_key",
+    "watermark_key",
+    "registry_key",
+    "seen_agent_key",
+    "seen_agent_key_parts",
+    "totals_key",
+    "bucket_key",
+    "day_key",
+    "waiting_key",
+    "queue_agents_key",
+    "queue_key_parts",
+    "agent_record_key",
+    "agent_of_record",
+    "partition_for_queue",
+    "queue_record_partition",
+    "agent_record_partition",
+    "encode_facts",
+    "decode_facts",
+]
+
+# the kind of a record is the first character of its key
+CONTACT, AGENT, WATERMARK, REGISTRY, SEEN_AGENT = "c", "g", "m", "q", "r"
+TOTALS, BUCKET, DAY, WAITING, QUEUE_AGENTS = "t", "b", "d", "w", "a"
+AGENT_RECORD = "p"
+
+#: one fact as sent to stage 2: [source "topic/partition", source offset, index, Fact.to_wire()]
+FactRow = list[Any]
+
+
+# ---- lifecycle table ---------------------------------------------------------------------
+def contact_key(channel: str, contact_id: str) -> str:
+    return f"c|{channel}|{contact_id}"
+
+
+def contact_key_parts(key: str) -> tuple[str, str]:
+    """(channel, contact id) of a ``c|`` key; the contact id may hold ``|``."""
+    _, channel, contact_id = key.split("|", 2)
+    return channel, contact_id
+
+
+def agent_key(agent_id: str) -> str:
+    return f"g|{agent_id}"
+
+
+def watermark_key(topic: str, partition: int) -> str:
+    return f"m|{topic}|{partition}"
+
+
+#: a watermark record: [newest event time (None in JSON for -inf), offset of the last record
+#: decided, sweep counter]
+M_TIME, M_DECIDED = 0, 1
+
+
+def new_watermark() -> list[Any]:
+    return [float("-inf"), -1, 0]
+
+
+def registry_key(partition: int) -> str:
+    return f"q|{partition}"
+
+
+def seen_agent_key(topic: str, partition: int, agent_id: str) -> str:
+    return f"r|{topic}|{partition}|{agent_id}"
+
+
+def seen_agent_key_parts(key: str) -> tuple[str, int, str]:
+    """(topic, partition, agent id) of an ``r|`` key."""
+    _, topic, partition, agent_id = key.split("|", 3)
+    return topic, int(partition), agent_id
+
+
+# ---- queue table -------------------------------------------------------------------------
+def totals_key(queue: str, channel: str) -> str:
+    return f"t|{queue}|{channel}"
+
+
+def bucket_key(queue: str, channel: str, start: int) -> str:
+    return f"b|{queue}|{channel}|{start}"
+
+
+def day_key(queue: str, channel: str, day: str) -> str:
+    return f"d|{queue}|{channel}|{day}"
+
+
+def waiting_key(queue: str, channel: str) -> str:
+    return f"w|{queue}|{channel}"
+
+
+def queue_agents_key(queue: str) -> str:
+    return f"a|{queue}"
+
+
+def queue_key_parts(key: str) -> list[str]:
+    """[kind, queue, ...] of a queue-table key (queue names hold no ``|``: config.QUEUE_NAME)."""
+    return key.split("|")
+
+
+# ---- agent table -------------------------------------------------------------------------
+def agent_record_key(agent_id: str) -> str:
+    return f"p|{agent_id}"
+
+
+def agent_of_record(key: str) -> str:
+    return key[2:]
+
+
+# ---- partitions --------------------------------------------------------------------------
+@functools.lru_cache(maxsize=65536)
+def partition_for_queue(queue: str, partitions: int) -> int:
+    """Stable queue (or agent id) → facts partition (CRC-32, the same in every worker and release)."""
+    return zlib.crc32(queue.encode()) % partitions
+
+
+def queue_record_partition(key: str, partitions: int) -> int:
+    """The facts (and changelog) partition of a queue-table record: its queue's."""
+    return partition_for_queue(key.split("|", 2)[1], partitions)
+
+
+def agent_record_partition(key: str, partitions: int) -> int:
+    """The facts (and changelog) partition of an agent-table record: its agent id's."""
+    return partition_for_queue(agent_of_record(key), partitions)
+
+
+# ---- facts batches -----------------------------------------------------------------------
+def encode_facts(rows: list[FactRow]) -> bytes:
+    """One message of ``ccmon-facts``: the rows of one stage-1 batch for one facts partition."""
+    return orjson.dumps({"f": rows})
+
+
+def decode_facts(value: bytes) -> list[FactRow]:
+    rows: list[FactRow] = orjson.loads(value)["f"]
+    return rows

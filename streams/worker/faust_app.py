@@ -1,0 +1,57 @@
+"""The Faust app and its settings: each one is chosen for exactness or throughput (docs/performance.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+
+from streams.config import Settings
+from streams.errors import CcmonError
+from streams.kafka.auth import faust_credentials
+
+__all__ = ["make_app", "worker_dir"]
+
+
+def worker_dir(s: Settings) -> Path:
+    return Path(s.data_dir) / "worker"
+
+
+def make_app(s: Settings) -> faust.App:
+    """At-least-once with ccmon's own ordering (streams/worker/state_writer.py); offsets committed
+    every batch; tables in memory (their snapshots: streams/faust_ext/snapshot.py)."""
+    workdir = worker_dir(s)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CcmonError(
+            f"cannot create the data directory {workdir} ({exc.strerror}); "
+            f"set CCMON_DATA_DIR to a writable directory"
+        ) from None
+    return faust.App(
+        s.app_id,
+        broker=s.broker,
+        store="memory://",
+        datadir=str(workdir),
+        topic_partitions=s.partitions,
+        topic_replication_factor=s.replication_factor,
+        web_bind=s.web_host,
+        web_host=s.web_host,
+        web_port=s.web_port,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        autodiscover=False,
+        broker_commit_every=s.batch_size,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4096, s.batch_size * 2),
+        producer_linger=0.005,
+        producer_max_batch_size=1024 * 1024,
+        producer_max_request_size=8 * 1024 * 1024,
+        broker_max_poll_records=max(5000, s.batch_size * 2),
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        table_standby_replicas=0,
+        broker_session_timeout=s.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, s.session_timeout_s / 4),
+        web_enabled=True,
+        broker_credentials=faust_credentials(s),
+    )

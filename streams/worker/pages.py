@@ -1,0 +1,76 @@
+"""The worker's HTTP pages: /metrics, /health, the wallboard and the agents page with their JSON."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import generate_latest
+
+from streams.wallboard import agents as agent_view
+from streams.wallboard import queues as queue_view
+
+if TYPE_CHECKING:
+    from streams.worker.app import Pipeline
+
+__all__ = ["METRICS_CONTENT_TYPE", "add_pages"]
+
+#: the classic text exposition format, which every Prometheus 2.x parses
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+HTML = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
+def add_pages(p: Pipeline) -> None:
+    app, s, own, state = p.app, p.settings, p.ownership, p.state
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        body = p.kpi_text.render().encode() + generate_latest(p.registry)
+        if s.agent_metrics:  # per-agent series, off by default
+            body += agent_view.render(state.agent_store(), time.time(), own.agent_filter()).encode()
+        return web.bytes(body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    def wallboard_data(query: Mapping[str, str]) -> Any:
+        return queue_view.snapshot(state.store(), s, time.time(), own.scope("queue"), own.owned_partitions())
+
+    def agents_data(query: Mapping[str, str]) -> Any:
+        offset, limit = agent_view.page_params(query)  # ?offset=&limit= (docs/wallboard.md): all by default
+        return agent_view.snapshot(
+            state.agent_store(), s, time.time(), own.scope("agent"), own.agent_filter(), offset, limit
+        )
+
+    # the two supervisor pages: static HTML, and the JSON of this worker's share it polls
+    _add_page(app, "/wallboard", queue_view.page, wallboard_data)
+    _add_page(app, "/agents", agent_view.page, agents_data)
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        healthy = own.ready and p.broker.up is not False
+        body = {
+            "ready": own.ready,
+            "broker": {None: "unknown", True: "up", False: "down"}[p.broker.up],
+            "queues": p.owned_queue_count(),
+        }
+        return web.json(body, status=200 if healthy else 503)
+
+
+def _add_page(
+    app: Any, path: str, html: Callable[[], bytes], data: Callable[[Mapping[str, str]], Any]
+) -> None:
+    """``path`` serves the page, ``/api{path}`` its JSON from the request's query; a bad query
+    parameter (``data`` raises ValueError) is a 400 with a one-line error."""
+
+    @app.page(path, name=path.strip("/"))
+    async def page(web: Any, request: Any) -> Any:
+        return web.bytes(html(), headers=HTML)
+
+    @app.page(f"/api{path}", name=f"api-{path.strip('/')}")
+    async def page_data(web: Any, request: Any) -> Any:
+        try:
+            body = data(request.query)
+        except ValueError as exc:
+            return web.json({"error": str(exc)}, status=400)
+        return web.bytes(orjson.dumps(body), headers=JSON)

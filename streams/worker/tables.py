@@ -1,0 +1,87 @@
+"""The worker's topics and its three state tables, with their changelog writers.
+
+cc.calls, cc.chats, cc.agents ──► lifecycle agent (keyed by contact / agent)
+                                    │ table ccmon-lifecycle, dead letters ──► cc.dead-letter
+                                    ▼ facts, partitioned by queue (agent facts: by agent id)
+                                  ccmon-facts ──► queues agent (keyed by queue)
+                                                    │ tables ccmon-queues, ccmon-agents
+                                                    ▼
+                                                 /metrics (collector reads the tables)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from streams.config import Settings
+from streams.core.intake import record_partition
+from streams.core.layout import agent_record_partition, queue_record_partition
+from streams.faust_ext import codec
+from streams.faust_ext.changelog import Changelog
+from streams.faust_ext.snapshot import STORE_URL
+from streams.worker.faust_app import worker_dir
+
+__all__ = ["Tables"]
+
+
+class Tables:
+    def __init__(self, app: Any, s: Settings) -> None:
+        codec.register()
+        self.app, self.settings = app, s
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.inputs = app.topic(s.calls_topic, s.chats_topic, s.agents_topic, partitions=s.partitions, **raw)
+        self.facts = app.topic(s.facts_topic, partitions=s.partitions, internal=True, **raw)
+        self.dead_letters = app.topic(s.dead_letter_topic, partitions=s.partitions, **raw)
+        self.lifecycle = self._table("ccmon-lifecycle")
+        self.queues = self._table("ccmon-queues")
+        self.agents = self._table(
+            "ccmon-agents"
+        )  #: per-agent records, on the facts partition of the agent id
+        self.lifecycle_log = Changelog(app, self.lifecycle)
+        self.queue_log = Changelog(app, self.queues)
+        self.agent_log = Changelog(app, self.agents)
+
+    def _table(self, name: str) -> Any:
+        """A changelog-backed table whose keys and values are encoded by orjson, held in memory and
+        started from a local snapshot when there is a usable one (streams/faust_ext/snapshot.py)."""
+        s = self.settings
+        table = self.app.Table(
+            name,
+            partitions=s.partitions,
+            store=STORE_URL,
+            schema=faust.Schema(key_serializer=codec.NAME, value_serializer=codec.NAME),
+        )
+        table.key_serializer = table.value_serializer = codec.NAME
+        if s.snapshot_interval_s > 0:
+            # per deployment: workers of other apps may share the data directory
+            table.data.path = worker_dir(s) / "snapshots" / s.app_id / f"{name}.snap"
+        return table
+
+    def with_changelogs(self) -> list[tuple[Any, Changelog]]:
+        return [
+            (self.lifecycle, self.lifecycle_log),
+            (self.queues, self.queue_log),
+            (self.agents, self.agent_log),
+        ]
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "lifecycle": len(self.lifecycle.data),
+            "queues": len(self.queues.data),
+            "agents": len(self.agents.data),
+        }
+
+    def drop_unowned(self, inputs: set[int], facts: set[int]) -> int:
+        """Forget the records of partitions not in these: lifecycle records by their input
+        partition, queue and agent records by their facts partition. Returns how many went."""
+        n = self.settings.partitions
+        lifecycle, queues, agents = self.lifecycle.data, self.queues.data, self.agents.data
+        stale = [k for k, v in lifecycle.items() if record_partition(k, v) not in inputs]
+        stale_queues = [k for k in queues.keys() if queue_record_partition(k, n) not in facts]
+        stale_agents = [k for k in agents.keys() if agent_record_partition(k, n) not in facts]
+        for data, keys in ((lifecycle, stale), (queues, stale_queues), (agents, stale_agents)):
+            for key in keys:
+                del data[key]
+        return len(stale) + len(stale_queues) + len(stale_agents)
