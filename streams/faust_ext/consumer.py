@@ -22,6 +22,16 @@ a restarted worker skipped the lost ones as decided already (rule 3): contacts l
 (faust-streaming issue 596 describes the same race). So this loop hands no stream message over
 while a rebalance runs, and before the first one after it, it seeks every stream partition to
 its committed offset, or to the beginning when it has none, and drops what it had fetched.
+
+Which rebalance a rewind covers (a worker that sat idle with unread messages, issue 10): Faust
+starts a rebalance in its consumer thread (``on_rebalance_start``: ``rebalancing`` is set, then
+``rebalancing_count`` incremented), concurrently with this loop. Read in the other order (is a
+rebalance running? then: which one?), the thread can start rebalance N+1 in between: the loop
+rewinds mid-revocation and books the rewind for N+1, drops the stream messages it fetches during
+N+1, and does not rewind after N+1, so the fetch position stays past the dropped messages and
+the worker idles with lag until the next rebalance. So the count is read first and passed on:
+a rewind is booked for a rebalance that had started before it, and one that starts after the
+read is rewound for again when it ends.
 """
 
 from __future__ import annotations
@@ -48,9 +58,9 @@ class HandOffConsumer(Consumer):
         await super().perform_seek()
         await killpoints.pause("seeked")  # test-only: hold the window the rewind closes open
 
-    async def _rewind_once(self) -> None:
-        """Rewind once per rebalance, after it has ended."""
-        rebalance = self.app.rebalancing_count
+    async def _rewind_once(self, rebalance: int) -> None:
+        """Rewind once per rebalance, after it has ended: ``rebalance`` is ``rebalancing_count``
+        read before ``rebalancing`` was seen False (see the module's docstring)."""
         try:
             await self._rewind()
         except Exception as exc:  # e.g. another rebalance began meanwhile: done again after it
@@ -102,8 +112,9 @@ class HandOffConsumer(Consumer):
         since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
-                if not app.rebalancing and self._rewound_for != app.rebalancing_count:
-                    await self._rewind_once()  # also when nothing is left to fetch: it was discarded
+                rebalance = app.rebalancing_count  # first: the thread sets rebalancing, then this
+                if not app.rebalancing and self._rewound_for != rebalance:
+                    await self._rewind_once(rebalance)  # also when nothing is left to fetch: it was discarded
                 ait = cast(AsyncIterator, getmany(timeout=1.0))
                 await asyncio.sleep(0)
                 if self.should_stop:
@@ -114,10 +125,11 @@ class HandOffConsumer(Consumer):
                         await asyncio.sleep(0)
                         since_yield = 0
                     if tp.topic not in changelogs:  # recovery reads the changelogs meanwhile
+                        rebalance = app.rebalancing_count  # before rebalancing (as above)
                         if app.rebalancing:
                             continue  # Faust empties the streams' queues when it ends: not handed over
-                        if self._rewound_for != app.rebalancing_count:
-                            await self._rewind_once()
+                        if self._rewound_for != rebalance:
+                            await self._rewind_once(rebalance)
                             break  # the rest was fetched before the rewind
                     offset = message.offset
                     r_offset = get_read_offset(tp)

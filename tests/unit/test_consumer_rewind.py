@@ -13,6 +13,7 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from faust.types import TP
 
 from streams.faust_ext.consumer import HandOffConsumer
@@ -159,3 +160,75 @@ def test_the_rewind_seeks_to_the_committed_offset_or_else_to_the_beginning():
     asyncio.run(HandOffConsumer._rewind(c))
     assert sought == [{CALLS1: 0, CALLS2: 0}]
     assert c._read_offset[CALLS0] is None and c._read_offset[CALLS1] is None and c._read_offset[LOG0] == 9
+
+
+class ThreadStartsARebalance:
+    """The app as the fetch loop sees it while Faust's consumer thread runs beside it: once armed,
+    the thread starts the next rebalance (``App.on_rebalance_start``: ``rebalancing`` set, then
+    ``rebalancing_count`` incremented) right after the loop has read ``rebalancing`` as False."""
+
+    _rebalancing: bool
+    armed: bool
+    rebalancing_count: int
+    consumer_generation_id: int
+
+    def __init__(self, app: Any) -> None:
+        self.__dict__.update(vars(app), _rebalancing=app.rebalancing, armed=False)
+
+    @property
+    def rebalancing(self) -> bool:
+        value = self._rebalancing
+        if self.armed and not value:
+            self.armed = False
+            self._rebalancing = True
+            self.rebalancing_count += 1
+        return value
+
+    @rebalancing.setter
+    def rebalancing(self, value: bool) -> None:
+        self._rebalancing = value
+
+
+@pytest.mark.parametrize("first_read", ["before a fetch", "at a fetched message"])
+def test_a_rebalance_begun_between_the_loops_two_reads_is_rewound_for_when_it_ends(first_read: str):
+    """The worker that sat idle with unread messages (issue 10): the loop saw no rebalance, the
+    thread began one before the loop read the count, and the rewind done during its revocation
+    was booked for it, so what the loop dropped while it ran was never fetched again. Here the
+    fetch position is modelled: a fetch moves it past what it returns, a rewind moves it back."""
+    log = [(CALLS0, 0), (CALLS0, 1), (CALLS0, 2)]
+    c, handed, _ = consumer([])
+    app = c.__dict__["app"] = ThreadStartsARebalance(c.app)
+    position = 0
+
+    def arm(step: Any) -> Any:
+        def armed(app: Any) -> None:
+            step(app)
+            app.armed = True
+
+        return armed
+
+    first = 0 if first_read == "before a fetch" else 2  # messages fetched with the armed step
+    steps = iter([(arm(ended(1)), first), (still, 2), (ended(2), 1), (still, 2), (still, 2)])
+    rewinds: list = []
+
+    async def getmany(timeout: float) -> Any:
+        nonlocal position
+        step = next(steps, None)
+        if step is None:
+            c._stopped.set()
+            return
+        before, n = step
+        before(app)
+        fetched, position = log[position : position + n], min(len(log), position + n)
+        for tp, offset in fetched:
+            yield tp, SimpleNamespace(offset=offset, topic=tp.topic, generation_id=app.consumer_generation_id)
+
+    async def rewind() -> None:
+        nonlocal position
+        position = 0  # nothing committed yet: from the beginning
+        rewinds.append((app.rebalancing_count, app._rebalancing))
+
+    c.__dict__.update(getmany=getmany, _rewind=rewind)
+    run(c)
+    assert rewinds[-1] == (2, False)  # after rebalance 2 has ended
+    assert handed == [("calls", 0), ("calls", 1), ("calls", 2)]  # none skipped

@@ -51,6 +51,16 @@ PINNED = {
         "streams/faust_ext/internals.py reads the group member id at consumer._thread._consumer"
         " (for predecessor.py)",
     ),
+    "faust.app.base:App.on_rebalance_start": (
+        "5c1e23de30674082",
+        "streams/faust_ext/consumer.py reads rebalancing_count before rebalancing: this sets"
+        " rebalancing first, then increments the count",
+    ),
+    "faust.transport.drivers.aiokafka:ConsumerRebalanceListener.on_partitions_revoked": (
+        "348c3aec879faf80",
+        "streams/faust_ext/consumer.py: App.on_rebalance_start runs here, in the consumer thread,"
+        " concurrently with the fetch loop",
+    ),
     "faust.tables.base:Collection.data": (
         "ade4a02ddd5582cb",
         "streams/worker/tables.py sets the snapshot path on the store it creates",
