@@ -67,6 +67,8 @@ class HandOffConsumer(Consumer):
             self.log.warning("rewinding the stream partitions failed (%r); retrying", exc)
         else:
             self._rewound_for = rebalance
+            # once per rebalance: a worker idle with lag shows whether its last rebalance was rewound for
+            self.log.info("stream partitions sought to their committed offsets after rebalance %d", rebalance)
 
     async def _rewind(self) -> None:
         """Fetch every stream partition again from its committed offset, or from the beginning
