@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.core.queues import COUNTERS
 from streams.dev.harness import Samples, Service, free_port, wait_stable
 from streams.dev.kafka_local import LocalKafka
 
@@ -267,18 +268,7 @@ SALES = {"queue": "sales", "channel": "voice"}
 
 
 def counters(m: dict, labels: dict) -> dict:
-    return {
-        n: metric(m, f"ccmon_contacts_{n}_total", **labels)
-        for n in (
-            "offered",
-            "answered",
-            "abandoned",
-            "short_abandoned",
-            "answered_in_threshold",
-            "handled",
-            "transferred_out",
-        )
-    }
+    return {n: metric(m, f"ccmon_contacts_{n}_total", **labels) for n in COUNTERS}
 
 
 def summary_events(stdout: str) -> int:

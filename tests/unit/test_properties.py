@@ -5,21 +5,14 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from streams.core import kpis
+from streams.core.events import CONTACT_TYPES
 from streams.dev.local_pipeline import LocalPipeline
 from tests.unit.helpers import AGENTS, CALLS, CHATS, at, settings
 
 BASE = at("10:00:00")
-TYPES = [
-    "offered",
-    "answered",
-    "hold",
-    "resume",
-    "transferred",
-    "ended",
-    "wrapup_ended",
-    "abandoned",
-    "survey",
-]
+#: the contact types the invariants below were written for: all of the core's but the dequeue and
+#: missed-offer records (their counters are checked by hand in test_dequeued_missed_ces.py)
+TYPES = sorted(CONTACT_TYPES - {"dequeued", "missed"})
 
 event = st.fixed_dictionaries(
     {
