@@ -13,12 +13,15 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from streams.core.queues import COUNTERS
 from streams.dev.harness import Samples, Service, free_port, wait_stable
@@ -75,6 +78,65 @@ class Env:
             text=True,
             timeout=timeout,
         )
+
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+
+
+def start_prometheus(
+    tmp_path: Path, target_port: int, rule_files: Sequence[Path] = ()
+) -> tuple[subprocess.Popen, int]:
+    """A real Prometheus scraping ``127.0.0.1:target_port`` and evaluating ``rule_files`` every second,
+    its config and TSDB under ``tmp_path``; the process (the caller stops it) and its port."""
+    port = free_port()
+    config: dict = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}}
+    if rule_files:
+        config["rule_files"] = [str(f) for f in rule_files]
+    config["scrape_configs"] = [
+        {"job_name": "ccmon", "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}
+    ]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    prom = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return prom, port
+
+
+def prom_query(port: int, expr: str) -> dict:
+    """The body of Prometheus' instant query API for ``expr`` (raises on HTTP errors)."""
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def flat_traffic(seed: int, backfill: int, rate: float, *more: str) -> list[str]:
+    """``ccmon simulate`` arguments for traffic that does not hang on the hour (the flat profile)."""
+    return [
+        "simulate",
+        "--profile",
+        "flat",
+        "--seed",
+        str(seed),
+        "--backfill",
+        str(backfill),
+        "--rate",
+        str(rate),
+        *more,
+    ]
+
+
+def record_flat(env: Env, path: Path, seed: int, backfill: int, rate: float, *more: str) -> list[bytes]:
+    """Flat traffic recorded to ``path`` (``ccmon simulate --output``); its lines, ends kept."""
+    made = env.ccmon(*flat_traffic(seed, backfill, rate, *more, "--output", str(path)))
+    assert made.returncode == 0, made.stderr
+    return path.read_bytes().splitlines(keepends=True)
 
 
 class Worker(Service):

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from tests.integration.support import Env, Worker, exported, total_events
+from tests.integration.support import Env, Worker, exported, record_flat, total_events
 
 pytestmark = pytest.mark.integration
 
@@ -74,23 +74,7 @@ class Expectation:
 
 def test_state_and_memory_level_off_over_a_long_run(env: Env, workers: list[Worker], tmp_path: Path):
     recording = tmp_path / "day.jsonl"
-    made = env.ccmon(
-        "simulate",
-        "--profile",
-        "flat",
-        "--seed",
-        "12",
-        "--backfill",
-        str(12 * 3600),
-        "--rate",
-        "3",
-        "--staff",
-        "3",
-        "--output",
-        str(recording),
-    )
-    assert made.returncode == 0, made.stderr
-    lines = recording.read_bytes().splitlines(keepends=True)
+    lines = record_flat(env, recording, 12, 12 * 3600, 3, "--staff", "3")
     worker = Worker(env, CCMON_RETENTION_S=str(RETENTION_S), CCMON_LATENESS_S="60", CCMON_ACW_TIMEOUT_S="120")
     workers.append(worker)
     size = len(lines) // PARTS

@@ -5,7 +5,6 @@ the CcmonBrokerUnreachable alert's expression in a real Prometheus) and in one l
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -17,13 +16,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.dev.harness import free_kafka_port, free_port
+from streams.dev.harness import free_kafka_port
 from streams.dev.kafka_local import LocalKafka
-from tests.integration.support import ROOT, Env, Worker, kpis, metric, total_events
+from tests.integration.support import (
+    ROOT,
+    Env,
+    Worker,
+    kpis,
+    metric,
+    prom_query,
+    record_flat,
+    start_prometheus,
+    total_events,
+)
 
 pytestmark = pytest.mark.integration
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 RULES = ROOT / "streams" / "resources" / "prometheus" / "rules"
 OUTAGE_S = 30
 
@@ -49,51 +57,15 @@ def test_broker_outage_mid_stream_loses_nothing_and_is_reported_once(tmp_path: P
     broker.start()
     env = Env(broker, tmp_path)
     recording = tmp_path / "sim.jsonl"
-    made = env.ccmon(
-        "simulate",
-        "--profile",
-        "flat",
-        "--seed",
-        "21",
-        "--backfill",
-        "1800",
-        "--rate",
-        "3",
-        "--output",
-        str(recording),
-    )
-    assert made.returncode == 0, made.stderr
-    lines = len(recording.read_bytes().splitlines())
+    lines = len(record_flat(env, recording, 21, 1800, 3))
     assert lines > 2000
 
     worker = Worker(env, CCMON_BROKER_PROBE_S="1")
-    prom_port = free_port()
-    (tmp_path / "prometheus.yml").write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [
-                    {"job_name": "ccmon", "static_configs": [{"targets": [f"127.0.0.1:{worker.port}"]}]}
-                ],
-            }
-        )
-    )
-    prom = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    prom, prom_port = start_prometheus(tmp_path, worker.port)
     unreachable = alert_expr("CcmonBrokerUnreachable")
 
     def query(expr: str) -> list:
-        url = f"http://127.0.0.1:{prom_port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return json.loads(resp.read())["data"]["result"]
+        return prom_query(prom_port, expr)["data"]["result"]
 
     # the whole recording paced over ~60 s, so the outage falls in the middle of it
     replay = subprocess.Popen(

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from datetime import date, datetime
 
 import pytest
@@ -20,12 +17,10 @@ import yaml
 from grafana.generate import DASHBOARDS, OUT
 from producers.recording import line
 from streams import config
-from streams.dev.harness import free_port
-from tests.integration.support import ROOT, Env, Worker
+from tests.integration.support import ROOT, Env, Worker, flat_traffic, prom_query, start_prometheus
 
 pytestmark = pytest.mark.integration
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 RULES = ROOT / "streams" / "resources" / "prometheus" / "rules"
 
 
@@ -132,52 +127,14 @@ def test_every_query_runs_against_real_prometheus_and_returns_data(env: Env, wor
             sys.executable,
             "-m",
             "streams",
-            "simulate",
-            "--profile",
-            "flat",
-            "--seed",
-            "3",
-            "--backfill",
-            "3600",
-            "--rate",
-            "4",
-            "--incident",
-            "bad-input:30@3595",
-            "--duration",
-            "180",
+            *flat_traffic(3, 3600, 4, "--incident", "bad-input:30@3595", "--duration", "180"),
         ],
         cwd=ROOT,
         env=env.vars(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    port = free_port()
-    (tmp_path / "prometheus.yml").write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(f) for f in sorted(RULES.glob("*.yml"))],
-                "scrape_configs": [
-                    {"job_name": "ccmon", "static_configs": [{"targets": [f"127.0.0.1:{worker.port}"]}]}
-                ],
-            }
-        )
-    )
-    prom = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def run(expr: str) -> dict:
-        url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return json.loads(resp.read())
+    prom, port = start_prometheus(tmp_path, worker.port, sorted(RULES.glob("*.yml")))
 
     try:
         todo = queries()
@@ -196,7 +153,7 @@ def test_every_query_runs_against_real_prometheus_and_returns_data(env: Env, wor
             failing = []
             for where, expr, need_data in missing:
                 try:
-                    body = run(expr)
+                    body = prom_query(port, expr)
                 except OSError as exc:
                     failing.append((where, expr, str(exc)))
                     continue

@@ -15,7 +15,7 @@ import pytest
 from producers.recording import line
 from streams.dev.harness import free_kafka_port, free_port
 from streams.dev.kafka_local import LocalKafka
-from tests.integration.support import ROOT, Env, Worker, metric
+from tests.integration.support import ROOT, Env, Worker, flat_traffic, metric
 
 pytestmark = pytest.mark.integration
 
@@ -72,21 +72,7 @@ def test_worker_replay_and_simulator_work_through_sasl_ssl(secured, tmp_path: Pa
             what="5 offers through SASL_SSL",
         )
         worker.wait_for(lambda m: metric(m, "ccmon_broker_up") == 1, what="the broker probe through SASL_SSL")
-        sim = env.ccmon(
-            "simulate",
-            "--profile",
-            "flat",
-            "--seed",
-            "3",
-            "--backfill",
-            "300",
-            "--rate",
-            "2",
-            "--duration",
-            "1",
-            timeout=120,
-            **extra,
-        )
+        sim = env.ccmon(*flat_traffic(3, 300, 2, "--duration", "1"), timeout=120, **extra)
         assert sim.returncode == 0, sim.stderr
         worker.wait_for(
             lambda m: sum(v for (n, _), v in m.items() if n == "ccmon_contacts_offered_total") > 5,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.support import Env, Worker, state_series, total_events
+from tests.integration.support import Env, Worker, record_flat, state_series, total_events
 
 pytestmark = pytest.mark.integration
 
@@ -42,23 +42,7 @@ def test_snapshot_plus_tail_corrupt_and_lost_snapshots_restore_the_same_state(
     env: Env, workers: list[Worker], tmp_path: Path
 ):
     recording = tmp_path / "all.jsonl"
-    made = env.ccmon(
-        "simulate",
-        "--profile",
-        "flat",
-        "--seed",
-        "11",
-        "--backfill",
-        "5400",
-        "--rate",
-        "6",
-        "--staff",
-        "6",
-        "--output",
-        str(recording),
-    )
-    assert made.returncode == 0, made.stderr
-    lines = recording.read_bytes().splitlines(keepends=True)
+    lines = record_flat(env, recording, 11, 5400, 6, "--staff", "6")
     half = len(lines) // 2
     snaps = env.tmp / "worker" / "snapshots" / env.prefix
     fast = {"CCMON_SESSION_TIMEOUT_S": "6", "CCMON_LOG_LEVEL": "info"}

@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import pytest
 
-from tests.integration.support import Env, Worker, kpis, total_events
+from tests.integration.support import Env, Worker, kpis, record_flat, total_events
 
 pytestmark = pytest.mark.integration
 
@@ -56,23 +56,7 @@ def agent_rows(w: Worker) -> dict:
 
 def test_two_workers_split_queues_sum_exactly_and_take_over(env: Env, workers: list[Worker], tmp_path):
     recording = tmp_path / "sim.jsonl"
-    result = env.ccmon(
-        "simulate",
-        "--profile",
-        "flat",
-        "--seed",
-        "11",
-        "--backfill",
-        "2700",
-        "--rate",
-        "2",
-        "--incident",
-        "bad-input:20@600",
-        "--output",
-        str(recording),
-    )
-    assert result.returncode == 0, result.stderr
-    n = len(recording.read_bytes().splitlines())
+    n = len(record_flat(env, recording, 11, 2700, 2, "--incident", "bad-input:20@600"))
     a, b = Worker(env, CCMON_AGENT_METRICS="true"), Worker(env, CCMON_AGENT_METRICS="true")
     workers += [a, b]
     # its own group: sees everything
