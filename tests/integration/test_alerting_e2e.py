@@ -23,12 +23,11 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from streams.dev.harness import free_port
-from tests.integration.support import ROOT, Env, Worker
+from tests.integration.support import PROMETHEUS, ROOT, Env, Worker
 
 pytestmark = pytest.mark.integration
 
 RULES = ROOT / "streams" / "resources" / "prometheus" / "rules"
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 
 
@@ -74,52 +73,36 @@ class Traffic:
         producer = AIOKafkaProducer(bootstrap_servers=self.env.kafka.address, linger_ms=5)
         await producer.start()
         topic = self.env.topics["calls"]
+
+        async def contact(now_ms: int, steps: list[tuple[str, int, dict[str, str]]]) -> None:
+            """One new contact's events, each ``dt`` ms from ``now_ms``."""
+            self.n += 1
+            cid = f"c{self.n}"
+            for etype, dt, extra in steps:
+                await producer.send(
+                    topic,
+                    orjson.dumps(
+                        {
+                            "event_id": f"{cid}-{etype}",
+                            "type": etype,
+                            "contact_id": cid,
+                            "ts": now_ms + dt,
+                            **extra,
+                        }
+                    ),
+                    key=cid.encode(),
+                )
+
         try:
             end = time.time() + seconds
             while time.time() < end:
                 now_ms = int(time.time() * 1000)
                 for queue in ("sales", "support"):
-                    self.n += 1
-                    cid = f"c{self.n}"
-                    steps: list[tuple[str, int, dict[str, str]]] = [
-                        ("offered", -2000, {"queue": queue}),
-                        ("answered", 0, {"agent_id": "a"}),
-                    ]
-                    for etype, dt, extra in steps:
-                        await producer.send(
-                            topic,
-                            orjson.dumps(
-                                {
-                                    "event_id": f"{cid}-{etype}",
-                                    "type": etype,
-                                    "contact_id": cid,
-                                    "ts": now_ms + dt,
-                                    **extra,
-                                }
-                            ),
-                            key=cid.encode(),
-                        )
+                    await contact(
+                        now_ms, [("offered", -2000, {"queue": queue}), ("answered", 0, {"agent_id": "a"})]
+                    )
                     if queue == self.spike:
-                        self.n += 1
-                        cid = f"c{self.n}"
-                        spike: list[tuple[str, int, dict[str, str]]] = [
-                            ("offered", -10000, {"queue": queue}),
-                            ("abandoned", 0, {}),
-                        ]
-                        for etype, dt, extra in spike:
-                            await producer.send(
-                                topic,
-                                orjson.dumps(
-                                    {
-                                        "event_id": f"{cid}-{etype}",
-                                        "type": etype,
-                                        "contact_id": cid,
-                                        "ts": now_ms + dt,
-                                        **extra,
-                                    }
-                                ),
-                                key=cid.encode(),
-                            )
+                        await contact(now_ms, [("offered", -10000, {"queue": queue}), ("abandoned", 0, {})])
                 await producer.flush()
                 await asyncio.sleep(1.0)
         finally:
