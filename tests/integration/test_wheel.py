@@ -28,6 +28,13 @@ def run(*cmd: str | Path | int, cwd: Path, env: dict | None = None, timeout: flo
     return done.stdout + done.stderr
 
 
+def build_wheel(src: Path, dist: Path, env: dict | None = None) -> Path:
+    """``pip wheel`` of the checkout ``src`` (no dependencies) into ``dist``: the one wheel made."""
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", dist, ".", cwd=src, env=env)
+    (wheel,) = dist.glob("ccmon-*.whl")
+    return wheel
+
+
 def get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=5) as resp:
         return resp.read()
@@ -35,19 +42,7 @@ def get(url: str) -> bytes:
 
 def test_installed_wheel_runs_kafka_worker_and_demo_outside_the_source_tree(tmp_path: Path):
     src = clean_checkout(tmp_path / "src")
-    run(
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "-q",
-        "--no-deps",
-        "--wheel-dir",
-        tmp_path / "dist",
-        ".",
-        cwd=src,
-    )
-    (wheel,) = (tmp_path / "dist").glob("ccmon-*.whl")
+    wheel = build_wheel(src, tmp_path / "dist")
     import zipfile
 
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -133,20 +128,7 @@ def test_compiled_wheel_runs_the_core_as_extension_modules(tmp_path: Path):
     core in the wheel compiled by mypyc, beside its source, and the installed package runs them."""
     src = clean_checkout(tmp_path / "src")
     env = {**os.environ, "CCMON_COMPILE_CORE": "1"}
-    run(
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "-q",
-        "--no-deps",
-        "--wheel-dir",
-        tmp_path / "dist",
-        ".",
-        cwd=src,
-        env=env,
-    )
-    (wheel,) = (tmp_path / "dist").glob("ccmon-*.whl")
+    wheel = build_wheel(src, tmp_path / "dist", env)
     assert "-cp3" in wheel.name and "none-any" not in wheel.name, wheel.name  # a platform wheel
     import zipfile
 
