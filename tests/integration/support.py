@@ -209,6 +209,12 @@ def exported(m: Samples, name: str, **labels: str) -> float:
     return value
 
 
+def reference_worker(env: Env, **extra: str) -> Worker:
+    """A worker in a consumer group of its own, with its own facts topic: it reads the same input
+    as the workers under test and shares no state with them, so its series are the truth."""
+    return Worker(env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **extra)
+
+
 def state_series(m: dict) -> dict:
     """Everything computed from state: all ccmon series but the process metrics, and the oldest
     wait, which moves with the clock between two scrapes."""

@@ -26,6 +26,7 @@ from tests.integration.support import (
     metric,
     prom_query,
     record_flat,
+    reference_worker,
     start_prometheus,
     total_events,
 )
@@ -110,7 +111,7 @@ def test_broker_outage_mid_stream_loses_nothing_and_is_reported_once(tmp_path: P
         assert query(unreachable) == []
 
         # nothing lost, nothing doubled: an independent worker that never saw an outage agrees
-        reference = Worker(env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts")
+        reference = reference_worker(env)
         try:
             ref = reference.wait_settled(
                 lambda r: total_events(r) == lines, timeout=180, what="the reference run"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.recordings import mixed
-from tests.integration.support import Env, Worker, state_series, total_events
+from tests.integration.support import Env, Worker, reference_worker, state_series, total_events
 
 pytestmark = pytest.mark.integration
 
@@ -59,9 +59,7 @@ def test_five_sigkills_during_a_100k_replay_change_nothing(env: Env, workers: li
     assert replayed.returncode == 0, replayed.stderr
 
     fast = {"CCMON_SESSION_TIMEOUT_S": "6", "CCMON_AGENT_METRICS": "true"}
-    reference = Worker(
-        env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **fast
-    )
+    reference = reference_worker(env, **fast)
     workers.append(reference)
     victim = Worker(env, **fast)
     workers.append(victim)

@@ -49,6 +49,7 @@ from tests.integration.support import (
     Worker,
     caught_up,
     check,
+    reference_worker,
     state_series,
     stream_lags,
     summed,
@@ -186,9 +187,7 @@ def test_kills_at_every_point_of_the_work_change_no_series(env: Env, workers: li
     kinds = mixed(recording, env.topics, seed=SEED % 1000, minutes=60, rate=2)
     assert kinds["late_arrivals"] > 200 and kinds["duplicates"] > 100 and kinds["transferred"] > 50
     assert env.ccmon("replay", str(recording), "--quiet", timeout=300).returncode == 0
-    reference = Worker(
-        env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **WORKER
-    )
+    reference = reference_worker(env, **WORKER)
     workers.append(reference)
     ref = state_series(
         reference.wait_settled(lambda m: total_events(m) == kinds["lines"], timeout=300, what="the reference")

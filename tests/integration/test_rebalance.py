@@ -25,6 +25,7 @@ from tests.integration.support import (
     agents_of,
     check,
     queues_of,
+    reference_worker,
     state_series,
     total_events,
     wallboard,
@@ -77,9 +78,7 @@ def test_join_leave_rolling_restart_and_three_workers_keep_sums_exact(
     n = kinds["lines"]
 
     fast = {"CCMON_SESSION_TIMEOUT_S": "6", "CCMON_AGENT_METRICS": "true"}
-    reference = Worker(
-        env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **fast
-    )
+    reference = reference_worker(env, **fast)
     workers.append(reference)
     ref = state_series(
         reference.wait_settled(lambda m: total_events(m) == n, timeout=180, what="the reference")

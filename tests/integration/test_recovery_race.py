@@ -21,7 +21,15 @@ from pathlib import Path
 import pytest
 
 from tests.integration.recordings import mixed
-from tests.integration.support import Env, Worker, caught_up, check, state_series, total_events
+from tests.integration.support import (
+    Env,
+    Worker,
+    caught_up,
+    check,
+    reference_worker,
+    state_series,
+    total_events,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +49,7 @@ def test_messages_handed_over_while_recovery_ends_are_processed(
     kinds = mixed(recording, env.topics, seed=11, minutes=40, rate=2)
     assert kinds["lines"] > 5000 and kinds["late_arrivals"] > 100 and kinds["dequeued"] > 5
     assert env.ccmon("replay", str(recording), "--quiet", timeout=300).returncode == 0
-    reference = Worker(
-        env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **WORKER
-    )
+    reference = reference_worker(env, **WORKER)
     workers.append(reference)
     ref = state_series(
         reference.wait_settled(lambda m: total_events(m) == kinds["lines"], timeout=300, what="the reference")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.support import Env, Worker, record_flat, state_series, total_events
+from tests.integration.support import Env, Worker, record_flat, reference_worker, state_series, total_events
 
 pytestmark = pytest.mark.integration
 
@@ -46,12 +46,7 @@ def test_snapshot_plus_tail_corrupt_and_lost_snapshots_restore_the_same_state(
     half = len(lines) // 2
     snaps = env.tmp / "worker" / "snapshots" / env.prefix
     fast = {"CCMON_SESSION_TIMEOUT_S": "6", "CCMON_LOG_LEVEL": "info"}
-    reference = Worker(
-        env,
-        CCMON_APP_ID=f"{env.prefix}-ref",
-        CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts",
-        CCMON_SNAPSHOT_INTERVAL_S="0",
-    )
+    reference = reference_worker(env, CCMON_SNAPSHOT_INTERVAL_S="0")
     workers.append(reference)
 
     # 1. the first half, snapshotted every second
