@@ -43,6 +43,20 @@ committed offset, so on the others (a new worker's facts partitions) they were n
 (Seen once as a fresh reference worker's missing facts in tests/integration/test_broker_outage.py
 on the batch hand-off branch; the likely cause, not reproduced.) So a rebalance runs from its
 revocation until Faust ends it *and* its assignment has come (``on_partitions_assigned``).
+
+Changelog records fetched while recovery waits to resume the flow (found by
+tests/integration/test_rebalance.py stalling in CI). A fetch the loop started before a
+rebalance waits in the consumer thread on the *live* set of active partitions. Recovery seeks a
+newly assigned changelog partition to its start and resumes it, then resumes the flow; a fetch
+that returns in between hands Faust's ``getmany`` records while the flow is still stopped, and
+it drops them (it seeks only the stream partitions back). The changelog's fetch position is then
+past records the recovery never received: it waits for them forever ("No event received for
+active tp ... since recovery start") and the worker exports nothing. Faust drops a fetch's
+remainder also when the generation changes mid-batch, and this loop when it breaks off a batch.
+So after every fetch, a changelog partition under recovery whose fetched records were not all
+handed over is sought back to where the recovery stands, as recovery itself seeks it
+(``Recovery._seek_offsets``); the recovery ignores records it has seen, so reading one twice is
+harmless, and it never skips one.
 """
 
 from __future__ import annotations
@@ -52,10 +66,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, cast
 
 from faust.transport.drivers.aiokafka import Consumer
-from faust.types import Message
+from faust.types import TP, Message
 from mode import Service
 
 from streams.dev import killpoints
+from streams.faust_ext.internals import recovery_position
 
 
 class HandOffConsumer(Consumer):
@@ -75,6 +90,37 @@ class HandOffConsumer(Consumer):
         """No rebalance runs: the last one begun (``rebalance``, read before the flag) has had its
         assignment, and Faust has ended it."""
         return self._assigned_for == rebalance and not self.app.rebalancing
+
+    #: what the last fetch returned (topic-partition -> records), until the loop has handed it over
+    _fetched: Mapping[Any, Any] | None = None
+
+    async def _wait_next_records(self, timeout: float) -> Any:
+        records, active_partitions = await super()._wait_next_records(timeout)
+        self._fetched = records
+        return records, active_partitions
+
+    async def _refetch_changelogs(self, looked_at: Mapping[Any, int]) -> None:
+        """Seek each changelog partition under recovery whose fetched records the loop did not
+        all look at (``looked_at``: partition -> last offset it saw) back to the recovery's
+        position (see the module's docstring)."""
+        fetched, self._fetched = self._fetched, None
+        if not fetched:
+            return
+        seeks = {}
+        for tp, records in fetched.items():
+            if (
+                records
+                and looked_at.get(tp) != records[-1].offset
+                and (at := recovery_position(self.app, tp)) is not None
+            ):
+                seeks[TP(tp.topic, tp.partition)] = at
+        if seeks:
+            self.log.info(
+                "changelog records fetched but not handed over (the flow was stopped or the batch "
+                "ended): fetched again from %s",
+                {f"{tp.topic}[{tp.partition}]": at for tp, at in seeks.items()},
+            )
+            await self.seek_wait(seeks)
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
@@ -143,6 +189,7 @@ class HandOffConsumer(Consumer):
                 await asyncio.sleep(0)
                 if self.should_stop:
                     continue
+                looked_at: dict[Any, int] = {}  # changelog partition -> last offset handled or skipped
                 async for tp, message in ait:
                     since_yield += 1
                     if since_yield > 100:
@@ -156,6 +203,8 @@ class HandOffConsumer(Consumer):
                             await self._rewind_once(rebalance)
                             break  # the rest was fetched before the rewind
                     offset = message.offset
+                    if tp.topic in changelogs:
+                        looked_at[tp] = offset
                     r_offset = get_read_offset(tp)
                     if r_offset is not None and offset < r_offset:
                         continue  # read already (Faust's loop drops these too)
@@ -172,6 +221,7 @@ class HandOffConsumer(Consumer):
                         if message.generation_id != app.consumer_generation_id:
                             break
                     set_read_offset(tp, offset)
+                await self._refetch_changelogs(looked_at)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 self.log.info("Broker stopped consumer, shutting down...")

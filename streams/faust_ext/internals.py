@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["assignment", "member_id", "producer_client", "read_offsets"]
+__all__ = ["assignment", "member_id", "producer_client", "read_offsets", "recovery_position"]
 
 
 def member_id(app: Any) -> str:
@@ -32,3 +32,17 @@ def assignment(app: Any) -> Any:
 def read_offsets(consumer: Any) -> Any:
     """Topic-partition → offset of the last message the Faust consumer read."""
     return consumer._read_offset
+
+
+def recovery_position(app: Any, tp: Any) -> int | None:
+    """The offset the table recovery would seek a changelog partition it restores (active) or
+    follows (standby) to, as ``Recovery._seek_offsets`` does: its last offset seen, or 0 when
+    none; None for a partition it does not read."""
+    recovery = app.tables.recovery
+    for tps, offsets in (
+        (recovery.active_tps, recovery.active_offsets),
+        (recovery.standby_tps, recovery.standby_offsets),
+    ):
+        if tp in tps:
+            return max(offsets.get(tp, -1), 0)
+    return None

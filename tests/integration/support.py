@@ -63,7 +63,7 @@ class Env:
             "CCMON_PARTITIONS": str(PARTITIONS),
             "CCMON_DATA_DIR": str(self.tmp),
             "CCMON_SWEEP_INTERVAL_S": "1",
-            "CCMON_LOG_LEVEL": "warning",
+            "CCMON_LOG_LEVEL": os.environ.get("CCMON_TEST_LOG_LEVEL", "warning"),
             "PYTHONUNBUFFERED": "1",
         }
         env.update(extra)
@@ -363,7 +363,12 @@ def run_demo(
     **extra_env: str,
 ) -> tuple[float, str]:
     """Runs ``ccmon demo`` until its first wallboard numbers, then Ctrl-C; its output."""
-    env = {**os.environ, "CCMON_DATA_DIR": str(data), "CCMON_LOG_LEVEL": "warning", **extra_env}
+    env = {
+        **os.environ,
+        "CCMON_DATA_DIR": str(data),
+        "CCMON_LOG_LEVEL": os.environ.get("CCMON_TEST_LOG_LEVEL", "warning"),
+        **extra_env,
+    }
     proc = subprocess.Popen(
         [
             *ccmon,

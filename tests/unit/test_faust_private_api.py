@@ -18,6 +18,16 @@ PINNED = {
         "44a2500309e83c63",
         "streams/faust_ext/consumer.py re-implements the fetch loop (awaited hand-off)",
     ),
+    "faust.transport.consumer:Consumer.getmany": (
+        "4b168d84882a70d6",
+        "streams/faust_ext/consumer.py: a fetch returned while the flow is stopped, or the rest of"
+        " one after the generation changed, is dropped; changelog partitions under recovery are"
+        " sought back after it",
+    ),
+    "faust.transport.consumer:Consumer._wait_next_records": (
+        "6218e1969a636b3f",
+        "streams/faust_ext/consumer.py wraps it to keep what the last fetch returned",
+    ),
     "faust.transport.consumer:Consumer._commit_offsets": (
         "1a69799041188441",
         "streams/faust_ext/consumer.py wraps it: pending state writes are awaited first (rule 1)",
@@ -40,7 +50,8 @@ PINNED = {
     ),
     "faust.tables.recovery:Recovery._seek_offsets": (
         "19598ca63d94d250",
-        "streams/faust_ext/snapshot.py: recovery re-reads the message at persisted_offset",
+        "streams/faust_ext/snapshot.py: recovery re-reads the message at persisted_offset;"
+        " streams/faust_ext/internals.py recovery_position mirrors where it seeks",
     ),
     "faust.tables.base:Collection._new_store": (
         "914a2bda605d38f5",
