@@ -37,12 +37,14 @@ def read_offsets(consumer: Any) -> Any:
 def recovery_position(app: Any, tp: Any) -> int | None:
     """The offset the table recovery would seek a changelog partition it restores (active) or
     follows (standby) to, as ``Recovery._seek_offsets`` does: its last offset seen, or 0 when
-    none; None for a partition it does not read."""
+    none. None for a partition it does not read, or has not placed yet (its offset is None until
+    ``Recovery._build_offsets`` has run: recovery's own seek is still to come)."""
     recovery = app.tables.recovery
     for tps, offsets in (
         (recovery.active_tps, recovery.active_offsets),
         (recovery.standby_tps, recovery.standby_offsets),
     ):
         if tp in tps:
-            return max(offsets.get(tp, -1), 0)
+            offset = offsets.get(tp)
+            return None if offset is None else max(offset, 0)
     return None
