@@ -99,11 +99,21 @@ class Pipeline:
             web_enabled=True,
             broker_credentials=faust_credentials(s),
         )
-        install_consumer(self.app, before_commit=self._before_commit)
         self._snapshot_covers: list[dict[int, int]] = []  #: the acked offsets of the last snapshots
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.inputs = self.app.topic(s.calls_topic, s.chats_topic, s.agents_topic, partitions=s.partitions, **raw)
         self.facts = self.app.topic(s.facts_topic, partitions=s.partitions, internal=True, **raw)
+        # Batch hand-off (issue 15, streams/faust_consumer.py): the consumer hands each fetch's
+        # messages of these topics to the agents as whole batches through in-memory channels
+        # (a few batches deep: back-pressure), bypassing Faust's per-message Event path; the
+        # topics are still Faust's to subscribe (and the facts topic to declare).
+        self.input_batches = self.app.channel(maxsize=4)
+        self.fact_batches = self.app.channel(maxsize=4)
+        for topic in (self.inputs, self.facts):
+            self.app.topics.add(topic)
+        install_consumer(self.app, before_commit=self._before_commit, batch_size=s.batch_size, batch_channels={
+            **{name: self.input_batches for name in self.inputs.topics},
+            **{name: self.fact_batches for name in self.facts.topics}})
         self.dead_letters = self.app.topic(s.dead_letter_topic, partitions=s.partitions, **raw)
         self.lifecycle_table = self._table("ccmon-lifecycle")
         self.queue_table = self._table("ccmon-queues")
@@ -245,24 +255,27 @@ class Pipeline:
         async def watch_broker() -> None:
             await self.broker.check()
 
-        # A batch that fails ends the process (``fatal``): Faust would restart the agent, and the
-        # events of the failed batch, acknowledged when their take_events buffer is dropped,
-        # would be committed unprocessed.
-        @app.agent(self.inputs, name="ccmon-lifecycle-agent")
+        # Each agent gets whole fetched batches (streams/faust_consumer.py) and acknowledges a
+        # batch once its state writes are queued; offsets are committed only after those writes
+        # are delivered (rule 1). A batch that fails ends the process (``fatal``): Faust would
+        # restart the agent, and a later commit could cover the failed batch.
+        @app.agent(self.input_batches, name="ccmon-lifecycle-agent")
         async def lifecycle(stream: Any) -> None:
-            async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
+            async for batch in stream:
                 try:
-                    await self._lifecycle_batch(events)
+                    current = await self._lifecycle_batch(batch.messages)
                 except Exception:
                     fatal("a stage-1 batch")
+                app.consumer.ack_batch(batch, current)
 
-        @app.agent(self.facts, name="ccmon-queues-agent")
+        @app.agent(self.fact_batches, name="ccmon-queues-agent")
         async def queues(stream: Any) -> None:
-            async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
+            async for batch in stream:
                 try:
-                    await self._queues_batch(events)
+                    current = await self._queues_batch(batch.messages)
                 except Exception:
                     fatal("a stage-2 batch")
+                app.consumer.ack_batch(batch, current)
 
         @app.timer(interval=s.sweep_interval_s)
         async def sweep() -> None:
@@ -323,12 +336,13 @@ class Pipeline:
         except AttributeError:  # a Faust that keeps its consumer elsewhere: tests/unit/test_faust_private_api.py
             return ""
 
-    async def _lifecycle_batch(self, events: list) -> None:
+    async def _lifecycle_batch(self, messages: list) -> list:
+        """Stage 1 of a batch; returns the messages it processed (to acknowledge)."""
         await killpoints.hold()
-        records = [Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                   for e in self._current(events)]
+        current = self._current(messages)
+        records = [Record(m.topic, m.partition, m.offset, m.key, m.value) for m in current]
         if not records:
-            return
+            return current
         async with self._lifecycle_lock:
             t0 = time.perf_counter()
             out = self.intake().process(records)
@@ -339,16 +353,19 @@ class Pipeline:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("lifecycle batch: %d records, %d writes, process %.1f ms, send %.1f ms",
                       len(records), len(out.writes), (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
+        return current
 
-    async def _queues_batch(self, events: list) -> None:
+    async def _queues_batch(self, messages: list) -> list:
+        """Stage 2 of a batch; returns the messages it processed (to acknowledge)."""
         await killpoints.hold()
         async with self._queues_lock:
+            current = self._current(messages)
             store, agent_store = self.store(), self.agent_store()
             now = time.time()
             dirty: set[str] = set()
             agents_dirty: set[str] = set()
-            for e in self._current(events):
-                for src, offset, idx, row in orjson.loads(e.message.value)["f"]:
+            for m in current:
+                for src, offset, idx, row in orjson.loads(m.value)["f"]:
                     if row[0] in AGENT_ROUTED:  # agent view (issue 14)
                         agent_store.apply(Fact.from_wire(row), (src, offset, idx), now, agents_dirty)
                     else:
@@ -358,6 +375,7 @@ class Pipeline:
             await self._write_queue_records(store, dirty)
             await self._write_agent_records(agent_store, agents_dirty)
         killpoints.reached("queues-batch")
+        return current
 
     async def _sweep(self) -> None:
         """Between two batches (the locks), and after the last one too: what the watermarks or the
@@ -421,12 +439,15 @@ class Pipeline:
             return "this worker's share: none while partitions are being reassigned; other workers show theirs"
         return f"this worker's share: agent partitions {owned} of {n}; other workers show the rest"
 
-    def _current(self, events: list) -> list:
-        """The events of the current consumer generation. A batch taken before a rebalance may
-        hold events of partitions now another worker's; those still ours are fetched again from
-        the committed offset, so neither is processed here."""
+    def _current(self, messages: list) -> list:
+        """The messages of the current consumer generation, none while the flow is suspended (a
+        rebalance). A batch fetched before a rebalance may hold messages of partitions now
+        another worker's; those still ours are fetched again from the committed offset, so
+        neither is processed here."""
+        if not self.app.flow_control.is_active():
+            return []
         generation = self.app.consumer_generation_id
-        return [e for e in events if e.message.generation_id == generation]
+        return [m for m in messages if m.generation_id == generation]
 
     def _drop_unowned(self) -> int:
         """Forget the records of partitions no longer assigned here. Faust's memory store drops on

@@ -10,12 +10,31 @@ import importlib
 import inspect
 from importlib.metadata import version
 
-WRITTEN_AGAINST = "0.15.3"
+WRITTEN_AGAINST = "0.15.3"  # with aiokafka 0.14.0
 
 #: "module:qualified name" → (digest of its source, which part of ccmon depends on it and how)
 PINNED = {
     "faust.transport.consumer:Consumer._drain_messages": (
-        "44a2500309e83c63", "streams/faust_consumer.py re-implements the fetch loop (awaited hand-off)"),
+        "44a2500309e83c63", "streams/faust_consumer.py re-implements the fetch loop (batch hand-off)"),
+    "faust.transport.consumer:Consumer.ack": (
+        "5fcf41cf45153475", "streams/faust_consumer.py: ack_batch does what it does, for a whole batch at once"),
+    "faust.transport.consumer:Consumer.__init__": (
+        "302410d59e6972d1", "streams/faust_consumer.py: ack_batch updates _acked, _acked_index, _n_acked by "
+                            "_committed_offset, as ack does"),
+    "faust.transport.consumer:Consumer._new_offset": (
+        "1d2c7ea89a7ad4f1", "streams/faust_consumer.py: batch acks feed it; it commits only up to the first hole"),
+    "faust.transport.consumer:Consumer.wait_empty": (
+        "e4662fe24f094819", "streams/faust_consumer.py extends it: a revocation waits for the batches in hand first"),
+    "faust.transport.consumer:Consumer._wait_for_ack": (
+        "d9c9337d4af88e54", "streams/faust_consumer.py: wait_empty waits on it, ack_batch notifies it"),
+    "faust.channels:Channel.put": (
+        "81477c39c70becce", "streams/faust_consumer.py puts batches into the agents' in-memory channels"),
+    "faust.streams:Stream._py_aiter": (
+        "3a48ee257a65435b", "streams/app.py: an agent's stream yields a channel value that is not an Event as "
+                            "it is (the batch), with no ack and no generation check (ccmon's own)"),
+    "faust.transport.conductor:Conductor._update_indices": (
+        "619b3247b96ac7d5", "streams/app.py subscribes the batched topics with app.topics.add (no agent "
+                            "iterates them); the facts topic is declared there"),
     "faust.transport.consumer:Consumer._commit_offsets": (
         "1a69799041188441", "streams/faust_consumer.py wraps it: pending state writes are awaited first (rule 1)"),
     "faust.transport.drivers.aiokafka:Producer.send": (
