@@ -92,6 +92,11 @@ class Simulator:
         self.agents = [_Agent(f"agent-{n:03d}", g.skills, g.channel, g.chat_concurrency if g.channel == "chat" else 1,
                               name=agent_name(n))
                        for n, g in enumerate((g for g in self.sc.agents for _ in range(g.count)), 1)]
+        #: (channel, queue) → the agents who can serve it, in agent order (the dispatch's candidates)
+        self._skilled: dict[tuple[str, str], list[_Agent]] = {}
+        for agent in self.agents:
+            for queue in agent.skills:
+                self._skilled.setdefault((agent.channel, queue), []).append(agent)
         lingering = round(len(self.agents) * self.sc.acw_lingerers)
         for agent in self.agents[::-1][:lingering]:  # the last ones: no draw from the generator
             agent.lingers = True
@@ -184,14 +189,31 @@ class Simulator:
                 and not agent.away_until)
 
     def _dispatch(self) -> None:
-        for c in list(self._waiting):
-            free = [a for a in self.agents if a.channel == c.spec.channel and c.queue in a.skills and self._free(a)]
+        """Each waiting contact, longest first, to the least loaded free agent with its skill (ties
+        drawn at random). Candidates come from the per-(channel, queue) lists, and a (channel,
+        queue) with no free agent is not searched again in the same pass (assigning only makes
+        agents less free), so a pass costs the waiting contacts plus the candidates of the queues
+        that have any: a day of 1,000 agents and 300,000 contacts takes minutes, not hours. The
+        same draws in the same order as scanning every agent for every contact: the same events
+        for a seed (tests/unit/test_simulator_dispatch.py)."""
+        if not self._waiting:
+            return
+        exhausted: set[tuple[str, str]] = set()
+        assigned: set[int] = set()
+        for c in self._waiting:
+            key = (c.spec.channel, c.queue)
+            if key in exhausted:
+                continue
+            free = [a for a in self._skilled.get(key, ()) if self._free(a)]
             if not free:
+                exhausted.add(key)
                 continue
             agent = min(free, key=lambda a: (len(a.active), self.rng.random()))
-            self._waiting.remove(c)
+            assigned.add(id(c))
             agent.active.add(c.cid)
             self._at(self.now + self.rng.uniform(0.5, 2.0), lambda c=c, a=agent: self._answer(c, a))
+        if assigned:
+            self._waiting = [c for c in self._waiting if id(c) not in assigned]
 
     def _answer(self, c: _Contact, agent: _Agent) -> None:
         if self.sc.miss_probability and self.rng.random() < self.sc.miss_probability:
