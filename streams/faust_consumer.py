@@ -75,6 +75,20 @@ def split(pending: Mapping[Any, list[Message]], size: int) -> list[tuple[Any, Ba
             for channel, messages in pending.items() for i in range(0, len(messages), size)]
 
 
+async def _put(channel: Any, batch: Batch) -> None:
+    """Put a batch into a full channel. Faust's ``flow_control.clear()`` on revocation empties the
+    channel's queue and cancels the futures of its blocked puts (mode's ``ThrowableQueue.clear``):
+    then the batch is dropped (fetched again after the rebalance's rewind), not the fetch loop
+    cancelled, which Faust's fetcher would take for its own cancellation and crash the worker.
+    Only a cancellation of this task itself (``wait_first`` ending it) propagates."""
+    try:
+        await channel.put(batch)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
 class HandOffConsumer(Consumer):
     #: awaited before offsets are committed (Faust then flushes its producer and commits): the
     #: worker finishes writing the state of every event it acknowledged there
@@ -138,7 +152,7 @@ class HandOffConsumer(Consumer):
         in_hand = self.__dict__.setdefault("_in_hand", weakref.WeakSet())
         for channel, batch in batches:
             in_hand.add(batch)
-            await self.wait_first(channel.put(batch), self.suspend_flow.wait())
+            await self.wait_first(_put(channel, batch), self.suspend_flow.wait())
 
     async def perform_seek(self) -> None:
         await super().perform_seek()

@@ -226,3 +226,54 @@ def test_a_batch_dropped_unprocessed_does_not_hold_up_a_revocation():
     assert c.batches_in_hand() == 1
     del batch  # Faust's flow_control.clear() emptied the channel's queue: nothing holds it
     assert c.batches_in_hand() == 0
+
+
+class FullChannel:
+    """A channel whose queue is full: a put blocks, as Faust's channel put does on its
+    FlowControlQueue, until ``clear`` cancels the blocked puts (mode's ThrowableQueue.clear, run by
+    Faust's flow_control.clear() on revocation)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+        self.queue.put_nowait("a batch the agent has not taken yet")
+
+    async def put(self, batch: Batch) -> None:
+        await self.queue.put(batch)
+
+    def clear(self) -> None:
+        self.queue._queue.clear()  # type: ignore[attr-defined]
+        for putter in self.queue._putters:  # type: ignore[attr-defined]
+            putter.cancel()
+
+
+def test_a_revocation_that_clears_a_full_channel_drops_the_batch_and_keeps_the_fetch_loop_running():
+    c = acked_consumer()
+
+    async def main() -> str:
+        c.__dict__.update(_loop=asyncio.get_running_loop(), _stopped=asyncio.Event())
+        channel = FullChannel()
+        hand_over = asyncio.ensure_future(c._hand_over([(channel, Batch([message(CALLS0, 0, 1)]))]))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not hand_over.done()  # back-pressure: blocked on the full channel
+        channel.clear()
+        await asyncio.wait_for(hand_over, 5)  # returns: no CancelledError for Faust's fetcher
+        return "returned"
+
+    assert asyncio.run(main()) == "returned"
+    assert c.batches_in_hand() == 0  # the dropped batch is garbage: it holds up no revocation
+
+
+def test_the_fetch_loop_stops_waiting_on_a_full_channel_when_the_flow_is_suspended():
+    c = acked_consumer()
+
+    async def main() -> None:
+        c.__dict__.update(_loop=asyncio.get_running_loop(), _stopped=asyncio.Event())
+        hand_over = asyncio.ensure_future(c._hand_over([(FullChannel(), Batch([message(CALLS0, 0, 1)]))]))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not hand_over.done()
+        c.suspend_flow.set()  # Faust's consumer.stop_flow() on revocation
+        await asyncio.wait_for(hand_over, 5)
+
+    asyncio.run(main())
