@@ -13,17 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from streams.faust_consumer import Batch, HandOffConsumer, split
-
-CHANGELOG = "app-ccmon-lifecycle-changelog"
-
-
-class TP(SimpleNamespace):
-    def __hash__(self) -> int:
-        return hash((self.topic, self.partition))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TP) and (self.topic, self.partition) == (other.topic, other.partition)
-
+from tests.unit.fetch_script import CHANGELOG, TP, run, scripted
 
 CALLS0, CALLS1, FACTS0, LOG0 = (TP(topic="calls", partition=0), TP(topic="calls", partition=1),
                                 TP(topic="facts", partition=0), TP(topic=CHANGELOG, partition=0))
@@ -47,31 +37,13 @@ def message(tp: TP, offset: int, generation: int) -> SimpleNamespace:
 
 
 def consumer(fetches: list = (), batch_size: int = 1000) -> tuple[HandOffConsumer, Any, Channel, Channel, list]:
-    """A consumer whose fetches are scripted (a callable run before each fetch, then the (tp, offset)
-    pairs it returns); the loop ends after the last. Calls and facts go to two batch channels,
-    the changelog through Faust's per-message callback."""
-    c = HandOffConsumer.__new__(HandOffConsumer)
+    """A consumer whose fetches are scripted (tests/unit/fetch_script.py). Calls and facts go to
+    two batch channels, the changelog through Faust's per-message callback."""
     app = SimpleNamespace(rebalancing=False, rebalancing_count=0, consumer_generation_id=1,
                           tables=SimpleNamespace(changelog_topics={CHANGELOG}),
                           topics=SimpleNamespace(acks_enabled_for=lambda topic: True), should_stop=False)
     inputs, facts = Channel(), Channel()
     per_message: list = []
-    stopped = asyncio.Event()
-    script = iter(fetches)
-
-    async def getmany(timeout: float) -> Any:
-        step = next(script, None)
-        if step is None:
-            stopped.set()
-            return
-        before, fetched = step
-        before(app)
-        for item in fetched:
-            if callable(item):  # something that happens between two messages of the fetch
-                item(app)
-                continue
-            tp, offset = item
-            yield tp, message(tp, offset, app.consumer_generation_id)
 
     async def callback(m: Any) -> None:
         per_message.append((m.topic, m.offset))
@@ -79,21 +51,11 @@ def consumer(fetches: list = (), batch_size: int = 1000) -> tuple[HandOffConsume
     async def rewind() -> None:
         return None
 
-    c.__dict__.update(app=app, callback=callback, getmany=getmany, _stopped=stopped, _crashed=asyncio.Event(),
-                      _read_offset=defaultdict(lambda: None), suspend_flow=asyncio.Event(), _commit_every=None,
-                      _n_acked=0, _rewind=rewind, batch_channels={"calls": inputs, "facts": facts},
-                      batch_size=batch_size, _acked=defaultdict(list), _acked_index=defaultdict(set),
-                      _committed_offset=defaultdict(lambda: None), _gap=defaultdict(lambda: None),
-                      _waiting_for_ack=None,
-                      log=SimpleNamespace(warning=lambda *a: None, info=lambda *a: None, exception=lambda *a: None))
+    c = scripted(list(fetches), app, lambda tp, offset, app: message(tp, offset, app.consumer_generation_id),
+                 callback=callback, _rewind=rewind, batch_channels={"calls": inputs, "facts": facts},
+                 batch_size=batch_size, _acked=defaultdict(list), _acked_index=defaultdict(set),
+                 _committed_offset=defaultdict(lambda: None), _gap=defaultdict(lambda: None), _waiting_for_ack=None)
     return c, app, inputs, facts, per_message
-
-
-def run(c: HandOffConsumer) -> None:
-    async def main() -> None:
-        c.__dict__["_loop"] = asyncio.get_running_loop()  # mode's wait_first runs on the service's loop
-        await c._drain_messages(SimpleNamespace(_stopped=asyncio.Event()))
-    asyncio.run(main())
 
 
 def still(app: Any) -> None:

@@ -14,44 +14,21 @@ from types import SimpleNamespace
 from typing import Any
 
 from streams.faust_consumer import HandOffConsumer
-
-CHANGELOG = "app-ccmon-lifecycle-changelog"
-
-
-class TP(SimpleNamespace):
-    def __hash__(self) -> int:
-        return hash((self.topic, self.partition))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TP) and (self.topic, self.partition) == (other.topic, other.partition)
-
+from tests.unit.fetch_script import CHANGELOG, TP, run, scripted
 
 CALLS0, CALLS1, CALLS2, LOG0 = TP(topic="calls", partition=0), TP(topic="calls", partition=1), \
     TP(topic="calls", partition=2), TP(topic=CHANGELOG, partition=0)
 
 
 def consumer(fetches: list) -> tuple[HandOffConsumer, list, list]:
-    """A consumer whose fetches are scripted: each is a callable run before the fetch (to change
-    the app's rebalance state) and the (tp, offset) pairs fetched; the loop ends after the last."""
-    c = HandOffConsumer.__new__(HandOffConsumer)
+    """A consumer whose fetches are scripted (tests/unit/fetch_script.py), every message handed
+    over through Faust's per-message callback."""
     app = SimpleNamespace(rebalancing=True, rebalancing_count=1, consumer_generation_id=1,
                           tables=SimpleNamespace(changelog_topics={CHANGELOG}),
                           topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
                           should_stop=False)
     handed: list = []
     rewinds: list = []
-    stopped = asyncio.Event()
-    script = iter(fetches)
-
-    async def getmany(timeout: float) -> Any:
-        step = next(script, None)
-        if step is None:
-            stopped.set()
-            return
-        before, fetched = step
-        before(app)
-        for tp, offset in fetched:
-            yield tp, SimpleNamespace(offset=offset, topic=tp.topic, generation_id=app.consumer_generation_id)
 
     async def callback(message: Any) -> None:
         handed.append((message.topic, message.offset))
@@ -59,16 +36,10 @@ def consumer(fetches: list) -> tuple[HandOffConsumer, list, list]:
     async def rewind() -> None:
         rewinds.append(app.rebalancing_count)
 
-    c.__dict__.update(app=app, callback=callback, getmany=getmany, _stopped=stopped, _crashed=asyncio.Event(),
-                      _read_offset=defaultdict(lambda: None),
-                      suspend_flow=asyncio.Event(), _commit_every=None, _n_acked=0, _rewind=rewind,
-                      log=SimpleNamespace(warning=lambda *a: None, info=lambda *a: None, exception=lambda *a: None))
-    return c, handed, rewinds
+    def message(tp: Any, offset: int, app: Any) -> Any:
+        return SimpleNamespace(offset=offset, topic=tp.topic, generation_id=app.consumer_generation_id)
 
-
-def run(c: HandOffConsumer) -> None:
-    fetcher = SimpleNamespace(_stopped=asyncio.Event())
-    asyncio.run(c._drain_messages(fetcher))
+    return scripted(fetches, app, message, callback=callback, _rewind=rewind), handed, rewinds
 
 
 def ended(count: int):
