@@ -9,6 +9,7 @@ import hashlib
 import importlib
 import inspect
 from importlib.metadata import version
+from pathlib import Path
 
 WRITTEN_AGAINST = "0.15.3"  # with aiokafka 0.14.0
 
@@ -32,6 +33,9 @@ PINNED = {
     "faust.streams:Stream._py_aiter": (
         "3a48ee257a65435b", "streams/app.py: an agent's stream yields a channel value that is not an Event as "
                             "it is (the batch), with no ack and no generation check (ccmon's own)"),
+    "faust.streams:Stream._c_aiter": (
+        "fa44582a5882e9df", "streams/app.py: the same through the Cython stream iterator (faust/_cython/streams.pyx, "
+                            "pinned below), the one in use when the extension is built"),
     "faust.transport.conductor:Conductor._update_indices": (
         "619b3247b96ac7d5", "streams/app.py subscribes the batched topics with app.topics.add (no agent "
                             "iterates them); the facts topic is declared there"),
@@ -64,6 +68,18 @@ def digest(name: str) -> str:
     if isinstance(obj, property):
         obj = obj.fget
     return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()[:16]
+
+
+#: the Cython stream iterator's source, shipped beside the extension: its ``_prepare_event`` passes a
+#: channel value that is not an Event through as it is (streams/app.py's batches)
+CYTHON_STREAMS = "0041622f4a251188"
+
+
+def test_faust_cython_stream_iterator_is_unchanged():
+    source = Path(importlib.import_module("faust").__file__).parent / "_cython" / "streams.pyx"
+    assert hashlib.sha256(source.read_bytes()).hexdigest()[:16] == CYTHON_STREAMS, (
+        f"faust-streaming {version('faust-streaming')}: faust/_cython/streams.pyx differs from {WRITTEN_AGAINST}; "
+        "review how its StreamIterator passes non-Event channel values (the agents' batches), then update the digest")
 
 
 def test_faust_internals_ccmon_relies_on_are_unchanged():
