@@ -22,19 +22,75 @@ a restarted worker skipped the lost ones as decided already (rule 3): contacts l
 (faust-streaming issue 596 describes the same race). So this loop hands no stream message over
 while a rebalance runs, and before the first one after it, it seeks every stream partition to
 its committed offset, or to the beginning when it has none, and drops what it had fetched.
+
+Batch hand-off (issue 15). Messages of the topics registered in ``batch_channels`` (the inputs
+and the facts) do not go through Faust's conductor at all: no Event, no stream queue entry, no
+per-message ``track_message``/``ack``. The fetch loop collects each fetch's messages of such a
+topic into :class:`Batch` lists of at most ``batch_size`` and puts each list as one value into
+an in-memory Faust channel, which a Faust agent iterates. After the agent has processed a batch
+(its state writes queued, rule 1), it calls :meth:`HandOffConsumer.ack_batch`, which does in one
+pass what Faust's ``ack`` does per message. Offsets are still committed only through
+``_commit_offsets``, after ``before_commit`` has awaited every queued state write. A rebalance
+must not finish while a batch is being processed: :meth:`wait_empty` (awaited by Faust on
+revocation, before its commit) first waits until every batch handed over has been acknowledged
+or dropped (Faust's ``flow_control.clear()`` empties the channels' queues; a batch that is
+garbage leaves the weak set), as Faust's own ``wait_empty`` waits for tracked messages.
+
+Written against faust-streaming 0.15.3 with aiokafka 0.14.0 (tests/unit/test_faust_private_api.py
+pins every private part used here: ``_drain_messages``, ``ack``, ``wait_empty``, ``_acked``,
+``_acked_index``, ``_committed_offset``, ``_n_acked``, ``_waiting_for_ack``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import gc
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import Message
+from faust.types.tuples import ack_lock
 from mode import Service
+from mode.utils.futures import notify
 
 from streams.dev import killpoints
+
+
+class Batch:
+    """Messages of one fetch, for one agent, in fetch order; handed over as one channel value."""
+
+    __slots__ = ("messages", "__weakref__")
+
+    def __init__(self, messages: list[Message]) -> None:
+        self.messages = messages
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+def split(pending: Mapping[Any, list[Message]], size: int) -> list[tuple[Any, Batch]]:
+    """One fetch's messages per channel, cut into batches of at most ``size``, in fetch order."""
+    return [
+        (channel, Batch(messages[i : i + size]))
+        for channel, messages in pending.items()
+        for i in range(0, len(messages), size)
+    ]
+
+
+async def _put(channel: Any, batch: Batch) -> None:
+    """Put a batch into a full channel. Faust's ``flow_control.clear()`` on revocation empties the
+    channel's queue and cancels the futures of its blocked puts (mode's ``ThrowableQueue.clear``):
+    then the batch is dropped (fetched again after the rebalance's rewind), not the fetch loop
+    cancelled, which Faust's fetcher would take for its own cancellation and crash the worker.
+    Only a cancellation of this task itself (``wait_first`` ending it) propagates."""
+    try:
+        await channel.put(batch)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 class HandOffConsumer(Consumer):
@@ -43,6 +99,64 @@ class HandOffConsumer(Consumer):
     before_commit: Callable[[], Awaitable[None]] | None = None
     #: the rebalance (``app.rebalancing_count``) after which the stream positions were rewound
     _rewound_for: int = 0
+    #: topic name → the in-memory Faust channel its messages are handed to in batches
+    batch_channels: Mapping[str, Any] = {}
+    batch_size: int = 1000
+    #: batches handed over and not yet acknowledged or dropped (a batch dropped unprocessed, e.g.
+    #: by flow_control.clear(), is garbage and leaves the set by itself)
+    _in_hand: weakref.WeakSet[Batch]
+
+    def batches_in_hand(self) -> int:
+        in_hand = self.__dict__.get("_in_hand")
+        return len(in_hand) if in_hand is not None else 0
+
+    def ack_batch(self, batch: Batch, processed: Iterable[Message]) -> int:
+        """A batch is done: acknowledge the messages of it that were processed, what Faust's
+        ``ack`` does per message, in one pass. The others (skipped: of an earlier generation, or
+        handed over before a rebalance suspended the flow) move no offset and are fetched again
+        after the rebalance's rewind; a message of an earlier generation moves none either (see
+        ``ack``). Returns how many offsets became committable."""
+        self.__dict__.get("_in_hand", set()).discard(batch)
+        generation = self.app.consumer_generation_id
+        committed_of = self._committed_offset
+        acked, acked_index = self._acked, self._acked_index
+        n = 0
+        with ack_lock:
+            for message in processed:
+                if message.acked:
+                    continue
+                message.acked = True
+                if message.generation_id != generation:
+                    continue
+                tp, offset = message.tp, message.offset
+                committed = committed_of[tp]
+                if committed is None or offset >= committed:
+                    index = acked_index[tp]
+                    if offset not in index:
+                        index.add(offset)
+                        acked[tp].append(offset)
+                        n += 1
+            self._n_acked += n
+            notify(self._waiting_for_ack)
+        return n
+
+    async def wait_empty(self) -> None:
+        """Faust awaits this on revocation before it commits: every batch being processed is
+        finished and acknowledged first (or dropped), then Faust's own wait for tracked messages."""
+        while self.batches_in_hand() and not self.should_stop:
+            gc.collect()  # batches dropped from a cleared queue may sit in a reference cycle
+            if not self.batches_in_hand():
+                break
+            await self._wait_for_ack(timeout=1.0)  # ack_batch notifies it
+        await super().wait_empty()
+
+    async def _hand_over(self, batches: Iterable[tuple[Any, Batch]]) -> None:
+        """Put each batch into its agent's channel; a full channel blocks the fetch loop (the
+        back-pressure Faust's stream buffers give), but not past a suspension of the flow."""
+        in_hand = self.__dict__.setdefault("_in_hand", weakref.WeakSet())
+        for channel, batch in batches:
+            in_hand.add(batch)
+            await self.wait_first(_put(channel, batch), self.suspend_flow.wait())
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
@@ -99,6 +213,8 @@ class HandOffConsumer(Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         app = self.app
         changelogs = app.tables.changelog_topics  # fixed once the tables are defined
+        channel_for = self.batch_channels.get
+        batch_size = self.batch_size
         since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -108,6 +224,7 @@ class HandOffConsumer(Consumer):
                 await asyncio.sleep(0)
                 if self.should_stop:
                     continue
+                pending: dict[Any, list[Message]] = {}
                 async for tp, message in ait:
                     since_yield += 1
                     if since_yield > 100:
@@ -118,6 +235,7 @@ class HandOffConsumer(Consumer):
                             continue  # Faust empties the streams' queues when it ends: not handed over
                         if self._rewound_for != app.rebalancing_count:
                             await self._rewind_once()
+                            pending.clear()
                             break  # the rest was fetched before the rewind
                     offset = message.offset
                     r_offset = get_read_offset(tp)
@@ -126,6 +244,11 @@ class HandOffConsumer(Consumer):
                     gap = offset - (r_offset or 0)
                     if gap > 1 and r_offset and acks_enabled_for(message.topic):
                         await self._add_gap(tp, r_offset + 1, offset)
+                    channel = channel_for(tp.topic)
+                    if channel is not None:  # batch hand-off: collected now, handed over below
+                        pending.setdefault(channel, []).append(message)
+                        set_read_offset(tp, offset)
+                        continue
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
@@ -136,6 +259,14 @@ class HandOffConsumer(Consumer):
                         if message.generation_id != app.consumer_generation_id:
                             break
                     set_read_offset(tp, offset)
+                # a rebalance began meanwhile: dropped, fetched again after its rewind
+                if pending and not (
+                    app.rebalancing or suspended() or self._rewound_for != app.rebalancing_count
+                ):
+                    await self._hand_over(split(pending, batch_size))
+                if commit_every is not None and self._n_acked >= commit_every:
+                    self._n_acked = 0
+                    await self.commit()
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 self.log.info("Broker stopped consumer, shutting down...")
@@ -151,8 +282,20 @@ class HandOffConsumer(Consumer):
             raise
 
 
-def install(app: Any, before_commit: Callable[[], Awaitable[None]]) -> None:
-    """Make ``app`` create its consumer from :class:`HandOffConsumer` (before the app starts)."""
+def install(
+    app: Any,
+    before_commit: Callable[[], Awaitable[None]],
+    batch_channels: Mapping[str, Any] | None = None,
+    batch_size: int = 1000,
+) -> None:
+    """Make ``app`` create its consumer from :class:`HandOffConsumer` (before the app starts);
+    messages of the topics in ``batch_channels`` are handed to those channels in batches."""
     app.transport.Consumer = type(
-        "HandOffConsumer", (HandOffConsumer,), {"before_commit": staticmethod(before_commit)}
+        "HandOffConsumer",
+        (HandOffConsumer,),
+        {
+            "before_commit": staticmethod(before_commit),
+            "batch_channels": dict(batch_channels or {}),
+            "batch_size": batch_size,
+        },
     )

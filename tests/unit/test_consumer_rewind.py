@@ -13,12 +13,8 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
-from faust.types import TP
-
 from streams.faust_ext.consumer import HandOffConsumer
-
-CHANGELOG = "app-ccmon-lifecycle-changelog"
-
+from tests.unit.helpers_fetch import CHANGELOG, TP, run, scripted
 
 CALLS0, CALLS1, CALLS2, LOG0 = (
     TP(topic="calls", partition=0),
@@ -29,9 +25,8 @@ CALLS0, CALLS1, CALLS2, LOG0 = (
 
 
 def consumer(fetches: list) -> tuple[HandOffConsumer, list, list]:
-    """A consumer whose fetches are scripted: each is a callable run before the fetch (to change
-    the app's rebalance state) and the (tp, offset) pairs fetched; the loop ends after the last."""
-    c = HandOffConsumer.__new__(HandOffConsumer)
+    """A consumer whose fetches are scripted (tests/unit/helpers_fetch.py), every message handed
+    over through Faust's per-message callback."""
     app = SimpleNamespace(
         rebalancing=True,
         rebalancing_count=1,
@@ -42,18 +37,6 @@ def consumer(fetches: list) -> tuple[HandOffConsumer, list, list]:
     )
     handed: list = []
     rewinds: list = []
-    stopped = asyncio.Event()
-    script = iter(fetches)
-
-    async def getmany(timeout: float) -> Any:
-        step = next(script, None)
-        if step is None:
-            stopped.set()
-            return
-        before, fetched = step
-        before(app)
-        for tp, offset in fetched:
-            yield tp, SimpleNamespace(offset=offset, topic=tp.topic, generation_id=app.consumer_generation_id)
 
     async def callback(message: Any) -> None:
         handed.append((message.topic, message.offset))
@@ -61,25 +44,10 @@ def consumer(fetches: list) -> tuple[HandOffConsumer, list, list]:
     async def rewind() -> None:
         rewinds.append(app.rebalancing_count)
 
-    c.__dict__.update(
-        app=app,
-        callback=callback,
-        getmany=getmany,
-        _stopped=stopped,
-        _crashed=asyncio.Event(),
-        _read_offset=defaultdict(lambda: None),
-        suspend_flow=asyncio.Event(),
-        _commit_every=None,
-        _n_acked=0,
-        _rewind=rewind,
-        log=SimpleNamespace(warning=lambda *a: None, info=lambda *a: None, exception=lambda *a: None),
-    )
-    return c, handed, rewinds
+    def message(tp: Any, offset: int, app: Any) -> Any:
+        return SimpleNamespace(offset=offset, topic=tp.topic, generation_id=app.consumer_generation_id)
 
-
-def run(c: HandOffConsumer) -> None:
-    fetcher = SimpleNamespace(_stopped=asyncio.Event())
-    asyncio.run(c._drain_messages(fetcher))
+    return scripted(fetches, app, message, callback=callback, _rewind=rewind), handed, rewinds
 
 
 def ended(count: int):

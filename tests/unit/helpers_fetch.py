@@ -1,0 +1,67 @@
+"""A HandOffConsumer (streams/faust_ext/consumer.py) whose fetches are scripted, to drive its fetch
+loop without a broker (tests/unit/test_consumer_rewind.py, tests/unit/test_batch_handoff.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+from faust.types import TP
+
+from streams.faust_ext.consumer import HandOffConsumer
+
+__all__ = ["CHANGELOG", "TP", "run", "scripted"]
+
+CHANGELOG = "app-ccmon-lifecycle-changelog"
+
+
+def scripted(
+    fetches: list, app: Any, message: Callable[[TP, int, Any], Any], **attributes: Any
+) -> HandOffConsumer:
+    """Each fetch is a callable run before it (to change the app's rebalance state) and what it
+    returns: (tp, offset) pairs, or callables run between two of its messages; the loop ends
+    after the last fetch. ``message(tp, offset, app)`` builds a fetched message."""
+    c = HandOffConsumer.__new__(HandOffConsumer)
+    stopped = asyncio.Event()
+    script = iter(fetches)
+
+    async def getmany(timeout: float) -> Any:
+        step = next(script, None)
+        if step is None:
+            stopped.set()
+            return
+        before, fetched = step
+        before(app)
+        for item in fetched:
+            if callable(item):
+                item(app)
+                continue
+            tp, offset = item
+            yield tp, message(tp, offset, app)
+
+    c.__dict__.update(
+        app=app,
+        getmany=getmany,
+        _stopped=stopped,
+        _crashed=asyncio.Event(),
+        _read_offset=defaultdict(lambda: None),
+        suspend_flow=asyncio.Event(),
+        _commit_every=None,
+        _n_acked=0,
+        log=SimpleNamespace(warning=lambda *a: None, info=lambda *a: None, exception=lambda *a: None),
+    )
+    c.__dict__.update(attributes)
+    return c
+
+
+def run(c: HandOffConsumer) -> None:
+    """The fetch loop until the script ends."""
+
+    async def main() -> None:
+        c.__dict__["_loop"] = asyncio.get_running_loop()  # mode's wait_first runs on the service's loop
+        await c._drain_messages(SimpleNamespace(_stopped=asyncio.Event()))
+
+    asyncio.run(main())
