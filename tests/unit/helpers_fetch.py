@@ -13,9 +13,21 @@ from faust.types import TP
 
 from streams.faust_ext.consumer import HandOffConsumer
 
-__all__ = ["CHANGELOG", "TP", "run", "scripted"]
+__all__ = ["CHANGELOG", "TP", "fake_app", "run", "scripted"]
 
 CHANGELOG = "app-ccmon-lifecycle-changelog"
+
+
+def fake_app(rebalancing: bool, rebalancing_count: int) -> SimpleNamespace:
+    """The parts of a Faust app the fetch loop reads: one changelog topic, every topic acked."""
+    return SimpleNamespace(
+        rebalancing=rebalancing,
+        rebalancing_count=rebalancing_count,
+        consumer_generation_id=1,
+        tables=SimpleNamespace(changelog_topics={CHANGELOG}),
+        topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
+        should_stop=False,
+    )
 
 
 def scripted(

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from streams.faust_ext.consumer import Batch, HandOffConsumer, split
-from tests.unit.helpers_fetch import CHANGELOG, TP, run, scripted
+from tests.unit.helpers_fetch import CHANGELOG, TP, fake_app, run, scripted
 
 CALLS0, CALLS1, FACTS0, LOG0 = (
     TP(topic="calls", partition=0),
@@ -48,14 +48,7 @@ def consumer(
 ) -> tuple[HandOffConsumer, Any, Channel, Channel, list]:
     """A consumer whose fetches are scripted (tests/unit/helpers_fetch.py). Calls and facts go to
     two batch channels, the changelog through Faust's per-message callback."""
-    app = SimpleNamespace(
-        rebalancing=False,
-        rebalancing_count=0,
-        consumer_generation_id=1,
-        tables=SimpleNamespace(changelog_topics={CHANGELOG}),
-        topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
-        should_stop=False,
-    )
+    app = fake_app(rebalancing=False, rebalancing_count=0)
     inputs, facts = Channel(), Channel()
     per_message: list = []
 

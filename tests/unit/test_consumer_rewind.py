@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from streams.faust_ext.consumer import HandOffConsumer
-from tests.unit.helpers_fetch import CHANGELOG, TP, run, scripted
+from tests.unit.helpers_fetch import CHANGELOG, TP, fake_app, run, scripted
 
 CALLS0, CALLS1, CALLS2, LOG0 = (
     TP(topic="calls", partition=0),
@@ -27,14 +27,7 @@ CALLS0, CALLS1, CALLS2, LOG0 = (
 def consumer(fetches: list) -> tuple[HandOffConsumer, list, list]:
     """A consumer whose fetches are scripted (tests/unit/helpers_fetch.py), every message handed
     over through Faust's per-message callback."""
-    app = SimpleNamespace(
-        rebalancing=True,
-        rebalancing_count=1,
-        consumer_generation_id=1,
-        tables=SimpleNamespace(changelog_topics={CHANGELOG}),
-        topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
-        should_stop=False,
-    )
+    app = fake_app(rebalancing=True, rebalancing_count=1)
     handed: list = []
     rewinds: list = []
 
