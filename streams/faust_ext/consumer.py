@@ -23,6 +23,19 @@ a restarted worker skipped the lost ones as decided already (rule 3): contacts l
 while a rebalance runs, and before the first one after it, it seeks every stream partition to
 its committed offset, or to the beginning when it has none, and drops what it had fetched.
 
+"A rebalance runs" is not Faust's ``app.rebalancing`` alone. When a rebalance begins (revocation:
+flag set, flow suspended) while the recovery of the previous one is still running, for instance
+a rejoin right after a worker's first assignment because a changelog topic appeared in the
+metadata, that recovery still ends: it seeks, resumes the flow and clears the flag, while the
+new rebalance waits for its assignment. Fetching on then, this loop rewound for the new
+rebalance too early and handed over messages of the ending generation, which the agents skip
+once the new one is assigned; after it, Faust seeks only the partitions with a committed offset
+and this loop did not rewind again, so on the others (a new worker's facts partitions have none
+yet) those messages were never fetched again, lost until a restart (the likely cause of the
+facts a fresh reference worker lost in one run of tests/integration/test_broker_outage.py). So a
+rebalance runs from its revocation until Faust ends it *and* its assignment has come
+(:meth:`HandOffConsumer.on_partitions_assigned` records it).
+
 Batch hand-off (issue 15). Messages of the topics registered in ``batch_channels`` (the inputs
 and the facts) do not go through Faust's conductor at all: no Event, no stream queue entry, no
 per-message ``track_message``/``ack``. The fetch loop collects each fetch's messages of such a
@@ -99,6 +112,8 @@ class HandOffConsumer(Consumer):
     before_commit: Callable[[], Awaitable[None]] | None = None
     #: the rebalance (``app.rebalancing_count``) after which the stream positions were rewound
     _rewound_for: int = 0
+    #: the rebalance (``app.rebalancing_count``) whose assignment came last
+    _assigned_for: int = 0
     #: topic name → the in-memory Faust channel its messages are handed to in batches
     batch_channels: Mapping[str, Any] = {}
     batch_size: int = 1000
@@ -158,6 +173,15 @@ class HandOffConsumer(Consumer):
             in_hand.add(batch)
             await self.wait_first(_put(channel, batch), self.suspend_flow.wait())
 
+    async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
+        self._assigned_for = self.app.rebalancing_count
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    def settled(self) -> bool:
+        """No rebalance runs: Faust has ended the last one, and the last one begun has had its
+        assignment (an earlier rebalance's recovery can end after a later one's revocation)."""
+        return not self.app.rebalancing and self._assigned_for == self.app.rebalancing_count
+
     async def perform_seek(self) -> None:
         await super().perform_seek()
         await killpoints.pause("seeked")  # test-only: hold the window the rewind closes open
@@ -215,10 +239,11 @@ class HandOffConsumer(Consumer):
         changelogs = app.tables.changelog_topics  # fixed once the tables are defined
         channel_for = self.batch_channels.get
         batch_size = self.batch_size
+        settled = self.settled
         since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
-                if not app.rebalancing and self._rewound_for != app.rebalancing_count:
+                if settled() and self._rewound_for != app.rebalancing_count:
                     await self._rewind_once()  # also when nothing is left to fetch: it was discarded
                 ait = cast(AsyncIterator, getmany(timeout=1.0))
                 await asyncio.sleep(0)
@@ -231,7 +256,7 @@ class HandOffConsumer(Consumer):
                         await asyncio.sleep(0)
                         since_yield = 0
                     if tp.topic not in changelogs:  # recovery reads the changelogs meanwhile
-                        if app.rebalancing:
+                        if not settled():
                             continue  # Faust empties the streams' queues when it ends: not handed over
                         if self._rewound_for != app.rebalancing_count:
                             await self._rewind_once()
@@ -260,9 +285,7 @@ class HandOffConsumer(Consumer):
                             break
                     set_read_offset(tp, offset)
                 # a rebalance began meanwhile: dropped, fetched again after its rewind
-                if pending and not (
-                    app.rebalancing or suspended() or self._rewound_for != app.rebalancing_count
-                ):
+                if pending and settled() and not (suspended() or self._rewound_for != app.rebalancing_count):
                     await self._hand_over(split(pending, batch_size))
                 if commit_every is not None and self._n_acked >= commit_every:
                     self._n_acked = 0

@@ -19,10 +19,13 @@ CHANGELOG = "app-ccmon-lifecycle-changelog"
 
 
 def fake_app(rebalancing: bool, rebalancing_count: int) -> SimpleNamespace:
-    """The parts of a Faust app the fetch loop reads: one changelog topic, every topic acked."""
+    """The parts of a Faust app the fetch loop reads: one changelog topic, every topic acked.
+    Each rebalance gets its assignment at once (``held``: None), unless a test holds it back by
+    setting ``held`` to the rebalance whose assignment came last."""
     return SimpleNamespace(
         rebalancing=rebalancing,
         rebalancing_count=rebalancing_count,
+        held=None,
         consumer_generation_id=1,
         tables=SimpleNamespace(changelog_topics={CHANGELOG}),
         topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
@@ -40,6 +43,9 @@ def scripted(
     stopped = asyncio.Event()
     script = iter(fetches)
 
+    def assign() -> None:  # what HandOffConsumer.on_partitions_assigned records
+        c._assigned_for = app.rebalancing_count if app.held is None else app.held
+
     async def getmany(timeout: float) -> Any:
         step = next(script, None)
         if step is None:
@@ -47,9 +53,11 @@ def scripted(
             return
         before, fetched = step
         before(app)
+        assign()
         for item in fetched:
             if callable(item):
                 item(app)
+                assign()
                 continue
             tp, offset = item
             yield tp, message(tp, offset, app)

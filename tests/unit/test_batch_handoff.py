@@ -271,3 +271,44 @@ def test_the_fetch_loop_stops_waiting_on_a_full_channel_when_the_flow_is_suspend
         await asyncio.wait_for(hand_over, 5)
 
     asyncio.run(main())
+
+
+def test_a_rebalance_that_begins_before_the_previous_recovery_ends_rewinds_only_once_assigned():
+    """Faust can end a rebalance's recovery (flag cleared, flow resumed) after the next one's
+    revocation. Until that one's assignment has come, nothing is handed over and nothing rewound:
+    rewound then, the positions of partitions with no committed offset would never be sought
+    again, and what was handed over meanwhile (of the ending generation, skipped by the agents)
+    never fetched again."""
+    rewinds: list = []
+
+    async def rewind() -> None:
+        rewinds.append((app.rebalancing_count, app.consumer_generation_id))
+
+    def revoked(app: Any) -> None:  # the next rebalance begins; its assignment is still to come
+        app.rebalancing, app.rebalancing_count, app.held = True, 1, 0
+
+    def previous_recovery_ended(app: Any) -> None:
+        app.rebalancing = False
+
+    def assigned(app: Any) -> None:  # generation 2; its recovery reads the changelog
+        app.rebalancing, app.consumer_generation_id, app.held = True, 2, None
+
+    def ended(app: Any) -> None:
+        app.rebalancing = False
+
+    c, app, inputs, facts, per_message = consumer(
+        [
+            (still, [(FACTS0, 0), (FACTS0, 1)]),
+            (revoked, [(FACTS0, 2)]),
+            (previous_recovery_ended, [(FACTS0, 2), (FACTS0, 3)]),  # not handed over
+            (assigned, [(LOG0, 0)]),
+            (ended, [(FACTS0, 2)]),  # rewound at its first message: dropped
+            (still, [(FACTS0, 2), (FACTS0, 3)]),
+        ]
+    )
+    c.__dict__["_rewind"] = rewind
+    run(c)
+    assert rewinds == [(1, 2)]  # once, after the assignment of the rebalance it is for
+    assert facts.batches == [[("facts", 0, 0), ("facts", 0, 1)], [("facts", 0, 2), ("facts", 0, 3)]]
+    assert [m.generation_id for m in facts.kept[1].messages] == [2, 2]
+    assert per_message == [(CHANGELOG, 0)]

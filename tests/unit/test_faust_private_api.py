@@ -92,6 +92,20 @@ PINNED = {
         "streams/faust_ext/internals.py reads the group member id at consumer._thread._consumer"
         " (for predecessor.py)",
     ),
+    "faust.transport.drivers.aiokafka:ConsumerRebalanceListener.on_partitions_revoked": (
+        "348c3aec879faf80",
+        "streams/faust_ext/consumer.py: a revocation counts the rebalance (app.rebalancing_count) "
+        "before anything else of it runs",
+    ),
+    "faust.transport.consumer:Consumer.on_partitions_assigned": (
+        "29ce96596f05a18c",
+        "streams/faust_ext/consumer.py overrides it to record the rebalance whose assignment came",
+    ),
+    "faust.tables.recovery:Recovery.on_recovery_completed": (
+        "6ef567acf072e46d",
+        "streams/faust_ext/consumer.py: a recovery seeks, resumes the flow and clears "
+        "app.rebalancing even after the next rebalance's revocation (settled() checks the assignment)",
+    ),
     "faust.tables.base:Collection.data": (
         "ade4a02ddd5582cb",
         "streams/worker/tables.py sets the snapshot path on the store it creates",
