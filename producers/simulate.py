@@ -151,6 +151,14 @@ class Simulator:
             )
             for n, g in enumerate((g for g in self.sc.agents for _ in range(g.count)), 1)
         ]
+        #: (channel, queue) → numbers (positions in ``agents``) of the free agents who can serve
+        #: it: the dispatch's candidates, kept up to date by ``_refresh`` after every change of an
+        #: agent's state, contacts or pending away
+        self._free_for: dict[tuple[str, str], set[int]] = {}
+        self._number = {id(agent): i for i, agent in enumerate(self.agents)}
+        for agent in self.agents:
+            for queue in agent.skills:
+                self._free_for.setdefault((agent.channel, queue), set())
         lingering = round(len(self.agents) * self.sc.acw_lingerers)
         for agent in self.agents[::-1][:lingering]:  # the last ones: no draw from the generator
             agent.lingers = True
@@ -190,6 +198,7 @@ class Simulator:
         if agent.state == state and agent.reason == reason:
             return
         agent.state, agent.reason = state, reason
+        self._refresh(agent)
         event = {
             "type": "state",
             "agent_id": agent.agent_id,
@@ -250,19 +259,42 @@ class Simulator:
             and not agent.away_until
         )
 
+    def _refresh(self, agent: _Agent) -> None:
+        """Index the agent as free or not for each queue of its skills (``_free_for``)."""
+        number, free = self._number[id(agent)], self._free(agent)
+        for queue in agent.skills:
+            numbers = self._free_for[(agent.channel, queue)]
+            if free:
+                numbers.add(number)
+            else:
+                numbers.discard(number)
+
     def _dispatch(self) -> None:
-        for c in list(self._waiting):
-            free = [
-                a
-                for a in self.agents
-                if a.channel == c.spec.channel and c.queue in a.skills and self._free(a)
-            ]
-            if not free:
+        """Each waiting contact, longest first, to the least loaded free agent with its skill (ties
+        drawn at random). The candidates are the free agents indexed per (channel, queue), in
+        agent order, and a pass ends as soon as no waiting contact's queue has one, so a pass costs
+        the waiting contacts seen plus the free candidates, not every agent for every waiting
+        contact: a day of 1,000 agents and 300,000 contacts takes minutes, not hours. The same
+        draws in the same order as that full scan: the same events for a seed
+        (tests/unit/test_simulator_dispatch.py)."""
+        if not self._waiting:
+            return
+        free_for, agents = self._free_for, self.agents
+        assigned: set[int] = set()
+        for c in self._waiting:
+            numbers = free_for.get((c.spec.channel, c.queue))
+            if not numbers:
+                if not any(free_for.values()):
+                    break  # nobody is free: no later contact is served either
                 continue
+            free = [agents[i] for i in sorted(numbers)]
             agent = min(free, key=lambda a: (len(a.active), self.rng.random()))
-            self._waiting.remove(c)
+            assigned.add(id(c))
             agent.active.add(c.cid)
+            self._refresh(agent)
             self._at(self.now + self.rng.uniform(0.5, 2.0), partial(self._answer, c, agent))
+        if assigned:
+            self._waiting = [c for c in self._waiting if id(c) not in assigned]
 
     def _answer(self, c: _Contact, agent: _Agent) -> None:
         if self.sc.miss_probability and self.rng.random() < self.sc.miss_probability:
@@ -287,6 +319,7 @@ class Simulator:
     def _miss(self, c: _Contact, agent: _Agent) -> None:
         """The offer rang out: the contact waits on (ahead of later ones), the agent is paused."""
         agent.active.discard(c.cid)
+        self._refresh(agent)
         self._contact_event(c, "missed", agent_id=agent.agent_id)
         self._waiting.insert(0, c)
         if not agent.active:
@@ -300,6 +333,7 @@ class Simulator:
 
     def _release(self, agent: _Agent, cid: str, after_acw: bool) -> None:
         agent.active.discard(cid)
+        self._refresh(agent)
         if agent.active:
             self._dispatch()
             return
@@ -317,6 +351,7 @@ class Simulator:
             self._at(self.now + self.rng.uniform(low, high), lambda: self._back(agent))
         else:
             agent.away_until = 0.0
+            self._refresh(agent)
             self._agent_state(agent, "available")
 
     def _transfer(self, c: _Contact, agent: _Agent, target: str) -> None:
@@ -362,6 +397,7 @@ class Simulator:
             until = self.now + inc.duration_s
             for agent in [a for a in self.agents if not a.away_until and a.state != "offline"][: inc.count]:
                 agent.away_until = until
+                self._refresh(agent)
                 if not agent.active:
                     self._agent_state(agent, "away", "meeting")
                     self._at(until, partial(self._back, agent))
@@ -379,6 +415,7 @@ class Simulator:
 
     def _back(self, agent: _Agent) -> None:
         agent.away_until = 0.0
+        self._refresh(agent)
         if agent.state == "away" and agent.stuck_until <= self.now:
             self._agent_state(agent, "available")
 

@@ -102,7 +102,6 @@ class Settings(KpiSettings):
     agent_acw_limit_s: float = 300.0
     agent_away_limit_s: float = 900.0
     batch_size: int = 2000
-    batch_within_s: float = 0.05
     sweep_interval_s: float = 5.0
     snapshot_interval_s: float = 30.0
     session_timeout_s: float = 10.0
@@ -291,7 +290,6 @@ ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CCMON_AGENT_ACW_LIMIT_S": ("agent_acw_limit_s", _positive_float),
     "CCMON_AGENT_AWAY_LIMIT_S": ("agent_away_limit_s", _positive_float),
     "CCMON_BATCH_SIZE": ("batch_size", _positive_int),
-    "CCMON_BATCH_WITHIN_S": ("batch_within_s", _non_negative_float),
     "CCMON_SWEEP_INTERVAL_S": ("sweep_interval_s", _non_negative_float),
     "CCMON_SNAPSHOT_INTERVAL_S": ("snapshot_interval_s", _non_negative_float),
     "CCMON_SESSION_TIMEOUT_S": ("session_timeout_s", _non_negative_float),

@@ -33,16 +33,18 @@ the worker idles with lag until the next rebalance. So the count is read first a
 a rewind is booked for a rebalance that had started before it, and one that starts after the
 read is rewound for again when it ends.
 
-"A rebalance runs" is not ``app.rebalancing`` alone. A rebalance can begin (revocation: flag set)
-while the previous one's recovery still runs, e.g. the rejoin aiokafka makes right after a new
-worker's first assignment when a changelog topic appears in the metadata. That recovery still
-ends: it seeks, resumes the flow and clears the flag while the new rebalance waits for its
-assignment. This loop then rewound too early and handed over messages of the ending generation,
-which are skipped once the new one is assigned; Faust's seek after it moves only partitions with a
-committed offset, so on the others (a new worker's facts partitions) they were not fetched again.
-(Seen once as a fresh reference worker's missing facts in tests/integration/test_broker_outage.py
-on the batch hand-off branch; the likely cause, not reproduced.) So a rebalance runs from its
-revocation until Faust ends it *and* its assignment has come (``on_partitions_assigned``).
+"A rebalance runs" is not Faust's ``app.rebalancing`` alone. When a rebalance begins (revocation:
+flag set, flow suspended) while the recovery of the previous one is still running, for instance
+a rejoin right after a worker's first assignment because a changelog topic appeared in the
+metadata, that recovery still ends: it seeks, resumes the flow and clears the flag, while the
+new rebalance waits for its assignment. Fetching on then, this loop rewound for the new
+rebalance too early and handed over messages of the ending generation, which the agents skip
+once the new one is assigned; after it, Faust seeks only the partitions with a committed offset
+and this loop did not rewind again, so on the others (a new worker's facts partitions have none
+yet) those messages were never fetched again, lost until a restart (the likely cause of the
+facts a fresh reference worker lost in one run of tests/integration/test_broker_outage.py). So a
+rebalance runs from its revocation until Faust ends it *and* its assignment has come
+(:meth:`HandOffConsumer.on_partitions_assigned` records it).
 
 Changelog records fetched while recovery waits to resume the flow (found by
 tests/integration/test_rebalance.py stalling in CI). A fetch the loop started before a
@@ -57,20 +59,77 @@ So after every fetch, a changelog partition under recovery whose fetched records
 handed over is sought back to where the recovery stands, as recovery itself seeks it
 (``Recovery._seek_offsets``); the recovery ignores records it has seen, so reading one twice is
 harmless, and it never skips one.
+
+Batch hand-off (issue 15). Messages of the topics registered in ``batch_channels`` (the inputs
+and the facts) do not go through Faust's conductor at all: no Event, no stream queue entry, no
+per-message ``track_message``/``ack``. The fetch loop collects each fetch's messages of such a
+topic into :class:`Batch` lists of at most ``batch_size`` and puts each list as one value into
+an in-memory Faust channel, which a Faust agent iterates. After the agent has processed a batch
+(its state writes queued, rule 1), it calls :meth:`HandOffConsumer.ack_batch`, which does in one
+pass what Faust's ``ack`` does per message. Offsets are still committed only through
+``_commit_offsets``, after ``before_commit`` has awaited every queued state write. A rebalance
+must not finish while a batch is being processed: :meth:`wait_empty` (awaited by Faust on
+revocation, before its commit) first waits until every batch handed over has been acknowledged
+or dropped (Faust's ``flow_control.clear()`` empties the channels' queues; a batch that is
+garbage leaves the weak set), as Faust's own ``wait_empty`` waits for tracked messages.
+
+Written against faust-streaming 0.15.3 with aiokafka 0.14.0 (tests/unit/test_faust_private_api.py
+pins every private part used here: ``_drain_messages``, ``ack``, ``wait_empty``, ``_acked``,
+``_acked_index``, ``_committed_offset``, ``_n_acked``, ``_waiting_for_ack``, ``getmany``,
+``_wait_next_records``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import gc
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP, Message
+from faust.types.tuples import ack_lock
 from mode import Service
+from mode.utils.futures import notify
 
 from streams.dev import killpoints
 from streams.faust_ext.internals import recovery_position
+
+
+class Batch:
+    """Messages of one fetch, for one agent, in fetch order; handed over as one channel value."""
+
+    __slots__ = ("messages", "__weakref__")
+
+    def __init__(self, messages: list[Message]) -> None:
+        self.messages = messages
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+def split(pending: Mapping[Any, list[Message]], size: int) -> list[tuple[Any, Batch]]:
+    """One fetch's messages per channel, cut into batches of at most ``size``, in fetch order."""
+    return [
+        (channel, Batch(messages[i : i + size]))
+        for channel, messages in pending.items()
+        for i in range(0, len(messages), size)
+    ]
+
+
+async def _put(channel: Any, batch: Batch) -> None:
+    """Put a batch into a full channel. Faust's ``flow_control.clear()`` on revocation empties the
+    channel's queue and cancels the futures of its blocked puts (mode's ``ThrowableQueue.clear``):
+    then the batch is dropped (fetched again after the rebalance's rewind), not the fetch loop
+    cancelled, which Faust's fetcher would take for its own cancellation and crash the worker.
+    Only a cancellation of this task itself (``wait_first`` ending it) propagates."""
+    try:
+        await channel.put(batch)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 class HandOffConsumer(Consumer):
@@ -81,14 +140,73 @@ class HandOffConsumer(Consumer):
     _rewound_for: int = 0
     #: the rebalance (``app.rebalancing_count``) whose assignment came last
     _assigned_for: int = 0
+    #: topic name → the in-memory Faust channel its messages are handed to in batches
+    batch_channels: Mapping[str, Any] = {}
+    batch_size: int = 1000
+    #: batches handed over and not yet acknowledged or dropped (a batch dropped unprocessed, e.g.
+    #: by flow_control.clear(), is garbage and leaves the set by itself)
+    _in_hand: weakref.WeakSet[Batch]
+
+    def batches_in_hand(self) -> int:
+        in_hand = self.__dict__.get("_in_hand")
+        return len(in_hand) if in_hand is not None else 0
+
+    def ack_batch(self, batch: Batch, processed: Iterable[Message]) -> int:
+        """A batch is done: acknowledge the messages of it that were processed, what Faust's
+        ``ack`` does per message, in one pass. The others (skipped: of an earlier generation, or
+        handed over before a rebalance suspended the flow) move no offset and are fetched again
+        after the rebalance's rewind; a message of an earlier generation moves none either (see
+        ``ack``). Returns how many offsets became committable."""
+        self.__dict__.get("_in_hand", set()).discard(batch)
+        generation = self.app.consumer_generation_id
+        committed_of = self._committed_offset
+        acked, acked_index = self._acked, self._acked_index
+        n = 0
+        with ack_lock:
+            for message in processed:
+                if message.acked:
+                    continue
+                message.acked = True
+                if message.generation_id != generation:
+                    continue
+                tp, offset = message.tp, message.offset
+                committed = committed_of[tp]
+                if committed is None or offset >= committed:
+                    index = acked_index[tp]
+                    if offset not in index:
+                        index.add(offset)
+                        acked[tp].append(offset)
+                        n += 1
+            self._n_acked += n
+            notify(self._waiting_for_ack)
+        return n
+
+    async def wait_empty(self) -> None:
+        """Faust awaits this on revocation before it commits: every batch being processed is
+        finished and acknowledged first (or dropped), then Faust's own wait for tracked messages."""
+        while self.batches_in_hand() and not self.should_stop:
+            gc.collect()  # batches dropped from a cleared queue may sit in a reference cycle
+            if not self.batches_in_hand():
+                break
+            await self._wait_for_ack(timeout=1.0)  # ack_batch notifies it
+        await super().wait_empty()
+
+    async def _hand_over(self, batches: Iterable[tuple[Any, Batch]]) -> None:
+        """Put each batch into its agent's channel; a full channel blocks the fetch loop (the
+        back-pressure Faust's stream buffers give), but not past a suspension of the flow."""
+        in_hand = self.__dict__.setdefault("_in_hand", weakref.WeakSet())
+        for channel, batch in batches:
+            in_hand.add(batch)
+            await self.wait_first(_put(channel, batch), self.suspend_flow.wait())
 
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
         self._assigned_for = self.app.rebalancing_count
         await super().on_partitions_assigned(assigned, generation_id)
 
     def _settled(self, rebalance: int) -> bool:
-        """No rebalance runs: the last one begun (``rebalance``, read before the flag) has had its
-        assignment, and Faust has ended it."""
+        """No rebalance runs: the last one begun (``rebalance``, ``rebalancing_count`` read
+        before the flag) has had its assignment (an earlier rebalance's recovery can end after a
+        later one's revocation), and Faust has ended it."""
         return self._assigned_for == rebalance and not self.app.rebalancing
 
     #: what the last fetch returned (topic-partition -> records), until the loop has handed it over
@@ -179,16 +297,20 @@ class HandOffConsumer(Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         app = self.app
         changelogs = app.tables.changelog_topics  # fixed once the tables are defined
+        channel_for = self.batch_channels.get
+        batch_size = self.batch_size
+        settled = self._settled
         since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 rebalance = app.rebalancing_count  # first: the thread sets rebalancing, then this
-                if self._settled(rebalance) and self._rewound_for != rebalance:
+                if settled(rebalance) and self._rewound_for != rebalance:
                     await self._rewind_once(rebalance)  # also when nothing is left to fetch: it was discarded
                 ait = cast(AsyncIterator, getmany(timeout=1.0))
                 await asyncio.sleep(0)
                 if self.should_stop:
                     continue
+                pending: dict[Any, list[Message]] = {}
                 looked_at: dict[Any, int] = {}  # changelog partition -> last offset handled or skipped
                 async for tp, message in ait:
                     since_yield += 1
@@ -197,10 +319,11 @@ class HandOffConsumer(Consumer):
                         since_yield = 0
                     if tp.topic not in changelogs:  # recovery reads the changelogs meanwhile
                         rebalance = app.rebalancing_count  # before rebalancing (as above)
-                        if not self._settled(rebalance):
+                        if not settled(rebalance):
                             continue  # Faust empties the streams' queues when it ends: not handed over
                         if self._rewound_for != rebalance:
                             await self._rewind_once(rebalance)
+                            pending.clear()
                             break  # the rest was fetched before the rewind
                     offset = message.offset
                     if tp.topic in changelogs:
@@ -211,6 +334,11 @@ class HandOffConsumer(Consumer):
                     gap = offset - (r_offset or 0)
                     if gap > 1 and r_offset and acks_enabled_for(message.topic):
                         await self._add_gap(tp, r_offset + 1, offset)
+                    channel = channel_for(tp.topic)
+                    if channel is not None:  # batch hand-off: collected now, handed over below
+                        pending.setdefault(channel, []).append(message)
+                        set_read_offset(tp, offset)
+                        continue
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
@@ -222,6 +350,14 @@ class HandOffConsumer(Consumer):
                             break
                     set_read_offset(tp, offset)
                 await self._refetch_changelogs(looked_at)
+                # a rebalance began meanwhile: dropped, fetched again after its rewind (the count is
+                # read before the flag, as above)
+                rebalance = app.rebalancing_count
+                if pending and settled(rebalance) and not (suspended() or self._rewound_for != rebalance):
+                    await self._hand_over(split(pending, batch_size))
+                if commit_every is not None and self._n_acked >= commit_every:
+                    self._n_acked = 0
+                    await self.commit()
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 self.log.info("Broker stopped consumer, shutting down...")
@@ -237,8 +373,20 @@ class HandOffConsumer(Consumer):
             raise
 
 
-def install(app: Any, before_commit: Callable[[], Awaitable[None]]) -> None:
-    """Make ``app`` create its consumer from :class:`HandOffConsumer` (before the app starts)."""
+def install(
+    app: Any,
+    before_commit: Callable[[], Awaitable[None]],
+    batch_channels: Mapping[str, Any] | None = None,
+    batch_size: int = 1000,
+) -> None:
+    """Make ``app`` create its consumer from :class:`HandOffConsumer` (before the app starts);
+    messages of the topics in ``batch_channels`` are handed to those channels in batches."""
     app.transport.Consumer = type(
-        "HandOffConsumer", (HandOffConsumer,), {"before_commit": staticmethod(before_commit)}
+        "HandOffConsumer",
+        (HandOffConsumer,),
+        {
+            "before_commit": staticmethod(before_commit),
+            "batch_channels": dict(batch_channels or {}),
+            "batch_size": batch_size,
+        },
     )

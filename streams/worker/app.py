@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import orjson
 from prometheus_client import CollectorRegistry
@@ -25,6 +25,7 @@ from streams.core.intake import BatchOutput, Record
 from streams.core.layout import agent_record_partition, decode_facts, encode_facts, queue_record_partition
 from streams.core.queues import QueueStore
 from streams.dev import killpoints
+from streams.faust_ext.consumer import HandOffConsumer
 from streams.faust_ext.consumer import install as install_consumer
 from streams.faust_ext.internals import member_id, producer_client
 from streams.faust_ext.predecessor import note as note_member
@@ -65,8 +66,13 @@ class Pipeline:
     def __init__(self, settings: Settings) -> None:
         s = self.settings = settings
         self.app = make_app(s)
-        install_consumer(self.app, before_commit=self._before_commit)
         self.tables = Tables(self.app, s)
+        install_consumer(
+            self.app,
+            before_commit=self._before_commit,
+            batch_size=s.batch_size,
+            batch_channels=self.tables.batch_channels(),
+        )
         self.state = StateCache(s, self.tables.lifecycle, self.tables.queues, self.tables.agents)
         self.ownership = Ownership(self.app, s)
         self.state_writer = StateWriter()
@@ -155,24 +161,27 @@ class Pipeline:
         async def watch_broker() -> None:
             await self.broker.check()
 
-        # A batch that fails ends the process (``fatal``): Faust would restart the agent, and the
-        # events of the failed batch, acknowledged when their take_events buffer is dropped,
-        # would be committed unprocessed.
-        @app.agent(self.tables.inputs, name="ccmon-lifecycle-agent")
+        # Each agent gets whole fetched batches (streams/faust_ext/consumer.py) and acknowledges a
+        # batch once its state writes are queued; offsets are committed only after those writes
+        # are delivered (rule 1). A batch that fails ends the process (``fatal``): Faust would
+        # restart the agent, and a later commit could cover the failed batch.
+        @app.agent(self.tables.input_batches, name="ccmon-lifecycle-agent")
         async def lifecycle(stream: Any) -> None:
-            async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
+            async for batch in stream:
                 try:
-                    await self._lifecycle_batch(events)
+                    current = await self._lifecycle_batch(batch.messages)
                 except Exception:
                     fatal("a stage-1 batch")
+                cast(HandOffConsumer, app.consumer).ack_batch(batch, current)
 
-        @app.agent(self.tables.facts, name="ccmon-queues-agent")
+        @app.agent(self.tables.fact_batches, name="ccmon-queues-agent")
         async def queues(stream: Any) -> None:
-            async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
+            async for batch in stream:
                 try:
-                    await self._queues_batch(events)
+                    current = await self._queues_batch(batch.messages)
                 except Exception:
                     fatal("a stage-2 batch")
+                cast(HandOffConsumer, app.consumer).ack_batch(batch, current)
 
         @app.timer(interval=s.sweep_interval_s)
         async def sweep() -> None:
@@ -188,14 +197,13 @@ class Pipeline:
                 if self.ownership.ready and not app.rebalancing and app.flow_control.is_active():
                     await self.write_snapshots()
 
-    async def _lifecycle_batch(self, events: list[Any]) -> None:
+    async def _lifecycle_batch(self, messages: list[Any]) -> list[Any]:
+        """Stage 1 of a batch; returns the messages it processed (to acknowledge)."""
         await killpoints.hold()
-        records = [
-            Record(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-            for e in self.ownership.current(events)
-        ]
+        current = self.ownership.current(messages)
+        records = [Record(m.topic, m.partition, m.offset, m.key, m.value) for m in current]
         if not records:
-            return
+            return current
         async with self._lifecycle_lock:
             t0 = time.perf_counter()
             out = self.state.intake().process(records)
@@ -211,16 +219,19 @@ class Pipeline:
                 (t1 - t0) * 1e3,
                 (time.perf_counter() - t1) * 1e3,
             )
+        return current
 
-    async def _queues_batch(self, events: list[Any]) -> None:
+    async def _queues_batch(self, messages: list[Any]) -> list[Any]:
+        """Stage 2 of a batch; returns the messages it processed (to acknowledge)."""
         await killpoints.hold()
         async with self._queues_lock:
+            current = self.ownership.current(messages)
             store, agent_store = self.state.store(), self.state.agent_store()
             now = time.time()
             dirty: set[str] = set()
             agents_dirty: set[str] = set()
-            for e in self.ownership.current(events):
-                for src, offset, idx, row in decode_facts(e.message.value):
+            for m in current:
+                for src, offset, idx, row in decode_facts(m.value):
                     if row[0] in AGENT_ROUTED:
                         agent_store.apply(Fact.from_wire(row), (src, offset, idx), now, agents_dirty)
                     else:
@@ -230,6 +241,7 @@ class Pipeline:
             await self._write_queue_records(store, dirty)
             await self._write_agent_records(agent_store, agents_dirty)
         killpoints.reached("queues-batch")
+        return current
 
     async def _sweep(self) -> None:
         """Between two batches (the locks), and after the last one too: what the watermarks or the

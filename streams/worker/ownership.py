@@ -56,9 +56,12 @@ class Ownership:
             )
         return f"this worker's share: {what} partitions {owned} of {n}; other workers show the rest"
 
-    def current(self, events: list[Any]) -> list[Any]:
-        """The events of the current consumer generation. A batch taken before a rebalance may
-        hold events of partitions now another worker's; those still ours are fetched again from
-        the committed offset, so neither is processed here."""
+    def current(self, messages: list[Any]) -> list[Any]:
+        """The messages of the current consumer generation, none while the flow is suspended (a
+        rebalance). A batch fetched before a rebalance may hold messages of partitions now
+        another worker's; those still ours are fetched again from the committed offset, so
+        neither is processed here."""
+        if not self.app.flow_control.is_active():
+            return []
         generation = self.app.consumer_generation_id
-        return [e for e in events if e.message.generation_id == generation]
+        return [m for m in messages if m.generation_id == generation]

@@ -34,6 +34,14 @@ class Tables:
         self.inputs = app.topic(s.calls_topic, s.chats_topic, s.agents_topic, partitions=s.partitions, **raw)
         self.facts = app.topic(s.facts_topic, partitions=s.partitions, internal=True, **raw)
         self.dead_letters = app.topic(s.dead_letter_topic, partitions=s.partitions, **raw)
+        # Batch hand-off (issue 15, streams/faust_ext/consumer.py): the consumer hands each fetch's
+        # messages of the inputs and the facts to the agents as whole batches through in-memory
+        # channels (a few batches deep: back-pressure), bypassing Faust's per-message Event path;
+        # the topics are still Faust's to subscribe (and the facts topic to declare).
+        self.input_batches = app.channel(maxsize=4)
+        self.fact_batches = app.channel(maxsize=4)
+        for topic in (self.inputs, self.facts):
+            app.topics.add(topic)
         self.lifecycle = self._table("ccmon-lifecycle")
         self.queues = self._table("ccmon-queues")
         self.agents = self._table(
@@ -42,6 +50,13 @@ class Tables:
         self.lifecycle_log = Changelog(app, self.lifecycle)
         self.queue_log = Changelog(app, self.queues)
         self.agent_log = Changelog(app, self.agents)
+
+    def batch_channels(self) -> dict[str, Any]:
+        """Topic name → the channel its messages are handed to in batches (``install_consumer``)."""
+        return {
+            **{name: self.input_batches for name in self.inputs.topics},
+            **{name: self.fact_batches for name in self.facts.topics},
+        }
 
     def _table(self, name: str) -> Any:
         """A changelog-backed table whose keys and values are encoded by orjson, held in memory and

@@ -1,7 +1,8 @@
 """The tests' layout holds: unit tests need nothing but the interpreter, static checks no broker,
 integration tests are marked as such; and no test module imports another (what tests share lives
-in tests/unit/helpers.py, tests/integration/support.py, the conftest fixtures or the process
-harness, streams/dev/harness.py), so that moving or deleting one test file breaks no other."""
+in tests/unit/helpers.py and tests/unit/helpers_fetch.py, tests/integration/support.py, the
+conftest fixtures or the process harness, streams/dev/harness.py), so that moving or deleting one
+test file breaks no other."""
 
 from __future__ import annotations
 

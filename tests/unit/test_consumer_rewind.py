@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from faust.types import TP
 
 from streams.faust_ext.consumer import HandOffConsumer
-
-CHANGELOG = "app-ccmon-lifecycle-changelog"
-
+from tests.unit.helpers_fetch import CHANGELOG, TP, fake_app, run, scripted
 
 CALLS0, CALLS1, CALLS2, LOG0 = (
     TP(topic="calls", partition=0),
@@ -30,33 +27,11 @@ CALLS0, CALLS1, CALLS2, LOG0 = (
 
 
 def consumer(fetches: list) -> tuple[HandOffConsumer, list, list]:
-    """A consumer whose fetches are scripted: each is a callable run before the fetch (to change
-    the app's rebalance state) and the (tp, offset) pairs fetched; the loop ends after the last."""
-    c = HandOffConsumer.__new__(HandOffConsumer)
-    app = SimpleNamespace(
-        rebalancing=True,
-        rebalancing_count=1,
-        consumer_generation_id=1,
-        tables=SimpleNamespace(changelog_topics={CHANGELOG}),
-        topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
-        should_stop=False,
-        held=None,  # None: each rebalance is assigned at once; else the rebalance assigned last
-    )
+    """A consumer whose fetches are scripted (tests/unit/helpers_fetch.py), every message handed
+    over through Faust's per-message callback."""
+    app = fake_app(rebalancing=True, rebalancing_count=1)
     handed: list = []
     rewinds: list = []
-    stopped = asyncio.Event()
-    script = iter(fetches)
-
-    async def getmany(timeout: float) -> Any:
-        step = next(script, None)
-        if step is None:
-            stopped.set()
-            return
-        before, fetched = step
-        before(app)
-        assign(c, app)
-        for tp, offset in fetched:
-            yield tp, SimpleNamespace(offset=offset, topic=tp.topic, generation_id=app.consumer_generation_id)
 
     async def callback(message: Any) -> None:
         handed.append((message.topic, message.offset))
@@ -64,30 +39,10 @@ def consumer(fetches: list) -> tuple[HandOffConsumer, list, list]:
     async def rewind() -> None:
         rewinds.append(app.rebalancing_count)
 
-    c.__dict__.update(
-        app=app,
-        callback=callback,
-        getmany=getmany,
-        _stopped=stopped,
-        _crashed=asyncio.Event(),
-        _read_offset=defaultdict(lambda: None),
-        suspend_flow=asyncio.Event(),
-        _commit_every=None,
-        _n_acked=0,
-        _rewind=rewind,
-        log=SimpleNamespace(warning=lambda *a: None, info=lambda *a: None, exception=lambda *a: None),
-    )
-    return c, handed, rewinds
+    def message(tp: Any, offset: int, app: Any) -> Any:
+        return SimpleNamespace(offset=offset, topic=tp.topic, generation_id=app.consumer_generation_id)
 
-
-def assign(c: HandOffConsumer, app: Any) -> None:
-    """What HandOffConsumer.on_partitions_assigned records, when the assignment comes."""
-    c._assigned_for = app.rebalancing_count if app.held is None else app.held
-
-
-def run(c: HandOffConsumer) -> None:
-    fetcher = SimpleNamespace(_stopped=asyncio.Event())
-    asyncio.run(c._drain_messages(fetcher))
+    return scripted(fetches, app, message, callback=callback, _rewind=rewind), handed, rewinds
 
 
 def ended(count: int):
@@ -226,7 +181,8 @@ def test_a_rebalance_begun_between_the_loops_two_reads_is_rewound_for_when_it_en
             return
         before, n = step
         before(app)
-        assign(c, app)
+        if not app._rebalancing:  # an ended rebalance has had its assignment
+            c._assigned_for = app.rebalancing_count
         fetched, position = log[position : position + n], min(len(log), position + n)
         for tp, offset in fetched:
             yield tp, SimpleNamespace(offset=offset, topic=tp.topic, generation_id=app.consumer_generation_id)
@@ -240,39 +196,3 @@ def test_a_rebalance_begun_between_the_loops_two_reads_is_rewound_for_when_it_en
     run(c)
     assert rewinds[-1] == (2, False)  # after rebalance 2 has ended
     assert handed == [("calls", 0), ("calls", 1), ("calls", 2)]  # none skipped
-
-
-def test_a_rebalance_begun_before_the_previous_recovery_ends_runs_until_its_assignment():
-    """Rebalance 2 is revoked (flag set) while rebalance 1's recovery still runs; that recovery
-    then ends and clears the flag before rebalance 2's assignment has come. Nothing may be handed
-    over or rewound for in between; after the assignment, one rewind for rebalance 2."""
-
-    def revoked(app: Any) -> None:
-        app.rebalancing, app.rebalancing_count, app.held = True, 2, 1
-
-    def earlier_recovery_ends(app: Any) -> None:
-        app.rebalancing = False  # rebalance 2's assignment has not come (held at 1)
-
-    def assigned_and_ended(app: Any) -> None:
-        app.held, app.rebalancing = None, False
-
-    c, handed, rewinds = consumer(
-        [
-            (ended(1), [(CALLS0, 0)]),  # rebalance 1 over: rewound for, fetched again
-            (still, [(CALLS0, 0)]),
-            (revoked, [(CALLS0, 1)]),
-            (earlier_recovery_ends, [(CALLS0, 1), (CALLS0, 2)]),  # still rebalance 2: dropped
-            (assigned_and_ended, [(CALLS0, 1), (CALLS0, 2)]),  # rewound for, fetched again
-            (still, [(CALLS0, 1), (CALLS0, 2)]),
-        ]
-    )
-    rewind, app, assigned_at_rewind = c._rewind, cast(Any, c.app), []
-
-    async def recorded() -> None:
-        assigned_at_rewind.append(app.held is None)
-        await rewind()
-
-    c.__dict__["_rewind"] = recorded
-    run(c)
-    assert rewinds == [1, 2] and assigned_at_rewind == [True, True]  # never before the assignment
-    assert handed == [("calls", 0), ("calls", 1), ("calls", 2)]

@@ -9,14 +9,55 @@ import hashlib
 import importlib
 import inspect
 from importlib.metadata import version
+from pathlib import Path
 
-WRITTEN_AGAINST = "0.15.3"
+WRITTEN_AGAINST = "0.15.3"  # with aiokafka 0.14.0
 
 #: "module:qualified name" → (digest of its source, which part of ccmon depends on it and how)
 PINNED = {
     "faust.transport.consumer:Consumer._drain_messages": (
         "44a2500309e83c63",
-        "streams/faust_ext/consumer.py re-implements the fetch loop (awaited hand-off)",
+        "streams/faust_ext/consumer.py re-implements the fetch loop (batch hand-off)",
+    ),
+    "faust.transport.consumer:Consumer.ack": (
+        "5fcf41cf45153475",
+        "streams/faust_ext/consumer.py: ack_batch does what it does, for a whole batch at once",
+    ),
+    "faust.transport.consumer:Consumer.__init__": (
+        "302410d59e6972d1",
+        "streams/faust_ext/consumer.py: ack_batch updates _acked, _acked_index, _n_acked by "
+        "_committed_offset, as ack does",
+    ),
+    "faust.transport.consumer:Consumer._new_offset": (
+        "1d2c7ea89a7ad4f1",
+        "streams/faust_ext/consumer.py: batch acks feed it; it commits only up to the first hole",
+    ),
+    "faust.transport.consumer:Consumer.wait_empty": (
+        "e4662fe24f094819",
+        "streams/faust_ext/consumer.py extends it: a revocation waits for the batches in hand first",
+    ),
+    "faust.transport.consumer:Consumer._wait_for_ack": (
+        "d9c9337d4af88e54",
+        "streams/faust_ext/consumer.py: wait_empty waits on it, ack_batch notifies it",
+    ),
+    "faust.channels:Channel.put": (
+        "81477c39c70becce",
+        "streams/faust_ext/consumer.py puts batches into the agents' in-memory channels",
+    ),
+    "faust.streams:Stream._py_aiter": (
+        "3a48ee257a65435b",
+        "streams/worker/app.py: an agent's stream yields a channel value that is not an Event as "
+        "it is (the batch), with no ack and no generation check (ccmon's own)",
+    ),
+    "faust.streams:Stream._c_aiter": (
+        "fa44582a5882e9df",
+        "streams/worker/app.py: the same through the Cython stream iterator "
+        "(faust/_cython/streams.pyx, pinned below), the one in use when the extension is built",
+    ),
+    "faust.transport.conductor:Conductor._update_indices": (
+        "619b3247b96ac7d5",
+        "streams/worker/tables.py subscribes the batched topics with app.topics.add (no agent "
+        "iterates them); the facts topic is declared there",
     ),
     "faust.transport.consumer:Consumer.getmany": (
         "4b168d84882a70d6",
@@ -72,6 +113,15 @@ PINNED = {
         "streams/faust_ext/consumer.py: App.on_rebalance_start runs here, in the consumer thread,"
         " concurrently with the fetch loop",
     ),
+    "faust.transport.consumer:Consumer.on_partitions_assigned": (
+        "29ce96596f05a18c",
+        "streams/faust_ext/consumer.py overrides it to record the rebalance whose assignment came",
+    ),
+    "faust.tables.recovery:Recovery.on_recovery_completed": (
+        "6ef567acf072e46d",
+        "streams/faust_ext/consumer.py: a recovery seeks, resumes the flow and clears "
+        "app.rebalancing even after the next rebalance's revocation (_settled() checks the assignment)",
+    ),
     "faust.tables.base:Collection.data": (
         "ade4a02ddd5582cb",
         "streams/worker/tables.py sets the snapshot path on the store it creates",
@@ -87,6 +137,20 @@ def digest(name: str) -> str:
     if isinstance(obj, property):
         obj = obj.fget
     return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()[:16]
+
+
+#: the Cython stream iterator's source, shipped beside the extension: its ``_prepare_event`` passes a
+#: channel value that is not an Event through as it is (streams/worker/app.py's batches)
+CYTHON_STREAMS = "0041622f4a251188"
+
+
+def test_faust_cython_stream_iterator_is_unchanged():
+    source = Path(inspect.getfile(importlib.import_module("faust"))).parent / "_cython" / "streams.pyx"
+    assert hashlib.sha256(source.read_bytes()).hexdigest()[:16] == CYTHON_STREAMS, (
+        f"faust-streaming {version('faust-streaming')}: faust/_cython/streams.pyx differs from "
+        f"{WRITTEN_AGAINST}; review how its StreamIterator passes non-Event channel values (the "
+        "agents' batches), then update the digest"
+    )
 
 
 def test_faust_internals_ccmon_relies_on_are_unchanged():
