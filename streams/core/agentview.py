@@ -154,7 +154,7 @@ class AgentStore:
     def apply(self, fact: Fact, fid: FactId, now: float, dirty: set[str]) -> None:
         """Apply one per-agent fact; the key of the record it changed is added to ``dirty``."""
         key = agent_key(fact.subject)
-        rec = self.data.get(key)
+        rec: Any = self.data.get(key)
         if rec is None:
             rec = self.data[key] = {"h": {}, "v": _new_agent()}
         if not fresh(rec, fid):
