@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from streams.config import KpiSettings, QueueThresholds
 from streams.core import kpis
 from streams.core.erlang import agents_required
-from streams.core.events import AGENT_STATES, DEQUEUE_REASONS, dequeue_label
+from streams.core.events import AGENT_STATES, DEQUEUE_REASONS, DequeueReason, dequeue_label
 from streams.core.facts import Fact, Kind
 from streams.core.layout import (
     BUCKET,
@@ -109,7 +109,7 @@ class SeriesView:
     queue: str
     channel: str
     counters: dict[str, int]
-    dequeued: dict[str, int]  #: reason → contacts dequeued, every reason of DEQUEUE_REASONS
+    dequeued: dict[DequeueReason, int]  #: contacts dequeued, every reason of DEQUEUE_REASONS
     missed: int  #: offers missed
     wait_hist: dict[str, list[float]]  #: outcome → per-bucket counts + sum
     handle_hist: list[float]
@@ -437,7 +437,7 @@ class QueueStore:
 
     def agent_counts(self, queue: str) -> dict[str, int]:
         rec: QueueAgentsRecord | None = self.data.get(queue_agents_key(queue))
-        counts = dict.fromkeys(AGENT_STATES, 0)
+        counts: dict[str, int] = dict.fromkeys(AGENT_STATES, 0)
         if rec is not None:
             for state, _ in rec["v"].values():
                 counts[state] = counts.get(state, 0) + 1
