@@ -29,7 +29,7 @@ def add_pages(p: Pipeline) -> None:
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         body = p.kpi_text.render().encode() + generate_latest(p.registry)
-        if s.agent_metrics:  # per-agent series, off by default
+        if s.web.agent_metrics:  # per-agent series, off by default
             body += agent_view.render(state.agent_store(), time.time(), own.agent_filter()).encode()
         return web.bytes(body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
