@@ -20,10 +20,10 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 from zoneinfo import ZoneInfo
 
 from streams.config import KpiSettings, QueueThresholds
@@ -79,6 +79,7 @@ ERLANG_WINDOW = "15m"
 C_OFFERED, C_ANSWERED, C_ABANDONED, C_SHORT, C_IN_THRESHOLD, C_HANDLED, C_TRANSFERRED = range(7)
 
 FactId = tuple[str, int, int]  #: (source "topic/partition", offset, index within that offset)
+R = TypeVar("R")  #: a record's type (streams/core/layout.py)
 
 
 class Marked(TypedDict):
@@ -170,28 +171,11 @@ class QueueStore:
         elif kind == QUEUE_AGENTS:
             idx.agent_queues.add(parts[1])
 
-    def _totals(self, key: str) -> TotalsRecord:
-        rec: TotalsRecord | None = self.data.get(key)
+    def _record(self, key: str, new: Callable[[], R]) -> R:
+        """The record at ``key``, typed by its codec's constructor (``new``, called when missing)."""
+        rec: R | None = self.data.get(key)
         if rec is None:
-            rec = self.data[key] = new_totals_record()
-        return rec
-
-    def _window(self, key: str) -> WindowRecord:
-        rec: WindowRecord | None = self.data.get(key)
-        if rec is None:
-            rec = self.data[key] = new_window_record()
-        return rec
-
-    def _waiting(self, key: str) -> WaitingRecord:
-        rec: WaitingRecord | None = self.data.get(key)
-        if rec is None:
-            rec = self.data[key] = new_waiting_record()
-        return rec
-
-    def _queue_agents(self, key: str) -> QueueAgentsRecord:
-        rec: QueueAgentsRecord | None = self.data.get(key)
-        if rec is None:
-            rec = self.data[key] = new_queue_agents_record()
+            rec = self.data[key] = new()
         return rec
 
     _fresh = staticmethod(fresh)
@@ -204,7 +188,7 @@ class QueueStore:
         """Apply one fact; keys of the records it changed are added to ``dirty``."""
         if fact.kind == Kind.AGENT:
             key = queue_agents_key(fact.queue)
-            rec = self._queue_agents(key)
+            rec = self._record(key, new_queue_agents_record)
             if self._fresh(rec, fid):
                 state = fact.extra[0] if fact.extra else None
                 if state is None:
@@ -227,7 +211,7 @@ class QueueStore:
         if fact.kind == Kind.SURVEY:
             return
         key = totals_key(fact.queue, fact.channel)
-        rec = self._totals(key)
+        rec = self._record(key, new_totals_record)
         self.index.series.add((fact.queue, fact.channel))
         if not self._fresh(rec, fid):
             return
@@ -263,7 +247,7 @@ class QueueStore:
         if kind not in (Kind.OFFERED, Kind.ANSWERED, Kind.ABANDONED, Kind.DEQUEUED, Kind.TRANSFERRED):
             return
         key = waiting_key(fact.queue, fact.channel)
-        rec = self._waiting(key)
+        rec = self._record(key, new_waiting_record)
         if not self._fresh(rec, fid):
             return
         if kind == Kind.OFFERED:
@@ -325,7 +309,7 @@ class QueueStore:
             targets.append(day_key(fact.queue, fact.channel, day))
             self.index.days.setdefault(series, set()).add(day)
         for key in targets:
-            rec = self._window(key)
+            rec = self._record(key, new_window_record)
             if self._fresh(rec, fid):
                 vec = decode_window(rec["v"])
                 for i, d in delta:
