@@ -140,8 +140,8 @@ def _digest(n: int) -> str:
     def put(obj: Any) -> None:
         h.update(orjson.dumps(canon(obj), default=repr))
 
-    for i in range(0, len(records), s.batch_size):
-        out = p.feed(records[i : i + s.batch_size], now=now)
+    for i in range(0, len(records), s.batching.size):
+        out = p.feed(records[i : i + s.batching.size], now=now)
         dead = [{k: v for k, v in orjson.loads(d.to_json()).items() if k != "rejected_at"} for d in out.dead]
         put([out.facts, dead, out.writes, dict(out.results)])
     put([p.lifecycle, p.queues, p.results])

@@ -23,11 +23,11 @@ def main() -> None:
     os.makedirs(os.path.join(s.data_dir, "naive"), exist_ok=True)
     app = faust.App(
         f"{s.app_id}-naive",
-        broker=s.broker,
+        broker=s.kafka.broker,
         store="memory://",
         topic_partitions=s.partitions,
-        web_bind=s.web_host,
-        web_port=s.web_port,
+        web_bind=s.web.host,
+        web_port=s.web.port,
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
         datadir=os.path.join(s.data_dir, "naive"),

@@ -62,7 +62,7 @@ def main() -> None:
             handled[0] += 1
 
     app = Application(
-        broker_address=s.bootstrap_servers,
+        broker_address=s.kafka.bootstrap_servers,
         consumer_group=f"{s.app_id}-quix",
         auto_offset_reset="earliest",
         state_dir=os.path.join(s.data_dir, "quix"),
@@ -95,7 +95,7 @@ def main() -> None:
         def log_message(self, *args: Any) -> None:
             pass
 
-    web = ThreadingHTTPServer((s.web_host, s.web_port), Count)
+    web = ThreadingHTTPServer((s.web.host, s.web.port), Count)
     threading.Thread(target=web.serve_forever, daemon=True).start()
     app.run(sdf)
 

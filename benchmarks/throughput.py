@@ -172,7 +172,7 @@ async def changelog_size(s: Settings, kafka: LocalKafka, snapshots: Path) -> tup
     and how many of those messages come after what the snapshots cover: what a restart reads."""
     dirs = [d for d in (kafka.data_dir / "logs").glob(f"{s.app_id}-*-changelog-*") if d.is_dir()]
     parts = [TopicPartition(d.name.rsplit("-", 1)[0], int(d.name.rsplit("-", 1)[1])) for d in dirs]
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None)
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka.bootstrap_servers, group_id=None)
     await consumer.start()
     try:
         ends, starts = await consumer.end_offsets(parts), await consumer.beginning_offsets(parts)
@@ -290,8 +290,8 @@ class Run:
     prefix: str
     workdir: Path
     next_port: int = 17000
-    sweep_s: float = load(os.environ).sweep_interval_s
-    snapshot_s: float = load(os.environ).snapshot_interval_s
+    sweep_s: float = load(os.environ).batching.sweep_interval_s
+    snapshot_s: float = load(os.environ).batching.snapshot_interval_s
 
     def settings(self, name: str, inputs: str | None = None) -> tuple[Settings, dict[str, str]]:
         """A deployment ``name`` (own group, facts and changelogs) reading the inputs of ``inputs``."""
@@ -330,7 +330,7 @@ async def raw_consume(s: Settings, n: int) -> float:
         s.calls_topic,
         s.chats_topic,
         s.agents_topic,
-        bootstrap_servers=s.bootstrap_servers,
+        bootstrap_servers=s.kafka.bootstrap_servers,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
@@ -387,8 +387,8 @@ def core_rate(s: Settings, events: list[workload.Event]) -> tuple[float, float]:
     p = LocalPipeline(s)
     started = time.perf_counter()
     now = time.time()
-    for i in range(0, len(records), s.batch_size):
-        p.feed(records[i : i + s.batch_size], now=now)
+    for i in range(0, len(records), s.batching.size):
+        p.feed(records[i : i + s.batching.size], now=now)
     return len(records) / (time.perf_counter() - started), core_state(p)
 
 
@@ -398,15 +398,15 @@ def core_bytes_per_open_contact(s: Settings, open_n: int, queues: int) -> float:
     records = as_records(s, workload.open_contacts(open_n, queues, int(time.time() * 1000)))
     p = LocalPipeline(s)
     now = time.time()
-    p.feed(records[: s.batch_size], now=now)  # queues registered, tables warm
+    p.feed(records[: s.batching.size], now=now)  # queues registered, tables warm
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for i in range(s.batch_size, len(records), s.batch_size):
-            p.feed(records[i : i + s.batch_size], now=now)
+        for i in range(s.batching.size, len(records), s.batching.size):
+            p.feed(records[i : i + s.batching.size], now=now)
         gc.collect()
-        return (tracemalloc.get_traced_memory()[0] - before) / (len(records) - s.batch_size)
+        return (tracemalloc.get_traced_memory()[0] - before) / (len(records) - s.batching.size)
     finally:
         tracemalloc.stop()
 

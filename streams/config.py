@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -45,6 +45,59 @@ class LocalBrokerSettings:
     version: str = "4.1.1"
     cache_dir: str = str(Path.home() / ".cache" / "ccmon")
     heap: str = "768m"
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """How every client reaches and authenticates to the brokers (streams/kafka/auth.py), and the
+    timeouts of the worker's group membership, its broker probe and its producers."""
+
+    broker: str = "kafka://127.0.0.1:9092"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    session_timeout_s: float = 10.0
+    broker_probe_s: float = 2.0
+    producer_timeout_s: float = 120.0
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker address as aiokafka wants it (no ``kafka://`` scheme)."""
+        return ",".join(u.split("://", 1)[-1] for u in self.broker.split(";"))
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """The topics beside the inputs (those are the core's: :class:`KpiSettings`), and the
+    replication of the topics ccmon creates."""
+
+    dead_letter: str = "cc.dead-letter"
+    facts: str = "ccmon-facts"
+    replication_factor: int = 1
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The worker's HTTP side: where /metrics and the pages listen, and what they show."""
+
+    host: str = "127.0.0.1"
+    port: int = 6066
+    agent_metrics: bool = False  #: per-agent series on /metrics
+    agent_acw_limit_s: float = 300.0  #: the agents page highlights ACW longer than this
+    agent_away_limit_s: float = 900.0  #: and away longer than this
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How the worker batches input and how often it sweeps and snapshots its state."""
+
+    size: int = 2000
+    sweep_interval_s: float = 5.0
+    snapshot_interval_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -88,39 +141,18 @@ class KpiSettings:
 @dataclass(frozen=True)
 class Settings(KpiSettings):
     """Everything the worker, producers and local Kafka need to know: the core's group
-    (:class:`KpiSettings`, declared there) and the rest."""
+    (:class:`KpiSettings`, declared there, so its fields read as ``s.partitions``), the frozen
+    groups of the other concerns (``s.kafka``, ``s.topics``, ``s.web``, ``s.batching``,
+    ``s.local_broker``), and what the whole process shares."""
 
-    broker: str = "kafka://127.0.0.1:9092"
     app_id: str = "ccmon"
-    dead_letter_topic: str = "cc.dead-letter"
-    facts_topic: str = "ccmon-facts"
-    replication_factor: int = 1
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
     data_dir: str = DEFAULT_DATA_DIR
-    agent_metrics: bool = False
-    agent_acw_limit_s: float = 300.0
-    agent_away_limit_s: float = 900.0
-    batch_size: int = 2000
-    sweep_interval_s: float = 5.0
-    snapshot_interval_s: float = 30.0
-    session_timeout_s: float = 10.0
-    broker_probe_s: float = 2.0
-    producer_timeout_s: float = 120.0
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
-    kafka_username: str | None = None
-    kafka_password: str | None = field(default=None, repr=False)
-    kafka_ca_file: str | None = None
-    kafka_cert_file: str | None = None
-    kafka_key_file: str | None = None
     log_level: str = "info"
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    web: WebSettings = WebSettings()
+    batching: BatchSettings = BatchSettings()
     local_broker: LocalBrokerSettings = LocalBrokerSettings()
-
-    @property
-    def bootstrap_servers(self) -> str:
-        """The broker address as aiokafka wants it (no ``kafka://`` scheme)."""
-        return ",".join(u.split("://", 1)[-1] for u in self.broker.split(";"))
 
     @property
     def input_topics(self) -> dict[str, str]:
@@ -176,18 +208,18 @@ def _positive_float(name: str, raw: str) -> float:
     return value
 
 
-def _security_protocol(name: str, raw: str) -> str:
+def _security_protocol(name: str, raw: str) -> SecurityProtocol:
     value = raw.strip().upper()
     if value not in SECURITY_PROTOCOLS:
         raise ConfigError(f"{name}={raw!r}: use PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT")
-    return value
+    return cast(SecurityProtocol, value)
 
 
-def _sasl_mechanism(name: str, raw: str) -> str:
+def _sasl_mechanism(name: str, raw: str) -> SaslMechanism:
     value = raw.strip().upper()
     if value not in SASL_MECHANISMS:
         raise ConfigError(f"{name}={raw!r}: use SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN")
-    return value
+    return cast(SaslMechanism, value)
 
 
 def _secret(name: str, raw: str) -> str:
@@ -264,19 +296,20 @@ def _level(name: str, raw: str) -> str:
     return raw
 
 
-#: environment variable → (Settings field, parser). The single table of what can be configured.
+#: environment variable → (Settings field, parser). The single table of what can be configured;
+#: ``group.field`` is a field of one of Settings' frozen groups.
 ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
-    "CCMON_BROKER": ("broker", _broker),
+    "CCMON_BROKER": ("kafka.broker", _broker),
     "CCMON_APP_ID": ("app_id", _text),
     "CCMON_CALLS_TOPIC": ("calls_topic", _text),
     "CCMON_CHATS_TOPIC": ("chats_topic", _text),
     "CCMON_AGENTS_TOPIC": ("agents_topic", _text),
-    "CCMON_DEAD_LETTER_TOPIC": ("dead_letter_topic", _text),
-    "CCMON_FACTS_TOPIC": ("facts_topic", _text),
+    "CCMON_DEAD_LETTER_TOPIC": ("topics.dead_letter", _text),
+    "CCMON_FACTS_TOPIC": ("topics.facts", _text),
     "CCMON_PARTITIONS": ("partitions", _positive_int),
-    "CCMON_REPLICATION_FACTOR": ("replication_factor", _positive_int),
-    "CCMON_WEB_HOST": ("web_host", _text),
-    "CCMON_WEB_PORT": ("web_port", _port),
+    "CCMON_REPLICATION_FACTOR": ("topics.replication_factor", _positive_int),
+    "CCMON_WEB_HOST": ("web.host", _text),
+    "CCMON_WEB_PORT": ("web.port", _port),
     "CCMON_DATA_DIR": ("data_dir", _text),
     "CCMON_TIMEZONE": ("timezone", _zone),
     "CCMON_LATENESS_S": ("lateness_s", _non_negative_float),
@@ -286,22 +319,22 @@ ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CCMON_BUCKET_S": ("bucket_s", _positive_int),
     "CCMON_MAX_QUEUES": ("max_queues", _positive_int),
     "CCMON_MAX_AGENTS": ("max_agents", _positive_int),
-    "CCMON_AGENT_METRICS": ("agent_metrics", _flag),
-    "CCMON_AGENT_ACW_LIMIT_S": ("agent_acw_limit_s", _positive_float),
-    "CCMON_AGENT_AWAY_LIMIT_S": ("agent_away_limit_s", _positive_float),
-    "CCMON_BATCH_SIZE": ("batch_size", _positive_int),
-    "CCMON_SWEEP_INTERVAL_S": ("sweep_interval_s", _non_negative_float),
-    "CCMON_SNAPSHOT_INTERVAL_S": ("snapshot_interval_s", _non_negative_float),
-    "CCMON_SESSION_TIMEOUT_S": ("session_timeout_s", _non_negative_float),
-    "CCMON_BROKER_PROBE_S": ("broker_probe_s", _positive_float),
-    "CCMON_PRODUCER_TIMEOUT_S": ("producer_timeout_s", _positive_float),
-    "CCMON_KAFKA_SECURITY_PROTOCOL": ("kafka_security_protocol", _security_protocol),
-    "CCMON_KAFKA_SASL_MECHANISM": ("kafka_sasl_mechanism", _sasl_mechanism),
-    "CCMON_KAFKA_USERNAME": ("kafka_username", _text),
-    "CCMON_KAFKA_PASSWORD": ("kafka_password", _secret),
-    "CCMON_KAFKA_CA_FILE": ("kafka_ca_file", _readable_file),
-    "CCMON_KAFKA_CERT_FILE": ("kafka_cert_file", _readable_file),
-    "CCMON_KAFKA_KEY_FILE": ("kafka_key_file", _readable_file),
+    "CCMON_AGENT_METRICS": ("web.agent_metrics", _flag),
+    "CCMON_AGENT_ACW_LIMIT_S": ("web.agent_acw_limit_s", _positive_float),
+    "CCMON_AGENT_AWAY_LIMIT_S": ("web.agent_away_limit_s", _positive_float),
+    "CCMON_BATCH_SIZE": ("batching.size", _positive_int),
+    "CCMON_SWEEP_INTERVAL_S": ("batching.sweep_interval_s", _non_negative_float),
+    "CCMON_SNAPSHOT_INTERVAL_S": ("batching.snapshot_interval_s", _non_negative_float),
+    "CCMON_SESSION_TIMEOUT_S": ("kafka.session_timeout_s", _non_negative_float),
+    "CCMON_BROKER_PROBE_S": ("kafka.broker_probe_s", _positive_float),
+    "CCMON_PRODUCER_TIMEOUT_S": ("kafka.producer_timeout_s", _positive_float),
+    "CCMON_KAFKA_SECURITY_PROTOCOL": ("kafka.security_protocol", _security_protocol),
+    "CCMON_KAFKA_SASL_MECHANISM": ("kafka.sasl_mechanism", _sasl_mechanism),
+    "CCMON_KAFKA_USERNAME": ("kafka.username", _text),
+    "CCMON_KAFKA_PASSWORD": ("kafka.password", _secret),
+    "CCMON_KAFKA_CA_FILE": ("kafka.ca_file", _readable_file),
+    "CCMON_KAFKA_CERT_FILE": ("kafka.cert_file", _readable_file),
+    "CCMON_KAFKA_KEY_FILE": ("kafka.key_file", _readable_file),
     "CCMON_LOG_LEVEL": ("log_level", _level),
     "CCMON_KAFKA_VERSION": ("local_broker.version", _text),
     "CCMON_KAFKA_CACHE": ("local_broker.cache_dir", _text),
@@ -376,22 +409,38 @@ def flag_type(name: str, parse: Callable[[str, str], Any] | None = None) -> Call
     return parse_flag
 
 
+def _build(values: Mapping[str, Any]) -> Settings:
+    """Settings from ``attr → value``, where ``group.field`` names a field of a group."""
+    top: dict[str, Any] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    for attr, value in values.items():
+        group, _, name = attr.rpartition(".")
+        (groups.setdefault(group, {}) if group else top)[name] = value
+    for group, fields_ in groups.items():
+        if group not in GROUPS:
+            raise TypeError(f"Settings has no group {group!r}")
+        top[group] = dataclasses.replace(getattr(Settings, group), **fields_)
+    return Settings(**top)
+
+
+#: Settings' frozen groups (``group.field`` in ENV and in load's overrides)
+GROUPS = ("kafka", "topics", "web", "batching", "local_broker")
+
+
 def load(
-    env: Mapping[str, str] | None = None, only: tuple[str, ...] | None = None, **overrides: Any
+    env: Mapping[str, str] | None = None, *, only: tuple[str, ...] | None = None, **overrides: Any
 ) -> Settings:
-    """Settings from the environment (``os.environ`` by default), then explicit overrides.
+    """Settings from the environment (``os.environ`` by default), then explicit overrides, named
+    like ENV's fields (a group's as ``"web.port"``: ``load(**{"web.port": 8080})``).
     ``only``: read just these variables (a command that needs a few, e.g. the local broker)."""
     env = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    groups: dict[str, dict[str, Any]] = {}
-    for var, (attr, parse) in ENV.items():
-        if var in env and (only is None or var in only):
-            group, _, name = attr.rpartition(".")
-            (groups.setdefault(group, {}) if group else values)[name] = parse(var, env[var])
-    for group, fields_ in groups.items():
-        values[group] = dataclasses.replace(getattr(Settings, group), **fields_)
+    values: dict[str, Any] = {
+        attr: parse(var, env[var])
+        for var, (attr, parse) in ENV.items()
+        if var in env and (only is None or var in only)
+    }
     if only is not None:
-        return Settings(**values)
+        return _build(values)
     thresholds = {attr: parse(var, env[var]) for var, (attr, parse) in THRESHOLD_ENV.items() if var in env}
     defaults = QueueThresholds(**thresholds)
     values["defaults"] = defaults
@@ -399,17 +448,16 @@ def load(
         values["queues"] = _queue_config(env["CCMON_QUEUE_CONFIG"], defaults)
     password = _password(env)
     if password is not None:
-        values["kafka_password"] = password
+        values["kafka.password"] = password
     values.update({k: v for k, v in overrides.items() if v is not None})
-    settings = Settings(**values)
-    if settings.kafka_security_protocol.startswith("SASL_") and not (
-        settings.kafka_username and settings.kafka_password
-    ):
+    settings = _build(values)
+    kafka = settings.kafka
+    if kafka.security_protocol.startswith("SASL_") and not (kafka.username and kafka.password):
         raise ConfigError(
-            f"CCMON_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
+            f"CCMON_KAFKA_SECURITY_PROTOCOL={kafka.security_protocol} needs "
             f"CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD (or CCMON_KAFKA_PASSWORD_FILE)"
         )
-    if bool(settings.kafka_cert_file) != bool(settings.kafka_key_file):
+    if bool(kafka.cert_file) != bool(kafka.key_file):
         raise ConfigError(
             "CCMON_KAFKA_CERT_FILE and CCMON_KAFKA_KEY_FILE go together (client certificate and its key)"
         )

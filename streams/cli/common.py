@@ -6,23 +6,27 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from streams.config import PARSERS, Settings, flag_type, load
+from streams.config import ENV, PARSERS, Settings, flag_type, load
 
 __all__ = ["broker_flags", "non_negative_float", "port", "positive_float", "settings"]
 
 
+#: flag (argparse dest) → the variable it overrides: the value goes where ENV puts the variable's
+FLAGS = {
+    "broker": "CCMON_BROKER",
+    "web_host": "CCMON_WEB_HOST",
+    "web_port": "CCMON_WEB_PORT",
+    "partitions": "CCMON_PARTITIONS",
+    "log_level": "CCMON_LOG_LEVEL",
+}
+
+
 def settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for flag, attr in (
-        ("broker", "broker"),
-        ("web_host", "web_host"),
-        ("web_port", "web_port"),
-        ("partitions", "partitions"),
-        ("log_level", "log_level"),
-    ):
+    for flag, var in FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None:
-            overrides[attr] = value
+            overrides[ENV[var][0]] = value
     return load(None, **overrides)
 
 

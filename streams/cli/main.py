@@ -63,8 +63,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     pipeline = Pipeline(s)
     print(
         f"ccmon worker: consuming {s.calls_topic}, {s.chats_topic}, {s.agents_topic} "
-        f"from {s.bootstrap_servers}; "
-        f"metrics on http://{s.web_host}:{s.web_port}/metrics",
+        f"from {s.kafka.bootstrap_servers}; "
+        f"metrics on http://{s.web.host}:{s.web.port}/metrics",
         file=sys.stderr,
         flush=True,
     )
@@ -126,7 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     prometheus = shutil.which("prometheus")
     busy = [
         f"{what} port {number}"
-        for what, number in (("worker", s.web_port), ("Prometheus", args.prometheus_port))
+        for what, number in (("worker", s.web.port), ("Prometheus", args.prometheus_port))
         if (what == "worker" or prometheus) and not port_free(number)
     ]
     if busy:
@@ -139,7 +139,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     env = {
         **os.environ,
         "CCMON_BROKER": f"kafka://127.0.0.1:{args.kafka_port}",
-        "CCMON_WEB_PORT": str(s.web_port),
+        "CCMON_WEB_PORT": str(s.web.port),
         "CCMON_DATA_DIR": str(data),
     }
     procs: list[tuple[str, subprocess.Popen]] = []
@@ -150,13 +150,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    url = f"http://{s.web_host}:{s.web_port}"
+    url = f"http://{s.web.host}:{s.web.port}"
     try:
         say("starting the worker...")
         worker = Service(
             [sys.executable, "-m", "streams", "worker"],
-            port=s.web_port,
-            host=s.web_host,
+            port=s.web.port,
+            host=s.web.host,
             env=env,
             name="worker",
         ).start()
@@ -182,7 +182,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         procs.append(("simulator", subprocess.Popen(sim, env=env)))
         if prometheus:
             config = data / "demo-prometheus.yml"
-            _prometheus_config(config, s.web_port)
+            _prometheus_config(config, s.web.port)
             procs.append(
                 (
                     "prometheus",

@@ -154,7 +154,7 @@ class AgentStore:
     def apply(self, fact: Fact, fid: FactId, now: float, dirty: set[str]) -> None:
         """Apply one per-agent fact; the key of the record it changed is added to ``dirty``."""
         key = agent_key(fact.subject)
-        rec = self.data.get(key)
+        rec: Any = self.data.get(key)
         if rec is None:
             rec = self.data[key] = {"h": {}, "v": _new_agent()}
         if not fresh(rec, fid):
@@ -251,8 +251,8 @@ class AgentStore:
         v = rec["v"]
         today = self.local_day(now)
         d = v["d"].get(today) or [0, 0.0, 0, {}]
-        state_today = {s: float(d[D_STATES].get(s, 0.0)) for s in AGENT_STATES}
-        state_total = {s: float(v["ss"].get(s, 0.0)) for s in AGENT_STATES}
+        state_today: dict[str, float] = {s: float(d[D_STATES].get(s, 0.0)) for s in AGENT_STATES}
+        state_total: dict[str, float] = {s: float(v["ss"].get(s, 0.0)) for s in AGENT_STATES}
         state, since = v["s"], v["t"]
         if state is not None and since is not None and now > since:
             state_total[state] += now - since

@@ -6,7 +6,7 @@ import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal, cast, get_args
 
 import orjson
 
@@ -15,11 +15,16 @@ from streams.config import QUEUE_NAME
 __all__ = [
     "AGENT_STATES",
     "AgentEvent",
+    "AgentStateName",
+    "CONTACT_TYPES",
     "ContactEvent",
+    "ContactType",
     "DEQUEUE_REASONS",
+    "DequeueReason",
     "LOGGED_IN_STATES",
     "Reason",
     "Rejection",
+    "RejectionReason",
     "STAFFED_STATES",
     "dequeue_label",
     "event_time",
@@ -27,23 +32,27 @@ __all__ = [
     "parse_contact",
 ]
 
-CONTACT_TYPES = frozenset(
-    {
-        "offered",
-        "answered",
-        "hold",
-        "resume",
-        "transferred",
-        "ended",
-        "wrapup_ended",
-        "abandoned",
-        "dequeued",
-        "missed",
-        "survey",
-    }
-)
-#: an agent's states, in the order pages and series show them
-AGENT_STATES: Final = ("available", "busy", "acw", "away", "offline")
+# The vocabularies are Literal types, each defined once: the type checks every comparison and
+# assignment where a value flows, and its tuple (get_args) is what the code iterates or validates.
+#: a contact event's ``type`` (SPEC §1)
+ContactType = Literal[
+    "offered",
+    "answered",
+    "hold",
+    "resume",
+    "transferred",
+    "ended",
+    "wrapup_ended",
+    "abandoned",
+    "dequeued",
+    "missed",
+    "survey",
+]
+CONTACT_TYPES: frozenset[str] = frozenset(get_args(ContactType))
+#: an agent's states, in the order pages and series show them (the wallboard's JSON carries them:
+#: the pages have no list of their own)
+AgentStateName = Literal["available", "busy", "acw", "away", "offline"]
+AGENT_STATES: Final[tuple[AgentStateName, ...]] = get_args(AgentStateName)
 LOGGED_IN_STATES: Final = AGENT_STATES[:4]  #: every state but offline
 STAFFED_STATES: Final = AGENT_STATES[:3]  #: serving or ready to serve a queue
 MAX_ID = 128
@@ -51,11 +60,27 @@ DEQUEUE_REASON = re.compile(r"[A-Za-z0-9_.-]{1,32}\Z")
 AGENT_REASON = re.compile(r"[A-Za-z0-9_. -]{1,64}\Z")
 #: the ``reason`` label values of ``ccmon_contacts_dequeued_total`` (SPEC §1's five and ``other``);
 #: any other valid reason counts as ``other`` (docs/kpis.md: a fixed set keeps the series bounded)
-DEQUEUE_REASONS = ("timeout", "empty", "key", "withdraw", "overflow", "other")
+DequeueReason = Literal["timeout", "empty", "key", "withdraw", "overflow", "other"]
+DEQUEUE_REASONS: Final[tuple[DequeueReason, ...]] = get_args(DequeueReason)
+#: the ``reason`` of a dead letter (the values of :class:`Reason`)
+RejectionReason = Literal[
+    "invalid_utf8",
+    "invalid_json",
+    "not_an_object",
+    "missing_field",
+    "invalid_field",
+    "unknown_type",
+    "unknown_state",
+    "future_time",
+    "lifecycle",
+    "queue_limit",
+    "agent_limit",
+]
 
 
 class Reason:
-    """Stable rejection reasons: the ``reason`` label of dead letters and the docs' vocabulary."""
+    """Stable rejection reasons by name (their type: :data:`RejectionReason`): the ``reason``
+    label of dead letters and the docs' vocabulary."""
 
     INVALID_UTF8: Final = "invalid_utf8"
     INVALID_JSON: Final = "invalid_json"
@@ -72,14 +97,14 @@ class Reason:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    reason: str
+    reason: RejectionReason
     detail: str
 
 
 @dataclass(frozen=True, slots=True)
 class ContactEvent:
     event_id: str
-    type: str
+    type: ContactType
     contact_id: str
     ts: float  #: event time, epoch seconds
     queue: str | None = None
@@ -87,7 +112,7 @@ class ContactEvent:
     csat: int | None = None
     nps: int | None = None
     resolved: bool | None = None
-    reason: str | None = None  #: ``dequeued``: one of DEQUEUE_REASONS (absent or unknown → ``other``)
+    reason: DequeueReason | None = None  #: ``dequeued`` (absent or unknown → ``other``)
     ces: int | None = None
 
 
@@ -95,7 +120,7 @@ class ContactEvent:
 class AgentEvent:
     event_id: str
     agent_id: str
-    state: str
+    state: AgentStateName
     queues: tuple[str, ...]
     ts: float
     name: str | None = None
@@ -103,7 +128,7 @@ class AgentEvent:
 
 
 class _Invalid(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: RejectionReason, detail: str) -> None:
         super().__init__(detail)
         self.rejection = Rejection(reason, detail)
 
@@ -197,7 +222,7 @@ def _optional_text(doc: dict[str, Any], name: str, pattern: re.Pattern[str] | No
     return value
 
 
-def dequeue_label(reason: str | None) -> str:
+def dequeue_label(reason: str | None) -> DequeueReason:
     """The label a dequeue reason counts under: made-up reasons must not each make new series."""
     return reason if reason in DEQUEUE_REASONS else "other"
 
@@ -240,7 +265,17 @@ def parse_contact(raw: bytes | None, now: float, future_tolerance_s: float) -> C
             if resolved is not None and not isinstance(resolved, bool):
                 raise _Invalid(Reason.INVALID_FIELD, "'resolved' must be true or false")
         return ContactEvent(
-            event_id, etype, contact_id, ts, queue, agent_id, csat, nps, resolved, reason, ces
+            event_id,
+            cast(ContactType, etype),
+            contact_id,
+            ts,
+            queue,
+            agent_id,
+            csat,
+            nps,
+            resolved,
+            reason,
+            ces,
         )
     except _Invalid as exc:
         return exc.rejection

@@ -9,11 +9,13 @@ already applied when stage 1 replays after a restart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 __all__ = [
     "AGENT_ROUTED",
     "Fact",
+    "HAND_PHASES",
+    "HandPhase",
     "IN_ACW",
     "Kind",
     "ON_HOLD",
@@ -47,7 +49,11 @@ class Kind:
 #: kinds routed by agent id (the fact's ``subject``) instead of by queue
 AGENT_ROUTED = frozenset({Kind.AG_STATE, Kind.AG_CONTACT, Kind.AG_DONE, Kind.AG_MISSED})
 #: phases of a contact in an agent's hand
-TALKING, ON_HOLD, IN_ACW = "talking", "hold", "acw"
+HandPhase = Literal["talking", "hold", "acw"]
+HAND_PHASES: Final[tuple[HandPhase, ...]] = get_args(HandPhase)
+TALKING: Final = "talking"
+ON_HOLD: Final = "hold"
+IN_ACW: Final = "acw"
 
 
 @dataclass(slots=True)

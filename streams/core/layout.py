@@ -19,15 +19,23 @@ Queue table (stage 2, on the facts partition of the queue):
 Agent table (stage 2, on the facts partition of the agent id):
 
     p|agent_id
+
+Every stage-2 record is ``{"h": marks, "v": value}`` (``h``: for each source partition, the id of
+the last fact applied to it; streams/core/queues.py says why). The queue table's values have one
+typed codec each below (:class:`Totals`, window vectors, waiting contacts, a queue's agents): the
+table holds these dicts as they are and its orjson codec writes them, so encoding is the identity
+and decoding (``decode_*``) is reading an older worker's shorter layout as the current one.
 """
 
 from __future__ import annotations
 
 import functools
 import zlib
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
+
+from streams.core import kpis
 
 __all__ = [
     "CONTACT",
@@ -65,6 +73,22 @@ __all__ = [
     "agent_record_partition",
     "encode_facts",
     "decode_facts",
+    "COUNTERS",
+    "WAIT_BUCKETS",
+    "HANDLE_BUCKETS",
+    "Marks",
+    "Totals",
+    "TotalsRecord",
+    "WindowRecord",
+    "WaitingRecord",
+    "QueueAgentsRecord",
+    "new_totals",
+    "new_totals_record",
+    "decode_totals",
+    "new_window_record",
+    "decode_window",
+    "new_waiting_record",
+    "new_queue_agents_record",
 ]
 
 # the kind of a record is the first character of its key
@@ -179,3 +203,109 @@ def encode_facts(rows: list[FactRow]) -> bytes:
 def decode_facts(value: bytes) -> list[FactRow]:
     rows: list[FactRow] = orjson.loads(value)["f"]
     return rows
+
+
+# ---- queue table records -----------------------------------------------------------------
+#: a record's applied-fact marks: source "topic/partition" → [offset, index] of the last fact
+Marks = dict[str, list[int]]
+
+#: the counters of a totals record, in their order in ``Totals.c``
+COUNTERS = (
+    "offered",
+    "answered",
+    "abandoned",
+    "short_abandoned",
+    "answered_in_threshold",
+    "handled",
+    "transferred_out",
+)
+#: upper bounds of the wait and handle histograms (a histogram holds one count per bound, one
+#: for +Inf, then the sum)
+WAIT_BUCKETS: tuple[float, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600)
+HANDLE_BUCKETS: tuple[float, ...] = (30, 60, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600)
+
+
+class Totals(TypedDict):
+    """``v`` of a ``t|`` record: counters and histograms of a (queue, channel) since the state
+    began. Keys are written in this order (the bytes of every earlier version)."""
+
+    c: list[int]  #: COUNTERS
+    wa: list[float]  #: wait of answered contacts (WAIT_BUCKETS)
+    wb: list[float]  #: wait of abandoned contacts
+    hd: list[float]  #: handle time (HANDLE_BUCKETS)
+    wd: list[float]  #: wait of dequeued contacts; an older worker's record lacks it
+    dq: dict[str, int]  #: dequeued by reason (events.DEQUEUE_REASONS); lacking in older records
+    ms: int  #: offers missed; lacking in older records
+
+
+class TotalsRecord(TypedDict):
+    h: Marks
+    v: Totals
+
+
+class WindowRecord(TypedDict):
+    """A ``b|`` (event-time bucket) or ``d|`` (local day) record: sums in the layout of kpis."""
+
+    h: Marks
+    v: list[float]
+
+
+class WaitingRecord(TypedDict):
+    """A ``w|`` record: contact id → offered time of the contacts waiting now."""
+
+    h: Marks
+    v: dict[str, float]
+
+
+class QueueAgentsRecord(TypedDict):
+    """An ``a|`` record: agent id → [state, event time] of the agents serving the queue."""
+
+    h: Marks
+    v: dict[str, list[Any]]
+
+
+def _histogram(bounds: tuple[float, ...]) -> list[float]:
+    return [0] * (len(bounds) + 2)
+
+
+def new_totals() -> Totals:
+    return {
+        "c": [0] * len(COUNTERS),
+        "wa": _histogram(WAIT_BUCKETS),
+        "wb": _histogram(WAIT_BUCKETS),
+        "hd": _histogram(HANDLE_BUCKETS),
+        "wd": _histogram(WAIT_BUCKETS),
+        "dq": {},
+        "ms": 0,
+    }
+
+
+def new_totals_record() -> TotalsRecord:
+    return {"h": {}, "v": new_totals()}
+
+
+def decode_totals(v: Totals) -> Totals:
+    """A totals value with every key of the current layout: a record of a worker from before
+    dequeued and missed were counted gets zeros for them, in place (its next write has them)."""
+    if "ms" not in v:
+        v.setdefault("wd", _histogram(WAIT_BUCKETS))
+        v.setdefault("dq", {})
+        v["ms"] = 0
+    return v
+
+
+def new_window_record() -> WindowRecord:
+    return {"h": {}, "v": [0] * kpis.WIDTH}
+
+
+def decode_window(v: list[float]) -> list[float]:
+    """A window vector of the current width, in place (an older worker's vectors are shorter)."""
+    return kpis.padded(v)
+
+
+def new_waiting_record() -> WaitingRecord:
+    return {"h": {}, "v": {}}
+
+
+def new_queue_agents_record() -> QueueAgentsRecord:
+    return {"h": {}, "v": {}}

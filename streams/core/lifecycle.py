@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
-from typing import Any
+from typing import Any, Final, Literal, get_args
 
 from streams.core.events import AgentEvent, ContactEvent, Reason, Rejection
 from streams.core.facts import IN_ACW, ON_HOLD, TALKING, Fact, Kind
@@ -28,6 +28,8 @@ __all__ = [
     "ContactState",
     "ENDED",
     "Outcome",
+    "PHASES",
+    "Phase",
     "W_DECIDED",
     "W_ENDED",
     "W_ENDED_OFFSET",
@@ -40,13 +42,16 @@ __all__ = [
     "complete_by_timeout",
 ]
 
-# phases of the contact's current segment
-WAITING = "W"
-HANDLING = "H"
-ENDED = "E"  #: ended, wrap-up pending
-DONE = "D"  #: handling completed (counted as handled)
-ABANDONED = "A"
-DEQUEUED = "Q"  #: left the queue without an agent and without hanging up
+#: phase of the contact's current segment, as a contact record holds it (one letter: a record is
+#: kept per open contact)
+Phase = Literal["W", "H", "E", "D", "A", "Q"]
+PHASES: Final[tuple[Phase, ...]] = get_args(Phase)
+WAITING: Final = "W"
+HANDLING: Final = "H"
+ENDED: Final = "E"  #: ended, wrap-up pending
+DONE: Final = "D"  #: handling completed (counted as handled)
+ABANDONED: Final = "A"
+DEQUEUED: Final = "Q"  #: left the queue without an agent and without hanging up
 
 #: how many recent event ids an agent remembers to tell duplicates from new events
 AGENT_EVENT_IDS = 32
@@ -57,7 +62,7 @@ class ContactState:
     partition: int
     channel: str
     queue: str
-    phase: str
+    phase: Phase
     offered: float  #: start of the current segment's wait
     last: float  #: time of the latest lifecycle event (surveys excluded)
     seen: float  #: time of the latest event of any kind: retention counts from here

@@ -12,6 +12,7 @@ in tests) so that a batch rewrites only the records it touched:
 Every record carries ``h``: for each source partition, the id (offset, index) of the last fact
 applied to it. A fact at or below that mark was applied already and is skipped, which makes
 replays after a restart idempotent record by record, with no multi-record atomicity needed.
+The records' layouts and their typed codecs are streams/core/layout.py's.
 """
 
 from __future__ import annotations
@@ -19,24 +20,39 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 from zoneinfo import ZoneInfo
 
 from streams.config import KpiSettings, QueueThresholds
 from streams.core import kpis
 from streams.core.erlang import agents_required
-from streams.core.events import AGENT_STATES, DEQUEUE_REASONS, dequeue_label
+from streams.core.events import AGENT_STATES, DEQUEUE_REASONS, DequeueReason, dequeue_label
 from streams.core.facts import Fact, Kind
 from streams.core.layout import (
     BUCKET,
+    COUNTERS,
     DAY,
+    HANDLE_BUCKETS,
     QUEUE_AGENTS,
     TOTALS,
+    WAIT_BUCKETS,
+    Marks,
+    QueueAgentsRecord,
+    TotalsRecord,
+    WaitingRecord,
+    WindowRecord,
     bucket_key,
     day_key,
+    decode_totals,
+    decode_window,
+    new_queue_agents_record,
+    new_totals,
+    new_totals_record,
+    new_waiting_record,
+    new_window_record,
     queue_agents_key,
     queue_key_parts,
     totals_key,
@@ -55,54 +71,21 @@ __all__ = [
     "fresh",
 ]
 
-WAIT_BUCKETS: tuple[float, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600)
-HANDLE_BUCKETS: tuple[float, ...] = (30, 60, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600)
 WINDOWS: dict[str, int] = {"5m": 300, "15m": 900, "1h": 3600}
 TODAY = "today"
 ERLANG_WINDOW = "15m"
 
-# counters in a totals record, in order
-COUNTERS = (
-    "offered",
-    "answered",
-    "abandoned",
-    "short_abandoned",
-    "answered_in_threshold",
-    "handled",
-    "transferred_out",
-)
+# positions in a totals record's counters (layout.COUNTERS)
 C_OFFERED, C_ANSWERED, C_ABANDONED, C_SHORT, C_IN_THRESHOLD, C_HANDLED, C_TRANSFERRED = range(7)
 
 FactId = tuple[str, int, int]  #: (source "topic/partition", offset, index within that offset)
+R = TypeVar("R")  #: a record's type (streams/core/layout.py)
 
 
-def _histogram(bounds: tuple[float, ...]) -> list[float]:
-    """Per-bucket counts (the last one is +Inf), then the sum."""
-    return [0] * (len(bounds) + 2)
+class Marked(TypedDict):
+    """What every stage-2 record has: its applied-fact marks."""
 
-
-def _new_totals() -> dict[str, Any]:
-    """An empty totals record: counters, wait (answered, abandoned, dequeued) and handle histograms,
-    dequeued by reason and missed offers. Records of an older worker lack the last three keys
-    (:func:`_upgrade`)."""
-    return {
-        "c": [0] * len(COUNTERS),
-        "wa": _histogram(WAIT_BUCKETS),
-        "wb": _histogram(WAIT_BUCKETS),
-        "hd": _histogram(HANDLE_BUCKETS),
-        "wd": _histogram(WAIT_BUCKETS),
-        "dq": {},
-        "ms": 0,
-    }
-
-
-def _upgrade(v: dict[str, Any]) -> dict[str, Any]:
-    """A totals record with every key of the current layout (zeros for what it predates)."""
-    if "ms" not in v:
-        v.setdefault("wd", _histogram(WAIT_BUCKETS))
-        v.setdefault("dq", {})
-        v["ms"] = 0
-    return v
+    h: Marks
 
 
 def _observe(hist: list[float], bounds: tuple[float, ...], value: float) -> None:
@@ -110,7 +93,7 @@ def _observe(hist: list[float], bounds: tuple[float, ...], value: float) -> None
     hist[-1] += value
 
 
-def fresh(rec: dict[str, Any], fid: FactId) -> bool:
+def fresh(rec: Marked, fid: FactId) -> bool:
     """True (and the record's mark moves) when the fact was not applied to this record yet."""
     src, off, i = fid
     mark = rec["h"].get(src)
@@ -127,7 +110,7 @@ class SeriesView:
     queue: str
     channel: str
     counters: dict[str, int]
-    dequeued: dict[str, int]  #: reason → contacts dequeued, every reason of DEQUEUE_REASONS
+    dequeued: dict[DequeueReason, int]  #: contacts dequeued, every reason of DEQUEUE_REASONS
     missed: int  #: offers missed
     wait_hist: dict[str, list[float]]  #: outcome → per-bucket counts + sum
     handle_hist: list[float]
@@ -188,11 +171,11 @@ class QueueStore:
         elif kind == QUEUE_AGENTS:
             idx.agent_queues.add(parts[1])
 
-    def _record(self, key: str, init: Any) -> dict[str, Any]:
-        rec = self.data.get(key)
+    def _record(self, key: str, new: Callable[[], R]) -> R:
+        """The record at ``key``, typed by its codec's constructor (``new``, called when missing)."""
+        rec: R | None = self.data.get(key)
         if rec is None:
-            rec = {"h": {}, "v": init()}
-            self.data[key] = rec
+            rec = self.data[key] = new()
         return rec
 
     _fresh = staticmethod(fresh)
@@ -205,7 +188,7 @@ class QueueStore:
         """Apply one fact; keys of the records it changed are added to ``dirty``."""
         if fact.kind == Kind.AGENT:
             key = queue_agents_key(fact.queue)
-            rec = self._record(key, dict)
+            rec = self._record(key, new_queue_agents_record)
             if self._fresh(rec, fid):
                 state = fact.extra[0] if fact.extra else None
                 if state is None:
@@ -228,11 +211,11 @@ class QueueStore:
         if fact.kind == Kind.SURVEY:
             return
         key = totals_key(fact.queue, fact.channel)
-        rec = self._record(key, _new_totals)
+        rec = self._record(key, new_totals_record)
         self.index.series.add((fact.queue, fact.channel))
         if not self._fresh(rec, fid):
             return
-        v, kind = _upgrade(rec["v"]), fact.kind
+        v, kind = decode_totals(rec["v"]), fact.kind
         c = v["c"]
         if kind == Kind.OFFERED:
             c[C_OFFERED] += 1
@@ -264,7 +247,7 @@ class QueueStore:
         if kind not in (Kind.OFFERED, Kind.ANSWERED, Kind.ABANDONED, Kind.DEQUEUED, Kind.TRANSFERRED):
             return
         key = waiting_key(fact.queue, fact.channel)
-        rec = self._record(key, dict)
+        rec = self._record(key, new_waiting_record)
         if not self._fresh(rec, fid):
             return
         if kind == Kind.OFFERED:
@@ -326,9 +309,9 @@ class QueueStore:
             targets.append(day_key(fact.queue, fact.channel, day))
             self.index.days.setdefault(series, set()).add(day)
         for key in targets:
-            rec = self._record(key, lambda: [0] * kpis.WIDTH)
+            rec = self._record(key, new_window_record)
             if self._fresh(rec, fid):
-                vec = kpis.padded(rec["v"])
+                vec = decode_window(rec["v"])
                 for i, d in delta:
                     vec[i] += d
                 dirty.add(key)
@@ -345,7 +328,7 @@ class QueueStore:
         changed: list[str] = []
         for queue in self.index.agent_queues:
             key = queue_agents_key(queue)
-            rec = self.data.get(key)
+            rec: QueueAgentsRecord | None = self.data.get(key)
             if rec is None:
                 continue
             stale = [
@@ -388,22 +371,22 @@ class QueueStore:
         for name, width in WINDOWS.items():
             acc = [0.0] * kpis.WIDTH
             for start in starts[bisect.bisect_right(starts, current - width) :]:
-                rec = self.data.get(bucket_key(queue, channel, start))
-                if rec is not None:
-                    for i, x in enumerate(rec["v"]):
+                bucket: WindowRecord | None = self.data.get(bucket_key(queue, channel, start))
+                if bucket is not None:
+                    for i, x in enumerate(bucket["v"]):
                         acc[i] += x
             out[name] = acc
-        today = self.data.get(day_key(queue, channel, self.local_day(now)))
-        out[TODAY] = kpis.padded(list(today["v"])) if today is not None else [0.0] * kpis.WIDTH
+        today: WindowRecord | None = self.data.get(day_key(queue, channel, self.local_day(now)))
+        out[TODAY] = decode_window(list(today["v"])) if today is not None else [0.0] * kpis.WIDTH
         return out
 
     def series(self) -> Iterator[tuple[str, str]]:
         return iter(sorted(self.index.series))
 
     def view(self, queue: str, channel: str, now: float) -> SeriesView:
-        tot = self.data.get(totals_key(queue, channel))
-        v = _upgrade(dict(tot["v"])) if tot is not None else _new_totals()
-        waiting_rec = self.data.get(waiting_key(queue, channel))
+        tot: TotalsRecord | None = self.data.get(totals_key(queue, channel))
+        v = decode_totals(tot["v"].copy()) if tot is not None else new_totals()
+        waiting_rec: WaitingRecord | None = self.data.get(waiting_key(queue, channel))
         waiting = waiting_rec["v"] if waiting_rec is not None else {}
         oldest = max(0.0, now - min(waiting.values())) if waiting else 0.0
         windows = self.window_sums(queue, channel, now)
@@ -437,8 +420,8 @@ class QueueStore:
             yield queue, self.agent_counts(queue)
 
     def agent_counts(self, queue: str) -> dict[str, int]:
-        rec = self.data.get(queue_agents_key(queue))
-        counts = dict.fromkeys(AGENT_STATES, 0)
+        rec: QueueAgentsRecord | None = self.data.get(queue_agents_key(queue))
+        counts: dict[str, int] = dict.fromkeys(AGENT_STATES, 0)
         if rec is not None:
             for state, _ in rec["v"].values():
                 counts[state] = counts.get(state, 0) + 1

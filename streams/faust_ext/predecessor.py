@@ -60,7 +60,9 @@ async def evict(s: Settings, timeout_s: float = 10.0) -> list[str]:
     if not gone:
         return []
     client = AIOKafkaClient(
-        bootstrap_servers=s.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000), **client_kwargs(s)
+        bootstrap_servers=s.kafka.bootstrap_servers,
+        request_timeout_ms=int(timeout_s * 1000),
+        **client_kwargs(s),
     )
     left: list[str] = []
     try:

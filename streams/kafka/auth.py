@@ -24,12 +24,12 @@ from streams.errors import CcmonError
 def ssl_context(s: Settings) -> ssl.SSLContext | None:
     """The TLS context for SSL and SASL_SSL: the system's CAs or ``CCMON_KAFKA_CA_FILE``, hostname
     checked, and a client certificate when one is configured."""
-    if s.kafka_security_protocol not in TLS_PROTOCOLS:
+    if s.kafka.security_protocol not in TLS_PROTOCOLS:
         return None
     try:
-        ctx = ssl.create_default_context(cafile=s.kafka_ca_file)
-        if s.kafka_cert_file:
-            ctx.load_cert_chain(s.kafka_cert_file, s.kafka_key_file)
+        ctx = ssl.create_default_context(cafile=s.kafka.ca_file)
+        if s.kafka.cert_file:
+            ctx.load_cert_chain(s.kafka.cert_file, s.kafka.key_file)
     except (OSError, ssl.SSLError) as exc:
         raise CcmonError(
             f"cannot load the Kafka TLS files (CCMON_KAFKA_CA_FILE / CCMON_KAFKA_CERT_FILE / "
@@ -40,15 +40,15 @@ def ssl_context(s: Settings) -> ssl.SSLContext | None:
 
 def client_kwargs(s: Settings) -> dict[str, Any]:
     """Security arguments for aiokafka's producer, consumer and admin clients."""
-    out: dict[str, Any] = {"security_protocol": s.kafka_security_protocol}
+    out: dict[str, Any] = {"security_protocol": s.kafka.security_protocol}
     ctx = ssl_context(s)
     if ctx is not None:
         out["ssl_context"] = ctx
-    if s.kafka_security_protocol.startswith("SASL_"):
+    if s.kafka.security_protocol.startswith("SASL_"):
         out.update(
-            sasl_mechanism=s.kafka_sasl_mechanism,
-            sasl_plain_username=s.kafka_username,
-            sasl_plain_password=s.kafka_password,
+            sasl_mechanism=s.kafka.sasl_mechanism,
+            sasl_plain_username=s.kafka.username,
+            sasl_plain_password=s.kafka.password,
         )
     return out
 
@@ -59,14 +59,14 @@ def faust_credentials(s: Settings) -> Any:
     from faust.types.auth import AuthProtocol
 
     ctx = ssl_context(s)
-    if s.kafka_security_protocol.startswith("SASL_"):
+    if s.kafka.security_protocol.startswith("SASL_"):
         creds = faust.SASLCredentials(
-            username=s.kafka_username,
-            password=s.kafka_password,
-            mechanism=s.kafka_sasl_mechanism,
+            username=s.kafka.username,
+            password=s.kafka.password,
+            mechanism=s.kafka.sasl_mechanism,
             ssl_context=ctx,
         )
-        creds.protocol = AuthProtocol(s.kafka_security_protocol)  # SASL_PLAINTEXT when there is no TLS
+        creds.protocol = AuthProtocol(s.kafka.security_protocol)  # SASL_PLAINTEXT when there is no TLS
         return creds
     if ctx is not None:
         return faust.SSLCredentials(ctx)
@@ -98,17 +98,17 @@ def connect_errors() -> Iterator[list[str]]:
 def explain(exc: BaseException, s: Settings, logged: Sequence[str] = ()) -> CcmonError | None:
     """A one-line, actionable message for a failure to authenticate or to set up TLS, else None."""
     text = " ".join([type(exc).__name__, str(exc), *logged])
-    where = f"Kafka at {s.bootstrap_servers}"
+    where = f"Kafka at {s.kafka.bootstrap_servers}"
     if "Sasl" in text or "uthentication" in text:
         return CcmonError(
-            f"{where} rejected the credentials of user {s.kafka_username!r} "
-            f"({s.kafka_sasl_mechanism}): check CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD "
+            f"{where} rejected the credentials of user {s.kafka.username!r} "
+            f"({s.kafka.sasl_mechanism}): check CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD "
             f"(or CCMON_KAFKA_PASSWORD_FILE)"
         )
     if isinstance(exc, ssl.SSLError) or "SSL" in text or "certificate" in text.lower():
         return CcmonError(
             f"TLS handshake with {where} failed: check CCMON_KAFKA_CA_FILE and that "
-            f"CCMON_KAFKA_SECURITY_PROTOCOL ({s.kafka_security_protocol}) matches the broker's listener"
+            f"CCMON_KAFKA_SECURITY_PROTOCOL ({s.kafka.security_protocol}) matches the broker's listener"
         )
     return None
 
@@ -124,7 +124,7 @@ async def start_client(
         except (TimeoutError, KafkaConnectionError, OSError) as exc:
             await close()
             raise explain(exc, s, logged) or CcmonError(
-                f"cannot reach Kafka at {s.bootstrap_servers}: is it running? "
+                f"cannot reach Kafka at {s.kafka.bootstrap_servers}: is it running? "
                 f"(start a local one with: ccmon kafka start)"
             ) from None
         except Exception as exc:

@@ -17,12 +17,12 @@ async def start_producer(
     """Started (or a one-line CcmonError); ``linger_ms`` and ``max_batch_size`` trade latency for
     throughput."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=s.bootstrap_servers,
+        bootstrap_servers=s.kafka.bootstrap_servers,
         acks="all",
         enable_idempotence=True,
         linger_ms=linger_ms,
         max_batch_size=max_batch_size,
-        request_timeout_ms=int(s.producer_timeout_s * 1000),
+        request_timeout_ms=int(s.kafka.producer_timeout_s * 1000),
         **client_kwargs(s),
     )
     await start_client(s, producer.start, producer.stop, timeout_s)

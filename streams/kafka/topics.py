@@ -14,7 +14,7 @@ from streams.kafka.auth import client_kwargs, start_client
 
 def topic_names(s: Settings) -> list[str]:
     """Topics that must be co-partitioned: the inputs, dead letters and the internal facts topic."""
-    return [s.calls_topic, s.chats_topic, s.agents_topic, s.dead_letter_topic, s.facts_topic]
+    return [s.calls_topic, s.chats_topic, s.agents_topic, s.topics.dead_letter, s.topics.facts]
 
 
 async def _described_with_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float) -> list:
@@ -36,7 +36,9 @@ async def _described_with_leaders(admin: AIOKafkaAdminClient, names: list[str], 
 
 async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> None:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=s.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000), **client_kwargs(s)
+        bootstrap_servers=s.kafka.bootstrap_servers,
+        request_timeout_ms=int(timeout_s * 1000),
+        **client_kwargs(s),
     )
     await start_client(s, admin.start, admin.close, timeout_s)
     try:
@@ -44,7 +46,9 @@ async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> None:
         missing = [t for t in topic_names(s) if t not in existing]
         if missing:
             try:
-                await admin.create_topics([NewTopic(t, s.partitions, s.replication_factor) for t in missing])
+                await admin.create_topics(
+                    [NewTopic(t, s.partitions, s.topics.replication_factor) for t in missing]
+                )
             except TopicAlreadyExistsError:
                 pass
         described = await _described_with_leaders(admin, topic_names(s), timeout_s)

@@ -20,7 +20,9 @@ def over_limit(row: AgentRow, now: float, settings: Settings) -> bool:
     """In ACW or away for longer than its configured limit (the page highlights it)."""
     if row.since is None:
         return False
-    limit = {"acw": settings.agent_acw_limit_s, "away": settings.agent_away_limit_s}.get(row.state or "")
+    limit = {"acw": settings.web.agent_acw_limit_s, "away": settings.web.agent_away_limit_s}.get(
+        row.state or ""
+    )
     return limit is not None and now - row.since > limit
 
 
@@ -89,7 +91,7 @@ def snapshot(
         "limit": limit,
         "next_offset": end if end < len(ids) else None,
         "timezone": settings.timezone,
-        "limits": {"acw_s": settings.agent_acw_limit_s, "away_s": settings.agent_away_limit_s},
+        "limits": {"acw_s": settings.web.agent_acw_limit_s, "away_s": settings.web.agent_away_limit_s},
         "states": list(AGENT_STATES),
     }
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from streams.config import Settings
 from streams.core import kpis
-from streams.core.events import STAFFED_STATES
+from streams.core.events import AGENT_STATES, STAFFED_STATES
 from streams.core.queues import QueueStore
 from streams.metrics.kpi_exposition import owner_filter
 
@@ -61,6 +61,7 @@ def snapshot(
         "generated_at": now,
         "scope": scope,
         "series": series,
+        "states": list(AGENT_STATES),  #: the agent counts' order: the page has no list of its own
         "timezone": settings.timezone,
         "window": WINDOW,
     }

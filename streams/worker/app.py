@@ -70,7 +70,7 @@ class Pipeline:
         install_consumer(
             self.app,
             before_commit=self._before_commit,
-            batch_size=s.batch_size,
+            batch_size=s.batching.size,
             batch_channels=self.tables.batch_channels(),
         )
         self.state = StateCache(s, self.tables.lifecycle, self.tables.queues, self.tables.agents)
@@ -83,7 +83,7 @@ class Pipeline:
         self.metrics = ProcessMetrics(self.registry, [s.calls_topic, s.chats_topic, s.agents_topic])
         self.kpi_text = KpiExposition(self.state.store, owned=self.ownership.owned_partitions)
         self.broker = BrokerWatch(
-            s.bootstrap_servers, self._probe_broker, timeout_s=max(1.0, s.broker_probe_s)
+            s.kafka.bootstrap_servers, self._probe_broker, timeout_s=max(1.0, s.kafka.broker_probe_s)
         )
         self.registry.register(self.broker)
         self.registry.register(StateSizeCollector(self.tables.sizes))
@@ -157,7 +157,7 @@ class Pipeline:
             for handler in logging.getLogger().handlers:
                 handler.addFilter(noise)
 
-        @app.timer(interval=s.broker_probe_s)
+        @app.timer(interval=s.kafka.broker_probe_s)
         async def watch_broker() -> None:
             await self.broker.check()
 
@@ -183,16 +183,16 @@ class Pipeline:
                     fatal("a stage-2 batch")
                 cast(HandOffConsumer, app.consumer).ack_batch(batch, current)
 
-        @app.timer(interval=s.sweep_interval_s)
+        @app.timer(interval=s.batching.sweep_interval_s)
         async def sweep() -> None:
             try:
                 await self._sweep()
             except Exception:  # what it completed in memory would be written without its facts
                 fatal("the sweep")
 
-        if s.snapshot_interval_s > 0:
+        if s.batching.snapshot_interval_s > 0:
 
-            @app.timer(interval=s.snapshot_interval_s)
+            @app.timer(interval=s.batching.snapshot_interval_s)
             async def snapshot_state() -> None:
                 if self.ownership.ready and not app.rebalancing and app.flow_control.is_active():
                     await self.write_snapshots()
@@ -279,7 +279,7 @@ class Pipeline:
         With no assignment known, nothing is dropped."""
         s = self.settings
         inputs = self.ownership.assigned((s.calls_topic, s.chats_topic, s.agents_topic))
-        facts = self.ownership.assigned((s.facts_topic,))
+        facts = self.ownership.assigned((s.topics.facts,))
         if not inputs and not facts:
             return 0
         return self.tables.drop_unowned(inputs, facts)

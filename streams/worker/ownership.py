@@ -33,7 +33,7 @@ class Ownership:
         is recovered, what this worker holds may be another worker's or incomplete)."""
         if not self.settled():
             return frozenset()
-        return frozenset(self.assigned((self.settings.facts_topic,)))
+        return frozenset(self.assigned((self.settings.topics.facts,)))
 
     def agent_filter(self) -> Callable[[str], bool]:
         """Predicate: is this agent's record on a partition this worker owns? Exported agents pass

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from prometheus_client import generate_latest
 
+from streams.wallboard import SHARED, shared
 from streams.wallboard import agents as agent_view
 from streams.wallboard import queues as queue_view
 
@@ -29,7 +30,7 @@ def add_pages(p: Pipeline) -> None:
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         body = p.kpi_text.render().encode() + generate_latest(p.registry)
-        if s.agent_metrics:  # per-agent series, off by default
+        if s.web.agent_metrics:  # per-agent series, off by default
             body += agent_view.render(state.agent_store(), time.time(), own.agent_filter()).encode()
         return web.bytes(body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
@@ -45,6 +46,8 @@ def add_pages(p: Pipeline) -> None:
     # the two supervisor pages: static HTML, and the JSON of this worker's share it polls
     _add_page(app, "/wallboard", queue_view.page, wallboard_data)
     _add_page(app, "/agents", agent_view.page, agents_data)
+    for name in SHARED:  # the script and style both pages share
+        _add_file(app, name)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
@@ -74,3 +77,11 @@ def _add_page(
         except ValueError as exc:
             return web.json({"error": str(exc)}, status=400)
         return web.bytes(orjson.dumps(body), headers=JSON)
+
+
+def _add_file(app: Any, name: str) -> None:
+    headers = {"Content-Type": SHARED[name], "Cache-Control": "no-store"}
+
+    @app.page(f"/{name}", name=name.replace(".", "-"))
+    async def file(web: Any, request: Any) -> Any:
+        return web.bytes(shared(name), headers=headers)

@@ -32,8 +32,8 @@ class Tables:
         self.app, self.settings = app, s
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.inputs = app.topic(s.calls_topic, s.chats_topic, s.agents_topic, partitions=s.partitions, **raw)
-        self.facts = app.topic(s.facts_topic, partitions=s.partitions, internal=True, **raw)
-        self.dead_letters = app.topic(s.dead_letter_topic, partitions=s.partitions, **raw)
+        self.facts = app.topic(s.topics.facts, partitions=s.partitions, internal=True, **raw)
+        self.dead_letters = app.topic(s.topics.dead_letter, partitions=s.partitions, **raw)
         # Batch hand-off (issue 15, streams/faust_ext/consumer.py): the consumer hands each fetch's
         # messages of the inputs and the facts to the agents as whole batches through in-memory
         # channels (a few batches deep: back-pressure), bypassing Faust's per-message Event path;
@@ -69,7 +69,7 @@ class Tables:
             schema=faust.Schema(key_serializer=codec.NAME, value_serializer=codec.NAME),
         )
         table.key_serializer = table.value_serializer = codec.NAME
-        if s.snapshot_interval_s > 0:
+        if s.batching.snapshot_interval_s > 0:
             # per deployment: workers of other apps may share the data directory
             table.data.path = worker_dir(s) / "snapshots" / s.app_id / f"{name}.snap"
         return table

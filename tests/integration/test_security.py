@@ -161,7 +161,11 @@ def test_http_endpoints_bind_to_the_configured_address(env: Env):
 
 
 def test_the_wallboard_never_turns_data_into_markup():
-    page = (ROOT / "streams" / "wallboard" / "wallboard.html").read_text()
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
-        assert sink not in page, sink
-    assert re.search(r"e\.textContent = text", page)
+    """Both pages and the script they share (pages.js, with the el() they make elements with)."""
+    pages = ROOT / "streams" / "wallboard"
+    sinks = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function")
+    for name in ("wallboard.html", "agents.html", "pages.js"):
+        page = (pages / name).read_text()
+        for sink in sinks:
+            assert sink not in page, (name, sink)
+    assert re.search(r"e\.textContent = text", (pages / "pages.js").read_text())

@@ -52,6 +52,9 @@ def test_installed_wheel_runs_kafka_worker_and_demo_outside_the_source_tree(tmp_
         "streams/resources/prometheus/rules/ccmon.yml",
         "streams/resources/prometheus/rules/ccmon-thresholds.yml",
         "streams/wallboard/wallboard.html",
+        "streams/wallboard/agents.html",
+        "streams/wallboard/pages.js",
+        "streams/wallboard/pages.css",
         "producers/scenarios/default.toml",
     } <= names, sorted(names)
     # the source goes away: nothing can be read from it any more

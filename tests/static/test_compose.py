@@ -41,7 +41,7 @@ def test_prometheus_finds_the_workers_and_alertmanager():
     assert sd["names"] == ["worker"] and "worker" in SERVICES
     assert str(sd["port"]) == worker["environment"]["CCMON_WEB_PORT"] == worker["expose"][0]
     assert "ports" not in worker  # no fixed host port, so --scale works
-    assert str(load({}).web_port) == worker["environment"]["CCMON_WEB_PORT"]  # the default matches too
+    assert str(load({}).web.port) == worker["environment"]["CCMON_WEB_PORT"]  # the default matches too
     assert worker["environment"]["CCMON_WEB_HOST"] == "0.0.0.0"
     target = prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0]
     host, port = target.split(":")
@@ -93,8 +93,8 @@ def test_ccmon_services_reach_kafka_and_topics_match_the_config():
             settings.calls_topic,
             settings.chats_topic,
             settings.agents_topic,
-            settings.dead_letter_topic,
-            settings.facts_topic,
+            settings.topics.dead_letter,
+            settings.topics.facts,
         ):
             assert topic in command
         assert f"--partitions {settings.partitions}" in command

@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 from streams.config import ConfigError, load
@@ -5,8 +7,8 @@ from streams.config import ConfigError, load
 
 def test_defaults_match_the_spec():
     s = load({})
-    assert s.broker == "kafka://127.0.0.1:9092" and s.web_port == 6066
-    assert (s.calls_topic, s.chats_topic, s.agents_topic, s.dead_letter_topic) == (
+    assert s.kafka.broker == "kafka://127.0.0.1:9092" and s.web.port == 6066
+    assert (s.calls_topic, s.chats_topic, s.agents_topic, s.topics.dead_letter) == (
         "cc.calls",
         "cc.chats",
         "cc.agents",
@@ -20,7 +22,7 @@ def test_defaults_match_the_spec():
         1000,
         "UTC",
     )
-    assert s.bootstrap_servers == "127.0.0.1:9092"
+    assert s.kafka.bootstrap_servers == "127.0.0.1:9092"
 
 
 def test_environment_and_per_queue_thresholds(tmp_path):
@@ -34,7 +36,7 @@ def test_environment_and_per_queue_thresholds(tmp_path):
             "CCMON_TIMEZONE": "Europe/Berlin",
         }
     )
-    assert s.bootstrap_servers == "k1:9092,k2:9093"
+    assert s.kafka.bootstrap_servers == "k1:9092,k2:9093"
     assert s.thresholds("vip").sl_threshold_s == 10 and s.thresholds("vip").short_abandon_s == 5
     assert s.thresholds("other").sl_threshold_s == 30
 
@@ -58,3 +60,40 @@ def test_bad_values_give_one_line_messages(env, needle):
     with pytest.raises(ConfigError) as err:
         load(env)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_each_concern_is_one_frozen_group_built_from_the_one_table():
+    import dataclasses
+
+    from streams.config import ENV, GROUPS, BatchSettings, KafkaSettings, TopicSettings, WebSettings
+
+    s = load(
+        {
+            "CCMON_WEB_PORT": "7000",
+            "CCMON_BATCH_SIZE": "10",
+            "CCMON_FACTS_TOPIC": "f",
+            "CCMON_KAFKA_SECURITY_PROTOCOL": "ssl",
+            "CCMON_SESSION_TIMEOUT_S": "3",
+        }
+    )
+    assert (s.web.port, s.batching.size, s.topics.facts) == (7000, 10, "f")
+    assert (s.kafka.security_protocol, s.kafka.session_timeout_s) == ("SSL", 3.0)
+    # what was not set keeps its documented default, group by group
+    assert s.web == WebSettings(port=7000) and s.topics == TopicSettings(facts="f")
+    assert s.batching == BatchSettings(size=10)
+    assert s.kafka == KafkaSettings(security_protocol="SSL", session_timeout_s=3.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.web.port = 1  # type: ignore[misc]
+    # every variable lands in a field that exists: a top-level one or a group's
+    for var, (attr, _) in ENV.items():
+        group, _, name = attr.rpartition(".")
+        target = getattr(s, group) if group else s
+        assert group in ("", *GROUPS) and hasattr(target, name), var
+
+
+def test_overrides_name_a_group_field_like_the_table_does():
+    groups: dict[str, Any] = {"web.port": 7001, "kafka.broker": "kafka://h:1"}
+    s = load({"CCMON_WEB_PORT": "7000"}, **groups, partitions=4)
+    assert (s.web.port, s.web.host, s.kafka.bootstrap_servers, s.partitions) == (7001, "127.0.0.1", "h:1", 4)
+    with pytest.raises(TypeError):
+        load({}, **{"nosuch.port": groups["web.port"]})

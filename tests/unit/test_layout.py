@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import orjson
 
-from streams.core import layout
+from streams.core import kpis, layout
 from streams.core.lifecycle import AgentState, ContactState
+from streams.core.queues import QueueStore
 from streams.dev.local_pipeline import LocalPipeline
 from tests.unit.helpers import AGENTS, CALLS, agent, at, ev, settings
 
@@ -98,3 +99,78 @@ def test_a_pipeline_writes_exactly_these_keys():
     }
     assert p.lifecycle["m|cc.calls|0"][:2] == [at("10:00:05"), 1]
     assert {k.split("|", 1)[0] for k in p.queues} == {"t", "b", "d", "w", "a"} and set(p.agents) == {"p|a1"}
+
+
+#: the queue table of one small scenario (below) as a worker of 183f8a1 wrote it, byte for byte
+CURRENT_QUEUE_RECORDS = {
+    "a|sales": b'{"h":{"cc.agents/0":[0,0]},"v":{"a1":["busy",1795428000.0]}}',
+    "b|sales|voice|1795428000": b'{"h":{"cc.calls/0":[4,0]},"v":[3,1,0,0,1,5.0,0,0,0,0,0,0,0,0,0,0,0,0,0]}',
+    "b|sales|voice|1795428030": b'{"h":{"cc.calls/0":[3,0]},"v":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,0,0,0]}',
+    "d|sales|voice|2026-11-23": b'{"h":{"cc.calls/0":[4,0]},"v":[3,1,0,0,1,5.0,0,0,0,0,0,0,0,0,0,1,0,0,0]}',
+    "t|sales|voice": b'{"h":{"cc.calls/0":[4,0]},"v":{"c":[3,1,0,0,1,0,0],'
+    b'"wa":[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,5.0],"wb":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],'
+    b'"hd":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"wd":[0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,0,30.0],'
+    b'"dq":{"timeout":1},"ms":0}}',
+    "w|sales|voice": b'{"h":{"cc.calls/0":[4,0]},"v":{"c3":1795428002.0}}',
+}
+
+
+def _scenario(p: LocalPipeline) -> None:
+    p.feed(
+        [
+            p.record(CALLS, ev("offered", "c1", at("10:00:00"), queue="sales", event_id="e1")),
+            p.record(CALLS, ev("answered", "c1", at("10:00:05"), agent_id="a1", event_id="e2")),
+            p.record(CALLS, ev("offered", "c2", at("10:00:01"), queue="sales", event_id="e3")),
+            p.record(CALLS, ev("dequeued", "c2", at("10:00:31"), reason="timeout", event_id="e4")),
+            p.record(CALLS, ev("offered", "c3", at("10:00:02"), queue="sales", event_id="e5")),
+            p.record(AGENTS, agent("a1", "busy", ["sales"], at("10:00:00"), event_id="a1")),
+        ],
+        now=at("10:00:40"),
+    )
+
+
+def test_queue_records_are_written_with_the_bytes_of_earlier_versions():
+    p = LocalPipeline(settings())
+    _scenario(p)
+    assert {k: orjson.dumps(v) for k, v in p.queues.items()} == CURRENT_QUEUE_RECORDS
+
+
+def test_queue_records_of_the_current_format_decode_to_what_was_counted():
+    """A worker started on state an earlier one wrote reads it through the codecs: hand-computed
+    from the scenario (3 offered, c1 answered after 5 s, c2 dequeued after 30 s, c3 waiting)."""
+    data = {k: orjson.loads(v) for k, v in CURRENT_QUEUE_RECORDS.items()}
+    totals = layout.decode_totals(data["t|sales|voice"]["v"])
+    assert dict(zip(layout.COUNTERS, totals["c"], strict=True)) == {
+        "offered": 3,
+        "answered": 1,
+        "abandoned": 0,
+        "short_abandoned": 0,
+        "answered_in_threshold": 1,
+        "handled": 0,
+        "transferred_out": 0,
+    }
+    assert totals["wa"][layout.WAIT_BUCKETS.index(5)] == 1 and totals["wa"][-1] == 5.0
+    assert totals["wd"][layout.WAIT_BUCKETS.index(30)] == 1 and totals["dq"] == {"timeout": 1}
+    day = layout.decode_window(data["d|sales|voice|2026-11-23"]["v"])
+    assert (day[kpis.OFFERED], day[kpis.ANSWERED], day[kpis.WAIT_SUM], day[kpis.DEQUEUED]) == (3, 1, 5.0, 1)
+    store = QueueStore(data, settings().kpi)
+    view = store.view("sales", "voice", at("10:00:40"))
+    assert (view.counters["offered"], view.dequeued["timeout"], view.waiting, view.oldest_wait_s) == (
+        3,
+        1,
+        1,
+        38.0,
+    )
+    assert view.windows["5m"][kpis.OFFERED] == 3 and view.windows["5m"][kpis.DEQUEUED] == 1
+    assert store.agent_counts("sales")["busy"] == 1
+    # reading changes nothing: the records still have their bytes
+    assert {k: orjson.dumps(v) for k, v in data.items()} == CURRENT_QUEUE_RECORDS
+
+
+def test_new_records_have_the_current_layout():
+    assert list(layout.new_totals()) == ["c", "wa", "wb", "hd", "wd", "dq", "ms"]
+    assert len(layout.new_totals()["wa"]) == len(layout.WAIT_BUCKETS) + 2
+    assert layout.new_window_record() == {"h": {}, "v": [0] * kpis.WIDTH}
+    old = {"c": [1] * 7, "wa": [0] * 17, "wb": [0] * 17, "hd": [0] * 15}  # before dequeued/missed
+    assert list(layout.decode_totals(old)) == ["c", "wa", "wb", "hd", "wd", "dq", "ms"]  # type: ignore[arg-type]
+    assert layout.decode_window([1.0] * 15) == [1.0] * 15 + [0] * (kpis.WIDTH - 15)

@@ -159,7 +159,7 @@ def test_a_rebalance_drops_every_table_s_records_of_partitions_no_longer_owned_a
 
     kept = {0, 1}
     pipeline.app._assignment = {
-        TP(topic, p) for p in kept for topic in (s.calls_topic, s.chats_topic, s.agents_topic, s.facts_topic)
+        TP(topic, p) for p in kept for topic in (s.calls_topic, s.chats_topic, s.agents_topic, s.topics.facts)
     }
     assert pipeline._drop_unowned() > 0
     assert {record_partition(k, v) for k, v in pipeline.tables.lifecycle.data.items()} <= kept
