@@ -238,7 +238,10 @@ class HandOffConsumer(Consumer):
                 "ended): fetched again from %s",
                 {f"{tp.topic}[{tp.partition}]": at for tp, at in seeks.items()},
             )
-            await self.seek_wait(seeks)
+            try:
+                await self.seek_wait(seeks)
+            except Exception as exc:  # e.g. revoked meanwhile: the next recovery seeks it itself
+                self.log.warning("seeking changelog partitions back failed (%r)", exc)
 
     async def perform_seek(self) -> None:
         await super().perform_seek()

@@ -36,11 +36,14 @@ def flowing(c: HandOffConsumer) -> None:
 
 
 def run(
-    steps: list[Callable[[HandOffConsumer], None]], recovering: bool = True, start: int | None = 0
+    steps: list[Callable[[HandOffConsumer], None]],
+    recovering: bool = True,
+    start: int | None = 0,
+    revoked: bool = False,
 ) -> tuple[list, list]:
     """Run the fetch loop over ``steps`` (one per fetch: run before it returns); returns the
     offsets handed over and the seeks made. ``start``: where recovery has sought the partition
-    (None: not placed yet)."""
+    (None: not placed yet). ``revoked``: the partition is revoked before the loop seeks it back."""
     c = HandOffConsumer.__new__(HandOffConsumer)
     recovery = SimpleNamespace(
         active_tps={LOG3} if recovering else set(),
@@ -75,6 +78,8 @@ def run(
 
     async def seek_wait(partitions: dict) -> None:
         sought.append(dict(partitions))
+        if revoked:  # aiokafka: "No current assignment for partition"
+            raise RuntimeError("no current assignment")
         position.update(partitions)
 
     async def wait_for_flow(event: Any) -> None:  # recovery resumes the flow
@@ -143,3 +148,10 @@ def test_a_changelog_partition_recovery_has_not_placed_yet_is_left_to_its_own_se
     offsets and seeks: until then there is no position to go back to."""
     handed, sought = run([stop_the_flow, flowing], start=None)
     assert sought == [] and handed == []
+
+
+def test_a_partition_revoked_before_it_is_sought_back_does_not_stop_the_loop():
+    """A rebalance can revoke the partition between the fetch and the seek (aiokafka then
+    refuses the seek); the loop goes on, and the next recovery seeks the partition itself."""
+    handed, sought = run([stop_the_flow, flowing, flowing], revoked=True)
+    assert sought == [{LOG3: 0}] and handed == []  # nothing more fetched: the position stayed
