@@ -186,21 +186,22 @@ def _port(name: str, raw: str) -> int:
     return value
 
 
-def _non_negative_float(name: str, raw: str) -> float:
+def _number(name: str, raw: str) -> float:
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def _non_negative_float(name: str, raw: str) -> float:
+    value = _number(name, raw)
     if not value >= 0 or value == float("inf"):
         raise ConfigError(f"{name}={raw!r} must be a finite number >= 0")
     return value
 
 
 def _positive_float(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    value = _number(name, raw)
     if not value > 0:
         raise ConfigError(f"{name}={raw!r} must be greater than 0")
     if value == float("inf"):

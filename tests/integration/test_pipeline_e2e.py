@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer
 from streams import config
 from tests.integration.recordings import scripted
 from tests.integration.support import Env, Worker, counters, metric
+from tests.unit.helpers import SCENARIO_SALES_COUNTERS
 
 pytestmark = pytest.mark.integration
 
@@ -103,15 +104,7 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert metric(m, "ccmon_events_total", topic=agents, result="rejected") == 1
 
     sv = {"queue": "sales", "channel": "voice"}
-    assert counters(m, sv) == {
-        "offered": 6,
-        "answered": 2,
-        "abandoned": 2,
-        "short_abandoned": 1,
-        "answered_in_threshold": 1,
-        "handled": 2,
-        "transferred_out": 2,
-    }
+    assert counters(m, sv) == SCENARIO_SALES_COUNTERS
     assert metric(m, "ccmon_wait_seconds_count", **sv, outcome="answered") == 2
     assert metric(m, "ccmon_wait_seconds_sum", **sv, outcome="answered") == pytest.approx(41.0)
     assert metric(m, "ccmon_wait_seconds_bucket", **sv, outcome="answered", le="20.0") == 1

@@ -176,3 +176,16 @@ SCENARIO = [
     # c5: still waiting at 10:10:00 -> oldest wait 120 s
     (CALLS, ev("offered", "c5", at("10:08:00"), queue="sales")),
 ]
+#: SCENARIO's sales/voice totals by hand: offered c1 to c6 (6); answered c1 (20 s, in T) and
+#: c4 (21 s); abandoned c2 (5 s) and c3 (4.999 s, short); handled c1 and c4; transferred out c4
+#: (while handled) and c6 (while waiting). The integration test's scripted recording
+#: (tests/integration/recordings.py) tells the same story at the same offsets.
+SCENARIO_SALES_COUNTERS = {
+    "offered": 6,
+    "answered": 2,
+    "abandoned": 2,
+    "short_abandoned": 1,
+    "answered_in_threshold": 1,
+    "handled": 2,
+    "transferred_out": 2,
+}

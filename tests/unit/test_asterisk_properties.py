@@ -11,47 +11,14 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producers.sources.asterisk.mapping import Config, Mapper
+from producers.sources.asterisk.mapping import HANDLED_VERBS, INFORMATIONAL, Config, Mapper
 from producers.sources.asterisk.queue_log import LineIds, Malformed, epoch_of, parse
 from streams.config import Settings
 from streams.dev.local_pipeline import LocalPipeline
 
-VERBS = [
-    "ENTERQUEUE",
-    "CONNECT",
-    "COMPLETECALLER",
-    "COMPLETEAGENT",
-    "ABANDON",
-    "EXITWITHTIMEOUT",
-    "EXITEMPTY",
-    "EXITWITHKEY",
-    "WITHDRAW",
-    "RINGNOANSWER",
-    "RINGCANCELED",
-    "BLINDTRANSFER",
-    "ATTENDEDTRANSFER",
-    "TRANSFER",
-    "CALLERONHOLD",
-    "CALLEROFFHOLD",
-    "ADDMEMBER",
-    "REMOVEMEMBER",
-    "PAUSE",
-    "UNPAUSE",
-    "PAUSEALL",
-    "UNPAUSEALL",
-    "AGENTLOGIN",
-    "AGENTLOGOFF",
-    "QUEUESTART",
-    "CONFIGRELOAD",
-    "DID",
-    "INFO",
-    "FULL",
-    "CLOSED",
-    "JOINEMPTY",
-    "LEAVEEMPTY",
-    "WRAPUPSTART",
-    "BOGUS",
-]
+#: every verb the mapper knows, handled or informational, taken from the mapper so that a new
+#: handler is fuzzed too, plus one it does not know
+VERBS = sorted(HANDLED_VERBS | set(INFORMATIONAL)) + ["BOGUS"]
 
 #: a call's own verbs come often, so that sequences reach connects, transfers and their next queue
 WEIGHTED = (

@@ -112,111 +112,29 @@ def test_dequeue_reasons_map_to_a_fixed_label_set(given, label):
     assert isinstance(result, ContactEvent) and result.reason == label
 
 
+def agent_doc(**fields):
+    """An agent state event, ``fields`` changed; a field set to ``...`` is left out."""
+    doc = {"event_id": "e", "type": "state", "agent_id": "a", "state": "away", "queues": [], "ts": 1}
+    doc.update(fields)
+    return {k: v for k, v in doc.items() if v is not ...}
+
+
 @pytest.mark.parametrize(
     "doc, reason",
     [
-        ({"type": "state", "agent_id": "a", "state": "available", "queues": ["q"], "ts": 1}, "missing_field"),
-        (
-            {"event_id": "e", "type": "login", "agent_id": "a", "state": "available", "queues": [], "ts": 1},
-            "unknown_type",
-        ),
-        (
-            {"event_id": "e", "type": "state", "agent_id": "a", "state": "napping", "queues": [], "ts": 1},
-            "unknown_state",
-        ),
-        (
-            {"event_id": "e", "type": "state", "agent_id": "a", "state": "busy", "queues": "q", "ts": 1},
-            "invalid_field",
-        ),
-        (
-            {"event_id": "e", "type": "state", "agent_id": "a", "state": "busy", "queues": ["a b"], "ts": 1},
-            "invalid_field",
-        ),
-        ({"event_id": "e", "type": "state", "agent_id": "a", "state": "busy", "ts": 1}, "missing_field"),
-        (
-            {
-                "event_id": "e",
-                "type": "state",
-                "agent_id": "a",
-                "state": "away",
-                "queues": [],
-                "ts": 1,
-                "name": "",
-            },
-            "invalid_field",
-        ),
-        (
-            {
-                "event_id": "e",
-                "type": "state",
-                "agent_id": "a",
-                "state": "away",
-                "queues": [],
-                "ts": 1,
-                "name": "n" * 129,
-            },
-            "invalid_field",
-        ),
-        (
-            {
-                "event_id": "e",
-                "type": "state",
-                "agent_id": "a",
-                "state": "away",
-                "queues": [],
-                "ts": 1,
-                "name": 7,
-            },
-            "invalid_field",
-        ),
-        (
-            {
-                "event_id": "e",
-                "type": "state",
-                "agent_id": "a",
-                "state": "away",
-                "queues": [],
-                "ts": 1,
-                "reason": "",
-            },
-            "invalid_field",
-        ),
-        (
-            {
-                "event_id": "e",
-                "type": "state",
-                "agent_id": "a",
-                "state": "away",
-                "queues": [],
-                "ts": 1,
-                "reason": "r" * 65,
-            },
-            "invalid_field",
-        ),
-        (
-            {
-                "event_id": "e",
-                "type": "state",
-                "agent_id": "a",
-                "state": "away",
-                "queues": [],
-                "ts": 1,
-                "reason": "lunch/break",
-            },
-            "invalid_field",
-        ),
-        (
-            {
-                "event_id": "e",
-                "type": "state",
-                "agent_id": "a",
-                "state": "away",
-                "queues": [],
-                "ts": 1,
-                "reason": ["lunch"],
-            },
-            "invalid_field",
-        ),
+        (agent_doc(event_id=..., state="available", queues=["q"]), "missing_field"),
+        (agent_doc(type="login", state="available"), "unknown_type"),
+        (agent_doc(state="napping"), "unknown_state"),
+        (agent_doc(state="busy", queues="q"), "invalid_field"),
+        (agent_doc(state="busy", queues=["a b"]), "invalid_field"),
+        (agent_doc(state="busy", queues=...), "missing_field"),
+        (agent_doc(name=""), "invalid_field"),
+        (agent_doc(name="n" * 129), "invalid_field"),
+        (agent_doc(name=7), "invalid_field"),
+        (agent_doc(reason=""), "invalid_field"),
+        (agent_doc(reason="r" * 65), "invalid_field"),
+        (agent_doc(reason="lunch/break"), "invalid_field"),
+        (agent_doc(reason=["lunch"]), "invalid_field"),
     ],
 )
 def test_agent_rejections(doc, reason):

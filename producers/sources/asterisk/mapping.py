@@ -481,3 +481,5 @@ _HANDLERS: dict[str, Handler] = {
     },
     "QUEUESTART": _queue_start,
 }
+#: the verbs that have a handler (INFORMATIONAL ones are known too, but give no event)
+HANDLED_VERBS = frozenset(_HANDLERS)
