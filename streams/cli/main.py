@@ -69,10 +69,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
         flush=True,
     )
     worker = faust.Worker(pipeline.app, loglevel=s.log_level.upper(), quiet=True)
-    # No start-up spinner: to spin it on every log record, Faust sets the root logger to DEBUG at
-    # warning level and above, so every library's debug call builds a record (aiokafka's producer
-    # one per message sent: 6 % of a worker's time at 10,000 events/s, docs/performance.md)
-    worker.spinner = None
     worker.execute_from_commandline()
     return 0
 
