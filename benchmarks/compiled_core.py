@@ -154,10 +154,11 @@ def _digest(n: int) -> str:
 
 def _main() -> None:
     import streams.core.intake
+    from streams.packaged import core_build
 
     command, n = sys.argv[1], int(sys.argv[2])
-    core = Path(streams.core.intake.__file__).name
-    result: dict[str, Any] = {"core": core, "compiled": not core.endswith(".py")}
+    core = Path(streams.core.intake.__file__ or "").name
+    result: dict[str, Any] = {"core": core, "compiled": core_build() == "compiled"}
     if command == "rate":
         from benchmarks import workload
         from benchmarks.throughput import core_rate

@@ -10,7 +10,9 @@ Measured in this order, on a broker of its own (port 39092 unless CCMON_BENCH_KA
 - worker:   a cold ``ccmon worker`` from its first consumed event until ``ccmon_events_total``
             has all N (stage 1), and for 1, 2 and 4 workers (below) until their state on /metrics
             (contact counters and wait counts) equals what the pure core computes from the same
-            events: the single worker's is the headline ``events_per_s``;
+            events: the single worker's is the headline ``events_per_s``. Every worker runs the core
+            compiled with mypyc, as the wheel ships it, and must say so on /health (else the run
+            stops); one more single worker on the interpreted core gives ``events_per_s_interpreted``;
 - naive:    a naive faust-streaming agent (one table update per event) on the same N;
 - peer:     a quix-streams job (benchmarks/peer_quix.py: per-queue tumbling counts of offered,
             answered and abandoned, state and changelog on) on the same N;
@@ -43,11 +45,12 @@ import sys
 import threading
 import time
 import tracemalloc
+import urllib.error
 import urllib.request
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -60,6 +63,7 @@ from streams.core.intake import Record
 from streams.dev.harness import NotReady, ProcessExited, Service, wait_stable, wait_until
 from streams.dev.kafka_local import LocalKafka
 from streams.dev.local_pipeline import LocalPipeline
+from streams.dev.net import port_free
 from streams.faust_ext.snapshot import offsets_of as snapshot_offsets
 from streams.kafka.topics import ensure_topics
 
@@ -110,11 +114,12 @@ def state_fingerprint(port: int) -> float:
     return metric_sum(STATE, http_get(f"http://127.0.0.1:{port}/metrics"))
 
 
-def scale_out(run: Run, k: int, n: int, expected: float) -> float:
-    """Events/s of ``k`` workers in one group: from the first event any of them counted until
-    their summed state equals what the pure core computed from the same input."""
-    _, env_k = run.settings(f"w{k}x", inputs="in")
-    procs = [run.proc(env_k, tag=f"{i}").start() for i in range(k)]
+def scale_out(run: Run, k: int, n: int, expected: float, core: str = "compiled") -> float:
+    """Events/s of ``k`` workers in one group, each with the ``core`` given: from the first event
+    any of them counted until their summed state equals what the pure core computed from the same
+    input."""
+    _, env_k = run.settings(f"w{k}x" if core == "compiled" else f"w{k}{core[0]}", inputs="in")
+    procs = [run.proc(env_k, tag=f"{i}", core=core).start() for i in range(k)]
     try:
         first = None
         deadline = time.monotonic() + TIMEOUT_S
@@ -132,6 +137,7 @@ def scale_out(run: Run, k: int, n: int, expected: float) -> float:
             if counted > 0 and first is None:
                 first = now
             if first is not None and state == expected:
+                run.check_core(*procs)
                 return n / (now - first)
             time.sleep(0.02)
         raise SystemExit(f"{k} workers did not reach the single worker's state in {TIMEOUT_S:.0f} s")
@@ -239,6 +245,7 @@ def restart(run: Run, contacts: int, agents: int) -> dict[str, float | int]:
                 what=f"a ready worker with the same series after {how.name} (log {worker.log})",
             )
             took = time.perf_counter() - started
+            run.check_core(worker)
             key = "sigterm" if how == signal.SIGTERM else "sigkill"
             out[f"restart_{key}_s"] = round(took, 2)
             out["restart_changelog_messages"], out["restart_changelog_bytes"] = messages, size
@@ -284,7 +291,12 @@ def timed_until(procs: list[Service], count: Callable[[int], float], n: int) -> 
 
 @dataclass
 class Run:
-    """One benchmark run: its broker, topic prefix and a fresh deployment per measurement."""
+    """One benchmark run: its broker, topic prefix and a fresh deployment per measurement.
+
+    Workers run the core as users run it: the wheel's, compiled with mypyc (``compiled_tree``, a
+    copy of the package with the extension modules, first on the path); ``core="interpreted"``
+    runs one from the source tree. Each worker's /health says which core it imported, and
+    ``check_core`` stops the benchmark if that is not the one asked for."""
 
     kafka: LocalKafka
     prefix: str
@@ -292,6 +304,8 @@ class Run:
     next_port: int = 17000
     sweep_s: float = load(os.environ).batching.sweep_interval_s
     snapshot_s: float = load(os.environ).batching.snapshot_interval_s
+    compiled_tree: Path | None = None
+    cores: dict[int, str] = field(default_factory=dict)  # web port → the core that worker is to run
 
     def settings(self, name: str, inputs: str | None = None) -> tuple[Settings, dict[str, str]]:
         """A deployment ``name`` (own group, facts and changelogs) reading the inputs of ``inputs``."""
@@ -311,18 +325,42 @@ class Run:
         }
         return load(env), env
 
-    def proc(self, env: dict[str, str], module: str = "streams", tag: str = "worker") -> Service:
-        """A worker (or the naive agent, the peer) on a port of its own, not started yet."""
+    def proc(
+        self, env: dict[str, str], module: str = "streams", tag: str = "worker", core: str = "compiled"
+    ) -> Service:
+        """A worker (or the naive agent, the peer) on a port of its own, not started yet; a worker
+        with the ``core`` it is to import (compiled or interpreted)."""
         self.next_port += 1
+        while not port_free(self.next_port):  # a process left over from another run holds it
+            self.next_port += 1
         argv = [sys.executable, "-m", module] + (["worker"] if module == "streams" else [])
-        return Service(
+        cwd, env = ROOT, {**env, "CCMON_WEB_PORT": str(self.next_port)}
+        if module == "streams" and core == "compiled":
+            if self.compiled_tree is None:
+                raise SystemExit("bench: the workers run the compiled core, which was not built")
+            cwd = self.compiled_tree  # `-m` puts the working directory first on the path
+            env["PYTHONPATH"] = os.pathsep.join([str(self.compiled_tree), str(ROOT)])
+        service = Service(
             argv,
             port=self.next_port,
-            env={**env, "CCMON_WEB_PORT": str(self.next_port)},
-            cwd=ROOT,
+            env=env,
+            cwd=cwd,
             log=self.workdir / f"{env['CCMON_APP_ID']}-{tag}-{self.next_port}.log",
-            name=f"{module} {tag}",
+            name=f"{module} {tag} ({core} core)" if module == "streams" else f"{module} {tag}",
         )
+        self.cores[self.next_port] = core
+        return service
+
+    def check_core(self, *workers: Service) -> None:
+        """Stop the benchmark unless every worker imported the core it was started for."""
+        for w in workers:
+            try:
+                body = http_get(f"http://127.0.0.1:{w.port}/health")
+            except urllib.error.HTTPError as e:  # 503 while not ready: the body says the core all the same
+                body = e.read()
+            ran = json.loads(body).get("core")
+            if ran != self.cores[w.port]:
+                raise SystemExit(f"bench: {w.name} ran the {ran} core; see {w.log}")
 
 
 async def raw_consume(s: Settings, n: int) -> float:
@@ -509,7 +547,7 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
         worker.stop()
 
 
-PHASES = ("latency", "naive", "peer", "scale", "restart", "memory")
+PHASES = ("interpreted", "latency", "naive", "peer", "scale", "restart", "memory")
 
 
 def main() -> None:
@@ -585,24 +623,27 @@ def measure(
     say(f"pure core: {r['core_events_per_s']:,} events/s")
     try:
         _, compile_s = compiled_core.build()
-        say(
-            f"core compiled with mypyc in {compile_s:.0f} s"
-            if compile_s
-            else "core compiled with mypyc (cached)"
-        )
-        for compiled in (False, True):
-            rate = compiled_core.run("rate", n, compiled=compiled)["events_per_s"]
-            r[f"core_{'compiled' if compiled else 'interpreted'}_events_per_s"] = round(rate)
-        say(
-            f"pure core in a fresh process: {r['core_interpreted_events_per_s']:,} events/s interpreted, "
-            f"{r['core_compiled_events_per_s']:,} compiled"
-        )
-    except RuntimeError as e:  # no compiler, or no mypy (the bench extra): the other rows still count
-        say(f"no compiled-core row: {e}")
+        run.compiled_tree = compiled_core.tree(run.workdir / "compiled-core")
+    except (RuntimeError, ImportError) as e:  # no compiler, or no mypy: the workers would run another core
+        raise SystemExit(
+            f"bench: the workers run the core compiled with mypyc, as the wheel ships it, and it did not "
+            f"build (install the bench extra and a C compiler): {e}"
+        ) from None
+    say(
+        f"core compiled with mypyc in {compile_s:.0f} s" if compile_s else "core compiled with mypyc (cached)"
+    )
+    for compiled in (False, True):
+        rate = compiled_core.run("rate", n, compiled=compiled)["events_per_s"]
+        r[f"core_{'compiled' if compiled else 'interpreted'}_events_per_s"] = round(rate)
+    say(
+        f"pure core in a fresh process: {r['core_interpreted_events_per_s']:,} events/s interpreted, "
+        f"{r['core_compiled_events_per_s']:,} compiled"
+    )
 
     worker = run.proc(env).start()
     try:
         elapsed = timed_until([worker], worker_count, n)
+        run.check_core(worker)
         r["stage1_events_per_s"] = round(n / elapsed)
         say(f"worker, stage 1 counted: {r['stage1_events_per_s']:,} events/s")
     finally:
@@ -614,6 +655,7 @@ def measure(
         live = run.proc(env_lat).start()
         try:
             live.wait_ready(timeout=120)
+            run.check_core(live)
             r["p50_latency_s"], r["p99_latency_s"] = (round(v, 3) for v in latency(s_lat, live, 2000, lat_s))
             say(f"latency at 10000/s for {lat_s} s...")
             r["p50_latency_10k_s"], r["p99_latency_10k_s"] = (
@@ -635,14 +677,15 @@ def measure(
                 other.stop()
             say(f"{what}: {r[key]:,} events/s")
 
-    for k in scales or (1,):  # one worker, measured to its state, is the headline figure
+    for k in scales or (1,):  # one worker (compiled core), measured to its state, is the headline figure
         r[f"workers_{k}_events_per_s"] = round(scale_out(run, k, n, expected))
         say(f"{k} worker(s): {r[f'workers_{k}_events_per_s']:,} events/s")
+        if k == 1 and "interpreted" not in skip:  # the same worker on the source tree's core, next to it
+            r["events_per_s_interpreted"] = round(scale_out(run, 1, n, expected, core="interpreted"))
+            say(f"1 worker, interpreted core: {r['events_per_s_interpreted']:,} events/s")
     r["events_per_s"] = r["workers_1_events_per_s"]
     r["ratio_to_raw"] = round(r["events_per_s"] / r["raw_events_per_s"], 3)
-
-    if r.get("core_interpreted_events_per_s"):
-        r["ratio_to_core"] = round(r["events_per_s"] / r["core_interpreted_events_per_s"], 3)
+    r["ratio_to_core"] = round(r["events_per_s"] / r["core_interpreted_events_per_s"], 3)
     if "restart" not in skip:
         r.update(restart(run, args.restart_contacts, args.restart_agents))
 
@@ -662,6 +705,7 @@ def measure(
         ("pure core, interpreted", "core_interpreted_events_per_s", "events/s"),
         ("pure core, compiled (mypyc)", "core_compiled_events_per_s", "events/s"),
         ("ccmon worker: all N in its state", "events_per_s", "events/s"),
+        ("  the same, interpreted core", "events_per_s_interpreted", "events/s"),
         ("ccmon worker: stage 1 counted N", "stage1_events_per_s", "events/s"),
         ("ratio worker / raw", "ratio_to_raw", ""),
         ("ratio worker / interpreted core", "ratio_to_core", ""),

@@ -60,11 +60,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker.app import Pipeline
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    from streams.packaged import core_build
+
     pipeline = Pipeline(s)
     print(
         f"ccmon worker: consuming {s.calls_topic}, {s.chats_topic}, {s.agents_topic} "
         f"from {s.kafka.bootstrap_servers}; "
-        f"metrics on http://{s.web.host}:{s.web.port}/metrics",
+        f"metrics on http://{s.web.host}:{s.web.port}/metrics; core {core_build()}",
         file=sys.stderr,
         flush=True,
     )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from prometheus_client import generate_latest
 
+from streams.packaged import core_build
 from streams.wallboard import SHARED, shared
 from streams.wallboard import agents as agent_view
 from streams.wallboard import queues as queue_view
@@ -26,6 +27,7 @@ JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 def add_pages(p: Pipeline) -> None:
     app, s, own, state = p.app, p.settings, p.ownership, p.state
+    core = core_build()  # compiled or interpreted: which one this process imported
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -56,6 +58,7 @@ def add_pages(p: Pipeline) -> None:
             "ready": own.ready,
             "broker": {None: "unknown", True: "up", False: "down"}[p.broker.up],
             "queues": p.owned_queue_count(),
+            "core": core,
         }
         return web.json(body, status=200 if healthy else 503)
 

@@ -14,4 +14,6 @@ def test_compiled_and_interpreted_core_compute_the_same():
     compiled = run("digest", 20_000, compiled=True)
     assert interpreted["core"] == "intake.py"
     assert compiled["core"].endswith(".so"), compiled
+    # what the worker logs and shows on /health (streams.packaged.core_build) tells them apart too
+    assert (interpreted["compiled"], compiled["compiled"]) == (False, True)
     assert compiled["digest"] == interpreted["digest"]
