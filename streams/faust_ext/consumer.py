@@ -76,13 +76,7 @@ garbage leaves the weak set), as Faust's own ``wait_empty`` waits for tracked me
 Written against faust-streaming 0.15.3 with aiokafka 0.14.0 (tests/unit/test_faust_private_api.py
 pins every private part used here: ``_drain_messages``, ``ack``, ``wait_empty``, ``_acked``,
 ``_acked_index``, ``_committed_offset``, ``_n_acked``, ``_waiting_for_ack``, ``getmany``,
-``_wait_next_records``, ``_new_offset`` with ``_gap`` and ``consecutive_numbers``).
-
-Commit arithmetic (issue 15). Faust finds the offset to commit (``_new_offset``) by sorting a
-partition's acknowledged offsets and walking them in Python for the first run of consecutive ones.
-Batches are acknowledged whole and in order, so the offsets are one run in nearly every commit;
-:meth:`HandOffConsumer._new_offset` recognises that in C and falls back to Faust's method for
-anything else (tests/unit/test_commit_offset.py: the same results and bookkeeping as Faust's).
+``_wait_next_records``).
 """
 
 from __future__ import annotations
@@ -186,27 +180,6 @@ class HandOffConsumer(Consumer):
             self._n_acked += n
             notify(self._waiting_for_ack)
         return n
-
-    def _new_offset(self, tp: Any) -> int | None:
-        """Faust's commit arithmetic, the same result and the same bookkeeping, without its scan in
-        Python of every acknowledged offset for the first run of consecutive ones (8 % of a busy
-        worker's time). A batch is processed whole and in order, so a partition's acknowledged
-        offsets are nearly always one run: sorted, ``last - first == count - 1`` with no offset
-        twice says so, in C. Anything else (a hole left by messages skipped in a rebalance, a
-        gap of compacted or transaction-marker offsets, an offset twice) is Faust's own method."""
-        acked = self._acked[tp]
-        if not acked or self._gap[tp]:  # Faust reads _gap[tp] only when something is acked
-            return super()._new_offset(tp)
-        acked.sort()
-        first, n = acked[0], len(acked)
-        committed = self._committed_offset[tp]
-        if committed and first - committed > 1:  # as Faust: a hole before the first acked offset
-            return None
-        if acked[-1] - first != n - 1 or len(set(acked)) != n:  # not one run: Faust's scan
-            return super()._new_offset(tp)
-        self._acked_index[tp].difference_update(acked)
-        acked.clear()
-        return first + n
 
     async def wait_empty(self) -> None:
         """Faust awaits this on revocation before it commits: every batch being processed is

@@ -30,22 +30,7 @@ PINNED = {
     ),
     "faust.transport.consumer:Consumer._new_offset": (
         "1d2c7ea89a7ad4f1",
-        "streams/faust_ext/consumer.py overrides it with the same arithmetic for one run of acked "
-        "offsets and calls it for anything else (tests/unit/test_commit_offset.py compares them); "
-        "batch acks feed it; it commits only up to the first hole",
-    ),
-    "faust.utils.functional:consecutive_numbers": (
-        "8235cae1ced01b75",
-        "streams/faust_ext/consumer.py: _new_offset's first run of consecutive offsets, which the "
-        "override finds without it",
-    ),
-    "faust.transport.consumer:Consumer._add_gap": (
-        "4df2573ded7c1c2c",
-        "streams/faust_ext/consumer.py: _new_offset leaves a partition with gaps (_gap) to Faust's",
-    ),
-    "faust.transport.consumer:Consumer._filter_committable_offsets": (
-        "dc5e9baf5d994485",
-        "streams/faust_ext/consumer.py: calls _new_offset once per partition on every commit",
+        "streams/faust_ext/consumer.py: batch acks feed it; it commits only up to the first hole",
     ),
     "faust.transport.consumer:Consumer.wait_empty": (
         "e4662fe24f094819",
