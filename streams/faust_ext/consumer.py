@@ -307,6 +307,8 @@ class HandOffConsumer(Consumer):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # what a failure of the commit awaited in the loop did: end the consumer
+            if isinstance(exc, self.consumer_stopped_errors) and self.app.should_stop:
+                return  # the worker is stopping (as the loop treats it); Faust's on_stop commits
             self.log.exception("Commit raised: %r", exc)
             await self.crash(exc)
 
