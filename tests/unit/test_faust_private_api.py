@@ -73,6 +73,16 @@ PINNED = {
         "1a69799041188441",
         "streams/faust_ext/consumer.py wraps it: pending state writes are awaited first (rule 1)",
     ),
+    "faust.transport.consumer:Consumer.commit": (
+        "a354437baaa08bf8",
+        "streams/faust_ext/consumer.py: the fetch loop's commit runs beside it and waits for the "
+        "one in flight through _commit_fut (set while a commit runs, resolved and cleared at its end)",
+    ),
+    "faust.transport.consumer:Consumer.commit_and_end_transactions": (
+        "892377824b11a2ee",
+        "streams/faust_ext/consumer.py overrides it: the revocation/stop commit waits for the one "
+        "in flight and then commits (Faust's would skip its own)",
+    ),
     "faust.transport.drivers.aiokafka:Producer.send": (
         "0b5bd08f52e5e2a9",
         "streams/faust_ext/changelog.py writes changelog records through it, bypassing Table.send_changelog",
