@@ -8,71 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections import defaultdict
-from collections.abc import Sequence
-from types import SimpleNamespace
 from typing import Any
 
 from streams.faust_ext.consumer import Batch, HandOffConsumer, split
-from tests.unit.helpers_fetch import CHANGELOG, TP, fake_app, run, scripted
-
-CALLS0, CALLS1, FACTS0, LOG0 = (
-    TP(topic="calls", partition=0),
-    TP(topic="calls", partition=1),
-    TP(topic="facts", partition=0),
-    TP(topic=CHANGELOG, partition=0),
-)
-
-
-class Channel:
-    """Records what is put into it, as Faust's in-memory channel would queue it for its agent."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[tuple[str, int, int]]] = []
-        self.kept: list[Batch] = []
-
-    async def put(self, batch: Batch) -> None:
-        self.kept.append(batch)
-        self.batches.append([(m.topic, m.partition, m.offset) for m in batch.messages])
-
-
-def message(tp: TP, offset: int, generation: int) -> Any:
-    """A fetched message: the attributes of Faust's Message that the fetch loop and ack_batch read."""
-    return SimpleNamespace(
-        tp=tp, topic=tp.topic, partition=tp.partition, offset=offset, generation_id=generation, acked=False
-    )
-
-
-def consumer(
-    fetches: Sequence[Any] = (), batch_size: int = 1000
-) -> tuple[HandOffConsumer, Any, Channel, Channel, list]:
-    """A consumer whose fetches are scripted (tests/unit/helpers_fetch.py). Calls and facts go to
-    two batch channels, the changelog through Faust's per-message callback."""
-    app = fake_app(rebalancing=False, rebalancing_count=0)
-    inputs, facts = Channel(), Channel()
-    per_message: list = []
-
-    async def callback(m: Any) -> None:
-        per_message.append((m.topic, m.offset))
-
-    async def rewind() -> None:
-        return None
-
-    c = scripted(
-        list(fetches),
-        app,
-        lambda tp, offset, app: message(tp, offset, app.consumer_generation_id),
-        callback=callback,
-        _rewind=rewind,
-        batch_channels={"calls": inputs, "facts": facts},
-        batch_size=batch_size,
-        _acked=defaultdict(list),
-        _acked_index=defaultdict(set),
-        _committed_offset=defaultdict(lambda: None),
-        _gap=defaultdict(lambda: None),
-        _waiting_for_ack=None,
-    )
-    return c, app, inputs, facts, per_message
+from tests.unit.helpers_fetch import CALLS0, CALLS1, CHANGELOG, FACTS0, LOG0, consumer, message, run
 
 
 def still(app: Any) -> None:

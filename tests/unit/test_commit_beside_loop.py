@@ -14,7 +14,7 @@ from typing import Any
 
 from streams.faust_ext.consumer import Batch, HandOffConsumer
 from streams.worker.state_writer import StateWriter
-from tests.unit.test_batch_handoff import CALLS0, consumer
+from tests.unit.helpers_fetch import CALLS0, consumer
 
 StateWrite = asyncio.Future
 
@@ -82,7 +82,9 @@ def committing(fetches: list, commit_every: int = 1) -> tuple[HandOffConsumer, A
         diag=SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None),
         assignment=lambda: {CALLS0},
         crash=crash,
-        log=SimpleNamespace(**{level: lambda *a, **k: None for level in ("dev", "info", "warning", "exception")}),
+        log=SimpleNamespace(
+            **{level: lambda *a, **k: None for level in ("dev", "info", "warning", "exception")}
+        ),
     )
     return c, agent, committed
 
@@ -150,6 +152,7 @@ def test_one_commit_at_a_time_and_one_more_for_what_was_acknowledged_meanwhile()
         assert c._n_acked == 0  # the count starts again with each request
         for delivery in list(agent.deliveries.values()):
             delivery.set_result(None)
+        assert first is not None
         await asyncio.wait_for(first, 5)
 
     asyncio.run(main())
@@ -199,9 +202,11 @@ def test_a_failed_commit_ends_the_consumer_as_one_in_the_loop_did():
 
     async def main() -> None:
         c.__dict__.update(_loop=asyncio.get_running_loop(), _stopped=asyncio.Event())
-        await agent.put(Batch([SimpleNamespace(tp=CALLS0, offset=0, generation_id=1, acked=False)]))
+        fetched: Any = SimpleNamespace(tp=CALLS0, offset=0, generation_id=1, acked=False)
+        await agent.put(Batch([fetched]))
         agent.deliveries[0].set_result(None)
         c._commit_soon()
+        assert c._committer is not None
         await asyncio.wait_for(c._committer, 5)
 
     asyncio.run(main())
