@@ -157,3 +157,8 @@ def consumer(
         _waiting_for_ack=None,
     )
     return c, app, inputs, facts, per_message
+
+
+def still(app: Any) -> None:
+    """A scripted fetch's step that changes nothing in the app (no rebalance begins)."""
+    return None

@@ -11,11 +11,7 @@ import weakref
 from typing import Any
 
 from streams.faust_ext.consumer import Batch, HandOffConsumer, split
-from tests.unit.helpers_fetch import CALLS0, CALLS1, CHANGELOG, FACTS0, LOG0, consumer, message, run
-
-
-def still(app: Any) -> None:
-    return None
+from tests.unit.helpers_fetch import CALLS0, CALLS1, CHANGELOG, FACTS0, LOG0, consumer, message, run, still
 
 
 def test_each_fetch_is_handed_over_as_batches_per_agent_in_fetch_order():

@@ -14,7 +14,7 @@ from typing import Any
 
 from streams.faust_ext.consumer import Batch, HandOffConsumer
 from streams.worker.state_writer import StateWriter
-from tests.unit.helpers_fetch import CALLS0, consumer
+from tests.unit.helpers_fetch import CALLS0, consumer, message, still
 
 StateWrite = asyncio.Future
 
@@ -94,10 +94,6 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def still(app: Any) -> None:
-    return None
-
-
 def test_the_loop_fetches_and_hands_over_while_a_commit_waits_for_the_state_writes():
     c, agent, committed = committing([(still, [(CALLS0, 0), (CALLS0, 1)]), (still, [(CALLS0, 2)])])
 
@@ -134,10 +130,7 @@ def test_one_commit_at_a_time_and_one_more_for_what_was_acknowledged_meanwhile()
     c.__dict__["_commit"] = slow_broker_commit
 
     async def batch(offsets: list[int]) -> None:
-        await agent.put(Batch([m for m in (message_at(o) for o in offsets)]))
-
-    def message_at(offset: int) -> Any:
-        return SimpleNamespace(tp=CALLS0, offset=offset, generation_id=1, acked=False)
+        await agent.put(Batch([message(CALLS0, o, 1) for o in offsets]))
 
     async def main() -> None:
         c.__dict__.update(_loop=asyncio.get_running_loop(), _stopped=asyncio.Event())
@@ -164,15 +157,12 @@ def test_one_commit_at_a_time_and_one_more_for_what_was_acknowledged_meanwhile()
 def test_the_revocation_commit_waits_for_the_commit_in_flight_then_commits_the_rest():
     c, agent, committed = committing([])
 
-    def message_at(offset: int) -> Any:
-        return SimpleNamespace(tp=CALLS0, offset=offset, generation_id=1, acked=False)
-
     async def main() -> None:
         c.__dict__.update(_loop=asyncio.get_running_loop(), _stopped=asyncio.Event())
-        await agent.put(Batch([message_at(0)]))
+        await agent.put(Batch([message(CALLS0, 0, 1)]))
         c._commit_soon()
         await settle()  # the background commit took offset 0 and waits for its state write
-        await agent.put(Batch([message_at(1)]))  # the last batch before the revocation
+        await agent.put(Batch([message(CALLS0, 1, 1)]))  # the last batch before the revocation
         revocation = asyncio.ensure_future(c.commit_and_end_transactions())
         await settle()
         assert not revocation.done() and committed == []
@@ -202,8 +192,7 @@ def test_a_failed_commit_ends_the_consumer_as_one_in_the_loop_did():
 
     async def main() -> None:
         c.__dict__.update(_loop=asyncio.get_running_loop(), _stopped=asyncio.Event())
-        fetched: Any = SimpleNamespace(tp=CALLS0, offset=0, generation_id=1, acked=False)
-        await agent.put(Batch([fetched]))
+        await agent.put(Batch([message(CALLS0, 0, 1)]))
         agent.deliveries[0].set_result(None)
         c._commit_soon()
         assert c._committer is not None

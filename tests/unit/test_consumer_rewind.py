@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from streams.faust_ext.consumer import HandOffConsumer
-from tests.unit.helpers_fetch import CHANGELOG, TP, fake_app, run, scripted
+from tests.unit.helpers_fetch import CHANGELOG, TP, fake_app, run, scripted, still
 
 CALLS0, CALLS1, CALLS2, LOG0 = (
     TP(topic="calls", partition=0),
@@ -50,10 +50,6 @@ def ended(count: int):
         app.rebalancing, app.rebalancing_count = False, count
 
     return step
-
-
-def still(app: Any) -> None:
-    return None
 
 
 def test_nothing_of_the_streams_is_handed_over_during_a_rebalance_and_all_is_fetched_again_after_it():
