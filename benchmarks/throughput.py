@@ -71,6 +71,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EVENTS_TOTAL = re.compile(rb"^ccmon_events_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 CONSUMER_LAG = re.compile(rb"^ccmon_consumer_lag_messages\{[^}]*\} ([0-9.e+]+)$", re.M)
 OFFERED = re.compile(rb"^ccmon_contacts_offered_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+#: the worker's ccmon_pipeline_delay_seconds: (sum or count, hop, value)
+DELAY = re.compile(rb'^ccmon_pipeline_delay_seconds_(sum|count)\{hop="([a-z0-9_]+)"\} ([0-9.e+]+)$', re.M)
 # every contact counter and wait count, but not "handled": an ACW timeout that falls due with the
 # last inputs completes at the next sweep, a timer (CCMON_SWEEP_INTERVAL_S), which would be timed too
 STATE = re.compile(
@@ -93,6 +95,25 @@ def say(message: str) -> None:
 def http_get(url: str, timeout: float = 30.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.read()
+
+
+def delay_totals(port: int) -> dict[tuple[str, str], float]:
+    """(sum or count, hop) → value of the worker's ``ccmon_pipeline_delay_seconds``."""
+    body = http_get(f"http://127.0.0.1:{port}/metrics")
+    return {(kind.decode(), hop.decode()): float(v) for kind, hop, v in DELAY.findall(body)}
+
+
+def hop_means(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> dict[str, float]:
+    """Mean delay per batch at each hop between two ``delay_totals``: where a phase's time went
+    (from the Kafka timestamp to stage 1 taking the batch, to stage 1 done; from stage 1's facts to
+    stage 2 taking them, to stage 2 done)."""
+    out = {}
+    for kind, hop in after:
+        if kind == "count":
+            n = after[("count", hop)] - before.get(("count", hop), 0.0)
+            if n > 0:
+                out[hop] = (after[("sum", hop)] - before.get(("sum", hop), 0.0)) / n
+    return out
 
 
 def metric_sum(pattern: re.Pattern, body: bytes) -> float:
@@ -449,14 +470,23 @@ def core_bytes_per_open_contact(s: Settings, open_n: int, queues: int) -> float:
         tracemalloc.stop()
 
 
-def latency(s: Settings, worker: Service, rate: float, seconds: float) -> tuple[float, float]:
-    """Produce ``rate`` events/s for ``seconds`` to a warm worker, through both stages: the k-th
-    offer sent is visible at the first scrape whose ``ccmon_contacts_offered_total`` (summed) has
-    grown by k. Scrapes every 20 ms, the resolution."""
-    events = workload.mix(int(rate * seconds), seed=2)
+def latency(
+    s: Settings, worker: Service, rate: float, seconds: float, warm_s: float = 0.0
+) -> tuple[float, float, float, dict[str, float]]:
+    """Produce ``rate`` events/s for ``warm_s`` + ``seconds`` to a worker, through both stages: the
+    k-th offer sent is visible at the first scrape whose ``ccmon_contacts_offered_total`` (summed)
+    has grown by k. Scrapes every 20 ms, the resolution. Returns p50 and p99 of the offers sent
+    after the first ``warm_s`` seconds (the steady load: the start of a rate, a fresh worker's first
+    fetches or the step from another rate, is not what a running contact center sees), and the p99
+    of all offers, start included; and the worker's mean delay per batch at each hop, start included
+    (``hop_means``)."""
+    events = workload.mix(int(rate * (warm_s + seconds)), seed=2)
+    steady_from = int(rate * warm_s)  # the first event of the measured part
     base = offered_count(worker.port)
+    delays = delay_totals(worker.port)
     offers = [workload.counts_offered(v) for _, _, v in events]
     n = sum(offers)
+    warm_offers = sum(offers[:steady_from])
     sent: list[float] = []
     seen: list[tuple[float, float]] = []
     done = threading.Event()
@@ -486,9 +516,17 @@ def latency(s: Settings, worker: Service, rate: float, seconds: float) -> tuple[
         if j == len(seen):
             raise SystemExit(f"offer {k} of {n} never became visible; see {worker.log}")
         lat.append(max(0.0, seen[j][0] - t_sent))
+    steady = sorted(lat[warm_offers:])
     lat.sort()
-    say(f"latency over {n} offers among {len(events)} events")
-    return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    say(
+        f"latency over {n - warm_offers} offers of {len(events) - steady_from} events after {warm_s:g} s warm"
+    )
+    return steady[len(steady) // 2], pct99(steady), pct99(lat), hop_means(delays, delay_totals(worker.port))
+
+
+def pct99(values: list[float]) -> float:
+    """The 99th percentile of sorted ``values`` (nearest rank)."""
+    return values[min(len(values) - 1, int(len(values) * 0.99))]
 
 
 def scrape_until(worker: Service, enough: Callable[[bytes], bool], what: str) -> bytes:
@@ -578,6 +616,7 @@ def main() -> None:
     args = ap.parse_args()
     n = 20_000 if args.quick else args.events
     lat_s = 10 if args.quick else 60
+    warm_s = 5 if args.quick else 10  # at the rate before the measured part: the steady load
     skip = {x.strip() for x in args.skip.split(",") if x.strip()}
     unknown = skip - set(PHASES)
     if unknown:
@@ -594,7 +633,7 @@ def main() -> None:
     ours = kafka.pid() is None  # a broker someone else started stays up
     say(kafka.start())
     try:
-        measure(args, Run(kafka, f"b{uuid.uuid4().hex[:6]}", base / "bench"), n, lat_s, skip, scales)
+        measure(args, Run(kafka, f"b{uuid.uuid4().hex[:6]}", base / "bench"), n, lat_s, warm_s, skip, scales)
     except (ProcessExited, NotReady) as e:  # a worker died or hung: its log says why, no traceback needed
         raise SystemExit(f"bench: {e}") from None
     finally:
@@ -603,7 +642,13 @@ def main() -> None:
 
 
 def measure(
-    args: argparse.Namespace, run: Run, n: int, lat_s: int, skip: set[str], scales: tuple[int, ...]
+    args: argparse.Namespace,
+    run: Run,
+    n: int,
+    lat_s: int,
+    warm_s: int,
+    skip: set[str],
+    scales: tuple[int, ...],
 ) -> None:
     """Every phase on one broker; prints the table and writes the JSON."""
     run.workdir.mkdir(parents=True, exist_ok=True)
@@ -649,18 +694,19 @@ def measure(
     finally:
         worker.stop()
     if "latency" not in skip:  # on topics of its own, so the other phases keep exactly N inputs
-        say(f"latency at 2000/s for {lat_s} s...")
         s_lat, env_lat = run.settings("lat")
         asyncio.run(ensure_topics(s_lat))
         live = run.proc(env_lat).start()
         try:
             live.wait_ready(timeout=120)
             run.check_core(live)
-            r["p50_latency_s"], r["p99_latency_s"] = (round(v, 3) for v in latency(s_lat, live, 2000, lat_s))
-            say(f"latency at 10000/s for {lat_s} s...")
-            r["p50_latency_10k_s"], r["p99_latency_10k_s"] = (
-                round(v, 3) for v in latency(s_lat, live, 10_000, lat_s)
-            )
+            for rate, tag in ((2000, ""), (10_000, "_10k")):
+                say(f"latency at {rate}/s for {lat_s} s after {warm_s} s at that rate...")
+                p50, p99, p99_all, hops = latency(s_lat, live, rate, lat_s, warm_s)
+                r[f"p50_latency{tag}_s"], r[f"p99_latency{tag}_s"] = round(p50, 3), round(p99, 3)
+                r[f"p99_latency{tag}_with_start_s"] = round(p99_all, 3)
+                for hop, mean in sorted(hops.items()):
+                    r[f"delay{tag}_{hop}_s"] = round(mean, 3)
         finally:
             live.stop()
 

@@ -1,4 +1,5 @@
-"""Process metrics of the worker (events by result, event lag, dead letters, consumer lag).
+"""Process metrics of the worker (events by result, event lag, pipeline delay, dead letters,
+consumer lag).
 
 They describe this process and restart at 0 with it; the KPI series are streams.metrics.kpi_exposition's.
 """
@@ -15,6 +16,9 @@ from streams.core.intake import ACCEPTED, DUPLICATE, LATE, REJECTED
 from streams.faust_ext.internals import read_offsets
 
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
+#: where a batch is when ``ccmon_pipeline_delay_seconds`` is observed: the stage took it from its
+#: channel (fetched and waited for the stage), the stage finished it
+HOPS = ("stage1_start", "stage1_end", "stage2_start", "stage2_end")
 
 
 class ProcessMetrics:
@@ -31,6 +35,16 @@ class ProcessMetrics:
             buckets=LAG_BUCKETS,
             registry=registry,
         )
+        delay = Histogram(
+            "ccmon_pipeline_delay_seconds",
+            "Seconds from the Kafka timestamp of a batch's oldest record to a hop in this worker "
+            "(stage 2's records are stage 1's facts, stamped when stage 1 produced them)",
+            ["hop"],
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        #: hop → its child, all exported from the start (a missing hop reads as "not reached")
+        self.delay = {hop: delay.labels(hop) for hop in HOPS}
         self.dead_letters = Counter(
             "ccmon_dead_letters", "Rejected inputs by reason", ["reason"], registry=registry
         )

@@ -200,6 +200,7 @@ class Pipeline:
     async def _lifecycle_batch(self, messages: list[Any]) -> list[Any]:
         """Stage 1 of a batch; returns the messages it processed (to acknowledge)."""
         await killpoints.hold()
+        oldest = self._delay("stage1_start", messages)
         current = self.ownership.current(messages)
         records = [Record(m.topic, m.partition, m.offset, m.key, m.value) for m in current]
         if not records:
@@ -210,6 +211,7 @@ class Pipeline:
             self._unswept = True
             t1 = time.perf_counter()
             await self._send(out)
+        self.metrics.delay["stage1_end"].observe(max(0.0, time.time() - oldest))
         killpoints.reached("lifecycle-batch")
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -224,6 +226,7 @@ class Pipeline:
     async def _queues_batch(self, messages: list[Any]) -> list[Any]:
         """Stage 2 of a batch; returns the messages it processed (to acknowledge)."""
         await killpoints.hold()
+        oldest = self._delay("stage2_start", messages)
         async with self._queues_lock:
             current = self.ownership.current(messages)
             store, agent_store = self.state.store(), self.state.agent_store()
@@ -240,8 +243,17 @@ class Pipeline:
             # consistent too: encoding now, after the whole batch, is enough
             await self._write_queue_records(store, dirty)
             await self._write_agent_records(agent_store, agents_dirty)
+        self.metrics.delay["stage2_end"].observe(max(0.0, time.time() - oldest))
         killpoints.reached("queues-batch")
         return current
+
+    def _delay(self, hop: str, messages: list[Any]) -> float:
+        """Observe how long the oldest of ``messages`` (by Kafka timestamp, seconds) has been on its
+        way to ``hop``; returns that timestamp. Per batch, not per event: the delay of a batch is
+        its oldest record's, what the wallboard waits for."""
+        oldest = min((m.timestamp for m in messages), default=time.time())
+        self.metrics.delay[hop].observe(max(0.0, time.time() - oldest))
+        return oldest
 
     async def _sweep(self) -> None:
         """Between two batches (the locks), and after the last one too: what the watermarks or the

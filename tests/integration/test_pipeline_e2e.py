@@ -11,11 +11,11 @@ from datetime import date, datetime
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams import config
 from tests.integration.recordings import scripted
-from tests.integration.support import Env, Worker, counters, metric
+from tests.integration.support import Env, Worker, counters, exported, metric
 from tests.unit.helpers import SCENARIO_SALES_COUNTERS
 
 pytestmark = pytest.mark.integration
@@ -234,3 +234,45 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
 
         assert stable(kpi_series(after)) == stable(before)
         assert len(stable(before)) > 200  # the comparison covers every queue, channel and window
+
+
+def test_pipeline_delay_is_measured_from_the_kafka_timestamp_at_each_hop(env: Env, workers: list[Worker]):
+    """One offer whose Kafka record is stamped 600 s ago: both of stage 1's hops count it 600 s
+    late (in the 300-900 s bucket); stage 2's records are stage 1's facts, stamped when stage 1
+    produced them, so its hops are seconds, not minutes. Hand-computed, not sampled."""
+    workers.append(Worker(env))
+    w = workers[0]
+    now_ms = int(time.time() * 1000)
+    event = {"event_id": "d1", "type": "offered", "contact_id": "c-d1", "queue": "delay", "ts": now_ms}
+    stamped_ms = now_ms - 600_000
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=env.kafka.address)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                env.topics["calls"], orjson.dumps(event), key=b"c-d1", timestamp_ms=stamped_ms
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    m = w.wait_for(
+        lambda m: (
+            metric(m, "ccmon_contacts_offered_total", queue="delay", channel="voice") == 1
+            and (metric(m, "ccmon_pipeline_delay_seconds_count", hop="stage2_end") or 0) >= 1
+        ),
+        what="the offer through both stages",
+    )
+    elapsed = time.time() - stamped_ms / 1000
+    for hop in ("stage1_start", "stage1_end"):
+        assert metric(m, "ccmon_pipeline_delay_seconds_count", hop=hop) == 1
+        assert metric(m, "ccmon_pipeline_delay_seconds_bucket", hop=hop, le="300.0") == 0
+        assert metric(m, "ccmon_pipeline_delay_seconds_bucket", hop=hop, le="900.0") == 1
+        assert 600 <= exported(m, "ccmon_pipeline_delay_seconds_sum", hop=hop) <= elapsed
+    start_sum = exported(m, "ccmon_pipeline_delay_seconds_sum", hop="stage1_start")
+    assert start_sum <= exported(m, "ccmon_pipeline_delay_seconds_sum", hop="stage1_end")
+    for hop in ("stage2_start", "stage2_end"):
+        n = exported(m, "ccmon_pipeline_delay_seconds_count", hop=hop)
+        assert n >= 1
+        assert metric(m, "ccmon_pipeline_delay_seconds_bucket", hop=hop, le="60.0") == n
