@@ -226,6 +226,7 @@ def state_series(m: dict) -> dict:
             (
                 "ccmon_events",
                 "ccmon_event_lag",
+                "ccmon_pipeline_delay",
                 "ccmon_dead_letters",
                 "ccmon_broker",
                 "ccmon_consumer_lag",

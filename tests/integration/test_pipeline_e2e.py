@@ -47,6 +47,7 @@ def kpi_series(m: dict) -> dict:
             (
                 "ccmon_events",
                 "ccmon_event_lag",
+                "ccmon_pipeline_delay",
                 "ccmon_dead_letters",
                 "ccmon_broker",
                 "ccmon_consumer_lag",
@@ -238,8 +239,9 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
 
 def test_pipeline_delay_is_measured_from_the_kafka_timestamp_at_each_hop(env: Env, workers: list[Worker]):
     """One offer whose Kafka record is stamped 600 s ago: both of stage 1's hops count it 600 s
-    late (in the 300-900 s bucket); stage 2's records are stage 1's facts, stamped when stage 1
-    produced them, so its hops are seconds, not minutes. Hand-computed, not sampled."""
+    late (in the 300-900 s bucket; each time, if a rebalance at the start delivers it twice).
+    Stage 2's records are stage 1's facts, stamped when stage 1 produced them, so its hops are
+    seconds, not minutes. Hand-computed, not sampled."""
     workers.append(Worker(env))
     w = workers[0]
     now_ms = int(time.time() * 1000)
@@ -265,13 +267,12 @@ def test_pipeline_delay_is_measured_from_the_kafka_timestamp_at_each_hop(env: En
         what="the offer through both stages",
     )
     elapsed = time.time() - stamped_ms / 1000
-    for hop in ("stage1_start", "stage1_end"):
-        assert metric(m, "ccmon_pipeline_delay_seconds_count", hop=hop) == 1
+    for hop in ("stage1_start", "stage1_end"):  # once, or again if a rebalance re-delivers it
+        n = exported(m, "ccmon_pipeline_delay_seconds_count", hop=hop)
+        assert n >= 1
         assert metric(m, "ccmon_pipeline_delay_seconds_bucket", hop=hop, le="300.0") == 0
-        assert metric(m, "ccmon_pipeline_delay_seconds_bucket", hop=hop, le="900.0") == 1
-        assert 600 <= exported(m, "ccmon_pipeline_delay_seconds_sum", hop=hop) <= elapsed
-    start_sum = exported(m, "ccmon_pipeline_delay_seconds_sum", hop="stage1_start")
-    assert start_sum <= exported(m, "ccmon_pipeline_delay_seconds_sum", hop="stage1_end")
+        assert metric(m, "ccmon_pipeline_delay_seconds_bucket", hop=hop, le="900.0") == n
+        assert 600 * n <= exported(m, "ccmon_pipeline_delay_seconds_sum", hop=hop) <= elapsed * n
     for hop in ("stage2_start", "stage2_end"):
         n = exported(m, "ccmon_pipeline_delay_seconds_count", hop=hop)
         assert n >= 1
