@@ -215,6 +215,19 @@ def reference_worker(env: Env, **extra: str) -> Worker:
     return Worker(env, CCMON_APP_ID=f"{env.prefix}-ref", CCMON_FACTS_TOPIC=f"{env.prefix}.ref-facts", **extra)
 
 
+#: name prefixes of the process metrics: they describe this process, not the state (SPEC §4)
+PROCESS_METRICS = (
+    "ccmon_events",
+    "ccmon_event_lag",
+    "ccmon_pipeline_delay",
+    "ccmon_dead_letters",
+    "ccmon_broker",
+    "ccmon_consumer_lag",
+    "ccmon_kafka_client",
+    "ccmon_state_records",
+)
+
+
 def state_series(m: dict) -> dict:
     """Everything computed from state: all ccmon series but the process metrics, and the oldest
     wait, which moves with the clock between two scrapes."""
@@ -222,20 +235,7 @@ def state_series(m: dict) -> dict:
         k: v
         for k, v in m.items()
         if k[0].startswith("ccmon_")
-        and not k[0].startswith(
-            (
-                "ccmon_events",
-                "ccmon_event_lag",
-                "ccmon_pipeline_delay",
-                "ccmon_dead_letters",
-                "ccmon_broker",
-                "ccmon_consumer_lag",
-                "ccmon_kafka_client",
-                "ccmon_queue_oldest",
-                "ccmon_state_records",
-                "ccmon_agent_state_seconds",
-            )
-        )
+        and not k[0].startswith((*PROCESS_METRICS, "ccmon_queue_oldest", "ccmon_agent_state_seconds"))
     }  # per-agent state seconds run on with the clock, like the oldest wait
 
 

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams import config
 from tests.integration.recordings import scripted
-from tests.integration.support import Env, Worker, counters, exported, metric
+from tests.integration.support import PROCESS_METRICS, Env, Worker, counters, exported, metric
 from tests.unit.helpers import SCENARIO_SALES_COUNTERS
 
 pytestmark = pytest.mark.integration
@@ -40,23 +40,7 @@ def scrape_of_one_day(w: Worker) -> tuple[dict, date]:
 
 def kpi_series(m: dict) -> dict:
     """Every series computed from state (SPEC §4), i.e. all but the process metrics."""
-    return {
-        k: v
-        for k, v in m.items()
-        if not k[0].startswith(
-            (
-                "ccmon_events",
-                "ccmon_event_lag",
-                "ccmon_pipeline_delay",
-                "ccmon_dead_letters",
-                "ccmon_broker",
-                "ccmon_consumer_lag",
-                "ccmon_state_records",
-                "ccmon_kafka_client",
-            )
-        )
-        and k[0].startswith("ccmon_")
-    }
+    return {k: v for k, v in m.items() if not k[0].startswith(PROCESS_METRICS) and k[0].startswith("ccmon_")}
 
 
 async def consume_all(env: Env, topic: str, expect: int, timeout: float = 30) -> list:
