@@ -539,12 +539,15 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
             t0 = time.perf_counter()
             http_get(url)
             times.append(time.perf_counter() - t0)
-        time.sleep(2)
+        # both readings at rest, a sweep interval on: after each sweep the worker gives the heap's
+        # free pages back (streams/worker/allocator.py), what a long-running worker holds
+        rest = run.sweep_s + 2
+        time.sleep(rest)
         rss0 = worker.rss()
         asyncio.run(workload.produce(s, workload.open_contacts(open_n, queues, now_ms)))
         waiting_re = re.compile(rb"^ccmon_queue_waiting_contacts\{[^}]*\} ([0-9.e+]+)$", re.M)
         scrape_until(worker, lambda b: metric_sum(waiting_re, b) >= open_n, f"{open_n} waiting contacts")
-        time.sleep(2)
+        time.sleep(rest)
         rss1 = worker.rss()
         say(
             f"scrape: {samples} samples; rss {rss0 / 2**20:.0f} MiB → {rss1 / 2**20:.0f} MiB "
