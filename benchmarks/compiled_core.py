@@ -3,6 +3,8 @@ interpreted one: for the benchmark's two core rows and the test that both give t
 
     python -m benchmarks.compiled_core rate N      events/s of the core that imports here
     python -m benchmarks.compiled_core digest N    a digest of everything the core computed
+    python -m benchmarks.compiled_core heap N      its heap per open contact, N open, and what
+                                                   their contact records hold
 
 ``build()`` copies the package and runs setup.py's mypyc build in place there, once per content of
 streams/core (cached under ~/.cache/ccmon); ``run()`` runs a command above with a fresh copy of the
@@ -79,7 +81,7 @@ def tree(dest: Path) -> Path:
 
 
 def run(command: str, n: int, compiled: bool) -> dict[str, Any]:
-    """``command`` (rate or digest) over ``n`` events in a fresh interpreter, with the compiled core
+    """``command`` (rate, digest or heap) over ``n`` events in a fresh interpreter, with the compiled core
     (a copy of the package with it, first on the path) or the interpreted one (the source tree)."""
     with tempfile.TemporaryDirectory(prefix="ccmon-compiled-") as tmp:
         cwd = tree(Path(tmp)) if compiled else ROOT
@@ -126,11 +128,9 @@ def _digest(n: int) -> str:
     now = NOW
 
     def canon(obj: Any) -> Any:
-        """Dicts as sorted pairs (keys may be tuples), numbers as floats: mypyc stores an int added
-        to a float-typed list item as a float (1.0 where the interpreter keeps 1; equal, and
-        rendered alike on /metrics); any other object as its repr."""
-        if isinstance(obj, int) and not isinstance(obj, bool):
-            return float(obj)
+        """Dicts as sorted pairs (keys may be tuples); numbers as they are, so an int one core
+        keeps and the other turns into a float (1 and 1.0: equal, but not the same changelog
+        bytes) differs; any other object as its repr."""
         if isinstance(obj, dict):
             return sorted(([canon(k), canon(v)] for k, v in obj.items()), key=repr)
         if isinstance(obj, (list, tuple)):
@@ -152,6 +152,41 @@ def _digest(n: int) -> str:
     return h.hexdigest()
 
 
+def _contact_records(n: int) -> dict[str, float]:
+    """The distinct objects (and their bytes, ``sys.getsizeof``) that the contact records of ``n``
+    open contacts hold, per contact: exact, unlike the heap, so the two cores compare equal or not.
+    mypyc keeps a float field unboxed and boxes it on every read, where the interpreter hands back
+    the object it was given: a record holding what the interpreter shares would grow here."""
+    import sys
+
+    from benchmarks import workload
+    from benchmarks.throughput import as_records
+    from streams.config import load
+    from streams.dev.local_pipeline import LocalPipeline
+
+    s = load({})
+    p = LocalPipeline(s)
+    records = as_records(s, workload.open_contacts(n, 1000, int(NOW * 1000)))
+    for i in range(0, len(records), s.batching.size):
+        p.feed(records[i : i + s.batching.size], now=NOW)
+    held: dict[int, object] = {}
+    todo: list[object] = [v for k, v in p.lifecycle.items() if k.startswith("c|")]
+    while todo:
+        obj = todo.pop()
+        if id(obj) not in held:
+            held[id(obj)] = obj
+            if isinstance(obj, list):
+                todo.extend(obj)
+    per_type: dict[str, int] = {}
+    for obj in held.values():
+        per_type[type(obj).__name__] = per_type.get(type(obj).__name__, 0) + 1
+    return {
+        "objects": len(held) / n,
+        "bytes": sum(sys.getsizeof(obj) for obj in held.values()) / n,
+        **{f"{name}s": count / n for name, count in sorted(per_type.items())},
+    }
+
+
 def _main() -> None:
     import streams.core.intake
     from streams.packaged import core_build
@@ -166,6 +201,12 @@ def _main() -> None:
 
         rate, state = core_rate(load({}), workload.mix(n))
         result.update(events_per_s=rate, state=state)
+    elif command == "heap":
+        from benchmarks.throughput import core_bytes_per_open_contact
+        from streams.config import load
+
+        result.update(bytes_per_open_contact=core_bytes_per_open_contact(load({}), n, 1000))
+        result["contact_records"] = _contact_records(n)
     else:
         result["digest"] = _digest(n)
     print(json.dumps(result))

@@ -52,6 +52,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import islice
 from pathlib import Path
 
 import orjson
@@ -431,14 +432,16 @@ def core_state(p: LocalPipeline) -> float:
 
 def as_records(s: Settings, events: list[workload.Event]) -> list[Record]:
     """The events as the worker would consume them: partitioned by key, offsets per partition."""
+    return list(iter_records(s, events))
+
+
+def iter_records(s: Settings, events: list[workload.Event]) -> Iterator[Record]:
     names = workload.topic_names(s)
     offsets: dict = {}
-    records = []
     for topic, key, value in events:
         part = zlib.crc32(key) % s.partitions
         off = offsets[(topic, part)] = offsets.get((topic, part), -1) + 1
-        records.append(Record(names[topic], part, off, key, value))
-    return records
+        yield Record(names[topic], part, off, key, value)
 
 
 def core_rate(s: Settings, events: list[workload.Event]) -> tuple[float, float]:
@@ -453,19 +456,24 @@ def core_rate(s: Settings, events: list[workload.Event]) -> tuple[float, float]:
 
 def core_bytes_per_open_contact(s: Settings, open_n: int, queues: int) -> float:
     """Python heap (tracemalloc) per contact held open by the pure core, both stages: a figure
-    free of the allocator and buffer noise that moves the worker's RSS by ±150 B per contact."""
-    records = as_records(s, workload.open_contacts(open_n, queues, int(time.time() * 1000)))
+    free of the allocator and buffer noise that moves the worker's RSS by ±150 B per contact.
+    Each batch's records are made inside the measure, as a worker gets them from its consumer: a
+    record's offset is kept as the contact's ``decided``, an int the interpreted core shares with
+    the record and the compiled one boxes anew; either way one int per contact that a worker holds."""
+    records = iter_records(s, workload.open_contacts(open_n, queues, int(time.time() * 1000)))
+    size = s.batching.size
     p = LocalPipeline(s)
     now = time.time()
-    p.feed(records[: s.batching.size], now=now)  # queues registered, tables warm
+    p.feed(list(islice(records, size)), now=now)  # queues registered, tables warm
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for i in range(s.batching.size, len(records), s.batching.size):
-            p.feed(records[i : i + s.batching.size], now=now)
+        while batch := list(islice(records, size)):
+            p.feed(batch, now=now)
+        del batch
         gc.collect()
-        return (tracemalloc.get_traced_memory()[0] - before) / (len(records) - s.batching.size)
+        return (tracemalloc.get_traced_memory()[0] - before) / (open_n - size)
     finally:
         tracemalloc.stop()
 
@@ -569,12 +577,15 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
             t0 = time.perf_counter()
             http_get(url)
             times.append(time.perf_counter() - t0)
-        time.sleep(2)
+        # both readings at rest, a sweep interval on: after each sweep the worker gives the heap's
+        # free pages back (streams/worker/allocator.py), what a long-running worker holds
+        rest = run.sweep_s + 2
+        time.sleep(rest)
         rss0 = worker.rss()
         asyncio.run(workload.produce(s, workload.open_contacts(open_n, queues, now_ms)))
         waiting_re = re.compile(rb"^ccmon_queue_waiting_contacts\{[^}]*\} ([0-9.e+]+)$", re.M)
         scrape_until(worker, lambda b: metric_sum(waiting_re, b) >= open_n, f"{open_n} waiting contacts")
-        time.sleep(2)
+        time.sleep(rest)
         rss1 = worker.rss()
         say(
             f"scrape: {samples} samples; rss {rss0 / 2**20:.0f} MiB → {rss1 / 2**20:.0f} MiB "
@@ -737,7 +748,11 @@ def measure(
 
     if "memory" not in skip:
         open_n = 10_000 if args.quick else 100_000
-        r["core_bytes_per_open_contact"] = round(core_bytes_per_open_contact(s, open_n, 1000))
+        for compiled, key in (
+            (False, "core_bytes_per_open_contact"),
+            (True, "core_compiled_bytes_per_open_contact"),
+        ):  # each in a fresh process, as the core rates
+            r[key] = round(compiled_core.run("heap", open_n, compiled=compiled)["bytes_per_open_contact"])
         scrape, samples, per_contact = scrape_and_memory(run, 1000, open_n)
         r["scrape_s"], r["scrape_samples"], r["bytes_per_open_contact"] = (
             round(scrape, 4),
@@ -776,6 +791,7 @@ def measure(
         ("/metrics, 1000 queues x 2 ch", "scrape_s", "s"),
         ("RSS per open contact", "bytes_per_open_contact", "bytes"),
         ("pure core heap per open contact", "core_bytes_per_open_contact", "bytes"),
+        ("  the same, compiled core", "core_compiled_bytes_per_open_contact", "bytes"),
     ]
     print(f"{'measure (' + str(n) + ' events)':<34}{'value':>14}  unit")
     for label, key, unit in rows:

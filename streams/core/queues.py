@@ -262,7 +262,9 @@ class QueueStore:
         kind, value = fact.kind, fact.value
         if kind == Kind.TRANSFERRED:
             return
-        delta: list[tuple[int, float]] = []
+        # counts stay ints, as the interpreter adds them: typed ``float``, mypyc would carry each 1
+        # as a double and write 1.0 (a float object per sum, and other changelog bytes)
+        delta: list[tuple[int, int | float]] = []
         if kind == Kind.OFFERED:
             delta.append((kpis.OFFERED, 1))
         elif kind == Kind.ANSWERED:

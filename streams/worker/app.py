@@ -34,6 +34,7 @@ from streams.faust_ext.snapshot import write as write_snapshot
 from streams.kafka.broker_watch import BrokerWatch, RetryNoise
 from streams.metrics.kpi_exposition import KpiExposition
 from streams.metrics.worker_metrics import ConsumerLagCollector, ProcessMetrics, StateSizeCollector
+from streams.worker import allocator
 from streams.worker.faust_app import make_app
 from streams.worker.ownership import Ownership
 from streams.worker.pages import add_pages
@@ -189,6 +190,8 @@ class Pipeline:
                 await self._sweep()
             except Exception:  # what it completed in memory would be written without its facts
                 fatal("the sweep")
+            # the heap's free pages back to the system (allocator.py), off the event loop
+            await asyncio.to_thread(allocator.release)
 
         if s.batching.snapshot_interval_s > 0:
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 
 from streams.core import kpis, layout
-from streams.core.lifecycle import AgentState, ContactState
+from streams.core.lifecycle import CONTACT_FIELDS, AgentState, ContactState
 from streams.core.queues import QueueStore
 from streams.dev.local_pipeline import LocalPipeline
 from tests.unit.helpers import AGENTS, CALLS, agent, at, ev, settings
@@ -76,6 +76,30 @@ def test_contact_and_agent_records_keep_their_wire_form():
         "i": ["e1"],
         "r": "lunch",
     }
+
+
+def test_a_contact_record_lists_every_field_in_declaration_order():
+    """``to_wire`` names the fields one by one: each in its place, none left out (all distinct here)."""
+    contact = ContactState(3, "chat", "q", "E", 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, True, ["e"], 8, "a", 9)
+    assert contact.to_wire() == [getattr(contact, name) for name in CONTACT_FIELDS]
+    assert len(CONTACT_FIELDS) == 16
+
+
+def test_equal_times_of_a_contact_record_are_one_object():
+    """A record read back from a changelog or snapshot has a float object per time; the next write
+    shares them again: offered = last = seen, and the one 0.0 of every contact for unset times.
+    (The compiled core would box each float field anew: tests/static/test_compiled_core.py.)"""
+    waiting = ContactState(1, "voice", "q", "W", 1.5, 1.5, 1.5, decided=7)
+    read = orjson.loads(orjson.dumps(waiting.to_wire()))
+    assert read[4] is not read[5] and read[7] is not read[9]  # as JSON gives them
+    wire = ContactState.from_wire(read).to_wire()
+    assert wire == waiting.to_wire()
+    assert wire[4] is wire[5] is wire[6]
+    assert wire[7] is wire[9] is wire[10] is ContactState(2, "chat", "r", "W", 9.0, 9.0, 9.0).to_wire()[7]
+    ended = ContactState(1, "voice", "q", "E", 1.0, 4.0, 4.0, answered=2.0, ended=4.0, hold_total=0.5)
+    wire = ContactState.from_wire(orjson.loads(orjson.dumps(ended.to_wire()))).to_wire()
+    assert wire == ended.to_wire() and wire[10] is wire[5] is wire[6]
+    assert [wire[4], wire[7], wire[9]] == [1.0, 2.0, 0.5]
 
 
 def test_a_pipeline_writes_exactly_these_keys():
