@@ -166,6 +166,14 @@ def test_pages_run_under_their_content_security_policy(env: Env, workers: list[W
         page.wait_for_load_state("load")
         assert refused == [], refused
         page.close()
+    # every API route's parameters: /api/agents takes offset and limit, /api/wallboard none
+    for query in (f"offset={10**26}", "offset=-1", "limit=0", "limit=ten", "offset=1&limit=99999999999"):
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            urllib.request.urlopen(w.url(f"/api/agents?{query}"))
+        reason = json.loads(bad.value.read())["error"]
+        assert bad.value.code == 400 and "must be an integer from" in reason and "\n" not in reason, query
+    assert json.loads(w.get("/api/agents?offset=0&limit=1000000000"))["agents"] == []
+    assert "generated_at" in json.loads(w.get(f"/api/wallboard?offset={10**26}&limit=0"))
     for path in ("/metrics", "/health", "/api/agents", "/pages.js", "/no-such-page"):
         try:
             headers = urllib.request.urlopen(w.url(path)).headers
