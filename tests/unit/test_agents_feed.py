@@ -4,13 +4,14 @@ snapshot would be, a bad parameter costs no render, and a render yields to the l
 from __future__ import annotations
 
 import asyncio
+import gzip
 
 import orjson
 import pytest
 
 from streams.dev.local_pipeline import LocalPipeline
 from streams.wallboard import agents as agent_view
-from streams.worker.agents_feed import CHUNK, AgentsFeed, SharedRender
+from streams.worker.agents_feed import CHUNK, AgentsFeed, Body, SharedRender
 from tests.unit.helpers import AGENTS, agent, at, feed, settings
 
 N = 2 * CHUNK + 100  # three chunks
@@ -36,14 +37,16 @@ def test_concurrent_polls_cause_one_render_and_get_the_same_bytes():
     p = pipeline()
     f = agents_feed(p)
 
-    async def poll() -> list[bytes]:
-        return await asyncio.gather(*(f.body({}) for _ in range(20)))
+    async def poll() -> list[Body]:
+        return await asyncio.gather(*(f.body({}, gzip_ok=i % 2 == 0) for i in range(20)))
 
     bodies = asyncio.run(poll())
     assert f.shared.renders == 1
-    assert len(set(bodies)) == 1
-    assert bodies[0] == orjson.dumps(agent_view.snapshot(p.agent_store, p.settings, NOW, "all"))
-    assert len(orjson.loads(bodies[0])["agents"]) == N
+    assert set(bodies) == {bodies[0], bodies[1]}  # one render: its gzipped bytes and its plain ones
+    (zipped, encoding), (plain, identity) = bodies[0], bodies[1]
+    assert (encoding, identity) == ("gzip", None) and gzip.decompress(zipped) == plain
+    assert plain == orjson.dumps(agent_view.snapshot(p.agent_store, p.settings, NOW, "all"))
+    assert len(orjson.loads(plain)["agents"]) == N
 
 
 @pytest.mark.parametrize("offset, limit", [(0, 1), (CHUNK - 3, 7), (N - 2, 50), (N + 5, 3), (17, None)])
@@ -52,10 +55,11 @@ def test_a_page_is_cut_from_the_shared_render_exactly_as_a_direct_snapshot(offse
     f = agents_feed(p, owned=lambda a: not a.endswith("3"))  # this worker's share only
     query = {"offset": str(offset), **({"limit": str(limit)} if limit is not None else {})}
 
-    async def both() -> tuple[bytes, bytes]:
-        return await f.body({}), await f.body(query)
+    async def both() -> tuple[Body, Body]:
+        return await f.body({}), await f.body(query, gzip_ok=True)
 
-    whole, page = asyncio.run(both())
+    (whole, _), (page, encoding) = asyncio.run(both())
+    assert encoding is None  # a page is small: built per request, not gzipped
     assert f.shared.renders == 1  # the page came from the render the first poll made
     direct = agent_view.snapshot(
         p.agent_store, p.settings, NOW, "all", lambda a: not a.endswith("3"), offset, limit
