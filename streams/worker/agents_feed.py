@@ -57,6 +57,8 @@ class SharedRender(Generic[T]):
         if self._task is None:
             self.renders += 1
             self._task = asyncio.ensure_future(self._run())
+            # its waiters see a failure; with all of them gone, it is still retrieved (no warning)
+            self._task.add_done_callback(lambda task: task.cancelled() or task.exception())
         return await asyncio.shield(self._task)
 
     async def _run(self) -> T:

@@ -120,3 +120,27 @@ def test_a_render_is_reused_for_its_age_and_a_failed_one_is_retried():
 
     asyncio.run(run())
     assert shared.renders == 3
+
+
+def test_a_poller_that_hangs_up_does_not_cancel_the_render_the_others_wait_for():
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def render() -> str:
+        started.set()
+        await release.wait()
+        return "body"
+
+    shared = SharedRender(render, max_age_s=1.0, clock=lambda: 0.0)
+
+    async def run() -> None:
+        first = asyncio.ensure_future(shared.get())
+        await started.wait()
+        second = asyncio.ensure_future(shared.get())
+        await asyncio.sleep(0)
+        first.cancel()  # the first client went away mid-render
+        release.set()
+        assert await second == "body"
+        assert first.cancelled()
+
+    asyncio.run(run())
+    assert shared.renders == 1

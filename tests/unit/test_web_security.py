@@ -59,6 +59,9 @@ def test_a_full_file_gives_tls_with_client_certificates_users_and_headers(tmp_pa
     tls_only = load_web_config(write(tmp_path, {"tls_server_config": tls_doc(tmp_path)}))
     assert tls_only.ssl_context is not None and tls_only.ssl_context.verify_mode == ssl.CERT_NONE
     assert tls_only.ssl_context.minimum_version == ssl.TLSVersion.TLSv1_2 and not tls_only.users
+    inline_ca = tls_doc(tmp_path, client_ca=files.ca.read_text(), client_auth_type="VerifyClientCertIfGiven")
+    optional = load_web_config(write(tmp_path, {"tls_server_config": inline_ca}))
+    assert optional.ssl_context is not None and optional.ssl_context.verify_mode == ssl.CERT_OPTIONAL
 
 
 @pytest.mark.parametrize(
