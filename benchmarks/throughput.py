@@ -26,7 +26,10 @@ Measured in this order, on a broker of its own (port 39092 unless CCMON_BENCH_KA
             series on /metrics equals the one before the stop; the slower of the two, and the
             changelog it had to read;
 - scrape:   /metrics with 1,000 queues × 2 channels live (median of 20 scrapes);
-- memory:   worker RSS growth per open contact over 100,000 open contacts.
+- memory:   worker RSS growth per open contact over 100,000 open contacts;
+- pollers:  the event-loop stall while 20 agents pages poll /api/agents at 5,000 agents at the same
+            instant, with a render per poll (before issue 21) and with the shared render, against
+            a 2-byte body's (benchmarks/pollers.py; in-process, runnable alone).
 Prints a table, writes JSON (``--json``) and ends with one line of key=value pairs. It asserts
 nothing about speed: the goals are read off the figures.
 """
@@ -58,7 +61,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from benchmarks import compiled_core, workload
+from benchmarks import compiled_core, pollers, workload
 from streams.config import Settings, load
 from streams.core.intake import Record
 from streams.dev.harness import NotReady, ProcessExited, Service, wait_stable, wait_until
@@ -596,7 +599,7 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
         worker.stop()
 
 
-PHASES = ("interpreted", "latency", "naive", "peer", "scale", "restart", "memory")
+PHASES = ("interpreted", "latency", "naive", "peer", "scale", "restart", "memory", "pollers")
 
 
 def main() -> None:
@@ -760,6 +763,9 @@ def measure(
             round(per_contact),
         )
 
+    if "pollers" not in skip:
+        r.update(pollers.measure(agents=5000, pollers=20, rounds=3 if args.quick else 5))
+
     rows = [
         ("raw aiokafka getmany + orjson", "raw_events_per_s", "events/s"),
         ("pure core, in-process", "core_events_per_s", "events/s"),
@@ -792,6 +798,11 @@ def measure(
         ("RSS per open contact", "bytes_per_open_contact", "bytes"),
         ("pure core heap per open contact", "core_bytes_per_open_contact", "bytes"),
         ("  the same, compiled core", "core_compiled_bytes_per_open_contact", "bytes"),
+        ("/api/agents render, 5000 agents", "agents_render_ms", "ms"),
+        ("loop stall, 20 pollers: 2-byte floor", "agents_stall_floor_ms", "ms"),
+        ("loop stall, 20 pollers: per poll", "agents_stall_per_poll_ms", "ms"),
+        ("loop stall, 20 pollers: shared", "agents_stall_shared_ms", "ms"),
+        ("  shared / per poll", "agents_stall_ratio", ""),
     ]
     print(f"{'measure (' + str(n) + ' events)':<34}{'value':>14}  unit")
     for label, key, unit in rows:

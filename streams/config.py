@@ -60,6 +60,7 @@ class KafkaSettings:
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+    allow_plaintext_password: bool = False  #: SASL PLAIN without TLS (the password in clear)
     session_timeout_s: float = 10.0
     broker_probe_s: float = 2.0
     producer_timeout_s: float = 120.0
@@ -89,6 +90,7 @@ class WebSettings:
     agent_metrics: bool = False  #: per-agent series on /metrics
     agent_acw_limit_s: float = 300.0  #: the agents page highlights ACW longer than this
     agent_away_limit_s: float = 900.0  #: and away longer than this
+    config_file: str | None = None  #: the exporter toolkit's web config: TLS, basic auth, headers
 
 
 @dataclass(frozen=True)
@@ -340,6 +342,9 @@ ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CCMON_KAFKA_VERSION": ("local_broker.version", _text),
     "CCMON_KAFKA_CACHE": ("local_broker.cache_dir", _text),
     "CCMON_KAFKA_HEAP": ("local_broker.heap", _text),
+    # who may read the worker's web port and who sees the Kafka password (docs/security.md)
+    "CCMON_WEB_CONFIG_FILE": ("web.config_file", _readable_file),
+    "CCMON_KAFKA_ALLOW_PLAINTEXT_PASSWORD": ("kafka.allow_plaintext_password", _flag),
 }
 #: what the local broker needs, all it reads (``load(only=...)``)
 LOCAL_BROKER_ENV = ("CCMON_DATA_DIR", "CCMON_KAFKA_VERSION", "CCMON_KAFKA_CACHE", "CCMON_KAFKA_HEAP")
@@ -428,6 +433,23 @@ def _build(values: Mapping[str, Any]) -> Settings:
 GROUPS = ("kafka", "topics", "web", "batching", "local_broker")
 
 
+def _check_password_exposure(kafka: KafkaSettings) -> None:
+    """A password is never ignored and never sent in clear unless the operator says so: with
+    PLAINTEXT it would not be used at all (the operator meant SASL), and SASL PLAIN without TLS
+    puts it on the wire as is (SCRAM sends only a proof of it)."""
+    if kafka.password is not None and kafka.security_protocol in ("PLAINTEXT", "SSL"):
+        raise ConfigError(
+            f"a Kafka password is set but CCMON_KAFKA_SECURITY_PROTOCOL={kafka.security_protocol} "
+            f"uses no SASL, so it would be ignored: set SASL_SSL, or remove the password"
+        )
+    plain = kafka.security_protocol == "SASL_PLAINTEXT" and kafka.sasl_mechanism == "PLAIN"
+    if plain and not kafka.allow_plaintext_password:
+        raise ConfigError(
+            "SASL PLAIN over SASL_PLAINTEXT sends the Kafka password unencrypted: use SASL_SSL or a "
+            "SCRAM mechanism, or set CCMON_KAFKA_ALLOW_PLAINTEXT_PASSWORD=1 to accept that"
+        )
+
+
 def load(
     env: Mapping[str, str] | None = None, *, only: tuple[str, ...] | None = None, **overrides: Any
 ) -> Settings:
@@ -458,6 +480,7 @@ def load(
             f"CCMON_KAFKA_SECURITY_PROTOCOL={kafka.security_protocol} needs "
             f"CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD (or CCMON_KAFKA_PASSWORD_FILE)"
         )
+    _check_password_exposure(kafka)
     if bool(kafka.cert_file) != bool(kafka.key_file):
         raise ConfigError(
             "CCMON_KAFKA_CERT_FILE and CCMON_KAFKA_KEY_FILE go together (client certificate and its key)"

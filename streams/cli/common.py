@@ -16,6 +16,7 @@ FLAGS = {
     "broker": "CCMON_BROKER",
     "web_host": "CCMON_WEB_HOST",
     "web_port": "CCMON_WEB_PORT",
+    "web_config_file": "CCMON_WEB_CONFIG_FILE",
     "partitions": "CCMON_PARTITIONS",
     "log_level": "CCMON_LOG_LEVEL",
 }

@@ -63,6 +63,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     s = settings(args)
     from streams.faust_ext.predecessor import evict
     from streams.kafka.topics import ensure_topics
+    from streams.worker.web_security import web_guard
+
+    _, tls = web_guard(s)  # a bad web config file ends here, before any connection (exit 2)
 
     asyncio.run(ensure_topics(s))
     asyncio.run(evict(s))  # a killed predecessor would hold the group for its session timeout
@@ -77,7 +80,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     print(
         f"ccmon worker: consuming {s.calls_topic}, {s.chats_topic}, {s.agents_topic} "
         f"from {s.kafka.bootstrap_servers}; "
-        f"metrics on http://{s.web.host}:{s.web.port}/metrics; core {core_build()}",
+        f"metrics on http{'s' if tls else ''}://{s.web.host}:{s.web.port}/metrics; core {core_build()}",
         file=sys.stderr,
         flush=True,
     )
@@ -293,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--web-port",
         type=flag_type("CCMON_WEB_PORT"),
         help="port for /metrics (env CCMON_WEB_PORT, default 6066)",
+    )
+    p.add_argument(
+        "--web-config-file",
+        type=flag_type("CCMON_WEB_CONFIG_FILE"),
+        help="TLS and basic auth for every route, in the Prometheus exporter toolkit's web "
+        "config format (env CCMON_WEB_CONFIG_FILE; default none: plain HTTP, no auth)",
     )
     p.add_argument(
         "--partitions",

@@ -12,8 +12,10 @@ nothing about what it runs, only that it serves HTTP on 127.0.0.1.
 
 from __future__ import annotations
 
+import base64
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -260,12 +262,21 @@ class Service:
             self.stop()
 
     # ---- HTTP ------------------------------------------------------------------------------
+    #: how to reach a worker started with a web config file: the CA context, and basic auth
+    tls: ssl.SSLContext | None = None
+    basic_auth: tuple[str, str] | None = None
+
     def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        return f"http{'s' if self.tls else ''}://{self.host}:{self.port}{path}"
 
     def get(self, path: str, timeout: float = 30.0) -> bytes:
         """The body of ``path``; raises OSError (refused, 503, ...) as urllib does."""
-        with urllib.request.urlopen(self.url(path), timeout=timeout) as resp:
+        headers = {}
+        if self.basic_auth is not None:
+            token = base64.b64encode(":".join(self.basic_auth).encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        request = urllib.request.Request(self.url(path), headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout, context=self.tls) as resp:
             body: bytes = resp.read()
             return body
 

@@ -9,6 +9,7 @@ import faust
 from streams.config import Settings
 from streams.errors import CcmonError
 from streams.kafka.auth import faust_credentials
+from streams.worker.web_security import web_guard
 
 __all__ = ["make_app", "worker_dir"]
 
@@ -28,6 +29,7 @@ def make_app(s: Settings) -> faust.App:
             f"cannot create the data directory {workdir} ({exc.strerror}); "
             f"set CCMON_DATA_DIR to a writable directory"
         ) from None
+    guard, tls = web_guard(s)  # TLS, basic auth and headers on every route (docs/security.md)
     return faust.App(
         s.app_id,
         broker=s.kafka.broker,
@@ -53,5 +55,7 @@ def make_app(s: Settings) -> faust.App:
         broker_session_timeout=s.kafka.session_timeout_s,
         broker_heartbeat_interval=max(1.0, s.kafka.session_timeout_s / 4),
         web_enabled=True,
+        web_ssl_context=tls,
+        web_application_options={"middlewares": [guard.middleware()]},
         broker_credentials=faust_credentials(s),
     )

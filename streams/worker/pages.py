@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -13,6 +13,7 @@ from streams.packaged import core_build
 from streams.wallboard import SHARED, shared
 from streams.wallboard import agents as agent_view
 from streams.wallboard import queues as queue_view
+from streams.worker.agents_feed import AgentsFeed, Body
 
 if TYPE_CHECKING:
     from streams.worker.app import Pipeline
@@ -22,7 +23,7 @@ __all__ = ["METRICS_CONTENT_TYPE", "add_pages"]
 #: the classic text exposition format, which every Prometheus 2.x parses
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HTML = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
-JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+JSON = {"Content-Type": "application/json", "Cache-Control": "no-store", "Vary": "Accept-Encoding"}
 
 
 def add_pages(p: Pipeline) -> None:
@@ -36,18 +37,16 @@ def add_pages(p: Pipeline) -> None:
             body += agent_view.render(state.agent_store(), time.time(), own.agent_filter()).encode()
         return web.bytes(body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
-    def wallboard_data(query: Mapping[str, str]) -> Any:
-        return queue_view.snapshot(state.store(), s, time.time(), own.scope("queue"), own.owned_partitions())
+    async def wallboard_data(query: Mapping[str, str], gzip_ok: bool) -> Body:
+        body = queue_view.snapshot(state.store(), s, time.time(), own.scope("queue"), own.owned_partitions())
+        return orjson.dumps(body), None
 
-    def agents_data(query: Mapping[str, str]) -> Any:
-        offset, limit = agent_view.page_params(query)  # ?offset=&limit= (docs/wallboard.md): all by default
-        return agent_view.snapshot(
-            state.agent_store(), s, time.time(), own.scope("agent"), own.agent_filter(), offset, limit
-        )
+    # ?offset=&limit= (docs/wallboard.md), all by default; one render shared by every poller
+    agents = AgentsFeed(s, state.agent_store, lambda: own.scope("agent"), own.agent_filter)
 
     # the two supervisor pages: static HTML, and the JSON of this worker's share it polls
     _add_page(app, "/wallboard", queue_view.page, wallboard_data)
-    _add_page(app, "/agents", agent_view.page, agents_data)
+    _add_page(app, "/agents", agent_view.page, agents.body)
     for name in SHARED:  # the script and style both pages share
         _add_file(app, name)
 
@@ -64,7 +63,10 @@ def add_pages(p: Pipeline) -> None:
 
 
 def _add_page(
-    app: Any, path: str, html: Callable[[], bytes], data: Callable[[Mapping[str, str]], Any]
+    app: Any,
+    path: str,
+    html: Callable[[], bytes],
+    data: Callable[[Mapping[str, str], bool], Awaitable[Body]],
 ) -> None:
     """``path`` serves the page, ``/api{path}`` its JSON from the request's query; a bad query
     parameter (``data`` raises ValueError) is a 400 with a one-line error."""
@@ -76,10 +78,10 @@ def _add_page(
     @app.page(f"/api{path}", name=f"api-{path.strip('/')}")
     async def page_data(web: Any, request: Any) -> Any:
         try:
-            body = data(request.query)
+            body, encoding = await data(request.query, "gzip" in request.headers.get("Accept-Encoding", ""))
         except ValueError as exc:
             return web.json({"error": str(exc)}, status=400)
-        return web.bytes(orjson.dumps(body), headers=JSON)
+        return web.bytes(body, headers={**JSON, "Content-Encoding": encoding} if encoding else JSON)
 
 
 def _add_file(app: Any, name: str) -> None:

@@ -84,15 +84,16 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 def start_prometheus(
-    tmp_path: Path, target_port: int, rule_files: Sequence[Path] = ()
+    tmp_path: Path, target_port: int, rule_files: Sequence[Path] = (), scrape_configs: Sequence[dict] = ()
 ) -> tuple[subprocess.Popen, int]:
-    """A real Prometheus scraping ``127.0.0.1:target_port`` and evaluating ``rule_files`` every second,
-    its config and TSDB under ``tmp_path``; the process (the caller stops it) and its port."""
+    """A real Prometheus scraping ``127.0.0.1:target_port`` (or as ``scrape_configs`` say) and
+    evaluating ``rule_files`` every second, its config and TSDB under ``tmp_path``; the process (the
+    caller stops it) and its port."""
     port = free_port()
     config: dict = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}}
     if rule_files:
         config["rule_files"] = [str(f) for f in rule_files]
-    config["scrape_configs"] = [
+    config["scrape_configs"] = list(scrape_configs) or [
         {"job_name": "ccmon", "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}
     ]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))

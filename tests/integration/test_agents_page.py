@@ -183,7 +183,8 @@ def test_agent_view_figures_metrics_and_live_page(env: Env, workers: list[Worker
     assert len([k for k in m if k[0].startswith("ccmon_agent_") and k[0] != "ccmon_agents"]) == 5 * 13
 
     # the page: its numbers are /api/agents', the timers tick, and a state change shows without reload
-    page = browser.new_page(viewport={"width": 1920, "height": 1080})
+    # wait_for_function evaluates strings, which the CSP forbids (test_web_security)
+    page = browser.new_page(viewport={"width": 1920, "height": 1080}, bypass_csp=True)
     page.goto(w.url("/agents"))
     page.wait_for_function("document.querySelectorAll('#rows tr').length === 5", timeout=15_000)
     page.evaluate("window.notReloaded = true")

@@ -4,8 +4,10 @@ ways they feed it to the pure pipeline and read its exposition."""
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -189,3 +191,82 @@ SCENARIO_SALES_COUNTERS = {
     "handled": 2,
     "transferred_out": 2,
 }
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A test CA, a server certificate it signed for 127.0.0.1/localhost, and a client certificate."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls(directory: Path) -> TlsFiles:
+    """PEM files made now with ``cryptography`` (a fresh CA per test run, valid for a day)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def issue(
+        subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey] | None
+    ) -> x509.Certificate:
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer[0] if issuer else subject))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+        )
+        if issuer is None:
+            b = b.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        else:
+            b = b.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            ).add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
+        return b.sign((issuer[1] if issuer else key), hashes.SHA256())
+
+    def write(path: Path, data: bytes) -> Path:
+        path.write_bytes(data)
+        return path
+
+    def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    ca_key, server_key, client_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = issue("ccmon test CA", ca_key, None)
+    pem = serialization.Encoding.PEM
+    return TlsFiles(
+        ca=write(directory / "ca.pem", ca.public_bytes(pem)),
+        cert=write(
+            directory / "server.pem",
+            issue("ccmon worker", server_key, ("ccmon test CA", ca_key)).public_bytes(pem),
+        ),
+        key=write(directory / "server-key.pem", pem_key(server_key)),
+        client_cert=write(
+            directory / "client.pem",
+            issue("prometheus", client_key, ("ccmon test CA", ca_key)).public_bytes(pem),
+        ),
+        client_key=write(directory / "client-key.pem", pem_key(client_key)),
+    )
