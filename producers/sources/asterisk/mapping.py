@@ -311,7 +311,11 @@ def _enter(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
         segs[line.queue] = Segment(source.contact, line.queue, WAITING, line.ts, uses=uses)
     else:
         contact = f"{line.callid}@{label}" + (f"#{uses}" if uses > 1 else "")
-        out.append(m._contact("offered", contact, line.ts, f"{lid}-offered", queue=label))
+        out.append(
+            m._contact(
+                "offered", contact, line.ts, f"{lid}-offered", queue=label, customer=caller(line.field(2))
+            )
+        )
         segs[line.queue] = Segment(contact, line.queue, WAITING, line.ts, uses=uses)
     if line.verb in TURNED_AWAY:
         m._leave(segs[line.queue], line, lid, out, "dequeued", reason=TURNED_AWAY[line.verb])
