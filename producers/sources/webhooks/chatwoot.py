@@ -335,6 +335,7 @@ class Chatwoot(Platform):
             tag = int(conv.updated)
             if key not in self.segments or self.segments[key][0] < tag:
                 self.segments[key] = (tag, conv.updated)
+                self.dirty = True
                 self._forget(conv.updated)
             return self._offered(conv)
         out = self._offered(conv)

@@ -176,7 +176,9 @@ class Receiver(StatefulSource):
             )
         reached("webhook-acked")  # crash tests: acknowledged by Kafka, not answered (a no-op otherwise)
         self.events_sent.labels(platform.name).inc(len(events))
-        if events and self.config.state_file is not None:
+        if self.config.state_file is not None and (events or platform.dirty):
+            platform.dirty = False
+            self.mark_dirty()
             await self.commit(None)
         answer = platform.respond(request.headers, events)
         return "ok", web.Response(status=answer.status, body=answer.body, content_type=answer.content_type)
