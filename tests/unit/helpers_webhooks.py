@@ -116,3 +116,107 @@ def chatwoot_signed(
         "X-Chatwoot-Timestamp": stamp,
         "X-Chatwoot-Signature": f"sha256={digest}",
     }
+
+
+LIBREDESK_SECRET = b"ld-test-secret-9876543210"
+
+
+def rfc3339(ts: float) -> str:
+    """Go's time.Time in JSON (RFC 3339 with nanoseconds), as libredesk writes its times."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1e9) % 10**9:09d}Z"
+
+
+def libredesk_conversation(
+    uuid: str,
+    *,
+    created: float,
+    updated: float | None = None,
+    inbox: int = 1,
+    status: str = "Open",
+    assigned_user: int | None = None,
+    team: int | None = None,
+    contact: int = 301,
+    first_reply: float | None = None,
+    resolved: float | None = None,
+) -> dict[str, Any]:
+    """A conversation as libredesk's JSON gives it (``models.Conversation``), the fields that matter
+    and a few that do not."""
+    return {
+        "id": int(hashlib.sha1(uuid.encode()).hexdigest()[:5], 16),
+        "created_at": rfc3339(created),
+        "updated_at": rfc3339(created if updated is None else updated),
+        "uuid": uuid,
+        "contact_id": contact,
+        "inbox_id": inbox,
+        "closed_at": None,
+        "resolved_at": None if resolved is None else rfc3339(resolved),
+        "reference_number": "100",
+        "priority": None,
+        "status": status,
+        "first_reply_at": None if first_reply is None else rfc3339(first_reply),
+        "assigned_user_id": assigned_user,
+        "assigned_team_id": team,
+        "waiting_since": rfc3339(created),
+        "subject": "Help",
+        "inbox_name": "Web",
+        "inbox_channel": "livechat",
+        "contact": {
+            "id": contact,
+            "first_name": "Ada",
+            "last_name": "",
+            "email": "ada@example.test",
+            "type": "contact",
+        },
+    }
+
+
+def libredesk_message(
+    conv_uuid: str, msg_uuid: str, at: float, *, agent: int | None = None, private: bool = False
+) -> dict[str, Any]:
+    """``message.created``'s payload (``models.Message``): from the agent ``agent``, else the contact."""
+    return {
+        "id": int(hashlib.sha1(msg_uuid.encode()).hexdigest()[:5], 16),
+        "created_at": rfc3339(at),
+        "updated_at": rfc3339(at),
+        "uuid": msg_uuid,
+        "type": "outgoing" if agent is not None else "incoming",
+        "status": "sent" if agent is not None else "received",
+        "conversation_id": 1,
+        "conversation_uuid": conv_uuid,
+        "content": "<p>hello</p>",
+        "text_content": "hello",
+        "content_type": "html",
+        "private": private,
+        "sender_id": agent if agent is not None else 301,
+        "sender_type": "agent" if agent is not None else "contact",
+        "meta": {},
+        "attachments": [],
+        "author": {
+            "id": agent or 301,
+            "first_name": "A",
+            "last_name": "",
+            "type": "agent" if agent else "contact",
+        },
+    }
+
+
+def libredesk_delivery(event: str, payload: dict[str, Any], delivered: float) -> dict[str, Any]:
+    """libredesk's envelope: the event, the delivery's time (1 s resolution), the payload."""
+    return {
+        "event": event,
+        "timestamp": datetime.fromtimestamp(int(delivered), UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "payload": payload,
+    }
+
+
+def libredesk_signed(
+    doc: dict[str, Any] | bytes, secret: bytes = LIBREDESK_SECRET
+) -> tuple[bytes, dict[str, str]]:
+    """The body and libredesk's headers: ``sha256=`` and the hex HMAC-SHA256 of the raw body."""
+    body = doc if isinstance(doc, bytes) else orjson.dumps(doc)
+    digest = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return body, {
+        "Content-Type": "application/json",
+        "User-Agent": "Libredesk-Webhook/test",
+        "X-Libredesk-Signature": f"sha256={digest}",
+    }
