@@ -1,6 +1,7 @@
-"""``ccmon ingest webhooks`` with Chatwoot, on the real broker and a real worker: deliveries signed
-per Chatwoot's scheme, reordered and duplicated, a receiver killed between Kafka's acknowledgement
-and its answer, a broker outage; the worker's KPIs equal the values computed by hand."""
+"""``ccmon ingest webhooks`` with Chatwoot and libredesk, on the real broker and a real worker:
+deliveries signed per each platform's scheme, reordered and duplicated, a receiver killed between
+Kafka's acknowledgement and its answer, a restart with a held reply in the state file, a broker
+outage; the worker's KPIs equal the values computed by hand."""
 
 from __future__ import annotations
 
@@ -23,10 +24,15 @@ from streams.dev.kafka_local import LocalKafka
 from tests.integration.support import ROOT, Env, Worker, exported, metric
 from tests.unit.helpers_webhooks import (
     CHATWOOT_SECRET,
+    LIBREDESK_SECRET,
     chatwoot_conversation,
     chatwoot_event,
     chatwoot_message,
     chatwoot_signed,
+    libredesk_conversation,
+    libredesk_delivery,
+    libredesk_message,
+    libredesk_signed,
 )
 
 pytestmark = pytest.mark.integration
@@ -35,15 +41,20 @@ Q = {"queue": "inbox-1", "channel": "chat"}
 
 
 class Receiver(Service):
-    """``ccmon ingest webhooks`` with the Chatwoot route, on its own port, ready when /health answers."""
+    """``ccmon ingest webhooks`` with the Chatwoot and libredesk routes, on its own port, ready
+    when /health answers."""
 
-    def __init__(self, env: Env, name: str, **extra: str) -> None:
+    def __init__(self, env: Env, name: str, *args: str, **extra: str) -> None:
         port = free_port()
         log = env.tmp / f"webhooks-{name}-{port}.log"
         super().__init__(
-            [sys.executable, "-m", "streams", "ingest", "webhooks", "--port", str(port)],
+            [sys.executable, "-m", "streams", "ingest", "webhooks", "--port", str(port), *args],
             port=port,
-            env=env.vars(CCMON_WEBHOOKS_CHATWOOT_SECRET=CHATWOOT_SECRET.decode(), **extra),
+            env=env.vars(
+                CCMON_WEBHOOKS_CHATWOOT_SECRET=CHATWOOT_SECRET.decode(),
+                CCMON_WEBHOOKS_LIBREDESK_SECRET=LIBREDESK_SECRET.decode(),
+                **extra,
+            ),
             log=log,
             cwd=ROOT,
             name=f"webhooks :{port}",
@@ -51,16 +62,22 @@ class Receiver(Service):
         self.start()
         self.wait_ready(60)
 
-    def post(self, doc: dict | bytes, now: float | None = None, **headers: str) -> tuple[int, str]:
-        body, signed = chatwoot_signed(doc, time.time() if now is None else now)
-        request = urllib.request.Request(
-            self.url("/webhooks/chatwoot"), data=body, headers={**signed, **headers}, method="POST"
-        )
+    def _send(self, route: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        request = urllib.request.Request(self.url(route), data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=30) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
+
+    def post(self, doc: dict | bytes, now: float | None = None, **headers: str) -> tuple[int, str]:
+        """A Chatwoot delivery, signed for ``now``."""
+        body, signed = chatwoot_signed(doc, time.time() if now is None else now)
+        return self._send("/webhooks/chatwoot", body, {**signed, **headers})
+
+    def post_libredesk(self, doc: dict) -> tuple[int, str]:
+        body, signed = libredesk_signed(doc)
+        return self._send("/webhooks/libredesk", body, signed)
 
 
 async def _read(address: str, topic: str, quiet_s: float = 2.0) -> list[dict]:
@@ -274,3 +291,54 @@ def test_a_broker_outage_is_answered_503_and_nothing_is_lost(tmp_path: Path):
     finally:
         receiver.stop(signal.SIGTERM)
         broker.stop()
+
+
+def test_libredesk_a_reply_before_its_creation_survives_a_restart_and_the_kpis_are_exact(
+    env: Env, workers: list[Worker]
+):
+    """libredesk's worker pool sends a reply before its conversation; the receiver holds it in its
+    state file, is restarted, and releases it after the creation: offered, answered, responded, in
+    order, on one key. A second conversation is closed without an agent: abandoned."""
+    base = float(int(time.time()) - 600)
+    worker = Worker(env)
+    workers.append(worker)
+    state = env.tmp / "webhooks.state"
+    a, b = "0b7a7e52-0000-4000-8000-00000000000a", "0b7a7e52-0000-4000-8000-00000000000b"
+    now = time.time()
+    first = Receiver(env, "libredesk-1", "--state-file", str(state))
+    try:
+        reply = libredesk_delivery("message.created", libredesk_message(a, "m-1", base + 12, agent=4), now)
+        assert first.post_libredesk(reply)[0] == 200
+    finally:
+        first.stop()
+    receiver = Receiver(env, "libredesk-2", "--state-file", str(state))
+    try:
+        closed = libredesk_conversation(b, created=base + 5, updated=base + 100, status="Closed")
+        todo = [
+            libredesk_delivery(
+                "conversation.status_changed",
+                {"previous_status": "Open", "new_status": "Closed", "conversation": closed},
+                now,
+            ),
+            libredesk_delivery("conversation.created", libredesk_conversation(a, created=base), now),
+            libredesk_delivery("conversation.created", libredesk_conversation(b, created=base + 5), now),
+        ]
+        for doc in todo + todo[1:2]:  # the creation twice
+            assert receiver.post_libredesk(doc)[0] == 200
+        expected = {
+            "ccmon_contacts_offered_total": 2,
+            "ccmon_contacts_answered_total": 1,  # a, from its held reply: waited 12 s
+            "ccmon_contacts_answered_in_threshold_total": 1,
+            "ccmon_contacts_abandoned_total": 1,  # b, after 95 s
+        }
+
+        def done(m: dict) -> bool:
+            return all(metric(m, name, **Q) == value for name, value in expected.items())
+
+        m = worker.wait_settled(done, timeout=60, what="the hand-computed libredesk KPIs")
+        assert exported(m, "ccmon_queue_waiting_contacts", **Q) == 0
+        evs = [e for e in read(env.kafka.address, env.topics["chats"]) if e["contact_id"] == f"libredesk-{a}"]
+        assert [e["type"] for e in evs][:3] == ["offered", "answered", "responded"]
+        assert evs[2]["ts"] == int((base + 12) * 1000)
+    finally:
+        receiver.stop()
