@@ -29,7 +29,7 @@ from streams.dev.killpoints import reached
 
 __all__ = ["Receiver", "ReceiverConfig"]
 
-RESULTS = ("ok", "ignored", "unauthorized", "bad_request", "too_large", "unavailable")
+RESULTS = ("ok", "ignored", "unauthorized", "bad_request", "too_large", "unavailable", "error")
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ class Receiver(StatefulSource):
             self.ack_seconds.labels(name)
         self._runner: web.AppRunner | None = None
         self.bound_port = 0
+        self._errors: set[str] = set()
 
     # ---- state -------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -167,6 +168,12 @@ class Receiver(StatefulSource):
             return "bad_request", self._error(400, exc.reason)
         except Ignored as exc:
             return "ignored", web.json_response({"ok": True, "ignored": exc.reason})
+        except Exception as exc:  # a payload the mapping did not foresee: a bug, said once per type
+            kind = f"{platform.name}: {type(exc).__name__}"
+            if kind not in self._errors:
+                self._errors.add(kind)
+                self.note(f"{kind} while mapping a delivery ({str(exc)[:200]}); answered 500")
+            return "error", self._error(500, f"the delivery could not be mapped ({type(exc).__name__})")
         try:
             await asyncio.wait_for(self._acknowledged(events), platform.answer_within_s)
         except Exception as exc:  # a timeout or a Kafka error: either way the platform must retry
