@@ -305,10 +305,15 @@ def test_libredesk_a_reply_before_its_creation_survives_a_restart_and_the_kpis_a
     state = env.tmp / "webhooks.state"
     a, b = "0b7a7e52-0000-4000-8000-00000000000a", "0b7a7e52-0000-4000-8000-00000000000b"
     now = time.time()
+    reply = libredesk_delivery("message.created", libredesk_message(a, "m-1", base + 12, agent=4), now)
+    # killed after the acknowledgement, before the state is saved and the 2xx: not accepted
+    doomed = Receiver(env, "libredesk-0", "--state-file", str(state), CCMON_TEST_KILL_AT="webhook-acked:1")
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        doomed.post_libredesk(reply)
+    doomed.wait_exit(30)
     first = Receiver(env, "libredesk-1", "--state-file", str(state))
     try:
-        reply = libredesk_delivery("message.created", libredesk_message(a, "m-1", base + 12, agent=4), now)
-        assert first.post_libredesk(reply)[0] == 200
+        assert first.post_libredesk(reply)[0] == 200  # delivered again: held, saved before the 2xx
     finally:
         first.stop()
     receiver = Receiver(env, "libredesk-2", "--state-file", str(state))
