@@ -25,7 +25,7 @@ from producers.sources.base import StateError, StatefulSource, load_state
 from producers.sources.events import SourceEvent
 from producers.sources.webhooks.platform import BadRequest, Ignored, Platform, Unauthorized
 from streams.config import Settings
-from streams.dev.killpoints import reached
+from streams.killpoints import reached
 
 __all__ = ["Receiver", "ReceiverConfig"]
 
