@@ -227,6 +227,13 @@ def test_chatwoot_deliveries_reordered_duplicated_and_retried_give_the_hand_comp
         scraped = receiver.scrape()
         ok = exported(scraped, "ccmon_webhook_deliveries_total", platform="chatwoot", result="ok")
         assert ok == len(order) + 2
+        acks = exported(scraped, "ccmon_webhook_ack_seconds_count", platform="chatwoot")
+        assert acks == ok
+        mean = exported(scraped, "ccmon_webhook_ack_seconds_sum", platform="chatwoot") / acks
+        print(
+            f"arrival to answer (Kafka acknowledged), mean of {acks:.0f}: {mean * 1000:.1f} ms",
+            file=sys.stderr,
+        )
     finally:
         receiver.stop()
 

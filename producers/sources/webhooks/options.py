@@ -15,7 +15,7 @@ from producers.sources.webhooks import PLATFORMS, platform_class
 from producers.sources.webhooks.platform import ConfigError, Platform, PlatformConfig
 from streams.config import Settings
 
-HELP = "pushed events: Chatwoot and other platforms' webhooks (docs/sources/webhooks.md)"
+HELP = "pushed, signed webhooks: Chatwoot, libredesk (docs/sources/webhooks.md)"
 DESCRIPTION = (
     "An HTTP receiver with one route per enabled platform (/webhooks/<platform>): signatures "
     "verified, each delivery answered 2xx only after Kafka acknowledged its events; /metrics and "
