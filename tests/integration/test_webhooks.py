@@ -354,3 +354,48 @@ def test_libredesk_a_reply_before_its_creation_survives_a_restart_and_the_kpis_a
         assert evs[2]["ts"] == int((base + 12) * 1000)
     finally:
         receiver.stop()
+
+
+def test_a_state_that_cannot_be_saved_is_answered_503_and_saved_with_the_retry(env: Env, tmp_path: Path):
+    """The held reply is accepted only once its state is on disk: when the save fails (the state's
+    directory is gone), the delivery is answered 503, and its retry, once the directory is back,
+    is saved and answered 200."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from producers.sources.webhooks.options import platforms
+    from producers.sources.webhooks.receiver import Receiver as App
+    from producers.sources.webhooks.receiver import ReceiverConfig
+    from streams.config import load
+
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    settings = load(env.vars())
+    reply = libredesk_delivery(
+        "message.created",
+        libredesk_message("0b7a7e52-0000-4000-8000-0000000000cc", "m-9", time.time() - 60, agent=4),
+        time.time(),
+    )
+    body, headers = libredesk_signed(reply)
+
+    async def run() -> tuple[int, int]:
+        app = App(
+            settings,
+            ReceiverConfig(state_file=state_dir / "webhooks.state", quiet=True),
+            platforms({"CCMON_WEBHOOKS_LIBREDESK_SECRET": LIBREDESK_SECRET.decode()}),
+        )
+        await app.start()
+        client = TestClient(TestServer(app.app()))
+        await client.start_server()
+        try:
+            state_dir.rename(tmp_path / "gone")
+            failed = (await client.post("/webhooks/libredesk", data=body, headers=headers)).status
+            (tmp_path / "gone").rename(state_dir)
+            retried = (await client.post("/webhooks/libredesk", data=body, headers=headers)).status
+            return failed, retried
+        finally:
+            await client.close()
+            await app.stop()
+
+    assert asyncio.run(run()) == (503, 200)
+    saved = orjson.loads((state_dir / "webhooks.state").read_bytes())
+    assert list(saved["platforms"]["libredesk"]["held"]) == ["0b7a7e52-0000-4000-8000-0000000000cc"]

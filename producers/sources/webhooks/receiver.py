@@ -25,6 +25,7 @@ from producers.sources.base import StateError, StatefulSource, load_state
 from producers.sources.events import SourceEvent
 from producers.sources.webhooks.platform import BadRequest, Ignored, Platform, Unauthorized
 from streams.config import Settings
+from streams.errors import CcmonError
 from streams.killpoints import reached
 
 __all__ = ["Receiver", "ReceiverConfig"]
@@ -186,7 +187,11 @@ class Receiver(StatefulSource):
         if self.config.state_file is not None and (events or platform.dirty):
             platform.dirty = False
             self.mark_dirty()
-            await self.commit(None)
+            try:
+                await self.commit(None)
+            except CcmonError as exc:  # the state could not be saved: not accepted, deliver again
+                platform.dirty = True
+                return "unavailable", self._error(503, str(exc))
         answer = platform.respond(request.headers, events)
         return "ok", web.Response(status=answer.status, body=answer.body, content_type=answer.content_type)
 
