@@ -232,3 +232,52 @@ def test_unknown_and_unused_types_are_ignored_and_bad_bodies_are_bad_requests():
 def test_bad_options_are_configuration_errors(options: dict[str, str]):
     with pytest.raises(ConfigError):
         platform(**options)
+
+
+def test_a_reopening_without_changed_attributes_is_told_from_a_bots_hand_over():
+    """conversation_opened (and status changes of older versions) say only the new status: a
+    conversation opened after a resolution seen before is reopened; one opened from pending (a bot
+    handing over) is not."""
+    p = platform()
+    pending = chatwoot_conversation(7, created=T, updated=T + 30, status="open")
+    assert {e.key for e in parse(p, chatwoot_event("conversation_opened", pending))} == {"chatwoot-7"}
+    done = chatwoot_conversation(
+        7, created=T, updated=T + 300, status="resolved", assignee=5, first_reply=T + 40
+    )
+    parse(p, chatwoot_event("conversation_status_changed", done))
+    again = chatwoot_conversation(
+        7, created=T, updated=T + 900, status="open", assignee=5, first_reply=T + 40
+    )
+    got = parse(p, chatwoot_event("conversation_opened", again))
+    assert brief(got) == [("offered", f"chatwoot-7-r{int(T + 900)}", T + 900, "inbox-1")]
+
+
+def test_a_late_delivery_of_the_first_segment_maps_to_it_and_a_reopened_reply_has_its_own_time():
+    p = platform()
+    reopened = chatwoot_conversation(
+        7, created=T, updated=T + 900, status="open", assignee=5, first_reply=T + 40
+    )
+    parse(p, chatwoot_event("conversation_status_changed", reopened, status=("resolved", "open")))
+    # the first segment's resolution, delivered after the reopening: still the first segment's
+    done = chatwoot_conversation(
+        7, created=T, updated=T + 300, status="resolved", assignee=5, first_reply=T + 40
+    )
+    late = parse(p, chatwoot_event("conversation_status_changed", done, status=("open", "resolved")))
+    assert {e.key for e in late} == {"chatwoot-7"}
+    # a reply in the reopened segment: first_reply_created_at is the first segment's, not this one's
+    reply = chatwoot_conversation(7, created=T, updated=T + 950, assignee=5, first_reply=T + 40)
+    got = parse(p, chatwoot_message(reply, 77, T + 950, agent=5))
+    cid = f"chatwoot-7-r{int(T + 900)}"
+    assert brief(got) == [
+        ("offered", cid, T + 900, "inbox-1"),
+        ("answered", cid, T + 950, "chatwoot-agent-5"),
+        ("responded", cid, T + 950, None),
+    ]
+
+
+def test_the_state_is_bounded_by_the_retention():
+    p = platform()
+    for conv_id, at in ((1, T), (2, T + 8 * 86400)):  # the second resolution comes 8 days later
+        done = chatwoot_conversation(conv_id, created=at - 100, updated=at, status="resolved")
+        parse(p, chatwoot_event("conversation_status_changed", done, status=("open", "resolved")))
+    assert set(p.resolved) == {"2"}

@@ -13,6 +13,7 @@ time): the deliveries after a reopening carry nothing that tells the segments ap
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ class Conversation:
     created: float | None  #: ``created_at`` (current versions send it)
     first_reply: float | None  #: ``first_reply_created_at``
     updated: float  #: the time of this change: ``updated_at``, else ``timestamp`` (last activity)
+    at: float = 0.0  #: when the delivery's step happened (the change, or the message): picks the segment
 
     @classmethod
     def of(cls, doc: Any) -> Conversation:
@@ -124,6 +126,7 @@ class Conversation:
                 else None
             ),
             updated=timestamp(when, "updated_at"),
+            at=timestamp(when, "updated_at"),
         )
 
 
@@ -152,8 +155,11 @@ class Chatwoot(Platform):
             "abandoned" if unanswered == "abandoned" else "dequeued"
         )
         self.queue_names = self._names(config.option("queues", ""))
-        #: conversation id -> (segment tag: the reopening's epoch seconds, last delivery time)
-        self.segments: dict[str, tuple[int, float]] = {}
+        #: conversation id -> (its reopenings' epoch seconds, sorted; the last delivery's time)
+        self.segments: dict[str, tuple[list[int], float]] = {}
+        #: conversation id -> its latest resolution's time (tells a reopening from a bot's hand-over)
+        self.resolved: dict[str, float] = {}
+        self._next_forget = 0.0
 
     @staticmethod
     def _names(text: str) -> dict[str, str]:
@@ -200,23 +206,30 @@ class Chatwoot(Platform):
         raise Ignored(f"unknown event {kind[:64]!r}")
 
     def to_state(self) -> dict[str, Any]:
-        return {"segments": {k: list(v) for k, v in self.segments.items()}}
+        return {
+            "segments": {k: [tags, last] for k, (tags, last) in self.segments.items()},
+            "resolved": dict(self.resolved),
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.segments = {k: (int(v[0]), float(v[1])) for k, v in state.get("segments", {}).items()}
+        self.segments = {
+            k: (sorted(int(t) for t in v[0]), float(v[1])) for k, v in state.get("segments", {}).items()
+        }
+        self.resolved = {k: float(v) for k, v in state.get("resolved", {}).items()}
 
     # ---- identities --------------------------------------------------------------------------------
     def _base(self, conv: Conversation) -> str:
         return f"{self.source}-{conv.id}"
 
     def _contact_id(self, conv: Conversation) -> tuple[str, float | None]:
-        """The current segment's contact id, and the reopening time that started it (None: the
-        conversation's first segment)."""
+        """The contact id of the segment the delivery's step belongs to (the latest reopening at or
+        before ``conv.at``, so a late delivery of an earlier segment still maps there), and the
+        reopening time that started it (None: the conversation's first segment)."""
         seg = self.segments.get(str(conv.id))
-        if seg is None:
+        tag = max((t for t in seg[0] if t <= conv.at), default=None) if seg else None
+        if tag is None:
             return self._base(conv), None
-        self.segments[str(conv.id)] = (seg[0], max(seg[1], conv.updated))
-        return f"{self._base(conv)}-r{seg[0]}", float(seg[0])
+        return f"{self._base(conv)}-r{tag}", float(tag)
 
     def _queue(self, conv: Conversation) -> str:
         key = f"team-{conv.team_id}" if self.queue_by == "team" and conv.team_id else f"inbox-{conv.inbox_id}"
@@ -255,7 +268,8 @@ class Chatwoot(Platform):
         ]
 
     def _message(self, doc: dict[str, Any]) -> list[SourceEvent]:
-        conv = Conversation.of(doc.get("conversation"))
+        sent = timestamp(doc.get("created_at"), "message created_at")
+        conv = dataclasses.replace(Conversation.of(doc.get("conversation")), at=sent)
         out = self._offered(conv)
         sender = _obj(doc, "sender")
         by_agent = (
@@ -266,8 +280,7 @@ class Chatwoot(Platform):
         )
         if not by_agent:
             return out  # the customer's messages, bots, notes, activity lines: nothing more
-        sent = timestamp(doc.get("created_at"), "message created_at")
-        first = conv.first_reply if conv.first_reply is not None else sent
+        first = self._first_reply(conv, sent)
         agent = conv.assignee if conv.assignee is not None else _int_id(sender.get("id"), "sender id")
         out += self._answered(conv, agent, first)
         cid, _ = self._contact_id(conv)
@@ -329,12 +342,24 @@ class Chatwoot(Platform):
         changes = _changes(doc)
         prev = changes.get("status", (None, None))[0]
         status = "resolved" if kind == "conversation_resolved" else conv.status
-        reopened = kind == "conversation_opened" or (status == "open" and prev == "resolved")
+        key = str(conv.id)
+        ended_at = self.resolved.get(key)
+        # reopened: open again after a resolution, as changed_attributes says or, when the delivery
+        # carries none (conversation_opened, older versions), as the resolution seen before says;
+        # an opening from pending (a bot's hand-over) is not a reopening
+        reopened = status == "open" and (
+            prev == "resolved" or (prev is None and ended_at is not None and ended_at < conv.updated)
+        )
+        if status in ("resolved", "closed") and (ended_at is None or ended_at < conv.updated):
+            self.resolved[key] = conv.updated
+            self.dirty = True
+            self._forget(conv.updated)
         if reopened:
-            key = str(conv.id)
+            self.resolved.pop(key, None)
             tag = int(conv.updated)
-            if key not in self.segments or self.segments[key][0] < tag:
-                self.segments[key] = (tag, conv.updated)
+            tags, last = self.segments.get(key, ([], 0.0))
+            if tag not in tags:
+                self.segments[key] = (sorted([*tags, tag]), max(last, conv.updated))
                 self.dirty = True
                 self._forget(conv.updated)
             return self._offered(conv)
@@ -351,14 +376,31 @@ class Chatwoot(Platform):
             return out
         agent = conv.assignee
         if agent is not None:
-            out += self._answered(conv, agent, conv.first_reply if conv.first_reply is not None else at)
+            out += self._answered(conv, agent, self._first_reply(conv, at))
         out.append(events.contact("ended", cid, at, f"{cid}:ended", channel="chat"))
         out.append(events.contact("wrapup_ended", cid, at, f"{cid}:wrapup_ended", channel="chat"))
         out.append(events.contact("resolved", cid, at, f"{cid}:resolved", channel="chat"))
         return out
 
+    def _first_reply(self, conv: Conversation, otherwise: float) -> float:
+        """The segment's first agent reply: Chatwoot's ``first_reply_created_at`` belongs to the
+        conversation's first segment; in a reopened one (or without it) the delivery's own time."""
+        _, reopened = self._contact_id(conv)
+        first = conv.first_reply
+        if first is None or (reopened is not None and first < reopened):
+            return otherwise
+        return first
+
     def _forget(self, now: float) -> None:
-        """Segments of conversations silent for SEGMENT_RETENTION_S: the state stays bounded."""
-        old = [k for k, (_, last) in self.segments.items() if last + SEGMENT_RETENTION_S < now]
+        """Segments of conversations silent for SEGMENT_RETENTION_S: the state stays bounded.
+        At most once an hour of event time (each pass walks the whole state)."""
+        if now < self._next_forget:
+            return
+        self._next_forget = now + 3600.0
+        old = [
+            k for k, (tags, last) in self.segments.items() if max([last, *tags]) + SEGMENT_RETENTION_S < now
+        ]
         for k in old:
             del self.segments[k]
+        for k in [k for k, at in self.resolved.items() if at + SEGMENT_RETENTION_S < now]:
+            del self.resolved[k]
