@@ -203,3 +203,22 @@ def test_bad_options():
     for options in ({"queue_by": "x"}, {"unanswered": "y"}, {"source": "a b"}):
         with pytest.raises(ConfigError):
             platform(**options)
+
+
+def test_a_late_delivery_of_the_first_segment_maps_to_it_after_a_reopening():
+    p = platform()
+    parse(p, "conversation.created", conv())
+    parse(
+        p,
+        "conversation.status_changed",
+        {"previous_status": "Resolved", "new_status": "Open", "conversation": conv(updated=T + 900)},
+    )
+    done = conv(updated=T + 300, assigned_user=4, status="Resolved", first_reply=T + 45, resolved=T + 300)
+    late = parse(
+        p,
+        "conversation.status_changed",
+        {"previous_status": "Open", "new_status": "Resolved", "conversation": done},
+    )
+    assert {e.key for e in late} == {CID}
+    reply = parse(p, "message.created", libredesk_message(U, "m9", T + 950, agent=4))
+    assert {e.key for e in reply} == {f"{CID}-r{int(T + 900)}"}

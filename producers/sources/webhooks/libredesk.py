@@ -94,6 +94,7 @@ class Libredesk(Platform):
         #: uuid -> agent replies held until the conversation is known: [ts, agent id, message uuid]
         self.held: dict[str, list[list[Any]]] = {}
         self.newest = 0.0
+        self._at = 0.0  #: the time of the step being mapped (picks its segment)
         self.dropped = 0  #: held messages given up on (their conversation never came)
 
     # ---- the interface ---------------------------------------------------------------------------
@@ -160,13 +161,14 @@ class Libredesk(Platform):
             "created": created,
             "queue": known.get("queue", queue),  # the segment's queue: a move is a transfer
             "customer": f"{self.source}-contact-{contact}" if contact else known.get("customer"),
-            "seg": known.get("seg", 0),
+            "segs": known.get("segs", []),  #: reopenings' epoch seconds, sorted
             "agent": known.get("agent"),
             "last": max(float(known.get("last", 0.0)), updated),
         }
         if entry != known:
             self.convs[uuid] = entry
             self.dirty = True
+        self._at = updated
         self._seen(updated)
         out = [self._offered(uuid)]
         if queue != entry["queue"]:
@@ -184,13 +186,18 @@ class Libredesk(Platform):
             entry["queue"] = queue
         return out
 
+    def _seg(self, uuid: str) -> int:
+        """The segment the delivery's step belongs to: the latest reopening at or before its time
+        (``_at``), 0 for the first; a late delivery of an earlier segment still maps there."""
+        return max((t for t in self.convs[uuid]["segs"] if t <= self._at), default=0)
+
     def _cid(self, uuid: str) -> str:
-        seg = self.convs[uuid]["seg"]
+        seg = self._seg(uuid)
         return f"{self.source}-{uuid}" + (f"-r{seg}" if seg else "")
 
     def _offered(self, uuid: str) -> SourceEvent:
-        c, cid = self.convs[uuid], self._cid(uuid)
-        at = float(c["seg"]) if c["seg"] else float(c["created"])
+        c, cid, seg = self.convs[uuid], self._cid(uuid), self._seg(uuid)
+        at = float(seg) if seg else float(c["created"])
         return events.contact(
             "offered", cid, at, f"{cid}:offered", channel="chat", queue=c["queue"], customer=c["customer"]
         )
@@ -255,8 +262,8 @@ class Libredesk(Platform):
             at = timestamp(conv.get("updated_at"), "updated_at")
             self._remember(conv)
             c = self.convs[uuid]
-            if int(at) > int(c["seg"]):
-                c.update(seg=int(at), agent=None, last=at, queue=self._queue_of(conv))
+            if int(at) not in c["segs"]:
+                c.update(segs=sorted([*c["segs"], int(at)]), agent=None, last=at, queue=self._queue_of(conv))
                 self.dirty = True
             return [self._offered(uuid)]
         out = self._remember(conv) + self._release(uuid)
@@ -286,6 +293,7 @@ class Libredesk(Platform):
     def _message(self, m: dict[str, Any]) -> list[SourceEvent]:
         uuid = _uuid(m.get("conversation_uuid"), "conversation_uuid")
         at = timestamp(m.get("created_at"), "message created_at")
+        self._at = at
         self._seen(at)
         meta = m.get("meta") if isinstance(m.get("meta"), dict) else {}
         by_agent = (
@@ -307,6 +315,7 @@ class Libredesk(Platform):
         return self._replied(uuid, at, agent)
 
     def _replied(self, uuid: str, at: float, agent: int) -> list[SourceEvent]:
+        self._at = at
         cid = self._cid(uuid)
         out = [self._offered(uuid)]
         out += self._answered(uuid, self.convs[uuid].get("agent") or agent, at)
