@@ -76,6 +76,8 @@ def test_a_stale_or_future_timestamp_is_refused_even_with_a_good_signature():
         p.verify(headers, body, T)
     body, headers = chatwoot_signed(doc, T - 299)
     p.verify(headers, body, T)
+    body, headers = chatwoot_signed(doc, T - 3000)
+    platform(max_age_s="3600").verify(headers, body, T)  # a replay of recorded deliveries
 
 
 # ---- the mapping table ----------------------------------------------------------------------------
@@ -227,7 +229,15 @@ def test_unknown_and_unused_types_are_ignored_and_bad_bodies_are_bad_requests():
 
 
 @pytest.mark.parametrize(
-    "options", [{"queue_by": "agent"}, {"unanswered": "lost"}, {"source": "two words"}, {"queues": "inbox=x"}]
+    "options",
+    [
+        {"queue_by": "agent"},
+        {"unanswered": "lost"},
+        {"source": "two words"},
+        {"queues": "inbox=x"},
+        {"max_age_s": "0"},
+        {"max_age_s": "soon"},
+    ],
 )
 def test_bad_options_are_configuration_errors(options: dict[str, str]):
     with pytest.raises(ConfigError):
@@ -281,3 +291,22 @@ def test_the_state_is_bounded_by_the_retention():
         done = chatwoot_conversation(conv_id, created=at - 100, updated=at, status="resolved")
         parse(p, chatwoot_event("conversation_status_changed", done, status=("open", "resolved")))
     assert set(p.resolved) == {"2"}
+
+
+def test_an_update_with_a_status_and_an_assignment_keeps_both_in_lifecycle_order():
+    p = platform()
+    handed = chatwoot_conversation(7, created=T, updated=T + 15, status="open", assignee=5)
+    got = parse(
+        p, chatwoot_event("conversation_updated", handed, status=("pending", "open"), assignee_id=(None, 5))
+    )
+    assert brief(got) == [
+        ("offered", "chatwoot-7", T, "inbox-1"),
+        ("answered", "chatwoot-7", T + 15, "chatwoot-agent-5"),
+    ]
+    q = platform()
+    done = chatwoot_conversation(8, created=T, updated=T + 60, status="resolved", assignee=6)
+    got = parse(
+        q, chatwoot_event("conversation_updated", done, status=("open", "resolved"), assignee_id=(None, 6))
+    )
+    assert [e.type for e in got] == ["offered", "answered", "answered", "ended", "wrapup_ended", "resolved"]
+    assert got[1].event_id == got[2].event_id  # the assignment and the implied one: one answered

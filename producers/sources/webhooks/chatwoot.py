@@ -144,6 +144,12 @@ class Chatwoot(Platform):
             raise ConfigError(
                 f"CCMON_WEBHOOKS_CHATWOOT_SOURCE={self.source!r}: letters, digits, _ . - (1-32)"
             )
+        try:
+            self.max_age = float(config.option("max_age_s", str(self.max_age_s)))
+        except ValueError:
+            self.max_age = -1.0
+        if not self.max_age > 0:
+            raise ConfigError("CCMON_WEBHOOKS_CHATWOOT_MAX_AGE_S: a positive number of seconds")
         self.queue_by = config.option("queue_by", "inbox")
         if self.queue_by not in ("inbox", "team"):
             raise ConfigError(f"CCMON_WEBHOOKS_CHATWOOT_QUEUE_BY={self.queue_by!r}: inbox or team")
@@ -187,8 +193,8 @@ class Chatwoot(Platform):
             at = float(stamp)
         except ValueError:
             raise Unauthorized("X-Chatwoot-Timestamp is not a number") from None
-        if abs(now - at) > self.max_age_s:
-            raise Unauthorized(f"stale timestamp ({now - at:.0f} s from now, limit {self.max_age_s:.0f} s)")
+        if abs(now - at) > self.max_age:
+            raise Unauthorized(f"stale timestamp ({now - at:.0f} s from now, limit {self.max_age:.0f} s)")
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> list[SourceEvent]:
         doc = json_object(body)
@@ -290,13 +296,24 @@ class Chatwoot(Platform):
     def _conversation(self, doc: dict[str, Any], kind: str) -> list[SourceEvent]:
         conv = Conversation.of(doc)
         changes = _changes(doc)
-        if "status" in changes:  # a status change also sent as an update: the same events
-            return self._status(doc, kind)
-        out = self._offered(conv)
         if kind == "conversation_created":
+            out = self._offered(conv)
             if conv.assignee is not None:
                 out += self._answered(conv, conv.assignee, conv.created or conv.updated)
             return out
+        if "status" not in changes:
+            return self._offered(conv) + self._changes_of(conv, changes)
+        # a status change sent as an update maps like conversation_status_changed (the same ids);
+        # with an assignment in the same update: a reopening (to open) first, then the assignment
+        # in the new segment; an assignment before a resolution
+        status = self._status(doc, kind)
+        if changes["status"][1] == "open":
+            return status + self._changes_of(conv, changes)
+        return status[:1] + self._changes_of(conv, changes) + status[1:]
+
+    def _changes_of(self, conv: Conversation, changes: dict[str, tuple[Any, Any]]) -> list[SourceEvent]:
+        """The events of a conversation's queue and assignee changes (after its ``offered``)."""
+        out: list[SourceEvent] = []
         cid, _ = self._contact_id(conv)
         moved = "team_id" in changes if self.queue_by == "team" else "inbox_id" in changes
         if moved:
