@@ -1,5 +1,6 @@
 """Test-only crash and pause points, for the crash tests (tests/integration/test_crash_search.py,
-test_recovery_race.py).
+test_recovery_race.py). Here and not in streams/dev/, because the worker's own code calls them
+(production code imports nothing of streams/dev/: tests/unit/test_dependencies.py).
 
 ``CCMON_TEST_KILL_AT=POINT:N`` makes the worker SIGKILL itself the N-th time it passes POINT, so a
 test can place a crash exactly where a race would need luck to hit: between the facts send and
@@ -31,6 +32,10 @@ POINTS = (
     "assigned",  #: partitions assigned, recovery starting
     "recovered",  #: recovery complete, before the first batch of the new assignment
 )
+#: kill points of the sources (not the worker's: the crash search draws from POINTS only)
+SOURCE_POINTS = (
+    "webhook-acked",  #: ``ccmon ingest webhooks``: Kafka acknowledged a delivery's events, not yet answered
+)
 #: where a pause can be placed
 PAUSES = (
     "seeked",  #: recovery ending: stream partitions resumed and sought, the streams' queues not yet emptied
@@ -41,10 +46,10 @@ def _parse(spec: str) -> tuple[str, int] | None:
     if not spec:
         return None
     point, _, n = spec.partition(":")
-    if point not in POINTS or not n.isdigit() or int(n) < 1:
+    if point not in POINTS + SOURCE_POINTS or not n.isdigit() or int(n) < 1:
         sys.exit(
             f"ccmon: CCMON_TEST_KILL_AT={spec!r}: want POINT:N with N >= 1 "
-            f"and POINT one of {', '.join(POINTS)}"
+            f"and POINT one of {', '.join(POINTS + SOURCE_POINTS)}"
         )
     return point, int(n)
 

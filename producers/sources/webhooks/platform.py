@@ -1,0 +1,183 @@
+"""The plug-in interface of ``ccmon ingest webhooks``: what a pushing platform must provide.
+
+A platform is a class with a ``name`` (its route is ``/webhooks/<name>``) and three steps, which the
+receiver (``producers/sources/webhooks/receiver.py``) runs for every delivery, in this order:
+
+1. ``verify(headers, body, now)``: authenticity, before anything is parsed. Raise
+   :class:`Unauthorized` (answered 401, counted as ``unauthorized``; nothing reaches Kafka) for a
+   missing or wrong signature or credential, and for a stale timestamp where the platform signs one
+   (``max_age_s``). ``headers`` is case-insensitive; ``body`` is the raw bytes as received.
+2. ``parse(headers, body)``: the delivery's events, in the order they must reach the worker, built
+   with ``producers.sources.events`` (typed, and valid for the worker). Raise :class:`BadRequest`
+   (400, one-line reason) for a body that is not the platform's format; raise :class:`Ignored` for
+   an event type the mapping does not use (answered 2xx, counted as ``ignored``: a platform must
+   never retry it forever). An empty list is a known type that gives no event (counted ``ok``).
+   Event ids must come from the delivery's content only (the platform's delivery or record id
+   where it is stable), never from the arrival: a re-delivery then gives the same ids and is a
+   duplicate in the worker. Times come from the payload, never from the delivery's arrival.
+   When a delivery implies an earlier lifecycle step that the platform sends separately (a message
+   on a conversation whose creation was not seen yet), ``parse`` emits that step too, built from
+   the payload with the same event id as the step's own delivery, before the later step.
+3. ``respond(events)``: the 2xx answer, sent only after Kafka acknowledged every event. The
+   default is ``200 application/json {"ok": true}``; a platform whose sender wants a particular
+   body (Amazon Kinesis Data Firehose: ``requestId`` and ``timestamp``) overrides it. ``headers``
+   are the request's (Firehose echoes its ``X-Amz-Firehose-Request-Id``).
+
+``answer_within_s`` is how long the receiver waits for Kafka's acknowledgement before answering 503
+(below the platform's own HTTP timeout, so the platform sees an answer and retries, instead of a
+timeout it may count against the endpoint). A platform that keeps state between deliveries (a
+conversation's current segment, a message held until its conversation is known) returns it from
+``to_state`` and takes it back in ``load_state``, and sets ``dirty`` when ``parse`` changed it; the
+receiver saves it (with ``--state-file``) after the acknowledgement and before the 2xx, so a
+delivery answered 2xx is never lost even when it gave no event yet.
+
+A platform is built from a :class:`PlatformConfig`: its secret (from
+``CCMON_WEBHOOKS_<NAME>_SECRET_FILE``, a file read once at start, or ``CCMON_WEBHOOKS_<NAME>_SECRET``)
+and its options (every other ``CCMON_WEBHOOKS_<NAME>_<OPTION>`` variable, lower-cased option
+names), checked in ``__init__`` (raise :class:`ConfigError` with a one-line reason). Adding one is a
+module in this package and one line in the table of ``producers/sources/webhooks/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import orjson
+
+from producers.sources.events import SourceEvent
+from streams.errors import CcmonError
+
+__all__ = [
+    "BadRequest",
+    "ConfigError",
+    "Ignored",
+    "Platform",
+    "PlatformConfig",
+    "Response",
+    "Unauthorized",
+    "hmac_sha256_hex",
+    "json_object",
+    "same",
+    "timestamp",
+]
+
+
+class Unauthorized(Exception):
+    """401: the delivery is not the platform's (bad or missing signature, stale timestamp)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BadRequest(Exception):
+    """400: authentic but not the platform's format (malformed JSON, a field missing)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Ignored(Exception):
+    """2xx, counted ``ignored``: an event type the mapping does not use."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ConfigError(CcmonError):
+    exit_code = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int = 200
+    content_type: str = "application/json"
+    body: bytes = b'{"ok":true}'
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    secret: bytes
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def option(self, name: str, default: str) -> str:
+        return self.options.get(name, default)
+
+
+class Platform:
+    """Base of every platform: see the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    #: a signed timestamp older (or further in the future) than this is refused as stale
+    max_age_s: ClassVar[float] = 300.0
+    #: the bounded wait for Kafka's acknowledgement before a 503 (under the platform's timeout)
+    answer_within_s: ClassVar[float] = 4.0
+
+    def __init__(self, config: PlatformConfig) -> None:
+        self.config = config
+        self.dirty = False  #: ``parse`` changed the state: the receiver saves it before answering
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        raise NotImplementedError
+
+    def parse(self, headers: Mapping[str, str], body: bytes) -> list[SourceEvent]:
+        raise NotImplementedError
+
+    def respond(self, headers: Mapping[str, str], events: list[SourceEvent]) -> Response:
+        return Response()
+
+    def to_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        return None
+
+
+# ---- helpers the platforms share ------------------------------------------------------------------
+def hmac_sha256_hex(secret: bytes, message: bytes) -> str:
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def same(expected: str, given: str) -> bool:
+    """Constant-time comparison (a timing difference must not reveal the signature)."""
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not JSON: {str(exc)[:120]}") from None
+    if not isinstance(doc, dict):
+        raise BadRequest(f"body is a JSON {type(doc).__name__}, not an object")
+    return doc
+
+
+def timestamp(value: Any, what: str) -> float:
+    """A payload time as epoch seconds: integer or float epoch seconds, or ISO 8601 with an offset
+    (``Z``, ``+00:00``, or Rails' ``2026-12-07 05:00:00 UTC``). Anything else is a :class:`BadRequest`."""
+    if isinstance(value, bool):
+        raise BadRequest(f"{what} is not a time")
+    if isinstance(value, int | float):
+        if not 0 < value < 32503680000:  # before the year 3000: epoch seconds, not milliseconds
+            raise BadRequest(f"{what} {value!r} is not an epoch time in seconds")
+        return float(value)
+    if isinstance(value, str) and 10 <= len(value) <= 40:
+        text = value.strip()
+        if text.endswith(" UTC"):
+            text = text[:-4] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed.timestamp()
+    raise BadRequest(f"{what} {str(value)[:40]!r} is not a time with an offset")
