@@ -245,6 +245,19 @@ def test_an_agent_away_stays_away_while_a_task_of_theirs_wraps_up():
     assert [o.event["state"] for o in out if o.stream == "agents"] == []  # still away: nothing new
 
 
+def test_task_events_alone_free_the_agent_and_a_late_wrapup_does_not_bring_acw_back():
+    p = platform()
+    evs = lifecycle()
+    out = (
+        deliver(p, evs[1], evs[4]) + deliver(p, evs[7]) + deliver(p, evs[5])
+    )  # no reservation.wrapup/completed
+    assert [(r[1], r[2], r[3]) for r in rows(out) if r[0] == "agents"] == [
+        (ALICE, "busy", 20.0),
+        (ALICE, "available", 230.0),
+    ]
+    assert [r[2] for r in rows(out) if r[0] == "calls"] == ["offered", "answered", "ended", "wrapup_ended"]
+
+
 # ---- duplicates, reordering, late deliveries ------------------------------------------------------------
 def test_a_redelivery_gives_the_same_event_ids():
     events = lifecycle()
@@ -269,6 +282,52 @@ def test_an_answer_delivered_before_the_queue_entry_builds_the_offer_with_its_ow
         ("answered", 20.0),
     ]
     assert [o.event_id for o in late] == [f"twilio:{TASK}:offered"]  # a duplicate in the worker
+
+
+def test_without_the_age_in_queue_an_early_step_waits_for_the_queue_entry():
+    p = platform()
+    early = deliver(p, tr_event("reservation.timeout", T0 + 25, task=TASK, worker=BOB, reservation=RES1))
+    assert [o for o in early if o.stream == "calls"] == []  # held: when it was offered is not known yet
+    late = deliver(p, tr_event("task-queue.entered", T0 + 10, task=TASK))
+    assert [(o.event["type"], o.event["ts"] / 1000 - T0) for o in late] == [
+        ("offered", 10.0),
+        ("missed", 25.0),
+    ]
+
+
+def test_a_queue_entry_that_never_comes_is_built_at_the_bound_from_the_held_step():
+    p = platform(hold_s="60")
+    deliver(p, tr_event("task.canceled", T0 + 40, task=TASK, reason="hangup"))
+    out = deliver(p, tr_event("worker.activity.update", T0 + 101, worker=ALICE, activity="Available"))
+    assert [(o.event["type"], o.event["ts"] / 1000 - T0) for o in out if o.stream == "calls"] == [
+        ("offered", 40.0),
+        ("abandoned", 40.0),
+    ]
+    assert p.released == {"abandoned": 1}
+
+
+def test_a_missed_offer_delivered_after_the_answer_is_dropped_and_counted():
+    p = platform()
+    deliver(p, tr_event("task-queue.entered", T0, task=TASK))
+    deliver(p, tr_event("reservation.accepted", T0 + 20, task=TASK, worker=ALICE, reservation=RES2))
+    assert deliver(p, tr_event("reservation.timeout", T0 + 16, task=TASK, worker=BOB, reservation=RES1)) == []
+    assert p.dropped == {"missed offer delivered after the answer": 1}
+
+
+def test_a_held_ring_out_goes_before_the_answer_that_frees_it():
+    p = platform()
+    assert deliver(p, tr_event("reservation.timeout", T0 + 16, task=TASK, worker=BOB, reservation=RES1)) == []
+    out = deliver(
+        p,
+        tr_event(
+            "reservation.accepted", T0 + 20, task=TASK, worker=ALICE, reservation=RES2, task_age_in_queue=20
+        ),
+    )
+    assert [(o.event["type"], o.event["ts"] / 1000 - T0) for o in out if o.stream == "calls"] == [
+        ("offered", 0.0),
+        ("missed", 16.0),
+        ("answered", 20.0),
+    ]
 
 
 def test_a_completion_delivered_before_the_wrapup_is_held_until_it_arrives():

@@ -110,6 +110,7 @@ NEEDS = {"answered": "waiting", "missed": "waiting", "abandoned": "waiting", "de
 NEEDS |= {"ended": "answered", "wrapup_ended": "ended"}
 AFTER = {"answered": "answered", "abandoned": "done", "dequeued": "done", "ended": "ended"}
 AFTER |= {"wrapup_ended": "done"}
+TASK_PHASE = {"busy": 1, "acw": 2, "done": 3}  #: a task's phase for its agent
 
 
 def queue_label(name: str, sid: str) -> str:
@@ -135,7 +136,7 @@ class Worker:
     reason: str = ""
     name: str = ""
     queues: list[str] = field(default_factory=list)  #: queues it got reservations from
-    tasks: dict[str, str] = field(default_factory=dict)  #: task sid -> busy | acw
+    tasks: dict[str, str] = field(default_factory=dict)  #: task sid -> busy | acw | done
     sent: str = ""  #: the state last emitted
 
 
@@ -181,6 +182,7 @@ class Twilio(Platform):
         self.next_sweep = 0.0
         self.ignored: Counter[str] = Counter()  #: CloudEvent types acknowledged without an event
         self.released: Counter[str] = Counter()  #: held events sent after hold_s without predecessor
+        self.dropped: Counter[str] = Counter()  #: events too late to place, by why
 
     # ---- the receiver's three steps ---------------------------------------------------------------
     def signed_url(self, body: bytes) -> str:
@@ -273,6 +275,7 @@ class Twilio(Platform):
         if kind == "reservation.accepted":
             if not worker:
                 raise BadRequest(f"{kind}: payload has no worker_sid")
+            task.worker = worker
             self._step(sid, task, payload, "answered", ts, f"twilio:{sid}:answered", out, agent_id=worker)
             self._worker_task(worker, payload, sid, "busy", ts, f"twilio:{sid}:answered", out)
         elif kind in ("reservation.rejected", "reservation.timeout"):
@@ -293,12 +296,14 @@ class Twilio(Platform):
             self._step(sid, task, payload, "dequeued", ts, f"twilio:{sid}:left", out)
         elif kind in ("task.wrapup", "reservation.wrapup"):
             self._step(sid, task, payload, "ended", ts, f"twilio:{sid}:ended", out)
-            if worker:
-                self._worker_task(worker, payload, sid, "acw", ts, f"twilio:{sid}:ended", out)
+            if worker or task.worker:
+                self._worker_task(worker or task.worker, payload, sid, "acw", ts, f"twilio:{sid}:ended", out)
         elif kind in ("task.completed", "reservation.completed"):
             self._step(sid, task, payload, "wrapup_ended", ts, f"twilio:{sid}:wrapup_ended", out)
-            if worker:
-                self._worker_task(worker, payload, sid, "", ts, f"twilio:{sid}:wrapup_ended", out)
+            if worker or task.worker:
+                self._worker_task(
+                    worker or task.worker, payload, sid, "done", ts, f"twilio:{sid}:wrapup_ended", out
+                )
 
     def _entered(self, sid: str, task: Task, ts: float, queue: str, out: list[SourceEvent]) -> None:
         if queue in task.queues:  # a re-delivery: the same event again (a duplicate in the worker)
@@ -329,25 +334,36 @@ class Twilio(Platform):
         **fields: Any,
     ) -> None:
         need = NEEDS[etype]
-        if not task.queues:  # its offered is late or lost: built now, with the id the real one has
-            queue = self._queue(payload)
-            task.queues.append(queue)
-            self._emit(
-                sid, task, "offered", self._entered_at(payload, ts), f"twilio:{sid}:offered", out, queue=queue
-            )
+        if etype == "missed" and RANK[task.phase] > RANK["waiting"]:
+            # the offer happened while the task waited, but it is delivered after the task's answer
+            # (or end) reached the worker, which only takes a missed offer on a waiting contact
+            self.dropped["missed offer delivered after the answer"] += 1
+            return
+        entered = self._entered_at(payload)
+        if not task.queues and entered is not None:
+            # the payload says when the task entered its queue: its offered is built now, exactly
+            # (to the second), with the id the real one has, which is then a duplicate
+            self._offer(sid, task, self._queue(payload), ts - entered, out)
         if RANK[task.phase] >= RANK[need]:
+            self._flush(sid, task, out, until_ms=round(ts * 1000))  # what happened before it, first
             self._emit(sid, task, etype, ts, eid, out, **fields)
             self._flush(sid, task, out)
-        else:
+        else:  # held until its predecessor arrives; a missing offered is built at the bound
             ev = contact(etype, sid, ts, eid, channel=self._chan(task), **fields)  # type: ignore[arg-type]
-            task.held.append({"need": need, "stream": ev.stream, "key": ev.key, "event": ev.event})
+            held = {"need": need, "stream": ev.stream, "key": ev.key, "event": ev.event}
+            task.held.append(held | {"queue": self._queue(payload)})
+
+    def _offer(self, sid: str, task: Task, queue: str, ts: float, out: list[SourceEvent]) -> None:
+        task.queues.append(queue)
+        self._emit(sid, task, "offered", ts, f"twilio:{sid}:offered", out, queue=queue)
 
     @staticmethod
-    def _entered_at(payload: Mapping[str, Any], ts: float) -> float:
+    def _entered_at(payload: Mapping[str, Any]) -> float | None:
+        """How long before this event the task entered its current queue, when the payload says."""
         age = payload.get("task_age_in_queue")
-        if isinstance(age, int | float) and not isinstance(age, bool) and 0 <= age < ts:
-            return ts - float(age)
-        return ts
+        if isinstance(age, int | float) and not isinstance(age, bool) and 0 <= age < 10**7:
+            return float(age)
+        return None
 
     def _emit(
         self, sid: str, task: Task, etype: str, ts: float, eid: str, out: list[SourceEvent], **fields: Any
@@ -357,15 +373,23 @@ class Twilio(Platform):
         if RANK[after] > RANK[task.phase]:
             task.phase = after
 
-    def _flush(self, sid: str, task: Task, out: list[SourceEvent]) -> None:
-        """Held events whose predecessor has now been sent, in event-time order."""
+    def _flush(self, sid: str, task: Task, out: list[SourceEvent], until_ms: int | None = None) -> None:
+        """Held events whose predecessor has now been sent, in event-time order (only those up to
+        ``until_ms`` when a later step is about to be sent: they happened before it)."""
         while True:
-            ready = [h for h in task.held if RANK[task.phase] >= RANK[h["need"]]]
+            ready = [
+                h
+                for h in task.held
+                if RANK[task.phase] >= RANK[h["need"]] and (until_ms is None or h["event"]["ts"] <= until_ms)
+            ]
             if not ready:
                 return
             first = min(ready, key=lambda h: h["event"]["ts"])
             task.held.remove(first)
             ev = first["event"]
+            if ev["type"] == "missed" and RANK[task.phase] > RANK["waiting"]:
+                self.dropped["missed offer delivered after the answer"] += 1
+                continue
             extra = {k: v for k, v in ev.items() if k not in ("event_id", "type", "contact_id", "ts")}
             self._emit(sid, task, ev["type"], ev["ts"] / 1000.0, ev["event_id"], out, **extra)
 
@@ -376,6 +400,8 @@ class Twilio(Platform):
                 if h["event"]["ts"] / 1000.0 <= self.newest - self.hold_s:
                     task.held.remove(h)
                     self.released[h["event"]["type"]] += 1
+                    if not task.queues:  # the queue entry never came: offered at this event's time
+                        self._offer(sid, task, h["queue"], h["event"]["ts"] / 1000.0, out)
                     out.append(SourceEvent(h["stream"], h["key"], h["event"]))
                     after = AFTER.get(h["event"]["type"], task.phase)
                     if RANK[after] > RANK[task.phase]:
@@ -433,13 +459,16 @@ class Twilio(Platform):
         out: list[SourceEvent],
     ) -> None:
         """The agent is busy while a task of theirs is assigned, in ACW while it wraps up (TaskRouter's
-        activity usually stays Available meanwhile: Flex routes by channel capacity)."""
-        _, w = self._worker(payload)
+        activity usually stays Available meanwhile: Flex routes by channel capacity). A task's phase
+        for its agent only moves forward (busy, acw, done), whatever order the deliveries come in;
+        the task events carry no worker, so they use the one that accepted the task."""
+        w = self.workers.setdefault(wid, Worker())
+        name = self._text(payload, "worker_name")[:128]
+        if name and self._text(payload, "worker_sid") == wid:
+            w.name = name
         self._learn_queue(wid, payload)
-        if phase:
+        if TASK_PHASE[phase] > TASK_PHASE.get(w.tasks.get(sid, ""), 0):
             w.tasks[sid] = phase
-        else:
-            w.tasks.pop(sid, None)
         self._agent_out(wid, w, ts, f"{eid}:agent", out)
 
     def _agent_out(

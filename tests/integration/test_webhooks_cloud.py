@@ -1,0 +1,236 @@
+"""Twilio TaskRouter and Amazon Connect deliveries, end to end on the real broker and a real worker:
+the deliveries arrive scrambled, repeated and late; each is authenticated and mapped by the platform
+exactly as the receiver does (``verify`` then ``parse``, one delivery at a time, the platform's state
+kept between them); what they give is produced to Kafka; the wallboard's waiting contacts,
+abandonment rate and service level must equal the values computed by hand below from the
+deliveries' own times (SPEC §2: threshold 20 s, short abandon < 5 s).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from producers.sources.events import SourceEvent
+from producers.sources.webhooks.amazon_connect import AmazonConnect
+from producers.sources.webhooks.platform import Platform, PlatformConfig
+from producers.sources.webhooks.twilio import Twilio
+from tests.integration.support import Env, Worker
+from tests.unit.helpers_cloud import (
+    CONNECT_KEY,
+    TWILIO_TOKEN,
+    TWILIO_URL,
+    agent_event,
+    connect_body,
+    connect_headers,
+    contact_event,
+    firehose_body,
+    firehose_headers,
+    sid,
+    tr_event,
+    twilio_body,
+    twilio_headers,
+    uuid_of,
+)
+
+pytestmark = pytest.mark.integration
+
+Delivery = tuple[dict[str, str], bytes]
+
+
+def base_time() -> float:
+    """Every event of a test falls inside the wallboard's 15 minute window, none in the future."""
+    return math.floor(time.time() / 10) * 10 - 400.0
+
+
+def run(env: Env, w: Worker, p: Platform, deliveries: list[Delivery]) -> list[SourceEvent]:
+    """Each delivery through the platform as the receiver runs it; then everything to Kafka, and
+    wait until the worker has seen all of it."""
+    out: list[SourceEvent] = []
+    for headers, body in deliveries:
+        p.verify(headers, body, time.time())
+        out += p.parse(headers, body)
+    path = env.tmp / f"{p.name}.jsonl"
+    with open(path, "w") as f:
+        for ev in out:
+            f.write(json.dumps({"topic": env.topics[ev.stream], "key": ev.key, "value": ev.event}) + "\n")
+    assert env.ccmon("replay", str(path), "--quiet").returncode == 0
+    unique = len({o.event_id for o in out})
+
+    def seen(m: dict) -> bool:
+        return sum(by_result(m).values()) >= len(out)
+
+    m = w.wait_settled(seen, what=f"{len(out)} events, {unique} distinct")
+    results = by_result(m)
+    assert results.get("rejected", 0) == 0, results
+    assert (results.get("accepted"), results.get("duplicate", 0)) == (unique, len(out) - unique)
+    return out
+
+
+def by_result(m: dict) -> dict[str, float]:
+    """ccmon_events_total by result, summed over the topics."""
+    results: dict[str, float] = {}
+    for (n, labels), v in m.items():
+        if n == "ccmon_events_total":
+            results[dict(labels)["result"]] = results.get(dict(labels)["result"], 0) + v
+    return results
+
+
+def board(w: Worker) -> dict[tuple[str, str], dict[str, Any]]:
+    with urllib.request.urlopen(w.url("/api/wallboard"), timeout=10) as resp:
+        return {(s["queue"], s["channel"]): s for s in json.loads(resp.read())["series"]}
+
+
+def scrambled(deliveries: list[Delivery], seed: int) -> list[Delivery]:
+    """Twilio and AWS promise no order: a fixed shuffle, with every third delivery repeated later."""
+    rng = random.Random(seed)
+    out = list(deliveries) + deliveries[::3]
+    rng.shuffle(out)
+    return out
+
+
+def test_twilio_deliveries_scrambled_repeated_and_late_give_the_hand_computed_wallboard(
+    env: Env, workers: list[Worker]
+):
+    workers.append(Worker(env))
+    w = workers[0]
+    b = base_time()
+    alice, bob, carol = sid("WK", "alice"), sid("WK", "bob"), sid("WK", "carol")
+    t = {n: sid("WT", f"it{n}") for n in range(1, 8)}
+
+    def tr(kind: str, at: float, n: int, **kw: Any) -> dict[str, Any]:
+        return tr_event(kind, b + at, task=t[n], queue="Support", **kw)
+
+    tasks = [
+        # T1 answered by Alice after 12 s (within 20 s), wrapped up, completed
+        [
+            tr("task-queue.entered", 0, 1),
+            tr("reservation.accepted", 12, 1, worker=alice, reservation=sid("WR", 1)),
+        ],
+        [tr("task.wrapup", 100, 1), tr("task.completed", 130, 1)],
+        # T2 rang out at Bob, answered by Carol after 30 s
+        [tr("task-queue.entered", 10, 2)],
+        [tr("reservation.timeout", 25, 2, worker=bob, reservation=sid("WR", 2))],
+        [tr("reservation.accepted", 40, 2, worker=carol, reservation=sid("WR", 3), task_age_in_queue=30)],
+        [tr("reservation.wrapup", 150, 2, worker=carol, reservation=sid("WR", 3))],
+        [tr("reservation.completed", 160, 2, worker=carol, reservation=sid("WR", 3))],
+        # T3 hung up after 2 s (short abandon), T4 after 30 s
+        [tr("task-queue.entered", 20, 3), tr("task.canceled", 22, 3, reason="hangup")],
+        [tr("task-queue.entered", 30, 4)],
+        # T5: the workflow gave up after 120 s, then TaskRouter canceled it
+        [tr("task-queue.entered", 50, 5), tr("workflow.timeout", 170, 5)],
+        [tr("task.canceled", 170, 5, reason="Workflow Timeout")],
+        # T6 still waiting; T7 a chat answered after 5 s
+        [tr("task-queue.entered", 200, 6), tr("task.created", 199, 6)],
+        [
+            tr_event("task-queue.entered", b + 215, task=t[7], queue="Support", channel="chat"),
+            tr_event(
+                "reservation.accepted",
+                b + 220,
+                task=t[7],
+                queue="Support",
+                channel="chat",
+                worker=alice,
+                reservation=sid("WR", 7),
+            ),
+        ],
+    ]
+    deliveries = [(twilio_headers(body), body) for body in map(twilio_body, tasks)]
+    late = twilio_body([tr("task.canceled", 60, 4, reason="hangup")])  # T4's end, delivered last
+    activities = twilio_body(
+        [
+            tr_event("worker.activity.update", b + 300, worker=alice, activity="Available"),
+            tr_event("worker.activity.update", b + 300, worker=bob, activity="Break"),
+        ]
+    )
+    p = Twilio(PlatformConfig(TWILIO_TOKEN, {"url": TWILIO_URL}))
+    order = scrambled(deliveries, seed=23)
+    run(env, w, p, order + [(twilio_headers(late), late), (twilio_headers(activities), activities)])
+
+    voice, chat = board(w)[("Support", "voice")], board(w)[("Support", "chat")]
+    # voice Support: answered T1 (12 s, within 20 s) and T2 (30 s); abandoned T3 (2 s: short) and
+    # T4 (30 s); dequeued T5; waiting T6
+    # abandonment = (2 - 1) / (2 + 2 - 1) = 1/3; service level = 1 / (2 + 2 - 1 + 1) = 1/4
+    assert voice["waiting"] == 1
+    assert voice["abandon_ratio_15m"] == pytest.approx(1 / 3)
+    assert voice["service_level_15m"] == pytest.approx(0.25)
+    # Bob's ring-out of T2 counts only if delivered before T2's answer (docs/sources/twilio.md)
+    rang_out = next(i for i, d in enumerate(order) if b"reservation.timeout" in d[1])
+    answer = next(
+        i for i, d in enumerate(order) if sid("WR", 3).encode() + b'"' in d[1] and b"accepted" in d[1]
+    )
+    assert (voice["dequeued_15m"], voice["missed_15m"]) == (1, 1 if rang_out < answer else 0)
+    # chat Support: T7 answered after 5 s
+    assert (chat["waiting"], chat["service_level_15m"], chat["abandon_ratio_15m"]) == (0, 1.0, 0.0)
+    # agents serving Support (learned from their reservations): Carol available again after T2,
+    # Alice busy with the chat T7 (Flex keeps her activity Available), Bob on a break
+    assert {s: n for s, n in voice["agents"].items() if n} == {"available": 1, "busy": 1, "away": 1}
+
+
+def test_amazon_connect_contact_and_agent_deliveries_give_the_hand_computed_wallboard(
+    env: Env, workers: list[Worker]
+):
+    workers.append(Worker(env))
+    w = workers[0]
+    b = base_time()
+    sales = uuid_of("queue", "Sales")
+    c = {n: uuid_of("contact", f"it{n}") for n in range(1, 8)}
+    kw: dict[str, Any] = {"queue": "Sales"}
+
+    def story(n: int, queued: float, **more: Any) -> list[dict[str, Any]]:
+        """The contact events of contact n, each carrying the story so far."""
+        q = dict(kw, queued=b + queued, channel=more.pop("channel", "VOICE"))
+        events = [contact_event("QUEUED", c[n], **q)]
+        if "connected" in more:
+            q |= {"agent": more["agent"], "connected": b + more["connected"]}
+            events.append(contact_event("CONNECTED_TO_AGENT", c[n], **q))
+        if "disconnected" in more:
+            q |= {"disconnected": b + more["disconnected"], "reason": more.get("reason", "")}
+            events.append(contact_event("DISCONNECTED", c[n], **q))
+            acw = more.get("acw_end")
+            events.append(contact_event("COMPLETED", c[n], **q, acw_end=b + acw if acw else None))
+        return events
+
+    stories = [
+        story(1, 0, agent="alice", connected=15, disconnected=100, acw_end=130),  # within 20 s
+        story(2, 5, agent="bob", connected=45, disconnected=90, acw_end=100),  # 40 s
+        story(3, 10, disconnected=13, reason="CUSTOMER_DISCONNECT"),  # short abandon (3 s)
+        story(4, 20, disconnected=60, reason="CUSTOMER_DISCONNECT")[1:],  # 40 s; its QUEUED lost
+        story(5, 30, disconnected=200, reason="CONTACT_FLOW_DISCONNECT"),  # dequeued by the flow
+        story(6, 250),  # waiting
+        story(7, 260, agent="alice", connected=263, channel="CHAT"),  # chat answered after 3 s
+    ]
+    deliveries = [(connect_headers(), connect_body(ev)) for s in stories for ev in s]
+    agents = [
+        agent_event("STATE_CHANGE", "alice", b + 300, queues=("Sales",)),
+        agent_event("STATE_CHANGE", "bob", b + 300, status="Lunch", status_type="CUSTOM", queues=("Sales",)),
+        agent_event("LOGIN", "carol", b + 290, queues=("Sales",)),
+        agent_event("LOGOUT", "carol", b + 310, status="Offline", status_type="OFFLINE", queues=("Sales",)),
+    ]
+    fh = firehose_body(agents[:2], "req-a"), firehose_body(agents[2:], "req-b")
+    p = AmazonConnect(PlatformConfig(CONNECT_KEY, {"queues": f"{sales}=Sales"}))
+    order = scrambled(deliveries, seed=7)
+    order += [
+        (firehose_headers("req-a"), fh[0]),
+        (firehose_headers("req-b"), fh[1]),
+        (firehose_headers("req-a"), fh[0]),
+    ]
+    run(env, w, p, order)
+
+    voice, chat = board(w)[("Sales", "voice")], board(w)[("Sales", "chat")]
+    # voice Sales: answered C1 (15 s, within) and C2 (40 s); abandoned C3 (3 s: short) and C4
+    # (40 s, rebuilt from its DISCONNECTED alone); dequeued C5; waiting C6
+    # abandonment = (2 - 1) / (2 + 2 - 1) = 1/3; service level = 1 / (2 + 2 - 1 + 1) = 1/4
+    assert voice["waiting"] == 1
+    assert voice["abandon_ratio_15m"] == pytest.approx(1 / 3)
+    assert voice["service_level_15m"] == pytest.approx(0.25)
+    assert voice["dequeued_15m"] == 1
+    assert (chat["waiting"], chat["service_level_15m"]) == (0, 1.0)
+    # agents with Sales in their routing profile: Alice available, Bob at lunch, Carol logged out
+    assert {s: n for s, n in voice["agents"].items() if n} == {"available": 1, "away": 1, "offline": 1}
