@@ -31,6 +31,10 @@ POINTS = (
     "assigned",  #: partitions assigned, recovery starting
     "recovered",  #: recovery complete, before the first batch of the new assignment
 )
+#: kill points of the sources (not the worker's: the crash search draws from POINTS only)
+SOURCE_POINTS = (
+    "webhook-acked",  #: ``ccmon ingest webhooks``: Kafka acknowledged a delivery's events, not yet answered
+)
 #: where a pause can be placed
 PAUSES = (
     "seeked",  #: recovery ending: stream partitions resumed and sought, the streams' queues not yet emptied
@@ -41,10 +45,10 @@ def _parse(spec: str) -> tuple[str, int] | None:
     if not spec:
         return None
     point, _, n = spec.partition(":")
-    if point not in POINTS or not n.isdigit() or int(n) < 1:
+    if point not in POINTS + SOURCE_POINTS or not n.isdigit() or int(n) < 1:
         sys.exit(
             f"ccmon: CCMON_TEST_KILL_AT={spec!r}: want POINT:N with N >= 1 "
-            f"and POINT one of {', '.join(POINTS)}"
+            f"and POINT one of {', '.join(POINTS + SOURCE_POINTS)}"
         )
     return point, int(n)
 

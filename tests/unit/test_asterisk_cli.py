@@ -63,3 +63,79 @@ def test_the_state_file_is_replaced_whole_and_checked_against_its_input(tmp_path
     assert load_state(tmp_path / "missing.json", "file", "asterisk") == {}
     with pytest.raises(CcmonError, match="cannot save the state file"):
         save_state(tmp_path / "no-such-dir" / "state.json", {})
+
+
+def test_the_state_is_never_written_through_a_planted_symlink(tmp_path: Path):
+    """The temporary file was ``state.json.tmp``, opened with O_TRUNC: a symlink planted there by
+    another local user made the ingester overwrite the file it points to."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    path = tmp_path / "state.json"
+    (tmp_path / "state.json.tmp").symlink_to(victim)
+    save_state(path, {"version": 1, "kind": "file", "source": "asterisk"})
+    assert victim.read_text() == "precious"
+    assert not path.is_symlink() and load_state(path, "file", "asterisk")["kind"] == "file"
+    path.unlink()
+    path.symlink_to(victim)  # a symlink at the state's own name is replaced, not written through
+    save_state(path, {"version": 1, "kind": "file", "source": "asterisk"})
+    assert victim.read_text() == "precious" and not path.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.tmp", "victim"]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        b"[1, 2]",
+        b'"text"',
+        b'{"version": 1, "kind": "file", "source": "asterisk", "position": {"offset": "x"}}',
+        b'{"version": 1, "kind": "file", "source": "asterisk", "position": [1]}',
+        b'{"version": 1, "kind": "file", "source": "asterisk", "mapping": {"calls": []}}',
+        b'{"version": 1, "kind": "file", "source": "asterisk", "mapping": {"calls": {"c": {"q": {}}}}}',
+    ],
+)
+def test_a_state_file_of_the_wrong_shape_is_one_line_and_exit_2(
+    doc: bytes, tmp_path: Path, capsys, monkeypatch
+):
+    monkeypatch.setenv("CCMON_BROKER", "kafka://127.0.0.1:1")  # checked before anything connects
+    log = tmp_path / "queue_log"
+    log.write_text("")
+    state = tmp_path / "state.json"
+    state.write_bytes(doc)
+    code = main(["ingest", "asterisk", "--queue-log", str(log), "--state-file", str(state)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"state file {state}" in err
+
+
+def test_the_database_password_comes_from_a_file_never_the_command_line(tmp_path: Path, monkeypatch):
+    from producers.sources.asterisk.realtime import RealtimeTable
+
+    secret = tmp_path / "pg-password"
+    secret.write_text("s3cret\n")
+    calls: list[tuple[str, dict]] = []
+
+    class FakeDriver:  # stands in for psycopg's module: only connect() is used
+        Error = Exception
+
+        @staticmethod
+        def connect(url: str, **kw: object) -> object:
+            calls.append((url, dict(kw)))
+            return object()
+
+    table = RealtimeTable("postgresql://asterisk@db/asterisk", "queue_log", 0, password_file=secret)
+    table._psycopg = FakeDriver  # type: ignore[assignment]
+    table.connect()
+    assert calls[0][0] == "postgresql://asterisk@db/asterisk" and calls[0][1]["password"] == "s3cret"
+    table._conn = None
+    no_file = RealtimeTable("postgresql://asterisk@db/asterisk", "queue_log", 0)
+    no_file._psycopg = FakeDriver  # type: ignore[assignment]
+    no_file.connect()  # libpq's own places (PGPASSWORD, ~/.pgpass): no password given by ccmon
+    assert "password" not in calls[1][1]
+
+
+def test_a_missing_password_file_is_one_line_and_exit_2(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setenv("CCMON_BROKER", "kafka://127.0.0.1:1")
+    monkeypatch.setenv("CCMON_PG_PASSWORD_FILE", str(tmp_path / "nope"))
+    code = main(["ingest", "asterisk", "--database", "postgresql://asterisk@db/asterisk"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "CCMON_PG_PASSWORD_FILE" in err, err

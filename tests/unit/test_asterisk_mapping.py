@@ -12,6 +12,7 @@ import pytest
 
 from producers.sources.asterisk.mapping import Config, Mapper, Out
 from producers.sources.asterisk.queue_log import LineIds, Malformed, epoch_of, parse
+from producers.sources.events import check
 from streams.core.events import parse_agent, parse_contact
 
 SALES_AGENT = "PJSIP/400"
@@ -38,19 +39,23 @@ def run(
             skipped.append(f"malformed: {exc.reason}")
             continue
         events, why = m.feed(line, lid)
+        for ev in events:
+            check(ev)  # every event the mapping builds passes the worker's own validation
         out += events
         skipped.append(why)
     if release_at is not None:
-        out += m.release(release_at)
+        out += [check(ev) for ev in m.release(release_at)]
     return out, skipped, m
 
 
 def brief(out: list[Out]) -> list[tuple]:
-    """(key, type or agent state, ts in s, the other fields) per event."""
+    """(key, type or agent state, ts in s, the other fields but the customer) per event (the
+    customer has its own test: test_the_caller_id_is_the_customer_unless_withheld)."""
     rows = []
     for o in out:
         ev = dict(o.event)
         ev.pop("event_id")
+        ev.pop("customer", None)
         ts = ev.pop("ts") / 1000
         if o.stream == "agents":
             ev.pop("type"), ev.pop("agent_id")
@@ -616,3 +621,23 @@ def test_a_transfer_back_into_the_same_queue_is_a_transfer_not_a_lost_line():
         ("c1@sales", "wrapup_ended", 200, None),
     ]
     assert m.closed == {}
+
+
+@pytest.mark.parametrize(
+    "callerid, customer",
+    [
+        ("5551234", "5551234"),
+        ("+33 1 23 45 67 89", "+33 1 23 45 67 89"),
+        ("", None),
+        ("anonymous", None),
+        ("Anonymous", None),
+        ("withheld", None),
+        ("unknown", None),
+        ("x" * 129, None),
+    ],
+)
+def test_the_caller_id_is_the_customer_unless_withheld(callerid: str, customer: str | None):
+    out, _, _ = run(f"1700000010|c1|sales|NONE|ENTERQUEUE||{callerid}|1")
+    (offered,) = out
+    assert offered.event.get("customer") == customer
+    check(offered)  # the worker's own validation accepts it

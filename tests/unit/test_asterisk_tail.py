@@ -101,3 +101,35 @@ def test_a_saved_position_whose_file_is_gone_starts_over_and_says_so(tmp_path: P
     r = QueueLogReader(log, saved)
     assert "reading" in r.notes[0] and "from the start" in r.notes[0]
     assert drain(r) == [b"7|b|q|NONE|ENTERQUEUE||1|1", b"8|b|q|NONE|ABANDON|1|1|1"]
+
+
+def test_a_line_longer_than_the_maximum_is_skipped_and_each_byte_searched_once(tmp_path: Path):
+    """A 64 MiB line took 60 s when every new chunk re-searched the whole buffer: now the search
+    resumes where it stopped (work linear in the size) and the over-long line is dropped as it comes."""
+    log = tmp_path / "queue_log"
+    first, last = b"1|a|q|NONE|ENTERQUEUE||1|1", b"2|a|q|NONE|ABANDON|1|1|1"
+    with open(log, "wb") as f:
+        f.write(first + b"\n" + b"x" * (8 << 20) + b"\n" + last + b"\n")
+    r = QueueLogReader(log)
+    assert drain(r) == [first, last]
+    size = log.stat().st_size
+    assert r.too_long == 1
+    assert r.scanned <= size  # quadratic re-scanning searched ~ size**2 / CHUNK / 2 bytes (512 MiB)
+    assert r.position.offset == size
+    assert len(r._buf) <= r.max_line + (1 << 16)  # never more than one line plus one chunk held
+
+
+def test_an_over_long_last_line_without_newline_is_skipped_too(tmp_path: Path):
+    log = tmp_path / "queue_log"
+    log.write_bytes(b"1|a|q|NONE|ENTERQUEUE||1|1\n" + b"y" * 300)
+    r = QueueLogReader(log, max_line=100)
+    assert drain(r) == [b"1|a|q|NONE|ENTERQUEUE||1|1"]
+    assert r.rest() is None and r.too_long == 1
+    assert r.position.offset == log.stat().st_size
+
+
+def test_a_line_of_exactly_the_maximum_is_a_line(tmp_path: Path):
+    log = tmp_path / "queue_log"
+    log.write_bytes(b"z" * 100 + b"\n" + b"w" * 101 + b"\nend\n")
+    r = QueueLogReader(log, max_line=100)
+    assert drain(r) == [b"z" * 100, b"end"] and r.too_long == 1

@@ -11,31 +11,33 @@ one batch: same ids, dropped as duplicates.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import orjson
-
-from producers.sources.asterisk.mapping import Mapper, Out
+from producers.sources.asterisk.mapping import Mapper
 from producers.sources.asterisk.options import Options, options
 from producers.sources.asterisk.queue_log import LineIds, Malformed, decode, epoch_of, line_id, parse
 from producers.sources.asterisk.realtime import GAP_WAIT_S, RealtimeTable, as_line
 from producers.sources.asterisk.tail import Position, QueueLogReader
+from producers.sources.base import (
+    STATE_VERSION,
+    StateError,
+    StatefulSource,
+    load_state,
+    pause,
+    save_state,
+    stop_event,
+)
 from streams.config import Settings
 from streams.errors import CcmonError
-from streams.kafka.producer import start_producer
 
-STATE_VERSION = 1
+__all__ = ["STATE_VERSION", "Ingest", "Summary", "input_state", "load_state", "main", "save_state"]
+
 FILE_POLL_S = 0.1  #: a written line reaches Kafka well within the promised second
 DB_POLL_S = 0.25
-PROGRESS_EVERY_S = 2.0
 #: a quiet file's pending items (wrap-up ends...) are released this long after their time, by the
 #: wall clock: queue_log has 1-second times, so a line still to come cannot be older than this
 QUIET_MARGIN_S = 1.0
@@ -70,74 +72,51 @@ class Summary:
         return "\n".join(rows)
 
 
-def load_state(path: Path | None, kind: str, source: str) -> dict[str, Any]:
-    if path is None or not path.exists():
-        return {}
+def input_state(opts: Options, kind: str) -> dict[str, Any]:
+    """The input's saved state, checked whole before anything connects: its position, id counters
+    and mapping state are rebuilt once here, so a state file of the wrong shape is one line and
+    exit 2 at start, never a traceback in the middle of a run."""
+    state = load_state(opts.state_file, kind, opts.mapping.source)
+    if not state:
+        return state
     try:
-        doc = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        raise CcmonError(
-            f"state file {path} is unreadable ({exc}); move it away to start from the beginning"
+        if kind == "file":
+            Position.from_state(state.get("position"))
+        else:
+            row = (state.get("position") or {}).get("id", 0)
+            if not isinstance(row, int) or isinstance(row, bool):
+                raise ValueError("position id must be an integer")
+        Mapper(opts.mapping, state.get("mapping"))
+        LineIds.from_state(opts.mapping.source, state.get("ids"))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StateError(
+            f"state file {opts.state_file} has the wrong shape ({type(exc).__name__}: {str(exc)[:120]}); "
+            f"move it away to start from the beginning"
         ) from None
-    if doc.get("version") != STATE_VERSION or doc.get("kind") != kind or doc.get("source") != source:
-        raise CcmonError(
-            f"state file {path} belongs to another input ({doc.get('kind')} {doc.get('source')!r}); "
-            f"use one state file per input"
-        )
-    return doc
+    return state
 
 
-def save_state(path: Path, doc: dict[str, Any]) -> None:
-    """Write-then-rename, fsync-ed: after a crash the file is the old state or the new, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(orjson.dumps(doc))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise CcmonError(
-            f"cannot save the state file {path} ({exc.strerror}); the events sent so far are "
-            f"acknowledged, a run after fixing it re-sends them as duplicates"
-        ) from None
+class Ingest(StatefulSource):
+    """Lines in, acknowledged events out, state saved after each acknowledged batch (the shared
+    contract of ``producers/sources/base.py``)."""
 
-
-class Ingest:
-    """Lines in, acknowledged events out, state saved after each acknowledged batch."""
+    name = "asterisk"
 
     def __init__(self, s: Settings, opts: Options, kind: str, state: dict[str, Any]) -> None:
-        self.s, self.opts, self.kind = s, opts, kind
+        super().__init__(s, opts.state_file, kind, opts.mapping.source, quiet=opts.quiet)
+        self.opts = opts
         self.mapper = Mapper(opts.mapping, state.get("mapping"))
         self.ids = LineIds.from_state(opts.mapping.source, state.get("ids"))
         self.summary = Summary()
-        self.topics = s.input_topics
-        self.producer: Any = None
-        self._futures: list[asyncio.Future] = []
-        self.started = time.monotonic()
-        self._last_report = self.started
-        self._reported = (0, 0)
-        self._saved: dict[str, Any] | None = None
-        self._dirty = False
+        self.summary.events = self.produced
+        self._too_long = 0
 
-    async def start(self) -> None:
-        self.producer = await start_producer(self.s)
-
-    async def stop(self) -> None:
-        if self.producer is not None:
-            await self.producer.stop()
-
-    async def _send(self, events: list[Out]) -> None:
-        self._dirty = self._dirty or bool(events)
-        for ev in events:
-            self.summary.events[ev.event["type"]] += 1
-            self._futures.append(
-                await self.producer.send(self.topics[ev.stream], orjson.dumps(ev.event), key=ev.key.encode())
-            )
+    def state(self) -> dict[str, Any]:
+        return {"ids": self.ids.to_state(), "mapping": self.mapper.to_state()}
 
     async def line(self, raw: bytes, lid: str | None = None) -> None:
         text = decode(raw)
-        self._dirty = True
+        self.mark_dirty()
         if lid is None:
             lid = self.ids.next(text, epoch_of(text))
         try:
@@ -150,73 +129,42 @@ class Ingest:
         events, skipped = self.mapper.feed(parsed, lid)
         if skipped:
             self.summary.skipped[skipped] += 1
-        await self._send(events)
+        await self.send(events)
+
+    def too_long(self, reader: QueueLogReader) -> None:
+        """Count the lines the reader skipped as longer than its maximum, as malformed lines."""
+        new = reader.too_long - self._too_long
+        if new:
+            self._too_long = reader.too_long
+            self.mark_dirty()
+            self.summary.lines["(malformed)"] += new
+            self.summary.skipped[f"malformed: longer than {reader.max_line} bytes"] += new
 
     async def release(self, now: float) -> None:
-        await self._send(self.mapper.release(now))
+        await self.send(self.mapper.release(now))
 
-    async def commit(self, position: dict[str, Any]) -> None:
+    async def commit(self, position: Any) -> None:
         """Wait for every send to be acknowledged, then save the position with the mapping state."""
-        if self._futures:
-            await asyncio.gather(*self._futures)
-            self._futures.clear()
+        await self.flush()
         self.summary.closed = Counter(self.mapper.closed)
-        if not self._dirty and position == self._saved:
-            return
-        self._dirty, self._saved = False, position
-        if self.opts.state_file is not None:
-            save_state(
-                self.opts.state_file,
-                {
-                    "version": STATE_VERSION,
-                    "kind": self.kind,
-                    "source": self.opts.mapping.source,
-                    "position": position,
-                    "ids": self.ids.to_state(),
-                    "mapping": self.mapper.to_state(),
-                },
-            )
-        self.progress()
+        await super().commit(position)
 
-    def progress(self) -> None:
-        now = time.monotonic()
-        counts = (sum(self.summary.lines.values()), sum(self.summary.events.values()))
-        if self.opts.quiet or not (now - self._last_report >= PROGRESS_EVERY_S and counts != self._reported):
-            return
-        self._last_report, self._reported = now, counts
-        print(
-            f"ccmon ingest asterisk: {sum(self.summary.lines.values())} lines, "
-            f"{sum(self.summary.events.values())} events acknowledged",
-            file=sys.stderr,
-            flush=True,
+    def progress_counts(self) -> tuple[int, ...]:
+        return (sum(self.summary.lines.values()), sum(self.summary.events.values()))
+
+    def progress_line(self) -> str:
+        return (
+            f"{sum(self.summary.lines.values())} lines, "
+            f"{sum(self.summary.events.values())} events acknowledged"
         )
-
-    def note(self, text: str) -> None:
-        if not self.opts.quiet:
-            print(f"ccmon ingest asterisk: {text}", file=sys.stderr, flush=True)
-
-
-def _stop_event() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
 
 
 async def ingest_file(s: Settings, opts: Options, clock: Callable[[], float] = time.time) -> Summary:
     assert opts.queue_log is not None
-    state = load_state(opts.state_file, "file", opts.mapping.source)
+    state = input_state(opts, "file")
     reader = QueueLogReader(opts.queue_log, Position.from_state(state.get("position")))
     run = Ingest(s, opts, "file", state)
-    stop = _stop_event()
+    stop = stop_event()
     await run.start()
     try:
         if opts.follow and opts.state_file is None:
@@ -230,6 +178,7 @@ async def ingest_file(s: Settings, opts: Options, clock: Callable[[], float] = t
         position = reader.position
         while not stop.is_set():
             batch = reader.read()
+            run.too_long(reader)
             for raw, _ in batch:
                 await run.line(raw)
             if batch:
@@ -242,6 +191,7 @@ async def ingest_file(s: Settings, opts: Options, clock: Callable[[], float] = t
                 continue
             if not opts.follow:
                 last = reader.rest()
+                run.too_long(reader)
                 if last is not None:
                     await run.line(last[0])
                     position = last[1]
@@ -250,7 +200,7 @@ async def ingest_file(s: Settings, opts: Options, clock: Callable[[], float] = t
                 break
             await run.release(clock() - QUIET_MARGIN_S)
             await run.commit(reader.position.to_state())
-            await _pause(stop, FILE_POLL_S)
+            await pause(stop, FILE_POLL_S)
         else:
             await run.commit(reader.position.to_state())
     finally:
@@ -262,11 +212,12 @@ async def ingest_file(s: Settings, opts: Options, clock: Callable[[], float] = t
 
 async def ingest_table(s: Settings, opts: Options, clock: Callable[[], float] = time.time) -> Summary:
     assert opts.database is not None
-    state = load_state(opts.state_file, "table", opts.mapping.source)
-    table = RealtimeTable(opts.database, opts.table, int((state.get("position") or {}).get("id", 0)))
+    state = input_state(opts, "table")
+    after = int((state.get("position") or {}).get("id", 0))
+    table = RealtimeTable(opts.database, opts.table, after, password_file=opts.password_file)
     table.connect()
     run = Ingest(s, opts, "table", state)
-    stop = _stop_event()
+    stop = stop_event()
     await run.start()
     down_since: float | None = None
     try:
@@ -282,7 +233,7 @@ async def ingest_table(s: Settings, opts: Options, clock: Callable[[], float] = 
                 if down_since is None:
                     run.note(f"database unreachable ({exc}); retrying")
                     down_since = time.monotonic()
-                await _pause(stop, 2.0)
+                await pause(stop, 2.0)
                 continue
             ready = table.take(rows, clock())
             for row in ready:
@@ -293,13 +244,13 @@ async def ingest_table(s: Settings, opts: Options, clock: Callable[[], float] = 
                 await run.commit({"id": table.last_id})
                 continue
             if table.waiting:  # a row whose id is taken but not yet committed: wait for it
-                await _pause(stop, DB_POLL_S)
+                await pause(stop, DB_POLL_S)
                 continue
             await run.release(clock() - QUIET_MARGIN_S)
             await run.commit({"id": table.last_id})
             if not opts.follow:
                 break
-            await _pause(stop, DB_POLL_S)
+            await pause(stop, DB_POLL_S)
         else:
             await run.commit({"id": table.last_id})
     finally:
@@ -314,6 +265,7 @@ async def ingest_table(s: Settings, opts: Options, clock: Callable[[], float] = 
 
 def main(args: Any, s: Settings) -> int:
     opts = options(args, s)
+    input_state(opts, "file" if opts.queue_log is not None else "table")
     from streams.kafka.topics import ensure_topics
 
     asyncio.run(ensure_topics(s))

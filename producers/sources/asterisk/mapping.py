@@ -21,9 +21,12 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from producers.sources import events
 from producers.sources.asterisk.queue_log import NONE, Line, line_id
+from producers.sources.events import SourceEvent
+from streams.core.events import AgentStateName, ContactType
 
 WAITING, ANSWERED, TRANSFER, MOVED, CLOSED = "waiting", "answered", "transfer", "moved", "closed"
 OPEN = (WAITING, ANSWERED, TRANSFER)
@@ -75,13 +78,20 @@ class Config:
         return per_queue.get(queue, per_queue.get(queue_label(queue), self.wrapup_s))
 
 
-@dataclass(frozen=True, slots=True)
-class Out:
-    """One event for the input topics: ``stream`` is ``calls`` or ``agents``, ``key`` the message key."""
+#: one event for the input topics (``stream`` is ``calls`` or ``agents``): the shared type every
+#: source builds with ``producers.sources.events``
+Out = SourceEvent
+#: caller ids that name nobody: an offered call from one of them carries no ``customer``
+NO_CALLER = frozenset(
+    {"", "anonymous", "unknown", "withheld", "private", "restricted", "unavailable", "none"}
+)
 
-    stream: str
-    key: str
-    event: dict[str, Any]
+
+def caller(callerid: str) -> str | None:
+    """The customer of a call from ENTERQUEUE's caller id (data2): the number as Asterisk gives it,
+    none when the caller withheld it or the network gave none."""
+    text = callerid.strip()
+    return None if text.lower() in NO_CALLER or len(text) > 128 else text
 
 
 @dataclass(slots=True)
@@ -106,10 +116,6 @@ class Agent:
     reason: str = ""
     sent_reason: str = ""
     token: str = ""  #: id of the latest state event: a wrap-up end applies only if still current
-
-
-def _ms(ts: float) -> int:
-    return int(round(ts * 1000))
 
 
 def _short(text: str) -> str:
@@ -190,10 +196,8 @@ class Mapper:
         found = m.groupdict().get("id") if m.groupdict() else (m.group(1) if m.re.groups else m.group(0))
         return (found or member).strip() or member
 
-    def _contact(self, etype: str, contact: str, ts: float, eid: str, **fields: Any) -> Out:
-        return Out(
-            "calls", contact, {"event_id": eid, "type": etype, "contact_id": contact, "ts": _ms(ts), **fields}
-        )
+    def _contact(self, etype: ContactType, contact: str, ts: float, eid: str, **fields: Any) -> Out:
+        return events.contact(etype, contact, ts, eid, channel="voice", **fields)
 
     def _agent(self, member: str, queue: str = NONE) -> tuple[str, Agent]:
         aid = self.agent_id(member)
@@ -208,17 +212,9 @@ class Mapper:
         reason = a.reason if state == "away" else ""
         if (state, a.queues, reason) == (a.state, a.sent_queues, a.sent_reason):
             return
-        ev: dict[str, Any] = {
-            "event_id": eid,
-            "type": "state",
-            "agent_id": aid,
-            "state": state,
-            "queues": list(a.queues),
-            "ts": _ms(ts),
-        }
-        if reason:
-            ev["reason"] = reason
-        out.append(Out("agents", aid, ev))
+        out.append(
+            events.agent_state(aid, cast(AgentStateName, state), a.queues, ts, eid, reason=reason or None)
+        )
         a.state, a.sent_queues, a.sent_reason, a.token = state, list(a.queues), reason, eid
 
     def _free(self, aid: str, a: Agent, ts: float, queue: str, lid: str, out: list[Out]) -> None:
@@ -245,7 +241,9 @@ class Mapper:
             out.append(self._contact("wrapup_ended", seg.contact, ts, f"{lid}-wrapup"))
         seg.phase, seg.hold, seg.ts = CLOSED, False, ts
 
-    def _leave(self, seg: Segment, line: Line, lid: str, out: list[Out], etype: str, **fields: Any) -> None:
+    def _leave(
+        self, seg: Segment, line: Line, lid: str, out: list[Out], etype: ContactType, **fields: Any
+    ) -> None:
         """The call left the queue without an agent (abandoned, dequeued)."""
         out.append(self._contact(etype, seg.contact, line.ts, f"{lid}-{etype}", **fields))
         seg.phase, seg.ts = CLOSED, line.ts
@@ -313,7 +311,11 @@ def _enter(m: Mapper, line: Line, lid: str, out: list[Out]) -> str | None:
         segs[line.queue] = Segment(source.contact, line.queue, WAITING, line.ts, uses=uses)
     else:
         contact = f"{line.callid}@{label}" + (f"#{uses}" if uses > 1 else "")
-        out.append(m._contact("offered", contact, line.ts, f"{lid}-offered", queue=label))
+        out.append(
+            m._contact(
+                "offered", contact, line.ts, f"{lid}-offered", queue=label, customer=caller(line.field(2))
+            )
+        )
         segs[line.queue] = Segment(contact, line.queue, WAITING, line.ts, uses=uses)
     if line.verb in TURNED_AWAY:
         m._leave(segs[line.queue], line, lid, out, "dequeued", reason=TURNED_AWAY[line.verb])

@@ -6,6 +6,7 @@ Kept apart from the ingester so that building the ``ccmon`` parser imports no Ka
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,13 @@ class Options:
     zone: ZoneInfo = ZoneInfo("UTC")
     mapping: Config = Config()
     quiet: bool = False
+    #: CCMON_PG_PASSWORD_FILE: the database password, read from this file at connection time
+    password_file: Path | None = None
+
+
+#: a file holding the PostgreSQL password (first line), for deployments that mount secrets as
+#: files; libpq's own places (PGPASSWORD, ~/.pgpass, PGPASSFILE) work without it
+PASSWORD_FILE_ENV = "CCMON_PG_PASSWORD_FILE"
 
 
 class UsageError(CcmonError):
@@ -60,13 +68,19 @@ def options(args: Any, s: Settings) -> Options:
 
         if not args.database.startswith(SCHEMES):
             raise UsageError(
-                "--database takes a postgresql://USER[:PASSWORD]@HOST[:PORT]/DB URL "
+                "--database takes a postgresql://USER@HOST[:PORT]/DB URL, the password from "
+                f"PGPASSWORD, ~/.pgpass or {PASSWORD_FILE_ENV} "
                 "(MySQL/MariaDB realtime tables are not supported yet)"
             )
         if not TABLE.fullmatch(args.table):
             raise UsageError(f"--table {args.table!r} is not a table name")
         if importlib.util.find_spec("psycopg") is None:
             raise UsageError("--database needs the PostgreSQL driver: pip install 'ccmon[asterisk-db]'")
+    password_file = None
+    if args.database is not None and os.environ.get(PASSWORD_FILE_ENV):
+        password_file = Path(os.environ[PASSWORD_FILE_ENV])
+        if not password_file.is_file() or not os.access(password_file, os.R_OK):
+            raise UsageError(f"{PASSWORD_FILE_ENV}={password_file}: not a readable file")
     path = Path(args.queue_log) if args.queue_log else None
     if path is not None and not args.follow and not path.is_file():
         raise UsageError(f"queue_log {path} does not exist (with --follow it may appear later)")
@@ -97,10 +111,24 @@ def options(args: Any, s: Settings) -> Options:
         state_file=state,
         zone=zone,
         quiet=args.quiet,
+        password_file=password_file,
         mapping=Config(
             source=args.source, wrapup_s=default, wrapup_by_queue=per_queue, agent_pattern=pattern
         ),
     )
+
+
+HELP = "Asterisk's queue_log, file or realtime table (docs/sources/asterisk.md)"
+DESCRIPTION = (
+    "Asterisk queue_log -> ccmon events: every verb mapped as docs/sources/asterisk.md says; "
+    "prints lines by verb, events by type and skipped lines with their reason."
+)
+
+
+def run(args: Any, s: Settings) -> int:
+    from producers.sources.asterisk.ingest import main
+
+    return main(args, s)
 
 
 def add_arguments(p: Any) -> None:
@@ -110,7 +138,8 @@ def add_arguments(p: Any) -> None:
     p.add_argument(
         "--database",
         metavar="URL",
-        help="instead of a file: the realtime queue_log table, postgresql://USER@HOST:PORT/DB",
+        help="instead of a file: the realtime queue_log table, postgresql://USER@HOST:PORT/DB "
+        "(no password here: PGPASSWORD, ~/.pgpass or CCMON_PG_PASSWORD_FILE)",
     )
     p.add_argument("--table", default="queue_log", help="the realtime table's name (default queue_log)")
     p.add_argument(

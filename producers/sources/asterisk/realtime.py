@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -61,19 +62,26 @@ def as_line(row: tuple[Any, ...], zone: ZoneInfo) -> str:
 class RealtimeTable:
     """Polls a PostgreSQL queue_log table with psycopg (the ``asterisk-db`` extra)."""
 
-    def __init__(self, url: str, table: str, after_id: int) -> None:
+    def __init__(self, url: str, table: str, after_id: int, password_file: Path | None = None) -> None:
         import psycopg  # checked by the options: the asterisk-db extra
 
         self._psycopg = psycopg
         self.url, self.last_id = url, after_id
+        self.password_file = password_file
         self.gap_since: float | None = None  #: when the reader began waiting at a missing id
         self.gaps_skipped = 0
         self._query = f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE id > %s ORDER BY id LIMIT %s"
         self._conn: Any = None
 
     def connect(self) -> None:
+        extra: dict[str, Any] = {}
+        if self.password_file is not None:  # read at each connect: a rotated secret is picked up
+            try:
+                extra["password"] = self.password_file.read_text(encoding="utf-8").splitlines()[0]
+            except (OSError, IndexError, UnicodeDecodeError):
+                raise CcmonError(f"cannot read the password in {self.password_file}") from None
         try:
-            self._conn = self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            self._conn = self._psycopg.connect(self.url, autocommit=True, connect_timeout=10, **extra)
         except self._psycopg.Error as exc:
             raise CcmonError(
                 f"cannot connect to the queue_log database: {str(exc).strip().splitlines()[0]}"

@@ -9,6 +9,10 @@ from the file the offset belongs to. A position whose file was rotated away whil
 stopped is found again among its siblings (``queue_log.0``, ``queue_log-20260101``...), read to its
 end, and then the current file from its start.
 
+A line longer than ``max_line`` bytes (default :data:`MAX_LINE`, far above any real queue_log line)
+is not a queue_log line: it is skipped, counted in ``too_long``, without being kept in memory, and
+the search for a newline never looks at a byte twice, so such a line costs time linear in its size.
+
 The one loss that no reader can prevent is copytruncate's own: lines written between the copy and
 the truncation exist only in the copy. Polling every 0.1 s keeps that window as small as it gets.
 """
@@ -23,6 +27,8 @@ from typing import Any
 
 HEAD_BYTES = 64
 CHUNK = 1 << 16
+#: the longest line read as a line; queue_log lines are under 1 KiB (verb, ids and five data fields)
+MAX_LINE = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +43,18 @@ class Position:
 
     @classmethod
     def from_state(cls, d: dict[str, Any] | None) -> Position | None:
-        return cls(**d) if d else None
+        """The saved position; a value of another shape is a ValueError (the caller says which file)."""
+        if not d:
+            return None
+        if not isinstance(d, dict) or set(d) - {"dev", "inode", "offset", "head"}:
+            raise ValueError(f"expected dev, inode, offset and head, got {str(d)[:80]}")
+        pos = cls(**d)
+        ints = (pos.dev, pos.inode, pos.offset)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints):
+            raise ValueError("dev, inode and offset must be non-negative integers")
+        if not isinstance(pos.head, str):
+            raise ValueError("head must be a string")
+        return pos
 
 
 def _head(fd: int, upto: int) -> str:
@@ -51,12 +68,18 @@ class QueueLogReader:
     ``read`` returns what is there now; ``follow_rotation`` is called at the end of the data to see
     whether the path now names another file (or this one was truncated)."""
 
-    def __init__(self, path: Path, position: Position | None = None) -> None:
+    def __init__(self, path: Path, position: Position | None = None, max_line: int = MAX_LINE) -> None:
         self.path = path
         self.notes: list[str] = []  #: what the reader decided on opening/rotating, for stderr
         self.rotations = 0
+        self.max_line = max_line
+        self.too_long = 0  #: lines longer than ``max_line`` skipped
+        self.scanned = 0  #: bytes searched for a newline (each once): the work reading costs
         self._fd = -1
-        self._buf = b""
+        self._buf = bytearray()
+        self._start = 0  #: first byte of ``_buf`` not yet returned
+        self._scan = 0  #: where the search for the next newline resumes
+        self._skip = 0  #: bytes of an over-long line already dropped from ``_buf``
         self._offset = 0  #: bytes of the current file consumed as complete lines
         self._ident = (0, 0)
         self._head, self._head_len = "", 0
@@ -71,7 +94,8 @@ class QueueLogReader:
             return False
         self.close()
         st = os.fstat(fd)
-        self._fd, self._ident, self._offset, self._buf = fd, (st.st_dev, st.st_ino), offset, b""
+        self._fd, self._ident, self._offset = fd, (st.st_dev, st.st_ino), offset
+        self._buf, self._start, self._scan, self._skip = bytearray(), 0, 0, 0
         self._head, self._head_len = "", 0
         os.lseek(fd, offset, os.SEEK_SET)
         return True
@@ -126,24 +150,46 @@ class QueueLogReader:
             self.notes.append(f"{self.path} truncated (copytruncate): reading it again from the start")
             self._open(self.path, 0)
         while len(out) < max_lines:
-            nl = self._buf.find(b"\n")
+            nl = self._buf.find(b"\n", self._scan)
             if nl < 0:
+                self.scanned += len(self._buf) - self._scan
+                if self._skip + len(self._buf) - self._start > self.max_line:
+                    self._skip += len(self._buf) - self._start  # an over-long line: keep none of it
+                    self._buf.clear()
+                    self._start = 0
+                self._scan = len(self._buf)
                 data = os.read(self._fd, CHUNK)
                 if not data:
                     break
+                if self._start:
+                    del self._buf[: self._start]
+                    self._scan -= self._start
+                    self._start = 0
                 self._buf += data
                 continue
-            line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
-            self._offset += nl + 1
-            out.append((line, self.position))
+            self.scanned += nl + 1 - self._scan
+            length = self._skip + nl - self._start
+            line = None if length > self.max_line else bytes(self._buf[self._start : nl])
+            self._start = self._scan = nl + 1
+            self._skip = 0
+            self._offset += length + 1
+            if line is None:
+                self.too_long += 1
+            else:
+                out.append((line, self.position))
         return out
 
     def rest(self) -> tuple[bytes, Position] | None:
         """A last line without its newline (one-shot reads only: a writer may still be writing it)."""
-        if not self._buf:
+        length = self._skip + len(self._buf) - self._start
+        if not length:
             return None
-        line, self._buf = self._buf, b""
-        self._offset += len(line)
+        line = bytes(self._buf[self._start :])
+        self._buf, self._start, self._scan, self._skip = bytearray(), 0, 0, 0
+        self._offset += length
+        if length > self.max_line:
+            self.too_long += 1
+            return None
         return line, self.position
 
     def follow_rotation(self) -> bool:
@@ -164,18 +210,23 @@ class QueueLogReader:
             if leftover:
                 self._buf += leftover
                 return True
-            if self._buf:
+            if self._pending:
                 self.notes.append(
-                    f"rotated: {len(self._buf)} bytes without a newline at the end of the old file dropped"
+                    f"rotated: {self._pending} bytes without a newline at the end of the old file dropped"
                 )
             self.rotations += 1
             self.notes.append(f"{self.path} rotated (new file): reading it from the start")
             return self._open(self.path, 0)
-        if st.st_size < self._offset + len(self._buf) or (self._offset and self._truncated()):
+        if st.st_size < self._offset + self._pending or (self._offset and self._truncated()):
             self.rotations += 1
             self.notes.append(f"{self.path} truncated (copytruncate): reading it again from the start")
             return self._open(self.path, 0)
         return False
+
+    @property
+    def _pending(self) -> int:
+        """Bytes read past the last complete line (a line still being written, or being skipped)."""
+        return self._skip + len(self._buf) - self._start
 
     def _truncated(self) -> bool:
         """The file's first bytes are no longer those the position was taken with (truncated and

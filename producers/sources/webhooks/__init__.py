@@ -11,6 +11,7 @@ from producers.sources.webhooks.platform import Platform
 #: platform name (its route is /webhooks/<name>) -> "module:class"; imported only when enabled
 PLATFORMS: dict[str, str] = {
     "chatwoot": "producers.sources.webhooks.chatwoot:Chatwoot",
+    "libredesk": "producers.sources.webhooks.libredesk:Libredesk",
     "twilio": "producers.sources.webhooks.twilio:Twilio",
     "amazon_connect": "producers.sources.webhooks.amazon_connect:AmazonConnect",
 }

@@ -26,8 +26,10 @@ receiver (``producers/sources/webhooks/receiver.py``) runs for every delivery, i
 ``answer_within_s`` is how long the receiver waits for Kafka's acknowledgement before answering 503
 (below the platform's own HTTP timeout, so the platform sees an answer and retries, instead of a
 timeout it may count against the endpoint). A platform that keeps state between deliveries (a
-conversation's current segment) returns it from ``to_state`` and takes it back in ``load_state``;
-the receiver saves it only after the acknowledgement, with the other platforms' states.
+conversation's current segment, a message held until its conversation is known) returns it from
+``to_state`` and takes it back in ``load_state``, and sets ``dirty`` when ``parse`` changed it; the
+receiver saves it (with ``--state-file``) after the acknowledgement and before the 2xx, so a
+delivery answered 2xx is never lost even when it gave no event yet.
 
 A platform is built from a :class:`PlatformConfig`: its secret (from
 ``CCMON_WEBHOOKS_<NAME>_SECRET_FILE``, a file read once at start, or ``CCMON_WEBHOOKS_<NAME>_SECRET``)
@@ -120,6 +122,7 @@ class Platform:
 
     def __init__(self, config: PlatformConfig) -> None:
         self.config = config
+        self.dirty = False  #: ``parse`` changed the state: the receiver saves it before answering
 
     def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
         raise NotImplementedError
