@@ -342,6 +342,20 @@ def test_a_completion_delivered_before_the_wrapup_is_held_until_it_arrives():
     ]
 
 
+def test_a_delivery_answered_503_and_delivered_again_gives_what_it_released_again():
+    """The receiver moved the platform on (a held completion was released by the wrap-up), then
+    Kafka did not acknowledge in time: Twilio delivers the wrap-up again, which must bring back
+    everything it gave, although the platform already counts it as sent."""
+    p = platform()
+    evs = lifecycle()
+    deliver(p, *evs[:5])
+    deliver(p, evs[7])  # held
+    first = [o.event_id for o in deliver(p, evs[5]) if o.stream == "calls"]
+    again = [o.event_id for o in deliver(p, evs[5]) if o.stream == "calls"]
+    assert first == [f"twilio:{TASK}:ended", f"twilio:{TASK}:wrapup_ended"]
+    assert set(first) <= set(again) and again[0] == f"twilio:{TASK}:offered"  # the whole story, in order
+
+
 def test_held_events_survive_a_restart_in_the_saved_state():
     p = platform()
     evs = lifecycle()

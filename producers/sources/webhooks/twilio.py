@@ -127,7 +127,9 @@ class Task:
     queues: list[str] = field(default_factory=list)  #: labels of the queues entered, in order
     worker: str = ""
     last: float = 0.0  #: event time of its latest event: when a finished task is forgotten
-    held: list[dict[str, Any]] = field(default_factory=list)  #: {"need", "stream", "key", "event"}
+    held: list[dict[str, Any]] = field(default_factory=list)  #: {"need", "stream", "key", "event", "queue"}
+    seen: list[str] = field(default_factory=list)  #: CloudEvent ids applied: a repeat is a re-delivery
+    sent: list[dict[str, Any]] = field(default_factory=list)  #: {"stream", "key", "event"} sent, in order
 
 
 @dataclass(slots=True)
@@ -183,6 +185,7 @@ class Twilio(Platform):
         self.ignored: Counter[str] = Counter()  #: CloudEvent types acknowledged without an event
         self.released: Counter[str] = Counter()  #: held events sent after hold_s without predecessor
         self.dropped: Counter[str] = Counter()  #: events too late to place, by why
+        self._replayed: set[str] = set()  #: tasks whose story this parse already sent again
 
     # ---- the receiver's three steps ---------------------------------------------------------------
     def signed_url(self, body: bytes) -> str:
@@ -213,6 +216,8 @@ class Twilio(Platform):
                 "no TaskRouter event ccmon maps: " + ",".join(sorted({it[1] for it in items}))[:200]
             )
         out: list[SourceEvent] = []
+        self._replayed = set()
+        self.dirty = True
         for ts, kind, ce_id, payload in sorted(known, key=lambda it: (it[0], it[1], it[2])):
             self.newest = max(self.newest, ts)
             self._apply(kind, ts, ce_id, payload, out)
@@ -268,6 +273,15 @@ class Twilio(Platform):
             return
         sid, task = self._task(payload, kind)
         task.last = max(task.last, ts)
+        if ce_id in task.seen:
+            # Twilio delivers again what it got no 2xx for: the answer may have been lost, or the
+            # receiver answered 503 after this platform had moved on. Sending the task's whole story
+            # again (duplicates in the worker) makes sure nothing that delivery gave is missing.
+            if sid not in self._replayed:
+                self._replayed.add(sid)
+                out += [SourceEvent(d["stream"], d["key"], d["event"]) for d in task.sent]
+            return
+        task.seen.append(ce_id)
         if kind == "task-queue.entered":
             self._entered(sid, task, ts, self._queue(payload), out)
             return
@@ -311,7 +325,7 @@ class Twilio(Platform):
             etype, eid = (
                 ("offered", f"twilio:{sid}:offered") if n == 0 else ("transferred", f"twilio:{sid}:q:{queue}")
             )
-            out.append(contact(etype, sid, ts, eid, channel=self._chan(task), queue=queue))  # type: ignore[arg-type]
+            self._emit(sid, task, etype, ts, eid, out, queue=queue)
             return
         if not task.queues:
             task.queues.append(queue)
@@ -368,10 +382,15 @@ class Twilio(Platform):
     def _emit(
         self, sid: str, task: Task, etype: str, ts: float, eid: str, out: list[SourceEvent], **fields: Any
     ) -> None:
-        out.append(contact(etype, sid, ts, eid, channel=self._chan(task), **fields))  # type: ignore[arg-type]
+        self._send(task, contact(etype, sid, ts, eid, channel=self._chan(task), **fields), out)  # type: ignore[arg-type]
         after = AFTER.get(etype, "waiting" if etype in ("offered", "transferred") else task.phase)
         if RANK[after] > RANK[task.phase]:
             task.phase = after
+
+    @staticmethod
+    def _send(task: Task, ev: SourceEvent, out: list[SourceEvent]) -> None:
+        task.sent.append({"stream": ev.stream, "key": ev.key, "event": ev.event})
+        out.append(ev)
 
     def _flush(self, sid: str, task: Task, out: list[SourceEvent], until_ms: int | None = None) -> None:
         """Held events whose predecessor has now been sent, in event-time order (only those up to
@@ -402,7 +421,7 @@ class Twilio(Platform):
                     self.released[h["event"]["type"]] += 1
                     if not task.queues:  # the queue entry never came: offered at this event's time
                         self._offer(sid, task, h["queue"], h["event"]["ts"] / 1000.0, out)
-                    out.append(SourceEvent(h["stream"], h["key"], h["event"]))
+                    self._send(task, SourceEvent(h["stream"], h["key"], h["event"]), out)
                     after = AFTER.get(h["event"]["type"], task.phase)
                     if RANK[after] > RANK[task.phase]:
                         task.phase = after
