@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from producers.sources.events import SourceEvent
 from producers.sources.webhooks.amazon_connect import AmazonConnect
 from producers.sources.webhooks.platform import Platform, PlatformConfig
 from producers.sources.webhooks.twilio import Twilio
-from streams.dev.harness import Service, free_port
+from streams.dev.harness import Service, free_port, wait_until
 from tests.integration.support import ROOT, Env, Worker
 from tests.unit.helpers_cloud import (
     CONNECT_KEY,
@@ -55,19 +56,20 @@ def base_time() -> float:
 class Receiver(Service):
     """``ccmon ingest webhooks`` with the Twilio and Amazon Connect routes, on its own port."""
 
-    def __init__(self, env: Env) -> None:
+    def __init__(self, env: Env, *args: str, **extra: str) -> None:
         port = free_port()
-        self.twilio_url = f"http://127.0.0.1:{port}/webhooks/twilio?site=lyon"
         super().__init__(
-            [sys.executable, "-m", "streams", "ingest", "webhooks", "--port", str(port)],
+            [sys.executable, "-m", "streams", "ingest", "webhooks", "--port", str(port), *args],
             port=port,
             env=env.vars(
                 CCMON_WEBHOOKS_PLATFORMS="twilio,amazon_connect",
                 CCMON_WEBHOOKS_TWILIO_SECRET=TWILIO_TOKEN.decode(),
-                CCMON_WEBHOOKS_TWILIO_URL=self.twilio_url,
+                # the public URL Twilio calls (a proxy in front): what it signs, whatever the port
+                CCMON_WEBHOOKS_TWILIO_URL=TWILIO_URL,
                 CCMON_WEBHOOKS_AMAZON_CONNECT_SECRET=CONNECT_KEY.decode(),
                 CCMON_WEBHOOKS_AMAZON_CONNECT_QUEUES=f"{uuid_of('queue', 'Sales')}=Sales",
                 CCMON_WEBHOOKS_MAX_BODY="65536",
+                **extra,
             ),
             log=env.tmp / f"webhooks-{port}.log",
             cwd=ROOT,
@@ -86,11 +88,21 @@ class Receiver(Service):
             return exc.code, exc.read()
 
 
-def run(w: Worker, r: Receiver, route: str, p: Platform, deliveries: list[Delivery]) -> None:
+def run(
+    w: Worker,
+    r: Receiver,
+    route: str,
+    p: Platform,
+    deliveries: list[Delivery],
+    earlier: Sequence[Delivery] = (),
+) -> None:
     """POST each delivery (every one answered 200 once Kafka has its events), then wait until the
-    worker has seen all of them. ``p``, a platform of the same kind fed the same deliveries, only
-    says how many events to wait for."""
+    worker has seen all of them. ``p``, a platform of the same kind fed the same deliveries (and
+    ``earlier``, those that reached Kafka before), only says how many events to wait for."""
     out: list[SourceEvent] = []
+    gone = type(p)(p.config)  # the receiver that got them (killed since, its state lost)
+    for headers, body in earlier:
+        out += gone.parse(headers, body)
     for headers, body in deliveries:
         status, answer = r.post(route, headers, body)
         assert status == 200, (status, answer)
@@ -141,8 +153,7 @@ def test_twilio_deliveries_scrambled_repeated_and_late_give_the_hand_computed_wa
     env: Env, workers: list[Worker]
 ):
     workers.append(Worker(env))
-    w, r = workers[0], Receiver(env)
-    workers.append(r)  # type: ignore[arg-type]  # stopped with the workers
+    w = workers[0]
     b = base_time()
     alice, bob, carol = sid("WK", "alice"), sid("WK", "bob"), sid("WK", "carol")
     t = {n: sid("WT", f"it{n}") for n in range(1, 8)}
@@ -184,7 +195,7 @@ def test_twilio_deliveries_scrambled_repeated_and_late_give_the_hand_computed_wa
             ),
         ],
     ]
-    url = r.twilio_url
+    url = TWILIO_URL
     deliveries = [(twilio_headers(body, url=url), body) for body in map(twilio_body, tasks)]
     late = twilio_body([tr("task.canceled", 60, 4, reason="hangup")])  # T4's end, delivered last
     activities = twilio_body(
@@ -196,13 +207,26 @@ def test_twilio_deliveries_scrambled_repeated_and_late_give_the_hand_computed_wa
     p = Twilio(PlatformConfig(TWILIO_TOKEN, {"url": url}))
     order = scrambled(deliveries, seed=23)
     tail = [(twilio_headers(late, url=url), late), (twilio_headers(activities, url=url), activities)]
-    run(w, r, "/webhooks/twilio", p, order + tail)
+
+    # a receiver killed after Kafka acknowledged the first delivery, before answering it: Twilio
+    # delivers it again to the next receiver (same state file), a duplicate in the worker
+    state = str(env.tmp / "webhooks.state")
+    doomed = Receiver(env, "--state-file", state, CCMON_TEST_KILL_AT="webhook-acked:1")
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        doomed.post("/webhooks/twilio", *order[0])
+    doomed.wait_exit(30)
+    r = Receiver(env, "--state-file", state)
+    workers.append(r)  # type: ignore[arg-type]  # stopped with the workers
+    run(w, r, "/webhooks/twilio", p, order + tail, earlier=order[:1])
 
     # refused before anything reaches Kafka: another token, another URL, a body over the bound;
     # a delivery of types the mapping does not use is acknowledged (Twilio must not retry it)
     forged = twilio_body([tr("task.canceled", 210, 6)])
     assert r.post("/webhooks/twilio", twilio_headers(forged, url=url, token=b"x" * 32), forged)[0] == 401
-    assert r.post("/webhooks/twilio", twilio_headers(forged, url=TWILIO_URL), forged)[0] == 401
+    assert (
+        r.post("/webhooks/twilio", twilio_headers(forged, url=TWILIO_URL.replace("lyon", "paris")), forged)[0]
+        == 401
+    )
     big = twilio_body([tr("task.updated", 205, 6, filler="x" * 70_000)])
     assert r.post("/webhooks/twilio", twilio_headers(big, url=url), big)[0] == 413
     other = twilio_body([dict(tr("task.updated", 206, 6), type="com.twilio.messaging.message.sent")])
@@ -233,6 +257,13 @@ def test_twilio_deliveries_scrambled_repeated_and_late_give_the_hand_computed_wa
     # agents serving Support (learned from their reservations): Carol available again after T2,
     # Alice busy with the chat T7 (Flex keeps her activity Available), Bob on a break
     assert {s: n for s, n in voice["agents"].items() if n} == {"available": 1, "busy": 1, "away": 1}
+
+    # the time from one delivery to the wallboard changing
+    started = time.monotonic()
+    t8 = twilio_body([tr_event("task-queue.entered", b + 320, task=sid("WT", "it8"), queue="Support")])
+    assert r.post("/webhooks/twilio", twilio_headers(t8), t8)[0] == 200
+    wait_until(lambda: board(w)[("Support", "voice")]["waiting"] == 2, timeout=30, what="T8 waiting")
+    print(f"twilio delivery to wallboard: {time.monotonic() - started:.2f} s", file=sys.stderr)
 
 
 def test_amazon_connect_contact_and_agent_deliveries_give_the_hand_computed_wallboard(
@@ -311,3 +342,10 @@ def test_amazon_connect_contact_and_agent_deliveries_give_the_hand_computed_wall
     assert (chat["waiting"], chat["service_level_15m"]) == (0, 1.0)
     # agents with Sales in their routing profile: Alice available, Bob at lunch, Carol logged out
     assert {s: n for s, n in voice["agents"].items() if n} == {"available": 1, "away": 1, "offline": 1}
+
+    # the time from one delivery to the wallboard changing
+    started = time.monotonic()
+    c8 = connect_body(contact_event("QUEUED", uuid_of("contact", "it8"), queue="Sales", queued=b + 320))
+    assert r.post("/webhooks/amazon_connect", connect_headers(), c8)[0] == 200
+    wait_until(lambda: board(w)[("Sales", "voice")]["waiting"] == 2, timeout=30, what="C8 waiting")
+    print(f"amazon_connect delivery to wallboard: {time.monotonic() - started:.2f} s", file=sys.stderr)
