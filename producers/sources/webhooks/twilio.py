@@ -186,6 +186,7 @@ class Twilio(Platform):
         self.released: Counter[str] = Counter()  #: held events sent after hold_s without predecessor
         self.dropped: Counter[str] = Counter()  #: events too late to place, by why
         self._replayed: set[str] = set()  #: tasks whose story this parse already sent again
+        self.holding: set[str] = set()  #: tasks with held events (the only ones the bound looks at)
 
     # ---- the receiver's three steps ---------------------------------------------------------------
     def signed_url(self, body: bytes) -> str:
@@ -366,6 +367,7 @@ class Twilio(Platform):
             ev = contact(etype, sid, ts, eid, channel=self._chan(task), **fields)  # type: ignore[arg-type]
             held = {"need": need, "stream": ev.stream, "key": ev.key, "event": ev.event}
             task.held.append(held | {"queue": self._queue(payload)})
+            self.holding.add(sid)
 
     def _offer(self, sid: str, task: Task, queue: str, ts: float, out: list[SourceEvent]) -> None:
         task.queues.append(queue)
@@ -414,7 +416,11 @@ class Twilio(Platform):
 
     def _release_overdue(self, out: list[SourceEvent]) -> None:
         """Held longer than ``hold_s`` of event time: sent as they are (the worker decides)."""
-        for sid, task in self.tasks.items():
+        for sid in sorted(self.holding):
+            task = self.tasks.get(sid)
+            if task is None or not task.held:
+                self.holding.discard(sid)
+                continue
             for h in sorted(task.held, key=lambda h: h["event"]["ts"]):
                 if h["event"]["ts"] / 1000.0 <= self.newest - self.hold_s:
                     task.held.remove(h)
@@ -515,6 +521,7 @@ class Twilio(Platform):
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.tasks = {s: Task(**t) for s, t in state.get("tasks", {}).items()}
+        self.holding = {s for s, t in self.tasks.items() if t.held}
         self.workers = {s: Worker(**w) for s, w in state.get("workers", {}).items()}
         self.newest = float(state.get("newest", 0.0))
         self.next_sweep = float(state.get("next_sweep", 0.0))
