@@ -12,6 +12,8 @@ from producers.sources.webhooks.platform import Platform
 PLATFORMS: dict[str, str] = {
     "chatwoot": "producers.sources.webhooks.chatwoot:Chatwoot",
     "libredesk": "producers.sources.webhooks.libredesk:Libredesk",
+    "twilio": "producers.sources.webhooks.twilio:Twilio",
+    "amazon_connect": "producers.sources.webhooks.amazon_connect:AmazonConnect",
 }
 
 
