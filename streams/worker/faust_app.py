@@ -8,6 +8,7 @@ import faust
 
 from streams.config import Settings
 from streams.errors import CcmonError
+from streams.faust_ext.web import WEB_URL
 from streams.kafka.auth import faust_credentials
 
 __all__ = ["make_app", "worker_dir"]
@@ -53,5 +54,13 @@ def make_app(s: Settings) -> faust.App:
         broker_session_timeout=s.kafka.session_timeout_s,
         broker_heartbeat_interval=max(1.0, s.kafka.session_timeout_s / 4),
         web_enabled=True,
+        # ccmon's own pages only (streams/faust_ext/web.py mounts none of Faust's); the flags
+        # say the same, for a Faust that would mount a built-in page by another route
+        web=WEB_URL,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         broker_credentials=faust_credentials(s),
     )
