@@ -71,7 +71,7 @@ async def check_snapshots(s: Settings, timeout_s: float = 30.0) -> dict[str, str
         for name, why in moved.items():
             by_reason.setdefault(why, []).append(name)
         log.warning(
-            "snapshots that do not belong to this Kafka cluster set aside to %s: %s; "
+            "snapshots that do not belong to the changelogs on this Kafka cluster set aside to %s: %s; "
             "the state is rebuilt from the changelogs",
             aside,
             "; ".join(f"{', '.join(names)} ({why})" for why, names in by_reason.items()),
