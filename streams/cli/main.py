@@ -63,12 +63,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     s = settings(args)
     from streams.faust_ext.predecessor import evict
     from streams.kafka.topics import ensure_topics
+    from streams.worker.snapshots import check_snapshots
     from streams.worker.web_security import web_guard
 
     _, tls = web_guard(s)  # a bad web config file ends here, before any connection (exit 2)
 
     asyncio.run(ensure_topics(s))
     asyncio.run(evict(s))  # a killed predecessor would hold the group for its session timeout
+    asyncio.run(check_snapshots(s))  # another cluster's snapshots are set aside, not loaded
     import uvloop  # Faust runs on whatever loop is current; uvloop's costs less per callback
 
     from streams.worker.app import Pipeline

@@ -10,6 +10,13 @@ suffix over a prefix's state gives the full changelog's state, since every messa
 deletes one whole record. A snapshot that is missing, unreadable, corrupt (checksum), of another
 table or another set of partitions is ignored, and the changelog is read from its beginning, as
 without snapshots. Records are never served from a snapshot without the changelog's tail on top.
+
+A snapshot also names the changelog it was taken from: the Kafka cluster's id and the topic's id
+(a topic created again under the same name gets a new one). Before the worker starts, ``vet``
+sets aside (moves, never deletes) every snapshot that does not belong to the changelog it meets:
+another cluster, another incarnation of the topic, an offset beyond the topic's end. Such a
+snapshot would stop the start (Faust's recovery refuses an offset beyond the end) or, worse,
+put another cluster's records under this one's changelog tail.
 """
 
 from __future__ import annotations
@@ -25,11 +32,21 @@ import orjson
 from faust import stores
 from faust.stores import memory
 
+from streams.kafka.identity import ClusterView
+
 log = logging.getLogger("ccmon.snapshot")
 
 MAGIC = b"ccmon-snapshot 1\n"
 #: the store of ccmon's tables (``app.Table(store=...)``), registered with Faust's store registry
 STORE_URL = "ccmon-snapshot://local"  # a host: a URL with none is false, and Faust would take the app default
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The changelog a snapshot was taken from (streams/kafka/identity.py)."""
+
+    cluster_id: str | None  #: the Kafka cluster's id
+    topic_id: str | None  #: the changelog topic's id (None: the broker gives none, Kafka < 2.8)
 
 
 @dataclass
@@ -39,12 +56,14 @@ class Snapshot:
     data: dict[str, Any]
 
 
-def encode(topic: str, offsets: dict[int, int | None], data: dict[str, Any]) -> bytes:
+def encode(topic: str, offsets: dict[int, int | None], data: dict[str, Any], origin: Origin) -> bytes:
     body = orjson.dumps(data)
     header = orjson.dumps(
         {
             "topic": topic,
             "offsets": {str(p): o for p, o in offsets.items()},
+            "cluster_id": origin.cluster_id,
+            "topic_id": origin.topic_id,
             "sha256": hashlib.sha256(body).hexdigest(),
             "size": len(body),
         }
@@ -68,8 +87,8 @@ def write(path: Path, blob: bytes) -> None:
         os.close(dir_fd)
 
 
-def offsets_of(path: Path) -> tuple[str, dict[int, int | None]] | None:
-    """The changelog topic and offsets a snapshot covers, from its header alone (for tools)."""
+def header_of(path: Path) -> dict[str, Any] | None:
+    """A snapshot's header alone (its topic, offsets and origin); None if it is not one."""
     try:
         with open(path, "rb") as f:
             if f.readline() != MAGIC:
@@ -77,7 +96,62 @@ def offsets_of(path: Path) -> tuple[str, dict[int, int | None]] | None:
             header = orjson.loads(f.readline())
     except (OSError, orjson.JSONDecodeError):
         return None
+    return header if isinstance(header, dict) else None
+
+
+def offsets_of(path: Path) -> tuple[str, dict[int, int | None]] | None:
+    """The changelog topic and offsets a snapshot covers, from its header alone (for tools)."""
+    header = header_of(path)
+    if header is None:
+        return None
     return header["topic"], {int(p): o for p, o in header["offsets"].items()}
+
+
+def foreign(header: dict[str, Any], view: ClusterView) -> str | None:
+    """Why a snapshot (its header) does not belong to the cluster and changelog it meets, in a few
+    words; None when it does. Every check is on what Kafka says now: the changelog is the truth."""
+    topic = header.get("topic")
+    if "cluster_id" not in header:
+        return "no cluster id recorded (written by an older ccmon)"
+    if header["cluster_id"] != view.cluster_id:
+        return f"of Kafka cluster {header['cluster_id']}, this one is {view.cluster_id}"
+    found = view.topics.get(str(topic))
+    if found is None:
+        return f"changelog {topic} does not exist on this cluster"
+    if header.get("topic_id") != found.topic_id:
+        return f"of an earlier topic {topic} (id {header.get('topic_id')}, now {found.topic_id})"
+    try:
+        offsets = {int(p): o for p, o in header["offsets"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return "unreadable offsets"
+    beyond = {p: o for p, o in offsets.items() if o is not None and o >= found.ends.get(p, 0)}
+    if beyond:
+        ends = {p: found.ends.get(p, 0) for p in beyond}
+        return f"offsets {beyond} beyond the end of {topic} (next offsets {ends})"
+    return None
+
+
+def set_aside(path: Path, folder: Path) -> Path:
+    """Move a snapshot into ``folder`` (kept for a look, never loaded); returns where it went."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / path.name
+    os.replace(path, dest)
+    return dest
+
+
+def vet(folder: Path, view: ClusterView, aside: Path) -> dict[str, str]:
+    """Set aside, into ``aside``, every snapshot in ``folder`` that does not belong to ``view``;
+    returns file name → why. Files that are not whole snapshots stay: ``read`` ignores them."""
+    moved: dict[str, str] = {}
+    for path in sorted(folder.glob("*.snap")) if folder.is_dir() else ():
+        header = header_of(path)
+        if header is None:
+            continue
+        why = foreign(header, view)
+        if why is not None:
+            set_aside(path, aside)
+            moved[path.name] = why
+    return moved
 
 
 def read(path: Path, topic: str) -> Snapshot | None:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any, NoReturn, cast
 
 import orjson
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from streams import killpoints
@@ -38,6 +39,7 @@ from streams.worker import allocator
 from streams.worker.faust_app import make_app
 from streams.worker.ownership import Ownership
 from streams.worker.pages import add_pages
+from streams.worker.snapshots import origins as snapshot_origins
 from streams.worker.state_cache import StateCache
 from streams.worker.state_writer import StateWriter
 from streams.worker.tables import Tables
@@ -104,6 +106,11 @@ class Pipeline:
         writer and a producer flush finish the writes), so each snapshot equals its changelog up to
         those offsets. Encoded here, written to disk in a thread."""
         tables = self.tables.with_changelogs()
+        try:  # which cluster and topics the snapshots are of: checked before a start (snapshots.py)
+            origin = await snapshot_origins(producer_client(self.app), [c.topic for _, c in tables])
+        except (KafkaError, ValueError, OSError) as exc:
+            log.info("no snapshot this time: the changelogs' ids are unknown (%r)", exc)
+            return
         async with self._lifecycle_lock, self._queues_lock:
             await self.state_written()
             await self.app.producer.flush()
@@ -113,12 +120,12 @@ class Pipeline:
             blobs = []
             for table, changelog in tables:
                 store = table.data
-                if store.path is None:
-                    continue
                 topic = changelog.topic
+                if store.path is None or topic not in origin:
+                    continue
                 owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
                 offsets = {p: changelog.acked.get(p, store.restored_offsets.get(p)) for p in owned}
-                blobs.append((store.path, encode_snapshot(topic, offsets, store.data)))
+                blobs.append((store.path, encode_snapshot(topic, offsets, store.data, origin[topic])))
         t0 = time.perf_counter()
         for path, blob in blobs:
             await asyncio.to_thread(write_snapshot, path, blob)

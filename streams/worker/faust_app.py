@@ -8,6 +8,7 @@ import faust
 
 from streams.config import Settings
 from streams.errors import CcmonError
+from streams.faust_ext.web import WEB_URL
 from streams.kafka.auth import faust_credentials
 from streams.worker.web_security import web_guard
 
@@ -57,5 +58,13 @@ def make_app(s: Settings) -> faust.App:
         web_enabled=True,
         web_ssl_context=tls,
         web_application_options={"middlewares": [guard.middleware()]},
+        # ccmon's own pages only (streams/faust_ext/web.py mounts none of Faust's); the flags
+        # say the same, for a Faust that would mount a built-in page by another route
+        web=WEB_URL,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         broker_credentials=faust_credentials(s),
     )

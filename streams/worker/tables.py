@@ -21,7 +21,7 @@ from streams.core.layout import agent_record_partition, queue_record_partition
 from streams.faust_ext import codec
 from streams.faust_ext.changelog import Changelog
 from streams.faust_ext.snapshot import STORE_URL
-from streams.worker.faust_app import worker_dir
+from streams.worker.snapshots import snapshot_dir
 
 __all__ = ["Tables"]
 
@@ -70,8 +70,7 @@ class Tables:
         )
         table.key_serializer = table.value_serializer = codec.NAME
         if s.batching.snapshot_interval_s > 0:
-            # per deployment: workers of other apps may share the data directory
-            table.data.path = worker_dir(s) / "snapshots" / s.app_id / f"{name}.snap"
+            table.data.path = snapshot_dir(s) / f"{name}.snap"
         return table
 
     def with_changelogs(self) -> list[tuple[Any, Changelog]]:

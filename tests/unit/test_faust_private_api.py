@@ -132,6 +132,19 @@ PINNED = {
         "streams/faust_ext/consumer.py: a recovery seeks, resumes the flow and clears "
         "app.rebalancing even after the next rebalance's revocation (_settled() checks the assignment)",
     ),
+    "faust.web.base:Web._enabled_blueprints": (
+        "0a5b53f233d4d571",
+        "streams/faust_ext/web.py empties the class lists of built-in blueprints it reads",
+    ),
+    "faust.web.base:Web.init_server": (
+        "bd11a60294bb1e4f",
+        "streams/faust_ext/web.py extends it: every route is registered once it has run (the log line)",
+    ),
+    "aiokafka.protocol.api:Request.prepare": (
+        "3a65d9fdefe34d3f",
+        "streams/kafka/identity.py: the highest struct of a Request[...] the broker supports is sent"
+        " (Metadata v12 for the topic ids, else v5)",
+    ),
     "faust.tables.base:Collection.data": (
         "ade4a02ddd5582cb",
         "streams/worker/tables.py sets the snapshot path on the store it creates",
