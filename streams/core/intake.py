@@ -186,7 +186,8 @@ class Intake:
         for key, value in self.data.items():
             kind = key[0]
             if kind == REGISTRY:
-                known.update(value)  # a list (an older worker's) or a dict: the names either way
+                for name in value:  # a list (an older worker's) or a dict: the names either way
+                    known[name] += 1
             elif kind == SEEN_AGENT:
                 agents[seen_agent_key_parts(key)[2]] += 1
             elif kind == WATERMARK and value[M_TIME] is None:  # JSON has no -inf: no accepted event yet
