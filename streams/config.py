@@ -212,18 +212,8 @@ def _positive_float(name: str, raw: str) -> float:
     return value
 
 
-#: the largest CCMON_MAX_EVENT_AGE_S: a year (and a day) back keeps every event time far from the
-#: ends of what local dates can hold, in any time zone
-MAX_EVENT_AGE_LIMIT_S = 366 * 86400.0
 #: the largest CCMON_MAX_EVENT_BYTES: Kafka's default message limit
 MAX_EVENT_BYTES_LIMIT = 1024 * 1024
-
-
-def _event_age(name: str, raw: str) -> float:
-    value = _positive_float(name, raw)
-    if value > MAX_EVENT_AGE_LIMIT_S:
-        raise ConfigError(f"{name}={raw!r} must be at most {MAX_EVENT_AGE_LIMIT_S:.0f} (366 days)")
-    return value
 
 
 def _event_bytes(name: str, raw: str) -> int:
@@ -344,7 +334,7 @@ ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CCMON_BUCKET_S": ("bucket_s", _positive_int),
     "CCMON_MAX_QUEUES": ("max_queues", _positive_int),
     "CCMON_MAX_AGENTS": ("max_agents", _positive_int),
-    "CCMON_MAX_EVENT_AGE_S": ("max_event_age_s", _event_age),
+    "CCMON_MAX_EVENT_AGE_S": ("max_event_age_s", _positive_float),
     "CCMON_MAX_EVENT_BYTES": ("max_event_bytes", _event_bytes),
     "CCMON_AGENT_METRICS": ("web.agent_metrics", _flag),
     "CCMON_AGENT_ACW_LIMIT_S": ("web.agent_acw_limit_s", _positive_float),

@@ -108,7 +108,7 @@ async def _dead_letters(env: Env, n: int, timeout: float = 60) -> list[dict]:
 def test_poison_events_and_facts_are_dead_lettered_and_the_worker_stays_up_exact(
     env: Env, workers: list[Worker]
 ):
-    worker = Worker(env, CCMON_TIMEZONE="Etc/GMT+12")
+    worker = Worker(env, CCMON_TIMEZONE="Etc/GMT+12", CCMON_MAX_EVENT_AGE_S="604800")  # the default
     workers.append(worker)
     pid = worker.proc.pid
     now = time.time()
