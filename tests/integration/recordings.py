@@ -125,14 +125,14 @@ def mixed(
     for n in range(edges):  # times from anywhere in the formats' range (unit helpers.edge_ts)
         ts = edge_ts(rng, START)
         if n % 2:  # a contact offered then: accepted as late, or rejected, as its time says
-            value: dict = {"event_id": f"edge-{n}", "type": "offered", "contact_id": f"edge-{n}"}
+            offered = {"event_id": f"edge-{n}", "type": "offered", "contact_id": f"edge-{n}"}
             out.insert(
                 rng.randint(0, len(out)),
-                ("calls", f"edge-{n}", {**value, "queue": rng.choice(queues), "ts": ts}),
+                ("calls", f"edge-{n}", {**offered, "queue": rng.choice(queues), "ts": ts}),
             )
             continue
         # an agent's first state then, and a current one later: the days between are not walked
-        state = {
+        state: dict[str, object] = {
             "type": "state",
             "agent_id": f"edge-{n}",
             "state": "available",
