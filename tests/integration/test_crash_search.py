@@ -68,8 +68,9 @@ KILLS = 3  #: victims per scenario
 PARALLEL = 2  #: scenarios at a time (each is a group of its own)
 #: small batches and frequent commits: many distinct places for a kill in one pass of the input
 WORKER = {
-    # the contact center's time zone, from the ends of the offsets (UTC+14, UTC-12) or UTC, by seed
-    "CCMON_TIMEZONE": ZONES[SEED % len(ZONES)],
+    # the contact center's time zone, at an end of the offsets (UTC+14, UTC-12) or UTC, by seed
+    # (the default seed's: UTC+14)
+    "CCMON_TIMEZONE": ZONES[(SEED + 1) % len(ZONES)],
     "CCMON_SESSION_TIMEOUT_S": "6",
     "CCMON_BATCH_SIZE": "200",
     "CCMON_AGENT_METRICS": os.environ.get("CCMON_CRASH_SEARCH_AGENT_METRICS", "true"),
