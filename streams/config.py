@@ -128,6 +128,9 @@ class KpiSettings:
     bucket_s: int = 10
     max_queues: int = 1000
     max_agents: int = 5000
+    # bounds on one input event (issue 21): what a producer bug or an attacker can make one event do
+    max_event_age_s: float = 7 * 86400.0  #: older events are rejected ``too_old``
+    max_event_bytes: int = 64 * 1024  #: larger events are rejected ``too_large``
     defaults: QueueThresholds = QueueThresholds()
     queues: Mapping[str, QueueThresholds] = field(default_factory=dict)
 
@@ -208,6 +211,17 @@ def _positive_float(name: str, raw: str) -> float:
         raise ConfigError(f"{name}={raw!r} must be greater than 0")
     if value == float("inf"):
         raise ConfigError(f"{name}={raw!r} must be a finite number")
+    return value
+
+
+#: the largest CCMON_MAX_EVENT_BYTES: Kafka's default message limit
+MAX_EVENT_BYTES_LIMIT = 1024 * 1024
+
+
+def _event_bytes(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value > MAX_EVENT_BYTES_LIMIT:
+        raise ConfigError(f"{name}={raw!r} must be at most {MAX_EVENT_BYTES_LIMIT} (1 MiB)")
     return value
 
 
@@ -322,6 +336,8 @@ ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CCMON_BUCKET_S": ("bucket_s", _positive_int),
     "CCMON_MAX_QUEUES": ("max_queues", _positive_int),
     "CCMON_MAX_AGENTS": ("max_agents", _positive_int),
+    "CCMON_MAX_EVENT_AGE_S": ("max_event_age_s", _positive_float),
+    "CCMON_MAX_EVENT_BYTES": ("max_event_bytes", _event_bytes),
     "CCMON_AGENT_METRICS": ("web.agent_metrics", _flag),
     "CCMON_AGENT_ACW_LIMIT_S": ("web.agent_acw_limit_s", _positive_float),
     "CCMON_AGENT_AWAY_LIMIT_S": ("web.agent_away_limit_s", _positive_float),

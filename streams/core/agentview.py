@@ -55,6 +55,10 @@ OCCUPIED = ("busy", "acw")
 LOGGED_IN = LOGGED_IN_STATES
 
 
+#: how far past now the days of a state interval are walked (module doc of _account): two days
+#: beyond the ``today`` of any clock within a day of this one
+WALK_AHEAD_S = 2 * 86400.0
+
 agent_key = agent_record_key  #: the agent table's key (streams.core.layout)
 
 
@@ -114,7 +118,8 @@ class AgentStore:
         self.settings = settings
         self.zone = ZoneInfo(settings.timezone)
         self._day_span: tuple[float, float, str] = (0.0, 0.0, "")  #: the last day looked up: [start, end)
-        self._keep: tuple[float, str] = (float("nan"), "")  #: (now, the oldest day kept at that now)
+        #: (now, the oldest day kept at that now, when that day began, the end of the days walked)
+        self._keep: tuple[float, str, float, float] = (float("nan"), "", 0.0, 0.0)
         #: the newest event time applied (rebuilt from the records after recovery: it may come out
         #: lower than before, which only delays expiry)
         self.watermark = max(
@@ -165,7 +170,8 @@ class AgentStore:
             if fact.ts > self.watermark:
                 self.watermark = fact.ts
         if self._keep[0] != now:
-            self._keep = (now, self._yesterday(now))
+            yesterday = self._yesterday(now)
+            self._keep = (now, yesterday, self._midnight_of(now - 86400.0), now + WALK_AHEAD_S)
         keep_from = self._keep[1]
         if kind == Kind.AG_STATE:
             state, reason, name, queues = fact.extra  # type: ignore[misc]
@@ -195,17 +201,26 @@ class AgentStore:
         self, v: dict[str, Any], fact: Fact, keep_from: str, deltas: tuple[tuple[int, float], ...]
     ) -> None:
         """Today's figures follow the ``today`` window: late facts count in totals only."""
+        if fact.late or fact.ts < self._keep[2]:
+            return
         day = self.local_day(fact.ts)
-        if fact.late or day < keep_from:
+        if day < keep_from:
             return
         d = self._day(v, day)
         for i, delta in deltas:
             d[i] += delta
 
     def _account(self, v: dict[str, Any], state: str, start: float, end: float, keep_from: str) -> None:
-        """A closed interval in ``state``: into the totals, and per local day (days still kept)."""
+        """A closed interval in ``state``: into the totals, and per local day (days still kept).
+
+        Only the days still kept are walked: from yesterday's midnight to ``WALK_AHEAD_S`` past
+        now, whatever the event times (an agent whose previous state began in 1970 walked 20,000
+        days, 0.25 s, on the event loop). Cutting the interval there changes nothing kept: days
+        before yesterday are dropped, and stage 1 accepts no event more than
+        CCMON_FUTURE_TOLERANCE_S ahead of its clock."""
         v["ss"][state] = v["ss"].get(state, 0.0) + (end - start)
-        for day, seconds in self.split_days(start, end):
+        _, _, keep_start, walk_end = self._keep
+        for day, seconds in self.split_days(max(start, keep_start), min(end, walk_end)):
             if day >= keep_from:
                 per_state = self._day(v, day)[D_STATES]
                 per_state[state] = per_state.get(state, 0.0) + seconds

@@ -77,6 +77,10 @@ RejectionReason = Literal[
     "lifecycle",
     "queue_limit",
     "agent_limit",
+    # bounds on one event and on applying it (issue 21)
+    "too_old",
+    "too_large",
+    "apply_error",
 ]
 
 
@@ -95,6 +99,9 @@ class Reason:
     LIFECYCLE: Final = "lifecycle"
     QUEUE_LIMIT: Final = "queue_limit"
     AGENT_LIMIT: Final = "agent_limit"
+    TOO_OLD: Final = "too_old"  #: event time older than the maximum event age
+    TOO_LARGE: Final = "too_large"  #: more bytes than the maximum event size
+    APPLY_ERROR: Final = "apply_error"  #: valid, yet applying it raised (a bug, or a crafted fact)
 
 
 @dataclass(frozen=True, slots=True)

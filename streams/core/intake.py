@@ -6,7 +6,9 @@ and returns everything to send. Records:
     c|channel|contact_id  a contact's lifecycle (:class:`ContactState`)
     g|agent_id            an agent's latest state (:class:`AgentState`)
     m|topic|partition     the partition's watermark: [newest event time, last offset decided, sweep counter]
-    q|partition           queue names first seen on that partition (for the queue cap)
+    q|partition           queue name → the day number (UTC) an accepted event of that queue was
+                          last seen on that partition (for the queue cap; forgotten a retention
+                          period later, once no contact or agent of the partition holds it open)
     r|topic|partition|agent_id  an agent id seen on that partition: the day number (UTC) it was
                           last seen (for the agent cap; forgotten a retention period later)
 
@@ -50,7 +52,9 @@ from streams.core.layout import (
     watermark_key,
 )
 from streams.core.lifecycle import (
+    CONTACT_FIELDS,
     ENDED,
+    HANDLING,
     W_DECIDED,
     W_ENDED,
     W_ENDED_OFFSET,
@@ -58,6 +62,7 @@ from streams.core.lifecycle import (
     W_PARTITION,
     W_PHASE,
     W_SEEN,
+    WAITING,
     AgentState,
     ContactState,
     Outcome,
@@ -68,6 +73,7 @@ from streams.core.lifecycle import (
 
 __all__ = [
     "ACCEPTED",
+    "apply_error",
     "BatchOutput",
     "DeadLetter",
     "DUPLICATE",
@@ -80,8 +86,17 @@ __all__ = [
 ]
 
 ACCEPTED, DUPLICATE, LATE, REJECTED = "accepted", "duplicate", "late", "rejected"
+#: phases of a contact that hold its queue open (waiting, handled, in wrap-up)
+OPEN_PHASES = frozenset({WAITING, HANDLING, ENDED})
+W_QUEUE = CONTACT_FIELDS.index("queue")
 #: bytes of a rejected input copied into its dead letter (Kafka's default message limit is 1 MiB)
 MAX_DEAD_VALUE = 256 * 1024
+
+
+def apply_error(exc: BaseException) -> Rejection:
+    """The dead letter's reason for an input (or a fact) that passed validation and still raised
+    when applied: the error's type and message, one line."""
+    return Rejection(Reason.APPLY_ERROR, f"{type(exc).__name__}: {str(exc)[:300]}".replace("\n", " "))
 
 
 def record_partition(key: str, value: Any) -> int:
@@ -155,7 +170,8 @@ class Intake:
         self.s = settings
         self.channels = settings.contact_topics
         self.topic_of_channel = {ch: t for t, ch in self.channels.items()}
-        self.known_queues: set[str] = set()
+        #: queue name → number of q| records naming it (one per input partition it was seen on)
+        self.known_queues: Counter[str] = Counter()
         #: agent id → number of r| records naming it (one per input partition it was seen on)
         self.known_agents: Counter[str] = Counter()
         #: (topic, partition) → heap of (ACW deadline, offset of ended, contact key)
@@ -164,13 +180,14 @@ class Intake:
 
     def reindex(self) -> None:
         """Rebuild derived in-memory state (queue registry, ACW deadlines) after recovery."""
-        known: set[str] = set()
+        known: Counter[str] = Counter()
         agents: Counter[str] = Counter()
         deadlines: dict[tuple[str, int], list[tuple[float, int, str]]] = {}
         for key, value in self.data.items():
             kind = key[0]
             if kind == REGISTRY:
-                known.update(value)
+                for name in value:  # a list (an older worker's) or a dict: the names either way
+                    known[name] += 1
             elif kind == SEEN_AGENT:
                 agents[seen_agent_key_parts(key)[2]] += 1
             elif kind == WATERMARK and value[M_TIME] is None:  # JSON has no -inf: no accepted event yet
@@ -185,6 +202,13 @@ class Intake:
                     )
         for heap in deadlines.values():
             heapq.heapify(heap)
+        for key, value in list(self.data.items()):
+            if key[0] == REGISTRY and isinstance(value, list):
+                # an older worker's registry held no days: each queue counts as seen at the
+                # partition's watermark, so it keeps a whole retention period
+                newest = self._partition_time(int(key.rsplit("|", 1)[1]))
+                day = int(newest // 86400) if newest != float("-inf") else 0
+                self.data[key] = dict.fromkeys(value, day)
         self.known_queues = known
         self.known_agents = agents
         self.deadlines = deadlines
@@ -253,13 +277,35 @@ class Intake:
         self.data[key] = day
         out.writes[key] = (rec.partition, day)
 
-    def _register(self, out: BatchOutput, partition: int, names: list[str]) -> None:
+    def _partition_time(self, partition: int) -> float:
+        """The newest event time of any input topic on this partition number (the registry's clock:
+        one q| record gathers the queues of the three topics' partition)."""
+        newest = float("-inf")
+        for topic in (*self.channels, self.s.agents_topic):
+            mark = self.data.get(watermark_key(topic, partition))
+            if mark is not None and mark[M_TIME] is not None and mark[M_TIME] > newest:
+                newest = mark[M_TIME]
+        return newest
+
+    def _register(self, out: BatchOutput, partition: int, names: Iterable[str], ts: float) -> None:
+        """Record that an accepted event of these queues was on this partition: a queue new to the
+        partition is added, a known one gets the day, written once a day per queue and partition."""
         key = registry_key(partition)
-        reg = list(self.data.get(key) or [])
-        reg.extend(names)
-        self.data[key] = reg
-        self.known_queues.update(names)
-        out.writes[key] = (partition, reg)
+        reg: dict[str, int] | None = self.data.get(key)
+        if reg is None:
+            reg = self.data[key] = {}
+        day = int(ts // 86400)
+        changed = False
+        for name in names:
+            old = reg.get(name)
+            if old is None:
+                self.known_queues[name] += 1
+            elif old >= day:
+                continue
+            reg[name] = day
+            changed = True
+        if changed:
+            out.writes[key] = (partition, reg)
 
     # ---- processing ----------------------------------------------------------------------
     def process(self, records: Iterable[Record], now: float | None = None) -> BatchOutput:
@@ -283,10 +329,16 @@ class Intake:
                 # answer (an event rejected for arriving too early may now fit), so it is skipped.
                 out.results[(rec.topic, DUPLICATE)] += 1
                 continue
-            if channel is not None:
-                self._contact(out, rec, channel, now)
+            if rec.value is not None and len(rec.value) > self.s.max_event_bytes:
+                self._reject(out, rec, self._too_large(rec.value))
             else:
-                self._agent(out, rec, now)
+                try:
+                    if channel is not None:
+                        self._contact(out, rec, channel, now)
+                    else:
+                        self._agent(out, rec, now)
+                except Exception as exc:  # noqa: BLE001  # one event must never stop the worker (SPEC §1)
+                    self._reject(out, rec, apply_error(exc))
             mark[M_DECIDED] = rec.offset  # rejected records too: a replay must not decide them again
             touched.add((rec.topic, rec.partition))
         for topic, partition in sorted(touched):
@@ -295,8 +347,25 @@ class Intake:
                 out.writes[key] = (partition, self.data[key])
         return out
 
+    def _too_large(self, value: bytes) -> Rejection:
+        return Rejection(
+            Reason.TOO_LARGE, f"event is {len(value):,} bytes (limit {self.s.max_event_bytes:,})"
+        )
+
+    def _too_old(self, ts: float, now: float) -> Rejection | None:
+        """An event time older than the maximum age: nothing that old is a live contact center's,
+        and times far back reach the ends of what a local date can hold (year 1 in UTC-12)."""
+        if ts >= now - self.s.max_event_age_s:
+            return None
+        return Rejection(
+            Reason.TOO_OLD,
+            f"event time is {now - ts:.0f} s old (limit {self.s.max_event_age_s:.0f} s)",
+        )
+
     def _contact(self, out: BatchOutput, rec: Record, channel: str, now: float) -> None:
         ev = parse_contact(rec.value, now, self.s.future_tolerance_s)
+        if not isinstance(ev, Rejection):
+            ev = self._too_old(ev.ts, now) or ev
         if isinstance(ev, Rejection):
             self._reject(out, rec, ev)
             return
@@ -358,8 +427,8 @@ class Intake:
                 mark[M_TIME] = ev.ts
             if not result.duplicate:
                 out.lags.append((rec.topic, now - ev.ts))
-                if new_queues:
-                    self._register(out, rec.partition, new_queues)
+                if state is not None:  # the contact's queue (an answer names none) had an event
+                    self._register(out, rec.partition, (state.queue,), ev.ts)
                 if ev.agent_id is not None:
                     self._seen_agent(out, rec, ev.agent_id, ev.ts)
                 assert state is not None
@@ -372,6 +441,8 @@ class Intake:
 
     def _agent(self, out: BatchOutput, rec: Record, now: float) -> None:
         ev = parse_agent(rec.value, now, self.s.future_tolerance_s)
+        if not isinstance(ev, Rejection):
+            ev = self._too_old(ev.ts, now) or ev
         if isinstance(ev, Rejection):
             self._reject(out, rec, ev)
             return
@@ -400,8 +471,7 @@ class Intake:
         out.results[(rec.topic, DUPLICATE if result.duplicate else LATE if result.late else ACCEPTED)] += 1
         if not result.duplicate:
             out.lags.append((rec.topic, now - ev.ts))
-            if new_queues:
-                self._register(out, rec.partition, new_queues)
+            self._register(out, rec.partition, ev.queues, ev.ts)
             self._seen_agent(out, rec, ev.agent_id, ev.ts)
             assert isinstance(result.state, AgentState)
             wire = result.state.to_wire()
@@ -425,6 +495,10 @@ class Intake:
                 self._fire_timeouts(out, topic, partition, mark[M_TIME])
         expired: list[tuple[str, int]] = []
         retention = self.s.retention_s
+        registries: list[str] = []
+        #: partition → queues something of that partition holds open: a contact not completed,
+        #: an agent logged in (kept, however long ago their last event was)
+        held_open: dict[int, set[str]] = {}
         for key, raw in self.data.items():
             kind = key[0]
             if kind == CONTACT:
@@ -432,11 +506,17 @@ class Intake:
                 mark = self.data.get(watermark_key(source, raw[W_PARTITION])) if source is not None else None
                 if mark is not None and raw[W_SEEN] + retention < mark[M_TIME]:
                     expired.append((key, raw[W_PARTITION]))
+                elif raw[W_PHASE] in OPEN_PHASES:
+                    held_open.setdefault(raw[W_PARTITION], set()).add(raw[W_QUEUE])
             elif kind == AGENT:
                 held = AgentState.from_wire(raw)
                 mark = self.data.get(watermark_key(self.s.agents_topic, held.partition))
                 if mark is not None and held.state == "offline" and held.ts + retention < mark[M_TIME]:
                     expired.append((key, held.partition))
+                elif held.state != "offline":
+                    held_open.setdefault(held.partition, set()).update(held.queues)
+            elif kind == REGISTRY:
+                registries.append(key)
             elif kind == SEEN_AGENT:  # an agent id this partition has not seen for a retention period
                 seen_topic, seen_partition, _ = seen_agent_key_parts(key)
                 mark = self.data.get(watermark_key(seen_topic, seen_partition))
@@ -450,4 +530,30 @@ class Intake:
                 self.known_agents[agent] -= 1
                 if self.known_agents[agent] <= 0:
                     del self.known_agents[agent]
+        for key in registries:
+            self._forget_queues(out, key, held_open, retention)
         return out
+
+    def _forget_queues(
+        self, out: BatchOutput, key: str, held_open: dict[int, set[str]], retention: float
+    ) -> None:
+        """Forget the queues of this partition's registry with no event for a retention period
+        (after the day they were last seen, by the partition's newest event time) that nothing of
+        the partition holds open: made-up names must not fill CCMON_MAX_QUEUES for good."""
+        partition = int(key.rsplit("|", 1)[1])
+        newest = self._partition_time(partition)
+        reg: dict[str, int] = self.data[key]
+        kept = held_open.get(partition, set())
+        stale = [q for q, day in reg.items() if (day + 1) * 86400 + retention < newest and q not in kept]
+        if not stale:
+            return
+        for queue in stale:
+            del reg[queue]
+            self.known_queues[queue] -= 1
+            if self.known_queues[queue] <= 0:
+                del self.known_queues[queue]
+        if reg:
+            out.writes[key] = (partition, reg)
+        else:
+            del self.data[key]
+            out.writes[key] = (partition, None)

@@ -12,10 +12,12 @@ import orjson
 
 from streams.config import Settings
 from streams.core.agentview import AgentStore
-from streams.core.facts import AGENT_ROUTED, Fact
 from streams.core.intake import BatchOutput, Intake, Record
-from streams.core.layout import decode_facts, encode_facts
+from streams.core.layout import encode_facts
 from streams.core.queues import QueueStore
+from streams.core.stage2 import apply_message
+
+FACTS = "ccmon-facts"  #: the facts topic's name in dead letters (the default CCMON_FACTS_TOPIC)
 
 
 class LocalPipeline:
@@ -49,12 +51,18 @@ class LocalPipeline:
         self.agent_store.expire(now)
         return out
 
+    def apply_facts(self, partition: int, message: bytes | None, now: float) -> None:
+        """Stage 2 of one facts message, as the worker does it: a fact that cannot be applied is
+        dead-lettered (``apply_error``) and the others are applied."""
+        offset = self._offsets.get((FACTS, partition), -1) + 1
+        self._offsets[(FACTS, partition)] = offset
+        for error in apply_message(message, self.store.apply, self.agent_store.apply, now, set(), set()):
+            self.dead.append(error.dead_letter(FACTS, partition, offset, message))
+
     def _apply(self, out: BatchOutput, now: float) -> None:
         # round-trip through the wire format, as the facts topic does
-        for rows in out.facts.values():
-            for src, offset, idx, row in decode_facts(encode_facts(rows)):
-                target = self.agent_store if row[0] in AGENT_ROUTED else self.store
-                target.apply(Fact.from_wire(row), (src, offset, idx), now, set())
+        for partition, rows in out.facts.items():
+            self.apply_facts(partition, encode_facts(rows), now)
         self.dead.extend(out.dead)
         for key, n in out.results.items():
             self.results[key] = self.results.get(key, 0) + n

@@ -22,10 +22,10 @@ from prometheus_client import CollectorRegistry
 from streams import killpoints
 from streams.config import Settings
 from streams.core.agentview import AgentStore
-from streams.core.facts import AGENT_ROUTED, Fact
-from streams.core.intake import BatchOutput, Record
-from streams.core.layout import agent_record_partition, decode_facts, encode_facts, queue_record_partition
+from streams.core.intake import BatchOutput, DeadLetter, Record
+from streams.core.layout import agent_record_partition, encode_facts, queue_record_partition
 from streams.core.queues import QueueStore
+from streams.core.stage2 import apply_message
 from streams.faust_ext.consumer import HandOffConsumer
 from streams.faust_ext.consumer import install as install_consumer
 from streams.faust_ext.internals import member_id, producer_client
@@ -243,12 +243,12 @@ class Pipeline:
             now = time.time()
             dirty: set[str] = set()
             agents_dirty: set[str] = set()
+            bad: list[DeadLetter] = []
             for m in current:
-                for src, offset, idx, row in decode_facts(m.value):
-                    if row[0] in AGENT_ROUTED:
-                        agent_store.apply(Fact.from_wire(row), (src, offset, idx), now, agents_dirty)
-                    else:
-                        store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
+                for error in apply_message(m.value, store.apply, agent_store.apply, now, dirty, agents_dirty):
+                    bad.append(error.dead_letter(m.topic, m.partition, m.offset, m.value))
+            if bad:
+                await self._dead_letter_facts(bad)
             # each record carries its own applied-fact marks, so any later version of it is
             # consistent too: encoding now, after the whole batch, is enough
             await self._write_queue_records(store, dirty)
@@ -256,6 +256,23 @@ class Pipeline:
         self.metrics.delay["stage2_end"].observe(max(0.0, time.time() - oldest))
         killpoints.reached("queues-batch")
         return current
+
+    async def _dead_letter_facts(self, bad: list[DeadLetter]) -> None:
+        """Facts stage 2 could not apply (streams/core/stage2.py): each one is logged once, on one
+        line, counted and dead-lettered; the batch goes on without them. The dead letters are
+        acknowledged before the batch is, so a commit never covers a fact that left no trace."""
+        acks = []
+        for dead in bad:
+            log.error(
+                "a fact on %s[%d] at offset %d could not be applied and is dead-lettered (apply_error): %s",
+                dead.source.topic,
+                dead.source.partition,
+                dead.source.offset,
+                dead.detail,
+            )
+            acks.append(await self.tables.dead_letters.send(key=dead.source.key, value=dead.to_json()))
+            self.metrics.dead_letter_child(dead.reason).inc()
+        await asyncio.gather(*acks)
 
     def _delay(self, hop: str, messages: list[Any]) -> float:
         """Observe how long the oldest of ``messages`` (by Kafka timestamp, seconds) has been on its

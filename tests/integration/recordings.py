@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from producers.recording import line
 from producers.scenario import Scenario
 from producers.simulate import Simulator
-from tests.unit.helpers import with_later_spec_events
+from tests.unit.helpers import edge_ts, with_later_spec_events
 
 if TYPE_CHECKING:
     from tests.integration.support import Env
@@ -46,10 +46,17 @@ def sites(sc: Scenario) -> Scenario:
 
 
 def mixed(
-    path: Path, topics: dict[str, str], seed: int, minutes: float, rate: float = 1.0, hostile: int = 200
+    path: Path,
+    topics: dict[str, str],
+    seed: int,
+    minutes: float,
+    rate: float = 1.0,
+    hostile: int = 200,
+    edges: int = 0,
 ) -> Counter:
     """Write the recording (``topics`` maps calls/chats/agents to the topic names); returns what
-    it holds (event types, duplicates, late arrivals, late surveys, hostile inputs, lines)."""
+    it holds (event types, duplicates, late arrivals, late surveys, hostile inputs, events at the
+    edges of the time formats, lines)."""
     rng = random.Random(seed)
     scenario = sites(
         Scenario.default().scaled(rate=rate, agents=rate).replace(missing_wrapup_probability=0.1)
@@ -114,6 +121,33 @@ def mixed(
         )
         out.insert(rng.randint(0, len(out)), (topic, f"hostile-{rng.random()}", value))
     kinds["hostile"] = hostile
+    queues = [q.name for q in scenario.queues]
+    for n in range(edges):  # times from anywhere in the formats' range (unit helpers.edge_ts)
+        ts = edge_ts(rng, START)
+        if n % 2:  # a contact offered then: accepted as late, or rejected, as its time says
+            offered = {"event_id": f"edge-{n}", "type": "offered", "contact_id": f"edge-{n}"}
+            out.insert(
+                rng.randint(0, len(out)),
+                ("calls", f"edge-{n}", {**offered, "queue": rng.choice(queues), "ts": ts}),
+            )
+            continue
+        # an agent's first state then, and a current one later: the days between are not walked
+        state: dict[str, object] = {
+            "type": "state",
+            "agent_id": f"edge-{n}",
+            "state": "available",
+            "queues": [rng.choice(queues)],
+        }
+        later = rng.randint(1, len(out))
+        now_ms = base + rng.randint(0, int(minutes * 60_000))
+        out.insert(
+            later,
+            ("agents", f"edge-{n}", {**state, "event_id": f"edge-{n}-b", "state": "busy", "ts": now_ms}),
+        )
+        out.insert(
+            rng.randint(0, later), ("agents", f"edge-{n}", {**state, "event_id": f"edge-{n}-a", "ts": ts})
+        )
+    kinds["edges"] = edges
     path.write_bytes(b"".join(line(topics[t], k, v) for t, k, v in out))
     kinds["lines"] = len(out)
     return kinds

@@ -19,7 +19,10 @@ buckets), and the report lists differing series sorted by name, so ``ccmon_agent
 
 The recording (tests/integration/recordings.py) has the mix of issue 10: duplicates, events
 arriving behind later ones, transfers, holds, missing wrap-ups, surveys hours late, agents and
-200 hostile inputs. The suite runs ``CCMON_CRASH_SEARCH_SCENARIOS`` scenarios (default 6, about
+200 hostile inputs; and (issue 21) 100 events whose times come from the whole range the formats
+accept, years 1 to 9999 at offsets from UTC-12 to UTC+14 (half of them an agent's first state,
+followed later by a current one), in a contact center of UTC+14, UTC-12 or UTC by the seed.
+The suite runs ``CCMON_CRASH_SEARCH_SCENARIOS`` scenarios (default 6, about
 2 minutes on 2 shared cores); set it higher, and ``CCMON_CRASH_SEARCH_SEED``, to search longer
 (``CCMON_CRASH_SEARCH_SCENARIOS=12`` with the default seed and seeds 1-4: 60 of 60
 scenarios equal with per-agent series, 24 Nov 2026).
@@ -55,6 +58,7 @@ from tests.integration.support import (
     summed,
     total_events,
 )
+from tests.unit.helpers import ZONES
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +68,9 @@ KILLS = 3  #: victims per scenario
 PARALLEL = 2  #: scenarios at a time (each is a group of its own)
 #: small batches and frequent commits: many distinct places for a kill in one pass of the input
 WORKER = {
+    # the contact center's time zone, at an end of the offsets (UTC+14, UTC-12) or UTC, by seed
+    # (the default seed's: UTC+14)
+    "CCMON_TIMEZONE": ZONES[(SEED + 1) % len(ZONES)],
     "CCMON_SESSION_TIMEOUT_S": "6",
     "CCMON_BATCH_SIZE": "200",
     "CCMON_AGENT_METRICS": os.environ.get("CCMON_CRASH_SEARCH_AGENT_METRICS", "true"),
@@ -184,7 +191,7 @@ def where_they_differ(workers: list[Worker], ref: dict) -> str:
 def test_kills_at_every_point_of_the_work_change_no_series(env: Env, workers: list[Worker], tmp_path: Path):
     rng = random.Random(SEED)
     recording = tmp_path / "search.jsonl"
-    kinds = mixed(recording, env.topics, seed=SEED % 1000, minutes=60, rate=2)
+    kinds = mixed(recording, env.topics, seed=SEED % 1000, minutes=60, rate=2, edges=100)
     assert kinds["late_arrivals"] > 200 and kinds["duplicates"] > 100 and kinds["transferred"] > 50
     assert env.ccmon("replay", str(recording), "--quiet", timeout=300).returncode == 0
     reference = reference_worker(env, **WORKER)

@@ -76,9 +76,10 @@ def bad_inputs(rng: random.Random, now_ms: int) -> list[tuple[str, str, bytes, b
     for field, value in (("event_id", 42), ("ts", [1]), ("contact_id", {"a": 1}), ("queue", 7)):
         add("invalid_field", "calls", orjson.dumps({**good, field: value}), 300)
     add("invalid_field", "calls", orjson.dumps({**good, "ts": 253402300799001}), 200)  # beyond year 9999
-    add("invalid_field", "chats", orjson.dumps({**good, "queue": "q" * 300_000}), 20)  # huge strings
+    # beyond the maximum event size (CCMON_MAX_EVENT_BYTES, 64 KiB), whatever else is wrong
+    add("too_large", "chats", orjson.dumps({**good, "queue": "q" * 300_000}), 20)  # huge strings
     add("invalid_field", "calls", orjson.dumps({**good, "event_id": "e" * 10_000}), 30)
-    add("invalid_field", "calls", orjson.dumps({**good, "queue": "x" * 900_000}))  # near Kafka's 1 MiB
+    add("too_large", "calls", orjson.dumps({**good, "queue": "x" * 900_000}))  # near Kafka's 1 MiB
     for field in ("event_id", "type", "contact_id", "ts", "queue"):
         add("missing_field", "calls", orjson.dumps({k: v for k, v in good.items() if k != field}), 300)
     add(
@@ -125,9 +126,9 @@ def bad_inputs(rng: random.Random, now_ms: int) -> list[tuple[str, str, bytes, b
         ),
         300,
     )
-    for i in range(1000):  # lifecycle violations: contacts nobody offered, also far in the past
+    for i in range(1000):  # lifecycle violations: contacts nobody offered; those of 1990 are too old
         add(
-            "lifecycle",
+            "too_old" if i % 2 else "lifecycle",
             "calls",
             orjson.dumps(
                 {

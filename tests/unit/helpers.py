@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,49 @@ def agent(aid: str, state: str, queues: list[str], ts: float, **fields: Any) -> 
         "ts": int(round(ts * 1000)),
         **fields,
     }
+
+
+#: the contact center's time zones the edge tests run in: the ends of the offsets (UTC+14, UTC-12)
+#: and the default
+ZONES = ("Pacific/Kiritimati", "Etc/GMT+12", "UTC")
+#: the whole range of event times the formats accept (epoch milliseconds; years 1 to 9999)
+MIN_TS_MS, MAX_TS_MS = -62135596800000, 253402300799000
+#: UTC offsets an RFC 3339 time may carry, from the westernmost to the easternmost in use
+OFFSETS = ("-12:00", "-09:30", "-05:00", "Z", "+00:00", "+05:45", "+09:00", "+13:45", "+14:00")
+
+
+def rfc3339(ms: int, offset: str) -> str:
+    """The RFC 3339 text of an instant (epoch ms) at a UTC offset; Python's datetime cannot hold
+    the local time of year 1's first hours west of UTC, so those are written from UTC by hand."""
+    if offset == "Z":
+        return (
+            datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
+    sign = -1 if offset[0] == "-" else 1
+    hours, minutes = int(offset[1:3]), int(offset[4:6])
+    shift = sign * (hours * 3600 + minutes * 60) * 1000
+    local = min(max(ms + shift, MIN_TS_MS), MAX_TS_MS)  # the text must be a valid date
+    text = datetime.fromtimestamp(local / 1000, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", offset)
+
+
+def edge_ts(rng: random.Random, now: float) -> int | str:
+    """An event time from the whole range the formats accept, in either format and any offset:
+    anywhere from year 1 to 9999, at the ends, or a second either side of the bounds ccmon
+    draws (the maximum age, CCMON_MAX_EVENT_AGE_S's default, and the future tolerance)."""
+    now_ms = int(now * 1000)
+    choice = rng.random()
+    if choice < 0.1:  # local times at the ends whose instants lie beyond them (issue 21's first)
+        return rng.choice(("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00"))
+    if choice < 0.3:
+        ms = rng.randint(MIN_TS_MS, MAX_TS_MS)
+    elif choice < 0.5:
+        ms = rng.choice((MIN_TS_MS, MAX_TS_MS, 0, -1000, MIN_TS_MS + 86400000, MAX_TS_MS - 86400000))
+    else:
+        ms = now_ms + rng.choice((-7 * 86400, 300)) * 1000 + rng.choice((-1000, 0, 1000))
+    if rng.random() < 0.4:
+        return ms
+    return rfc3339(ms, rng.choice(OFFSETS))
 
 
 def settings(**overrides: Any) -> Settings:

@@ -65,7 +65,8 @@ def test_every_lifecycle_record_knows_its_partition():
     ]
     p.feed(recs, now=NOW)
     parts = {key: record_partition(key, value) for key, value in p.lifecycle.items()}
-    # r|: an agent id seen on an input partition (the agent cap), on that partition whatever the id
+    # r|: an agent id seen on an input partition (the agent cap), on that partition whatever the id;
+    # q|: the queues seen on an input partition (the queue cap), on every partition that saw them
     assert parts == {
         "c|voice|c1": 3,
         "m|cc.calls|3": 3,
@@ -74,6 +75,7 @@ def test_every_lifecycle_record_knows_its_partition():
         "g|a1": 2,
         "m|cc.agents|2": 2,
         "r|cc.agents|2|a1": 2,
+        "q|2": 2,
     }
 
 

@@ -5,12 +5,15 @@ keeps each changelog partition in order, so a crash loses a suffix of each parti
 since the last offset commit (never facts of state that persisted); everything after that commit
 is consumed again, cut into other batches. This replays that, at random points and cuts, on
 simulated traffic with late arrivals (events delivered after the ones that follow them, so that
-some are rejected for coming too early), duplicates, transfers and missing wrap-ups. Stage 2
+some are rejected for coming too early), duplicates, transfers and missing wrap-ups, and events
+whose times come from the whole range the formats accept (years 1 to 9999, epoch milliseconds or
+RFC 3339 at offsets from UTC-12 to UTC+14), in contact centers of several time zones. Stage 2
 crashes too (``run_both``): its queue and agent records come back as a prefix of their
 changelogs, and it applies the facts again from its last commit.
 """
 
 import copy
+import functools
 import random
 import zlib
 
@@ -22,21 +25,38 @@ from hypothesis import strategies as st
 from producers.scenario import Scenario
 from producers.simulate import Simulator
 from streams.core.agentview import AgentStore
-from streams.core.facts import AGENT_ROUTED, Fact
 from streams.core.intake import Intake, Record, partition_for_queue
 from streams.core.queues import QueueStore
+from streams.core.stage2 import apply_message
 from streams.dev.local_pipeline import LocalPipeline
-from tests.unit.helpers import AGENTS, CALLS, agent, at, ev, settings, with_later_spec_events
+from tests.unit.helpers import (
+    AGENTS,
+    CALLS,
+    ZONES,
+    agent,
+    at,
+    edge_ts,
+    ev,
+    settings,
+    with_later_spec_events,
+)
 
 TOPICS = {"calls": "cc.calls", "chats": "cc.chats", "agents": "cc.agents"}
 START = 1_795_420_000.0
+NOW = START + 30 * 60 + 5
 
 
-def traffic(seed: int, minutes: int = 30, late: float = 0.05) -> list[Record]:
+def traffic(seed: int, minutes: int = 30, late: float = 0.05, edges: float = 0.01) -> list[Record]:
+    """Simulated traffic, a share delivered late, a few twice, and a share (``edges``) with an
+    event time from anywhere in the formats' range (helpers.edge_ts)."""
     scenario = Scenario.default().scaled(agents=0.6).replace(missing_wrapup_probability=0.3)
     sim = Simulator(seed, START, scenario)
     rng = random.Random(seed)
     rows = with_later_spec_events(sim.advance(START + minutes * 60), rng)
+    rows = [
+        (t, k, {**e, "ts": edge_ts(rng, NOW)}) if isinstance(e, dict) and rng.random() < edges else (t, k, e)
+        for t, k, e in rows
+    ]
     delivered, held = [], []
     for i, row in enumerate(rows):  # a share arrives up to 40 events late, behind later events
         if rng.random() < late:
@@ -89,11 +109,11 @@ def crash(p: LocalPipeline, committed: dict, log: list, persisted) -> None:
 
 
 def run(
-    records: list[Record], now: float, rng: random.Random | None = None, crashes: int = 0
+    records: list[Record], now: float, rng: random.Random | None = None, crashes: int = 0, zone: str = "UTC"
 ) -> LocalPipeline:
     """Feed the records in random batches, with sweeps and offset commits between them at random;
     ``crashes`` times, at a random batch end, crash and consume again from the last commit."""
-    p = LocalPipeline(settings(partitions=4))
+    p = LocalPipeline(settings(partitions=4, timezone=zone))
     i, n = 0, len(records)
     committed, committed_at, log = copy.deepcopy(p.lifecycle), 0, []
     while i < n:
@@ -139,11 +159,15 @@ class Stage2:
             for rows in messages[self.position[part] : end]:
                 dirty: set[str] = set()
                 agents_dirty: set[str] = set()
-                for src, offset, idx, row in rows:
-                    if row[0] in AGENT_ROUTED:
-                        self.p.agent_store.apply(Fact.from_wire(row), (src, offset, idx), now, agents_dirty)
-                    else:
-                        self.p.store.apply(Fact.from_wire(row), (src, offset, idx), now, dirty)
+                errors = apply_message(
+                    orjson.dumps({"f": rows}),
+                    self.p.store.apply,
+                    self.p.agent_store.apply,
+                    now,
+                    dirty,
+                    agents_dirty,
+                )
+                assert errors == []  # stage 1 makes no fact stage 2 cannot apply
                 # each record lives on the facts partition it gets its facts from
                 self.log += [
                     ("queues", part, key, copy.deepcopy(self.p.queues[key])) for key in sorted(dirty)
@@ -190,12 +214,14 @@ class Stage2:
         self.commit()
 
 
-def run_both(records: list[Record], now: float, rng: random.Random, crashes: int) -> LocalPipeline:
+def run_both(
+    records: list[Record], now: float, rng: random.Random, crashes: int, zone: str = "UTC"
+) -> LocalPipeline:
     """As ``run``, with stage 2 consuming the facts topic on its own schedule, committing at
     random, and crashing too (``crashes`` times each stage, at random moments, independently); a
     stage-1 crash may also come between a batch's facts send and its state write with only some
     facts partitions' messages sent."""
-    p = LocalPipeline(settings(partitions=4))
+    p = LocalPipeline(settings(partitions=4, timezone=zone))
     stage2 = Stage2(p)
     i, n = 0, len(records)
     log: list[tuple[int, str, object]]
@@ -237,25 +263,36 @@ def run_both(records: list[Record], now: float, rng: random.Random, crashes: int
 
 
 RECORDS = traffic(7)
-NOW = START + 30 * 60 + 5
-CLEAN = views(run(RECORDS, NOW), NOW)
+
+
+@functools.cache
+def clean(zone: str) -> dict[object, object]:
+    """The uninterrupted result in a contact center of this time zone."""
+    return views(run(RECORDS, NOW, zone=zone), NOW)
+
+
+def test_the_traffic_has_events_at_the_edges_and_they_are_rejected_in_every_zone():
+    for zone in ZONES:
+        p = run(RECORDS, NOW, zone=zone)
+        reasons = {d.reason for d in p.dead}
+        assert {"too_old", "future_time"} <= reasons and "apply_error" not in reasons
 
 
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(0, 2**32))
-def test_replays_from_the_last_commit_after_crashes_give_the_uninterrupted_result(seed):
-    crashed = run(RECORDS, NOW, random.Random(seed), crashes=4)
-    assert views(crashed, NOW) == CLEAN
+@given(st.integers(0, 2**32), st.sampled_from(ZONES))
+def test_replays_from_the_last_commit_after_crashes_give_the_uninterrupted_result(seed, zone):
+    crashed = run(RECORDS, NOW, random.Random(seed), crashes=4, zone=zone)
+    assert views(crashed, NOW) == clean(zone)
 
 
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(0, 2**32))
-def test_the_same_when_stage_two_crashes_and_replays_the_facts_too(seed):
+@given(st.integers(0, 2**32), st.sampled_from(ZONES))
+def test_the_same_when_stage_two_crashes_and_replays_the_facts_too(seed, zone):
     """Stage 2's own crashes: the queue and agent records come back as a prefix of their
     changelogs and the facts are applied again from the last commit, mixed with the facts stage 1
     sends again after its crashes; each record's marks keep every fact applied once."""
-    crashed = run_both(RECORDS, NOW, random.Random(seed), crashes=4)
-    assert views(crashed, NOW) == CLEAN
+    crashed = run_both(RECORDS, NOW, random.Random(seed), crashes=4, zone=zone)
+    assert views(crashed, NOW) == clean(zone)
 
 
 def _early_ended_then_transfer(persisted) -> tuple[dict, dict]:
