@@ -63,11 +63,14 @@ def test_contact_and_agent_records_keep_their_wire_form():
         -1,
         "a1",
         9,
+        False,
     ]
     assert ContactState.from_wire(orjson.loads(orjson.dumps(contact.to_wire()))) == contact
     # a record of an older worker: 14 items (no agent, nothing decided) or 15 (nothing decided)
     assert ContactState.from_wire(contact.to_wire()[:14]) == ContactState(1, "voice", "q", "W", 1.0, 2.0, 3.0)
     assert ContactState.from_wire(contact.to_wire()[:15]).decided == -1
+    # 16 items: before ``responded`` existed, the segment has no response yet
+    assert ContactState.from_wire(contact.to_wire()[:16]) == contact and not contact.responded
     assert AgentState(2, "away", ["q"], 5.0, ["e1"], reason="lunch").to_wire() == {
         "p": 2,
         "s": "away",
@@ -80,9 +83,10 @@ def test_contact_and_agent_records_keep_their_wire_form():
 
 def test_a_contact_record_lists_every_field_in_declaration_order():
     """``to_wire`` names the fields one by one: each in its place, none left out (all distinct here)."""
-    contact = ContactState(3, "chat", "q", "E", 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, True, ["e"], 8, "a", 9)
+    times = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
+    contact = ContactState(3, "chat", "q", "E", *times, True, ["e"], 8, "a", 9, True)
     assert contact.to_wire() == [getattr(contact, name) for name in CONTACT_FIELDS]
-    assert len(CONTACT_FIELDS) == 16
+    assert len(CONTACT_FIELDS) == 17
 
 
 def test_equal_times_of_a_contact_record_are_one_object():
