@@ -12,10 +12,11 @@ The rules decided here, beyond SPEC (docs/kpis.md explains each):
   like ``abandoned``: no event may follow it, a survey neither (the contact was never handled);
 - an agent's ``name`` is kept until an event brings another (a display name does not vanish
   because one event left it out); its ``reason`` belongs to the state and goes with it;
-- ``responded``: the first one of a segment, while it waits or is handled, is its first response
-  (a chat agent may reply before the platform assigns the chat: the contact keeps waiting, no
-  answer is made up); any later one, or one after ``ended``, is accepted and changes nothing, in
-  any order; after ``abandoned``/``dequeued`` it is a lifecycle error like any other event;
+- ``responded``: the first one of a segment, while it waits or is handled, is its first response,
+  ``responded.ts − offered.ts`` of the segment, for its queue (a chat agent may reply before the
+  platform assigns the chat: the contact keeps waiting, no answer is made up); any later one,
+  or one after ``ended``, is accepted and changes nothing, in any order; after ``abandoned`` or
+  ``dequeued`` it is a lifecycle error like any other event;
 - ``resolved`` is accepted in any phase, at any time, any number of times, and changes no KPI
   yet: it neither moves the order of the lifecycle (``last``) nor needs it.
 """
@@ -282,6 +283,7 @@ def apply_contact(
             if phase not in (WAITING, HANDLING):
                 return _reject(f"responded for a contact that is {_PHASE_NAMES[phase]}")
             state.responded = True
+            facts.append(Fact(Kind.RESPONDED, q, ch, ts, cid, ts - state.offered, late))
         elif etype == "hold":
             if phase != HANDLING or state.hold_start is not None:
                 return _reject("hold for a contact that is not being handled or is already on hold")
