@@ -100,7 +100,7 @@ from faust.types.tuples import ack_lock
 from mode import Service
 from mode.utils.futures import notify
 
-from streams.dev import killpoints
+from streams import killpoints
 from streams.faust_ext.internals import recovery_position
 
 

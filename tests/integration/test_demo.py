@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from streams.dev.harness import free_kafka_port, free_port
-from streams.dev.kafka_local import _alive
 from streams.dev.net import port_free
+from streams.processes import alive
 from tests.integration.support import ROOT, run_demo
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ def test_demo_starts_shows_numbers_and_ctrl_c_stops_everything(tmp_path):
     found = re.search(r"running \(pid (\d+)\)", output)
     assert found, output
     pid = int(found.group(1))
-    assert not _alive(pid)
+    assert not alive(pid)
     for port in (kafka_port, kafka_port + 1, web_port, prom_port):
         assert port_free(port), f"port {port} still in use after Ctrl-C"
     # a second demo after that works (Kafka's data dir and topics are reused)
