@@ -446,6 +446,7 @@ def install(
         "HandOffConsumer",
         (HandOffConsumer,),
         {
+            "__module__": __name__,  # else ABCMeta's ("abc"): its log lines would come from logger "abc"
             "before_commit": staticmethod(before_commit),
             "batch_channels": dict(batch_channels or {}),
             "batch_size": batch_size,
