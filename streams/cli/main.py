@@ -51,7 +51,7 @@ def faust_worker(app: Any, log_level: str, log_filters: Sequence[logging.Filter]
     """Faust's worker for ``app``, without its start-up spinner: to spin it on every log record,
     Faust sets the root logger to DEBUG at warning level and above and leaves it there, so every
     library's debug call builds a record (aiokafka's producer one per message sent: 6 % of a
-    worker's time at 10,000 events/s, docs/performance.md)."""
+    worker's time at 10,000 events/s, docs/performance-history.md)."""
     import faust
 
     class Worker(faust.Worker):

@@ -1,6 +1,6 @@
 """The worker's Faust ``Worker`` leaves the root logger at the configured level: with Faust's
 start-up spinner it is set to DEBUG, and every library's debug call (aiokafka's producer: one per
-message sent) builds a record that the handlers then drop (docs/performance.md, p99 at 10,000 /s)."""
+message sent) builds a record that the handlers then drop (docs/performance-history.md, p99 at 10,000 /s)."""
 
 from __future__ import annotations
 
