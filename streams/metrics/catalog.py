@@ -7,7 +7,8 @@ say (name, type, label names, help) and what the rest of the project needs to kn
 - ``formula``: for a windowed gauge (label ``window``), the value over one window's sums
   (streams/core/kpis.py), ``None`` when there is nothing to divide by: no sample then
   (``absent_when_undefined``); ``window_sum``: for a counter, its position in the window sums, so
-  the wallboard can show "in the last 15 min"; ``reads``: for the others, which state it reads;
+  the wallboard can show "in the last 15 min"; ``series_attr``: for a gauge of one value per
+  queue and channel, the ``SeriesView`` attribute it exports; ``reads``: which state it reads;
 - ``tiles``: its cells on the built-in wallboard (``/api/wallboard`` field, window, format, colour
   grades, position, channels), the page draws them from the payload's ``fields``;
 - ``panels``: its tiles on the Grafana wallboard, ``detail``: its panel on the queue-detail
@@ -22,8 +23,20 @@ tables, and tests/unit/test_catalog.py, which fails when any of them disagrees.
 
 Adding a KPI over window sums: its positions and formula in streams/core/kpis.py (and its sums
 counted in streams/core/queues.py), one ``Kpi(...)`` below with ``formula=``, then
-``python -m grafana.generate`` and ``python -m streams.metrics.catalog``. A KPI with a family of
-its own (a histogram, a per-state gauge) also needs its lines in kpi_exposition.render_series.
+``python -m grafana.generate`` and ``python -m streams.metrics.catalog``. A gauge of one value
+per queue and channel (e.g. an estimate the store computes): a ``SeriesView`` field and
+``series_attr=``. A family with more labels or buckets (a histogram, a per-state gauge) also
+needs its lines in kpi_exposition.render_series. The order of ``KPIS`` is the order on /metrics.
+
+Example (the first response time of this round, two declarations)::
+
+    Kpi("ccmon_first_response_seconds_avg", "gauge", ("queue", "channel", "window"),
+        "Mean first response time ...", "seconds", "doc line", formula=kpis.first_response,
+        absent_when_undefined=True,
+        tiles=(Tile("first_response_seconds_15m", "first response", 16, "secs", window="15m",
+                    channels=("chat",)),),
+        panels=(Panel("Last 15 minutes", 7, "First response 15m (chat)", "s", steps, ...),),
+        detail=Detail(6, "First response time", "s"))
 
 Pure: no Faust, no I/O, so the worker, the generators and the tests import it alike.
 """
@@ -141,6 +154,9 @@ class Kpi:
     absent_when_undefined: bool = False
     window_sum: int | None = None
     reads: str = ""
+    #: a gauge of one value per (queue, channel): the attribute of streams.core.queues.SeriesView
+    #: it exports (None there: no sample), e.g. a new per-series state KPI needs only this
+    series_attr: str | None = None
     tiles: tuple[Tile, ...] = ()
     panels: tuple[Panel, ...] = ()
     detail: Detail | None = None
@@ -277,6 +293,7 @@ KPIS: tuple[Kpi, ...] = (
         "contacts",
         "Contacts offered and not yet answered, abandoned, dequeued or transferred",
         reads="waiting contacts",
+        series_attr="waiting",
         tiles=(Tile("waiting", "waiting", 1, "num", attr="waiting", grade=Grade(0, None), big=True),),
         panels=(
             Panel(
@@ -551,6 +568,7 @@ KPIS: tuple[Kpi, ...] = (
         "agents",
         "Erlang C: the fewest agents that meet the SL target at the last 15 min's traffic and AHT",
         reads="the 15m window",
+        series_attr="agents_required",
         absent_when_undefined=True,
         tiles=(
             Tile(

@@ -47,11 +47,12 @@ _AT = {k.name: i for i, k in enumerate(catalog.KPIS)}
 COUNTER_AT = [_AT[f"ccmon_contacts_{c}_total"] for c in COUNTERS]
 DEQUEUED, MISSED = _AT["ccmon_contacts_dequeued_total"], _AT["ccmon_offers_missed_total"]
 WAIT, HANDLE = _AT["ccmon_wait_seconds"], _AT["ccmon_handle_seconds"]
-WAITING, OLDEST = _AT["ccmon_queue_waiting_contacts"], _AT["ccmon_queue_oldest_wait_seconds"]
-AGENTS, REQUIRED = _AT["ccmon_agents"], _AT["ccmon_agents_required"]
+OLDEST, AGENTS = _AT["ccmon_queue_oldest_wait_seconds"], _AT["ccmon_agents"]
 FIRST_RESPONSE = _AT["ccmon_first_response_seconds"]
 #: windowed gauge → (its family's position, name, formula over the window's sums)
 GAUGES = [(_AT[k.name], k.name, k.formula) for k in catalog.KPIS if k.formula is not None]
+#: gauge of one value per series → (its family's position, name, the SeriesView attribute it reads)
+VIEW_GAUGES = [(_AT[k.name], k.name, k.series_attr) for k in catalog.KPIS if k.series_attr is not None]
 HEADERS = [f"# HELP {name} {doc}\n# TYPE {name} {kind}\n" for name, kind, doc in FAMILIES]
 WAIT_LE = [floatToGoString(b) for b in (*WAIT_BUCKETS, math.inf)]
 HANDLE_LE = [floatToGoString(b) for b in (*HANDLE_BUCKETS, math.inf)]
@@ -109,7 +110,6 @@ def render_series(view: SeriesView, ql: str) -> list[str]:
         for outcome, raw in view.wait_hist.items()
     )
     parts[HANDLE] = _histogram("ccmon_handle_seconds", ql, HANDLE_LE, view.handle_hist)
-    parts[WAITING] = f"ccmon_queue_waiting_contacts{{{ql}}} {floatToGoString(view.waiting)}\n"
     for g, name, formula in GAUGES:
         lines = []
         for window in WINDOW_NAMES:
@@ -122,8 +122,10 @@ def render_series(view: SeriesView, ql: str) -> list[str]:
     # once one of its contacts had a first response: no 17 zero lines per voice series
     if view.channel == "chat" or any(fr[:-1]):
         parts[FIRST_RESPONSE] = _histogram("ccmon_first_response_seconds", ql, FIRST_RESPONSE_LE, fr)
-    if view.agents_required is not None:
-        parts[REQUIRED] = f"ccmon_agents_required{{{ql}}} {floatToGoString(view.agents_required)}\n"
+    for g, name, attr in VIEW_GAUGES:
+        value = getattr(view, attr)
+        if value is not None:  # absent, not 0, when undefined
+            parts[g] = f"{name}{{{ql}}} {floatToGoString(value)}\n"
     return parts
 
 
