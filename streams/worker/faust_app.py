@@ -8,6 +8,7 @@ import faust
 
 from streams.config import Settings
 from streams.errors import CcmonError
+from streams.faust_ext.producer import install as install_producer
 from streams.kafka.auth import faust_credentials
 
 __all__ = ["make_app", "worker_dir"]
@@ -28,7 +29,7 @@ def make_app(s: Settings) -> faust.App:
             f"cannot create the data directory {workdir} ({exc.strerror}); "
             f"set CCMON_DATA_DIR to a writable directory"
         ) from None
-    return faust.App(
+    app = faust.App(
         s.app_id,
         broker=s.kafka.broker,
         store="memory://",
@@ -54,4 +55,7 @@ def make_app(s: Settings) -> faust.App:
         broker_heartbeat_interval=max(1.0, s.kafka.session_timeout_s / 4),
         web_enabled=True,
         broker_credentials=faust_credentials(s),
+        producer_acks=-1,  # acks=all: a write is on min.insync.replicas brokers before it counts
     )
+    install_producer(app)  # and idempotent: a retry after a leader change is not written twice
+    return app

@@ -30,7 +30,8 @@ def published(service: str) -> dict[str, str]:
     out = {}
     for entry in SERVICES[service].get("ports", []):
         resolved = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(entry))
-        host, host_port, container_port = resolved.rsplit(":", 2) if resolved.count(":") == 2 else ("", *resolved.split(":"))
+        parts = resolved.rsplit(":", 2)
+        host, host_port, container_port = parts if len(parts) == 3 else ("", *parts)
         assert host_port == container_port, entry
         out[container_port] = host
     return out
