@@ -25,7 +25,7 @@ async def test_the_worker_producer_is_idempotent_with_acks_all(tmp_path: Path):
     # Faust's own producer is idempotent only in transactions: a batch resent after a leader
     # change would be written twice (tests/integration/test_three_brokers.py kills leaders)
     app = make_app(settings(tmp_path, 3))
-    producer = app.producer._new_producer()
+    producer = app.producer._new_producer()  # type: ignore[attr-defined]
     assert producer._txn_manager is not None, "enable_idempotence is off"
     assert producer._sender._acks == -1
 
