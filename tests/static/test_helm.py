@@ -146,6 +146,8 @@ def test_the_worker_runs_non_root_read_only_ready_on_health_and_hands_over_on_si
     assert env["CCMON_DATA_DIR"] == "/data" and env["CCMON_REPLICATION_FACTOR"] == "3"
     assert by_kind["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
     assert by_kind["ServiceMonitor"]["spec"]["endpoints"][0]["path"] == "/metrics"
+    # a worker that cannot reach Kafka is not ready, and must still be scraped (ccmon_broker_up 0)
+    assert by_kind["Service"]["spec"]["publishNotReadyAddresses"] is True
 
 
 def test_secrets_come_from_secrets_only():
