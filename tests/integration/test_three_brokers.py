@@ -46,6 +46,17 @@ BACKFILL_S, RATE, SPEED = 2400, 2.0, 60
 ASTERISK_CALLS = 90
 
 
+def kafka_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``ccmon kafka ...``, the command a developer types."""
+    return subprocess.run(
+        [sys.executable, "-m", "streams", "kafka", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def describe(cluster: LocalCluster, prefix: str) -> list[dict]:
     """Every partition of the deployment's topics (inputs, facts, changelogs): leader and ISR."""
 
@@ -122,8 +133,17 @@ def queue_log_calls(path: Path, base: int, calls: range) -> None:
 def test_three_brokers_lose_a_leader_and_a_rolling_upgrade_lose_and_double_nothing(tmp_path: Path):
     started_at = time.monotonic()
     cluster = LocalCluster(port=free_kafka_port(span=6), brokers=3, data_dir=tmp_path / "kafka")
-    print(cluster.start(), file=sys.stderr)
+    where = ["--port", str(cluster.port), "--data-dir", str(cluster.data_dir)]
+    started = kafka_cli("start", "--brokers", "3", *where)
+    if started.returncode != 0:  # leave no broker behind
+        kafka_cli("stop", "--data-dir", str(cluster.data_dir))
+        pytest.fail(started.stderr[-3000:])
     cluster_ready_s = time.monotonic() - started_at
+    assert [line.split(":")[0] for line in started.stdout.splitlines()] == [
+        "broker 1",
+        "broker 2",
+        "broker 3",
+    ]
     env = Env(cluster, tmp_path)
     extra = {"CCMON_REPLICATION_FACTOR": "3", "CCMON_SESSION_TIMEOUT_S": "6"}
     procs: list[subprocess.Popen] = []
@@ -228,11 +248,16 @@ def test_three_brokers_lose_a_leader_and_a_rolling_upgrade_lose_and_double_nothi
             f"{input_done - started_at:.0f} s into the test, all of it {time.monotonic() - started_at:.0f} s"
         )
         assert stopped_at < input_done, "the rolling upgrade came after the input: not mid-stream"
+        # the command finds every broker in the data dir, without being told how many
+        status = kafka_cli("status", "--data-dir", str(cluster.data_dir))
+        assert status.returncode == 0 and status.stdout.count("running (pid") == 3, status.stdout
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
         for w in workers:
             w.stop(signal.SIGKILL)
-        for node in cluster.nodes:
-            node.kill()
+        stopped = kafka_cli("stop", "--data-dir", str(cluster.data_dir))
+    assert stopped.returncode == 0 and stopped.stdout.count("stopped (pid") == 3, stopped.stdout
+    assert all(node.pid() is None for node in cluster.nodes)
+    assert kafka_cli("status", "--data-dir", str(cluster.data_dir)).returncode == 3
