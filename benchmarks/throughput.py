@@ -30,6 +30,10 @@ Measured in this order, on a broker of its own (port 39092 unless CCMON_BENCH_KA
 - pollers:  the event-loop stall while 20 agents pages poll /api/agents at 5,000 agents at the same
             instant, with a render per poll (before issue 21) and with the shared render, against
             a 2-byte body's (benchmarks/pollers.py; in-process, runnable alone).
+- replicated: one worker on a local three-broker cluster (ports 39102-39107 unless
+            CCMON_BENCH_CLUSTER_PORT), every topic replicated 3 times with min.insync.replicas 2
+            and every write acks=all, on the same N and measured as the one-worker row it stands
+            beside. ``--only replicated`` runs it with only the rows every run has.
 Prints a table, writes JSON (``--json``) and ends with one line of key=value pairs. It asserts
 nothing about speed: the goals are read off the figures.
 """
@@ -65,7 +69,7 @@ from benchmarks import compiled_core, pollers, workload
 from streams.config import Settings, load
 from streams.core.intake import Record
 from streams.dev.harness import NotReady, ProcessExited, Service, wait_stable, wait_until
-from streams.dev.kafka_local import LocalKafka
+from streams.dev.kafka_local import LocalCluster, LocalKafka
 from streams.dev.local_pipeline import LocalPipeline
 from streams.dev.net import port_free
 from streams.faust_ext.snapshot import offsets_of as snapshot_offsets
@@ -259,6 +263,7 @@ def restart(run: Run, contacts: int, agents: int) -> dict[str, float | int]:
         out: dict[str, float | int] = {"restart_events": n, "restart_series": len(before)}
         for how in (signal.SIGTERM, signal.SIGKILL):
             worker.stop(how, grace_s=120)
+            assert isinstance(run.kafka, LocalKafka)  # the restart phase runs on the single broker
             messages, size, tail = asyncio.run(changelog_size(s, run.kafka, snapshots))
             worker = run.proc(env, tag=f"day-{how.name}").start()
             started = time.perf_counter()
@@ -323,7 +328,7 @@ class Run:
     runs one from the source tree. Each worker's /health says which core it imported, and
     ``check_core`` stops the benchmark if that is not the one asked for."""
 
-    kafka: LocalKafka
+    kafka: LocalKafka | LocalCluster
     prefix: str
     workdir: Path
     next_port: int = 17000
@@ -338,7 +343,8 @@ class Run:
         app = f"{self.prefix}{name}"
         env = {
             **os.environ,
-            "CCMON_BROKER": f"kafka://{self.kafka.address}",
+            "CCMON_BROKER": ";".join(f"kafka://{a}" for a in self.kafka.address.split(",")),
+            "CCMON_REPLICATION_FACTOR": str(min(3, getattr(self.kafka, "brokers", 1))),
             "CCMON_APP_ID": app,
             "CCMON_CALLS_TOPIC": f"{src}.calls",
             "CCMON_CHATS_TOPIC": f"{src}.chats",
@@ -599,7 +605,29 @@ def scrape_and_memory(run: Run, queues: int, open_n: int) -> tuple[float, int, f
         worker.stop()
 
 
-PHASES = ("interpreted", "latency", "naive", "peer", "scale", "restart", "memory", "pollers")
+def replicated(run: Run, n: int, events: list[workload.Event], expected: float, port: int) -> float:
+    """Events/s of one worker (compiled core) on a local three-broker cluster, every topic with
+    replication 3 and min.insync.replicas 2, the worker's producer (facts, changelogs) acks=all
+    and idempotent: the same N events and measure as the single-broker one-worker row."""
+    cluster = LocalCluster(port=port, brokers=3, data_dir=run.workdir.parent / "bench-cluster")
+    ours = all(node.pid() is None for node in cluster.nodes)
+    say(cluster.start())
+    try:
+        on_cluster = Run(cluster, run.prefix, run.workdir, run.next_port, compiled_tree=run.compiled_tree)
+        s, _ = on_cluster.settings("in")
+        asyncio.run(ensure_topics(s))
+        t0 = time.perf_counter()
+        asyncio.run(workload.produce(s, events))
+        say(f"produced {n} on 3 brokers (acks=all) in {time.perf_counter() - t0:.1f} s")
+        rate = scale_out(on_cluster, 1, n, expected)
+        run.next_port = on_cluster.next_port
+        return rate
+    finally:
+        if ours:
+            say(cluster.stop())
+
+
+PHASES = ("interpreted", "latency", "naive", "peer", "scale", "restart", "memory", "pollers", "replicated")
 
 
 def main() -> None:
@@ -614,6 +642,11 @@ def main() -> None:
     )
     ap.add_argument("--skip", default="", help=f"comma-separated phases to leave out: {', '.join(PHASES)}")
     ap.add_argument(
+        "--only",
+        choices=PHASES,
+        help="run this phase alone, beside the rows every run has (raw consumer, core, one worker)",
+    )
+    ap.add_argument(
         "--restart-contacts",
         type=int,
         default=None,
@@ -626,12 +659,20 @@ def main() -> None:
         help="agents of the restart row's busy day (default 1000; 100 with --quick)",
     )
     ap.add_argument("--kafka-port", type=int, default=int(os.environ.get("CCMON_BENCH_KAFKA_PORT", "39092")))
+    ap.add_argument(
+        "--cluster-port",
+        type=int,
+        default=int(os.environ.get("CCMON_BENCH_CLUSTER_PORT", "39102")),
+        help="first port of the three-broker cluster (the replicated row takes it and the 5 above)",
+    )
     ap.add_argument("--json", default="benchmarks/results.json", help="where to write the figures")
     args = ap.parse_args()
     n = 20_000 if args.quick else args.events
     lat_s = 10 if args.quick else 60
     warm_s = 5 if args.quick else 10  # at the rate before the measured part: the steady load
     skip = {x.strip() for x in args.skip.split(",") if x.strip()}
+    if args.only:
+        skip = set(PHASES) - {args.only}
     unknown = skip - set(PHASES)
     if unknown:
         ap.error(f"--skip: unknown phases {sorted(unknown)}; choose from {', '.join(PHASES)}")
@@ -744,6 +785,10 @@ def measure(
             r["events_per_s_interpreted"] = round(scale_out(run, 1, n, expected, core="interpreted"))
             say(f"1 worker, interpreted core: {r['events_per_s_interpreted']:,} events/s")
     r["events_per_s"] = r["workers_1_events_per_s"]
+    if "replicated" not in skip:  # beside the one-worker row above, on the same events
+        r["replicated_events_per_s"] = round(replicated(run, n, events, expected, args.cluster_port))
+        r["replicated_ratio"] = round(r["replicated_events_per_s"] / r["workers_1_events_per_s"], 3)
+        say(f"1 worker, 3 brokers, replication 3, acks=all: {r['replicated_events_per_s']:,} events/s")
     r["ratio_to_raw"] = round(r["events_per_s"] / r["raw_events_per_s"], 3)
     r["ratio_to_core"] = round(r["events_per_s"] / r["core_interpreted_events_per_s"], 3)
     if "restart" not in skip:
@@ -773,6 +818,8 @@ def measure(
         ("pure core, compiled (mypyc)", "core_compiled_events_per_s", "events/s"),
         ("ccmon worker: all N in its state", "events_per_s", "events/s"),
         ("  the same, interpreted core", "events_per_s_interpreted", "events/s"),
+        ("  the same, 3 brokers, repl. 3, acks=all", "replicated_events_per_s", "events/s"),
+        ("  3 brokers / 1 broker", "replicated_ratio", ""),
         ("ccmon worker: stage 1 counted N", "stage1_events_per_s", "events/s"),
         ("ratio worker / raw", "ratio_to_raw", ""),
         ("ratio worker / interpreted core", "ratio_to_core", ""),

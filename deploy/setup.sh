@@ -4,7 +4,8 @@
 # Usage: deploy/setup.sh [demo|unit|test]
 #   demo: Java and Maven (the local Kafka broker); ccmon in .venv
 #   unit: ccmon and its test libraries in .venv (pytest, hypothesis, ruff, mypy, ...), plus
-#         Prometheus + Alertmanager (promtool, amtool: the static checks of rules and routes)
+#         Prometheus + Alertmanager (promtool, amtool: the static checks of rules and routes), and
+#         Helm and deploy/helm/validate built with Go into .tools/bin (the Helm chart's checks)
 #   test: demo and unit, plus Chromium (browser tests of the wallboard) and a PostgreSQL server
 #         (the Asterisk realtime-table tests start their own on a free port)
 # The machine's python3 (or $PYTHON) only creates .venv: nothing is installed into it, so a
@@ -69,4 +70,26 @@ if ! fresh "$extras" && ! fresh test; then
   echo "setup: installing ccmon ($spec) and its Python dependencies into $venv (pip)" >&2
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
   touch "$venv/.ccmon-setup-$extras"
+fi
+
+# Helm and the chart's offline validator (deploy/helm/validate), built from the Go module proxy
+# into .tools/bin once; Go's build cache makes a rebuild after a fresh clone a link step only.
+# The first build of Helm takes minutes (docs/development.md says how long).
+HELM_VERSION=v3.21.4
+if [ "$purpose" != demo ]; then
+  go="$(command -v go || echo /usr/local/go/bin/go)"
+  if [ ! -x "$go" ]; then
+    echo "setup: Go not found (needed to build Helm for the chart's tests); install Go 1.24+ and retry" >&2
+    exit 1
+  fi
+  tools="$PWD/.tools/bin"
+  mkdir -p "$tools"
+  if [ ! -x "$tools/helm" ] || ! "$tools/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "${HELM_VERSION%.*}"; then
+    echo "setup: building Helm $HELM_VERSION into $tools (go install; the first build takes minutes)" >&2
+    GOBIN="$tools" GOFLAGS=-mod=mod "$go" install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  fi
+  if [ ! -x "$tools/validate" ] || [ -n "$(find deploy/helm/validate -newer "$tools/validate" -type f)" ]; then
+    echo "setup: building the chart's validator into $tools (go install)" >&2
+    (cd deploy/helm/validate && GOBIN="$tools" "$go" install .)
+  fi
 fi

@@ -27,14 +27,27 @@ from streams.dev.net import port_free
 from streams.errors import CcmonError
 
 
+def brokers_count(raw: str) -> int:
+    """``--brokers``: 1 to 9 local brokers (each a JVM of its own: more will not fit a laptop)."""
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 9:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a broker count from 1 to 9")
+    return count
+
+
 # ---- commands ------------------------------------------------------------------------------
 def cmd_kafka(args: argparse.Namespace) -> int:
-    from streams.dev.kafka_local import LocalKafka
+    from streams.dev.kafka_local import local_kafka
 
-    kafka = (
-        LocalKafka(port=args.port, data_dir=Path(args.data_dir))
-        if args.data_dir
-        else LocalKafka(port=args.port)
+    if args.brokers is not None and args.action != "start":
+        raise ConfigError("--brokers is for start; stop and status find the brokers in the data dir")
+    kafka = local_kafka(
+        args.port,
+        Path(args.data_dir) if args.data_dir else None,
+        args.brokers if args.action == "start" else None,
     )
     if args.action == "start":
         print(kafka.start())
@@ -298,13 +311,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "kafka",
-        help="run a local single-node Apache Kafka (KRaft) on 127.0.0.1",
-        description="Start, stop or check a local Apache Kafka broker for development, demos and "
-        "tests. The first start resolves Kafka from Maven Central (needs java and mvn).",
+        help="run a local Apache Kafka (KRaft) on 127.0.0.1: one broker, or a cluster",
+        description="Start, stop or check a local Apache Kafka broker (or a cluster of them, "
+        "--brokers N) for development, demos and tests. The first start resolves Kafka from Maven "
+        "Central (needs java and mvn).",
     )
     p.add_argument("action", choices=("start", "stop", "status"))
     p.add_argument(
-        "--port", type=port, default=9092, help="client port (default 9092; the controller uses PORT+1)"
+        "--port",
+        type=port,
+        default=9092,
+        help="client port (default 9092; the controller uses PORT+1; broker i of a cluster "
+        "PORT+2(i-1) and the port above)",
+    )
+    p.add_argument(
+        "--brokers",
+        type=brokers_count,
+        default=None,
+        help="start: how many brokers (default 1); each is broker and KRaft controller, topics "
+        "then default to replication min(3, N) and min.insync.replicas 2 from 3 brokers on. "
+        "stop and status act on every broker the data dir holds",
     )
     p.add_argument(
         "--data-dir", help="where logs, data and the pid file live (default ~/.local/share/ccmon/kafka)"

@@ -63,17 +63,24 @@ def free_port() -> int:
         return port
 
 
-def free_kafka_port() -> int:
-    """A free port whose successor (the local broker's controller listens on port + 1) is free too:
-    with several test runs on one machine, a free port's successor is often taken."""
+def free_kafka_port(span: int = 2) -> int:
+    """A free port whose ``span - 1`` successors are free too: the local broker's controller
+    listens on port + 1, a cluster of N brokers takes 2N ports in a row; with several test runs
+    on one machine, a free port's successor is often taken."""
     while True:
         port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
+        if port + span > 65536:
+            continue
+        taken = False
+        for successor in range(port + 1, port + span):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", successor))
+                except OSError:
+                    taken = True
+                    break
+        if not taken:
+            return port
 
 
 def wait_until(

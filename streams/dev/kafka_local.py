@@ -1,14 +1,21 @@
-"""A local single-node Apache Kafka (KRaft) on 127.0.0.1 for development, demos and tests.
+"""A local Apache Kafka (KRaft) on 127.0.0.1 for development, demos and tests: one node
+(:class:`LocalKafka`, the default) or a cluster of N (:class:`LocalCluster`, ``--brokers 3``).
 
 The broker is the real Apache Kafka from Maven Central: the package's pom
 (``streams/resources/kafka/pom.xml``, written next to the cache) names it and Maven resolves it
-with its runtime dependencies into a cache, once. The broker then runs on the machine's Java as
-a background process whose pid, configuration and logs live in the data dir.
+with its runtime dependencies into a cache, once. Each broker then runs on the machine's Java as
+a background process whose pid, configuration and logs live in its data dir.
+
+A cluster's nodes are combined broker+controller nodes, all of them voters of the KRaft quorum:
+three processes instead of six, and the quorum (two of three) survives one node down, which is
+all the tests and a laptop need. Production separates the controllers (docs/operations.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import os
 import shutil
 import signal
@@ -17,12 +24,17 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
 
 from streams.config import LOCAL_BROKER_ENV, Settings, load
 from streams.dev.net import port_free
 from streams.errors import CcmonError
+from streams.kafka.topics import min_insync_replicas
 from streams.packaged import kafka_pom
 from streams.processes import alive
 
@@ -76,6 +88,17 @@ class LocalKafka:
     #: 127.0.0.1 whose PEM is ``ca_file``), for these (user, password) pairs, set when formatting
     sasl_port: int | None = None
     scram_users: tuple[tuple[str, str], ...] = ()
+    #: in a cluster (:class:`LocalCluster`): this node's id, and every voter's (id, controller
+    #: port); alone, node 1 is its own quorum
+    node_id: int = 1
+    voters: tuple[tuple[int, int], ...] = ()
+    #: the cluster's id, shared by its nodes (formatted with it); alone, a new one
+    cluster_id: str | None = None
+
+    @property
+    def brokers(self) -> int:
+        """How many brokers the cluster has (the replication of the internal topics)."""
+        return max(1, len(self.voters))
 
     @property
     def controller_port(self) -> int:
@@ -231,12 +254,18 @@ class LocalKafka:
         logs = self.data_dir / "logs"
         props = self.data_dir / "server.properties"
         sasl = f",SASL_SSL://127.0.0.1:{self.sasl_port}" if self.sasl_port else ""
+        voters = ",".join(
+            f"{node}@127.0.0.1:{port}" for node, port in self.voters or ((1, self.controller_port),)
+        )
+        # the internal topics (offsets, transactions) replicated on every broker up to 3, and
+        # acks=all writes refused below 2 in-sync replicas once there are 3 (docs/operations.md)
+        replicas, min_isr = min(3, self.brokers), min_insync_replicas(min(3, self.brokers))
         props.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                    f"node.id={self.node_id}",
+                    f"controller.quorum.voters={voters}",
                     f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}{sasl}",
                     f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}{sasl}",
                     "controller.listener.names=CONTROLLER",
@@ -245,13 +274,15 @@ class LocalKafka:
                     "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={logs}",
                     "num.partitions=8",
-                    "offsets.topic.replication.factor=1",
+                    f"offsets.topic.replication.factor={replicas}",
                     "offsets.topic.num.partitions=8",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
+                    f"transaction.state.log.replication.factor={replicas}",
+                    f"transaction.state.log.min.isr={min_isr}",
                     "transaction.state.log.num.partitions=4",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    f"share.coordinator.state.topic.replication.factor={replicas}",
+                    f"share.coordinator.state.topic.min.isr={min_isr}",
+                    f"default.replication.factor={replicas}",
+                    f"min.insync.replicas={min_isr}",
                     "group.initial.rebalance.delay.ms=0",
                     "auto.create.topics.enable=true",
                     "log.retention.hours=168",
@@ -269,6 +300,15 @@ class LocalKafka:
         """Start the broker unless it runs; return once it accepts clients."""
         if self.pid() is not None and self.accepts_clients():
             return f"already running (pid {self.pid()}) on {self.address}"
+        proc = self.launch()
+        return self.wait_ready(proc)
+
+    def launch(self) -> subprocess.Popen[bytes] | None:
+        """Start the broker process (formatting its storage the first time) without waiting for
+        it: a cluster's nodes answer clients only once a quorum of them runs. None when it runs
+        already."""
+        if self.pid() is not None:
+            return None
         java = shutil.which("java")
         if java is None:
             raise CcmonError("Java not found: install a JDK 17+ (apt-get install -y openjdk-17-jre-headless)")
@@ -282,7 +322,7 @@ class LocalKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self._write_config()
         if not (self.data_dir / "logs" / "meta.properties").exists():
-            cluster_id = new_cluster_id()
+            cluster_id = self.cluster_id or new_cluster_id()
             formatted = subprocess.run(
                 [
                     java,
@@ -332,26 +372,53 @@ class LocalKafka:
             start_new_session=True,
         )
         self.pid_file.write_text(f"{proc.pid}\n")
+        return proc
+
+    def wait_ready(self, proc: subprocess.Popen[bytes] | None) -> str:
+        """Return once the broker accepts clients; a one-line CcmonError when it exits or times out."""
         deadline = time.monotonic() + START_TIMEOUT_S
         started = time.monotonic()
+        pid = proc.pid if proc is not None else self.pid()
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
+            if proc is not None and proc.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
                 raise CcmonError(
                     f"Kafka exited during start-up (code {proc.returncode}); see {self.log_file}"
                 )
             if self.accepts_clients():
                 ready_s = time.monotonic() - started
-                return f"running (pid {proc.pid}) on {self.address}, ready after {ready_s:.1f} s"
+                return f"running (pid {pid}) on {self.address}, ready after {ready_s:.1f} s"
             time.sleep(0.2)
         raise CcmonError(f"Kafka did not accept clients within {START_TIMEOUT_S:.0f} s; see {self.log_file}")
 
     def stop(self) -> str:
+        return self.stopped(self.terminate())
+
+    def terminate(self) -> int | None:
+        """Ask the broker to stop (SIGTERM: a controlled shutdown that hands its partitions'
+        leadership over); its pid, None when it was not running."""
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
-            return "not running"
+            return None
         os.killpg(pid, signal.SIGTERM) if _is_group_leader(pid) else os.kill(pid, signal.SIGTERM)
+        return pid
+
+    def kill(self) -> int | None:
+        """SIGKILL the broker (a crash: no controlled shutdown); its pid, None when not running."""
+        pid = self.pid()
+        if pid is None:
+            return None
+        os.kill(pid, signal.SIGKILL)
+        while self.pid() is not None:
+            time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        return pid
+
+    def stopped(self, pid: int | None) -> str:
+        """Wait for a terminated broker to exit (SIGKILL after STOP_TIMEOUT_S) and say so."""
+        if pid is None:
+            return "not running"
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while time.monotonic() < deadline and self.pid() is not None:
             time.sleep(0.2)
@@ -369,6 +436,115 @@ class LocalKafka:
         if self.accepts_clients():
             return True, f"running (pid {pid}) on {self.address}"
         return False, f"process {pid} exists but does not answer on {self.address}"
+
+
+CLUSTER_FILE = "cluster.json"
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """N local KRaft brokers, node ``i`` (1..N) on client port ``port + 2(i-1)`` and controller port
+    one above, data in ``data_dir/broker-i``; every node is broker and controller (the module's
+    docstring says why). ``cluster.json`` in the data dir records the layout, so that ``stop``
+    and ``status`` find every node without being told how many there are."""
+
+    port: int = 9092
+    brokers: int = 3
+    data_dir: Path = field(default_factory=lambda: Path(_configured().data_dir) / "kafka")
+
+    @property
+    def nodes(self) -> list[LocalKafka]:
+        voters = tuple((i, self.port + 2 * (i - 1) + 1) for i in range(1, self.brokers + 1))
+        return [
+            LocalKafka(
+                port=self.port + 2 * (i - 1),
+                data_dir=self.data_dir / f"broker-{i}",
+                node_id=i,
+                voters=voters,
+                cluster_id=self._cluster_id(),
+            )
+            for i in range(1, self.brokers + 1)
+        ]
+
+    @property
+    def address(self) -> str:
+        """The bootstrap list, every node (a client that knows one only is lost when it is down)."""
+        return ",".join(node.address for node in self.nodes)
+
+    def _cluster_id(self) -> str:
+        layout = self.data_dir / CLUSTER_FILE
+        try:
+            return str(json.loads(layout.read_text())["cluster_id"])
+        except (OSError, ValueError, KeyError):
+            return ""
+
+    def start(self) -> str:
+        """Start every node that is not running, then wait until all accept clients."""
+        if not self._cluster_id():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            layout = {"brokers": self.brokers, "port": self.port, "cluster_id": new_cluster_id()}
+            (self.data_dir / CLUSTER_FILE).write_text(json.dumps(layout) + "\n")
+        nodes = self.nodes
+        with ThreadPoolExecutor(len(nodes)) as pool:  # each formats its storage first: a JVM each
+            procs = list(pool.map(LocalKafka.launch, nodes))
+        said = [
+            f"broker {node.node_id}: {node.wait_ready(proc)}" for node, proc in zip(nodes, procs, strict=True)
+        ]
+        self.wait_registered()
+        return "\n".join(said)
+
+    def wait_registered(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Return once the cluster's metadata lists every broker: a broker answers clients before
+        the controller has unfenced it, and a topic of replication N cannot be made until then."""
+        deadline = time.monotonic() + timeout_s
+        while (count := asyncio.run(_broker_count(self.address))) < self.brokers:
+            if time.monotonic() > deadline:
+                raise CcmonError(
+                    f"only {count} of {self.brokers} brokers registered within {timeout_s:.0f} s; "
+                    f"see {self.data_dir}/broker-*/server.log"
+                )
+            time.sleep(0.2)
+
+    def stop(self) -> str:
+        """Stop every node, all at once: stopped one by one, the last ones would wait for a
+        controller quorum that has already gone."""
+        nodes = self.nodes
+        pids = [node.terminate() for node in nodes]
+        return "\n".join(
+            f"broker {node.node_id}: {node.stopped(pid)}" for node, pid in zip(nodes, pids, strict=True)
+        )
+
+    def status(self) -> tuple[bool, str]:
+        looks = [(node, *node.status()) for node in self.nodes]
+        text = "\n".join(f"broker {node.node_id}: {said}" for node, _, said in looks)
+        return all(up for _, up, _ in looks), text
+
+
+async def _broker_count(bootstrap: str) -> int:
+    """How many brokers the cluster's metadata lists (0 when none answers)."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await client.bootstrap()
+        return len(client.cluster.brokers())
+    except KafkaError:
+        return 0
+    finally:
+        await client.close()
+
+
+def local_kafka(port: int, data_dir: Path | None, brokers: int | None) -> LocalKafka | LocalCluster:
+    """What ``ccmon kafka`` acts on: ``brokers`` nodes when given (1: the single broker); else
+    the cluster recorded in the data dir, or the single broker."""
+    base = data_dir if data_dir is not None else Path(_configured().data_dir) / "kafka"
+    if brokers is None:
+        try:
+            layout = json.loads((base / CLUSTER_FILE).read_text())
+            return LocalCluster(port=int(layout["port"]), brokers=int(layout["brokers"]), data_dir=base)
+        except (OSError, ValueError, KeyError, TypeError):
+            brokers = 1
+    if brokers == 1:
+        return LocalKafka(port=port, data_dir=base)
+    return LocalCluster(port=port, brokers=brokers, data_dir=base)
 
 
 def _is_group_leader(pid: int) -> bool:

@@ -12,6 +12,19 @@ from streams.errors import CcmonError
 from streams.kafka.auth import client_kwargs, start_client
 
 
+def min_insync_replicas(replication_factor: int) -> int:
+    """``min.insync.replicas`` for a replication factor: 2 from 3 replicas on (an acks=all write
+    is on two brokers before it is acknowledged, and writes go on with one broker down); 1 below
+    3, where 2 would stop every write as soon as one of two brokers is down."""
+    return 2 if replication_factor >= 3 else 1
+
+
+def topic_configs(s: Settings) -> dict[str, str]:
+    """The configuration of every topic ccmon creates, the worker's changelogs included
+    (streams/worker/faust_app.py): one rule, so that no topic is less durable than another."""
+    return {"min.insync.replicas": str(min_insync_replicas(s.topics.replication_factor))}
+
+
 def topic_names(s: Settings) -> list[str]:
     """Topics that must be co-partitioned: the inputs, dead letters and the internal facts topic."""
     return [s.calls_topic, s.chats_topic, s.agents_topic, s.topics.dead_letter, s.topics.facts]
@@ -47,7 +60,10 @@ async def ensure_topics(s: Settings, timeout_s: float = 30.0) -> None:
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(t, s.partitions, s.topics.replication_factor) for t in missing]
+                    [
+                        NewTopic(t, s.partitions, s.topics.replication_factor, topic_configs=topic_configs(s))
+                        for t in missing
+                    ]
                 )
             except TopicAlreadyExistsError:
                 pass

@@ -8,6 +8,7 @@ import faust
 
 from streams.config import Settings
 from streams.errors import CcmonError
+from streams.faust_ext.producer import install as install_producer
 from streams.faust_ext.web import WEB_URL
 from streams.kafka.auth import faust_credentials
 from streams.worker.web_security import web_guard
@@ -31,7 +32,7 @@ def make_app(s: Settings) -> faust.App:
             f"set CCMON_DATA_DIR to a writable directory"
         ) from None
     guard, tls = web_guard(s)  # TLS, basic auth and headers on every route (docs/security.md)
-    return faust.App(
+    app = faust.App(
         s.app_id,
         broker=s.kafka.broker,
         store="memory://",
@@ -67,4 +68,7 @@ def make_app(s: Settings) -> faust.App:
         web_graph_enabled=False,
         web_metrics_enabled=False,
         broker_credentials=faust_credentials(s),
+        producer_acks=-1,  # acks=all: a write is on min.insync.replicas brokers before it counts
     )
+    install_producer(app)  # and idempotent: a retry after a leader change is not written twice
+    return app

@@ -21,6 +21,7 @@ from streams.core.layout import agent_record_partition, queue_record_partition
 from streams.faust_ext import codec
 from streams.faust_ext.changelog import Changelog
 from streams.faust_ext.snapshot import STORE_URL
+from streams.kafka.topics import topic_configs
 from streams.worker.snapshots import snapshot_dir
 
 __all__ = ["Tables"]
@@ -67,6 +68,7 @@ class Tables:
             partitions=s.partitions,
             store=STORE_URL,
             schema=faust.Schema(key_serializer=codec.NAME, value_serializer=codec.NAME),
+            extra_topic_configs=topic_configs(s),  # min.insync.replicas, as the other topics
         )
         table.key_serializer = table.value_serializer = codec.NAME
         if s.batching.snapshot_interval_s > 0:

@@ -25,7 +25,7 @@ import yaml
 
 from streams.core.queues import COUNTERS
 from streams.dev.harness import Samples, Service, free_port, wait_stable
-from streams.dev.kafka_local import LocalKafka
+from streams.dev.kafka_local import LocalCluster, LocalKafka
 
 ROOT = Path(__file__).resolve().parents[2]
 #: CCMON_PARTITIONS of every test deployment (Env.vars)
@@ -34,9 +34,10 @@ PARTITIONS = 4
 
 @dataclass
 class Env:
-    """One isolated ccmon deployment on the shared broker: its own topics, group and port."""
+    """One isolated ccmon deployment on the shared broker (or a cluster): its own topics, group
+    and port."""
 
-    kafka: LocalKafka
+    kafka: LocalKafka | LocalCluster
     tmp: Path
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
 
@@ -53,7 +54,7 @@ class Env:
         t = self.topics
         env = {
             **os.environ,
-            "CCMON_BROKER": f"kafka://{self.kafka.address}",
+            "CCMON_BROKER": ";".join(f"kafka://{a}" for a in self.kafka.address.split(",")),
             "CCMON_APP_ID": self.prefix,
             "CCMON_CALLS_TOPIC": t["calls"],
             "CCMON_CHATS_TOPIC": t["chats"],

@@ -24,6 +24,19 @@ def binds(service: str) -> list[tuple[Path, str]]:
     return out
 
 
+def published(service: str) -> dict[str, str]:
+    """container port → host address of a service's ``ports``, the address as compose resolves it
+    with nothing set in the environment (``${VAR:-default}`` → default)."""
+    out = {}
+    for entry in SERVICES[service].get("ports", []):
+        resolved = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(entry))
+        parts = resolved.rsplit(":", 2)
+        host, host_port, container_port = parts if len(parts) == 3 else ("", *parts)
+        assert host_port == container_port, entry
+        out[container_port] = host
+    return out
+
+
 def test_every_mounted_file_exists_and_named_volumes_are_declared():
     for name, service in SERVICES.items():
         for source, _ in binds(name):
@@ -45,7 +58,7 @@ def test_prometheus_finds_the_workers_and_alertmanager():
     assert worker["environment"]["CCMON_WEB_HOST"] == "0.0.0.0"
     target = prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0]
     host, port = target.split(":")
-    assert host in SERVICES and f"{port}:{port}" in SERVICES[host]["ports"]
+    assert host in SERVICES and port in published(host)
     mounted = {target: source for source, target in binds("prometheus")}
     assert mounted["/etc/prometheus/prometheus.yml"] == ROOT / "streams/resources/prometheus/prometheus.yml"
     assert mounted["/etc/prometheus/rules"] == ROOT / "streams/resources/prometheus/rules"
@@ -58,7 +71,7 @@ def test_grafana_provisioning_matches_services_and_mounts():
         "datasources"
     ][0]
     m = re.fullmatch(r"http://([a-z-]+):(\d+)", ds["url"])
-    assert m and m.group(1) in SERVICES and f"{m.group(2)}:{m.group(2)}" in SERVICES[m.group(1)]["ports"]
+    assert m and m.group(1) in SERVICES and m.group(2) in published(m.group(1))
     provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/ccmon.yml").read_text())["providers"][
         0
     ]
@@ -116,3 +129,26 @@ def test_images_are_pinned_and_the_worker_image_is_slim_non_root_and_health_chec
     assert re.search(r"^RUN pip wheel .*--no-deps .* \.$", dockerfile, re.M)
     assert re.search(r"^RUN pip install .*/dist/ccmon-\*\.whl", final, re.M)
     assert re.findall(r"^COPY (\S+)", final, re.M) == ["--from=wheel"]
+
+
+def test_published_ports_listen_on_loopback_unless_told_otherwise():
+    """Alertmanager and Prometheus have no authentication: published on every interface, anyone on
+    the LAN could silence every page. Only the operator's PUBLISH_ADDRESS widens them."""
+    seen = {}
+    for name in SERVICES:
+        for entry in SERVICES[name].get("ports", []):
+            assert str(entry).startswith("${PUBLISH_ADDRESS:-127.0.0.1}:"), f"{name} publishes {entry}"
+        seen.update({port: host for port, host in published(name).items()})
+    assert seen == {"9090": "127.0.0.1", "9093": "127.0.0.1", "3000": "127.0.0.1"}
+
+
+#: the oldest release of each image that carries the fixes ccmon's compose relies on (Grafana 11.6
+#: left patch support in 2026; Prometheus 2 and Alertmanager 0.27 get no more fixes)
+PATCHED = {"prom/prometheus": (3, 16, 0), "prom/alertmanager": (0, 35, 0), "grafana/grafana": (13, 2, 0)}
+
+
+def test_images_are_current_patched_releases():
+    images = {s["image"].split(":")[0]: s["image"].split(":")[1] for s in SERVICES.values() if "image" in s}
+    for image, oldest in PATCHED.items():
+        version = tuple(int(x) for x in re.findall(r"\d+", images[image])[:3])
+        assert version >= oldest, f"{image}:{images[image]} is older than {oldest}"
