@@ -38,6 +38,7 @@ __all__ = [
 ContactType = Literal[
     "offered",
     "answered",
+    "responded",
     "hold",
     "resume",
     "transferred",
@@ -46,6 +47,7 @@ ContactType = Literal[
     "abandoned",
     "dequeued",
     "missed",
+    "resolved",
     "survey",
 ]
 CONTACT_TYPES: frozenset[str] = frozenset(get_args(ContactType))
@@ -114,6 +116,10 @@ class ContactEvent:
     resolved: bool | None = None
     reason: DequeueReason | None = None  #: ``dequeued`` (absent or unknown → ``other``)
     ces: int | None = None
+    #: who contacted (personal data, SPEC §2 "The customer") and the case the contact is about:
+    #: optional on every type; slots keep an event without them as small as before
+    customer: str | None = None
+    case_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +270,8 @@ def parse_contact(raw: bytes | None, now: float, future_tolerance_s: float) -> C
             resolved = doc.get("resolved")
             if resolved is not None and not isinstance(resolved, bool):
                 raise _Invalid(Reason.INVALID_FIELD, "'resolved' must be true or false")
+        customer = _optional_text(doc, "customer", None, MAX_ID)
+        case_id = _optional_text(doc, "case_id", None, MAX_ID)
         return ContactEvent(
             event_id,
             cast(ContactType, etype),
@@ -276,6 +284,8 @@ def parse_contact(raw: bytes | None, now: float, future_tolerance_s: float) -> C
             resolved,
             reason,
             ces,
+            customer,
+            case_id,
         )
     except _Invalid as exc:
         return exc.rejection

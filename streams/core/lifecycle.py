@@ -11,7 +11,14 @@ The rules decided here, beyond SPEC (docs/kpis.md explains each):
 - ``missed`` needs a waiting contact and leaves it waiting; ``dequeued`` ends the wait for good,
   like ``abandoned``: no event may follow it, a survey neither (the contact was never handled);
 - an agent's ``name`` is kept until an event brings another (a display name does not vanish
-  because one event left it out); its ``reason`` belongs to the state and goes with it.
+  because one event left it out); its ``reason`` belongs to the state and goes with it;
+- ``responded``: the first one of a segment, while it waits or is handled, is its first response,
+  ``responded.ts − offered.ts`` of the segment, for its queue (a chat agent may reply before the
+  platform assigns the chat: the contact keeps waiting, no answer is made up); any later one,
+  or one after ``ended``, is accepted and changes nothing, in any order; after ``abandoned`` or
+  ``dequeued`` it is a lifecycle error like any other event;
+- ``resolved`` is accepted in any phase, at any time, any number of times, and changes no KPI
+  yet: it neither moves the order of the lifecycle (``last``) nor needs it.
 """
 
 from __future__ import annotations
@@ -81,13 +88,16 @@ class ContactState:
     #: after a crash skips events at or below it instead of deciding them again against a state
     #: that has moved on (an event rejected for arriving before its predecessor would now fit)
     decided: int = -1
+    #: the current segment had its first response (``responded``): a later one changes nothing
+    responded: bool = False
 
     def to_wire(self) -> list[Any]:
         """The fields in declaration order (``W_*`` are their positions, derived below): an open
         contact is kept in memory in this form, and a 16-item list is a quarter of a 16-key dict.
         New fields go last, with a default: a record of an older worker has 14 items (no agent,
-        nothing decided) and reads as a segment nobody's view follows, or 15 (nothing decided: no
-        replay of it is skipped by the contact's offset, only by the partition's).
+        nothing decided) and reads as a segment nobody's view follows, 15 (nothing decided: no
+        replay of it is skipped by the contact's offset, only by the partition's), or 16 (no
+        response yet: ``responded`` did not exist).
 
         Equal times are one float object: a waiting contact's offered, last and seen are one
         event's time, and its unset times are 0.0. The interpreter keeps the objects it was given,
@@ -114,6 +124,7 @@ class ContactState:
             self.ended_offset,
             self.agent,
             self.decided,
+            self.responded,
         ]
 
     @classmethod
@@ -240,6 +251,10 @@ def apply_contact(
                 extra=(ev.csat, ev.nps, ev.resolved, ev.ces),
             )
         )
+    elif etype == "resolved":
+        pass  # any phase, any time: resolution time is counted elsewhere (docs/kpis.md)
+    elif etype == "responded" and (state.responded or phase in (ENDED, DONE)):
+        pass  # not the segment's first response: accepted, changes nothing, in any order
     else:
         if ts < state.last:
             return _reject(f"{etype} time is {state.last - ts:.3f} s before the contact's previous event")
@@ -264,6 +279,11 @@ def apply_contact(
             else:  # missed: the contact keeps waiting; the agent who missed it travels with the fact
                 facts.append(Fact(Kind.MISSED, q, ch, ts, cid, late=late, extra=(ev.agent_id,)))
                 facts.append(Fact(Kind.AG_MISSED, q, ch, ts, ev.agent_id or "", late=late, extra=(cid,)))
+        elif etype == "responded":
+            if phase not in (WAITING, HANDLING):
+                return _reject(f"responded for a contact that is {_PHASE_NAMES[phase]}")
+            state.responded = True
+            facts.append(Fact(Kind.RESPONDED, q, ch, ts, cid, ts - state.offered, late))
         elif etype == "hold":
             if phase != HANDLING or state.hold_start is not None:
                 return _reject("hold for a contact that is not being handled or is already on hold")
@@ -287,7 +307,7 @@ def apply_contact(
                 return _reject(f"transferred for a contact that is {_PHASE_NAMES[phase]}")
             assert ev.queue is not None
             state.queue, state.phase, state.offered, state.agent = ev.queue, WAITING, ts, None
-            state.hold_start, state.hold_total = None, 0.0
+            state.hold_start, state.hold_total, state.responded = None, 0.0, False
             facts.append(Fact(Kind.OFFERED, ev.queue, ch, ts, cid, late=late))
         elif etype == "ended":
             if phase != HANDLING:

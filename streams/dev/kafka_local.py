@@ -24,6 +24,7 @@ from streams.config import LOCAL_BROKER_ENV, Settings, load
 from streams.dev.net import port_free
 from streams.errors import CcmonError
 from streams.packaged import kafka_pom
+from streams.processes import alive
 
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
@@ -145,7 +146,7 @@ class LocalKafka:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
     def accepts_clients(self, timeout: float = 1.0) -> bool:
         """True when the broker answers a Kafka ApiVersions request on the port."""
@@ -368,25 +369,6 @@ class LocalKafka:
         if self.accepts_clients():
             return True, f"running (pid {pid}) on {self.address}"
         return False, f"process {pid} exists but does not answer on {self.address}"
-
-
-def _alive(pid: int) -> bool:
-    """True for a running process; reaps it when it is our own exited child (tests start it)."""
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _is_group_leader(pid: int) -> bool:

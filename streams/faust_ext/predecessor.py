@@ -23,8 +23,8 @@ from aiokafka.client import AIOKafkaClient, ConnectionGroup, CoordinationType
 from aiokafka.protocol.group import LeaveGroupRequest
 
 from streams.config import Settings
-from streams.dev.kafka_local import _alive  # a running process, zombies excluded
 from streams.kafka.auth import client_kwargs
+from streams.processes import alive  # a running process, zombies excluded
 
 log = logging.getLogger("ccmon.worker")
 
@@ -55,7 +55,7 @@ async def evict(s: Settings, timeout_s: float = 10.0) -> list[str]:
         except (OSError, ValueError, KeyError, TypeError):
             path.unlink(missing_ok=True)
             continue
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not alive(pid):
             gone.append((path, member_id))
     if not gone:
         return []

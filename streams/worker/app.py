@@ -18,13 +18,13 @@ from typing import Any, NoReturn, cast
 import orjson
 from prometheus_client import CollectorRegistry
 
+from streams import killpoints
 from streams.config import Settings
 from streams.core.agentview import AgentStore
 from streams.core.facts import AGENT_ROUTED, Fact
 from streams.core.intake import BatchOutput, Record
 from streams.core.layout import agent_record_partition, decode_facts, encode_facts, queue_record_partition
 from streams.core.queues import QueueStore
-from streams.dev import killpoints
 from streams.faust_ext.consumer import HandOffConsumer
 from streams.faust_ext.consumer import install as install_consumer
 from streams.faust_ext.internals import member_id, producer_client
@@ -156,7 +156,8 @@ class Pipeline:
             # the worker has configured logging by now: handlers exist to attach the filter to
             noise = RetryNoise(self.broker)
             for handler in logging.getLogger().handlers:
-                handler.addFilter(noise)
+                if not any(isinstance(f, RetryNoise) for f in handler.filters):  # the CLI's, from the start
+                    handler.addFilter(noise)
 
         @app.timer(interval=s.kafka.broker_probe_s)
         async def watch_broker() -> None:

@@ -24,7 +24,7 @@ import asyncio
 from collections.abc import Awaitable, Iterable
 from typing import Any, Protocol
 
-from streams.dev import killpoints
+from streams import killpoints
 
 __all__ = ["ChangelogWriter", "StateWriter"]
 

@@ -96,9 +96,9 @@ def test_kafka_full_cycle_leaves_no_process(tmp_path):
         log.read_text()[-2000:] if log.exists() else "no server.log"
     )
     assert stop.returncode == 0 and f"stopped (pid {pid})" in stop.stdout, detail
-    from streams.dev.kafka_local import _alive
+    from streams.processes import alive
 
-    assert not _alive(pid)  # gone (or a zombie where PID 1 does not reap orphans): not running
+    assert not alive(pid)  # gone (or a zombie where PID 1 does not reap orphans): not running
     assert (tmp_path / "cycle" / "server.log").exists()
 
 

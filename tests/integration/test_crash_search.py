@@ -1,6 +1,6 @@
 """A crash test that searches rather than samples: many scenarios, each a consumer group of its
 own on the same recorded input, whose workers SIGKILL themselves at a chosen point of their work
-(``CCMON_TEST_KILL_AT``, streams/dev/killpoints.py): between a batch's facts send and its state
+(``CCMON_TEST_KILL_AT``, streams/killpoints.py): between a batch's facts send and its state
 write, with state queued but not acknowledged, before and after an offset commit, in stage 2,
 after a sweep, during the rebalance and recovery of a start, right after it. Some scenarios keep
 a second worker running beside the victims, so partitions move between workers as they die and
@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 
 from streams.core.intake import partition_for_queue
-from streams.dev.killpoints import POINTS
+from streams.killpoints import POINTS
 from tests.integration.recordings import mixed
 from tests.integration.support import (
     PARTITIONS,

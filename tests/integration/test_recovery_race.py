@@ -6,7 +6,7 @@ dropped unprocessed while the fetch position had moved past them; later records 
 partitions were decided, so a restarted worker skipped the lost ones as decided already. The
 crash search met it by chance (2 of 12 scenarios with one seed, 2 of 12 with another). Here the
 window is held open for two seconds and the agents wait meanwhile
-(``CCMON_TEST_PAUSE_AT=seeked:2``, streams/dev/killpoints.py), so the queues are full when they are
+(``CCMON_TEST_PAUSE_AT=seeked:2``, streams/killpoints.py), so the queues are full when they are
 emptied: a worker that starts on a fresh group and dies after its second offset commit (no
 partition had a committed offset: the ones Faust never seeks), then one that starts from its
 commits (the ones it seeks), must together equal a reference worker in every series.

@@ -63,3 +63,15 @@ def test_the_checker_sees_an_import_however_nested(tmp_path):
         "        import producers.simulate as sim\n"
     )
     assert imports("pkg", tmp_path) == {"pkg/cli.py": {"producers.scenario", "producers.simulate"}}
+
+
+def test_production_code_imports_nothing_of_streams_dev():
+    """streams/dev/ is for development, tests and demos: the worker and its libraries never import
+    it (the crash points are streams/killpoints.py, the process check streams/processes.py). The
+    CLI's development commands (``ccmon kafka``, ``ccmon demo``) are the one door to it."""
+    bad = {
+        f: sorted(n for n in names if n == "streams.dev" or n.startswith("streams.dev."))
+        for f, names in imports("streams").items()
+        if not f.startswith(("streams/dev/", "streams/cli/"))
+    }
+    assert not {f: n for f, n in bad.items() if n}, bad

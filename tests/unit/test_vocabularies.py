@@ -18,7 +18,7 @@ def test_the_runtime_values_are_the_ones_of_before():
     assert events.LOGGED_IN_STATES == AGENT_STATES[:4] and events.STAFFED_STATES == AGENT_STATES[:3]
     assert events.DEQUEUE_REASONS == ("timeout", "empty", "key", "withdraw", "overflow", "other")
     contact_types = "offered answered hold resume transferred ended wrapup_ended abandoned dequeued missed "
-    contact_types += "survey"
+    contact_types += "survey responded resolved"
     assert events.CONTACT_TYPES == set(contact_types.split())
     assert lifecycle.PHASES == ("W", "H", "E", "D", "A", "Q")
     assert facts.HAND_PHASES == (facts.TALKING, facts.ON_HOLD, facts.IN_ACW) == ("talking", "hold", "acw")

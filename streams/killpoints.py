@@ -1,5 +1,6 @@
 """Test-only crash and pause points, for the crash tests (tests/integration/test_crash_search.py,
-test_recovery_race.py).
+test_recovery_race.py). Here and not in streams/dev/, because the worker's own code calls them
+(production code imports nothing of streams/dev/: tests/unit/test_dependencies.py).
 
 ``CCMON_TEST_KILL_AT=POINT:N`` makes the worker SIGKILL itself the N-th time it passes POINT, so a
 test can place a crash exactly where a race would need luck to hit: between the facts send and
