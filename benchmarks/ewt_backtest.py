@@ -13,7 +13,8 @@ Asterisk's running average) and, every 15 s (Prometheus' rule evaluation), asks 
   ``offered``: mean absolute error and bias, on the same contacts (those all estimators had an
   estimate for);
 - for the predictive alert (``CcmonServiceLevelBreachPredicted``: a breach projected for the
-  interval, with at least ``MIN_COUNTED`` contacts expected in it, for 1 minute) and for the
+  interval, with at least ``MIN_COUNTED`` contacts counted over 15 minutes, for 2 minutes, kept
+  firing for 5) and for the
   reactive one (``CcmonServiceLevelLow``: the 15-minute service level below target with at least
   20 contacts, for 10 minutes): breaches caught, false alarms, median lead time.
 
@@ -51,7 +52,6 @@ THRESHOLD_S, TARGET, SHORT_S = 20.0, 0.8, 5.0  #: the SPEC's defaults
 INTERVAL_S = 1800
 MIN_COUNTED = 20  #: the volume below which neither alert speaks (the reactive rule's guard)
 PREDICTIVE_FOR_S = 120.0
-PREDICTIVE_MARGIN = 0.0  #: the rule fires when the projection is this far below the target
 PREDICTIVE_KEEP_S = 300.0
 REACTIVE_FOR_S = 600.0
 CATCH_AFTER_S = 900.0  #: an alert firing this long after a breached interval's end still caught it
@@ -228,10 +228,10 @@ class Replay:
                 kind=PROJECTION_KIND,
             )
             alerts = self.alerts[key]
-            predicted = p.interval is not None and p.interval < TARGET - PREDICTIVE_MARGIN
-            alerts["predictive"].step(now, predicted and p.breach_s is not None and p.counted >= MIN_COUNTED)
             n = len(s.completions)
             sl15 = sum(h for _, h in s.completions) / n if n else 1.0
+            # the rules: a breach projected (the gauge is there) with the reactive rule's volume guard
+            alerts["predictive"].step(now, p.breach_s is not None and n >= MIN_COUNTED)
             alerts["reactive"].step(now, n >= MIN_COUNTED and sl15 < TARGET)
 
     def new_day(self) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "QueueNow",
     "asterisk_update",
     "estimate",
+    "estimator",
     "gamma_cdf",
     "interval_bounds",
     "outcomes",
@@ -68,6 +69,14 @@ class QueueNow:
     @property
     def staffed(self) -> int:
         return self.available + self.busy + self.acw
+
+
+def estimator(name: str) -> Estimator:
+    """The estimator of a configured name (streams/config.py validates it; this narrows the type)."""
+    for kind in ESTIMATORS:
+        if kind == name:
+            return kind
+    raise ValueError(f"unknown EWT estimator {name!r}")
 
 
 def asterisk_update(avg: float | None, wait_s: float) -> float:

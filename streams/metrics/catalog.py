@@ -594,6 +594,42 @@ KPIS: tuple[Kpi, ...] = (
         ),
     ),
     Kpi(
+        "ccmon_ewt_seconds",
+        "gauge",
+        QC,
+        "Estimated wait of a contact offered now (CCMON_EWT_ESTIMATOR)",
+        "seconds",
+        'Estimated wait time of a contact offered now (docs/kpis.md "Prediction"); absent when nobody '
+        "staffs the queue or no handle time is known",
+        reads="waiting contacts, the queue's agents, the 5m and 15m windows",
+        series_attr="ewt_s",
+        absent_when_undefined=True,
+    ),
+    Kpi(
+        "ccmon_service_level_projected_ratio",
+        "gauge",
+        ("queue", "channel", "horizon"),
+        "Projected service level of the current interval and of the day",
+        "ratio",
+        "Expected service level at the end of the current interval (`CCMON_SL_INTERVAL_MIN`) and of "
+        "the day: so far, plus those waiting now and those expected, at current staffing",
+        reads="waiting contacts, the queue's agents, the interval's buckets, the 5m, 15m and today windows",
+        absent_when_undefined=True,
+        extra_labels={"horizon": ("interval", "day")},
+    ),
+    Kpi(
+        "ccmon_service_level_breach_seconds",
+        "gauge",
+        QC,
+        "Expected seconds until the interval's service level is below target",
+        "seconds",
+        "When the interval's projection is below target: expected seconds until its service level is "
+        "(0: already); absent otherwise",
+        reads="as ccmon_service_level_projected_ratio",
+        series_attr="breach_s",
+        absent_when_undefined=True,
+    ),
+    Kpi(
         "ccmon_first_response_seconds",
         "histogram",
         QC,
