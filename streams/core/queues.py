@@ -133,6 +133,11 @@ class SeriesView:
     sl_projected: dict[str, float] = field(default_factory=dict)  #: horizon (interval/day) → ratio
     breach_s: float | None = None  #: seconds until the interval's service level is below target
 
+    @property
+    def sl_projected_interval(self) -> float | None:
+        """The interval's projected service level (the wallboard's cell)."""
+        return self.sl_projected.get("interval")
+
 
 @dataclass(slots=True)
 class _Index:
