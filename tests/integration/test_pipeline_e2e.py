@@ -101,6 +101,13 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     oldest = metric(m, "ccmon_queue_oldest_wait_seconds", **sv)
     assert oldest is not None
     assert now - (base + 420) - 15 <= oldest <= now - (base + 420)
+    # EWT (erlang, docs/kpis.md "Prediction"): c5 waits, a1 and a2 are busy, AHT 15m 195 s: a
+    # contact offered now needs 2 completions of 2 agents, 195 s. Wherever the interval boundary
+    # falls in the script, its part of it is below target (1/3, 0/2, 0/1 or nothing), c5 is past
+    # T, and arrivals at 0.01/s on 2 agents (1.95 erlangs) are answered in T about 3 % of the time
+    assert metric(m, "ccmon_ewt_seconds", **sv) == pytest.approx(195.0)
+    projected = metric(m, "ccmon_service_level_projected_ratio", **sv, horizon="interval")
+    assert projected is not None and projected < 0.8
 
     for window in ("15m", "1h"):
         assert metric(m, "ccmon_offered_contacts", **sv, window=window) == 6
