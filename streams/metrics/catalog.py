@@ -630,7 +630,7 @@ KPIS: tuple[Kpi, ...] = (
         tiles=(
             Tile(
                 "service_level_projected",
-                "SL interval, projected",
+                "SL projected",
                 18,
                 "pct",
                 attr="sl_projected_interval",
