@@ -49,8 +49,10 @@ Estimator = Literal["cisco", "asterisk", "erlang", "throughput"]
 ESTIMATORS: Final[tuple[Estimator, ...]] = get_args(Estimator)
 #: Asterisk's weight of the previous average (app_queue.c recalc_holdtime: (3·old + new) / 4)
 ASTERISK_KEEP: Final = 0.75
-#: the projection steps through the rest of the interval this many seconds at a time
-STEP_S: Final = 10.0
+#: the projection steps through the rest of the interval this many seconds at a time: each step
+#: costs a gamma tail, for every exported series on every 10-s render (10-s steps cost 3 times as
+#: much and moved the back-test within its noise: docs/performance.md)
+STEP_S: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,14 +164,13 @@ def interval_bounds(now: float, zone: ZoneInfo, interval_s: int) -> tuple[float,
     return start, end, day_start, day_end
 
 
-def _arrival_hit(q: QueueNow, backlog: float, rate: float, threshold_s: float) -> float:
-    """Chance that a contact arriving behind ``backlog`` contacts is answered within the threshold."""
-    if backlog < 1.0:
-        traffic = q.offered_per_s * (q.aht_s or 0.0)
-        if q.staffed > traffic and q.aht_s:
-            return service_level(q.staffed, traffic, q.aht_s, threshold_s)
-        return gamma_cdf(1, rate, threshold_s)
-    return gamma_cdf(int(backlog) + 1, rate, threshold_s)
+def _steady_hit(q: QueueNow, rate: float, threshold_s: float) -> float:
+    """Chance that a contact arriving with no backlog is answered within the threshold: Erlang C
+    at the staffing and traffic now (computed once per projection: it costs O(agents))."""
+    traffic = q.offered_per_s * (q.aht_s or 0.0)
+    if q.staffed > traffic and q.aht_s:
+        return service_level(q.staffed, traffic, q.aht_s, threshold_s)
+    return gamma_cdf(1, rate, threshold_s)
 
 
 def outcomes(
@@ -196,12 +197,13 @@ def outcomes(
         else:
             out.append(Outcome(now + ahead / rate, gamma_cdf(ahead, rate, threshold_s - age)))
     backlog0 = max(0.0, float(len(waiting_since) - q.available))
+    steady = _steady_hit(q, rate, threshold_s) if q.offered_per_s > 0 else 0.0
     t = now
     while t < until and q.offered_per_s > 0:
         dt = min(STEP_S, until - t)
         mid = t + dt / 2
         backlog = max(0.0, backlog0 + (q.offered_per_s - rate) * (mid - now))
-        hit = _arrival_hit(q, backlog, rate, threshold_s)
+        hit = steady if backlog < 1.0 else gamma_cdf(int(backlog) + 1, rate, threshold_s)
         done = mid + (backlog + 1) / rate if backlog >= 1.0 and rate > 0 else mid
         if rate <= 0:
             done = mid + threshold_s
