@@ -93,7 +93,7 @@ class ContactState:
 
     def to_wire(self) -> list[Any]:
         """The fields in declaration order (``W_*`` are their positions, derived below): an open
-        contact is kept in memory in this form, and a 16-item list is a quarter of a 16-key dict.
+        contact is kept in memory in this form, and a 17-item list is a quarter of a 17-key dict.
         New fields go last, with a default: a record of an older worker has 14 items (no agent,
         nothing decided) and reads as a segment nobody's view follows, 15 (nothing decided: no
         replay of it is skipped by the contact's offset, only by the partition's), or 16 (no
