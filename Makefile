@@ -23,8 +23,10 @@ unit:
 	@bash deploy/setup.sh unit
 	$(VENV) -m pytest tests/unit tests/static
 
-## bench: throughput of the worker against a plain Kafka consumer on the same events
+## bench: throughput of the worker against a plain Kafka consumer on the same events, then the
+## prediction's back-test (EWT error by estimator, predictive vs reactive service-level alert)
 bench:
 	@bash deploy/setup.sh demo
 	$(VENV) -m pip install -q --disable-pip-version-check -e ".[bench]"
 	$(VENV) -m benchmarks.throughput
+	$(VENV) -m benchmarks.ewt_backtest --days 3

@@ -52,6 +52,9 @@ class Scenario:
     miss_probability: float = 0.03  #: an offer rings out: ``missed``, the agent pauses, the contact waits on
     acw_lingerers: float = 0.1  #: share of agents whose after-contact work takes four times as long
     ces_rate: float = 0.6  #: share of survey answers that carry CES
+    #: incidents on the scenario's own schedule (``incidents = ["surge:sales*2@3600+1800", ...]``),
+    #: added to those of ``--incident``
+    incidents: tuple[Incident, ...] = ()
 
     @classmethod
     def default(cls) -> Scenario:
@@ -119,6 +122,15 @@ def parse(doc: dict[str, Any], source: str) -> Scenario:
         raise CcmonError(f"{source}: needs at least one [[agents]] group")
     h, s, c = doc.get("handling", {}), doc.get("surveys", {}), doc.get("center", {})
     hourly = doc.get("profile", {}).get("hourly", [1.0] * 24)
+    raw_incidents = doc.get("incidents", [])
+    if not isinstance(raw_incidents, list) or not all(isinstance(x, str) for x in raw_incidents):
+        raise CcmonError(f"{source}: incidents must list incident strings (docs/simulator.md)")
+    incidents = []
+    for i, text in enumerate(raw_incidents):
+        try:
+            incidents.append(parse_incident(text))
+        except ValueError as exc:
+            raise CcmonError(f"{source}: incidents[{i}]: {exc}") from None
     if not isinstance(hourly, list) or len(hourly) != 24:
         raise CcmonError(f"{source}: profile.hourly must list 24 multipliers, one per hour")
     return Scenario(
@@ -146,6 +158,7 @@ def parse(doc: dict[str, Any], source: str) -> Scenario:
         ),
         acw_lingerers=_num(f"{source}: center.acw_lingerers", c.get("acw_lingerers", 0.1), high=1),
         ces_rate=_num(f"{source}: surveys.ces_rate", s.get("ces_rate", 0.6), high=1),
+        incidents=tuple(incidents),
     )
 
 
@@ -163,31 +176,43 @@ def load(path: Path) -> Scenario:
 class Incident:
     """Something going wrong on purpose, ``start_s`` after the simulation starts."""
 
-    kind: str  #: abandon-spike | agents-away | bad-input | agent-stuck
+    kind: str  #: abandon-spike | surge | agents-away | bad-input | agent-stuck
     start_s: float
     duration_s: float = 0.0
     queue: str | None = None
     count: int = 0
     agent: str | None = None  #: agent-stuck: the agent id
+    factor: float = 1.0  #: surge: the arrival multiplier
 
 
 _INCIDENT = re.compile(
-    r"(abandon-spike|agents-away|bad-input|agent-stuck):([A-Za-z0-9_.-]+)@(\d+(?:\.\d+)?)"
-    r"(?:\+(\d+(?:\.\d+)?))?\Z"
+    r"(abandon-spike|agents-away|bad-input|agent-stuck|surge):([A-Za-z0-9_.-]+?)(?:\*(\d+(?:\.\d+)?))?"
+    r"@(\d+(?:\.\d+)?)(?:\+(\d+(?:\.\d+)?))?\Z"
 )
+#: the largest arrival multiplier of a surge (the simulator draws arrivals by thinning at it)
+MAX_SURGE = 10.0
 
 
 def parse_incident(text: str) -> Incident:
-    """``abandon-spike:QUEUE@START+DURATION``, ``agents-away:N@START+DURATION``, ``bad-input:N@START``,
-    ``agent-stuck:AGENT@START+DURATION``."""
+    """``abandon-spike:QUEUE@START+DURATION``, ``surge:QUEUE*FACTOR@START+DURATION``,
+    ``agents-away:N@START+DURATION``, ``bad-input:N@START``, ``agent-stuck:AGENT@START+DURATION``."""
     m = _INCIDENT.match(text)
     if not m:
         raise ValueError(
-            f"{text!r}: expected abandon-spike:QUEUE@START+DURATION, "
+            f"{text!r}: expected abandon-spike:QUEUE@START+DURATION, surge:QUEUE*FACTOR@START+DURATION, "
             f"agents-away:N@START+DURATION, bad-input:N@START or agent-stuck:AGENT@START+DURATION "
             f"(seconds)"
         )
-    kind, arg, start, duration = m.group(1), m.group(2), float(m.group(3)), float(m.group(4) or 0)
+    kind, arg, factor = m.group(1), m.group(2), m.group(3)
+    start, duration = float(m.group(4)), float(m.group(5) or 0)
+    if (factor is not None) != (kind == "surge"):
+        raise ValueError(f"{text!r}: only a surge takes *FACTOR, and a surge needs it")
+    if kind == "surge":
+        if duration <= 0:
+            raise ValueError(f"{text!r}: a surge needs +DURATION")
+        if not 0 < float(factor) <= MAX_SURGE:
+            raise ValueError(f"{text!r}: a surge's factor must be > 0 and <= {MAX_SURGE:g}")
+        return Incident(kind, start, duration, queue=arg, factor=float(factor))
     if kind == "abandon-spike":
         if duration <= 0:
             raise ValueError(f"{text!r}: an abandon spike needs +DURATION")

@@ -141,6 +141,11 @@ class Simulator:
         self._ids = itertools.count(1)
         self._waiting: list[_Contact] = []
         self.spikes: dict[str, tuple[float, float]] = {}  #: queue → (from, to)
+        self.surges: dict[str, tuple[float, float, float]] = {}  #: queue → (from, to, factor)
+        incidents = self.sc.incidents + tuple(incidents)
+        #: the largest arrival multiplier any incident can bring: arrivals are drawn by thinning at it
+        #: (3, the abandonment spike's, unless a surge is larger: the same draws as before surges)
+        self._boost = max([SPIKE_RATE] + [i.factor for i in incidents if i.kind == "surge"])
         self.agents = [
             _Agent(
                 f"agent-{n:03d}",
@@ -216,6 +221,9 @@ class Simulator:
     def _rate(self, spec: QueueSpec, t: float) -> float:
         hour = datetime.fromtimestamp(t, UTC).hour
         rate = spec.per_hour / 3600 * self.sc.hourly[hour]
+        surge = self.surges.get(spec.name)
+        if surge is not None and surge[0] <= t < surge[1]:
+            rate *= surge[2]
         return rate * (SPIKE_RATE if self._spiking(spec.name, t) else 1.0)
 
     def _spiking(self, queue: str, t: float) -> bool:
@@ -224,7 +232,7 @@ class Simulator:
 
     def _schedule_arrival(self, spec: QueueSpec, after: float) -> None:
         """Next arrival of a non-homogeneous Poisson process, by thinning at the peak rate."""
-        peak = spec.per_hour / 3600 * self._peak * SPIKE_RATE
+        peak = spec.per_hour / 3600 * self._peak * self._boost
         t = after
         while True:
             t += self.rng.expovariate(peak)
@@ -391,7 +399,10 @@ class Simulator:
 
     # ---- incidents -------------------------------------------------------------------------
     def _incident(self, inc: Incident) -> None:
-        if inc.kind == "abandon-spike" and inc.queue is not None:
+        if inc.kind == "surge" and inc.queue is not None:
+            # no rescheduling: the pending arrival was drawn by thinning at the boosted peak rate
+            self.surges[inc.queue] = (self.now, self.now + inc.duration_s, inc.factor)
+        elif inc.kind == "abandon-spike" and inc.queue is not None:
             self.spikes[inc.queue] = (self.now, self.now + inc.duration_s)
             for spec in self.sc.queues:  # arrivals already scheduled are too far apart: reschedule
                 if spec.name == inc.queue:

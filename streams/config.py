@@ -131,6 +131,10 @@ class KpiSettings:
     # bounds on one input event (issue 21): what a producer bug or an attacker can make one event do
     max_event_age_s: float = 7 * 86400.0  #: older events are rejected ``too_old``
     max_event_bytes: int = 64 * 1024  #: larger events are rejected ``too_large``
+    #: the EWT estimator (streams/core/predict.py ESTIMATORS; docs/kpis.md "Prediction" compares them)
+    ewt_estimator: str = "erlang"
+    #: length of the service-level interval the projection is for, aligned to the local clock
+    sl_interval_s: int = 1800
     defaults: QueueThresholds = QueueThresholds()
     queues: Mapping[str, QueueThresholds] = field(default_factory=dict)
 
@@ -306,6 +310,26 @@ def _flag(name: str, raw: str) -> bool:
     raise ConfigError(f"{name}={raw!r}: use true or false")
 
 
+#: the estimators of streams/core/predict.py the worker can run (the core imports config, not the
+#: other way round); ``asterisk`` needs a running average kept per queue, which only the back-test
+#: keeps so far
+EWT_ESTIMATORS = ("cisco", "erlang", "throughput")
+
+
+def _estimator(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in EWT_ESTIMATORS:
+        raise ConfigError(f"{name}={raw!r}: use one of {', '.join(EWT_ESTIMATORS)}")
+    return value
+
+
+def _interval(name: str, raw: str) -> int:
+    """Minutes, 15 or 30 (the WFM intervals; both divide an hour, so intervals align to the clock)."""
+    if raw.strip() not in {"15", "30"}:
+        raise ConfigError(f"{name}={raw!r}: use 15 or 30 (minutes)")
+    return int(raw) * 60
+
+
 def _level(name: str, raw: str) -> str:
     raw = raw.strip().lower()
     if raw not in {"debug", "info", "warning", "error", "critical"}:
@@ -338,6 +362,8 @@ ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CCMON_MAX_AGENTS": ("max_agents", _positive_int),
     "CCMON_MAX_EVENT_AGE_S": ("max_event_age_s", _positive_float),
     "CCMON_MAX_EVENT_BYTES": ("max_event_bytes", _event_bytes),
+    "CCMON_EWT_ESTIMATOR": ("ewt_estimator", _estimator),
+    "CCMON_SL_INTERVAL_MIN": ("sl_interval_s", _interval),
     "CCMON_AGENT_METRICS": ("web.agent_metrics", _flag),
     "CCMON_AGENT_ACW_LIMIT_S": ("web.agent_acw_limit_s", _positive_float),
     "CCMON_AGENT_AWAY_LIMIT_S": ("web.agent_away_limit_s", _positive_float),

@@ -59,6 +59,7 @@ from streams.core.layout import (
     totals_key,
     waiting_key,
 )
+from streams.core.predict import QueueNow, estimate, estimator, interval_bounds, project
 
 __all__ = [
     "COUNTERS",
@@ -74,6 +75,7 @@ __all__ = [
 ]
 
 WINDOWS: dict[str, int] = {"5m": 300, "15m": 900, "1h": 3600}
+PREDICT_WINDOW = "5m"  #: the recent arrivals and answers the prediction reads
 TODAY = "today"
 ERLANG_WINDOW = "15m"
 
@@ -93,6 +95,11 @@ class Marked(TypedDict):
 def _observe(hist: list[float], bounds: tuple[float, ...], value: float) -> None:
     hist[bisect.bisect_left(bounds, value)] += 1
     hist[-1] += value
+
+
+def _sl_sums(v: list[float]) -> tuple[float, float]:
+    """(answered within T, counted) of a window's sums: the service level's two sides (kpis)."""
+    return v[kpis.IN_THRESHOLD], v[kpis.ANSWERED] + v[kpis.ABANDONED] - v[kpis.SHORT] + v[kpis.DEQUEUED]
 
 
 def fresh(rec: Marked, fid: FactId) -> bool:
@@ -121,6 +128,15 @@ class SeriesView:
     oldest_wait_s: float
     windows: dict[str, list[float]]
     agents_required: int | None
+    #: prediction (streams/core/predict.py), from the records above at this moment: no state of its own
+    ewt_s: float | None = None  #: estimated wait of a contact offered now
+    sl_projected: dict[str, float] = field(default_factory=dict)  #: horizon (interval/day) → ratio
+    breach_s: float | None = None  #: seconds until the interval's service level is below target
+
+    @property
+    def sl_projected_interval(self) -> float | None:
+        """The interval's projected service level (the wallboard's cell)."""
+        return self.sl_projected.get("interval")
 
 
 @dataclass(slots=True)
@@ -400,7 +416,7 @@ class QueueStore:
         oldest = max(0.0, now - min(waiting.values())) if waiting else 0.0
         windows = self.window_sums(queue, channel, now)
         dequeued = {reason: v["dq"].get(reason, 0) for reason in DEQUEUE_REASONS}
-        return SeriesView(
+        view = SeriesView(
             queue,
             channel,
             dict(zip(COUNTERS, v["c"], strict=False)),
@@ -414,6 +430,53 @@ class QueueStore:
             windows,
             self._agents_required(queue, windows[ERLANG_WINDOW]),
         )
+        self._predict(view, sorted(waiting.values()), now)
+        return view
+
+    def _predict(self, view: SeriesView, waiting_since: list[float], now: float) -> None:
+        """EWT, projected service level and time to breach (docs/kpis.md "Prediction"), read from
+        the waiting contacts, the queue's agents and the windows: exact whenever those are."""
+        queue, channel, windows = view.queue, view.channel, view.windows
+        recent, erlang = windows[PREDICT_WINDOW], windows[ERLANG_WINDOW]
+        counts = self.agent_counts(queue)
+        span = WINDOWS[PREDICT_WINDOW]
+        q = QueueNow(
+            view.waiting,
+            counts.get("available", 0),
+            counts.get("busy", 0),
+            counts.get("acw", 0),
+            kpis.aht(erlang),
+            recent[kpis.ANSWERED] / span,
+            recent[kpis.OFFERED] / span,
+        )
+        view.ewt_s = estimate(estimator(self.settings.ewt_estimator), q)
+        th = self.settings.thresholds(queue)
+        start, end, day_start, day_end = interval_bounds(now, self.zone, self.settings.sl_interval_s)
+        interval = [0.0] * kpis.WIDTH
+        for bucket_start in self.index.buckets.get((queue, channel), []):
+            if bucket_start >= start:
+                bucket: WindowRecord | None = self.data.get(bucket_key(queue, channel, bucket_start))
+                if bucket is not None:
+                    for i, x in enumerate(bucket["v"]):
+                        interval[i] += x
+        today = windows[TODAY]
+        p = project(
+            q,
+            waiting_since,
+            now=now,
+            interval_end=end,
+            day_end=day_end,
+            interval_sums=_sl_sums(interval),
+            day_sums=_sl_sums(today),
+            day_offered_per_s=today[kpis.OFFERED] / max(1.0, now - day_start),
+            threshold_s=th.sl_threshold_s,
+            target=th.sl_target,
+        )
+        if p.interval is not None:
+            view.sl_projected["interval"] = p.interval
+        if p.day is not None:
+            view.sl_projected["day"] = p.day
+        view.breach_s = p.breach_s
 
     def _agents_required(self, queue: str, window: list[float]) -> int | None:
         aht = kpis.aht(window)

@@ -594,6 +594,86 @@ KPIS: tuple[Kpi, ...] = (
         ),
     ),
     Kpi(
+        "ccmon_ewt_seconds",
+        "gauge",
+        QC,
+        "Estimated wait of a contact offered now (CCMON_EWT_ESTIMATOR)",
+        "seconds",
+        'Estimated wait time of a contact offered now (docs/kpis.md "Prediction"); absent when nobody '
+        "staffs the queue or no handle time is known",
+        reads="waiting contacts, the queue's agents, the 5m and 15m windows",
+        series_attr="ewt_s",
+        absent_when_undefined=True,
+        tiles=(Tile("ewt_seconds", "EWT", 17, "secs", attr="ewt_s", grade=WAIT),),
+        panels=(
+            Panel(
+                "Prediction",
+                1,
+                "Estimated wait (EWT)",
+                "s",
+                GOOD_LOW_WAIT,
+                expr="sum by (queue, channel) (ccmon_ewt_seconds)",
+            ),
+        ),
+    ),
+    Kpi(
+        "ccmon_service_level_projected_ratio",
+        "gauge",
+        ("queue", "channel", "horizon"),
+        "Projected service level of the current interval and of the day",
+        "ratio",
+        "Expected service level at the end of the current interval (`CCMON_SL_INTERVAL_MIN`) and of "
+        "the day: so far, plus those waiting now and those expected, at current staffing",
+        reads="waiting contacts, the queue's agents, the interval's buckets, the 5m, 15m and today windows",
+        absent_when_undefined=True,
+        extra_labels={"horizon": ("interval", "day")},
+        tiles=(
+            Tile(
+                "service_level_projected",
+                "SL projected",
+                18,
+                "pct",
+                attr="sl_projected_interval",
+                grade=SL,
+            ),
+        ),
+        panels=(
+            Panel(
+                "Prediction",
+                2,
+                "Service level projected (interval)",
+                "percentunit",
+                GOOD_HIGH_SL,
+                expr='sum by (queue, channel) (ccmon_service_level_projected_ratio{horizon="interval"})',
+                decimals=1,
+            ),
+        ),
+    ),
+    Kpi(
+        "ccmon_service_level_breach_seconds",
+        "gauge",
+        QC,
+        "Expected seconds until the interval's service level is below target",
+        "seconds",
+        "When the interval's projection is below target: expected seconds until its service level is "
+        "(0: already); absent otherwise",
+        reads="as ccmon_service_level_projected_ratio",
+        series_attr="breach_s",
+        absent_when_undefined=True,
+        # any value is bad: the cell is there only when a breach is projected
+        tiles=(Tile("breach_seconds", "breach in", 19, "secs", attr="breach_s", grade=Grade(-1, -1)),),
+        panels=(
+            Panel(
+                "Prediction",
+                3,
+                "Breach of the SL target expected in",
+                "s",
+                ((None, "red"),),
+                expr="sum by (queue, channel) (ccmon_service_level_breach_seconds)",
+            ),
+        ),
+    ),
+    Kpi(
         "ccmon_first_response_seconds",
         "histogram",
         QC,

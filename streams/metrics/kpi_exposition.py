@@ -49,6 +49,7 @@ DEQUEUED, MISSED = _AT["ccmon_contacts_dequeued_total"], _AT["ccmon_offers_misse
 WAIT, HANDLE = _AT["ccmon_wait_seconds"], _AT["ccmon_handle_seconds"]
 OLDEST, AGENTS = _AT["ccmon_queue_oldest_wait_seconds"], _AT["ccmon_agents"]
 FIRST_RESPONSE = _AT["ccmon_first_response_seconds"]
+PROJECTED = _AT["ccmon_service_level_projected_ratio"]
 #: windowed gauge → (its family's position, name, formula over the window's sums)
 GAUGES = [(_AT[k.name], k.name, k.formula) for k in catalog.KPIS if k.formula is not None]
 #: gauge of one value per series → (its family's position, name, the SeriesView attribute it reads)
@@ -122,6 +123,10 @@ def render_series(view: SeriesView, ql: str) -> list[str]:
     # once one of its contacts had a first response: no 17 zero lines per voice series
     if view.channel == "chat" or any(fr[:-1]):
         parts[FIRST_RESPONSE] = _histogram("ccmon_first_response_seconds", ql, FIRST_RESPONSE_LE, fr)
+    parts[PROJECTED] = "".join(
+        f'ccmon_service_level_projected_ratio{{{ql},horizon="{horizon}"}} {floatToGoString(value)}\n'
+        for horizon, value in view.sl_projected.items()
+    )
     for g, name, attr in VIEW_GAUGES:
         value = getattr(view, attr)
         if value is not None:  # absent, not 0, when undefined

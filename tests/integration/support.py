@@ -233,15 +233,26 @@ PROCESS_METRICS = (
 )
 
 
+#: series computed from state and the clock, which move between two scrapes: the oldest wait,
+#: per-agent state seconds, and the prediction (EWT, projected service level, time to breach: the
+#: windows they read slide and the waiting contacts age)
+CLOCK_SERIES = (
+    "ccmon_queue_oldest",
+    "ccmon_agent_state_seconds",
+    "ccmon_ewt_seconds",
+    "ccmon_service_level_projected",
+    "ccmon_service_level_breach",
+)
+
+
 def state_series(m: dict) -> dict:
-    """Everything computed from state: all ccmon series but the process metrics, and the oldest
-    wait, which moves with the clock between two scrapes."""
+    """Everything computed from state: all ccmon series but the process metrics and those that
+    move with the clock between two scrapes (CLOCK_SERIES)."""
     return {
         k: v
         for k, v in m.items()
-        if k[0].startswith("ccmon_")
-        and not k[0].startswith((*PROCESS_METRICS, "ccmon_queue_oldest", "ccmon_agent_state_seconds"))
-    }  # per-agent state seconds run on with the clock, like the oldest wait
+        if k[0].startswith("ccmon_") and not k[0].startswith((*PROCESS_METRICS, *CLOCK_SERIES))
+    }
 
 
 def stream_lags(m: dict) -> dict[str, float]:

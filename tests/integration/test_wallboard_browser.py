@@ -12,16 +12,19 @@ import pytest
 from producers.recording import line
 from streams.metrics import catalog
 from tests.integration.recordings import scripted
-from tests.integration.support import ARTIFACTS, Env, Worker, metric
+from tests.integration.support import ARTIFACTS, CLOCK_SERIES, Env, Worker, metric
 
 pytestmark = pytest.mark.integration
 
 # DOM data-kpi → (metric, window) on /metrics, for every gauge cell the catalog declares (the
-# oldest wait moves with the clock: compared apart; staffed is a sum of ccmon_agents)
+# oldest wait moves with the clock: compared apart, and the prediction's cells move with it
+# (support.CLOCK_SERIES); staffed is a sum of ccmon_agents)
 KPI_METRICS = {
     t.field: (k.name, t.window)
     for k, t in catalog.tiles()
-    if k.type == "gauge" and t.field not in ("oldest_wait_s", "staffed")
+    if k.type == "gauge"
+    and t.field not in ("oldest_wait_s", "staffed")
+    and not k.name.startswith(CLOCK_SERIES)
 }
 CHANNELS = {t.field: t.channels for _, t in catalog.tiles()}
 # counts in the last 15 min have no gauge on /metrics: (queue, channel) → values by hand from the

@@ -1,5 +1,7 @@
 """The cached KPI exposition: valid text format, equal to the store's views, and never stale."""
 
+import pytest
+
 from streams.dev.local_pipeline import LocalPipeline
 from streams.metrics import catalog
 from streams.metrics.kpi_exposition import KpiExposition
@@ -25,7 +27,7 @@ def test_text_matches_hand_computed_values_and_every_family_is_typed_once():
     feed(p, SCENARIO + [(AGENTS, agent("a1", "busy", ["sales", "support"], at("10:00:00")))], clock.now)
     text = KpiExposition(lambda: p.store, clock).render()
     types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
-    assert len(types) == len(set(types)) == len(catalog.KPIS) == 26
+    assert len(types) == len(set(types)) == len(catalog.KPIS) == 29
     m = samples(text)
     q = {"queue": "sales", "channel": "voice"}
     assert sample(m, "ccmon_contacts_offered_total", **q) == 6
@@ -40,6 +42,21 @@ def test_text_matches_hand_computed_values_and_every_family_is_typed_once():
     assert sample(m, "ccmon_abandon_ratio", **q, window="15m") == 1 / 3
     assert sample(m, "ccmon_service_level_ratio", **q, window="15m") == 1 / 3
     assert sample(m, "ccmon_csat_ratio", **q, window="15m") is None  # no surveys: absent, not 0
+    # prediction (docs/kpis.md "Prediction"), by hand: a1 busy is sales' only agent, c5 waits, AHT
+    # 15m 195 s. EWT (erlang): c5 and the new contact need 2 completions of 1 agent: 2 × 195 s.
+    assert sample(m, "ccmon_ewt_seconds", **q) == 390.0
+    # interval 10:00-10:30: 1 of 3 within T so far; c5 (past T) completes at 10:13:15, a miss; 1
+    # offered in 5m: 1/300 per s, 4 expected until 10:30, no backlog (the agent drains it faster),
+    # each at Erlang C with N = 1, A = 195/300 = 0.65: 1 − 0.65·e^(−0.35·20/195) = 0.372919
+    assert sample(m, "ccmon_service_level_projected_ratio", **q, horizon="interval") == pytest.approx(
+        (1 + 4 * 0.372919) / 8, abs=1e-6
+    )
+    # the day adds 6 offered in 36,600 s since midnight, over the 48,600 s after 10:30: 7.967213
+    # more, at N = 1, A = 0.031967: SL 0.971054
+    assert sample(m, "ccmon_service_level_projected_ratio", **q, horizon="day") == pytest.approx(
+        (1 + 4 * 0.372919 + 7.967213 * 0.971054) / (8 + 7.967213), abs=1e-6
+    )
+    assert sample(m, "ccmon_service_level_breach_seconds", **q) == 0.0  # below target already
     assert sample(m, "ccmon_agents", queue="support", state="busy") == 1
     assert sample(m, "ccmon_agents", queue="support", state="available") == 0
 

@@ -92,6 +92,9 @@ def views(p: LocalPipeline, now: float) -> dict[object, object]:
             v.first_response_hist,
             v.waiting,
             v.windows,
+            v.ewt_s,  # prediction (issue 25): the gauges read the records above
+            v.sl_projected,
+            v.breach_s,
         )
     out["agents"] = dict(p.store.agents())
     out["agent view"] = p.agent_store.rows(now)  # per agent: state, contacts in hand, today, totals

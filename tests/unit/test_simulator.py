@@ -155,7 +155,63 @@ def test_bad_scenarios_say_what_is_wrong(doc, needle):
     assert needle in str(err.value)
 
 
-@pytest.mark.parametrize("text", ["spike:q@1+2", "abandon-spike:q@10", "agents-away:0@1+5", "bad-input:x@3"])
+def offered_by_queue(events, since: float, until: float):
+    return Counter(
+        v["queue"]
+        for _, _, v in events
+        if isinstance(v, dict) and v.get("type") == "offered" and since * 1000 <= v["ts"] < until * 1000
+    )
+
+
+def test_a_surge_multiplies_its_queue_arrivals_for_its_duration_only():
+    flat = Scenario.default().flat()
+    calm = Simulator(5, START, flat).advance(START + 3600)
+    surged = Simulator(5, START, flat, (parse_incident("surge:support*3@1200+1200"),)).advance(START + 3600)
+    during_calm, during = (
+        offered_by_queue(calm, START + 1200, START + 2400),
+        offered_by_queue(surged, START + 1200, START + 2400),
+    )
+    # support: 180 + 72 an hour on voice and chat, 84 in 20 minutes; three times that in the surge
+    assert during["support"] >= 2.3 * during_calm["support"] and during["support"] >= 180
+    assert abs(during["billing"] - during_calm["billing"]) <= 0.5 * during_calm["billing"] + 5
+    after = offered_by_queue(surged, START + 2400, START + 3600)["support"]
+    assert after <= 1.5 * offered_by_queue(calm, START + 2400, START + 3600)["support"] + 10
+
+
+def test_scenario_incidents_are_seeded_and_added_to_the_command_lines():
+    doc = {
+        "queues": [
+            {"name": "q", "channel": "voice", "per_hour": 60, "talk_mean_s": 60, "patience_mean_s": 60}
+        ],
+        "agents": [{"count": 4, "channel": "voice", "skills": ["q"]}],
+        "incidents": ["surge:q*4@600+600", "agents-away:2@900+300"],
+    }
+    sc = parse(doc, "s.toml")
+    assert [i.kind for i in sc.incidents] == ["surge", "agents-away"] and sc.incidents[0].factor == 4.0
+    first = Simulator(9, START, sc).advance(START + 1800)
+    assert first == Simulator(9, START, sc).advance(START + 1800)
+    n = offered_by_queue(first, START, START + 1800)["q"]
+    assert offered_by_queue(first, START + 600, START + 1200)["q"] >= 0.6 * n
+    away = [v for t, _, v in first if t == "agents" and v.get("reason") == "meeting"]
+    assert len(away) == 2
+    with pytest.raises(CcmonError, match=r"incidents\[0\]"):
+        parse({**doc, "incidents": ["surge:q@600+600"]}, "s.toml")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "spike:q@1+2",
+        "abandon-spike:q@10",
+        "agents-away:0@1+5",
+        "bad-input:x@3",
+        "surge:q@10+60",
+        "surge:q*2@10",
+        "surge:q*0@10+60",
+        "surge:q*11@10+60",
+        "abandon-spike:q*2@10+60",
+    ],
+)
 def test_bad_incidents(text):
     with pytest.raises(ValueError):
         parse_incident(text)
