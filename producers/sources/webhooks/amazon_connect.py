@@ -162,9 +162,12 @@ class AmazonConnect(Platform):
         doc = {"requestId": headers.get(FIREHOSE_ID, ""), "timestamp": int(time.time() * 1000)}
         return Response(200, "application/json", orjson.dumps(doc))
 
+    def steps(self) -> Mapping[tuple[str, str], int]:
+        return {("ignored", k): n for k, n in self.ignored.items()}
+
     def error_response(self, headers: Mapping[str, str], status: int, reason: str) -> Response | None:
         """Firehose's documented error answer (``requestId``, ``timestamp``, ``errorMessage``), for a
-        receiver that asks; ``None`` for EventBridge (any body will do)."""
+        delivery the receiver refuses or cannot take; ``None`` for EventBridge (any body will do)."""
         if headers.get(FIREHOSE_ID) is None:
             return None
         doc = {

@@ -23,6 +23,11 @@ receiver (``producers/sources/webhooks/receiver.py``) runs for every delivery, i
    body (Amazon Kinesis Data Firehose: ``requestId`` and ``timestamp``) overrides it. ``headers``
    are the request's (Firehose echoes its ``X-Amz-Firehose-Request-Id``).
 
+Every other answer (401, 400, 413, 500, 503) is built by ``error_response(headers, status, reason)``:
+``None`` (the default) gives the receiver's one-line ``text/plain`` reason; a platform whose sender
+documents an error body (Firehose: ``requestId``, ``timestamp``, ``errorMessage``) returns it, so the
+sender's own logs and its backup records show why the delivery failed.
+
 ``answer_within_s`` is how long the receiver waits for Kafka's acknowledgement before answering 503
 (below the platform's own HTTP timeout, so the platform sees an answer and retries, instead of a
 timeout it may count against the endpoint). A platform that keeps state between deliveries (a
@@ -30,6 +35,12 @@ conversation's current segment, a message held until its conversation is known) 
 ``to_state`` and takes it back in ``load_state``, and sets ``dirty`` when ``parse`` changed it; the
 receiver saves it (with ``--state-file``) after the acknowledgement and before the 2xx, so a
 delivery answered 2xx is never lost even when it gave no event yet.
+
+What a mapping does besides sending events (a type acknowledged without an event, an event held
+for its predecessor, released after the hold bound, dropped as too late to place) is invisible in
+the deliveries' results: ``steps()`` gives those counts since start, by step and detail, and
+``held_now()`` what is held at the moment; the receiver exports both on its ``/metrics``
+(``ccmon_webhook_steps_total``, ``ccmon_webhook_held``). The defaults are none.
 
 A platform is built from a :class:`PlatformConfig`: its secret (from
 ``CCMON_WEBHOOKS_<NAME>_SECRET_FILE``, a file read once at start, or ``CCMON_WEBHOOKS_<NAME>_SECRET``)
@@ -132,6 +143,20 @@ class Platform:
 
     def respond(self, headers: Mapping[str, str], events: list[SourceEvent]) -> Response:
         return Response()
+
+    def error_response(self, headers: Mapping[str, str], status: int, reason: str) -> Response | None:
+        """The answer to a refused or failed delivery, when the sender documents a format for it;
+        ``None`` keeps the receiver's plain one-line reason."""
+        return None
+
+    def steps(self) -> Mapping[tuple[str, str], int]:
+        """(step, detail) -> how often since start: ``ignored``, ``held``, ``released``, ``dropped``
+        (docs/sources/webhooks.md); a platform that keeps no such counts gives none."""
+        return {}
+
+    def held_now(self) -> int:
+        """Events held now, waiting for a predecessor (0 for a platform that holds nothing)."""
+        return 0
 
     def to_state(self) -> dict[str, Any]:
         return {}

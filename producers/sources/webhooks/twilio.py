@@ -185,10 +185,24 @@ class Twilio(Platform):
         self.ignored: Counter[str] = Counter()  #: CloudEvent types acknowledged without an event
         self.released: Counter[str] = Counter()  #: held events sent after hold_s without predecessor
         self.dropped: Counter[str] = Counter()  #: events too late to place, by why
+        self.held_total: Counter[str] = Counter()  #: events held for their predecessor, by type
         self._replayed: set[str] = set()  #: tasks whose story this parse already sent again
         self.holding: set[str] = set()  #: tasks with held events (the only ones the bound looks at)
 
     # ---- the receiver's three steps ---------------------------------------------------------------
+    def steps(self) -> Mapping[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {("held", k): n for k, n in self.held_total.items()}
+        for step, counts in (
+            ("ignored", self.ignored),
+            ("released", self.released),
+            ("dropped", self.dropped),
+        ):
+            out.update({(step, k): n for k, n in counts.items()})
+        return out
+
+    def held_now(self) -> int:
+        return sum(len(t.held) for s in self.holding if (t := self.tasks.get(s)) is not None)
+
     def signed_url(self, body: bytes) -> str:
         sep = "&" if "?" in self.url else "?"
         return f"{self.url}{sep}bodySHA256={hashlib.sha256(body).hexdigest()}"
@@ -368,6 +382,7 @@ class Twilio(Platform):
             held = {"need": need, "stream": ev.stream, "key": ev.key, "event": ev.event}
             task.held.append(held | {"queue": self._queue(payload)})
             self.holding.add(sid)
+            self.held_total[etype] += 1
 
     def _offer(self, sid: str, task: Task, queue: str, ts: float, out: list[SourceEvent]) -> None:
         task.queues.append(queue)
