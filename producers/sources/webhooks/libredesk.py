@@ -297,6 +297,10 @@ class Libredesk(Platform):
             return out
         if agent is not None:
             out += self._answered(uuid, agent, first if first is not None else at)
+        if first is not None and first >= self._seg(uuid):
+            # the reply's own delivery may come after this one, when the worker takes no first
+            # response any more (the contact ended): the step it implies, with its own id
+            out.append(events.contact("responded", cid, first, f"{cid}:responded", channel="chat"))
         out.append(events.contact("ended", cid, at, f"{cid}:ended", channel="chat"))
         out.append(events.contact("wrapup_ended", cid, at, f"{cid}:wrapup_ended", channel="chat"))
         if new == "Resolved":
