@@ -335,3 +335,16 @@ def test_a_resolution_without_a_reply_gives_no_first_response():
     done = chatwoot_conversation(3, created=T, updated=T + 300, assignee=8, status="resolved")
     out = parse(p, chatwoot_event("conversation_status_changed", done, status=("open", "resolved")))
     assert "responded" not in [e.type for e in out] and "ended" in [e.type for e in out]
+
+
+def test_the_conversation_is_the_case_across_its_reopenings_and_the_contact_the_customer():
+    p = platform()
+    first = parse(p, chatwoot_event("conversation_created", chatwoot_conversation(4, created=T, contact=77)))
+    assert (first[0].event["customer"], first[0].event["case_id"]) == ("chatwoot-contact-77", "chatwoot-4")
+    done = chatwoot_conversation(4, created=T, updated=T + 60, assignee=8, contact=77, status="resolved")
+    out = parse(p, chatwoot_event("conversation_status_changed", done, status=("open", "resolved")))
+    assert next(e for e in out if e.type == "resolved").event["case_id"] == "chatwoot-4"
+    again = chatwoot_conversation(4, created=T, updated=T + 600, contact=77)
+    out = parse(p, chatwoot_event("conversation_status_changed", again, status=("resolved", "open")))
+    offered = next(e for e in out if e.type == "offered")
+    assert offered.key != first[0].key and offered.event["case_id"] == "chatwoot-4"

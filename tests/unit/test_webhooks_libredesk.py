@@ -250,3 +250,16 @@ def test_a_resolution_delivered_before_the_reply_carries_the_first_response():
         {"previous_status": "Open", "new_status": "Resolved", "conversation": unreplied},
     )
     assert "responded" not in [e.type for e in other]
+
+
+def test_the_conversation_is_the_case_and_the_contact_the_customer():
+    p = platform()
+    [offered] = parse(p, "conversation.created", conv(contact=55))
+    assert (offered.event["customer"], offered.event["case_id"]) == ("libredesk-contact-55", CID)
+    done = conv(updated=T + 300, status="Resolved", assigned_user=4, resolved=T + 300, contact=55)
+    out = parse(
+        p,
+        "conversation.status_changed",
+        {"previous_status": "Open", "new_status": "Resolved", "conversation": done},
+    )
+    assert next(e for e in out if e.type == "resolved").event["case_id"] == CID

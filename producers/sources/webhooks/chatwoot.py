@@ -262,6 +262,7 @@ class Chatwoot(Platform):
                 channel="chat",
                 queue=self._queue(conv),
                 customer=self._customer(conv),
+                case_id=self._base(conv),  # the conversation is the case, across its reopenings
             )
         ]
 
@@ -401,7 +402,9 @@ class Chatwoot(Platform):
             out.append(events.contact("responded", cid, conv.first_reply, f"{cid}:responded", channel="chat"))
         out.append(events.contact("ended", cid, at, f"{cid}:ended", channel="chat"))
         out.append(events.contact("wrapup_ended", cid, at, f"{cid}:wrapup_ended", channel="chat"))
-        out.append(events.contact("resolved", cid, at, f"{cid}:resolved", channel="chat"))
+        out.append(
+            events.contact("resolved", cid, at, f"{cid}:resolved", channel="chat", case_id=self._base(conv))
+        )
         return out
 
     def _first_reply(self, conv: Conversation, otherwise: float) -> float:

@@ -213,7 +213,14 @@ class Libredesk(Platform):
         c, cid, seg = self.convs[uuid], self._cid(uuid), self._seg(uuid)
         at = float(seg) if seg else float(c["created"])
         return events.contact(
-            "offered", cid, at, f"{cid}:offered", channel="chat", queue=c["queue"], customer=c["customer"]
+            "offered",
+            cid,
+            at,
+            f"{cid}:offered",
+            channel="chat",
+            queue=c["queue"],
+            customer=c["customer"],
+            case_id=f"{self.source}-{uuid}",  # the conversation is the case, across its reopenings
         )
 
     def _answered(self, uuid: str, agent: int, at: float) -> list[SourceEvent]:
@@ -304,7 +311,11 @@ class Libredesk(Platform):
         out.append(events.contact("ended", cid, at, f"{cid}:ended", channel="chat"))
         out.append(events.contact("wrapup_ended", cid, at, f"{cid}:wrapup_ended", channel="chat"))
         if new == "Resolved":
-            out.append(events.contact("resolved", cid, at, f"{cid}:resolved", channel="chat"))
+            out.append(
+                events.contact(
+                    "resolved", cid, at, f"{cid}:resolved", channel="chat", case_id=f"{self.source}-{uuid}"
+                )
+            )
         return out
 
     # ---- messages ------------------------------------------------------------------------------------

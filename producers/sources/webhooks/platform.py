@@ -71,6 +71,7 @@ __all__ = [
     "PlatformConfig",
     "Response",
     "Unauthorized",
+    "customer_id",
     "hmac_sha256_hex",
     "json_object",
     "same",
@@ -166,6 +167,26 @@ class Platform:
 
 
 # ---- helpers the platforms share ------------------------------------------------------------------
+#: caller ids that name nobody (withheld, anonymous, no number from the network), as platforms and
+#: carriers write them; Twilio spells them as digits on a keypad ("+266696687" is ANONYMOUS,
+#: "+86282452253" UNAVAILABLE, "+7378742833" RESTRICTED, "+2562533" BLOCKED)
+NOBODY = frozenset(
+    {"", "anonymous", "unknown", "withheld", "private", "restricted", "unavailable", "blocked", "none"}
+    | {"+266696687", "+86282452253", "+7378742833", "+2562533", "266696687", "86282452253"}
+    | {"7378742833", "2562533"}
+)
+
+
+def customer_id(value: Any) -> str | None:
+    """A payload's customer identifier (number, address, contact id) as SPEC's ``customer``: the
+    text as given, none for a withheld or anonymous one, a non-text value or one over 128 chars
+    (an identifier is never cut: two customers would meet)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value).strip()
+    return None if text.lower() in NOBODY or len(text) > 128 else text
+
+
 def hmac_sha256_hex(secret: bytes, message: bytes) -> str:
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
