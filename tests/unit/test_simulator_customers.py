@@ -126,7 +126,7 @@ def test_the_shares_follow_the_scenario(seed: int):
                 continue
             chances += 1
             came = nxt is not None and nxt["offered"] - c["abandoned"] <= cu.callback_delay_s[1]
-            if came:
+            if nxt is not None and came:
                 assert cu.callback_delay_s[0] <= nxt["offered"] - c["abandoned"]
             hits += came
     assert chances > 100 and within(hits, chances, cu.callback_after_abandon)
@@ -142,7 +142,8 @@ def test_the_shares_follow_the_scenario(seed: int):
             later[c["cid"]] = group[i + 1] if i + 1 < len(group) else None
     repeated = [c for c in eligible if later[c["cid"]] is not None]
     for c in repeated:
-        assert cu.repeat_delay_s[0] <= later[c["cid"]]["offered"] - c["ended"] <= late
+        back = later[c["cid"]]
+        assert back is not None and cu.repeat_delay_s[0] <= back["offered"] - c["ended"] <= late
         assert c["resolved"] == []  # the issue came back: not resolved on this contact
     assert len(eligible) > 300 and within(len(repeated), len(eligible), cu.repeat_after_handled)
     rest = [c for c in eligible if later[c["cid"]] is None]
