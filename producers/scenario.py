@@ -37,6 +37,24 @@ class AgentGroup:
 
 
 @dataclass(frozen=True)
+class Customers:
+    """Returning customers (issue 24; the ``[customers]`` section): who contacts, who comes back.
+    Shares are of contacts; delays are drawn uniformly between their bounds."""
+
+    pool: int = 200_000  #: distinct customers new contacts are drawn from (chance repeats: traffic / pool)
+    anonymous: float = 0.05  #: share of new contacts with no customer (withheld number, unknown visitor)
+    callback_after_abandon: float = 0.5  #: share of abandoned contacts whose customer tries again
+    callback_delay_s: tuple[float, float] = (60.0, 900.0)  #: within minutes
+    callback_max_tries: int = 3  #: a customer gives up after this many abandons in a row
+    other_queue: float = 0.3  #: share of returns on another queue or channel
+    repeat_after_handled: float = 0.1  #: share of handled contacts whose issue brings them back
+    repeat_delay_s: tuple[float, float] = (1800.0, 6 * 3600.0)  #: within hours
+    resolved: float = 0.6  #: share of the other handled contacts whose case is marked resolved
+    resolved_later: float = 0.3  #: of those, share resolved hours later rather than within minutes
+    resolved_delay_s: tuple[float, float] = (3600.0, 8 * 3600.0)  #: the later ones
+
+
+@dataclass(frozen=True)
 class Scenario:
     queues: tuple[QueueSpec, ...]
     agents: tuple[AgentGroup, ...]
@@ -55,6 +73,7 @@ class Scenario:
     #: incidents on the scenario's own schedule (``incidents = ["surge:sales*2@3600+1800", ...]``),
     #: added to those of ``--incident``
     incidents: tuple[Incident, ...] = ()
+    customers: Customers = field(default_factory=Customers)  #: returning customers
 
     @classmethod
     def default(cls) -> Scenario:
@@ -159,6 +178,48 @@ def parse(doc: dict[str, Any], source: str) -> Scenario:
         acw_lingerers=_num(f"{source}: center.acw_lingerers", c.get("acw_lingerers", 0.1), high=1),
         ces_rate=_num(f"{source}: surveys.ces_rate", s.get("ces_rate", 0.6), high=1),
         incidents=tuple(incidents),
+        customers=parse_customers(doc.get("customers", {}), source),
+    )
+
+
+def _delay(where: str, value: Any, default: tuple[float, float]) -> tuple[float, float]:
+    if value is None:
+        return default
+    if not isinstance(value, list) or len(value) != 2:
+        raise CcmonError(f"{where} must be [shortest, longest] in seconds")
+    low, high = _num(f"{where}[0]", value[0]), _num(f"{where}[1]", value[1])
+    if high < low:
+        raise CcmonError(f"{where}: the longest must be >= the shortest")
+    return (low, high)
+
+
+def parse_customers(doc: Any, source: str) -> Customers:
+    """The ``[customers]`` section; absent keys keep the defaults of :class:`Customers`."""
+    if not isinstance(doc, dict):
+        raise CcmonError(f"{source}: customers must be a table")
+    where, d = f"{source}: customers", Customers()
+    known = {f.name for f in dataclasses.fields(Customers)}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise CcmonError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+
+    def share(name: str) -> float:
+        return _num(f"{where}.{name}", doc.get(name, getattr(d, name)), high=1)
+
+    return Customers(
+        pool=int(_num(f"{where}.pool", doc.get("pool", d.pool), low=1)),
+        anonymous=share("anonymous"),
+        callback_after_abandon=share("callback_after_abandon"),
+        callback_delay_s=_delay(f"{where}.callback_delay_s", doc.get("callback_delay_s"), d.callback_delay_s),
+        callback_max_tries=int(
+            _num(f"{where}.callback_max_tries", doc.get("callback_max_tries", d.callback_max_tries), low=1)
+        ),
+        other_queue=share("other_queue"),
+        repeat_after_handled=share("repeat_after_handled"),
+        repeat_delay_s=_delay(f"{where}.repeat_delay_s", doc.get("repeat_delay_s"), d.repeat_delay_s),
+        resolved=share("resolved"),
+        resolved_later=share("resolved_later"),
+        resolved_delay_s=_delay(f"{where}.resolved_delay_s", doc.get("resolved_delay_s"), d.resolved_delay_s),
     )
 
 

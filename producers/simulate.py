@@ -121,6 +121,9 @@ class _Contact:
     queue: str
     offered: float
     segment: int = 0  #: bumped on transfer: events scheduled for an earlier segment are dropped
+    customer: str | None = None  #: who contacted (None: anonymous)
+    case: str | None = None  #: the issue, kept by the customer's returns about it
+    tries: int = 0  #: abandons in a row before this contact (a callback's)
 
 
 class Simulator:
@@ -131,6 +134,10 @@ class Simulator:
     ) -> None:
         self.sc = scenario or Scenario.default()
         self.rng = random.Random(seed)
+        #: returning customers draw from their own generator: who contacts and who comes back
+        #: does not move the draws of the traffic around it (issue 24)
+        self.crng = random.Random(f"customers:{seed}")
+        self._cases = itertools.count(1)
         #: ids differ between runs (a second demo, or a second simulator injecting an incident,
         #: must not collide with contacts the worker already knows); the sequence does not
         self.tag = format(int(start * 1000), "x")
@@ -242,7 +249,8 @@ class Simulator:
 
     def _arrive(self, spec: QueueSpec) -> None:
         c = _Contact(f"{spec.channel[0]}-{self.tag}-{next(self._ids)}", spec, spec.name, self.now)
-        self._contact_event(c, "offered", queue=spec.name)
+        self._new_customer(c)
+        self._contact_event(c, "offered", queue=spec.name, **self._who(c))
         self._enqueue(c)
         self._schedule_arrival(spec, self.now)
 
@@ -258,6 +266,7 @@ class Simulator:
         if c in self._waiting and c.offered == offered:
             self._waiting.remove(c)
             self._contact_event(c, "abandoned")
+            self._after_abandon(c)
 
     # ---- handling ------------------------------------------------------------------------
     def _free(self, agent: _Agent) -> bool:
@@ -374,6 +383,7 @@ class Simulator:
 
     def _end(self, c: _Contact, agent: _Agent) -> None:
         self._contact_event(c, "ended")
+        self._after_handled(c)
         if len(agent.active) == 1:
             self._agent_state(agent, "acw")
         acw = self.rng.expovariate(1 / self.sc.acw_mean_s) * (LINGER_FACTOR if agent.lingers else 1.0)
@@ -396,6 +406,64 @@ class Simulator:
         if self.rng.random() < self.sc.ces_rate:
             survey["ces"] = self.rng.choices(range(1, 8), (3, 4, 6, 10, 20, 30, 27))[0]
         self._contact_event(c, "survey", **survey)
+
+    # ---- returning customers (issue 24; scenario section [customers]) ---------------------
+    def _new_customer(self, c: _Contact) -> None:
+        """A fresh contact's customer, drawn from the pool (anonymous for a share), and a new case."""
+        cu = self.sc.customers
+        if self.crng.random() < cu.anonymous:
+            return
+        c.customer = f"+336{self.crng.randrange(cu.pool):08d}"
+        c.case = f"case-{self.tag}-{next(self._cases)}"
+
+    @staticmethod
+    def _who(c: _Contact) -> dict[str, str]:
+        who = {"customer": c.customer, "case_id": c.case}
+        return {k: v for k, v in who.items() if v is not None}
+
+    def _return_spec(self, c: _Contact) -> QueueSpec:
+        """The queue a returning customer contacts: the same one, or for a share another queue or
+        channel."""
+        others = [q for q in self.sc.queues if q is not c.spec]
+        if others and self.crng.random() < self.sc.customers.other_queue:
+            return others[self.crng.randrange(len(others))]
+        return c.spec
+
+    def _after_abandon(self, c: _Contact) -> None:
+        """A share of abandoning customers try again within minutes, up to ``callback_max_tries``
+        abandons in a row; anonymous ones too, still anonymous (nothing links them)."""
+        cu = self.sc.customers
+        if c.tries + 1 >= cu.callback_max_tries:
+            return  # given up after this many abandons in a row
+        if self.crng.random() >= cu.callback_after_abandon:
+            return
+        spec, delay = self._return_spec(c), self.crng.uniform(*cu.callback_delay_s)
+        self._at(self.now + delay, partial(self._come_back, spec, c.customer, c.case, c.tries + 1))
+
+    def _after_handled(self, c: _Contact) -> None:
+        """Handled: for a share the issue brings the customer back within hours (same case);
+        otherwise, for a share, the case is marked ``resolved`` minutes or hours after the end."""
+        cu = self.sc.customers
+        if c.customer is not None and self.crng.random() < cu.repeat_after_handled:
+            spec, delay = self._return_spec(c), self.crng.uniform(*cu.repeat_delay_s)
+            self._at(self.now + delay, partial(self._come_back, spec, c.customer, c.case, 0))
+            return
+        if self.crng.random() >= cu.resolved:
+            return
+        if self.crng.random() < cu.resolved_later:
+            delay = self.crng.uniform(*cu.resolved_delay_s)
+        else:
+            delay = self.crng.uniform(0.0, 300.0)
+        self._at(self.now + delay, partial(self._resolve, c))
+
+    def _come_back(self, spec: QueueSpec, customer: str | None, case: str | None, tries: int) -> None:
+        c = _Contact(f"{spec.channel[0]}-{self.tag}-{next(self._ids)}", spec, spec.name, self.now)
+        c.customer, c.case, c.tries = customer, case, tries
+        self._contact_event(c, "offered", queue=spec.name, **self._who(c))
+        self._enqueue(c)
+
+    def _resolve(self, c: _Contact) -> None:
+        self._contact_event(c, "resolved", **({"case_id": c.case} if c.case else {}))
 
     # ---- incidents -------------------------------------------------------------------------
     def _incident(self, inc: Incident) -> None:

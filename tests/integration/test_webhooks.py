@@ -182,6 +182,10 @@ def test_chatwoot_deliveries_reordered_duplicated_and_retried_give_the_hand_comp
             "ccmon_contacts_answered_in_threshold_total": 2,  # c1 (10 s), c5 (5 s or 10 s): within 20 s
             "ccmon_contacts_abandoned_total": 1,  # c3, after 120 s: not a short abandon
             "ccmon_contacts_handled_total": 2,  # c1, c2 resolved
+            # first response = the first agent reply - the offer: c1 15 - 0, c2 70 - 5, c5 50 - 40
+            # (c3's message is the customer's: no response)
+            "ccmon_first_response_seconds_count": 3,
+            "ccmon_first_response_seconds_sum": 15 + 65 + 10,
         }
 
         def done(m: dict) -> bool:
@@ -199,6 +203,8 @@ def test_chatwoot_deliveries_reordered_duplicated_and_retried_give_the_hand_comp
         assert board["waiting"] == 1
         assert board["service_level_15m"] == pytest.approx(2 / 4)
         assert board["abandon_ratio_15m"] == pytest.approx(1 / 4)
+        assert board["first_response_seconds_15m"] == pytest.approx(90 / 3)
+        assert exported(m, "ccmon_first_response_seconds_avg", **Q, window="15m") == pytest.approx(30.0)
 
         # every event on the topic passes the worker's own validation, and the retried delivery's
         # events are there twice with the same ids
@@ -342,6 +348,9 @@ def test_libredesk_a_reply_before_its_creation_survives_a_restart_and_the_kpis_a
             "ccmon_contacts_answered_total": 1,  # a, from its held reply: waited 12 s
             "ccmon_contacts_answered_in_threshold_total": 1,
             "ccmon_contacts_abandoned_total": 1,  # b, after 95 s
+            # a's first response: its held reply at 12 s (b never had one)
+            "ccmon_first_response_seconds_count": 1,
+            "ccmon_first_response_seconds_sum": 12,
         }
 
         def done(m: dict) -> bool:
@@ -352,6 +361,12 @@ def test_libredesk_a_reply_before_its_creation_survives_a_restart_and_the_kpis_a
         evs = [e for e in read(env.kafka.address, env.topics["chats"]) if e["contact_id"] == f"libredesk-{a}"]
         assert [e["type"] for e in evs][:3] == ["offered", "answered", "responded"]
         assert evs[2]["ts"] == int((base + 12) * 1000)
+        board = next(
+            row
+            for row in orjson.loads(worker.get("/api/wallboard"))["series"]
+            if (row["queue"], row["channel"]) == ("inbox-1", "chat")
+        )
+        assert board["first_response_seconds_15m"] == pytest.approx(12.0)
     finally:
         receiver.stop()
 

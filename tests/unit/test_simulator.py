@@ -185,6 +185,9 @@ def test_scenario_incidents_are_seeded_and_added_to_the_command_lines():
         ],
         "agents": [{"count": 4, "channel": "voice", "skills": ["q"]}],
         "incidents": ["surge:q*4@600+600", "agents-away:2@900+300"],
+        # no returning customers: their call-backs after the surge's abandons would be offers of
+        # their own outside it, and this test counts the incident's arrivals alone
+        "customers": {"callback_after_abandon": 0, "repeat_after_handled": 0},
     }
     sc = parse(doc, "s.toml")
     assert [i.kind for i in sc.incidents] == ["surge", "agents-away"] and sc.incidents[0].factor == 4.0

@@ -363,3 +363,15 @@ def test_a_queued_event_without_any_time_is_a_bad_request():
 def test_malformed_firehose_deliveries_are_bad_requests(body, why):
     with pytest.raises(BadRequest, match=why):
         platform().parse(firehose_headers("r"), body)
+
+
+# ---- the customer (SPEC §1, issue 24 §5) -----------------------------------------------------------
+def test_the_customer_is_the_contacts_customer_endpoint_when_the_event_carries_it():
+    p = platform()
+    ev = contact_event("QUEUED", C1, queue="Support", queued=T0)
+    assert "customer" not in deliver(p, ev)[0].event  # not in the event: none, nothing made up
+    ev["detail"]["customerEndpoint"] = {"address": "+33612345678", "type": "TELEPHONE_NUMBER"}
+    assert deliver(p, ev)[0].event["customer"] == "+33612345678"
+    for nobody in ("anonymous", "", "Restricted"):
+        ev["detail"]["customerEndpoint"] = {"address": nobody, "type": "TELEPHONE_NUMBER"}
+        assert "customer" not in deliver(p, ev)[0].event, nobody

@@ -310,3 +310,41 @@ def test_an_update_with_a_status_and_an_assignment_keeps_both_in_lifecycle_order
     )
     assert [e.type for e in got] == ["offered", "answered", "answered", "ended", "wrapup_ended", "resolved"]
     assert got[1].event_id == got[2].event_id  # the assignment and the implied one: one answered
+
+
+def test_a_resolution_delivered_before_the_first_reply_carries_the_first_response():
+    """The worker takes no first response after ``ended``: a resolution that arrives before its
+    reply's delivery emits the reply's step (``first_reply_created_at``, same id) before ``ended``;
+    the reply's own delivery is then a duplicate."""
+    p = platform()
+    conv = dict(created=T, assignee=8, first_reply=T + 70)
+    done = chatwoot_conversation(2, updated=T + 300, status="resolved", **conv)  # type: ignore[arg-type]
+    out = parse(p, chatwoot_event("conversation_status_changed", done, status=("open", "resolved")))
+    steps = [(e.type, e.event["ts"] / 1000 - T) for e in out]
+    assert steps.index(("responded", 70.0)) < steps.index(("ended", 300.0))
+    responded = next(e for e in out if e.type == "responded")
+    reply = chatwoot_conversation(2, updated=T + 70, **conv)  # type: ignore[arg-type]
+    again = [e for e in parse(p, chatwoot_message(reply, 1002, T + 70, agent=8)) if e.type == "responded"]
+    assert [(e.event["event_id"], e.event["ts"]) for e in again] == [
+        (responded.event["event_id"], responded.event["ts"])
+    ]
+
+
+def test_a_resolution_without_a_reply_gives_no_first_response():
+    p = platform()
+    done = chatwoot_conversation(3, created=T, updated=T + 300, assignee=8, status="resolved")
+    out = parse(p, chatwoot_event("conversation_status_changed", done, status=("open", "resolved")))
+    assert "responded" not in [e.type for e in out] and "ended" in [e.type for e in out]
+
+
+def test_the_conversation_is_the_case_across_its_reopenings_and_the_contact_the_customer():
+    p = platform()
+    first = parse(p, chatwoot_event("conversation_created", chatwoot_conversation(4, created=T, contact=77)))
+    assert (first[0].event["customer"], first[0].event["case_id"]) == ("chatwoot-contact-77", "chatwoot-4")
+    done = chatwoot_conversation(4, created=T, updated=T + 60, assignee=8, contact=77, status="resolved")
+    out = parse(p, chatwoot_event("conversation_status_changed", done, status=("open", "resolved")))
+    assert next(e for e in out if e.type == "resolved").event["case_id"] == "chatwoot-4"
+    again = chatwoot_conversation(4, created=T, updated=T + 600, contact=77)
+    out = parse(p, chatwoot_event("conversation_status_changed", again, status=("resolved", "open")))
+    offered = next(e for e in out if e.type == "offered")
+    assert offered.key != first[0].key and offered.event["case_id"] == "chatwoot-4"

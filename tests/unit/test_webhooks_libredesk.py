@@ -222,3 +222,44 @@ def test_a_late_delivery_of_the_first_segment_maps_to_it_after_a_reopening():
     assert {e.key for e in late} == {CID}
     reply = parse(p, "message.created", libredesk_message(U, "m9", T + 950, agent=4))
     assert {e.key for e in reply} == {f"{CID}-r{int(T + 900)}"}
+
+
+def test_a_resolution_delivered_before_the_reply_carries_the_first_response():
+    """The worker takes no first response after ``ended``: the resolution emits the reply's step
+    from ``first_reply_at`` (same id as the reply's own delivery) before ``ended``."""
+    p = platform()
+    done = conv(updated=T + 300, status="Resolved", assigned_user=4, first_reply=T + 12, resolved=T + 300)
+    out = parse(
+        p,
+        "conversation.status_changed",
+        {"previous_status": "Open", "new_status": "Resolved", "conversation": done},
+    )
+    steps = [(e.type, e.event["ts"] / 1000 - T) for e in out]
+    assert steps.index(("responded", 12.0)) < steps.index(("ended", 300.0))
+    responded = next(e for e in out if e.type == "responded")
+    again = [
+        e
+        for e in parse(p, "message.created", libredesk_message(U, "m1", T + 12, agent=4))
+        if e.type == "responded"
+    ]
+    assert [e.event["event_id"] for e in again] == [responded.event["event_id"]]
+    unreplied = conv(updated=T + 300, status="Resolved", assigned_user=4, resolved=T + 300)
+    other = parse(
+        platform(),
+        "conversation.status_changed",
+        {"previous_status": "Open", "new_status": "Resolved", "conversation": unreplied},
+    )
+    assert "responded" not in [e.type for e in other]
+
+
+def test_the_conversation_is_the_case_and_the_contact_the_customer():
+    p = platform()
+    [offered] = parse(p, "conversation.created", conv(contact=55))
+    assert (offered.event["customer"], offered.event["case_id"]) == ("libredesk-contact-55", CID)
+    done = conv(updated=T + 300, status="Resolved", assigned_user=4, resolved=T + 300, contact=55)
+    out = parse(
+        p,
+        "conversation.status_changed",
+        {"previous_status": "Open", "new_status": "Resolved", "conversation": done},
+    )
+    assert next(e for e in out if e.type == "resolved").event["case_id"] == CID

@@ -8,6 +8,7 @@ with Twilio's scheme; the expected events are written by hand.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -38,11 +39,13 @@ def deliver(p: Twilio, *events: dict[str, Any]) -> list[SourceEvent]:
 
 
 def rows(out: list[SourceEvent]) -> list[tuple]:
-    """(stream, type or state, seconds after T0, the event's other fields) per event."""
+    """(stream, type or state, seconds after T0, the event's other fields but the customer) per
+    event (the customer has its own tests: test_the_customer_is_the_tasks_from_attribute...)."""
     found: list[tuple] = []
     for o in out:
         ev = dict(o.event)
         ev.pop("event_id")
+        ev.pop("customer", None)
         ts = round(ev.pop("ts") / 1000 - T0, 3)
         if o.stream == "agents":
             ev.pop("type")
@@ -429,3 +432,40 @@ def test_a_task_event_without_its_task_or_time_is_a_bad_request():
     del untimed["time"]
     with pytest.raises(BadRequest, match="time"):
         platform().parse({}, twilio_body([untimed]))
+
+
+# ---- the customer and the case (SPEC §1, issue 24 §5) ----------------------------------------------
+def offered_of(out: list[SourceEvent]) -> dict[str, Any]:
+    return next(o.event for o in out if o.stream == "calls" and o.event["type"] == "offered")
+
+
+def test_the_customer_is_the_tasks_from_attribute_and_a_withheld_caller_is_none():
+    """Flex's voice tasks carry the caller in ``from``; Twilio spells a withheld caller as keypad
+    digits (+266696687 is ANONYMOUS) or a word: those name nobody."""
+    ev = offered_of(deliver(platform(), tr_event("task-queue.entered", T0, task=TASK)))
+    assert ev["customer"] == "+33100000000" and "case_id" not in ev
+    for nobody in ("+266696687", "anonymous", "+7378742833", ""):
+        attrs = json.dumps({"from": nobody, "direction": "inbound"})
+        ev = offered_of(
+            deliver(platform(), tr_event("task-queue.entered", T0, task=TASK, task_attributes=attrs))
+        )
+        assert "customer" not in ev, nobody
+
+
+def test_the_customer_and_case_attributes_are_configurable_and_nested():
+    p = platform(customer_attributes="customers.customer_id, from", case_attribute="crm.ticket")
+    attrs = json.dumps({"from": "web-visitor", "customers": {"customer_id": "C-42"}, "crm": {"ticket": 7781}})
+    ev = offered_of(deliver(p, tr_event("task-queue.entered", T0, task=TASK, task_attributes=attrs)))
+    assert (ev["customer"], ev["case_id"]) == ("C-42", "7781")
+    other = json.dumps({"from": "web-visitor"})  # the first name absent: the next one
+    ev = offered_of(deliver(p, tr_event("task-queue.entered", T0, task=sid("WT", 9), task_attributes=other)))
+    assert ev["customer"] == "web-visitor" and "case_id" not in ev
+
+
+def test_an_offer_built_at_the_bound_and_a_restart_keep_the_customer():
+    p = platform(hold_s="60")
+    deliver(p, tr_event("task.canceled", T0 + 40, task=TASK, reason="hangup"))
+    restarted = platform(hold_s="60")
+    restarted.load_state(json.loads(json.dumps(p.to_state())))
+    out = deliver(restarted, tr_event("worker.activity.update", T0 + 101, worker=ALICE, activity="Available"))
+    assert offered_of(out)["customer"] == "+33100000000"

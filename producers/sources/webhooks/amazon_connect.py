@@ -45,6 +45,7 @@ from producers.sources.webhooks.platform import (
     PlatformConfig,
     Response,
     Unauthorized,
+    customer_id,
     same,
     timestamp,
 )
@@ -162,9 +163,12 @@ class AmazonConnect(Platform):
         doc = {"requestId": headers.get(FIREHOSE_ID, ""), "timestamp": int(time.time() * 1000)}
         return Response(200, "application/json", orjson.dumps(doc))
 
+    def steps(self) -> Mapping[tuple[str, str], int]:
+        return {("ignored", k): n for k, n in self.ignored.items()}
+
     def error_response(self, headers: Mapping[str, str], status: int, reason: str) -> Response | None:
         """Firehose's documented error answer (``requestId``, ``timestamp``, ``errorMessage``), for a
-        receiver that asks; ``None`` for EventBridge (any body will do)."""
+        delivery the receiver refuses or cannot take; ``None`` for EventBridge (any body will do)."""
         if headers.get(FIREHOSE_ID) is None:
             return None
         doc = {
@@ -216,7 +220,17 @@ class AmazonConnect(Platform):
 
         queue = self.queue_label(str(queue_info["queueArn"]))
         offered_at = t(queue_info.get("enqueueTimestamp"), "queueInfo.enqueueTimestamp")
-        out.append(contact("offered", cid, offered_at, f"connect:{cid}:offered", channel=ch, queue=queue))
+        out.append(
+            contact(
+                "offered",
+                cid,
+                offered_at,
+                f"connect:{cid}:offered",
+                channel=ch,
+                queue=queue,
+                customer=self.customer(d),
+            )
+        )
         if etype == "QUEUED":
             return out
         agent_arn = agent_info.get("agentArn") if isinstance(agent_info, dict) else None
@@ -254,6 +268,15 @@ class AmazonConnect(Platform):
                 contact("wrapup_ended", cid, max(done, gone), f"connect:{cid}:wrapup_ended", channel=ch)
             )
         return out
+
+    @staticmethod
+    def customer(d: Mapping[str, Any]) -> str | None:
+        """The customer's endpoint (``customerEndpoint.address``: the caller's number, a chat's
+        or email's address) when the event carries it; a withheld or anonymous caller has none."""
+        endpoint = d.get("customerEndpoint") or d.get("CustomerEndpoint")
+        if not isinstance(endpoint, dict):
+            return None
+        return customer_id(endpoint.get("address", endpoint.get("Address")))
 
     # ---- agent event stream (Firehose) ------------------------------------------------------------------
     def _firehose(self, headers: Mapping[str, str], body: bytes) -> list[SourceEvent]:

@@ -262,6 +262,7 @@ class Chatwoot(Platform):
                 channel="chat",
                 queue=self._queue(conv),
                 customer=self._customer(conv),
+                case_id=self._base(conv),  # the conversation is the case, across its reopenings
             )
         ]
 
@@ -394,9 +395,16 @@ class Chatwoot(Platform):
         agent = conv.assignee
         if agent is not None:
             out += self._answered(conv, agent, self._first_reply(conv, at))
+        _, reopened = self._contact_id(conv)
+        if conv.first_reply is not None and (reopened is None or conv.first_reply >= reopened):
+            # the first reply's own delivery may come after this one, when the worker takes no
+            # first response any more (the contact ended): the step it implies, with its own id
+            out.append(events.contact("responded", cid, conv.first_reply, f"{cid}:responded", channel="chat"))
         out.append(events.contact("ended", cid, at, f"{cid}:ended", channel="chat"))
         out.append(events.contact("wrapup_ended", cid, at, f"{cid}:wrapup_ended", channel="chat"))
-        out.append(events.contact("resolved", cid, at, f"{cid}:resolved", channel="chat"))
+        out.append(
+            events.contact("resolved", cid, at, f"{cid}:resolved", channel="chat", case_id=self._base(conv))
+        )
         return out
 
     def _first_reply(self, conv: Conversation, otherwise: float) -> float:

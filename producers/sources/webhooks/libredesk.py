@@ -96,8 +96,22 @@ class Libredesk(Platform):
         self.newest = 0.0
         self._at = 0.0  #: the time of the step being mapped (picks its segment)
         self.dropped = 0  #: held messages given up on (their conversation never came)
+        self.dropped_full = 0  #: agent replies not held because MAX_HELD were held already
+        self.held_total = 0  #: agent replies held for a conversation not seen yet
+        self.released = 0  #: held replies sent once their conversation came
 
     # ---- the interface ---------------------------------------------------------------------------
+    def steps(self) -> Mapping[tuple[str, str], int]:
+        return {
+            ("held", "agent reply before its conversation"): self.held_total,
+            ("released", "conversation came"): self.released,
+            ("dropped", "conversation never came"): self.dropped,
+            ("dropped", "hold full"): self.dropped_full,
+        }
+
+    def held_now(self) -> int:
+        return sum(map(len, self.held.values()))
+
     def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
         given = headers.get("X-Libredesk-Signature", "")
         if not given:
@@ -199,7 +213,14 @@ class Libredesk(Platform):
         c, cid, seg = self.convs[uuid], self._cid(uuid), self._seg(uuid)
         at = float(seg) if seg else float(c["created"])
         return events.contact(
-            "offered", cid, at, f"{cid}:offered", channel="chat", queue=c["queue"], customer=c["customer"]
+            "offered",
+            cid,
+            at,
+            f"{cid}:offered",
+            channel="chat",
+            queue=c["queue"],
+            customer=c["customer"],
+            case_id=f"{self.source}-{uuid}",  # the conversation is the case, across its reopenings
         )
 
     def _answered(self, uuid: str, agent: int, at: float) -> list[SourceEvent]:
@@ -283,10 +304,18 @@ class Libredesk(Platform):
             return out
         if agent is not None:
             out += self._answered(uuid, agent, first if first is not None else at)
+        if first is not None and first >= self._seg(uuid):
+            # the reply's own delivery may come after this one, when the worker takes no first
+            # response any more (the contact ended): the step it implies, with its own id
+            out.append(events.contact("responded", cid, first, f"{cid}:responded", channel="chat"))
         out.append(events.contact("ended", cid, at, f"{cid}:ended", channel="chat"))
         out.append(events.contact("wrapup_ended", cid, at, f"{cid}:wrapup_ended", channel="chat"))
         if new == "Resolved":
-            out.append(events.contact("resolved", cid, at, f"{cid}:resolved", channel="chat"))
+            out.append(
+                events.contact(
+                    "resolved", cid, at, f"{cid}:resolved", channel="chat", case_id=f"{self.source}-{uuid}"
+                )
+            )
         return out
 
     # ---- messages ------------------------------------------------------------------------------------
@@ -308,9 +337,14 @@ class Libredesk(Platform):
         if uuid not in self.convs:  # the conversation is not known yet: hold the reply for it
             held = self.held.setdefault(uuid, [])
             mid = str(m.get("uuid") or m.get("id"))
-            if all(h[2] != mid for h in held) and sum(map(len, self.held.values())) < MAX_HELD:
+            if any(h[2] == mid for h in held):
+                return []
+            if sum(map(len, self.held.values())) < MAX_HELD:
                 held.append([at, agent, mid])
+                self.held_total += 1
                 self.dirty = True
+            else:
+                self.dropped_full += 1
             return []
         return self._replied(uuid, at, agent)
 
@@ -330,6 +364,7 @@ class Libredesk(Platform):
         out: list[SourceEvent] = []
         for at, agent, _ in sorted(held):
             out += self._replied(uuid, float(at), int(agent))[1:]
+        self.released += len(held)
         return out
 
     def _seen(self, at: float) -> None:

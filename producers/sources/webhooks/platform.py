@@ -23,6 +23,11 @@ receiver (``producers/sources/webhooks/receiver.py``) runs for every delivery, i
    body (Amazon Kinesis Data Firehose: ``requestId`` and ``timestamp``) overrides it. ``headers``
    are the request's (Firehose echoes its ``X-Amz-Firehose-Request-Id``).
 
+Every other answer (401, 400, 413, 500, 503) is built by ``error_response(headers, status, reason)``:
+``None`` (the default) gives the receiver's one-line ``text/plain`` reason; a platform whose sender
+documents an error body (Firehose: ``requestId``, ``timestamp``, ``errorMessage``) returns it, so the
+sender's own logs and its backup records show why the delivery failed.
+
 ``answer_within_s`` is how long the receiver waits for Kafka's acknowledgement before answering 503
 (below the platform's own HTTP timeout, so the platform sees an answer and retries, instead of a
 timeout it may count against the endpoint). A platform that keeps state between deliveries (a
@@ -30,6 +35,12 @@ conversation's current segment, a message held until its conversation is known) 
 ``to_state`` and takes it back in ``load_state``, and sets ``dirty`` when ``parse`` changed it; the
 receiver saves it (with ``--state-file``) after the acknowledgement and before the 2xx, so a
 delivery answered 2xx is never lost even when it gave no event yet.
+
+What a mapping does besides sending events (a type acknowledged without an event, an event held
+for its predecessor, released after the hold bound, dropped as too late to place) is invisible in
+the deliveries' results: ``steps()`` gives those counts since start, by step and detail, and
+``held_now()`` what is held at the moment; the receiver exports both on its ``/metrics``
+(``ccmon_webhook_steps_total``, ``ccmon_webhook_held``). The defaults are none.
 
 A platform is built from a :class:`PlatformConfig`: its secret (from
 ``CCMON_WEBHOOKS_<NAME>_SECRET_FILE``, a file read once at start, or ``CCMON_WEBHOOKS_<NAME>_SECRET``)
@@ -60,6 +71,7 @@ __all__ = [
     "PlatformConfig",
     "Response",
     "Unauthorized",
+    "customer_id",
     "hmac_sha256_hex",
     "json_object",
     "same",
@@ -133,6 +145,20 @@ class Platform:
     def respond(self, headers: Mapping[str, str], events: list[SourceEvent]) -> Response:
         return Response()
 
+    def error_response(self, headers: Mapping[str, str], status: int, reason: str) -> Response | None:
+        """The answer to a refused or failed delivery, when the sender documents a format for it;
+        ``None`` keeps the receiver's plain one-line reason."""
+        return None
+
+    def steps(self) -> Mapping[tuple[str, str], int]:
+        """(step, detail) -> how often since start: ``ignored``, ``held``, ``released``, ``dropped``
+        (docs/sources/webhooks.md); a platform that keeps no such counts gives none."""
+        return {}
+
+    def held_now(self) -> int:
+        """Events held now, waiting for a predecessor (0 for a platform that holds nothing)."""
+        return 0
+
     def to_state(self) -> dict[str, Any]:
         return {}
 
@@ -141,6 +167,26 @@ class Platform:
 
 
 # ---- helpers the platforms share ------------------------------------------------------------------
+#: caller ids that name nobody (withheld, anonymous, no number from the network), as platforms and
+#: carriers write them; Twilio spells them as digits on a keypad ("+266696687" is ANONYMOUS,
+#: "+86282452253" UNAVAILABLE, "+7378742833" RESTRICTED, "+2562533" BLOCKED)
+NOBODY = frozenset(
+    {"", "anonymous", "unknown", "withheld", "private", "restricted", "unavailable", "blocked", "none"}
+    | {"+266696687", "+86282452253", "+7378742833", "+2562533", "266696687", "86282452253"}
+    | {"7378742833", "2562533"}
+)
+
+
+def customer_id(value: Any) -> str | None:
+    """A payload's customer identifier (number, address, contact id) as SPEC's ``customer``: the
+    text as given, none for a withheld or anonymous one, a non-text value or one over 128 chars
+    (an identifier is never cut: two customers would meet)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value).strip()
+    return None if text.lower() in NOBODY or len(text) > 128 else text
+
+
 def hmac_sha256_hex(secret: bytes, message: bytes) -> str:
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 

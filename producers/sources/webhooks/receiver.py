@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from producers.sources.base import StateError, StatefulSource, load_state
 from producers.sources.events import SourceEvent
@@ -31,6 +32,43 @@ from streams.killpoints import reached
 __all__ = ["Receiver", "ReceiverConfig"]
 
 RESULTS = ("ok", "ignored", "unauthorized", "bad_request", "too_large", "unavailable", "error")
+#: distinct details per platform and step on /metrics; the rest add up under ``other`` (a detail can
+#: be a type name from an authentic payload: the series stay bounded whatever the sender sends)
+MAX_DETAILS = 32
+
+
+class PlatformSteps:
+    """The platforms' own counts (``Platform.steps``, ``Platform.held_now``), read at each scrape:
+    the mappings keep them as plain counters, so nothing is counted twice or needs a hook."""
+
+    def __init__(self, platforms: dict[str, Platform]) -> None:
+        self.platforms = platforms
+
+    def collect(self) -> list[Metric]:
+        steps = CounterMetricFamily(
+            "ccmon_webhook_steps",
+            "What a platform's mapping did besides sending events, since start: ignored (acknowledged, "
+            "no event), held (waiting for its predecessor), released (sent after the hold bound without "
+            "it), dropped (too late to place), by detail",
+            labels=["platform", "step", "detail"],
+        )
+        held = GaugeMetricFamily(
+            "ccmon_webhook_held", "Events a platform holds now for their predecessor", labels=["platform"]
+        )
+        for name, platform in self.platforms.items():
+            by_step: dict[str, dict[str, int]] = {}
+            for (step, detail), n in sorted(platform.steps().items()):
+                details = by_step.setdefault(step, {})
+                key = detail if detail in details or len(details) < MAX_DETAILS else "other"
+                details[key] = details.get(key, 0) + n
+            for step, details in by_step.items():
+                for detail, n in details.items():
+                    steps.add_metric([name, step, detail], n)
+            held.add_metric([name], platform.held_now())
+        return [steps, held]
+
+    def describe(self) -> list[Metric]:
+        return []
 
 
 @dataclass(frozen=True)
@@ -82,6 +120,7 @@ class Receiver(StatefulSource):
                 self.deliveries.labels(name, result)
             self.events_sent.labels(name)
             self.ack_seconds.labels(name)
+        self.registry.register(PlatformSteps(platforms))
         self._runner: web.AppRunner | None = None
         self.bound_port = 0
         self._errors: set[str] = set()
@@ -148,25 +187,31 @@ class Receiver(StatefulSource):
         return handle
 
     @staticmethod
-    def _error(status: int, reason: str) -> web.Response:
-        return web.Response(status=status, text=reason.replace("\n", " ")[:300] + "\n")
+    def _error(platform: Platform, request: web.Request, status: int, reason: str) -> web.Response:
+        """The refusal in the sender's documented error format where it has one (the platform's
+        ``error_response``), else the one-line reason as text."""
+        line = reason.replace("\n", " ")[:300]
+        answer = platform.error_response(request.headers, status, line)
+        if answer is None:
+            return web.Response(status=status, text=line + "\n")
+        return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type)
 
     async def _deliver(self, platform: Platform, request: web.Request) -> tuple[str, web.Response]:
         limit = self.config.max_body
         if request.content_length is not None and request.content_length > limit:
-            return "too_large", self._error(413, f"body over {limit} bytes")
+            return "too_large", self._error(platform, request, 413, f"body over {limit} bytes")
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return "too_large", self._error(413, f"body over {limit} bytes")
+            return "too_large", self._error(platform, request, 413, f"body over {limit} bytes")
         try:
             platform.verify(request.headers, body, self.clock())
         except Unauthorized as exc:
-            return "unauthorized", self._error(401, exc.reason)
+            return "unauthorized", self._error(platform, request, 401, exc.reason)
         try:
             events = platform.parse(request.headers, body)
         except BadRequest as exc:
-            return "bad_request", self._error(400, exc.reason)
+            return "bad_request", self._error(platform, request, 400, exc.reason)
         except Ignored as exc:
             return "ignored", web.json_response({"ok": True, "ignored": exc.reason})
         except Exception as exc:  # a payload the mapping did not foresee: a bug, said once per type
@@ -174,13 +219,15 @@ class Receiver(StatefulSource):
             if kind not in self._errors:
                 self._errors.add(kind)
                 self.note(f"{kind} while mapping a delivery ({str(exc)[:200]}); answered 500")
-            return "error", self._error(500, f"the delivery could not be mapped ({type(exc).__name__})")
+            return "error", self._error(
+                platform, request, 500, f"the delivery could not be mapped ({type(exc).__name__})"
+            )
         try:
             await asyncio.wait_for(self._acknowledged(events), platform.answer_within_s)
         except Exception as exc:  # a timeout or a Kafka error: either way the platform must retry
             reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
             return "unavailable", self._error(
-                503, f"Kafka did not acknowledge the events ({reason}); deliver again"
+                platform, request, 503, f"Kafka did not acknowledge the events ({reason}); deliver again"
             )
         reached("webhook-acked")  # crash tests: acknowledged by Kafka, not answered (a no-op otherwise)
         self.events_sent.labels(platform.name).inc(len(events))
@@ -191,7 +238,7 @@ class Receiver(StatefulSource):
                 await self.commit(None)
             except CcmonError as exc:  # the state could not be saved: not accepted, deliver again
                 platform.dirty = True
-                return "unavailable", self._error(503, str(exc))
+                return "unavailable", self._error(platform, request, 503, str(exc))
         answer = platform.respond(request.headers, events)
         return "ok", web.Response(status=answer.status, body=answer.body, content_type=answer.content_type)
 

@@ -48,6 +48,7 @@ from producers.sources.webhooks.platform import (
     Platform,
     PlatformConfig,
     Unauthorized,
+    customer_id,
     same,
     timestamp,
 )
@@ -130,6 +131,8 @@ class Task:
     held: list[dict[str, Any]] = field(default_factory=list)  #: {"need", "stream", "key", "event", "queue"}
     seen: list[str] = field(default_factory=list)  #: CloudEvent ids applied: a repeat is a re-delivery
     sent: list[dict[str, Any]] = field(default_factory=list)  #: {"stream", "key", "event"} sent, in order
+    customer: str = ""  #: from the task's attributes (``customer_attributes``), "" when none
+    case: str = ""  #: from the task's attributes (``case_attribute``), "" when none
 
 
 @dataclass(slots=True)
@@ -150,6 +153,16 @@ def _options(text: str, what: str) -> dict[str, str]:
             raise ConfigError(f"twilio: {what}: {item!r} is not NAME=VALUE")
         out[name.strip().lower()] = value.strip()
     return out
+
+
+def _path(doc: Mapping[str, Any], dotted: str) -> Any:
+    """``customers.phone`` -> doc["customers"]["phone"]; None when a step is missing."""
+    value: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
 
 
 class Twilio(Platform):
@@ -173,6 +186,11 @@ class Twilio(Platform):
             self.activities[name] = state
         voice = config.option("voice_channels", "voice")
         self.voice_channels = {c.strip().lower() for c in voice.split(",") if c.strip()}
+        #: task attributes naming the customer, the first one present wins (dotted for nested)
+        self.customer_attributes = [
+            a.strip() for a in config.option("customer_attributes", "from").split(",") if a.strip()
+        ]
+        self.case_attribute = config.option("case_attribute", "").strip()
         try:
             self.hold_s = float(config.option("hold_s", "600"))
             self.retention_s = float(config.option("retention_s", str(24 * 3600)))
@@ -185,10 +203,24 @@ class Twilio(Platform):
         self.ignored: Counter[str] = Counter()  #: CloudEvent types acknowledged without an event
         self.released: Counter[str] = Counter()  #: held events sent after hold_s without predecessor
         self.dropped: Counter[str] = Counter()  #: events too late to place, by why
+        self.held_total: Counter[str] = Counter()  #: events held for their predecessor, by type
         self._replayed: set[str] = set()  #: tasks whose story this parse already sent again
         self.holding: set[str] = set()  #: tasks with held events (the only ones the bound looks at)
 
     # ---- the receiver's three steps ---------------------------------------------------------------
+    def steps(self) -> Mapping[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {("held", k): n for k, n in self.held_total.items()}
+        for step, counts in (
+            ("ignored", self.ignored),
+            ("released", self.released),
+            ("dropped", self.dropped),
+        ):
+            out.update({(step, k): n for k, n in counts.items()})
+        return out
+
+    def held_now(self) -> int:
+        return sum(len(t.held) for s in self.holding if (t := self.tasks.get(s)) is not None)
+
     def signed_url(self, body: bytes) -> str:
         sep = "&" if "?" in self.url else "?"
         return f"{self.url}{sep}bodySHA256={hashlib.sha256(body).hexdigest()}"
@@ -258,7 +290,31 @@ class Twilio(Platform):
         if task is None:
             unique = self._text(payload, "task_channel_unique_name").lower()
             task = self.tasks[sid] = Task(channel="voice" if unique in self.voice_channels else "chat")
+        if not task.queues and not (task.customer and (task.case or not self.case_attribute)):
+            self._who(task, payload)  # until the offer is sent: what it carries
         return sid, task
+
+    @staticmethod
+    def _who_of(task: Task) -> dict[str, Any]:
+        return {"customer": task.customer or None, "case_id": task.case or None}
+
+    def _who(self, task: Task, payload: Mapping[str, Any]) -> None:
+        """The customer and case from the task's attributes (a JSON text in Event Streams'
+        ``task_attributes``); an attribute that is absent, not text or withheld gives none."""
+        try:
+            attrs = orjson.loads(self._text(payload, "task_attributes") or "{}")
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(attrs, dict):
+            return
+        if not task.customer:
+            for name in self.customer_attributes:
+                who = customer_id(_path(attrs, name))
+                if who is not None:
+                    task.customer = who
+                    break
+        if self.case_attribute and not task.case:
+            task.case = customer_id(_path(attrs, self.case_attribute)) or ""
 
     def _queue(self, payload: Mapping[str, Any]) -> str:
         return queue_label(self._text(payload, "task_queue_name"), self._text(payload, "task_queue_sid"))
@@ -326,11 +382,13 @@ class Twilio(Platform):
             etype, eid = (
                 ("offered", f"twilio:{sid}:offered") if n == 0 else ("transferred", f"twilio:{sid}:q:{queue}")
             )
-            self._emit(sid, task, etype, ts, eid, out, queue=queue)
+            self._emit(sid, task, etype, ts, eid, out, queue=queue, **(self._who_of(task) if n == 0 else {}))
             return
         if not task.queues:
             task.queues.append(queue)
-            self._emit(sid, task, "offered", ts, f"twilio:{sid}:offered", out, queue=queue)
+            self._emit(
+                sid, task, "offered", ts, f"twilio:{sid}:offered", out, queue=queue, **self._who_of(task)
+            )
         elif task.phase == "waiting":
             task.queues.append(queue)
             self._emit(sid, task, "transferred", ts, f"twilio:{sid}:q:{queue}", out, queue=queue)
@@ -368,10 +426,11 @@ class Twilio(Platform):
             held = {"need": need, "stream": ev.stream, "key": ev.key, "event": ev.event}
             task.held.append(held | {"queue": self._queue(payload)})
             self.holding.add(sid)
+            self.held_total[etype] += 1
 
     def _offer(self, sid: str, task: Task, queue: str, ts: float, out: list[SourceEvent]) -> None:
         task.queues.append(queue)
-        self._emit(sid, task, "offered", ts, f"twilio:{sid}:offered", out, queue=queue)
+        self._emit(sid, task, "offered", ts, f"twilio:{sid}:offered", out, queue=queue, **self._who_of(task))
 
     @staticmethod
     def _entered_at(payload: Mapping[str, Any]) -> float | None:
