@@ -80,6 +80,12 @@ async def any_answers(asks: Sequence[Callable[[], Awaitable[bool]]]) -> bool:
     return False
 
 
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, once: aiokafka's errors already start their message with their name."""
+    name, text = type(exc).__name__, str(exc)
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
+
+
 class ClusterProbe:
     """Asks each broker of the cluster for metadata on connections of its own.
 
@@ -140,7 +146,7 @@ class BrokerWatch(Collector):
             ok = bool(await asyncio.wait_for(self._probe(), self._timeout_s))
             reason = ""
         except Exception as exc:  # any failure to get an answer is "unreachable"
-            ok, reason = False, f" ({type(exc).__name__}: {exc})" if str(exc) else f" ({type(exc).__name__})"
+            ok, reason = False, f" ({_describe(exc)})"
         if ok != self.up:
             self._change(ok, reason)
         return ok

@@ -144,3 +144,18 @@ def test_the_probe_bootstraps_again_after_a_failed_bootstrap() -> None:
     assert asyncio.run(probe()) is True and len(made) == 2
     asyncio.run(probe.close())
     assert made[1].closed
+
+
+def test_the_reason_names_the_error_once(caplog: pytest.LogCaptureFixture) -> None:
+    for error, said in (
+        (NodeNotReadyError("not ready (node id 2)."), "(NodeNotReadyError: not ready (node id 2).)"),
+        (TimeoutError(), "(TimeoutError)"),
+        (OSError("refused"), "(OSError: refused)"),
+    ):
+
+        async def fail(error: BaseException = error) -> bool:
+            raise error
+
+        caplog.clear()
+        assert asyncio.run(watch([fail]).check()) is False
+        assert said in caplog.text and "NodeNotReadyError: NodeNotReadyError" not in caplog.text
