@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
+from aiokafka import errors as aiokafka_errors
 from aiokafka.protocol.metadata import MetadataRequest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -48,6 +50,27 @@ RETRY_MESSAGES = (
     "Coordinator",
     "coordinator",
     "not found in cluster metadata",  # a topic just created, its metadata not yet everywhere
+)
+#: aiokafka's retriable errors (``retriable = True``: the client retries the request itself), by
+#: name, as its retry lines name them ("OffsetCommit failed for group g on partition p with offset
+#: 5: [Error 7] RequestTimedOutError", "Cannot send <InitProducerIdRequest> to 1:
+#: RequestTimedOutError()"). A line that names one is a retry, counted and not printed, like the
+#: messages above: a broker going away makes the consumer's coordinator and the idempotent
+#: producer log them in the seconds before the probe has noticed. ``Cancelled`` is left out: the
+#: word also names an asyncio cancellation, not a broker's answer.
+RETRIABLE_ERRORS = re.compile(
+    r"\b(?:"
+    + "|".join(
+        sorted(
+            name
+            for name, cls in vars(aiokafka_errors).items()
+            if isinstance(cls, type)
+            and issubclass(cls, aiokafka_errors.KafkaError)
+            and getattr(cls, "retriable", False)
+            and name != "Cancelled"
+        )
+    )
+    + r")\b"
 )
 
 
@@ -197,8 +220,9 @@ class BrokerWatch(Collector):
 
 class RetryNoise(logging.Filter):
     """Keeps the client libraries' retries out of the log: aiokafka's connection-retry messages
-    always (the probe reports a lasting failure within ``CCMON_BROKER_PROBE_S``), and every
-    library warning or error while the broker is known to be unreachable."""
+    and the lines naming a retriable error always (the probe reports a lasting failure within
+    ``CCMON_BROKER_PROBE_S``), and every library warning or error while the broker is known to
+    be unreachable."""
 
     def __init__(self, watch: BrokerWatch) -> None:
         super().__init__()
@@ -207,9 +231,11 @@ class RetryNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or not record.name.startswith(RETRYING_LOGGERS):
             return True
-        if self._watch.up is False or (
-            record.name.startswith("aiokafka") and any(m in record.getMessage() for m in RETRY_MESSAGES)
-        ):
+        if self._watch.up is False or (record.name.startswith("aiokafka") and _is_retry(record.getMessage())):
             self._watch.retries += 1
             return False
         return True
+
+
+def _is_retry(message: str) -> bool:
+    return any(m in message for m in RETRY_MESSAGES) or RETRIABLE_ERRORS.search(message) is not None

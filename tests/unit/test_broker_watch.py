@@ -8,13 +8,22 @@ connections of its own; these fakes stand for brokers that answer, refuse, or ha
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    LeaderNotAvailableError,
+    NodeNotReadyError,
+    NotEnoughReplicasError,
+    RequestTimedOutError,
+    TopicAuthorizationFailedError,
+)
+from aiokafka.protocol.transaction import InitProducerIdRequest
 
-from streams.kafka.broker_watch import BrokerWatch, ClusterProbe, any_answers
+from streams.kafka.broker_watch import BrokerWatch, ClusterProbe, RetryNoise, any_answers
 
 Ask = Callable[[], Awaitable[bool]]
 
@@ -159,3 +168,71 @@ def test_the_reason_names_the_error_once(caplog: pytest.LogCaptureFixture) -> No
         caplog.clear()
         assert asyncio.run(watch([fail]).check()) is False
         assert said in caplog.text and "NodeNotReadyError: NodeNotReadyError" not in caplog.text
+
+
+def record(logger: str, msg: str, *args: object, level: int = logging.ERROR) -> logging.LogRecord:
+    return logging.LogRecord(logger, level, __file__, 1, msg, args, None)
+
+
+#: aiokafka's own lines (its format strings and arguments) for a request it retries: the
+#: consumer's offset commit and the idempotent producer's producer-id request while the broker
+#: goes away, before the probe has noticed
+RETRIES = [
+    record(
+        "aiokafka.consumer.group_coordinator",
+        "OffsetCommit failed for group %s on partition %s with offset %s: %s",
+        "ccmon",
+        "t.calls-0",
+        812,
+        "RequestTimedOutError",
+    ),
+    record(
+        "aiokafka.producer.sender",
+        "Cannot send %r to %s: %r",
+        InitProducerIdRequest,
+        1,
+        RequestTimedOutError(),
+        level=logging.WARNING,
+    ),
+    record(
+        "aiokafka.consumer.fetcher",
+        "Attempt to fetch offsets for partition %s failed due to: %s",
+        "t.calls-0",
+        LeaderNotAvailableError,
+        level=logging.WARNING,
+    ),
+    record(
+        "aiokafka.producer.sender",
+        "Got error produce response on topic-partition %s, retrying. Error: %s",
+        "t.facts-1",
+        NotEnoughReplicasError,
+        level=logging.WARNING,
+    ),
+]
+
+
+@pytest.mark.parametrize("line", RETRIES, ids=lambda r: r.getMessage()[:40])
+def test_aiokafka_lines_naming_a_retriable_error_are_counted_not_printed(line: logging.LogRecord) -> None:
+    w = watch([answers()])
+    asyncio.run(w.check())
+    assert w.up is True  # before the probe has noticed anything
+    assert RetryNoise(w).filter(line) is False
+    assert w.retries == 1
+
+
+def test_aiokafka_errors_that_are_not_retried_are_printed() -> None:
+    w = watch([answers()])
+    asyncio.run(w.check())
+    noise = RetryNoise(w)
+    for line in (
+        record(
+            "aiokafka.consumer.group_coordinator", "OffsetCommit failed for unauthorized topics %s", {"t"}
+        ),
+        record(
+            "aiokafka.cluster", "Error fetching metadata for topic %s: %s", "t", TopicAuthorizationFailedError
+        ),
+        record("aiokafka.consumer.consumer", "error in consumer iterator: %s", "Cancelled"),
+        record("faust.transport", "OffsetCommit failed: %s", "RequestTimedOutError"),  # not aiokafka's
+    ):
+        assert noise.filter(line) is True, line.getMessage()
+    assert w.retries == 0
