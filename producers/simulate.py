@@ -177,6 +177,9 @@ class Simulator:
         for agent in self.agents:
             self._at(start + self.rng.uniform(0, 5), partial(self._agent_state, agent, "available"))
         self._peak = max(self.sc.hourly) or 1.0
+        #: queue spec (its id) → number of its arrival chain: one pending arrival per spec; a
+        #: rescheduled spec's earlier pending arrival (an older number) is dropped when it is due
+        self._chains: dict[int, int] = {}
         for spec in self.sc.queues:
             self._schedule_arrival(spec, start)
         for inc in incidents:
@@ -245,7 +248,9 @@ class Simulator:
             t += self.rng.expovariate(peak)
             if self.rng.random() * peak <= self._rate(spec, t):
                 break
-        self._at(t, lambda: self._arrive(spec))
+        key = id(spec)  # a queue name can have a spec per channel, each with its own arrivals
+        chain = self._chains[key] = self._chains.get(key, 0) + 1
+        self._at(t, lambda: self._arrive(spec) if self._chains[key] == chain else None)
 
     def _arrive(self, spec: QueueSpec) -> None:
         c = _Contact(f"{spec.channel[0]}-{self.tag}-{next(self._ids)}", spec, spec.name, self.now)
@@ -472,7 +477,9 @@ class Simulator:
             self.surges[inc.queue] = (self.now, self.now + inc.duration_s, inc.factor)
         elif inc.kind == "abandon-spike" and inc.queue is not None:
             self.spikes[inc.queue] = (self.now, self.now + inc.duration_s)
-            for spec in self.sc.queues:  # arrivals already scheduled are too far apart: reschedule
+            # the pending arrival was drawn at the calm rate: drawn again from now (the process is
+            # memoryless), and the pending one dropped, else the queue keeps two chains for good
+            for spec in self.sc.queues:
                 if spec.name == inc.queue:
                     self._schedule_arrival(spec, self.now)
         elif inc.kind == "agents-away":

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any, NoReturn, cast
 
 import orjson
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
@@ -32,7 +33,8 @@ from streams.faust_ext.internals import member_id, producer_client
 from streams.faust_ext.predecessor import note as note_member
 from streams.faust_ext.snapshot import encode as encode_snapshot
 from streams.faust_ext.snapshot import write as write_snapshot
-from streams.kafka.broker_watch import BrokerWatch, RetryNoise
+from streams.kafka.auth import client_kwargs
+from streams.kafka.broker_watch import BrokerWatch, ClusterProbe, RetryNoise
 from streams.metrics.kpi_exposition import KpiExposition
 from streams.metrics.worker_metrics import ConsumerLagCollector, ProcessMetrics, StateSizeCollector
 from streams.worker import allocator
@@ -85,9 +87,16 @@ class Pipeline:
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = ProcessMetrics(self.registry, [s.calls_topic, s.chats_topic, s.agents_topic])
         self.kpi_text = KpiExposition(self.state.store, owned=self.ownership.owned_partitions)
-        self.broker = BrokerWatch(
-            s.kafka.bootstrap_servers, self._probe_broker, timeout_s=max(1.0, s.kafka.broker_probe_s)
+        probe_timeout_s = max(1.0, s.kafka.broker_probe_s)
+        self._cluster_probe = ClusterProbe(
+            lambda: AIOKafkaClient(
+                bootstrap_servers=s.kafka.bootstrap_servers,
+                client_id=f"{s.app_id}-broker-probe",
+                request_timeout_ms=int(probe_timeout_s * 1000),
+                **client_kwargs(s),
+            )
         )
+        self.broker = BrokerWatch(s.kafka.bootstrap_servers, self._cluster_probe, timeout_s=probe_timeout_s)
         self.registry.register(self.broker)
         self.registry.register(StateSizeCollector(self.tables.sizes))
         self.registry.register(ConsumerLagCollector(lambda: self.app.consumer if self.app.started else None))
@@ -169,6 +178,10 @@ class Pipeline:
         @app.timer(interval=s.kafka.broker_probe_s)
         async def watch_broker() -> None:
             await self.broker.check()
+
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]  # (as above)
+        async def close_probe(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+            await self._cluster_probe.close()
 
         # Each agent gets whole fetched batches (streams/faust_ext/consumer.py) and acknowledges a
         # batch once its state writes are queued; offsets are committed only after those writes
@@ -302,10 +315,6 @@ class Pipeline:
             agent_store = self.state.agent_store()
             gone, changed = agent_store.expire(time.time())
             await self._write_agent_records(agent_store, changed, gone)
-
-    async def _probe_broker(self) -> bool:
-        """A metadata request through the worker's own producer connection."""
-        return bool(await producer_client(self.app).force_metadata_update())
 
     def _drop_unowned(self) -> int:
         """Forget the records of partitions no longer assigned here. Faust's memory store drops on

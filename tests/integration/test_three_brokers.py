@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 from collections import Counter
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from tests.integration.support import (
     Env,
     Worker,
     check,
+    metric,
     record_flat,
     reference_worker,
     state_series,
@@ -87,27 +89,53 @@ def fully_replicated(cluster: LocalCluster, prefix: str) -> bool:
 
 
 class Standstill:
-    """Polls the workers' event counters; the longest time they stood still in a span."""
+    """Polls the workers' event counters; the longest time they stood still in a span. Also what
+    each worker says of the cluster (ccmon_broker_up, /health) at every poll: with one broker of
+    three down the cluster still answers, and a worker must not call it unreachable."""
 
     def __init__(self, workers: list[Worker]) -> None:
         self.workers, self.seen, self.stop = workers, [(time.monotonic(), -1.0)], threading.Event()
+        self.broker: list[tuple[float, int, float | None, int, str]] = []  #: t, worker, up, status, body
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self) -> None:
         while not self.stop.wait(0.1):
             try:
-                total = sum(total_events(w.scrape()) for w in self.workers)
+                scrapes = [w.scrape() for w in self.workers]
             except OSError:
                 continue
+            now = time.monotonic()
+            for i, (w, m) in enumerate(zip(self.workers, scrapes, strict=True)):
+                status, body = health(w)
+                self.broker.append((now, i, metric(m, "ccmon_broker_up"), status, body))
+            total = sum(total_events(m) for m in scrapes)
             if total != self.seen[-1][1]:
-                self.seen.append((time.monotonic(), total))
+                self.seen.append((now, total))
+
+    def broker_down(self, start: float, end: float) -> list[tuple[float, int, float | None, int, str]]:
+        """The polls between ``start`` and ``end`` where a worker said the cluster was down."""
+        return [
+            (round(t - start, 1), i, up, status, body)
+            for t, i, up, status, body in self.broker
+            if start <= t <= end and (up != 1.0 or status != 200)
+        ]
 
     def longest(self, start: float, end: float) -> float:
         """Longest span without a change of the counters between ``start`` and ``end``."""
         times = [t for t, _ in self.seen if start <= t <= end]
         edges = [start, *times, end]
         return max(b - a for a, b in zip(edges, edges[1:], strict=False))
+
+
+def health(w: Worker) -> tuple[int, str]:
+    """/health's status and body now (503 is an answer here, not an error)."""
+    try:
+        return 200, w.get("/health", timeout=5).decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+    except OSError as e:
+        return 0, repr(e)
 
 
 def queue_log_calls(path: Path, base: int, calls: range) -> None:
@@ -195,6 +223,8 @@ def test_three_brokers_lose_a_leader_and_a_rolling_upgrade_lose_and_double_nothi
 
         # 2. ... and comes back later
         progress(0.45, "input processed with a broker down")
+        # the workers' polls span two probes (CCMON_BROKER_PROBE_S, 2 s by default) with it down
+        wait_until(lambda: watch.broker[-1][0] > killed_at + 4.0, timeout=30, what="two probes")
         victim.wait_ready(victim.launch())
         restarted_at = time.monotonic()
         wait_until(
@@ -248,6 +278,15 @@ def test_three_brokers_lose_a_leader_and_a_rolling_upgrade_lose_and_double_nothi
             f"{input_done - started_at:.0f} s into the test, all of it {time.monotonic() - started_at:.0f} s"
         )
         assert stopped_at < input_done, "the rolling upgrade came after the input: not mid-stream"
+        # two brokers of three answer: no worker may call the cluster unreachable (ccmon_broker_up
+        # 0, /health 503) while one is down, SIGKILLed or stopped
+        spans = (("SIGKILLed", killed_at, restarted_at), ("stopped", stopped_at, upgraded_at))
+        for what, start, end in spans:
+            down = watch.broker_down(start, end)
+            assert not down, (
+                f"one broker of three {what}: {len(down)} polls said the cluster was down; "
+                f"(s after, worker, ccmon_broker_up, /health) first {down[:2]}, last {down[-1]}"
+            )
         # the command finds every broker in the data dir, without being told how many
         status = kafka_cli("status", "--data-dir", str(cluster.data_dir))
         assert status.returncode == 0 and status.stdout.count("running (pid") == 3, status.stdout

@@ -86,7 +86,8 @@ def test_every_rendered_object_decodes_strictly_into_its_api_type(values):
             "ConfigMap",
             "Deployment",
             "Deployment",
-            "PersistentVolumeClaim",
+            "PersistentVolumeClaim",  # the Asterisk ingester's state file
+            "PersistentVolumeClaim",  # the webhook receiver's
             "ScaledObject",
             "Service",
         ]
@@ -179,3 +180,36 @@ def test_keda_scales_the_worker_and_never_beyond_the_partition_count():
     assert too_many.returncode != 0 and "exceeds kafka.partitions" in too_many.stderr
     with_keda = next(o for o in objects(EVERYTHING) if o["kind"] == "StatefulSet")
     assert "replicas" not in with_keda["spec"]  # KEDA owns the count
+
+
+def test_the_webhook_receiver_is_one_replica_with_its_state_file_on_a_claim():
+    # the receiver keeps the platforms' state (libredesk's held replies, Twilio's per-task steps,
+    # Chatwoot's reopenings): two pods would split a task's steps, a restart without the state
+    # file would lose what was held (README.md)
+    rendered = objects(EVERYTHING)
+    receiver = next(
+        o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == "ccmon-webhooks"
+    )
+    assert receiver["spec"]["replicas"] == 1
+    assert receiver["spec"]["strategy"] == {"type": "Recreate"}  # never two at once, not even in an update
+    pod = receiver["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    state_file = Path(args[args.index("--state-file") + 1])
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if state_file.is_relative_to(m["mountPath"]))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    claim = volume["persistentVolumeClaim"]["claimName"]
+    assert any(o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == claim for o in rendered)
+
+    ephemeral = objects({**EVERYTHING, "webhooks.persistence.enabled": "false"})
+    receiver = next(
+        o for o in ephemeral if o["metadata"]["name"] == "ccmon-webhooks" and o["kind"] == "Deployment"
+    )
+    assert {"name": mount["name"], "emptyDir": {}} in receiver["spec"]["template"]["spec"]["volumes"]
+    assert not any(o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == claim for o in ephemeral)
+
+    for replicas in ("2", "0"):
+        refused = render({**EVERYTHING, "webhooks.replicas": replicas})
+        assert (
+            refused.returncode != 0
+            and f"webhooks.replicas {replicas}: the webhook receiver runs as one replica" in refused.stderr
+        )

@@ -43,8 +43,35 @@ def test_abandon_spike_hits_its_queue_only():
         START + 1800
     )
     a, b = abandons_by_queue(calm), abandons_by_queue(spiked)
-    assert b["billing"] >= 5 * max(1, a["billing"]) and b["billing"] >= 20
+    # 3x the arrivals and 1/8 of the patience for half the window (the bound was 5x while the
+    # spike doubled its queue's arrival chain by mistake: 6x the arrivals, for good)
+    assert b["billing"] >= 3 * max(1, a["billing"]) and b["billing"] >= 20
     assert b["sales"] <= a["sales"] + 5
+
+
+def test_arrivals_return_to_the_base_rate_when_an_abandon_spike_ends():
+    # the spike once scheduled a second arrival chain for its queue and left it running: the
+    # queue's arrivals stayed doubled after the spike's end
+    doc = {
+        "queues": [
+            {"name": "q", "channel": "voice", "per_hour": 1800, "talk_mean_s": 60, "patience_mean_s": 60}
+        ],
+        "agents": [{"count": 40, "channel": "voice", "skills": ["q"]}],
+        "profile": {"hourly": [1.0] * 24},
+    }
+    spike = parse_incident("abandon-spike:q@1200+600")  # 1200-1800 s: 3x the base rate
+    events = Simulator(7, START, parse(doc, "test"), incidents=(spike,)).advance(START + 4800)
+    offered = [
+        v["ts"] / 1000 - START for t, k, v in events if isinstance(v, dict) and v.get("type") == "offered"
+    ]
+
+    def per_s(a: float, b: float) -> float:
+        return sum(1 for t in offered if a <= t < b) / (b - a)
+
+    base, during, after = per_s(0, 1200), per_s(1200, 1800), per_s(1800, 4800)
+    assert 0.4 <= base <= 0.6  # 1800 an hour: 0.5/s (600 expected, sd 24)
+    assert 2.5 <= during / base <= 3.5
+    assert 0.85 <= after / base <= 1.15, (base, during, after)  # 1500 expected after (sd 39)
 
 
 def test_agents_away_and_bad_input_bursts():
