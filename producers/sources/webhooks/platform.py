@@ -53,10 +53,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import orjson
 
@@ -74,6 +75,10 @@ __all__ = [
     "customer_id",
     "hmac_sha256_hex",
     "json_object",
+    "option_queue_by",
+    "option_source",
+    "option_unanswered",
+    "require_secret",
     "same",
     "timestamp",
 ]
@@ -185,6 +190,38 @@ def customer_id(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return None if text.lower() in NOBODY or len(text) > 128 else text
+
+
+def require_secret(name: str, config: PlatformConfig) -> None:
+    """A platform whose deliveries are signed with a shared secret cannot verify any without one."""
+    if not config.secret:
+        raise ConfigError(f"{name}: the webhook secret is empty")
+
+
+def option_source(name: str, config: PlatformConfig) -> str:
+    """The ``source`` option (the prefix of the event and contact ids, default the platform's name):
+    ids are built from it, so it is kept to a short, safe alphabet."""
+    source = config.option("source", name)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", source):
+        raise ConfigError(f"CCMON_WEBHOOKS_{name.upper()}_SOURCE={source!r}: letters, digits, _ . - (1-32)")
+    return source
+
+
+def option_queue_by(name: str, config: PlatformConfig) -> str:
+    """The ``queue_by`` option of a chat platform: which of a conversation's ids names its queue."""
+    queue_by = config.option("queue_by", "inbox")
+    if queue_by not in ("inbox", "team"):
+        raise ConfigError(f"CCMON_WEBHOOKS_{name.upper()}_QUEUE_BY={queue_by!r}: inbox or team")
+    return queue_by
+
+
+def option_unanswered(name: str, config: PlatformConfig) -> Literal["abandoned", "dequeued"]:
+    """The ``unanswered`` option of a chat platform: what a conversation closed without an agent
+    becomes (docs/sources/chatwoot.md, docs/sources/libredesk.md)."""
+    unanswered = config.option("unanswered", "abandoned")
+    if unanswered not in ("abandoned", "dequeued"):
+        raise ConfigError(f"CCMON_WEBHOOKS_{name.upper()}_UNANSWERED={unanswered!r}: abandoned or dequeued")
+    return "abandoned" if unanswered == "abandoned" else "dequeued"
 
 
 def hmac_sha256_hex(secret: bytes, message: bytes) -> str:
