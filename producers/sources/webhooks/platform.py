@@ -75,6 +75,7 @@ __all__ = [
     "customer_id",
     "hmac_sha256_hex",
     "json_object",
+    "name_value_pairs",
     "option_queue_by",
     "option_source",
     "option_unanswered",
@@ -222,6 +223,18 @@ def option_unanswered(name: str, config: PlatformConfig) -> Literal["abandoned",
     if unanswered not in ("abandoned", "dequeued"):
         raise ConfigError(f"CCMON_WEBHOOKS_{name.upper()}_UNANSWERED={unanswered!r}: abandoned or dequeued")
     return "abandoned" if unanswered == "abandoned" else "dequeued"
+
+
+def name_value_pairs(text: str, what: str, *, lower: bool = False) -> dict[str, str]:
+    """An option written ``NAME=VALUE`` items separated by ``,`` or ``;`` (``what`` starts the
+    error line); ``lower`` lower-cases the names, for options matched without case."""
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in re.split(r"[,;]", text))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigError(f"{what}: {item!r} is not NAME=VALUE")
+        out[name.strip().lower() if lower else name.strip()] = value.strip()
+    return out
 
 
 def hmac_sha256_hex(secret: bytes, message: bytes) -> str:
