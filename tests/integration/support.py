@@ -214,6 +214,14 @@ def exported(m: Samples, name: str, **labels: str) -> float:
     return value
 
 
+def replay_lines(env: Env, lines: list[bytes], path: Path) -> None:
+    """Recorded lines written to ``path`` and sent with ``ccmon replay`` (the broker acknowledged
+    every one when it returns)."""
+    path.write_bytes(b"".join(lines))
+    done = env.ccmon("replay", str(path), "--quiet", timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
 def reference_worker(env: Env, **extra: str) -> Worker:
     """A worker in a consumer group of its own, with its own facts topic: it reads the same input
     as the workers under test and shares no state with them, so its series are the truth."""
