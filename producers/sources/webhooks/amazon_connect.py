@@ -46,7 +46,6 @@ from producers.sources.webhooks.platform import (
     Response,
     Unauthorized,
     customer_id,
-    name_value_pairs,
     same,
     timestamp,
 )
@@ -94,11 +93,9 @@ class AmazonConnect(Platform):
             raise ConfigError("amazon_connect: auth is api_key or basic")
         self.key_header = config.option("api_key_header", "x-api-key")
         self.username = config.option("username", "ccmon")
-        self.queues = name_value_pairs(config.option("queues", ""), "amazon_connect: queues")
+        self.queues = config.pairs_option("queues", "amazon_connect: queues")
         self.channels = dict(DEFAULT_CHANNELS)
-        for name, value in name_value_pairs(
-            config.option("channels", ""), "amazon_connect: channels"
-        ).items():
+        for name, value in config.pairs_option("channels", "amazon_connect: channels").items():
             if value not in ("voice", "chat", "skip"):
                 raise ConfigError(f"amazon_connect: channels: {name}={value}: voice, chat or skip")
             self.channels[name.upper()] = value

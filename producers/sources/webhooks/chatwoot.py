@@ -30,10 +30,6 @@ from producers.sources.webhooks.platform import (
     Unauthorized,
     hmac_sha256_hex,
     json_object,
-    option_queue_by,
-    option_source,
-    option_unanswered,
-    require_secret,
     same,
     timestamp,
 )
@@ -141,17 +137,17 @@ class Chatwoot(Platform):
 
     def __init__(self, config: PlatformConfig) -> None:
         super().__init__(config)
-        require_secret(self.name, config)
-        self.source = option_source(self.name, config)
+        config.require_secret(self.name)
+        self.source = config.source_option(self.name)
         try:
             self.max_age = float(config.option("max_age_s", str(self.max_age_s)))
         except ValueError:
             self.max_age = -1.0
         if not self.max_age > 0:
             raise ConfigError("CCMON_WEBHOOKS_CHATWOOT_MAX_AGE_S: a positive number of seconds")
-        self.queue_by = option_queue_by(self.name, config)
+        self.queue_by = config.queue_by_option(self.name)
         #: what a conversation resolved without an agent becomes (docs/sources/chatwoot.md)
-        self.unanswered = option_unanswered(self.name, config)
+        self.unanswered = config.unanswered_option(self.name)
         self.queue_names = self._names(config.option("queues", ""))
         #: conversation id -> (its reopenings' epoch seconds, sorted; the last delivery's time)
         self.segments: dict[str, tuple[list[int], float]] = {}

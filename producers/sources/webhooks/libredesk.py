@@ -29,10 +29,6 @@ from producers.sources.webhooks.platform import (
     Unauthorized,
     hmac_sha256_hex,
     json_object,
-    option_queue_by,
-    option_source,
-    option_unanswered,
-    require_secret,
     same,
     timestamp,
 )
@@ -76,10 +72,10 @@ class Libredesk(Platform):
 
     def __init__(self, config: PlatformConfig) -> None:
         super().__init__(config)
-        require_secret(self.name, config)
-        self.source = option_source(self.name, config)
-        self.queue_by = option_queue_by(self.name, config)
-        self.unanswered = option_unanswered(self.name, config)
+        config.require_secret(self.name)
+        self.source = config.source_option(self.name)
+        self.queue_by = config.queue_by_option(self.name)
+        self.unanswered = config.unanswered_option(self.name)
         #: uuid -> what the mapping knows of the conversation (see ``_remember``)
         self.convs: dict[str, dict[str, Any]] = {}
         #: uuid -> agent replies held until the conversation is known: [ts, agent id, message uuid]

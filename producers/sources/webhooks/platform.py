@@ -75,11 +75,6 @@ __all__ = [
     "customer_id",
     "hmac_sha256_hex",
     "json_object",
-    "name_value_pairs",
-    "option_queue_by",
-    "option_source",
-    "option_unanswered",
-    "require_secret",
     "same",
     "timestamp",
 ]
@@ -127,6 +122,50 @@ class PlatformConfig:
 
     def option(self, name: str, default: str) -> str:
         return self.options.get(name, default)
+
+    # ---- options more than one platform has, checked alike (``platform`` names the variables) ----
+    def require_secret(self, platform: str) -> None:
+        """A platform whose deliveries are signed with a shared secret cannot verify any without one."""
+        if not self.secret:
+            raise ConfigError(f"{platform}: the webhook secret is empty")
+
+    def source_option(self, platform: str) -> str:
+        """``source`` (default the platform's name): the prefix of the ids built, so a short, safe
+        alphabet."""
+        source = self.option("source", platform)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", source):
+            raise ConfigError(
+                f"CCMON_WEBHOOKS_{platform.upper()}_SOURCE={source!r}: letters, digits, _ . - (1-32)"
+            )
+        return source
+
+    def queue_by_option(self, platform: str) -> str:
+        """``queue_by`` of a chat platform: which of a conversation's ids names its queue."""
+        queue_by = self.option("queue_by", "inbox")
+        if queue_by not in ("inbox", "team"):
+            raise ConfigError(f"CCMON_WEBHOOKS_{platform.upper()}_QUEUE_BY={queue_by!r}: inbox or team")
+        return queue_by
+
+    def unanswered_option(self, platform: str) -> Literal["abandoned", "dequeued"]:
+        """``unanswered`` of a chat platform: what a conversation closed without an agent becomes
+        (docs/sources/chatwoot.md, docs/sources/libredesk.md)."""
+        unanswered = self.option("unanswered", "abandoned")
+        if unanswered not in ("abandoned", "dequeued"):
+            raise ConfigError(
+                f"CCMON_WEBHOOKS_{platform.upper()}_UNANSWERED={unanswered!r}: abandoned or dequeued"
+            )
+        return "abandoned" if unanswered == "abandoned" else "dequeued"
+
+    def pairs_option(self, name: str, what: str, *, lower: bool = False) -> dict[str, str]:
+        """An option written as ``NAME=VALUE`` items separated by ``,`` or ``;`` (``what`` starts
+        the error line); ``lower`` lower-cases the names, for names matched without case."""
+        out: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in re.split(r"[,;]", self.option(name, "")))):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise ConfigError(f"{what}: {item!r} is not NAME=VALUE")
+            out[key.strip().lower() if lower else key.strip()] = value.strip()
+        return out
 
 
 class Platform:
@@ -191,50 +230,6 @@ def customer_id(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return None if text.lower() in NOBODY or len(text) > 128 else text
-
-
-def require_secret(name: str, config: PlatformConfig) -> None:
-    """A platform whose deliveries are signed with a shared secret cannot verify any without one."""
-    if not config.secret:
-        raise ConfigError(f"{name}: the webhook secret is empty")
-
-
-def option_source(name: str, config: PlatformConfig) -> str:
-    """The ``source`` option (the prefix of the event and contact ids, default the platform's name):
-    ids are built from it, so it is kept to a short, safe alphabet."""
-    source = config.option("source", name)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", source):
-        raise ConfigError(f"CCMON_WEBHOOKS_{name.upper()}_SOURCE={source!r}: letters, digits, _ . - (1-32)")
-    return source
-
-
-def option_queue_by(name: str, config: PlatformConfig) -> str:
-    """The ``queue_by`` option of a chat platform: which of a conversation's ids names its queue."""
-    queue_by = config.option("queue_by", "inbox")
-    if queue_by not in ("inbox", "team"):
-        raise ConfigError(f"CCMON_WEBHOOKS_{name.upper()}_QUEUE_BY={queue_by!r}: inbox or team")
-    return queue_by
-
-
-def option_unanswered(name: str, config: PlatformConfig) -> Literal["abandoned", "dequeued"]:
-    """The ``unanswered`` option of a chat platform: what a conversation closed without an agent
-    becomes (docs/sources/chatwoot.md, docs/sources/libredesk.md)."""
-    unanswered = config.option("unanswered", "abandoned")
-    if unanswered not in ("abandoned", "dequeued"):
-        raise ConfigError(f"CCMON_WEBHOOKS_{name.upper()}_UNANSWERED={unanswered!r}: abandoned or dequeued")
-    return "abandoned" if unanswered == "abandoned" else "dequeued"
-
-
-def name_value_pairs(text: str, what: str, *, lower: bool = False) -> dict[str, str]:
-    """An option written ``NAME=VALUE`` items separated by ``,`` or ``;`` (``what`` starts the
-    error line); ``lower`` lower-cases the names, for options matched without case."""
-    out: dict[str, str] = {}
-    for item in filter(None, (p.strip() for p in re.split(r"[,;]", text))):
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise ConfigError(f"{what}: {item!r} is not NAME=VALUE")
-        out[name.strip().lower() if lower else name.strip()] = value.strip()
-    return out
 
 
 def hmac_sha256_hex(secret: bytes, message: bytes) -> str:

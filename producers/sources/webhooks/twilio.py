@@ -49,7 +49,6 @@ from producers.sources.webhooks.platform import (
     PlatformConfig,
     Unauthorized,
     customer_id,
-    name_value_pairs,
     same,
     timestamp,
 )
@@ -171,9 +170,7 @@ class Twilio(Platform):
                 "(http(s)://host/path?query, without bodySHA256): Twilio signs it"
             )
         self.activities: dict[str, AgentStateName] = dict(DEFAULT_ACTIVITIES)
-        for name, state in name_value_pairs(
-            config.option("activities", ""), "twilio: activities", lower=True
-        ).items():
+        for name, state in config.pairs_option("activities", "twilio: activities", lower=True).items():
             if state not in AGENT_STATES:
                 raise ConfigError(f"twilio: activities: {state!r} is not one of {', '.join(AGENT_STATES)}")
             self.activities[name] = state
