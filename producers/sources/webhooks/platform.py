@@ -45,8 +45,11 @@ the deliveries' results: ``steps()`` gives those counts since start, by step and
 A platform is built from a :class:`PlatformConfig`: its secret (from
 ``CCMON_WEBHOOKS_<NAME>_SECRET_FILE``, a file read once at start, or ``CCMON_WEBHOOKS_<NAME>_SECRET``)
 and its options (every other ``CCMON_WEBHOOKS_<NAME>_<OPTION>`` variable, lower-cased option
-names), checked in ``__init__`` (raise :class:`ConfigError` with a one-line reason). Adding one is a
-module in this package and one line in the table of ``producers/sources/webhooks/__init__.py``.
+names), checked in ``__init__`` (raise :class:`ConfigError` with a one-line reason; the options
+several platforms share, ``source``, ``queue_by``, ``unanswered`` and ``NAME=VALUE`` lists, are
+read with :class:`PlatformConfig`'s ``*_option`` methods, so they are checked and reported alike).
+Adding one is a module in this package and one line in the table of
+``producers/sources/webhooks/__init__.py``.
 """
 
 from __future__ import annotations
