@@ -21,7 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import yaml
+from aiokafka import AIOKafkaConsumer
 
 from streams.core.queues import COUNTERS
 from streams.dev.harness import Samples, Service, free_port, wait_stable
@@ -212,6 +214,38 @@ def exported(m: Samples, name: str, **labels: str) -> float:
     value = metric(m, name, **labels)
     assert value is not None, f"{name}{labels} is not exported"
     return value
+
+
+def replay_lines(env: Env, lines: list[bytes], path: Path) -> None:
+    """Recorded lines written to ``path`` and sent with ``ccmon replay`` (the broker acknowledged
+    every one when it returns)."""
+    path.write_bytes(b"".join(lines))
+    done = env.ccmon("replay", str(path), "--quiet", timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+async def dead_letters(env: Env, n: int, timeout: float) -> list[dict]:
+    """The first ``n`` dead letters of the run's dead-letter topic, decoded (fewer when ``timeout``
+    seconds pass first: the caller's count assertion says so); big records (a letter keeps up to
+    its input's 1 MiB) fit one fetch."""
+    consumer = AIOKafkaConsumer(
+        env.topics["dead"],
+        bootstrap_servers=env.kafka.address,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < n and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=20000)).values():
+                out += [orjson.loads(r.value) for r in records]
+    finally:
+        await consumer.stop()
+    return out
 
 
 def reference_worker(env: Env, **extra: str) -> Worker:

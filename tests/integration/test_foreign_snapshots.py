@@ -25,6 +25,7 @@ from tests.integration.support import (
     Worker,
     record_flat,
     reference_worker,
+    replay_lines,
     state_series,
     total_events,
 )
@@ -34,12 +35,6 @@ pytestmark = pytest.mark.integration
 TABLES = 3  # lifecycle, queues, agents: one snapshot each
 
 
-def replay(env: Env, lines: list[bytes], path: Path) -> None:
-    path.write_bytes(b"".join(lines))
-    done = env.ccmon("replay", str(path), "--quiet", timeout=300)
-    assert done.returncode == 0, done.stderr
-
-
 def snapshots_of_a_first_worker(env: Env, workers: list[Worker], tmp_path: Path) -> Path:
     """A worker fed some traffic until it has snapshotted all three tables, then killed; the
     snapshots' folder."""
@@ -47,7 +42,7 @@ def snapshots_of_a_first_worker(env: Env, workers: list[Worker], tmp_path: Path)
     old = record_flat(env, tmp_path / "old.jsonl", 31, 900, 2, "--staff", "4")
     first = Worker(env, CCMON_SNAPSHOT_INTERVAL_S="1")
     workers.append(first)
-    replay(env, old, tmp_path / "old-replay.jsonl")
+    replay_lines(env, old, tmp_path / "old-replay.jsonl")
     first.wait_settled(lambda m: total_events(m) == len(old), what="the first events")
 
     def snapshots_with_records() -> bool:
@@ -78,7 +73,7 @@ def comes_up_with_the_new_truth(
     reference = reference_worker(env, CCMON_SNAPSHOT_INTERVAL_S="0")
     workers.append(reference)
     second.wait_ready()  # on main it exits here: ConsistencyError, persisted offset > -1
-    replay(env, new, tmp_path / "new-replay.jsonl")
+    replay_lines(env, new, tmp_path / "new-replay.jsonl")
     truth = reference.wait_settled(lambda m: total_events(m) == len(new), what="the new events' truth")
     m = second.wait_settled(lambda m: total_events(m) == len(new), what="the new events only")
     assert state_series(m) == state_series(truth)

@@ -12,11 +12,11 @@ import time
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from streams.core.facts import Fact, Kind
 from streams.core.layout import partition_for_queue
-from tests.integration.support import PARTITIONS, Env, Worker, exported, metric
+from tests.integration.support import PARTITIONS, Env, Worker, dead_letters, exported, metric
 
 pytestmark = pytest.mark.integration
 
@@ -85,26 +85,6 @@ async def _produce(env: Env, facts: list[bytes], inputs: list[tuple[str, bytes, 
         await producer.stop()
 
 
-async def _dead_letters(env: Env, n: int, timeout: float = 60) -> list[dict]:
-    consumer = AIOKafkaConsumer(
-        env.topics["dead"],
-        bootstrap_servers=env.kafka.address,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    out: list[dict] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < n and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                out += [orjson.loads(r.value) for r in records]
-    finally:
-        await consumer.stop()
-    return out
-
-
 def test_poison_events_and_facts_are_dead_lettered_and_the_worker_stays_up_exact(
     env: Env, workers: list[Worker]
 ):
@@ -137,7 +117,7 @@ def test_poison_events_and_facts_are_dead_lettered_and_the_worker_stays_up_exact
     assert exported(m, "ccmon_handle_seconds_sum", **sales) == CONTACTS * 70
     assert exported(m, "ccmon_agents", queue="sales", state="available") == 0
 
-    letters = asyncio.run(_dead_letters(env, 8))
+    letters = asyncio.run(dead_letters(env, 8, timeout=60))
     assert len(letters) == 8
     facts = [d for d in letters if d["reason"] == "apply_error"]
     assert {d["topic"] for d in facts} == {f"{env.prefix}.facts"}

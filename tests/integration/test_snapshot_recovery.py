@@ -11,17 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.support import Env, Worker, record_flat, reference_worker, state_series, total_events
+from tests.integration.support import (
+    Env,
+    Worker,
+    record_flat,
+    reference_worker,
+    replay_lines,
+    state_series,
+    total_events,
+)
 
 pytestmark = pytest.mark.integration
 
 TABLES = 3  # lifecycle, queues, agents: one snapshot each
-
-
-def replay(env: Env, lines: list[bytes], path: Path) -> None:
-    path.write_bytes(b"".join(lines))
-    done = env.ccmon("replay", str(path), "--quiet", timeout=300)
-    assert done.returncode == 0, done.stderr
 
 
 def same_as(worker: Worker, reference: Worker, n_ref: int) -> dict:
@@ -52,7 +54,7 @@ def test_snapshot_plus_tail_corrupt_and_lost_snapshots_restore_the_same_state(
     # 1. the first half, snapshotted every second
     first = Worker(env, CCMON_SNAPSHOT_INTERVAL_S="1", **fast)
     workers.append(first)
-    replay(env, lines[:half], tmp_path / "first.jsonl")
+    replay_lines(env, lines[:half], tmp_path / "first.jsonl")
     same_as(first, reference, half)
     settled = time.time()
     deadline = time.monotonic() + 60
@@ -68,7 +70,7 @@ def test_snapshot_plus_tail_corrupt_and_lost_snapshots_restore_the_same_state(
     # 2. starts from that snapshot, works through the second half and writes no snapshot of its own
     second = Worker(env, CCMON_SNAPSHOT_INTERVAL_S="3600", **fast)
     workers.append(second)
-    replay(env, lines[half:], tmp_path / "second.jsonl")
+    replay_lines(env, lines[half:], tmp_path / "second.jsonl")
     full = same_as(second, reference, len(lines))
     assert second.log.read_text().count("from snapshot") == TABLES, second.log.read_text()[-3000:]
     second.stop(signal.SIGKILL)

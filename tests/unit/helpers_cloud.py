@@ -20,10 +20,25 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from producers.sources.events import SourceEvent
+
 TWILIO_URL = "https://ccmon.example.net/webhooks/twilio?site=lyon"
 TWILIO_TOKEN = b"0123456789abcdef0123456789abcdef"
 ACCOUNT = "AC" + "a" * 32
 WORKSPACE = "WS" + "b" * 32
+
+
+def event_row(o: SourceEvent, ev: dict[str, Any], t0: float, contact: str) -> tuple:
+    """An emitted event as the platforms' tests compare it: (stream, agent id and state, seconds
+    after ``t0``, the other fields) for an agent state, (stream, ``contact``, type, seconds, the
+    other fields) for a contact event, whose key must be its contact id. ``ev`` is the event's
+    fields not yet taken (the caller takes those it shows otherwise or not at all)."""
+    ts = round(ev.pop("ts") / 1000 - t0, 3)
+    if o.stream == "agents":
+        ev.pop("type")
+        return (o.stream, ev.pop("agent_id"), ev.pop("state"), ts, ev)
+    assert ev.pop("contact_id") == o.key
+    return (o.stream, contact, ev.pop("type"), ts, ev)
 
 
 def iso(ts: float) -> str:

@@ -25,6 +25,7 @@ from tests.unit.helpers_cloud import (
     connect_body,
     connect_headers,
     contact_event,
+    event_row,
     firehose_body,
     firehose_headers,
     snapshot_contact,
@@ -64,13 +65,7 @@ def rows(out: list[SourceEvent]) -> list[tuple]:
     for o in out:
         ev = dict(o.event)
         eid = ev.pop("event_id")
-        ts = round(ev.pop("ts") / 1000 - T0, 3)
-        if o.stream == "agents":
-            ev.pop("type")
-            found.append((o.stream, ev.pop("agent_id"), ev.pop("state"), ts, ev))
-        else:
-            assert ev.pop("contact_id") == o.key
-            found.append((o.stream, eid, ev.pop("type"), ts, ev))
+        found.append(event_row(o, ev, T0, eid))
     return found
 
 

@@ -17,7 +17,15 @@ from producers.sources.events import SourceEvent, check
 from producers.sources.webhooks.platform import BadRequest, ConfigError, Ignored, PlatformConfig, Unauthorized
 from producers.sources.webhooks.twilio import Twilio
 from tests.unit.helpers import at
-from tests.unit.helpers_cloud import TWILIO_TOKEN, TWILIO_URL, sid, tr_event, twilio_body, twilio_headers
+from tests.unit.helpers_cloud import (
+    TWILIO_TOKEN,
+    TWILIO_URL,
+    event_row,
+    sid,
+    tr_event,
+    twilio_body,
+    twilio_headers,
+)
 
 T0 = at("10:00:00")
 TASK = sid("WT", 1)
@@ -46,13 +54,7 @@ def rows(out: list[SourceEvent]) -> list[tuple]:
         ev = dict(o.event)
         ev.pop("event_id")
         ev.pop("customer", None)
-        ts = round(ev.pop("ts") / 1000 - T0, 3)
-        if o.stream == "agents":
-            ev.pop("type")
-            found.append((o.stream, ev.pop("agent_id"), ev.pop("state"), ts, ev))
-        else:
-            assert ev.pop("contact_id") == o.key
-            found.append((o.stream, o.key, ev.pop("type"), ts, ev))
+        found.append(event_row(o, ev, T0, o.key))
     return found
 
 

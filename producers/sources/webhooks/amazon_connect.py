@@ -93,23 +93,13 @@ class AmazonConnect(Platform):
             raise ConfigError("amazon_connect: auth is api_key or basic")
         self.key_header = config.option("api_key_header", "x-api-key")
         self.username = config.option("username", "ccmon")
-        self.queues = self._pairs(config.option("queues", ""), "queues")
+        self.queues = config.pairs_option("queues", "amazon_connect: queues")
         self.channels = dict(DEFAULT_CHANNELS)
-        for name, value in self._pairs(config.option("channels", ""), "channels").items():
+        for name, value in config.pairs_option("channels", "amazon_connect: channels").items():
             if value not in ("voice", "chat", "skip"):
                 raise ConfigError(f"amazon_connect: channels: {name}={value}: voice, chat or skip")
             self.channels[name.upper()] = value
         self.ignored: Counter[str] = Counter()
-
-    @staticmethod
-    def _pairs(text: str, what: str) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for item in filter(None, (p.strip() for p in re.split(r"[,;]", text))):
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip() or not value.strip():
-                raise ConfigError(f"amazon_connect: {what}: {item!r} is not NAME=VALUE")
-            out[key.strip()] = value.strip()
-        return out
 
     def queue_label(self, arn: str, name: str = "") -> str:
         """The queue as ccmon names it: the ``queues`` option's name for its id (or ARN), else the

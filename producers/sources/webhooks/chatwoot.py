@@ -17,7 +17,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from producers.sources import events
 from producers.sources.events import SourceEvent
@@ -137,29 +137,17 @@ class Chatwoot(Platform):
 
     def __init__(self, config: PlatformConfig) -> None:
         super().__init__(config)
-        if not config.secret:
-            raise ConfigError("chatwoot: the webhook secret is empty")
-        self.source = config.option("source", "chatwoot")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", self.source):
-            raise ConfigError(
-                f"CCMON_WEBHOOKS_CHATWOOT_SOURCE={self.source!r}: letters, digits, _ . - (1-32)"
-            )
+        config.require_secret(self.name)
+        self.source = config.source_option(self.name)
         try:
             self.max_age = float(config.option("max_age_s", str(self.max_age_s)))
         except ValueError:
             self.max_age = -1.0
         if not self.max_age > 0:
             raise ConfigError("CCMON_WEBHOOKS_CHATWOOT_MAX_AGE_S: a positive number of seconds")
-        self.queue_by = config.option("queue_by", "inbox")
-        if self.queue_by not in ("inbox", "team"):
-            raise ConfigError(f"CCMON_WEBHOOKS_CHATWOOT_QUEUE_BY={self.queue_by!r}: inbox or team")
-        unanswered = config.option("unanswered", "abandoned")
-        if unanswered not in ("abandoned", "dequeued"):
-            raise ConfigError(f"CCMON_WEBHOOKS_CHATWOOT_UNANSWERED={unanswered!r}: abandoned or dequeued")
+        self.queue_by = config.queue_by_option(self.name)
         #: what a conversation resolved without an agent becomes (docs/sources/chatwoot.md)
-        self.unanswered: Literal["abandoned", "dequeued"] = (
-            "abandoned" if unanswered == "abandoned" else "dequeued"
-        )
+        self.unanswered = config.unanswered_option(self.name)
         self.queue_names = self._names(config.option("queues", ""))
         #: conversation id -> (its reopenings' epoch seconds, sorted; the last delivery's time)
         self.segments: dict[str, tuple[list[int], float]] = {}

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from producers.sources import events
 from producers.sources.events import SourceEvent
 from producers.sources.webhooks.platform import (
     BadRequest,
-    ConfigError,
     Ignored,
     Platform,
     PlatformConfig,
@@ -73,22 +72,10 @@ class Libredesk(Platform):
 
     def __init__(self, config: PlatformConfig) -> None:
         super().__init__(config)
-        if not config.secret:
-            raise ConfigError("libredesk: the webhook secret is empty")
-        self.source = config.option("source", "libredesk")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", self.source):
-            raise ConfigError(
-                f"CCMON_WEBHOOKS_LIBREDESK_SOURCE={self.source!r}: letters, digits, _ . - (1-32)"
-            )
-        self.queue_by = config.option("queue_by", "inbox")
-        if self.queue_by not in ("inbox", "team"):
-            raise ConfigError(f"CCMON_WEBHOOKS_LIBREDESK_QUEUE_BY={self.queue_by!r}: inbox or team")
-        unanswered = config.option("unanswered", "abandoned")
-        if unanswered not in ("abandoned", "dequeued"):
-            raise ConfigError(f"CCMON_WEBHOOKS_LIBREDESK_UNANSWERED={unanswered!r}: abandoned or dequeued")
-        self.unanswered: Literal["abandoned", "dequeued"] = (
-            "abandoned" if unanswered == "abandoned" else "dequeued"
-        )
+        config.require_secret(self.name)
+        self.source = config.source_option(self.name)
+        self.queue_by = config.queue_by_option(self.name)
+        self.unanswered = config.unanswered_option(self.name)
         #: uuid -> what the mapping knows of the conversation (see ``_remember``)
         self.convs: dict[str, dict[str, Any]] = {}
         #: uuid -> agent replies held until the conversation is known: [ts, agent id, message uuid]

@@ -45,18 +45,22 @@ the deliveries' results: ``steps()`` gives those counts since start, by step and
 A platform is built from a :class:`PlatformConfig`: its secret (from
 ``CCMON_WEBHOOKS_<NAME>_SECRET_FILE``, a file read once at start, or ``CCMON_WEBHOOKS_<NAME>_SECRET``)
 and its options (every other ``CCMON_WEBHOOKS_<NAME>_<OPTION>`` variable, lower-cased option
-names), checked in ``__init__`` (raise :class:`ConfigError` with a one-line reason). Adding one is a
-module in this package and one line in the table of ``producers/sources/webhooks/__init__.py``.
+names), checked in ``__init__`` (raise :class:`ConfigError` with a one-line reason; the options
+several platforms share, ``source``, ``queue_by``, ``unanswered`` and ``NAME=VALUE`` lists, are
+read with :class:`PlatformConfig`'s ``*_option`` methods, so they are checked and reported alike).
+Adding one is a module in this package and one line in the table of
+``producers/sources/webhooks/__init__.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import orjson
 
@@ -121,6 +125,50 @@ class PlatformConfig:
 
     def option(self, name: str, default: str) -> str:
         return self.options.get(name, default)
+
+    # ---- options more than one platform has, checked alike (``platform`` names the variables) ----
+    def require_secret(self, platform: str) -> None:
+        """A platform whose deliveries are signed with a shared secret cannot verify any without one."""
+        if not self.secret:
+            raise ConfigError(f"{platform}: the webhook secret is empty")
+
+    def source_option(self, platform: str) -> str:
+        """``source`` (default the platform's name): the prefix of the ids built, so a short, safe
+        alphabet."""
+        source = self.option("source", platform)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", source):
+            raise ConfigError(
+                f"CCMON_WEBHOOKS_{platform.upper()}_SOURCE={source!r}: letters, digits, _ . - (1-32)"
+            )
+        return source
+
+    def queue_by_option(self, platform: str) -> str:
+        """``queue_by`` of a chat platform: which of a conversation's ids names its queue."""
+        queue_by = self.option("queue_by", "inbox")
+        if queue_by not in ("inbox", "team"):
+            raise ConfigError(f"CCMON_WEBHOOKS_{platform.upper()}_QUEUE_BY={queue_by!r}: inbox or team")
+        return queue_by
+
+    def unanswered_option(self, platform: str) -> Literal["abandoned", "dequeued"]:
+        """``unanswered`` of a chat platform: what a conversation closed without an agent becomes
+        (docs/sources/chatwoot.md, docs/sources/libredesk.md)."""
+        unanswered = self.option("unanswered", "abandoned")
+        if unanswered not in ("abandoned", "dequeued"):
+            raise ConfigError(
+                f"CCMON_WEBHOOKS_{platform.upper()}_UNANSWERED={unanswered!r}: abandoned or dequeued"
+            )
+        return "abandoned" if unanswered == "abandoned" else "dequeued"
+
+    def pairs_option(self, name: str, what: str, *, lower: bool = False) -> dict[str, str]:
+        """An option written as ``NAME=VALUE`` items separated by ``,`` or ``;`` (``what`` starts
+        the error line); ``lower`` lower-cases the names, for names matched without case."""
+        out: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in re.split(r"[,;]", self.option(name, "")))):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise ConfigError(f"{what}: {item!r} is not NAME=VALUE")
+            out[key.strip().lower() if lower else key.strip()] = value.strip()
+        return out
 
 
 class Platform:

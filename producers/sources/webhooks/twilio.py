@@ -145,16 +145,6 @@ class Worker:
     sent: str = ""  #: the state last emitted
 
 
-def _options(text: str, what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in filter(None, (p.strip() for p in re.split(r"[,;]", text))):
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise ConfigError(f"twilio: {what}: {item!r} is not NAME=VALUE")
-        out[name.strip().lower()] = value.strip()
-    return out
-
-
 def _path(doc: Mapping[str, Any], dotted: str) -> Any:
     """``customers.phone`` -> doc["customers"]["phone"]; None when a step is missing."""
     value: Any = doc
@@ -180,7 +170,7 @@ class Twilio(Platform):
                 "(http(s)://host/path?query, without bodySHA256): Twilio signs it"
             )
         self.activities: dict[str, AgentStateName] = dict(DEFAULT_ACTIVITIES)
-        for name, state in _options(config.option("activities", ""), "activities").items():
+        for name, state in config.pairs_option("activities", "twilio: activities", lower=True).items():
             if state not in AGENT_STATES:
                 raise ConfigError(f"twilio: activities: {state!r} is not one of {', '.join(AGENT_STATES)}")
             self.activities[name] = state
