@@ -58,6 +58,9 @@ def test_arrivals_return_to_the_base_rate_when_an_abandon_spike_ends():
         ],
         "agents": [{"count": 40, "channel": "voice", "skills": ["q"]}],
         "profile": {"hourly": [1.0] * 24},
+        # no returning customers: the spike's abandons would call back after it, offers of their
+        # own that are not the queue's base arrivals
+        "customers": {"callback_after_abandon": 0, "repeat_after_handled": 0},
     }
     spike = parse_incident("abandon-spike:q@1200+600")  # 1200-1800 s: 3x the base rate
     events = Simulator(7, START, parse(doc, "test"), incidents=(spike,)).advance(START + 4800)
