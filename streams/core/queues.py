@@ -35,11 +35,15 @@ from streams.core.layout import (
     BUCKET,
     COUNTERS,
     DAY,
+    ENDED,
+    EWT_ERROR_BUCKETS,
     FIRST_RESPONSE_BUCKETS,
     HANDLE_BUCKETS,
     QUEUE_AGENTS,
     TOTALS,
     WAIT_BUCKETS,
+    EndedRecord,
+    GradedRecord,
     Marks,
     QueueAgentsRecord,
     TotalsRecord,
@@ -49,6 +53,10 @@ from streams.core.layout import (
     day_key,
     decode_totals,
     decode_window,
+    ended_key,
+    graded_key,
+    new_ended_record,
+    new_graded_record,
     new_queue_agents_record,
     new_totals,
     new_totals_record,
@@ -59,10 +67,12 @@ from streams.core.layout import (
     totals_key,
     waiting_key,
 )
-from streams.core.predict import QueueNow, estimate, estimator, interval_bounds, project
+from streams.core.predict import QueueNow, estimate, estimator, graded_ewt, interval_bounds, project
 
 __all__ = [
     "COUNTERS",
+    "EWT_ERROR_BUCKETS",
+    "GRADED_OUTCOMES",
     "FIRST_RESPONSE_BUCKETS",
     "FactId",
     "HANDLE_BUCKETS",
@@ -82,6 +92,12 @@ ERLANG_WINDOW = "15m"
 # positions in a totals record's counters (layout.COUNTERS)
 C_OFFERED, C_ANSWERED, C_ABANDONED, C_SHORT, C_IN_THRESHOLD, C_HANDLED, C_TRANSFERRED = range(7)
 
+#: how far back a contact still waiting counts ahead of one offered now in its graded EWT: a wait
+#: longer than that is not counted ahead (the ``e|`` records are kept this much longer)
+AHEAD_LOOKBACK_S = 1800
+#: the outcomes of a wait whose EWT is graded (ccmon_ewt_error_seconds' outcome label)
+GRADED_OUTCOMES: tuple[str, ...] = (Kind.ANSWERED, Kind.ABANDONED, Kind.DEQUEUED)
+
 FactId = tuple[str, int, int]  #: (source "topic/partition", offset, index within that offset)
 R = TypeVar("R")  #: a record's type (streams/core/layout.py)
 
@@ -95,6 +111,10 @@ class Marked(TypedDict):
 def _observe(hist: list[float], bounds: tuple[float, ...], value: float) -> None:
     hist[bisect.bisect_left(bounds, value)] += 1
     hist[-1] += value
+
+
+def _error_hist() -> list[float]:
+    return [0] * (len(EWT_ERROR_BUCKETS) + 2)
 
 
 def _sl_sums(v: list[float]) -> tuple[float, float]:
@@ -132,6 +152,10 @@ class SeriesView:
     ewt_s: float | None = None  #: estimated wait of a contact offered now
     sl_projected: dict[str, float] = field(default_factory=dict)  #: horizon (interval/day) → ratio
     breach_s: float | None = None  #: seconds until the interval's service level is below target
+    #: EWT error (actual − graded EWT) since the state began: outcome → per-bucket counts + sum
+    ewt_error_hist: dict[str, list[float]] = field(default_factory=dict)
+    #: window → (answered contacts graded, sum of |error|, sum of error), by the answer's bucket
+    ewt_error: dict[str, tuple[int, float, float]] = field(default_factory=dict)
 
     @property
     def sl_projected_interval(self) -> float | None:
@@ -147,6 +171,7 @@ class _Index:
     days: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     series: set[tuple[str, str]] = field(default_factory=set)
     agent_queues: set[str] = field(default_factory=set)
+    ended: dict[tuple[str, str], list[int]] = field(default_factory=dict)  #: sorted ``e|`` starts
 
 
 class QueueStore:
@@ -174,7 +199,7 @@ class QueueStore:
         idx = _Index()
         for key in self.data.keys():
             self._index_key(idx, key)
-        for starts in idx.buckets.values():
+        for starts in (*idx.buckets.values(), *idx.ended.values()):
             starts.sort()
         self.index = idx
 
@@ -189,6 +214,8 @@ class QueueStore:
             idx.days.setdefault((parts[1], parts[2]), set()).add(parts[3])
         elif kind == QUEUE_AGENTS:
             idx.agent_queues.add(parts[1])
+        elif kind == ENDED:
+            idx.ended.setdefault((parts[1], parts[2]), []).append(int(parts[3]))
 
     def _record(self, key: str, new: Callable[[], R]) -> R:
         """The record at ``key``, typed by its codec's constructor (``new``, called when missing)."""
@@ -223,6 +250,7 @@ class QueueStore:
         th = self.settings.thresholds(fact.queue)
         self._apply_totals(fact, fid, th, dirty)
         self._apply_waiting(fact, fid, dirty)
+        self._apply_ended(fact, fid, now, dirty)
         if not fact.late:
             self._apply_windows(fact, fid, th, now, dirty)
 
@@ -276,6 +304,153 @@ class QueueStore:
         else:
             rec["v"].pop(fact.subject, None)
         dirty.add(key)
+
+    def _apply_ended(self, fact: Fact, fid: FactId, now: float, dirty: set[str]) -> None:
+        """Keep an ended wait (offered and end times, outcome) in the ``e|`` bucket of its offered
+        time, for grading its EWT (:meth:`_graded`) and for counting it ahead of later contacts;
+        late ones too (flagged: the windows skip them)."""
+        kind = fact.kind
+        if kind not in GRADED_OUTCOMES:
+            return
+        offered = fact.ts - fact.value  # the wait ends at ts after ``value`` (lifecycle)
+        start = int(math.floor(offered / self.bucket_s)) * self.bucket_s
+        graded: GradedRecord | None = self.data.get(graded_key(fact.queue, fact.channel))
+        if (
+            graded is not None
+            and graded["through"] is not None
+            and start < self._kept_from(graded["through"])
+        ):
+            return  # no contact graded from now on can have it ahead of it
+        key = ended_key(fact.queue, fact.channel, start)
+        rec: EndedRecord = self._record(key, new_ended_record)
+        starts = self.index.ended.setdefault((fact.queue, fact.channel), [])
+        pos = bisect.bisect_left(starts, start)
+        if pos == len(starts) or starts[pos] != start:
+            starts.insert(pos, start)
+        if self._fresh(rec, fid):
+            # the offered time from the fact itself: the waiting record may have lost the contact
+            # already when a crash replays this fact
+            rec["v"].append([offered, fact.ts, kind, 1 if fact.late else 0])
+            dirty.add(key)
+
+    def _kept_from(self, through: int) -> int:
+        """The oldest ``e|`` bucket a contact not graded yet (offered after ``through``) reads."""
+        return through - AHEAD_LOOKBACK_S - self.bucket_s
+
+    def _graded(
+        self, queue: str, channel: str, until: float = math.inf
+    ) -> list[tuple[int, list[Any], float | None]]:
+        """Every ended wait of the ``e|`` buckets not folded yet (and before ``until``), as (its
+        bucket, its entry, its EWT), in a fixed order (by bucket, then entry), so that sums come
+        out bit for bit the same whatever order the facts came in.
+
+        The EWT is :func:`graded_ewt` at the contact's offered time t0, from event times only:
+        ahead = the contacts offered in [t0 − AHEAD_LOOKBACK_S, t0) whose wait had not ended at
+        t0 (kept in the ``e|`` buckets, or waiting now); the answers in the 5 minutes of buckets
+        before t0's bucket. Each input stays until the contact is folded (:meth:`_fold_ended`),
+        so a contact's grade never changes unless a fact of its past arrives."""
+        series = (queue, channel)
+        graded: GradedRecord | None = self.data.get(graded_key(queue, channel))
+        through = graded["through"] if graded is not None else None
+        entries: list[tuple[int, list[Any]]] = []
+        everyone: list[list[Any]] = []
+        for start in self.index.ended.get(series, []):
+            rec: EndedRecord | None = self.data.get(ended_key(queue, channel, start))
+            if rec is None:
+                continue
+            everyone += rec["v"]
+            if (through is None or start > through) and start < until:
+                entries.extend((start, e) for e in sorted(rec["v"]))
+        if not entries:
+            return []
+        waiting_rec: WaitingRecord | None = self.data.get(waiting_key(queue, channel))
+        waiting = list(waiting_rec["v"].values()) if waiting_rec is not None else []
+        offered = sorted([e[0] for e in everyone] + waiting)
+        ends_after = sorted(e[1] for e in everyone if e[0] < e[1])  #: waited: offered < end
+        ends_at = sorted(e[1] for e in everyone if not e[0] < e[1])  #: answered at once
+        # those ahead for longer than the look-back: subtracted one by one (rare)
+        latest = max(e[0] for _, e in entries) - AHEAD_LOOKBACK_S
+        long = [(e[0], e[1]) for e in everyone if e[0] < latest and e[1] - e[0] > AHEAD_LOOKBACK_S]
+        long += [(t, math.inf) for t in waiting if t < latest]
+        # answers before each bucket start, cumulated: the 5 minutes before t0's bucket by two bisects
+        starts = self.index.buckets.get(series, [])
+        cumulated = [0.0]
+        for start in starts:
+            bucket: WindowRecord | None = self.data.get(bucket_key(queue, channel, start))
+            cumulated.append(cumulated[-1] + (bucket["v"][kpis.ANSWERED] if bucket is not None else 0))
+        span = WINDOWS[PREDICT_WINDOW]
+        out: list[tuple[int, list[Any], float | None]] = []
+        for start, e in entries:
+            t0 = e[0]
+            ahead = (
+                bisect.bisect_left(offered, t0)
+                - bisect.bisect_right(ends_after, t0)
+                - bisect.bisect_left(ends_at, t0)
+            )
+            if long:
+                ahead -= sum(1 for o, end in long if o < t0 - AHEAD_LOOKBACK_S and end > t0)
+            b0 = int(math.floor(t0 / self.bucket_s)) * self.bucket_s
+            before = (
+                cumulated[bisect.bisect_left(starts, b0)] - cumulated[bisect.bisect_left(starts, b0 - span)]
+            )
+            out.append((start, e, graded_ewt(ahead, before, span)))
+        return out
+
+    def _ewt_errors(self, view: SeriesView, now: float) -> None:
+        """The EWT error histogram (folded + not yet folded) and its windows, into ``view``."""
+        graded: GradedRecord | None = self.data.get(graded_key(view.queue, view.channel))
+        hist = {
+            o: list(graded["v"][o]) if graded is not None and o in graded["v"] else _error_hist()
+            for o in GRADED_OUTCOMES
+        }
+        current = int(math.floor(now / self.bucket_s)) * self.bucket_s
+        sums = {name: [0, 0.0, 0.0] for name in WINDOWS}
+        for _, e, ewt in self._graded(view.queue, view.channel):
+            if ewt is None:
+                continue
+            error = (e[1] - e[0]) - ewt
+            _observe(hist[e[2]], EWT_ERROR_BUCKETS, error)
+            if e[2] == Kind.ANSWERED and not e[3]:
+                ended = int(math.floor(e[1] / self.bucket_s)) * self.bucket_s
+                for name, width in WINDOWS.items():
+                    if ended > current - width:
+                        acc = sums[name]
+                        acc[0] += 1
+                        acc[1] += abs(error)
+                        acc[2] += error
+        view.ewt_error_hist = hist
+        view.ewt_error = {name: (int(n), a, b) for name, (n, a, b) in sums.items() if n}
+
+    def _fold_ended(self, cutoff: float, gone: list[str], changed: list[str]) -> None:
+        """Grade for good the contacts offered in the ``e|`` buckets whose 5 minutes before are
+        about to expire (``cutoff``: the oldest bucket kept) into the ``k|`` record, one write (its
+        histograms and ``through`` move together); a contact still waiting then is never graded.
+        The ``e|`` records no contact graded later reads go after that write: one a crash left
+        behind is below ``through`` and read only for what was ahead."""
+        fold_before = cutoff + WINDOWS[PREDICT_WINDOW]
+        for (q, ch), starts in self.index.ended.items():
+            n = bisect.bisect_left(starts, fold_before)
+            key = graded_key(q, ch)
+            rec: GradedRecord | None = self.data.get(key)
+            through = rec["through"] if rec is not None else None
+            fresh_starts = [s for s in starts[:n] if through is None or s > through]
+            if fresh_starts:
+                rec = self._record(key, new_graded_record)
+                for _, e, ewt in self._graded(q, ch, until=fold_before):
+                    if ewt is not None:
+                        hist = rec["v"].setdefault(e[2], _error_hist())
+                        _observe(hist, EWT_ERROR_BUCKETS, (e[1] - e[0]) - ewt)
+                rec["through"] = through = fresh_starts[-1]
+                changed.append(key)
+                self.versions[(q, ch)] += 1
+            if through is None:
+                continue
+            m = bisect.bisect_left(starts, self._kept_from(through))
+            for start in starts[:m]:
+                ekey = ended_key(q, ch, start)
+                if self.data.pop(ekey, None) is not None:
+                    gone.append(ekey)
+            del starts[:m]
 
     def _apply_windows(
         self, fact: Fact, fid: FactId, th: QueueThresholds, now: float, dirty: set[str]
@@ -367,6 +542,7 @@ class QueueStore:
                 changed.append(key)
                 self.agent_versions[queue] += 1
         cutoff = now - self.horizon_s
+        self._fold_ended(cutoff, gone, changed)  # before the buckets its grades read go
         for (q, ch), starts in self.index.buckets.items():
             n = bisect.bisect_left(starts, cutoff)
             for start in starts[:n]:
@@ -431,6 +607,7 @@ class QueueStore:
             self._agents_required(queue, windows[ERLANG_WINDOW]),
         )
         self._predict(view, sorted(waiting.values()), now)
+        self._ewt_errors(view, now)
         return view
 
     def _predict(self, view: SeriesView, waiting_since: list[float], now: float) -> None:
