@@ -15,7 +15,8 @@ Lifecycle table (stage 1, on the partition of the input record):
 Queue table (stage 2, on the facts partition of the queue):
 
     t|queue|channel, b|queue|channel|start, d|queue|channel|YYYY-MM-DD, w|queue|channel, a|queue,
-    e|queue|channel|start (waits that ended in that bucket), k|queue|channel (their graded EWT error)
+    e|queue|channel|start (waits that ended in that bucket), k|queue|channel (their graded EWT error),
+    i|queue|channel|start (one service-level interval of today or yesterday: window sums)
 
 Agent table (stage 2, on the facts partition of the agent id):
 
@@ -51,6 +52,7 @@ __all__ = [
     "QUEUE_AGENTS",
     "ENDED",
     "GRADED",
+    "INTERVAL",
     "AGENT_RECORD",
     "M_TIME",
     "M_DECIDED",
@@ -70,6 +72,7 @@ __all__ = [
     "queue_agents_key",
     "ended_key",
     "graded_key",
+    "interval_key",
     "queue_key_parts",
     "agent_record_key",
     "agent_of_record",
@@ -105,7 +108,7 @@ __all__ = [
 # the kind of a record is the first character of its key
 CONTACT, AGENT, WATERMARK, REGISTRY, SEEN_AGENT = "c", "g", "m", "q", "r"
 TOTALS, BUCKET, DAY, WAITING, QUEUE_AGENTS = "t", "b", "d", "w", "a"
-ENDED, GRADED = "e", "k"
+ENDED, GRADED, INTERVAL = "e", "k", "i"
 AGENT_RECORD = "p"
 
 #: one fact as sent to stage 2: [source "topic/partition", source offset, index, Fact.to_wire()]
@@ -181,6 +184,10 @@ def ended_key(queue: str, channel: str, start: int) -> str:
 
 def graded_key(queue: str, channel: str) -> str:
     return f"k|{queue}|{channel}"
+
+
+def interval_key(queue: str, channel: str, start: int) -> str:
+    return f"i|{queue}|{channel}|{start}"
 
 
 def queue_key_parts(key: str) -> list[str]:

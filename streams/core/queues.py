@@ -39,6 +39,7 @@ from streams.core.layout import (
     EWT_ERROR_BUCKETS,
     FIRST_RESPONSE_BUCKETS,
     HANDLE_BUCKETS,
+    INTERVAL,
     QUEUE_AGENTS,
     TOTALS,
     WAIT_BUCKETS,
@@ -55,6 +56,7 @@ from streams.core.layout import (
     decode_window,
     ended_key,
     graded_key,
+    interval_key,
     new_ended_record,
     new_graded_record,
     new_queue_agents_record,
@@ -172,6 +174,7 @@ class _Index:
     series: set[tuple[str, str]] = field(default_factory=set)
     agent_queues: set[str] = field(default_factory=set)
     ended: dict[tuple[str, str], list[int]] = field(default_factory=dict)  #: sorted ``e|`` starts
+    intervals: dict[tuple[str, str], set[int]] = field(default_factory=dict)  #: ``i|`` starts
 
 
 class QueueStore:
@@ -216,6 +219,8 @@ class QueueStore:
             idx.agent_queues.add(parts[1])
         elif kind == ENDED:
             idx.ended.setdefault((parts[1], parts[2]), []).append(int(parts[3]))
+        elif kind == INTERVAL:
+            idx.intervals.setdefault((parts[1], parts[2]), set()).add(int(parts[3]))
 
     def _record(self, key: str, new: Callable[[], R]) -> R:
         """The record at ``key``, typed by its codec's constructor (``new``, called when missing)."""
@@ -508,6 +513,10 @@ class QueueStore:
         if day >= self._yesterday(now):
             targets.append(day_key(fact.queue, fact.channel, day))
             self.index.days.setdefault(series, set()).add(day)
+            # the service level by interval (the wallboard's chart of today)
+            istart = int(interval_bounds(fact.ts, self.zone, self.settings.sl_interval_s)[0])
+            targets.append(interval_key(fact.queue, fact.channel, istart))
+            self.index.intervals.setdefault(series, set()).add(istart)
         for key in targets:
             rec = self._record(key, new_window_record)
             if self._fresh(rec, fid):
@@ -553,6 +562,11 @@ class QueueStore:
                 self.versions[(q, ch)] += 1
             del starts[:n]
         yesterday = self._yesterday(now)
+        for (q, ch), istarts in self.index.intervals.items():
+            for istart in [i for i in istarts if self.local_day(i) < yesterday]:
+                istarts.discard(istart)
+                if self.data.pop(interval_key(q, ch, istart), None) is not None:
+                    gone.append(interval_key(q, ch, istart))
         for (q, ch), days in self.index.days.items():
             for day in [d for d in days if d < yesterday]:
                 days.discard(day)
@@ -579,6 +593,19 @@ class QueueStore:
             out[name] = acc
         today: WindowRecord | None = self.data.get(day_key(queue, channel, self.local_day(now)))
         out[TODAY] = decode_window(list(today["v"])) if today is not None else [0.0] * kpis.WIDTH
+        return out
+
+    def intervals_today(self, queue: str, channel: str, now: float) -> list[tuple[int, float | None]]:
+        """(start, service level or None when nothing counted) of today's intervals up to now's, in
+        the contact center's time zone (``CCMON_SL_INTERVAL_MIN``)."""
+        current, _, day_start, _ = interval_bounds(now, self.zone, self.settings.sl_interval_s)
+        out: list[tuple[int, float | None]] = []
+        for start in sorted(self.index.intervals.get((queue, channel), ())):
+            if day_start <= start <= current:
+                rec: WindowRecord | None = self.data.get(interval_key(queue, channel, start))
+                if rec is not None:
+                    hits, counted = _sl_sums(decode_window(list(rec["v"])))
+                    out.append((start, hits / counted if counted > 0 else None))
         return out
 
     def series(self) -> Iterator[tuple[str, str]]:
