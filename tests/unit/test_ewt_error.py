@@ -10,12 +10,12 @@ import pytest
 from producers.scenario import Scenario
 from producers.simulate import Simulator
 from streams.core.layout import EWT_ERROR_BUCKETS, ended_key, graded_key
-from streams.core.predict import graded_ewt
+from streams.core.predict import QueueNow, graded_ewt, interval_bounds, project
 from streams.core.queues import QueueStore
 from streams.core.stage2 import apply_message
 from streams.dev.local_pipeline import LocalPipeline
 from streams.metrics.kpi_exposition import KpiExposition
-from tests.unit.helpers import CALLS, Clock, at, ev, feed, sample, samples, settings
+from tests.unit.helpers import AGENTS, CALLS, Clock, agent, at, ev, feed, sample, samples, settings
 
 NOW = at("10:10:00")
 #: three contacts before 10:05 (3 answers in the 5 minutes before 10:05:00, none waiting behind
@@ -217,3 +217,46 @@ def test_folds_between_interleavings_give_the_same_grades(seed):
     assert run(True) == clean
     # and never folded (every bucket kept): the same histograms and windows
     assert run(False, expire=False)["views"] == clean["views"]
+
+
+def test_the_projection_takes_the_last_two_minutes_arrivals_when_they_are_above_the_five_minutes(
+    monkeypatch,
+):
+    """A surge: 12 contacts offered from 10:08:10 on, two before, 3 agents available, AHT 180 s.
+    The 5m window (buckets after 10:05:00) has 13 offered and no answer (h1's at 10:05:02 is in
+    the 10:05:00 bucket): 13/300 per s; the last 2 minutes' 12/120 = 0.1/s. The projection is
+    project()'s at 0.1/s, not its 5m one."""
+    before = [
+        (CALLS, ev("offered", "h1", at("10:05:00"), queue="sales")),
+        (CALLS, ev("answered", "h1", at("10:05:02"), agent_id="a1")),
+        (CALLS, ev("ended", "h1", at("10:07:50"))),
+        (CALLS, ev("wrapup_ended", "h1", at("10:08:02"))),  # handle 180 s
+        (CALLS, ev("offered", "h2", at("10:05:30"), queue="sales")),
+        (CALLS, ev("abandoned", "h2", at("10:05:40"))),
+    ]
+    agents = [(AGENTS, agent(f"a{i}", "available", ["sales"], at("10:00:00"))) for i in range(3)]
+    surge = [(CALLS, ev("offered", f"s{i}", at("10:08:10") + 5 * i, queue="sales")) for i in range(12)]
+    now = at("10:10:00")
+    p = LocalPipeline(settings())
+    feed(p, agents + before + surge, now)
+    waiting = [at("10:08:10") + 5 * i for i in range(12)]
+    _, end, day_start, day_end = interval_bounds(now, p.store.zone, 1800)
+
+    def projected(rate: float) -> float | None:
+        return project(
+            QueueNow(12, 3, 0, 0, 180.0, 0.0, rate),
+            waiting,
+            now=now,
+            interval_end=end,
+            day_end=day_end,
+            interval_sums=(1.0, 2.0),  # h1 within T, h2 abandoned after 10 s
+            day_sums=(1.0, 2.0),
+            day_offered_per_s=14 / (now - day_start),
+            threshold_s=20.0,
+            target=0.8,
+        ).interval
+
+    assert p.store.view("sales", "voice", now).sl_projected_interval == pytest.approx(projected(12 / 120))
+    monkeypatch.setattr("streams.core.queues.PREDICT_RECENT_S", 300)  # the 5 minutes' rate alone
+    five = p.store.view("sales", "voice", now).sl_projected_interval
+    assert five == pytest.approx(projected(13 / 300)) and five != pytest.approx(projected(12 / 120))
