@@ -101,6 +101,10 @@ C_OFFERED, C_ANSWERED, C_ABANDONED, C_SHORT, C_IN_THRESHOLD, C_HANDLED, C_TRANSF
 #: how far back a contact still waiting counts ahead of one offered now in its graded EWT: a wait
 #: longer than that is not counted ahead (the ``e|`` records are kept this much longer)
 AHEAD_LOOKBACK_S = 1800
+#: an ``e|`` bucket is graded for good (folded) this long after its offered time, wall clock: the
+#: facts of its contacts and of those around them have all arrived by then (a worker catching up
+#: on more than that, or a fact later than that, changes what is graded: docs/kpis.md)
+FOLD_AFTER_S = 7200
 #: the outcomes of a wait whose EWT is graded (ccmon_ewt_error_seconds' outcome label)
 GRADED_OUTCOMES: tuple[str, ...] = (Kind.ANSWERED, Kind.ABANDONED, Kind.DEQUEUED)
 
@@ -343,8 +347,9 @@ class QueueStore:
             dirty.add(key)
 
     def _kept_from(self, through: int) -> int:
-        """The oldest ``e|`` bucket a contact not graded yet (offered after ``through``) reads."""
-        return through - AHEAD_LOOKBACK_S - self.bucket_s
+        """The oldest ``e|`` bucket a contact not graded yet (offered after ``through``) reads:
+        those ahead of it, and those answered in the 5 minutes before it (waits up to the look-back)."""
+        return through - AHEAD_LOOKBACK_S - WINDOWS[PREDICT_WINDOW] - self.bucket_s
 
     def _graded(
         self, queue: str, channel: str, until: float = math.inf
@@ -355,9 +360,9 @@ class QueueStore:
 
         The EWT is :func:`graded_ewt` at the contact's offered time t0, from event times only:
         ahead = the contacts offered in [t0 − AHEAD_LOOKBACK_S, t0) whose wait had not ended at
-        t0 (kept in the ``e|`` buckets, or waiting now); the answers in the 5 minutes of buckets
-        before t0's bucket. Each input stays until the contact is folded (:meth:`_fold_ended`),
-        so a contact's grade never changes unless a fact of its past arrives."""
+        t0 (kept in the ``e|`` buckets, or waiting now); the contacts answered in the 5 minutes
+        before t0's bucket (kept there too). Each input stays until the contact is folded
+        (:meth:`_fold_ended`): a grade is a function of the facts applied, never of when."""
         series = (queue, channel)
         graded: GradedRecord | None = self.data.get(graded_key(queue, channel))
         through = graded["through"] if graded is not None else None
@@ -381,12 +386,9 @@ class QueueStore:
         latest = max(e[0] for _, e in entries) - AHEAD_LOOKBACK_S
         long = [(e[0], e[1]) for e in everyone if e[0] < latest and e[1] - e[0] > AHEAD_LOOKBACK_S]
         long += [(t, math.inf) for t in waiting if t < latest]
-        # answers before each bucket start, cumulated: the 5 minutes before t0's bucket by two bisects
-        starts = self.index.buckets.get(series, [])
-        cumulated = [0.0]
-        for start in starts:
-            bucket: WindowRecord | None = self.data.get(bucket_key(queue, channel, start))
-            cumulated.append(cumulated[-1] + (bucket["v"][kpis.ANSWERED] if bucket is not None else 0))
+        # the answers in the 5 minutes before t0's bucket, from the ended waits kept (not the window
+        # buckets: a bucket near their horizon exists or not depending on when the fact came)
+        answers = sorted(e[1] for e in everyone if e[2] == Kind.ANSWERED)
         span = WINDOWS[PREDICT_WINDOW]
         out: list[tuple[int, list[Any], float | None]] = []
         for start, e in entries:
@@ -398,10 +400,7 @@ class QueueStore:
             )
             if long:
                 ahead -= sum(1 for o, end in long if o < t0 - AHEAD_LOOKBACK_S and end > t0)
-            b0 = int(math.floor(t0 / self.bucket_s)) * self.bucket_s
-            before = (
-                cumulated[bisect.bisect_left(starts, b0)] - cumulated[bisect.bisect_left(starts, b0 - span)]
-            )
+            before = bisect.bisect_left(answers, start) - bisect.bisect_left(answers, start - span)
             out.append((start, e, graded_ewt(ahead, before, span)))
         return out
 
@@ -431,12 +430,12 @@ class QueueStore:
         view.ewt_error = {name: (int(n), a, b) for name, (n, a, b) in sums.items() if n}
 
     def _fold_ended(self, cutoff: float, gone: list[str], changed: list[str]) -> None:
-        """Grade for good the contacts offered in the ``e|`` buckets whose 5 minutes before are
-        about to expire (``cutoff``: the oldest bucket kept) into the ``k|`` record, one write (its
-        histograms and ``through`` move together); a contact still waiting then is never graded.
+        """Grade for good the contacts offered in the ``e|`` buckets before ``cutoff`` (now −
+        FOLD_AFTER_S) into the ``k|`` record, one write (its histograms and ``through`` move
+        together); a contact still waiting then is never graded, nor one whose end arrives after.
         The ``e|`` records no contact graded later reads go after that write: one a crash left
         behind is below ``through`` and read only for what was ahead."""
-        fold_before = cutoff + WINDOWS[PREDICT_WINDOW]
+        fold_before = cutoff
         for (q, ch), starts in self.index.ended.items():
             n = bisect.bisect_left(starts, fold_before)
             key = graded_key(q, ch)
@@ -555,7 +554,7 @@ class QueueStore:
                 changed.append(key)
                 self.agent_versions[queue] += 1
         cutoff = now - self.horizon_s
-        self._fold_ended(cutoff, gone, changed)  # before the buckets its grades read go
+        self._fold_ended(now - FOLD_AFTER_S, gone, changed)
         for (q, ch), starts in self.index.buckets.items():
             n = bisect.bisect_left(starts, cutoff)
             for start in starts[:n]:
