@@ -327,6 +327,10 @@ class QueueStore:
             return
         offered = fact.ts - fact.value  # the wait ends at ts after ``value`` (lifecycle)
         start = int(math.floor(offered / self.bucket_s)) * self.bucket_s
+        if start < now - FOLD_AFTER_S:
+            # as the windows' horizon: a bucket this old may be folded already, and a backlog of
+            # old input would be graded or not depending on when the expiry ran
+            return
         graded: GradedRecord | None = self.data.get(graded_key(fact.queue, fact.channel))
         if (
             graded is not None
