@@ -14,7 +14,7 @@ Asterisk's running average) and, every 15 s (Prometheus' rule evaluation), asks 
   estimate for);
 - for the predictive alert (``CcmonServiceLevelBreachPredicted``: a breach projected for the
   interval, with at least ``MIN_COUNTED`` contacts counted over 15 minutes, for 2 minutes, kept
-  firing for 5) and for the
+  firing for 15; the arrivals at the higher of the last 5 and 2 minutes' rates) and for the
   reactive one (``CcmonServiceLevelLow``: the 15-minute service level below target with at least
   20 contacts, for 10 minutes): breaches caught, false alarms, median lead time.
 
@@ -52,11 +52,13 @@ THRESHOLD_S, TARGET, SHORT_S = 20.0, 0.8, 5.0  #: the SPEC's defaults
 INTERVAL_S = 1800
 MIN_COUNTED = 20  #: the volume below which neither alert speaks (the reactive rule's guard)
 PREDICTIVE_FOR_S = 120.0
-PREDICTIVE_KEEP_S = 300.0
+PREDICTIVE_KEEP_S = 900.0
 REACTIVE_FOR_S = 600.0
 CATCH_AFTER_S = 900.0  #: an alert firing this long after a breached interval's end still caught it
 AHT_WINDOW_S, RATE_WINDOW_S, SL_WINDOW_S = 900.0, 300.0, 900.0
 OFFERED_WINDOW_S = 300.0  #: arrivals per second over this window (the worker's 5m window)
+#: and over this one when its rate is above (streams/core/queues.py PREDICT_RECENT_S)
+RECENT_WINDOW_S = 120.0
 #: the projection's service rate (streams/core/predict.py project: the queue's throughput)
 PROJECTION_KIND: Estimator = "throughput"
 
@@ -112,10 +114,17 @@ def _trim(dq: deque[Any], since: float, key: Any = None) -> None:
 
 class Replay:
     def __init__(
-        self, scenario: Scenario, zone: ZoneInfo, offered_window_s: float = OFFERED_WINDOW_S
+        self,
+        scenario: Scenario,
+        zone: ZoneInfo,
+        offered_window_s: float = OFFERED_WINDOW_S,
+        recent_window_s: float | None = RECENT_WINDOW_S,
+        predictive_for_s: float = PREDICTIVE_FOR_S,
+        predictive_keep_s: float = PREDICTIVE_KEEP_S,
     ) -> None:
         self.zone = zone
         self.offered_window_s = offered_window_s
+        self.recent_window_s = recent_window_s
         self.series: dict[tuple[str, str], Series] = {}
         self.agents: dict[str, tuple[str, list[str]]] = {}
         self.contacts: dict[str, list[Any]] = {}  #: cid → [series key, answered ts or None]
@@ -126,7 +135,7 @@ class Replay:
         for key in self.channels:
             self.series[key] = Series()
             self.alerts[key] = {
-                "predictive": Alert(PREDICTIVE_FOR_S, PREDICTIVE_KEEP_S),
+                "predictive": Alert(predictive_for_s, predictive_keep_s),
                 "reactive": Alert(REACTIVE_FOR_S),
             }
 
@@ -141,6 +150,14 @@ class Replay:
             if key[0] in queues and state in counts:
                 counts[state] += 1
         aht = sum(h for _, h in s.handled) / len(s.handled) if s.handled else None
+        offered_per_s = len(s.offered) / self.offered_window_s
+        if self.recent_window_s is not None:  # the last minutes' rate when it is above the 5m one
+            since, recent = now - self.recent_window_s, 0
+            for ts in reversed(s.offered):
+                if ts < since:
+                    break
+                recent += 1
+            offered_per_s = max(offered_per_s, recent / self.recent_window_s)
         return QueueNow(
             len(s.waiting),
             counts["available"],
@@ -148,7 +165,7 @@ class Replay:
             counts["acw"],
             aht,
             len(s.answered) / RATE_WINDOW_S,
-            len(s.offered) / self.offered_window_s,
+            offered_per_s,
             s.hold_avg,
         )
 
@@ -322,14 +339,22 @@ def simulate_day(scenario: Scenario, seed: int, start: float) -> Iterable[tuple[
 
 
 def run(
-    scenario: Scenario, days: int, seed: int, offered_window_s: float = OFFERED_WINDOW_S
+    scenario: Scenario,
+    days: int,
+    seed: int,
+    offered_window_s: float = OFFERED_WINDOW_S,
+    recent_window_s: float | None = RECENT_WINDOW_S,
+    predictive_for_s: float = PREDICTIVE_FOR_S,
+    predictive_keep_s: float = PREDICTIVE_KEEP_S,
 ) -> dict[str, Any]:
     zone = ZoneInfo("UTC")
     errors: list[tuple[str, dict[Estimator, float | None], float]] = []
     scores = {"predictive": Score(), "reactive": Score()}
     incidents: dict[str, list[float | None]] = {"predictive": [], "reactive": []}
     for d in range(days):
-        replay = Replay(scenario, zone, offered_window_s)
+        replay = Replay(
+            scenario, zone, offered_window_s, recent_window_s, predictive_for_s, predictive_keep_s
+        )
         for topic, _, ev in simulate_day(scenario, seed + d, DAY0):
             if topic == "tick":
                 replay.evaluate(ev)
@@ -420,11 +445,27 @@ def main(argv: list[str] | None = None) -> int:
         default=OFFERED_WINDOW_S,
         help="seconds of arrivals the projection's rate is taken over (default: the worker's 5 minutes)",
     )
+    ap.add_argument(
+        "--recent-window",
+        type=float,
+        default=RECENT_WINDOW_S,
+        help="also take the arrivals over these last seconds, when their rate is above the other's "
+        "(default: the worker's 2 minutes; 0: off)",
+    )
+    ap.add_argument(
+        "--for", dest="for_s", type=float, default=PREDICTIVE_FOR_S, help="the predictive rule's for"
+    )
+    ap.add_argument(
+        "--keep", type=float, default=PREDICTIVE_KEEP_S, help="the predictive rule's keep_firing_for"
+    )
     args = ap.parse_args(argv)
-    if args.days < 1 or args.offered_window <= 0:
-        ap.error("--days must be >= 1 and --offered-window > 0")
+    if args.days < 1 or args.offered_window <= 0 or args.recent_window < 0:
+        ap.error("--days must be >= 1, --offered-window > 0 and --recent-window >= 0")
+    if args.for_s < 0 or args.keep < 0:
+        ap.error("--for and --keep must be >= 0")
     scenario = load(args.scenario) if args.scenario else backtest_scenario()
-    result = run(scenario, args.days, args.seed, args.offered_window)
+    recent = args.recent_window or None
+    result = run(scenario, args.days, args.seed, args.offered_window, recent, args.for_s, args.keep)
     print(table(result, args.days))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

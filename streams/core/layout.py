@@ -14,7 +14,9 @@ Lifecycle table (stage 1, on the partition of the input record):
 
 Queue table (stage 2, on the facts partition of the queue):
 
-    t|queue|channel, b|queue|channel|start, d|queue|channel|YYYY-MM-DD, w|queue|channel, a|queue
+    t|queue|channel, b|queue|channel|start, d|queue|channel|YYYY-MM-DD, w|queue|channel, a|queue,
+    e|queue|channel|start (waits that ended in that bucket), k|queue|channel (their graded EWT error),
+    i|queue|channel|start (one service-level interval of today or yesterday: window sums)
 
 Agent table (stage 2, on the facts partition of the agent id):
 
@@ -48,6 +50,9 @@ __all__ = [
     "DAY",
     "WAITING",
     "QUEUE_AGENTS",
+    "ENDED",
+    "GRADED",
+    "INTERVAL",
     "AGENT_RECORD",
     "M_TIME",
     "M_DECIDED",
@@ -65,6 +70,9 @@ __all__ = [
     "day_key",
     "waiting_key",
     "queue_agents_key",
+    "ended_key",
+    "graded_key",
+    "interval_key",
     "queue_key_parts",
     "agent_record_key",
     "agent_of_record",
@@ -90,11 +98,17 @@ __all__ = [
     "decode_window",
     "new_waiting_record",
     "new_queue_agents_record",
+    "EWT_ERROR_BUCKETS",
+    "EndedRecord",
+    "GradedRecord",
+    "new_ended_record",
+    "new_graded_record",
 ]
 
 # the kind of a record is the first character of its key
 CONTACT, AGENT, WATERMARK, REGISTRY, SEEN_AGENT = "c", "g", "m", "q", "r"
 TOTALS, BUCKET, DAY, WAITING, QUEUE_AGENTS = "t", "b", "d", "w", "a"
+ENDED, GRADED, INTERVAL = "e", "k", "i"
 AGENT_RECORD = "p"
 
 #: one fact as sent to stage 2: [source "topic/partition", source offset, index, Fact.to_wire()]
@@ -164,6 +178,18 @@ def queue_agents_key(queue: str) -> str:
     return f"a|{queue}"
 
 
+def ended_key(queue: str, channel: str, start: int) -> str:
+    return f"e|{queue}|{channel}|{start}"
+
+
+def graded_key(queue: str, channel: str) -> str:
+    return f"k|{queue}|{channel}"
+
+
+def interval_key(queue: str, channel: str, start: int) -> str:
+    return f"i|{queue}|{channel}|{start}"
+
+
 def queue_key_parts(key: str) -> list[str]:
     """[kind, queue, ...] of a queue-table key (queue names hold no ``|``: config.QUEUE_NAME)."""
     return key.split("|")
@@ -226,6 +252,8 @@ WAIT_BUCKETS: tuple[float, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300,
 HANDLE_BUCKETS: tuple[float, ...] = (30, 60, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600)
 #: a first response is a wait for a reply: the wait's bounds
 FIRST_RESPONSE_BUCKETS = WAIT_BUCKETS
+#: actual − estimated wait: negative when the contact waited less than its EWT said
+EWT_ERROR_BUCKETS: tuple[float, ...] = (-600, -300, -120, -60, -30, -10, 0, 10, 30, 60, 120, 300, 600)
 
 
 class Totals(TypedDict):
@@ -266,6 +294,25 @@ class QueueAgentsRecord(TypedDict):
 
     h: Marks
     v: dict[str, list[Any]]
+
+
+class EndedRecord(TypedDict):
+    """An ``e|`` record: the waits of a (queue, channel) that ended in one event-time bucket, each
+    [offered time, end time, outcome ("answered"/"abandoned"/"dequeued"), late (0/1)], in the
+    order they were applied (readers sort them: streams/core/queues.py grades them)."""
+
+    h: Marks
+    v: list[list[Any]]
+
+
+class GradedRecord(TypedDict):
+    """A ``k|`` record: the EWT error of the ``e|`` buckets up to ``through`` (their start), folded
+    when they expired: outcome → per-bucket counts + sum (EWT_ERROR_BUCKETS). ``through`` is None
+    until the first fold; an ``e|`` bucket at or before it is counted here, not read again."""
+
+    h: Marks
+    through: int | None
+    v: dict[str, list[float]]
 
 
 def _histogram(bounds: tuple[float, ...]) -> list[float]:
@@ -317,3 +364,11 @@ def new_waiting_record() -> WaitingRecord:
 
 def new_queue_agents_record() -> QueueAgentsRecord:
     return {"h": {}, "v": {}}
+
+
+def new_ended_record() -> EndedRecord:
+    return {"h": {}, "v": []}
+
+
+def new_graded_record() -> GradedRecord:
+    return {"h": {}, "through": None, "v": {}}

@@ -39,6 +39,7 @@ __all__ = [
     "estimate",
     "estimator",
     "gamma_cdf",
+    "graded_ewt",
     "interval_bounds",
     "outcomes",
     "project",
@@ -111,6 +112,22 @@ def estimate(kind: Estimator, q: QueueNow) -> float | None:
         return 0.0
     rate = service_rate(q, kind)
     return ahead / rate if rate > 0 else None
+
+
+def graded_ewt(ahead: int, answered_before: float, span_s: float) -> float | None:
+    """The EWT a contact's actual wait is graded against (docs/kpis.md "EWT error"): the contacts
+    of its queue still waiting ahead of it when it was offered, answered at the rate the queue
+    answered in the ``span_s`` before (``answered_before`` contacts); 0 with nobody ahead (a
+    queue forms only when no agent is free), None when some wait ahead and nothing was answered.
+
+    Every input is an event time or a window sum, never a count that depends on which facts
+    reached stage 2 first: a replay after a crash grades each contact the same (the live
+    estimators read the staffing now, which has no event-time history)."""
+    if ahead <= 0:
+        return 0.0
+    if answered_before <= 0:
+        return None
+    return ahead * span_s / answered_before
 
 
 def gamma_cdf(k: int, rate: float, t: float) -> float:

@@ -35,11 +35,16 @@ from streams.core.layout import (
     BUCKET,
     COUNTERS,
     DAY,
+    ENDED,
+    EWT_ERROR_BUCKETS,
     FIRST_RESPONSE_BUCKETS,
     HANDLE_BUCKETS,
+    INTERVAL,
     QUEUE_AGENTS,
     TOTALS,
     WAIT_BUCKETS,
+    EndedRecord,
+    GradedRecord,
     Marks,
     QueueAgentsRecord,
     TotalsRecord,
@@ -49,6 +54,11 @@ from streams.core.layout import (
     day_key,
     decode_totals,
     decode_window,
+    ended_key,
+    graded_key,
+    interval_key,
+    new_ended_record,
+    new_graded_record,
     new_queue_agents_record,
     new_totals,
     new_totals_record,
@@ -59,10 +69,12 @@ from streams.core.layout import (
     totals_key,
     waiting_key,
 )
-from streams.core.predict import QueueNow, estimate, estimator, interval_bounds, project
+from streams.core.predict import QueueNow, estimate, estimator, graded_ewt, interval_bounds, project
 
 __all__ = [
     "COUNTERS",
+    "EWT_ERROR_BUCKETS",
+    "GRADED_OUTCOMES",
     "FIRST_RESPONSE_BUCKETS",
     "FactId",
     "HANDLE_BUCKETS",
@@ -76,11 +88,25 @@ __all__ = [
 
 WINDOWS: dict[str, int] = {"5m": 300, "15m": 900, "1h": 3600}
 PREDICT_WINDOW = "5m"  #: the recent arrivals and answers the prediction reads
+#: the projection's arrivals are the last 2 minutes' rate when it is above the 5 minutes' one: a
+#: surge shows in its first minutes (the back-test, docs/performance.md: 16 of 27 incidents
+#: 5 minutes ahead instead of 8 with the rule's keep_firing_for 15m)
+PREDICT_RECENT_S = 120
 TODAY = "today"
 ERLANG_WINDOW = "15m"
 
 # positions in a totals record's counters (layout.COUNTERS)
 C_OFFERED, C_ANSWERED, C_ABANDONED, C_SHORT, C_IN_THRESHOLD, C_HANDLED, C_TRANSFERRED = range(7)
+
+#: how far back a contact still waiting counts ahead of one offered now in its graded EWT: a wait
+#: longer than that is not counted ahead (the ``e|`` records are kept this much longer)
+AHEAD_LOOKBACK_S = 1800
+#: an ``e|`` bucket is graded for good (folded) this long after its offered time, wall clock: the
+#: facts of its contacts and of those around them have all arrived by then (a worker catching up
+#: on more than that, or a fact later than that, changes what is graded: docs/kpis.md)
+FOLD_AFTER_S = 7200
+#: the outcomes of a wait whose EWT is graded (ccmon_ewt_error_seconds' outcome label)
+GRADED_OUTCOMES: tuple[str, ...] = (Kind.ANSWERED, Kind.ABANDONED, Kind.DEQUEUED)
 
 FactId = tuple[str, int, int]  #: (source "topic/partition", offset, index within that offset)
 R = TypeVar("R")  #: a record's type (streams/core/layout.py)
@@ -95,6 +121,10 @@ class Marked(TypedDict):
 def _observe(hist: list[float], bounds: tuple[float, ...], value: float) -> None:
     hist[bisect.bisect_left(bounds, value)] += 1
     hist[-1] += value
+
+
+def _error_hist() -> list[float]:
+    return [0] * (len(EWT_ERROR_BUCKETS) + 2)
 
 
 def _sl_sums(v: list[float]) -> tuple[float, float]:
@@ -132,6 +162,10 @@ class SeriesView:
     ewt_s: float | None = None  #: estimated wait of a contact offered now
     sl_projected: dict[str, float] = field(default_factory=dict)  #: horizon (interval/day) → ratio
     breach_s: float | None = None  #: seconds until the interval's service level is below target
+    #: EWT error (actual − graded EWT) since the state began: outcome → per-bucket counts + sum
+    ewt_error_hist: dict[str, list[float]] = field(default_factory=dict)
+    #: window → (answered contacts graded, sum of |error|, sum of error), by the answer's bucket
+    ewt_error: dict[str, tuple[int, float, float]] = field(default_factory=dict)
 
     @property
     def sl_projected_interval(self) -> float | None:
@@ -147,6 +181,8 @@ class _Index:
     days: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     series: set[tuple[str, str]] = field(default_factory=set)
     agent_queues: set[str] = field(default_factory=set)
+    ended: dict[tuple[str, str], list[int]] = field(default_factory=dict)  #: sorted ``e|`` starts
+    intervals: dict[tuple[str, str], set[int]] = field(default_factory=dict)  #: ``i|`` starts
 
 
 class QueueStore:
@@ -174,7 +210,7 @@ class QueueStore:
         idx = _Index()
         for key in self.data.keys():
             self._index_key(idx, key)
-        for starts in idx.buckets.values():
+        for starts in (*idx.buckets.values(), *idx.ended.values()):
             starts.sort()
         self.index = idx
 
@@ -189,6 +225,10 @@ class QueueStore:
             idx.days.setdefault((parts[1], parts[2]), set()).add(parts[3])
         elif kind == QUEUE_AGENTS:
             idx.agent_queues.add(parts[1])
+        elif kind == ENDED:
+            idx.ended.setdefault((parts[1], parts[2]), []).append(int(parts[3]))
+        elif kind == INTERVAL:
+            idx.intervals.setdefault((parts[1], parts[2]), set()).add(int(parts[3]))
 
     def _record(self, key: str, new: Callable[[], R]) -> R:
         """The record at ``key``, typed by its codec's constructor (``new``, called when missing)."""
@@ -223,6 +263,7 @@ class QueueStore:
         th = self.settings.thresholds(fact.queue)
         self._apply_totals(fact, fid, th, dirty)
         self._apply_waiting(fact, fid, dirty)
+        self._apply_ended(fact, fid, now, dirty)
         if not fact.late:
             self._apply_windows(fact, fid, th, now, dirty)
 
@@ -276,6 +317,152 @@ class QueueStore:
         else:
             rec["v"].pop(fact.subject, None)
         dirty.add(key)
+
+    def _apply_ended(self, fact: Fact, fid: FactId, now: float, dirty: set[str]) -> None:
+        """Keep an ended wait (offered and end times, outcome) in the ``e|`` bucket of its offered
+        time, for grading its EWT (:meth:`_graded`) and for counting it ahead of later contacts;
+        late ones too (flagged: the windows skip them)."""
+        kind = fact.kind
+        if kind not in GRADED_OUTCOMES:
+            return
+        offered = fact.ts - fact.value  # the wait ends at ts after ``value`` (lifecycle)
+        start = int(math.floor(offered / self.bucket_s)) * self.bucket_s
+        if start < now - FOLD_AFTER_S:
+            # as the windows' horizon: a bucket this old may be folded already, and a backlog of
+            # old input would be graded or not depending on when the expiry ran
+            return
+        graded: GradedRecord | None = self.data.get(graded_key(fact.queue, fact.channel))
+        if (
+            graded is not None
+            and graded["through"] is not None
+            and start < self._kept_from(graded["through"])
+        ):
+            return  # no contact graded from now on can have it ahead of it
+        key = ended_key(fact.queue, fact.channel, start)
+        rec: EndedRecord = self._record(key, new_ended_record)
+        starts = self.index.ended.setdefault((fact.queue, fact.channel), [])
+        pos = bisect.bisect_left(starts, start)
+        if pos == len(starts) or starts[pos] != start:
+            starts.insert(pos, start)
+        if self._fresh(rec, fid):
+            # the offered time from the fact itself: the waiting record may have lost the contact
+            # already when a crash replays this fact
+            rec["v"].append([offered, fact.ts, kind, 1 if fact.late else 0])
+            dirty.add(key)
+
+    def _kept_from(self, through: int) -> int:
+        """The oldest ``e|`` bucket a contact not graded yet (offered after ``through``) reads:
+        those ahead of it, and those answered in the 5 minutes before it (waits up to the look-back)."""
+        return through - AHEAD_LOOKBACK_S - WINDOWS[PREDICT_WINDOW] - self.bucket_s
+
+    def _graded(
+        self, queue: str, channel: str, until: float = math.inf
+    ) -> list[tuple[int, list[Any], float | None]]:
+        """Every ended wait of the ``e|`` buckets not folded yet (and before ``until``), as (its
+        bucket, its entry, its EWT), in a fixed order (by bucket, then entry), so that sums come
+        out bit for bit the same whatever order the facts came in.
+
+        The EWT is :func:`graded_ewt` at the contact's offered time t0, from event times only:
+        ahead = the contacts offered in [t0 − AHEAD_LOOKBACK_S, t0) whose wait had not ended at
+        t0 (kept in the ``e|`` buckets, or waiting now); the contacts answered in the 5 minutes
+        before t0's bucket (kept there too). Each input stays until the contact is folded
+        (:meth:`_fold_ended`): a grade is a function of the facts applied, never of when."""
+        series = (queue, channel)
+        graded: GradedRecord | None = self.data.get(graded_key(queue, channel))
+        through = graded["through"] if graded is not None else None
+        entries: list[tuple[int, list[Any]]] = []
+        everyone: list[list[Any]] = []
+        for start in self.index.ended.get(series, []):
+            rec: EndedRecord | None = self.data.get(ended_key(queue, channel, start))
+            if rec is None:
+                continue
+            everyone += rec["v"]
+            if (through is None or start > through) and start < until:
+                entries.extend((start, e) for e in sorted(rec["v"]))
+        if not entries:
+            return []
+        waiting_rec: WaitingRecord | None = self.data.get(waiting_key(queue, channel))
+        waiting = list(waiting_rec["v"].values()) if waiting_rec is not None else []
+        offered = sorted([e[0] for e in everyone] + waiting)
+        ends_after = sorted(e[1] for e in everyone if e[0] < e[1])  #: waited: offered < end
+        ends_at = sorted(e[1] for e in everyone if not e[0] < e[1])  #: answered at once
+        # those ahead for longer than the look-back: subtracted one by one (rare)
+        latest = max(e[0] for _, e in entries) - AHEAD_LOOKBACK_S
+        long = [(e[0], e[1]) for e in everyone if e[0] < latest and e[1] - e[0] > AHEAD_LOOKBACK_S]
+        long += [(t, math.inf) for t in waiting if t < latest]
+        # the answers in the 5 minutes before t0's bucket, from the ended waits kept (not the window
+        # buckets: a bucket near their horizon exists or not depending on when the fact came)
+        answers = sorted(e[1] for e in everyone if e[2] == Kind.ANSWERED)
+        span = WINDOWS[PREDICT_WINDOW]
+        out: list[tuple[int, list[Any], float | None]] = []
+        for start, e in entries:
+            t0 = e[0]
+            ahead = (
+                bisect.bisect_left(offered, t0)
+                - bisect.bisect_right(ends_after, t0)
+                - bisect.bisect_left(ends_at, t0)
+            )
+            if long:
+                ahead -= sum(1 for o, end in long if o < t0 - AHEAD_LOOKBACK_S and end > t0)
+            before = bisect.bisect_left(answers, start) - bisect.bisect_left(answers, start - span)
+            out.append((start, e, graded_ewt(ahead, before, span)))
+        return out
+
+    def _ewt_errors(self, view: SeriesView, now: float) -> None:
+        """The EWT error histogram (folded + not yet folded) and its windows, into ``view``."""
+        graded: GradedRecord | None = self.data.get(graded_key(view.queue, view.channel))
+        hist = {
+            o: list(graded["v"][o]) if graded is not None and o in graded["v"] else _error_hist()
+            for o in GRADED_OUTCOMES
+        }
+        current = int(math.floor(now / self.bucket_s)) * self.bucket_s
+        sums = {name: [0, 0.0, 0.0] for name in WINDOWS}
+        for _, e, ewt in self._graded(view.queue, view.channel):
+            if ewt is None:
+                continue
+            error = (e[1] - e[0]) - ewt
+            _observe(hist[e[2]], EWT_ERROR_BUCKETS, error)
+            if e[2] == Kind.ANSWERED and not e[3]:
+                ended = int(math.floor(e[1] / self.bucket_s)) * self.bucket_s
+                for name, width in WINDOWS.items():
+                    if ended > current - width:
+                        acc = sums[name]
+                        acc[0] += 1
+                        acc[1] += abs(error)
+                        acc[2] += error
+        view.ewt_error_hist = hist
+        view.ewt_error = {name: (int(n), a, b) for name, (n, a, b) in sums.items() if n}
+
+    def _fold_ended(self, cutoff: float, gone: list[str], changed: list[str]) -> None:
+        """Grade for good the contacts offered in the ``e|`` buckets before ``cutoff`` (now −
+        FOLD_AFTER_S) into the ``k|`` record, one write (its histograms and ``through`` move
+        together); a contact still waiting then is never graded, nor one whose end arrives after.
+        The ``e|`` records no contact graded later reads go after that write: one a crash left
+        behind is below ``through`` and read only for what was ahead."""
+        fold_before = cutoff
+        for (q, ch), starts in self.index.ended.items():
+            n = bisect.bisect_left(starts, fold_before)
+            key = graded_key(q, ch)
+            rec: GradedRecord | None = self.data.get(key)
+            through = rec["through"] if rec is not None else None
+            fresh_starts = [s for s in starts[:n] if through is None or s > through]
+            if fresh_starts:
+                rec = self._record(key, new_graded_record)
+                for _, e, ewt in self._graded(q, ch, until=fold_before):
+                    if ewt is not None:
+                        hist = rec["v"].setdefault(e[2], _error_hist())
+                        _observe(hist, EWT_ERROR_BUCKETS, (e[1] - e[0]) - ewt)
+                rec["through"] = through = fresh_starts[-1]
+                changed.append(key)
+                self.versions[(q, ch)] += 1
+            if through is None:
+                continue
+            m = bisect.bisect_left(starts, self._kept_from(through))
+            for start in starts[:m]:
+                ekey = ended_key(q, ch, start)
+                if self.data.pop(ekey, None) is not None:
+                    gone.append(ekey)
+            del starts[:m]
 
     def _apply_windows(
         self, fact: Fact, fid: FactId, th: QueueThresholds, now: float, dirty: set[str]
@@ -333,6 +520,10 @@ class QueueStore:
         if day >= self._yesterday(now):
             targets.append(day_key(fact.queue, fact.channel, day))
             self.index.days.setdefault(series, set()).add(day)
+            # the service level by interval (the wallboard's chart of today)
+            istart = int(interval_bounds(fact.ts, self.zone, self.settings.sl_interval_s)[0])
+            targets.append(interval_key(fact.queue, fact.channel, istart))
+            self.index.intervals.setdefault(series, set()).add(istart)
         for key in targets:
             rec = self._record(key, new_window_record)
             if self._fresh(rec, fid):
@@ -367,6 +558,7 @@ class QueueStore:
                 changed.append(key)
                 self.agent_versions[queue] += 1
         cutoff = now - self.horizon_s
+        self._fold_ended(now - FOLD_AFTER_S, gone, changed)
         for (q, ch), starts in self.index.buckets.items():
             n = bisect.bisect_left(starts, cutoff)
             for start in starts[:n]:
@@ -377,6 +569,11 @@ class QueueStore:
                 self.versions[(q, ch)] += 1
             del starts[:n]
         yesterday = self._yesterday(now)
+        for (q, ch), istarts in self.index.intervals.items():
+            for istart in [i for i in istarts if self.local_day(i) < yesterday]:
+                istarts.discard(istart)
+                if self.data.pop(interval_key(q, ch, istart), None) is not None:
+                    gone.append(interval_key(q, ch, istart))
         for (q, ch), days in self.index.days.items():
             for day in [d for d in days if d < yesterday]:
                 days.discard(day)
@@ -405,6 +602,19 @@ class QueueStore:
         out[TODAY] = decode_window(list(today["v"])) if today is not None else [0.0] * kpis.WIDTH
         return out
 
+    def intervals_today(self, queue: str, channel: str, now: float) -> list[tuple[int, float | None]]:
+        """(start, service level or None when nothing counted) of today's intervals up to now's, in
+        the contact center's time zone (``CCMON_SL_INTERVAL_MIN``)."""
+        current, _, day_start, _ = interval_bounds(now, self.zone, self.settings.sl_interval_s)
+        out: list[tuple[int, float | None]] = []
+        for start in sorted(self.index.intervals.get((queue, channel), ())):
+            if day_start <= start <= current:
+                rec: WindowRecord | None = self.data.get(interval_key(queue, channel, start))
+                if rec is not None:
+                    hits, counted = _sl_sums(decode_window(list(rec["v"])))
+                    out.append((start, hits / counted if counted > 0 else None))
+        return out
+
     def series(self) -> Iterator[tuple[str, str]]:
         return iter(sorted(self.index.series))
 
@@ -431,6 +641,7 @@ class QueueStore:
             self._agents_required(queue, windows[ERLANG_WINDOW]),
         )
         self._predict(view, sorted(waiting.values()), now)
+        self._ewt_errors(view, now)
         return view
 
     def _predict(self, view: SeriesView, waiting_since: list[float], now: float) -> None:
@@ -440,6 +651,14 @@ class QueueStore:
         recent, erlang = windows[PREDICT_WINDOW], windows[ERLANG_WINDOW]
         counts = self.agent_counts(queue)
         span = WINDOWS[PREDICT_WINDOW]
+        # the last 2 minutes' arrivals, as the windows count them (the buckets ahead of now too)
+        current = int(math.floor(now / self.bucket_s)) * self.bucket_s
+        starts = self.index.buckets.get((queue, channel), [])
+        surge = 0.0
+        for recent_start in starts[bisect.bisect_right(starts, current - PREDICT_RECENT_S) :]:
+            bucket: WindowRecord | None = self.data.get(bucket_key(queue, channel, recent_start))
+            if bucket is not None:
+                surge += bucket["v"][kpis.OFFERED]
         q = QueueNow(
             view.waiting,
             counts.get("available", 0),
@@ -447,15 +666,15 @@ class QueueStore:
             counts.get("acw", 0),
             kpis.aht(erlang),
             recent[kpis.ANSWERED] / span,
-            recent[kpis.OFFERED] / span,
+            max(recent[kpis.OFFERED] / span, surge / PREDICT_RECENT_S),
         )
         view.ewt_s = estimate(estimator(self.settings.ewt_estimator), q)
         th = self.settings.thresholds(queue)
         start, end, day_start, day_end = interval_bounds(now, self.zone, self.settings.sl_interval_s)
         interval = [0.0] * kpis.WIDTH
-        for bucket_start in self.index.buckets.get((queue, channel), []):
+        for bucket_start in starts:
             if bucket_start >= start:
-                bucket: WindowRecord | None = self.data.get(bucket_key(queue, channel, bucket_start))
+                bucket = self.data.get(bucket_key(queue, channel, bucket_start))
                 if bucket is not None:
                     for i, x in enumerate(bucket["v"]):
                         interval[i] += x

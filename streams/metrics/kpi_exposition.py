@@ -27,6 +27,7 @@ from streams.core.agentview import AgentStore
 from streams.core.events import AGENT_STATES
 from streams.core.queues import (
     COUNTERS,
+    EWT_ERROR_BUCKETS,
     FIRST_RESPONSE_BUCKETS,
     HANDLE_BUCKETS,
     TODAY,
@@ -50,6 +51,8 @@ WAIT, HANDLE = _AT["ccmon_wait_seconds"], _AT["ccmon_handle_seconds"]
 OLDEST, AGENTS = _AT["ccmon_queue_oldest_wait_seconds"], _AT["ccmon_agents"]
 FIRST_RESPONSE = _AT["ccmon_first_response_seconds"]
 PROJECTED = _AT["ccmon_service_level_projected_ratio"]
+EWT_ERROR = _AT["ccmon_ewt_error_seconds"]
+EWT_ABS, EWT_BIAS = _AT["ccmon_ewt_error_abs_seconds"], _AT["ccmon_ewt_error_bias_seconds"]
 #: windowed gauge → (its family's position, name, formula over the window's sums)
 GAUGES = [(_AT[k.name], k.name, k.formula) for k in catalog.KPIS if k.formula is not None]
 #: gauge of one value per series → (its family's position, name, the SeriesView attribute it reads)
@@ -58,6 +61,7 @@ HEADERS = [f"# HELP {name} {doc}\n# TYPE {name} {kind}\n" for name, kind, doc in
 WAIT_LE = [floatToGoString(b) for b in (*WAIT_BUCKETS, math.inf)]
 HANDLE_LE = [floatToGoString(b) for b in (*HANDLE_BUCKETS, math.inf)]
 FIRST_RESPONSE_LE = [floatToGoString(b) for b in (*FIRST_RESPONSE_BUCKETS, math.inf)]
+EWT_ERROR_LE = [floatToGoString(b) for b in (*EWT_ERROR_BUCKETS, math.inf)]
 
 
 #: the facts partitions whose queues a worker exports now (``None``: every queue it holds)
@@ -126,6 +130,20 @@ def render_series(view: SeriesView, ql: str) -> list[str]:
     parts[PROJECTED] = "".join(
         f'ccmon_service_level_projected_ratio{{{ql},horizon="{horizon}"}} {floatToGoString(value)}\n'
         for horizon, value in view.sl_projected.items()
+    )
+    # an outcome from its first graded contact on: no 16 zero lines per outcome never graded
+    parts[EWT_ERROR] = "".join(
+        _histogram("ccmon_ewt_error_seconds", f'{ql},outcome="{outcome}"', EWT_ERROR_LE, raw)
+        for outcome, raw in view.ewt_error_hist.items()
+        if any(raw[:-1])
+    )
+    parts[EWT_ABS] = "".join(
+        f'ccmon_ewt_error_abs_seconds{{{ql},window="{w}"}} {floatToGoString(a / n)}\n'
+        for w, (n, a, _) in view.ewt_error.items()
+    )
+    parts[EWT_BIAS] = "".join(
+        f'ccmon_ewt_error_bias_seconds{{{ql},window="{w}"}} {floatToGoString(b / n)}\n'
+        for w, (n, _, b) in view.ewt_error.items()
     )
     for g, name, attr in VIEW_GAUGES:
         value = getattr(view, attr)

@@ -9,6 +9,7 @@ from typing import Any
 
 from streams.config import Settings
 from streams.core.events import AGENT_STATES, STAFFED_STATES
+from streams.core.predict import interval_bounds
 from streams.core.queues import QueueStore
 from streams.metrics import catalog
 from streams.owned import owner_filter
@@ -46,7 +47,15 @@ def snapshot(
                 row[tile.field] = kpi.value(view.windows[tile.window])
             elif tile.attr is not None and tile.attr not in row:
                 row[tile.field] = getattr(view, tile.attr)
+        # the chart: today's service level by interval ([start, ratio or null: nothing counted]),
+        # the current interval's projection and the time to breach (the cells' values too)
+        row["chart"] = {
+            "intervals": [[start, sl] for start, sl in store.intervals_today(queue, channel, now)],
+            "projected": view.sl_projected_interval,
+            "breach_s": view.breach_s,
+        }
         series.append(row)
+    _, _, day_start, day_end = interval_bounds(now, store.zone, settings.kpi.sl_interval_s)
     return {
         "generated_at": now,
         "scope": scope,
@@ -55,6 +64,8 @@ def snapshot(
         "timezone": settings.timezone,
         "window": WINDOW,
         "fields": FIELDS,  #: how to show each cell: the page has no list of its own
+        "interval_s": settings.kpi.sl_interval_s,
+        "day": [day_start, day_end],  #: today in the contact center's time zone: the chart's x axis
     }
 
 

@@ -358,13 +358,16 @@ class Pipeline:
     async def _write_queue_records(
         self, store: QueueStore, keys: Iterable[str], gone: Iterable[str] = ()
     ) -> None:
-        """Queue the current value of these queue records (``None`` for those gone) for the changelog."""
+        """Queue the current value of these queue records (``None`` for those gone) for the changelog.
+
+        The values first: a crash loses a suffix of a changelog partition, and an expiry's fold
+        (``k|``) must not be lost while the ``e|`` buckets it counted are gone (queues.py)."""
         n = self.settings.partitions
         await self.state_writer.write_all(
             self.tables.queue_log,
             (
-                *((queue_record_partition(key, n), key, None) for key in gone),
                 *((queue_record_partition(key, n), key, orjson.dumps(store.data[key])) for key in keys),
+                *((queue_record_partition(key, n), key, None) for key in gone),
             ),
         )
 

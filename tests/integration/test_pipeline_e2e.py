@@ -108,6 +108,34 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert metric(m, "ccmon_ewt_seconds", **sv) == pytest.approx(195.0)
     projected = metric(m, "ccmon_service_level_projected_ratio", **sv, horizon="interval")
     assert projected is not None and projected < 0.8
+    # EWT error (docs/kpis.md "EWT error"), from the script's event times: in sales nobody waited
+    # ahead of anyone (c1 ended at 20 before c2 at 60, ...): every EWT 0, the error is the wait.
+    # Billing: b1 (0 → answered 12) EWT 0; b2 (30 → dequeued 90) EWT 0, b1 done by then; b3 (40 →
+    # dequeued 42) has b2 ahead, and billing answered 1 contact (b1) in the 300 s before 40's
+    # bucket: EWT 1 × 300 / 1 = 300 s, error 2 − 300 = −298. Support: c6 (270) has c4 (261 → 271)
+    # ahead and nothing answered before: no estimate, not graded; c4 waited 10 s with none ahead
+    bv = {"queue": "billing", "channel": "voice"}
+    errors = {
+        (sv["queue"], "answered"): [20.0, 21.0],
+        (sv["queue"], "abandoned"): [5.0, 4.999],
+        ("billing", "answered"): [12.0],
+        ("billing", "dequeued"): [60.0, -298.0],
+        ("support", "answered"): [10.0],
+    }
+    for (queue, outcome), observed in errors.items():
+        labels = {"queue": queue, "channel": "voice", "outcome": outcome}
+        assert metric(m, "ccmon_ewt_error_seconds_count", **labels) == len(observed)
+        assert metric(m, "ccmon_ewt_error_seconds_sum", **labels) == pytest.approx(sum(observed))
+        assert metric(m, "ccmon_ewt_error_seconds_bucket", **labels, le="-300.0") == 0
+        assert metric(m, "ccmon_ewt_error_seconds_bucket", **labels, le="-120.0") == sum(
+            1 for e in observed if e <= -120
+        )
+    assert (
+        metric(m, "ccmon_ewt_error_seconds_count", queue="support", channel="voice", outcome="abandoned")
+        is None
+    )
+    assert metric(m, "ccmon_ewt_error_abs_seconds", **bv, window="1h") == pytest.approx(12.0)
+    assert metric(m, "ccmon_ewt_error_bias_seconds", **sv, window="1h") == pytest.approx(20.5)
 
     for window in ("15m", "1h"):
         assert metric(m, "ccmon_offered_contacts", **sv, window=window) == 6

@@ -10,6 +10,8 @@ import time
 import pytest
 
 from producers.recording import line
+from streams import config
+from streams.core.predict import interval_bounds
 from streams.metrics import catalog
 from tests.integration.recordings import scripted
 from tests.integration.support import ARTIFACTS, CLOCK_SERIES, Env, Worker, metric
@@ -257,3 +259,52 @@ def test_worst_case_values_fit_their_cards_at_1080p_and_720p(env: Env, workers: 
         )
     page.close()
     print("worst-case screenshots: " + ", ".join(map(str, shots)))
+
+
+def test_the_chart_shows_todays_service_level_by_interval_with_the_projection_and_target(
+    env: Env, workers: list[Worker], browser
+):
+    """Sales voice of the scripted recording: completions at 20 s (c1, in T), 65 s (c2, a miss)
+    and 201 s (c4, a miss; c3 is a short abandon, out of the ratio), each in the interval (local,
+    CCMON_SL_INTERVAL_MIN) of its time; the bars are those ratios, the tick the projection the
+    card shows, the dashed line the target."""
+    workers.append(Worker(env))
+    w = workers[0]
+    base = math.floor(time.time() / 10) * 10 - 430
+    path, _ = scripted(env, base)
+    assert env.ccmon("replay", str(path)).returncode == 0
+    w.wait_settled(
+        lambda m: metric(m, "ccmon_contacts_offered_total", queue="sales", channel="voice") == 6,
+        what="scripted recording applied",
+    )
+    page = browser.new_page(viewport={"width": 1920, "height": 1080}, bypass_csp=True)
+    page.goto(w.url("/wallboard"))
+    page.wait_for_function("document.querySelectorAll('svg.slchart').length === 4", timeout=10_000)
+    settings = config.load()
+    now = time.time()
+    _, _, day_start, _ = interval_bounds(now, settings.zone, settings.kpi.sl_interval_s)
+    by_interval: dict[int, list[int]] = {}
+    for offset, hit in ((20, 1), (65, 0), (201, 0)):
+        start = int(interval_bounds(base + offset, settings.zone, settings.kpi.sl_interval_s)[0])
+        if start >= day_start:
+            by_interval.setdefault(start, []).append(hit)
+    expected = {start: sum(hits) / len(hits) for start, hits in by_interval.items()}
+    chart = page.evaluate("""() => {
+        const card = document.querySelector('section.card[data-queue="sales"][data-channel="voice"]');
+        const svg = card.querySelector('svg.slchart');
+        const bars = [...svg.querySelectorAll('rect[data-start]')].map(r =>
+            [Number(r.dataset.start), r.dataset.value, r.getAttribute('class')]);
+        const projected = svg.querySelector('[data-projected]');
+        return {bars, projected: projected ? Number(projected.dataset.projected) : null,
+                cell: card.querySelector('[data-kpi="service_level_projected"]').dataset.value,
+                target: Number(svg.querySelector('line.target').dataset.target),
+                caption: svg.querySelector('text').textContent};
+    }""")
+    # an interval with offers only (c5 at 420 s may open one) has no ratio: a grey stub
+    assert {start: float(v) for start, v, _ in chart["bars"] if v != ""} == pytest.approx(expected)
+    assert all(cls == "none" and start not in expected for start, v, cls in chart["bars"] if v == "")
+    assert all(cls == ("ok" if float(v) >= 0.8 else "bad") for _, v, cls in chart["bars"] if v != "")
+    assert chart["target"] == 0.8 and chart["caption"].startswith("target 80.0%")
+    # the projection drawn is the one the card shows (both from the same poll)
+    assert chart["projected"] == pytest.approx(float(chart["cell"]))
+    page.screenshot(path=str(ARTIFACTS / "wallboard-chart.png"))

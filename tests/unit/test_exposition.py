@@ -27,7 +27,7 @@ def test_text_matches_hand_computed_values_and_every_family_is_typed_once():
     feed(p, SCENARIO + [(AGENTS, agent("a1", "busy", ["sales", "support"], at("10:00:00")))], clock.now)
     text = KpiExposition(lambda: p.store, clock).render()
     types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
-    assert len(types) == len(set(types)) == len(catalog.KPIS) == 29
+    assert len(types) == len(set(types)) == len(catalog.KPIS) == 32
     m = samples(text)
     q = {"queue": "sales", "channel": "voice"}
     assert sample(m, "ccmon_contacts_offered_total", **q) == 6

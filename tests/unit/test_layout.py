@@ -126,7 +126,9 @@ def test_a_pipeline_writes_exactly_these_keys():
         "r|cc.agents|0|a1",
     }
     assert p.lifecycle["m|cc.calls|0"][:2] == [at("10:00:05"), 1]
-    assert {k.split("|", 1)[0] for k in p.queues} == {"t", "b", "d", "w", "a"} and set(p.agents) == {"p|a1"}
+    assert {k.split("|", 1)[0] for k in p.queues} == {"t", "b", "d", "w", "a", "e", "i"} and set(
+        p.agents
+    ) == {"p|a1"}
 
 
 #: the queue table of one small scenario (below) as a worker of 183f8a1 (before first response
@@ -145,8 +147,13 @@ PREVIOUS_QUEUE_RECORDS = {
 
 
 #: the same queue table as this version writes it: two more window sums (first responses and
-#: their sum) and the first response histogram ``fr`` at the end of the totals
+#: their sum) and the first response histogram ``fr`` at the end of the totals; the ended waits of
+#: the offered bucket 10:00:00 (c1, c2) for grading their EWT; the interval 10:00-10:30's sums
 CURRENT_QUEUE_RECORDS = {
+    "i|sales|voice|1795428000": b'{"h":{"cc.calls/0":[4,0]},'
+    b'"v":[3,1,0,0,1,5.0,0,0,0,0,0,0,0,0,0,1,0,0,0,0,0]}',
+    "e|sales|voice|1795428000": b'{"h":{"cc.calls/0":[3,0]},"v":[[1795428000.0,1795428005.0,"answered",0],'
+    b'[1795428001.0,1795428031.0,"dequeued",0]]}',
     "a|sales": b'{"h":{"cc.agents/0":[0,0]},"v":{"a1":["busy",1795428000.0]}}',
     "b|sales|voice|1795428000": b'{"h":{"cc.calls/0":[4,0]},'
     b'"v":[3,1,0,0,1,5.0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}',

@@ -26,6 +26,7 @@ from producers.scenario import Scenario
 from producers.simulate import Simulator
 from streams.core.agentview import AgentStore
 from streams.core.intake import Intake, Record, partition_for_queue
+from streams.core.layout import queue_record_partition
 from streams.core.queues import QueueStore
 from streams.core.stage2 import apply_message
 from streams.dev.local_pipeline import LocalPipeline
@@ -95,6 +96,8 @@ def views(p: LocalPipeline, now: float) -> dict[object, object]:
             v.ewt_s,  # prediction (issue 25): the gauges read the records above
             v.sl_projected,
             v.breach_s,
+            v.ewt_error_hist,  # EWT error (issue 25): graded from event times, in any arrival order
+            v.ewt_error,
         )
     out["agents"] = dict(p.store.agents())
     out["agent view"] = p.agent_store.rows(now)  # per agent: state, contacts in hand, today, totals
@@ -190,8 +193,15 @@ class Stage2:
             self.position[part] = end
 
     def expire(self, now: float) -> None:
+        n = self.p.settings.partitions
+        gone, changed = self.p.store.expire(now)  # the worker writes the values, then the deletions
+        self.log += [
+            ("queues", queue_record_partition(key, n), key, copy.deepcopy(self.p.queues[key]))
+            for key in changed
+        ]
+        self.log += [("queues", queue_record_partition(key, n), key, None) for key in gone]
         gone, changed = self.p.agent_store.expire(now)
-        n = self.p.settings.partitions  # an agent record lives on the facts partition of its id
+        # an agent record lives on the facts partition of its id
         self.log += [("agents", partition_for_queue(key[2:], n), key, None) for key in gone]
         self.log += [
             ("agents", partition_for_queue(key[2:], n), key, copy.deepcopy(self.p.agents[key]))
