@@ -15,6 +15,10 @@ them on the back-test's days):
   answered lately (the queue's own throughput, which knows what staffing counts cannot: agents
   shared with other queues and channels, breaks, misses); the staffed rate when nothing was
   answered yet.
+
+A queue whose agents never reported a state (the chat platforms send none) has unknown, not zero,
+staffing: ``erlang`` and ``throughput`` serve it at the rate it was answered lately, ``cisco`` cannot
+say, and the projection does the same rather than predict that nobody will ever answer.
 """
 
 from __future__ import annotations
@@ -68,6 +72,10 @@ class QueueNow:
     answered_per_s: float = 0.0  #: contacts of the queue answered per second lately
     offered_per_s: float = 0.0  #: contacts offered to the queue per second lately
     hold_avg_s: float | None = None  #: Asterisk's running average of answered waits
+    #: False when no agent of the queue ever reported a state (chat platforms send none: Chatwoot,
+    #: libredesk): the counts above are then unknown, not zero, and the queue's answers are all
+    #: there is to go by
+    staffing_known: bool = True
 
     @property
     def staffed(self) -> int:
@@ -89,6 +97,8 @@ def asterisk_update(avg: float | None, wait_s: float) -> float:
 
 def service_rate(q: QueueNow, kind: Estimator) -> float:
     """Contacts per second the queue's agents take from the queue when all are busy."""
+    if not q.staffing_known:
+        return q.answered_per_s
     staffed = q.staffed / q.aht_s if q.aht_s is not None and q.aht_s > 0 else 0.0
     working = q.busy + q.acw
     if kind == "throughput" and q.answered_per_s > 0 and working > 0:
@@ -279,7 +289,12 @@ def project(
     rest = max(0.0, day_end - interval_end) * day_offered_per_s
     if rest > 0 and q.aht_s:
         traffic = day_offered_per_s * q.aht_s
-        sl = service_level(q.staffed, traffic, q.aht_s, threshold_s) if q.staffed > traffic else 0.0
+        if not q.staffing_known:
+            sl = gamma_cdf(1, service_rate(q, kind), threshold_s)
+        elif q.staffed > traffic:
+            sl = service_level(q.staffed, traffic, q.aht_s, threshold_s)
+        else:
+            sl = 0.0
         day_hits += sl * rest
         day_counted += rest
     day = day_hits / day_counted if day_counted > 0 else None

@@ -654,19 +654,25 @@ class QueueStore:
         # the last 2 minutes' arrivals, as the windows count them (the buckets ahead of now too)
         current = int(math.floor(now / self.bucket_s)) * self.bucket_s
         starts = self.index.buckets.get((queue, channel), [])
-        surge = 0.0
+        surge = answers = 0.0
         for recent_start in starts[bisect.bisect_right(starts, current - PREDICT_RECENT_S) :]:
             bucket: WindowRecord | None = self.data.get(bucket_key(queue, channel, recent_start))
             if bucket is not None:
                 surge += bucket["v"][kpis.OFFERED]
+                answers += bucket["v"][kpis.ANSWERED]
+        staffing_known = queue in self.index.agent_queues
+        answered_per_s = recent[kpis.ANSWERED] / span
+        if not staffing_known:  # the answers are the capacity: on the same horizon as the arrivals
+            answered_per_s = max(answered_per_s, answers / PREDICT_RECENT_S)
         q = QueueNow(
             view.waiting,
             counts.get("available", 0),
             counts.get("busy", 0),
             counts.get("acw", 0),
             kpis.aht(erlang),
-            recent[kpis.ANSWERED] / span,
+            answered_per_s,
             max(recent[kpis.OFFERED] / span, surge / PREDICT_RECENT_S),
+            staffing_known=staffing_known,
         )
         view.ewt_s = estimate(estimator(self.settings.ewt_estimator), q)
         th = self.settings.thresholds(queue)

@@ -260,3 +260,24 @@ def test_the_projection_takes_the_last_two_minutes_arrivals_when_they_are_above_
     monkeypatch.setattr("streams.core.queues.PREDICT_RECENT_S", 300)  # the 5 minutes' rate alone
     five = p.store.view("sales", "voice", now).sl_projected_interval
     assert five == pytest.approx(projected(13 / 300)) and five != pytest.approx(projected(12 / 120))
+
+
+def test_a_chat_queue_without_agent_states_is_projected_at_its_answers_not_as_unstaffed():
+    """Chatwoot and libredesk send no agent state: a queue answering every contact within 2 s,
+    one a second for 3 minutes, has no agent record. Its staffing is unknown, not zero: served
+    at its answers of the last 2 minutes (120 / 120 s = 1/s, as the arrivals are counted), it is
+    not projected to breach (with zero staff every arrival would miss, and the predictive alert
+    paged on it: the alerting test's quiet queue). Once an agent of the queue reports (offline
+    here), the same counts mean nobody answers, and the breach is projected."""
+    t0 = at("10:00:00")
+    contacts = []
+    for i in range(180):
+        contacts.append((CALLS, ev("offered", f"w{i}", t0 + i, queue="support")))
+        contacts.append((CALLS, ev("answered", f"w{i}", t0 + i + 2, agent_id="a")))
+    now = t0 + 182
+    p = LocalPipeline(settings())
+    feed(p, contacts, now)
+    view = p.store.view("support", "voice", now)
+    assert view.breach_s is None and view.sl_projected_interval == pytest.approx(1.0, abs=1e-6)
+    feed(p, [(AGENTS, agent("a9", "offline", ["support"], t0))], now)
+    assert p.store.view("support", "voice", now).breach_s is not None

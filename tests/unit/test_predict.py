@@ -173,3 +173,30 @@ def test_a_contact_past_the_threshold_is_a_miss_and_nobody_to_answer_misses_ever
     p = projection(nobody, waiting=[NOW - 5, NOW - 12])  # misses once they have waited 20 s
     assert p.interval == pytest.approx(8 / 12)
     assert p.breach_s == pytest.approx(8.0)  # 8/11 when the second one has waited 20 s
+
+
+def test_a_queue_whose_agents_never_reported_is_served_at_its_answer_rate():
+    """A chat queue (Chatwoot and libredesk send no agent state): the counts are unknown, not zero.
+    Two waiting, 0.1 answered/s lately: the new contact is third, expected in 3 / 0.1 = 30 s by
+    erlang and throughput; Cisco's formula needs the agents and cannot say."""
+    q = QueueNow(waiting=2, available=0, busy=0, acw=0, aht_s=60.0, answered_per_s=0.1, staffing_known=False)
+    assert ewts(q) == {"cisco": None, "asterisk": None, "erlang": 30.0, "throughput": 30.0}
+    # the same counts from agents that did report (all offline) mean nobody answers
+    assert estimate("erlang", QueueNow(2, 0, 0, 0, 60.0, answered_per_s=0.1)) is None
+
+
+def test_the_projection_of_unknown_staffing_follows_the_answers_instead_of_paging():
+    """The page of issue 25's alerting test: 1 offered and 1 answered per second, nobody waiting,
+    agents unknown. With zero staff every arrival would be a miss and the alert would page on a queue
+    answering everything in 2 s. At the answer rate, a contact arriving to an empty queue is answered
+    within 20 s with probability 1 − e^(−1·20); the 900 expected arrivals of the 15 minutes left
+    keep the interval at (8 + 900·(1 − e^(−20))) / 910."""
+    q = QueueNow(0, 0, 0, 0, aht_s=2.0, answered_per_s=1.0, offered_per_s=1.0, staffing_known=False)
+    hit = 1 - math.exp(-20.0)
+    p = projection(q, day_rate=1.0)
+    assert p.interval == pytest.approx((8 + 900 * hit) / 910, abs=1e-9)
+    assert p.breach_s is None
+    rest = (DAY_END - END) * 1.0  # after the interval, at today's rate and the same chance
+    assert p.day == pytest.approx((80 + 900 * hit + rest * hit) / (100 + 900 + rest), abs=1e-9)
+    zero = projection(QueueNow(0, 0, 0, 0, aht_s=2.0, answered_per_s=1.0, offered_per_s=1.0), day_rate=1.0)
+    assert zero.breach_s is not None  # the same numbers from agents that did report: a breach
