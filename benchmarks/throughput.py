@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from pathlib import Path
+from typing import Final
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -541,6 +542,18 @@ def latency(
     return steady[len(steady) // 2], pct99(steady), pct99(lat), hop_means(delays, delay_totals(worker.port))
 
 
+#: issue 27's latency goals: p99 at these fractions of the worker's capacity (events_per_s)
+LATENCY_GOALS: Final = ((0.1, 0.3), (0.5, 1.0), (0.8, 3.0))
+
+
+def latency_rates(capacity: float) -> list[tuple[int, str]]:
+    """The latency phases' rates and result tags: the goals' fractions of ``capacity``, lowest
+    first (each phase ends when its last offer is visible, so none starts behind a backlog), then
+    the absolute rows of the earlier runs."""
+    fractions = [(max(1, round(f * capacity)), f"_c{round(f * 100)}") for f, _ in LATENCY_GOALS]
+    return [*fractions, (2000, ""), (10_000, "_10k")]
+
+
 def pct99(values: list[float]) -> float:
     """The 99th percentile of sorted ``values`` (nearest rank)."""
     return values[min(len(values) - 1, int(len(values) * 0.99))]
@@ -748,23 +761,6 @@ def measure(
         say(f"worker, stage 1 counted: {r['stage1_events_per_s']:,} events/s")
     finally:
         worker.stop()
-    if "latency" not in skip:  # on topics of its own, so the other phases keep exactly N inputs
-        s_lat, env_lat = run.settings("lat")
-        asyncio.run(ensure_topics(s_lat))
-        live = run.proc(env_lat).start()
-        try:
-            live.wait_ready(timeout=120)
-            run.check_core(live)
-            for rate, tag in ((2000, ""), (10_000, "_10k")):
-                say(f"latency at {rate}/s for {lat_s} s after {warm_s} s at that rate...")
-                p50, p99, p99_all, hops = latency(s_lat, live, rate, lat_s, warm_s)
-                r[f"p50_latency{tag}_s"], r[f"p99_latency{tag}_s"] = round(p50, 3), round(p99, 3)
-                r[f"p99_latency{tag}_with_start_s"] = round(p99_all, 3)
-                for hop, mean in sorted(hops.items()):
-                    r[f"delay{tag}_{hop}_s"] = round(mean, 3)
-        finally:
-            live.stop()
-
     for phase, module, key, what in (
         ("naive", "benchmarks.naive_faust", "naive_faust_events_per_s", "naive faust agent"),
         ("peer", "benchmarks.peer_quix", "peer_quix_events_per_s", "quix-streams peer"),
@@ -785,6 +781,26 @@ def measure(
             r["events_per_s_interpreted"] = round(scale_out(run, 1, n, expected, core="interpreted"))
             say(f"1 worker, interpreted core: {r['events_per_s_interpreted']:,} events/s")
     r["events_per_s"] = r["workers_1_events_per_s"]
+    if "latency" not in skip:  # on topics of its own, so the other phases keep exactly N inputs
+        # issue 27: the rates are fractions of this run's one-worker capacity, so that the goals
+        # hold on any machine; the absolute 2,000 and 10,000/s rows stay for the history
+        capacity = r.get("workers_1_events_per_s") or round(scale_out(run, 1, n, expected))
+        r["latency_capacity_events_per_s"] = capacity
+        s_lat, env_lat = run.settings("lat")
+        asyncio.run(ensure_topics(s_lat))
+        live = run.proc(env_lat).start()
+        try:
+            live.wait_ready(timeout=120)
+            run.check_core(live)
+            for rate, tag in latency_rates(capacity):
+                say(f"latency at {rate}/s for {lat_s} s after {warm_s} s at that rate...")
+                p50, p99, p99_all, hops = latency(s_lat, live, rate, lat_s, warm_s)
+                r[f"p50_latency{tag}_s"], r[f"p99_latency{tag}_s"] = round(p50, 3), round(p99, 3)
+                r[f"p99_latency{tag}_with_start_s"] = round(p99_all, 3)
+                for hop, mean in sorted(hops.items()):
+                    r[f"delay{tag}_{hop}_s"] = round(mean, 3)
+        finally:
+            live.stop()
     if "replicated" not in skip:  # beside the one-worker row above, on the same events
         r["replicated_events_per_s"] = round(replicated(run, n, events, expected, args.cluster_port))
         r["replicated_ratio"] = round(r["replicated_events_per_s"] / r["workers_1_events_per_s"], 3)
@@ -829,6 +845,15 @@ def measure(
             (f"ccmon, {k} workers, one group", f"workers_{k}_events_per_s", "events/s")
             for k in scales
             if k > 1
+        ),
+        ("latency: the worker's capacity", "latency_capacity_events_per_s", "events/s"),
+        *(
+            row
+            for pct, goal in ((round(f * 100), goal) for f, goal in LATENCY_GOALS)
+            for row in (
+                (f"latency p50 at {pct} % capacity", f"p50_latency_c{pct}_s", "s"),
+                (f"latency p99 at {pct} % (goal {goal:g} s)", f"p99_latency_c{pct}_s", "s"),
+            )
         ),
         ("latency p50 at 2000/s", "p50_latency_s", "s"),
         ("latency p99 at 2000/s", "p99_latency_s", "s"),

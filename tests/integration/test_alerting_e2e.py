@@ -203,7 +203,14 @@ def test_abandonment_spike_pages_for_its_queue_only_and_resolves(
         resolved = receiver.find("resolved", alertname="CcmonAbandonmentSpike", queue="sales")
         assert resolved, "the page did not resolve within 300 s of traffic returning to normal"
         assert not receiver.find("firing", queue="support")  # the other queue never paged
-        assert {a["labels"]["alertname"] for _, a in receiver.notifications} == {"CcmonAbandonmentSpike"}
+        # the spike lowers sales' service level for real (half its contacts abandon after 10 s,
+        # outside T), so the predictive page may join for sales; whether its `for: 2m` passes
+        # before the spike ends depends on where the clock's 30-min interval boundary falls, so it
+        # is allowed, not required. Nothing else pages, and nothing at all for the quiet queue.
+        paged = {a["labels"]["alertname"] for _, a in receiver.notifications}
+        assert "CcmonAbandonmentSpike" in paged
+        assert paged <= {"CcmonAbandonmentSpike", "CcmonServiceLevelBreachPredicted"}, paged
+        assert {a["labels"].get("queue") for _, a in receiver.notifications} == {"sales"}
         print(
             f"paged {paged_after:.0f} s after the spike began; resolved "
             f"{resolved[0][0] - recovery_start:.0f} s after traffic returned to normal"
