@@ -11,6 +11,7 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
+from streams.core.queues import AHEAD_LOOKBACK_S, FOLD_AFTER_S
 from tests.integration.support import Env, Worker, exported, record_flat, total_events
 
 pytestmark = pytest.mark.integration
@@ -124,7 +125,15 @@ def test_state_and_memory_level_off_over_a_long_run(env: Env, workers: list[Work
     for _, _, lc, _, _, least, most, ever in figures:
         assert least <= lc <= most < ever / 3, report
     # queue state: per series the buckets within the widest window's reach (1 h + lateness + future
-    # tolerance + one bucket, by the wall clock), two days, totals and waiting; an agents record per queue
+    # tolerance + one bucket, by the wall clock), two days, totals and waiting; the ended waits the
+    # EWT error grades (``e|`` buckets: folded FOLD_AFTER_S after their offered time, kept for the
+    # look-back and the 5 minutes before it, up to the future tolerance ahead) and its folded
+    # grades (``k|``); the service level by interval of today and yesterday (``i|``, 30-min
+    # intervals, a 25-hour day at most); an agents record per queue. All by the wall clock, none
+    # by the contacts ever seen.
     horizon_buckets = (3600 + 60 + 300 + 10) // 10 + 1
-    assert q4 <= len(series) * (horizon_buckets + 2 + 2) + len(queues), report
+    ended_buckets = (FOLD_AFTER_S + AHEAD_LOOKBACK_S + 300 + 10 + 300) // 10 + 2
+    intervals = 2 * 25 * 2
+    per_series = horizon_buckets + ended_buckets + 1 + intervals + 2 + 2
+    assert q4 <= len(series) * per_series + len(queues), report
     assert r4 - figures[1][4] < 40 * 2**20, report  # and memory levels off after the first parts
