@@ -783,7 +783,7 @@ def measure(
     if "latency" not in skip:  # on topics of its own, so the other phases keep exactly N inputs
         # issue 27: the rates are fractions of this run's one-worker capacity, so that the goals
         # hold on any machine; the absolute 2,000 and 10,000/s rows stay for the history
-        capacity = r.get("workers_1_events_per_s") or round(scale_out(run, 1, n, expected))
+        capacity = r["workers_1_events_per_s"]  # the loop above always runs one worker
         r["latency_capacity_events_per_s"] = capacity
         for i, (rate, tag) in enumerate(latency_rates(capacity)):
             # each rate on a fresh worker and topics of its own: a phase near capacity leaves

@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaConnectionError
 
 from streams.config import TLS_PROTOCOLS, Settings
@@ -51,6 +52,18 @@ def client_kwargs(s: Settings) -> dict[str, Any]:
             sasl_plain_password=s.kafka.password,
         )
     return out
+
+
+def kafka_client(s: Settings, timeout_s: float, client_id: str | None = None) -> AIOKafkaClient:
+    """A bare aiokafka client of the configured cluster, for the worker's own metadata questions
+    (the snapshots' origin check, the broker probe); not started: its ``bootstrap`` connects."""
+    extra: dict[str, Any] = {"client_id": client_id} if client_id is not None else {}
+    return AIOKafkaClient(
+        bootstrap_servers=s.kafka.bootstrap_servers,
+        request_timeout_ms=int(timeout_s * 1000),
+        **extra,
+        **client_kwargs(s),
+    )
 
 
 def faust_credentials(s: Settings) -> Any:

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from typing import Any, NoReturn, cast
 
 import orjson
-from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
@@ -33,7 +32,7 @@ from streams.faust_ext.internals import member_id, producer_client
 from streams.faust_ext.predecessor import note as note_member
 from streams.faust_ext.snapshot import encode as encode_snapshot
 from streams.faust_ext.snapshot import write as write_snapshot
-from streams.kafka.auth import client_kwargs
+from streams.kafka.auth import kafka_client
 from streams.kafka.broker_watch import BrokerWatch, ClusterProbe, RetryNoise
 from streams.metrics.kpi_exposition import KpiExposition
 from streams.metrics.worker_metrics import ConsumerLagCollector, ProcessMetrics, StateSizeCollector
@@ -89,12 +88,7 @@ class Pipeline:
         self.kpi_text = KpiExposition(self.state.store, owned=self.ownership.owned_partitions)
         probe_timeout_s = max(1.0, s.kafka.broker_probe_s)
         self._cluster_probe = ClusterProbe(
-            lambda: AIOKafkaClient(
-                bootstrap_servers=s.kafka.bootstrap_servers,
-                client_id=f"{s.app_id}-broker-probe",
-                request_timeout_ms=int(probe_timeout_s * 1000),
-                **client_kwargs(s),
-            )
+            lambda: kafka_client(s, probe_timeout_s, client_id=f"{s.app_id}-broker-probe")
         )
         self.broker = BrokerWatch(s.kafka.bootstrap_servers, self._cluster_probe, timeout_s=probe_timeout_s)
         self.registry.register(self.broker)

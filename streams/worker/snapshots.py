@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from streams.config import Settings
 from streams.errors import CcmonError
 from streams.faust_ext.snapshot import Origin, header_of, vet
-from streams.kafka.auth import client_kwargs, start_client
+from streams.kafka.auth import kafka_client, start_client
 from streams.kafka.identity import cluster_view
 
 __all__ = ["check_snapshots", "origins", "snapshot_dir"]
@@ -44,11 +43,7 @@ async def check_snapshots(s: Settings, timeout_s: float = 30.0) -> dict[str, str
     headers = [h for h in map(header_of, sorted(folder.glob("*.snap"))) if h is not None]
     if not headers:
         return {}
-    client = AIOKafkaClient(
-        bootstrap_servers=s.kafka.bootstrap_servers,
-        request_timeout_ms=int(timeout_s * 1000),
-        **client_kwargs(s),
-    )
+    client = kafka_client(s, timeout_s)
     await start_client(s, client.bootstrap, client.close, timeout_s)
     deadline = time.monotonic() + timeout_s
     try:

@@ -326,7 +326,7 @@ class Libredesk(Platform):
             mid = str(m.get("uuid") or m.get("id"))
             if any(h[2] == mid for h in held):
                 return []
-            if sum(map(len, self.held.values())) < MAX_HELD:
+            if self.held_now() < MAX_HELD:
                 held.append([at, agent, mid])
                 self.held_total += 1
                 self.dirty = True
