@@ -15,6 +15,8 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
+from streams.metrics.catalog import KPIS
+
 OUT = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="ccmon-prometheus")
 QC = 'queue=~"$queue", channel=~"$channel"'
@@ -32,23 +34,9 @@ def thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
     )
 
 
-GOOD_HIGH = thresholds((None, "red"), (0.7, "orange"), (0.8, "green"))  # service level vs 80 % target
-GOOD_LOW_RATIO = thresholds((None, "green"), (0.05, "orange"), (0.10, "red"))  # abandonment
-GOOD_LOW_WAIT = thresholds((None, "green"), (20, "orange"), (60, "red"))  # seconds against T = 20 s
 NEUTRAL = thresholds((None, "blue"))
-#: survey KPIs: (title, metric, unit, colours, decimals); the same steps as the built-in wallboard
-SURVEYS = (
-    (
-        "CSAT",
-        "ccmon_csat_ratio",
-        "percentunit",
-        thresholds((None, "red"), (0.7, "orange"), (0.8, "green")),
-        1,
-    ),
-    ("NPS", "ccmon_nps_score", "none", thresholds((None, "red"), (0, "orange"), (30, "green")), 0),
-    ("FCR", "ccmon_fcr_ratio", "percentunit", thresholds((None, "red"), (0.6, "orange"), (0.7, "green")), 1),
-    ("CES", "ccmon_ces_score", "none", thresholds((None, "red"), (4, "orange"), (5, "green")), 1),
-)
+#: the wallboard's rows, in order; their tiles are the catalog's panels (streams/metrics/catalog.py)
+ROWS = ("Queues now", "Last 15 minutes", "Surveys today", "Agents")
 
 
 def tile(
@@ -96,127 +84,15 @@ def wallboard() -> dashboard.Dashboard:
         .timezone("browser")
         .readonly()
     )
-    d = d.with_row(dashboard.Row("Queues now"))
-    d = d.with_panel(
-        tile(
-            "Waiting now",
-            "sum by (queue, channel) (ccmon_queue_waiting_contacts)",
-            "none",
-            thresholds((None, "green"), (1, "orange"), (10, "red")),
-        )
-    )
-    d = d.with_panel(
-        tile(
-            "Oldest waiting", "max by (queue, channel) (ccmon_queue_oldest_wait_seconds)", "s", GOOD_LOW_WAIT
-        )
-    )
-    d = d.with_panel(
-        tile(
-            "Service level today",
-            'sum by (queue, channel) (ccmon_service_level_ratio{window="today"})',
-            "percentunit",
-            GOOD_HIGH,
-            decimals=1,
-        )
-    )
-    d = d.with_row(dashboard.Row("Last 15 minutes"))
-    d = d.with_panel(
-        tile(
-            "Service level 15m",
-            'sum by (queue, channel) (ccmon_service_level_ratio{window="15m"})',
-            "percentunit",
-            GOOD_HIGH,
-            width=6,
-            decimals=1,
-        )
-    )
-    d = d.with_panel(
-        tile(
-            "Abandonment 15m",
-            'sum by (queue, channel) (ccmon_abandon_ratio{window="15m"})',
-            "percentunit",
-            GOOD_LOW_RATIO,
-            width=6,
-            decimals=1,
-        )
-    )
-    # next to abandonment: contacts that left without an agent and without hanging up (all reasons)
-    d = d.with_panel(
-        tile(
-            "Dequeued 15m",
-            "round(sum by (queue, channel) (increase(ccmon_contacts_dequeued_total[15m])))",
-            "none",
-            NEUTRAL,
-            width=6,
-        )
-    )
-    d = d.with_panel(
-        tile(
-            "Missed offers 15m",
-            "round(sum by (queue, channel) (increase(ccmon_offers_missed_total[15m])))",
-            "none",
-            thresholds((None, "green"), (1, "orange")),
-            width=6,
-        )
-    )
-    d = d.with_panel(
-        tile(
-            "ASA 15m",
-            'sum by (queue, channel) (ccmon_asa_seconds{window="15m"})',
-            "s",
-            GOOD_LOW_WAIT,
-            width=12,
-        )
-    )
-    d = d.with_panel(
-        tile("AHT 15m", 'sum by (queue, channel) (ccmon_aht_seconds{window="15m"})', "s", NEUTRAL, width=12)
-    )
-    d = d.with_row(dashboard.Row("Surveys today"))
-    for title, metric, unit, colours, decimals in SURVEYS:
-        d = d.with_panel(
-            tile(
-                f"{title} today",
-                f'sum by (queue, channel) ({metric}{{window="today"}})',
-                unit,
-                colours,
-                width=6,
-                decimals=decimals,
+    for row in ROWS:
+        d = d.with_row(dashboard.Row(row))
+        for kpi, p in sorted(
+            ((k, p) for k in KPIS for p in k.panels if p.row == row), key=lambda kp: kp[1].slot
+        ):
+            expr = p.expr or f'sum by (queue, channel) ({kpi.name}{{window="{p.window}"}})'
+            d = d.with_panel(
+                tile(p.title, expr, p.unit, thresholds(*p.steps), p.legend, p.width, p.height, p.decimals)
             )
-        )
-    d = d.with_row(dashboard.Row("Agents"))
-    for state, colour in (("available", "green"), ("busy", "blue"), ("acw", "purple"), ("away", "orange")):
-        d = d.with_panel(
-            tile(
-                f"Agents {state}",
-                f'sum by (queue) (ccmon_agents{{state="{state}"}})',
-                "none",
-                thresholds((None, colour)),
-                legend="{{queue}}",
-                width=6,
-                height=6,
-            )
-        )
-    d = d.with_panel(
-        tile(
-            "Agents required (Erlang C)",
-            "sum by (queue, channel) (ccmon_agents_required)",
-            "none",
-            NEUTRAL,
-            width=12,
-            height=6,
-        )
-    )
-    d = d.with_panel(
-        tile(
-            "Agents staffed (available + busy + ACW)",
-            'sum by (queue) (ccmon_agents{state=~"available|busy|acw"})',
-            "none",
-            NEUTRAL,
-            legend="{{queue}}",
-            width=12,
-            height=6,
-        )
-    )
     return d
 
 
@@ -263,15 +139,14 @@ def queue_detail() -> dashboard.Dashboard:
             "none",
         )
     )
-    for title, metric, unit in (
-        ("Service level", "ccmon_service_level_ratio", "percentunit"),
-        ("Abandonment rate", "ccmon_abandon_ratio", "percentunit"),
-        ("ASA", "ccmon_asa_seconds", "s"),
-        ("AHT", "ccmon_aht_seconds", "s"),
-        ("Offered in window", "ccmon_offered_contacts", "none"),
-    ):
+    details = [(k, k.detail) for k in KPIS if k.detail is not None]
+    for kpi, detail in sorted(details, key=lambda kd: kd[1].slot):  # the catalog's windowed KPIs
         d = d.with_panel(
-            series(title, [(f'sum by (window) ({metric}{{{QC}, window="{w}"}})', w) for w in windows], unit)
+            series(
+                detail.title,
+                [(f'sum by (window) ({kpi.name}{{{QC}, window="{w}"}})', w) for w in windows],
+                detail.unit,
+            )
         )
     d = d.with_panel(
         series(

@@ -310,6 +310,9 @@ class Simulator:
             self._at(self.now + hold_at, lambda: self._segment_event(c, seg, "hold"))
             self._at(self.now + hold_at + hold_len, lambda: self._segment_event(c, seg, "resume"))
             talk += hold_len
+        if c.spec.channel == "chat":  # the agent's first reply (responded: first response time)
+            reply = self.now + min(0.1 * talk, 30.0)  # no draw of its own: the traffic stays as it was
+            self._at(reply, partial(self._segment_event, c, c.segment, "responded"))
         others = [q.name for q in self.sc.queues if q.channel == c.spec.channel and q.name != c.queue]
         if others and self.rng.random() < self.sc.transfer_probability:
             self._at(self.now + talk * 0.5, lambda: self._transfer(c, agent, self.rng.choice(others)))

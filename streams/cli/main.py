@@ -47,16 +47,39 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     return 0
 
 
-def faust_worker(app: Any, log_level: str) -> Any:
+def faust_worker(app: Any, log_level: str, log_filters: Sequence[logging.Filter] = ()) -> Any:
     """Faust's worker for ``app``, without its start-up spinner: to spin it on every log record,
     Faust sets the root logger to DEBUG at warning level and above and leaves it there, so every
     library's debug call builds a record (aiokafka's producer one per message sent: 6 % of a
-    worker's time at 10,000 events/s, docs/performance.md)."""
+    worker's time at 10,000 events/s, docs/performance-history.md)."""
     import faust
 
-    worker = faust.Worker(app, loglevel=log_level.upper(), quiet=True)
+    class Worker(faust.Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            """``log_filters`` from the first record on (the worker's client retries at start-up)."""
+            super().on_setup_root_logger(logger, level)
+            for handler in logger.handlers:
+                for f in log_filters:
+                    handler.addFilter(f)
+
+    worker = Worker(app, loglevel=log_level.upper(), quiet=True, logging_config=library_logging(log_level))
     worker.spinner = None
     return worker
+
+
+#: whose INFO lines are not the worker's own: Faust's and its libraries' ("Starting...", topic
+#: creation, subscription and recovery tables), and those of ccmon's Faust services
+#: (streams/faust_ext: their "Starting..." and rebalance details); shown at ``debug`` only
+LIBRARY_LOGGERS = ("faust", "mode", "aiokafka", "kafka", "streams.faust_ext")
+
+
+def library_logging(log_level: str) -> dict[str, Any] | None:
+    """Faust's logging configuration (merged into its own) for the worker's log level: at ``info``
+    the worker's own lines and the libraries' warnings and errors; at ``debug`` everything; at
+    ``warning`` and above nothing needs changing (docs/configuration.md)."""
+    if log_level.lower() != "info":
+        return None
+    return {"merge": True, "loggers": {name: {"level": "WARNING"} for name in LIBRARY_LOGGERS}}
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -86,7 +109,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    faust_worker(pipeline.app, s.log_level).execute_from_commandline()
+    from streams.kafka.broker_watch import RetryNoise
+
+    faust_worker(pipeline.app, s.log_level, [RetryNoise(pipeline.broker)]).execute_from_commandline()
     return 0
 
 

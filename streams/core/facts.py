@@ -33,6 +33,7 @@ class Kind:
     MISSED: Final = "missed"  #: an agent did not take the waiting contact; extra = (agent id,)
     TRANSFERRED: Final = "transferred"  #: segment left by transfer; stops waiting if it was
     HANDLED: Final = "handled"  #: handling completed; value = handle seconds
+    RESPONDED: Final = "responded"  #: the segment's first response; value = seconds since its offered
     SURVEY: Final = "survey"  #: extra = (csat, nps, resolved, ces); facts before ces have three
     AGENT: Final = "agent"  #: subject = agent id; extra = (state,) or (None,) when it left the queue
     # Per-agent facts (the agent view): routed to the facts partition of the agent id (``subject``),

@@ -14,6 +14,8 @@ __all__ = [
     "DEQUEUED",
     "FCR_N",
     "FCR_YES",
+    "FR_N",
+    "FR_SUM",
     "HANDLED",
     "HANDLE_SUM",
     "IN_THRESHOLD",
@@ -31,6 +33,7 @@ __all__ = [
     "ces",
     "csat",
     "fcr",
+    "first_response",
     "nps",
     "padded",
     "service_level",
@@ -41,7 +44,8 @@ __all__ = [
 OFFERED, ANSWERED, ABANDONED, SHORT, IN_THRESHOLD, WAIT_SUM, HANDLED, HANDLE_SUM = range(8)
 CSAT_N, CSAT_POS, NPS_N, NPS_PROMOTERS, NPS_DETRACTORS, FCR_N, FCR_YES = range(8, 15)
 DEQUEUED, MISSED, CES_N, CES_SUM = range(15, 19)
-WIDTH = 19
+FR_N, FR_SUM = range(19, 21)  #: first responses and the sum of their times
+WIDTH = 21
 
 
 def padded(v: list[float]) -> list[float]:
@@ -94,3 +98,8 @@ def fcr(v: Sequence[float]) -> float | None:
 def ces(v: Sequence[float]) -> float | None:
     """Mean of the ces answers (1-7, 7 = very easy)."""
     return _ratio(v[CES_SUM], v[CES_N])
+
+
+def first_response(v: Sequence[float]) -> float | None:
+    """Mean first response time (``responded.ts − offered.ts`` of the segment)."""
+    return _ratio(v[FR_SUM], v[FR_N])

@@ -76,6 +76,7 @@ __all__ = [
     "COUNTERS",
     "WAIT_BUCKETS",
     "HANDLE_BUCKETS",
+    "FIRST_RESPONSE_BUCKETS",
     "Marks",
     "Totals",
     "TotalsRecord",
@@ -223,6 +224,8 @@ COUNTERS = (
 #: for +Inf, then the sum)
 WAIT_BUCKETS: tuple[float, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600)
 HANDLE_BUCKETS: tuple[float, ...] = (30, 60, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600)
+#: a first response is a wait for a reply: the wait's bounds
+FIRST_RESPONSE_BUCKETS = WAIT_BUCKETS
 
 
 class Totals(TypedDict):
@@ -236,6 +239,7 @@ class Totals(TypedDict):
     wd: list[float]  #: wait of dequeued contacts; an older worker's record lacks it
     dq: dict[str, int]  #: dequeued by reason (events.DEQUEUE_REASONS); lacking in older records
     ms: int  #: offers missed; lacking in older records
+    fr: list[float]  #: first response time (FIRST_RESPONSE_BUCKETS); lacking in older records
 
 
 class TotalsRecord(TypedDict):
@@ -277,6 +281,7 @@ def new_totals() -> Totals:
         "wd": _histogram(WAIT_BUCKETS),
         "dq": {},
         "ms": 0,
+        "fr": _histogram(FIRST_RESPONSE_BUCKETS),
     }
 
 
@@ -286,11 +291,14 @@ def new_totals_record() -> TotalsRecord:
 
 def decode_totals(v: Totals) -> Totals:
     """A totals value with every key of the current layout: a record of a worker from before
-    dequeued and missed were counted gets zeros for them, in place (its next write has them)."""
+    dequeued and missed, or first responses, were counted gets zeros for them, in place (its next
+    write has them)."""
     if "ms" not in v:
         v.setdefault("wd", _histogram(WAIT_BUCKETS))
         v.setdefault("dq", {})
         v["ms"] = 0
+    if "fr" not in v:
+        v["fr"] = _histogram(FIRST_RESPONSE_BUCKETS)
     return v
 
 

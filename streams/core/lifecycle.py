@@ -12,10 +12,11 @@ The rules decided here, beyond SPEC (docs/kpis.md explains each):
   like ``abandoned``: no event may follow it, a survey neither (the contact was never handled);
 - an agent's ``name`` is kept until an event brings another (a display name does not vanish
   because one event left it out); its ``reason`` belongs to the state and goes with it;
-- ``responded``: the first one of a segment, while it waits or is handled, is its first response
-  (a chat agent may reply before the platform assigns the chat: the contact keeps waiting, no
-  answer is made up); any later one, or one after ``ended``, is accepted and changes nothing, in
-  any order; after ``abandoned``/``dequeued`` it is a lifecycle error like any other event;
+- ``responded``: the first one of a segment, while it waits or is handled, is its first response,
+  ``responded.ts − offered.ts`` of the segment, for its queue (a chat agent may reply before the
+  platform assigns the chat: the contact keeps waiting, no answer is made up); any later one,
+  or one after ``ended``, is accepted and changes nothing, in any order; after ``abandoned`` or
+  ``dequeued`` it is a lifecycle error like any other event;
 - ``resolved`` is accepted in any phase, at any time, any number of times, and changes no KPI
   yet: it neither moves the order of the lifecycle (``last``) nor needs it.
 """
@@ -92,7 +93,7 @@ class ContactState:
 
     def to_wire(self) -> list[Any]:
         """The fields in declaration order (``W_*`` are their positions, derived below): an open
-        contact is kept in memory in this form, and a 16-item list is a quarter of a 16-key dict.
+        contact is kept in memory in this form, and a 17-item list is a quarter of a 17-key dict.
         New fields go last, with a default: a record of an older worker has 14 items (no agent,
         nothing decided) and reads as a segment nobody's view follows, 15 (nothing decided: no
         replay of it is skipped by the contact's offset, only by the partition's), or 16 (no
@@ -282,6 +283,7 @@ def apply_contact(
             if phase not in (WAITING, HANDLING):
                 return _reject(f"responded for a contact that is {_PHASE_NAMES[phase]}")
             state.responded = True
+            facts.append(Fact(Kind.RESPONDED, q, ch, ts, cid, ts - state.offered, late))
         elif etype == "hold":
             if phase != HANDLING or state.hold_start is not None:
                 return _reject("hold for a contact that is not being handled or is already on hold")

@@ -35,6 +35,7 @@ from streams.core.layout import (
     BUCKET,
     COUNTERS,
     DAY,
+    FIRST_RESPONSE_BUCKETS,
     HANDLE_BUCKETS,
     QUEUE_AGENTS,
     TOTALS,
@@ -61,6 +62,7 @@ from streams.core.layout import (
 
 __all__ = [
     "COUNTERS",
+    "FIRST_RESPONSE_BUCKETS",
     "FactId",
     "HANDLE_BUCKETS",
     "QueueStore",
@@ -114,6 +116,7 @@ class SeriesView:
     missed: int  #: offers missed
     wait_hist: dict[str, list[float]]  #: outcome → per-bucket counts + sum
     handle_hist: list[float]
+    first_response_hist: list[float]  #: per-bucket counts + sum of the segments' first responses
     waiting: int
     oldest_wait_s: float
     windows: dict[str, list[float]]
@@ -240,6 +243,8 @@ class QueueStore:
             _observe(v["hd"], HANDLE_BUCKETS, fact.value)
         elif kind == Kind.TRANSFERRED:
             c[C_TRANSFERRED] += 1
+        elif kind == Kind.RESPONDED:
+            _observe(v["fr"], FIRST_RESPONSE_BUCKETS, fact.value)
         dirty.add(key)
 
     def _apply_waiting(self, fact: Fact, fid: FactId, dirty: set[str]) -> None:
@@ -281,6 +286,8 @@ class QueueStore:
             delta.append((kpis.MISSED, 1))
         elif kind == Kind.HANDLED:
             delta += [(kpis.HANDLED, 1), (kpis.HANDLE_SUM, value)]
+        elif kind == Kind.RESPONDED:
+            delta += [(kpis.FR_N, 1), (kpis.FR_SUM, value)]
         elif kind == Kind.SURVEY:
             csat, nps, resolved, ces = (*(fact.extra or ()), None, None, None, None)[:4]
             if csat is not None:
@@ -401,6 +408,7 @@ class QueueStore:
             v["ms"],
             {"answered": v["wa"], "abandoned": v["wb"], "dequeued": v["wd"]},
             v["hd"],
+            v["fr"],
             len(waiting),
             oldest,
             windows,

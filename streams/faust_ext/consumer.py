@@ -285,7 +285,8 @@ class HandOffConsumer(Consumer):
         started beside the loop instead of awaited in it. A commit awaits the acknowledgement of
         every state write queued so far (rule 1), tens to hundreds of milliseconds at 10,000
         events/s; awaited in the loop, fetching and handing over stopped meanwhile, and in 2 of 3
-        loaded runs the loop fell far behind (docs/performance.md, "The commit beside the fetch loop").
+        loaded runs the loop fell far behind (docs/performance-history.md, "The commit beside the
+        fetch loop").
         Rule 1 is unchanged: a commit picks the offsets acknowledged when it starts, whose state
         writes are queued by then (an agent queues them before ``ack_batch``), and
         ``_commit_offsets`` awaits them all before committing. One commit runs at a time; a
@@ -446,6 +447,7 @@ def install(
         "HandOffConsumer",
         (HandOffConsumer,),
         {
+            "__module__": __name__,  # else ABCMeta's ("abc"): its log lines would come from logger "abc"
             "before_commit": staticmethod(before_commit),
             "batch_channels": dict(batch_channels or {}),
             "batch_size": batch_size,

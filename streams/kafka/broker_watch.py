@@ -37,6 +37,7 @@ RETRY_MESSAGES = (
     "Connection at",
     "Coordinator",
     "coordinator",
+    "not found in cluster metadata",  # a topic just created, its metadata not yet everywhere
 )
 
 

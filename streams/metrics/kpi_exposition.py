@@ -1,4 +1,6 @@
-"""The KPI half of /metrics: Prometheus text built from the queue store at scrape time.
+"""The one writer of /metrics (``KpiExposition.page``): the KPI families of the catalog
+(streams/metrics/catalog.py) built from the queue store at scrape time, the per-agent families,
+and the process metrics of the worker's prometheus_client registry, in one text.
 
 KPI series carry no state of their own: a restarted worker, or one that took over partitions,
 exports exactly what its state holds, and a queue it no longer owns simply stops appearing (no
@@ -6,7 +8,9 @@ stale series). With 1,000 queues × 2 channels that is ~190,000 samples, too man
 through prometheus-client's metric families on every scrape, so each series' lines are kept as
 text until the series changes (its version in the store), a window slides (a new event-time
 bucket begins) or the day turns. Only "oldest waiting", which moves with the clock, is written
-on every scrape. The text is the same as prometheus-client's exposition format 0.0.4.
+on every scrape. The text is the same as prometheus-client's exposition format 0.0.4; the
+registry's few families are written by ``registry_text`` here, line for line what
+``generate_latest`` writes (tests/unit/test_exposition.py), so no second writer is needed.
 """
 
 from __future__ import annotations
@@ -16,69 +20,47 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from streams.core import kpis
-from streams.core.intake import partition_for_queue
-from streams.core.queues import COUNTERS, HANDLE_BUCKETS, TODAY, WAIT_BUCKETS, WINDOWS, QueueStore, SeriesView
+from streams.core.agentview import AgentStore
+from streams.core.events import AGENT_STATES
+from streams.core.queues import (
+    COUNTERS,
+    FIRST_RESPONSE_BUCKETS,
+    HANDLE_BUCKETS,
+    TODAY,
+    WAIT_BUCKETS,
+    WINDOWS,
+    QueueStore,
+    SeriesView,
+)
+from streams.metrics import catalog
+from streams.owned import owner_filter
 
 WINDOW_NAMES = (*WINDOWS, TODAY)
 
-#: windowed gauge → (help, formula over the window's sums)
-GAUGES: dict[str, tuple[str, Callable[[list[float]], float | None]]] = {
-    "ccmon_offered_contacts": ("Contacts offered in the window", lambda v: v[kpis.OFFERED]),
-    "ccmon_abandon_ratio": (
-        "(abandoned - short) / (answered + abandoned - short) in the window",
-        kpis.abandon_ratio,
-    ),
-    "ccmon_service_level_ratio": (
-        "Answered within the threshold / (answered + abandoned - short + dequeued)",
-        kpis.service_level,
-    ),
-    "ccmon_asa_seconds": ("Average speed of answer in the window", kpis.asa),
-    "ccmon_aht_seconds": ("Average handle time of segments completed in the window", kpis.aht),
-    "ccmon_csat_ratio": ("Share of CSAT answers >= 4 in the window", kpis.csat),
-    "ccmon_nps_score": ("Net promoter score (-100..100) in the window", kpis.nps),
-    "ccmon_fcr_ratio": ("Share of surveys saying resolved, among those answering", kpis.fcr),
-    "ccmon_ces_score": ("Mean customer effort score (1-7, 7 = very easy) in the window", kpis.ces),
-}
-
-# families in output order: (name as exposed, type, help); per-series text is cached for all but
-# OLDEST (clock-dependent) and AGENTS (per queue, not per series)
-FAMILIES: list[tuple[str, str, str]] = [
-    *((f"ccmon_contacts_{c}_total", "counter", f"Contacts {c.replace('_', ' ')}") for c in COUNTERS),
-    (
-        "ccmon_contacts_dequeued_total",
-        "counter",
-        "Contacts that left the queue without an agent and without hanging up",
-    ),
-    ("ccmon_offers_missed_total", "counter", "Offers of a waiting contact that an agent did not take"),
-    ("ccmon_wait_seconds", "histogram", "Wait time of contacts whose wait ended"),
-    ("ccmon_handle_seconds", "histogram", "Handle time of completed segments"),
-    ("ccmon_queue_waiting_contacts", "gauge", "Contacts waiting now"),
-    ("ccmon_queue_oldest_wait_seconds", "gauge", "Wait so far of the longest-waiting contact"),
-    ("ccmon_agents", "gauge", "Agents whose latest state is this, per queue they serve"),
-    *((name, "gauge", doc) for name, (doc, _) in GAUGES.items()),
-    ("ccmon_agents_required", "gauge", "Agents needed for the SL target (Erlang C, last 15m)"),
-]
-DEQUEUED, MISSED, WAIT, HANDLE, WAITING, OLDEST, AGENTS = range(len(COUNTERS), len(COUNTERS) + 7)
-FIRST_GAUGE = AGENTS + 1
-REQUIRED = len(FAMILIES) - 1
+# families in output order, as the catalog declares them (name, type, help); per-series text is
+# cached for all but OLDEST (clock-dependent) and AGENTS (per queue, not per series)
+FAMILIES: list[tuple[str, str, str]] = [(k.name, k.type, k.help) for k in catalog.KPIS]
+_AT = {k.name: i for i, k in enumerate(catalog.KPIS)}
+COUNTER_AT = [_AT[f"ccmon_contacts_{c}_total"] for c in COUNTERS]
+DEQUEUED, MISSED = _AT["ccmon_contacts_dequeued_total"], _AT["ccmon_offers_missed_total"]
+WAIT, HANDLE = _AT["ccmon_wait_seconds"], _AT["ccmon_handle_seconds"]
+OLDEST, AGENTS = _AT["ccmon_queue_oldest_wait_seconds"], _AT["ccmon_agents"]
+FIRST_RESPONSE = _AT["ccmon_first_response_seconds"]
+#: windowed gauge → (its family's position, name, formula over the window's sums)
+GAUGES = [(_AT[k.name], k.name, k.formula) for k in catalog.KPIS if k.formula is not None]
+#: gauge of one value per series → (its family's position, name, the SeriesView attribute it reads)
+VIEW_GAUGES = [(_AT[k.name], k.name, k.series_attr) for k in catalog.KPIS if k.series_attr is not None]
 HEADERS = [f"# HELP {name} {doc}\n# TYPE {name} {kind}\n" for name, kind, doc in FAMILIES]
 WAIT_LE = [floatToGoString(b) for b in (*WAIT_BUCKETS, math.inf)]
 HANDLE_LE = [floatToGoString(b) for b in (*HANDLE_BUCKETS, math.inf)]
+FIRST_RESPONSE_LE = [floatToGoString(b) for b in (*FIRST_RESPONSE_BUCKETS, math.inf)]
 
 
 #: the facts partitions whose queues a worker exports now (``None``: every queue it holds)
 Owned = Callable[[], "Collection[int] | None"]
-
-
-def owner_filter(owned: Collection[int] | None, partitions: int) -> Callable[[str], bool]:
-    """Whether a queue is this worker's to show: its facts partition is currently assigned here.
-    A worker's state may still hold queues of partitions it has just lost; they are not shown."""
-    if owned is None:
-        return lambda queue: True
-    return lambda queue: partition_for_queue(queue, partitions) in owned
 
 
 def escape(value: str) -> str:
@@ -116,7 +98,7 @@ def series_labels(queue: str, channel: str) -> str:
 def render_series(view: SeriesView, ql: str) -> list[str]:
     """Every cached family's lines for one (queue, channel), whose labels are ``ql``."""
     parts = [""] * len(FAMILIES)
-    for i, name in enumerate(COUNTERS):
+    for i, name in zip(COUNTER_AT, COUNTERS, strict=True):
         parts[i] = f"{FAMILIES[i][0]}{{{ql}}} {floatToGoString(view.counters[name])}\n"
     parts[DEQUEUED] = "".join(
         f'ccmon_contacts_dequeued_total{{{ql},reason="{reason}"}} {floatToGoString(n)}\n'
@@ -128,16 +110,22 @@ def render_series(view: SeriesView, ql: str) -> list[str]:
         for outcome, raw in view.wait_hist.items()
     )
     parts[HANDLE] = _histogram("ccmon_handle_seconds", ql, HANDLE_LE, view.handle_hist)
-    parts[WAITING] = f"ccmon_queue_waiting_contacts{{{ql}}} {floatToGoString(view.waiting)}\n"
-    for g, (name, (_, formula)) in enumerate(GAUGES.items(), start=FIRST_GAUGE):
+    for g, name, formula in GAUGES:
         lines = []
         for window in WINDOW_NAMES:
             value = formula(view.windows[window])
             if value is not None:
                 lines.append(f'{name}{{{ql},window="{window}"}} {floatToGoString(value)}\n')
         parts[g] = "".join(lines)
-    if view.agents_required is not None:
-        parts[REQUIRED] = f"ccmon_agents_required{{{ql}}} {floatToGoString(view.agents_required)}\n"
+    fr = view.first_response_hist
+    # a chat series has it from its first contact on (rate() sees the first one); a voice series
+    # once one of its contacts had a first response: no 17 zero lines per voice series
+    if view.channel == "chat" or any(fr[:-1]):
+        parts[FIRST_RESPONSE] = _histogram("ccmon_first_response_seconds", ql, FIRST_RESPONSE_LE, fr)
+    for g, name, attr in VIEW_GAUGES:
+        value = getattr(view, attr)
+        if value is not None:  # absent, not 0, when undefined
+            parts[g] = f"{name}{{{ql}}} {floatToGoString(value)}\n"
     return parts
 
 
@@ -216,3 +204,82 @@ class KpiExposition:
             lines.append(entry[1])
         self._agents = cache
         return lines
+
+    def page(
+        self,
+        registry: CollectorRegistry,
+        agents: tuple[AgentStore, Callable[[str], bool] | None] | None = None,
+    ) -> bytes:
+        """All of /metrics: the KPI families, the registry's process metrics, and with ``agents``
+        (the agent store and the filter of the agents this worker owns) the per-agent families."""
+        text = self.render() + registry_text(registry)
+        if agents is not None:
+            text += render_agents(agents[0], self._clock(), agents[1])
+        return text.encode()
+
+
+AGENT_HEADERS = [f"# HELP {k.name} {k.help}\n# TYPE {k.name} {k.type}\n" for k in catalog.AGENT_KPIS]
+
+
+def render_agents(store: AgentStore, now: float, owned: Callable[[str], bool] | None = None) -> str:
+    """The per-agent families (SPEC §4) of the agents this worker owns: 13 series per agent.
+    Built on each scrape (no cache: the state seconds move with the clock)."""
+    rows = store.rows(now, owned)
+    parts: list[list[str]] = [[header] for header in AGENT_HEADERS]
+    fmt = floatToGoString
+    for r in rows:
+        a = f'agent="{escape(r.agent)}"'
+        for state in AGENT_STATES:
+            parts[0].append(f'ccmon_agent_state{{{a},state="{state}"}} {1 if r.state == state else 0}\n')
+            parts[1].append(
+                f'ccmon_agent_state_seconds_total{{{a},state="{state}"}} {fmt(r.state_s_total[state])}\n'
+            )
+        parts[2].append(f"ccmon_agent_handled_total{{{a}}} {r.handled_total}\n")
+        parts[3].append(f"ccmon_agent_handle_seconds_total{{{a}}} {fmt(r.handle_s_total)}\n")
+        parts[4].append(f"ccmon_agent_offers_missed_total{{{a}}} {r.missed_total}\n")
+    return "".join("".join(p) for p in parts)
+
+
+#: OpenMetrics' extra samples, which the 0.0.4 text format writes as a gauge family of their own
+_EXTRA_SUFFIXES = ("_created", "_gsum", "_gcount")
+_TYPES = {"counter": "counter", "gauge": "gauge", "histogram": "histogram", "summary": "summary"}
+
+
+def _help(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def registry_text(registry: CollectorRegistry) -> str:
+    """The registry's families in the text format 0.0.4, as prometheus_client's ``generate_latest``
+    writes them (counters named with ``_total``, ``_created`` samples as gauges after their
+    family, label names sorted), for the process metrics: a few dozen lines."""
+    out: list[str] = []
+    for metric in registry.collect():
+        name, kind = metric.name, metric.type
+        if kind == "counter":
+            name += "_total"
+        elif kind == "info":
+            name, kind = name + "_info", "gauge"
+        elif kind == "stateset":
+            kind = "gauge"
+        elif kind == "gaugehistogram":
+            kind = "histogram"
+        elif kind not in _TYPES:
+            kind = "untyped"
+        doc = _help(metric.documentation)
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
+        extra: dict[str, list[str]] = {}
+        for s in metric.samples:
+            labels = ",".join(f'{k}="{escape(v)}"' for k, v in sorted(s.labels.items()))
+            stamp = "" if s.timestamp is None else f" {int(float(s.timestamp) * 1000):d}"
+            line = f"{s.name}{{{labels}}}" if labels else s.name
+            line = f"{line} {floatToGoString(s.value)}{stamp}\n"
+            suffix = next((x for x in _EXTRA_SUFFIXES if s.name == metric.name + x), None)
+            if suffix is None:
+                out.append(line)
+            else:
+                extra.setdefault(suffix, []).append(line)
+        for suffix, lines in sorted(extra.items()):
+            out.append(f"# HELP {metric.name}{suffix} {doc}\n# TYPE {metric.name}{suffix} gauge\n")
+            out.extend(lines)
+    return "".join(out)

@@ -1,6 +1,6 @@
-"""The agent view on the worker: /api/agents (one JSON snapshot per poll), the /agents page, and
-the optional per-agent Prometheus series, all read from the same per-agent records
-(streams/core/agentview.py) at request time, so the page and /metrics agree."""
+"""The agent view on the worker: /api/agents (one JSON snapshot per poll) and the /agents page,
+read from the same per-agent records (streams/core/agentview.py) at request time as the optional
+per-agent series of /metrics (streams/metrics/kpi_exposition.py), so the page and /metrics agree."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
 
-from prometheus_client.utils import floatToGoString
-
 from streams.config import Settings
 from streams.core.agentview import AgentRow, AgentStore
 from streams.core.events import AGENT_STATES
-from streams.metrics.kpi_exposition import escape
 
 
 def over_limit(row: AgentRow, now: float, settings: Settings) -> bool:
@@ -109,43 +106,6 @@ def envelope(
         "limits": {"acw_s": settings.web.agent_acw_limit_s, "away_s": settings.web.agent_away_limit_s},
         "states": list(AGENT_STATES),
     }
-
-
-#: (name, type, help) of the per-agent families, in output order
-FAMILIES = (
-    ("ccmon_agent_state", "gauge", "1 for the agent's current state, 0 for the others"),
-    (
-        "ccmon_agent_state_seconds_total",
-        "counter",
-        "Time the agent spent in each state (the current one until now)",
-    ),
-    (
-        "ccmon_agent_handled_total",
-        "counter",
-        "Segments the agent completed (wrap-up, ACW timeout or transfer)",
-    ),
-    ("ccmon_agent_handle_seconds_total", "counter", "Handle time of the segments the agent completed"),
-    ("ccmon_agent_offers_missed_total", "counter", "Offers of a waiting contact the agent did not take"),
-)
-
-
-def render(store: AgentStore, now: float, owned: Callable[[str], bool] | None = None) -> str:
-    """The per-agent families (SPEC §4) of the agents this worker owns: 13 series per agent.
-    Built on each scrape (no cache: the state seconds move with the clock)."""
-    rows = store.rows(now, owned)
-    parts: list[list[str]] = [[f"# HELP {n} {h}\n# TYPE {n} {t}\n"] for n, t, h in FAMILIES]
-    fmt = floatToGoString
-    for r in rows:
-        a = f'agent="{escape(r.agent)}"'
-        for state in AGENT_STATES:
-            parts[0].append(f'ccmon_agent_state{{{a},state="{state}"}} {1 if r.state == state else 0}\n')
-            parts[1].append(
-                f'ccmon_agent_state_seconds_total{{{a},state="{state}"}} {fmt(r.state_s_total[state])}\n'
-            )
-        parts[2].append(f"ccmon_agent_handled_total{{{a}}} {r.handled_total}\n")
-        parts[3].append(f"ccmon_agent_handle_seconds_total{{{a}}} {fmt(r.handle_s_total)}\n")
-        parts[4].append(f"ccmon_agent_offers_missed_total{{{a}}} {r.missed_total}\n")
-    return "".join("".join(p) for p in parts)
 
 
 def page() -> bytes:

@@ -8,14 +8,16 @@ from importlib import resources
 from typing import Any
 
 from streams.config import Settings
-from streams.core import kpis
 from streams.core.events import AGENT_STATES, STAFFED_STATES
 from streams.core.queues import QueueStore
-from streams.metrics.kpi_exposition import owner_filter
+from streams.metrics import catalog
+from streams.owned import owner_filter
 
 #: rates and counts on the wallboard are over this window; service level and surveys are also
 #: shown for today
 WINDOW = "15m"
+TILES = catalog.tiles()
+FIELDS = catalog.wallboard_fields()
 
 
 def snapshot(
@@ -29,34 +31,22 @@ def snapshot(
         if not mine(queue):
             continue
         view = store.view(queue, channel, now)
-        win, today = view.windows[WINDOW], view.windows["today"]
         th = settings.thresholds(queue)
         counts = agents.get(queue, {})
-        series.append(
-            {
-                "queue": queue,
-                "channel": channel,
-                "waiting": view.waiting,
-                "oldest_wait_s": view.oldest_wait_s,
-                "service_level_today": kpis.service_level(today),
-                "service_level_15m": kpis.service_level(win),
-                "abandon_ratio_15m": kpis.abandon_ratio(win),
-                "dequeued_15m": win[kpis.DEQUEUED],
-                "missed_15m": win[kpis.MISSED],
-                "asa_seconds_15m": kpis.asa(win),
-                "aht_seconds_15m": kpis.aht(win),
-                "offered_today": today[kpis.OFFERED],
-                "csat_today": kpis.csat(today),
-                "nps_today": kpis.nps(today),
-                "fcr_today": kpis.fcr(today),
-                "ces_today": kpis.ces(today),
-                "agents": counts,
-                "agents_required": view.agents_required,
-                "staffed": sum(counts.get(s, 0) for s in STAFFED_STATES),
-                "sl_target": th.sl_target,
-                "sl_threshold_s": th.sl_threshold_s,
-            }
-        )
+        row: dict[str, Any] = {
+            "queue": queue,
+            "channel": channel,
+            "agents": counts,
+            "staffed": sum(counts.get(s, 0) for s in STAFFED_STATES),
+            "sl_target": th.sl_target,
+            "sl_threshold_s": th.sl_threshold_s,
+        }
+        for kpi, tile in TILES:  # every cell the catalog declares, by its formula
+            if tile.window is not None:
+                row[tile.field] = kpi.value(view.windows[tile.window])
+            elif tile.attr is not None and tile.attr not in row:
+                row[tile.field] = getattr(view, tile.attr)
+        series.append(row)
     return {
         "generated_at": now,
         "scope": scope,
@@ -64,6 +54,7 @@ def snapshot(
         "states": list(AGENT_STATES),  #: the agent counts' order: the page has no list of its own
         "timezone": settings.timezone,
         "window": WINDOW,
+        "fields": FIELDS,  #: how to show each cell: the page has no list of its own
     }
 
 

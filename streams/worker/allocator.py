@@ -4,7 +4,7 @@ glibc's malloc keeps what Python frees in its heap for reuse and gives back only
 Large short-lived buffers (``/metrics`` bodies, snapshot blobs, changelog batches) are freed
 between long-lived blocks (the tables' growing dicts), and that free space stays resident: with
 100,000 contacts open, a worker held about 1.1 KiB of free heap per contact, more than the
-contacts themselves (docs/performance.md, "RSS per open contact"). ``malloc_trim(0)`` returns
+contacts themselves (docs/performance-history.md, "RSS per open contact"). ``malloc_trim(0)`` returns
 every free page, inside the heap too. A C library without it (musl, macOS) has nothing to call.
 """
 

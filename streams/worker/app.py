@@ -163,7 +163,8 @@ class Pipeline:
             # the worker has configured logging by now: handlers exist to attach the filter to
             noise = RetryNoise(self.broker)
             for handler in logging.getLogger().handlers:
-                handler.addFilter(noise)
+                if not any(isinstance(f, RetryNoise) for f in handler.filters):  # the CLI's, from the start
+                    handler.addFilter(noise)
 
         @app.timer(interval=s.kafka.broker_probe_s)
         async def watch_broker() -> None:

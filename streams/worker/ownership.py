@@ -9,7 +9,7 @@ from typing import Any
 from streams.config import Settings
 from streams.core.layout import partition_for_queue
 from streams.faust_ext.internals import assignment
-from streams.metrics.kpi_exposition import owner_filter
+from streams.owned import owner_filter
 
 __all__ = ["Ownership"]
 

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from prometheus_client import generate_latest
 
 from streams.packaged import core_build
 from streams.wallboard import SHARED, shared
@@ -32,9 +31,8 @@ def add_pages(p: Pipeline) -> None:
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        body = p.kpi_text.render().encode() + generate_latest(p.registry)
-        if s.web.agent_metrics:  # per-agent series, off by default
-            body += agent_view.render(state.agent_store(), time.time(), own.agent_filter()).encode()
+        agents = (state.agent_store(), own.agent_filter()) if s.web.agent_metrics else None  # off by default
+        body = p.kpi_text.page(p.registry, agents)
         return web.bytes(body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def wallboard_data(query: Mapping[str, str], gzip_ok: bool) -> Body:

@@ -215,6 +215,8 @@ def scripted(env: Env, base: float) -> tuple[Path, dict]:
     call(calls, "offered", "c5", 420, queue="sales")
     call(chats, "offered", "h1", 10, queue="sales")
     call(chats, "answered", "h1", 15, agent_id="a4")
+    call(chats, "responded", "h1", 40)  # first response 30 s after offered
+    call(chats, "responded", "h1", 50)  # a later reply: changes nothing
     call(chats, "ended", "h1", 100)
     call(chats, "wrapup_ended", "h1", 110)
     call(chats, "survey", "h1", 200, csat=4, nps=10, resolved=True, ces=5)

@@ -21,7 +21,11 @@ pytestmark = pytest.mark.integration
 def test_demo_starts_shows_numbers_and_ctrl_c_stops_everything(tmp_path):
     data = tmp_path / "demo"
     kafka_port, web_port, prom_port = free_kafka_port(), free_port(), free_port()
-    first, output = run_demo(data, kafka_port, web_port, prom_port)
+    # at the default log level, as `make demo` runs it: the worker's own lines, none of Faust's INFO
+    first, output = run_demo(data, kafka_port, web_port, prom_port, CCMON_LOG_LEVEL="info")
+    info = [line for line in output.splitlines() if "[INFO]" in line]
+    assert not [line for line in info if "[^" in line or "Starting..." in line], info  # Faust's services
+    assert "Subscription" not in output and "[ERROR]" not in output and len(info) <= 5, output
     assert f"http://127.0.0.1:{web_port}/wallboard" in output
     assert f"http://127.0.0.1:{web_port}/agents" in output  # the agents page, next to the wallboard
     assert "everything it started is stopped" in output

@@ -58,9 +58,9 @@ def local_day() -> date:
 
 
 def replay_later_spec_events(env: Env, tmp_path, round_: int) -> None:
-    """Missed offers, dequeued contacts and CES answers at the current time, whatever the simulator
-    emits: the dashboards' queries on them must have data too. Fresh ids and times each round, so a
-    round after midnight refills the ``today`` window."""
+    """Missed offers, dequeued contacts, CES answers and a first response at the current time,
+    whatever the simulator emits: the dashboards' queries on them must have data too. Fresh ids
+    and times each round, so a round after midnight refills the ``today`` window."""
     now_ms = int(time.time() * 1000)
     calls, rows = env.topics["calls"], []
     for i in range(3):
@@ -113,6 +113,21 @@ def replay_later_spec_events(env: Env, tmp_path, round_: int) -> None:
                 },
             )
         )
+    # a chat contact whose agent replies 2 s after the answer: first response time has data
+    chats, hid = env.topics["chats"], f"later-h-{round_}"
+    chat: list[tuple[str, int, dict[str, object]]] = [
+        ("offered", 4000, {"queue": "sales"}),
+        ("answered", 3000, {"agent_id": "agent-z"}),
+        ("responded", 1000, {}),
+    ]
+    for k, (etype, back_ms, extra) in enumerate(chat):
+        rows.append(
+            line(
+                chats,
+                hid,
+                {"event_id": f"{hid}-{k}", "type": etype, "contact_id": hid, "ts": now_ms - back_ms, **extra},
+            )
+        )
     path = tmp_path / f"later-{round_}.jsonl"
     path.write_bytes(b"".join(rows))
     result = env.ccmon("replay", str(path))
@@ -146,7 +161,9 @@ def test_every_query_runs_against_real_prometheus_and_returns_data(env: Env, wor
         while missing and time.monotonic() < deadline:
             if local_day() != day:  # midnight: the new day's window fills from the live traffic
                 day, deadline = local_day(), max(deadline, time.monotonic() + 60)
-            if rounds == 0 or any("ccmon_ces_score" in e for _, e, _ in missing):
+            # again while a query on them has no data: increase() needs a series that grew after
+            # its first sample (a first round may create the chat series and its first response)
+            if rounds == 0 or any("ccmon_ces_score" in e or "first_response" in e for _, e, _ in missing):
                 replay_later_spec_events(env, tmp_path, rounds)
                 rounds += 1
             time.sleep(3)

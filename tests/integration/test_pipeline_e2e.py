@@ -76,15 +76,15 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
 
     total_calls = 43  # lines on the calls topic: 34 valid, 2 duplicates, 7 bad
     m = w.wait_settled(
-        lambda m: sum(v for (n, labels), v in m.items() if n == "ccmon_events_total") == 55,
-        what="all 55 inputs accounted for",
+        lambda m: sum(v for (n, labels), v in m.items() if n == "ccmon_events_total") == 57,
+        what="all 57 inputs accounted for",
     )
     now = time.time()
     calls, agents = env.topics["calls"], env.topics["agents"]
     assert metric(m, "ccmon_events_total", topic=calls, result="accepted") == total_calls - 9
     assert metric(m, "ccmon_events_total", topic=calls, result="duplicate") == 2
     assert metric(m, "ccmon_events_total", topic=calls, result="rejected") == 7
-    assert metric(m, "ccmon_events_total", topic=env.topics["chats"], result="accepted") == 5
+    assert metric(m, "ccmon_events_total", topic=env.topics["chats"], result="accepted") == 7
     assert metric(m, "ccmon_events_total", topic=agents, result="accepted") == 6
     assert metric(m, "ccmon_events_total", topic=agents, result="rejected") == 1
 
@@ -147,6 +147,11 @@ def test_scripted_recording_gives_exact_kpis_and_survives_restarts(env: Env, wor
     assert metric(m, "ccmon_nps_score", **sc, window="5m") == 100.0
     assert metric(m, "ccmon_fcr_ratio", **sc, window="5m") == 1.0
     assert metric(m, "ccmon_ces_score", **sc, window="5m") == 5.0
+    # first response: h1 offered at 10 s, first reply at 40 s (the one at 50 s changes nothing)
+    assert metric(m, "ccmon_first_response_seconds_count", **sc) == 1
+    assert metric(m, "ccmon_first_response_seconds_sum", **sc) == pytest.approx(30.0)
+    assert metric(m, "ccmon_first_response_seconds_avg", **sc, window="15m") == pytest.approx(30.0)
+    assert metric(m, "ccmon_first_response_seconds_count", **sv) is None  # no voice reply: no series
     assert metric(m, "ccmon_ces_score", **sv, window="1h") is None  # no CES answer: absent, not 0
     assert metric(m, "ccmon_contacts_dequeued_total", **sv, reason="timeout") == 0  # exported at 0
     assert metric(m, "ccmon_offers_missed_total", **sv) == 0

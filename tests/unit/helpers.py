@@ -4,6 +4,7 @@ ways they feed it to the pure pipeline and read its exposition."""
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import count
@@ -98,8 +99,10 @@ def with_later_spec_events(rows: list, rng: random.Random) -> list:
     a third of the abandons become ``dequeued``, and 5 % of the offered contacts have a twin in the
     same queue that is dequeued when the original's wait ends, so there are dequeued contacts even
     when nobody abandons (some with a reason outside the fixed set); a quarter of the answers follow
-    one or two ``missed`` offers; most surveys carry ``ces``. Rows are (topic, key, event) as the
-    simulator makes them; raw (bad-input) values pass unchanged."""
+    one or two ``missed`` offers; most surveys carry ``ces``; a third of the answers and some
+    waiting contacts get a ``responded`` (some a second one), a fifth of the wrap-ups a
+    ``resolved``. Rows are (topic, key, event) as the simulator makes them; raw (bad-input) values
+    pass unchanged."""
     out = []
     reasons = ("timeout", "empty", "key", "withdraw", "overflow", None, "callback")
     twins: dict[str, tuple[str, str]] = {}  #: contact id → (topic, twin contact id) still waiting
@@ -148,6 +151,23 @@ def with_later_spec_events(rows: list, rng: random.Random) -> list:
         elif etype == "survey" and rng.random() < 0.8:
             event.setdefault("ces", rng.randint(1, 7))
         out.append((topic, key, event))
+        # first responses and resolutions, chosen by the event id (the rng's draws stay as they were)
+        pick = zlib.crc32(str(event.get("event_id")).encode())
+        if (etype == "answered" and pick % 3 == 0) or (etype == "offered" and pick % 11 == 0):
+            for i in range(2 if pick % 9 == 0 else 1):  # a second reply changes nothing
+                reply = {k: event[k] for k in ("contact_id", "ts")}
+                out.append(
+                    (
+                        topic,
+                        key,
+                        {**reply, "event_id": f"{event['event_id']}-responded-{i}", "type": "responded"},
+                    )
+                )
+        elif etype == "wrapup_ended" and pick % 5 == 0:
+            done = {k: event[k] for k in ("contact_id", "ts")}
+            out.append(
+                (topic, key, {**done, "event_id": f"{event['event_id']}-resolved", "type": "resolved"})
+            )
         if etype == "offered" and rng.random() < 0.05:
             twin = f"{event['contact_id']}~twin"
             twins[event["contact_id"]] = (topic, twin)

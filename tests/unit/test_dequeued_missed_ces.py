@@ -329,7 +329,7 @@ def test_records_of_a_worker_before_these_additions_are_read_and_extended():
         if key.startswith(("b|", "d|")):
             del rec["v"][15:]
         elif key.startswith("t|"):
-            for k in ("wd", "dq", "ms"):
+            for k in ("wd", "dq", "ms", "fr"):
                 del rec["v"][k]
     old = p.store.view("sales", "voice", NOW)
     assert old.dequeued == dict.fromkeys(REASONS, 0) and old.missed == 0

@@ -1,6 +1,7 @@
 """The cached KPI exposition: valid text format, equal to the store's views, and never stale."""
 
 from streams.dev.local_pipeline import LocalPipeline
+from streams.metrics import catalog
 from streams.metrics.kpi_exposition import KpiExposition
 from tests.unit.helpers import (
     AGENTS,
@@ -24,7 +25,7 @@ def test_text_matches_hand_computed_values_and_every_family_is_typed_once():
     feed(p, SCENARIO + [(AGENTS, agent("a1", "busy", ["sales", "support"], at("10:00:00")))], clock.now)
     text = KpiExposition(lambda: p.store, clock).render()
     types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
-    assert len(types) == len(set(types)) == 24
+    assert len(types) == len(set(types)) == len(catalog.KPIS) == 26
     m = samples(text)
     q = {"queue": "sales", "channel": "voice"}
     assert sample(m, "ccmon_contacts_offered_total", **q) == 6
@@ -88,3 +89,36 @@ def test_a_rebuilt_store_is_rendered_from_scratch():
     )
     store[0] = LocalPipeline(settings()).store  # e.g. the partitions moved to another worker
     assert not [k for k in samples(exposition.render()) if k[0].startswith("ccmon_contacts")]
+
+
+def test_one_writer_writes_the_registry_as_prometheus_client_would_and_the_agent_families():
+    """``page`` is all of /metrics: the registry's families in exactly generate_latest's text (with
+    label values to escape, a histogram, an info and _created samples), then the per-agent ones."""
+    from prometheus_client import CollectorRegistry, Gauge, Info, generate_latest
+
+    from streams.metrics.kpi_exposition import registry_text
+    from streams.metrics.worker_metrics import ProcessMetrics, StateSizeCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    metrics = ProcessMetrics(registry, ["cc.calls", 'we"ird\\topic\n'])
+    metrics.events_child("cc.calls", "accepted").inc(3)
+    metrics.lag_child("cc.calls").observe(0.3)
+    metrics.dead_letter_child("lifecycle").inc()
+    Gauge("ccmon_test_up", "Help with \\ and\nnewline", registry=registry).set(1)
+    Info("ccmon_test_build", "Build", registry=registry).info({"version": "1"})
+    registry.register(StateSizeCollector(lambda: {"lifecycle": 4, "queues": 2}))
+    assert registry_text(registry) == generate_latest(registry).decode()
+
+    clock = Clock(at("10:10:00"))
+    p = LocalPipeline(settings())
+    feed(p, SCENARIO + [(AGENTS, agent('a"1', "busy", ["sales"], at("10:00:00")))], clock.now)
+    exposition = KpiExposition(lambda: p.store, clock)
+    page = exposition.page(registry, (p.agent_store, None)).decode()
+    head = exposition.render() + generate_latest(registry).decode()
+    assert page.startswith(head) and page[len(head) :].startswith("# HELP ccmon_agent_state ")
+    types = [line.split()[2:] for line in page.splitlines() if line.startswith("# TYPE ccmon_agent_")]
+    assert types == [[k.name, k.type] for k in catalog.AGENT_KPIS]
+    m = samples(page)
+    assert sample(m, "ccmon_agent_state", agent='a"1', state="busy") == 1
+    assert sample(m, "ccmon_agent_state", agent='a"1', state="away") == 0
+    assert "ccmon_agent_" not in exposition.page(registry).decode()  # off unless asked for

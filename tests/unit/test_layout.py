@@ -129,8 +129,9 @@ def test_a_pipeline_writes_exactly_these_keys():
     assert {k.split("|", 1)[0] for k in p.queues} == {"t", "b", "d", "w", "a"} and set(p.agents) == {"p|a1"}
 
 
-#: the queue table of one small scenario (below) as a worker of 183f8a1 wrote it, byte for byte
-CURRENT_QUEUE_RECORDS = {
+#: the queue table of one small scenario (below) as a worker of 183f8a1 (before first response
+#: times) wrote it, byte for byte: a worker of today reads it
+PREVIOUS_QUEUE_RECORDS = {
     "a|sales": b'{"h":{"cc.agents/0":[0,0]},"v":{"a1":["busy",1795428000.0]}}',
     "b|sales|voice|1795428000": b'{"h":{"cc.calls/0":[4,0]},"v":[3,1,0,0,1,5.0,0,0,0,0,0,0,0,0,0,0,0,0,0]}',
     "b|sales|voice|1795428030": b'{"h":{"cc.calls/0":[3,0]},"v":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,0,0,0]}',
@@ -139,6 +140,23 @@ CURRENT_QUEUE_RECORDS = {
     b'"wa":[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,5.0],"wb":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],'
     b'"hd":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"wd":[0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,0,30.0],'
     b'"dq":{"timeout":1},"ms":0}}',
+    "w|sales|voice": b'{"h":{"cc.calls/0":[4,0]},"v":{"c3":1795428002.0}}',
+}
+
+
+#: the same queue table as this version writes it: two more window sums (first responses and
+#: their sum) and the first response histogram ``fr`` at the end of the totals
+CURRENT_QUEUE_RECORDS = {
+    "a|sales": b'{"h":{"cc.agents/0":[0,0]},"v":{"a1":["busy",1795428000.0]}}',
+    "b|sales|voice|1795428000": b'{"h":{"cc.calls/0":[4,0]},'
+    b'"v":[3,1,0,0,1,5.0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}',
+    "b|sales|voice|1795428030": b'{"h":{"cc.calls/0":[3,0]},"v":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,0,0,0,0,0]}',
+    "d|sales|voice|2026-11-23": b'{"h":{"cc.calls/0":[4,0]},'
+    b'"v":[3,1,0,0,1,5.0,0,0,0,0,0,0,0,0,0,1,0,0,0,0,0]}',
+    "t|sales|voice": b'{"h":{"cc.calls/0":[4,0]},"v":{"c":[3,1,0,0,1,0,0],'
+    b'"wa":[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,5.0],"wb":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],'
+    b'"hd":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"wd":[0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,0,30.0],'
+    b'"dq":{"timeout":1},"ms":0,"fr":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}}',
     "w|sales|voice": b'{"h":{"cc.calls/0":[4,0]},"v":{"c3":1795428002.0}}',
 }
 
@@ -166,8 +184,8 @@ def test_queue_records_are_written_with_the_bytes_of_earlier_versions():
 def test_queue_records_of_the_current_format_decode_to_what_was_counted():
     """A worker started on state an earlier one wrote reads it through the codecs: hand-computed
     from the scenario (3 offered, c1 answered after 5 s, c2 dequeued after 30 s, c3 waiting)."""
-    data = {k: orjson.loads(v) for k, v in CURRENT_QUEUE_RECORDS.items()}
-    totals = layout.decode_totals(data["t|sales|voice"]["v"])
+    data = {k: orjson.loads(v) for k, v in PREVIOUS_QUEUE_RECORDS.items()}
+    totals = layout.decode_totals(dict(data["t|sales|voice"]["v"]))  # type: ignore[arg-type]
     assert dict(zip(layout.COUNTERS, totals["c"], strict=True)) == {
         "offered": 3,
         "answered": 1,
@@ -179,7 +197,7 @@ def test_queue_records_of_the_current_format_decode_to_what_was_counted():
     }
     assert totals["wa"][layout.WAIT_BUCKETS.index(5)] == 1 and totals["wa"][-1] == 5.0
     assert totals["wd"][layout.WAIT_BUCKETS.index(30)] == 1 and totals["dq"] == {"timeout": 1}
-    day = layout.decode_window(data["d|sales|voice|2026-11-23"]["v"])
+    day = layout.decode_window(list(data["d|sales|voice|2026-11-23"]["v"]))
     assert (day[kpis.OFFERED], day[kpis.ANSWERED], day[kpis.WAIT_SUM], day[kpis.DEQUEUED]) == (3, 1, 5.0, 1)
     store = QueueStore(data, settings().kpi)
     view = store.view("sales", "voice", at("10:00:40"))
@@ -192,13 +210,18 @@ def test_queue_records_of_the_current_format_decode_to_what_was_counted():
     assert view.windows["5m"][kpis.OFFERED] == 3 and view.windows["5m"][kpis.DEQUEUED] == 1
     assert store.agent_counts("sales")["busy"] == 1
     # reading changes nothing: the records still have their bytes
-    assert {k: orjson.dumps(v) for k, v in data.items()} == CURRENT_QUEUE_RECORDS
+    assert {k: orjson.dumps(v) for k, v in data.items()} == PREVIOUS_QUEUE_RECORDS
+    assert view.first_response_hist == [0] * 17 and view.windows["5m"][kpis.FR_N] == 0
 
 
 def test_new_records_have_the_current_layout():
-    assert list(layout.new_totals()) == ["c", "wa", "wb", "hd", "wd", "dq", "ms"]
+    assert list(layout.new_totals()) == ["c", "wa", "wb", "hd", "wd", "dq", "ms", "fr"]
     assert len(layout.new_totals()["wa"]) == len(layout.WAIT_BUCKETS) + 2
+    assert layout.new_totals()["fr"] == [0] * (len(layout.FIRST_RESPONSE_BUCKETS) + 2)
     assert layout.new_window_record() == {"h": {}, "v": [0] * kpis.WIDTH}
     old = {"c": [1] * 7, "wa": [0] * 17, "wb": [0] * 17, "hd": [0] * 15}  # before dequeued/missed
-    assert list(layout.decode_totals(old)) == ["c", "wa", "wb", "hd", "wd", "dq", "ms"]  # type: ignore[arg-type]
+    assert list(layout.decode_totals(old)) == ["c", "wa", "wb", "hd", "wd", "dq", "ms", "fr"]  # type: ignore[arg-type]
+    before_fr: dict = {**layout.new_totals(), "ms": 4}  # before first responses
+    del before_fr["fr"]
+    assert layout.decode_totals(before_fr)["ms"] == 4 and list(before_fr)[-1] == "fr"  # type: ignore[arg-type]
     assert layout.decode_window([1.0] * 15) == [1.0] * 15 + [0] * (kpis.WIDTH - 15)

@@ -83,7 +83,16 @@ def views(p: LocalPipeline, now: float) -> dict[object, object]:
     out: dict[object, object] = {}
     for q, ch in p.store.series():
         v = p.store.view(q, ch, now)
-        out[(q, ch)] = (v.counters, v.dequeued, v.missed, v.wait_hist, v.handle_hist, v.waiting, v.windows)
+        out[(q, ch)] = (
+            v.counters,
+            v.dequeued,
+            v.missed,
+            v.wait_hist,
+            v.handle_hist,
+            v.first_response_hist,
+            v.waiting,
+            v.windows,
+        )
     out["agents"] = dict(p.store.agents())
     out["agent view"] = p.agent_store.rows(now)  # per agent: state, contacts in hand, today, totals
     return out
@@ -386,6 +395,7 @@ def test_an_agent_of_a_days_old_backlog_is_not_forgotten_between_two_of_its_fact
 
 
 def test_traffic_exercises_timeouts_transfers_duplicates_early_arrivals_and_the_later_spec_events():
+    """... and first responses, which the replays above compare too (views: histogram and windows)."""
     from streams.core import kpis
 
     p = run(RECORDS, NOW)
@@ -400,6 +410,8 @@ def test_traffic_exercises_timeouts_transfers_duplicates_early_arrivals_and_the_
     missed = sum(v.missed for v in all_views)
     ces = sum(v.windows["today"][kpis.CES_N] for v in all_views)
     assert dequeued > 5 and 0 < other < dequeued and missed > 20 and ces > 5
+    responded = sum(sum(v.first_response_hist[:-1]) for v in all_views)
+    assert responded > 20 and sum(v.windows["today"][kpis.FR_N] for v in all_views) > 10
     rows = p.agent_store.rows(NOW)
     assert len(rows) > 10
     assert sum(r.handled_total for r in rows) == handled  # every handled segment was answered by an agent

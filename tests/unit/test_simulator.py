@@ -213,3 +213,20 @@ def test_flat_profile_gives_the_same_traffic_at_any_hour():
     flat = Scenario.default().flat()
     assert shape(night, flat) == shape(day, flat) and len(shape(day, flat)) > 2000
     assert len(shape(night, Scenario.default())) < len(shape(day, Scenario.default())) / 3  # the day profile
+
+
+def test_chat_agents_reply_first_within_the_segment_and_calls_have_no_reply():
+    """Every answered chat segment that lasts gets one ``responded`` (its first response time on
+    the wallboard's chat cards); voice contacts none; all accepted (the test above)."""
+    events = Simulator(4, START, Scenario.default().replace(transfer_probability=0.3)).advance(START + 3600)
+    replies = Counter(
+        (t, v["contact_id"]) for t, _, v in events if isinstance(v, dict) and v.get("type") == "responded"
+    )
+    assert replies and {t for t, _ in replies} == {"chats"}
+    p = LocalPipeline(settings())
+    names = {"calls": "cc.calls", "chats": "cc.chats", "agents": "cc.agents"}
+    p.feed([p.record(names[t], v, key=key) for t, key, v in events], now=START + 3601)
+    assert p.dead == []
+    views = [p.store.view(q, ch, START + 3601) for q, ch in p.store.series()]
+    assert sum(sum(v.first_response_hist[:-1]) for v in views if v.channel == "chat") == sum(replies.values())
+    assert all(not any(v.first_response_hist[:-1]) for v in views if v.channel == "voice")

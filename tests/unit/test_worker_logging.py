@@ -1,6 +1,6 @@
 """The worker's Faust ``Worker`` leaves the root logger at the configured level: with Faust's
 start-up spinner it is set to DEBUG, and every library's debug call (aiokafka's producer: one per
-message sent) builds a record that the handlers then drop (docs/performance.md, p99 at 10,000 /s)."""
+message sent) builds a record that the handlers then drop (docs/performance-history.md, p99 at 10,000 /s)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,33 @@ def test_faust_would_set_it_to_debug_with_its_spinner(root_logger: logging.Logge
     )
     worker._setup_logging()
     assert root_logger.level == logging.DEBUG
+
+
+@pytest.fixture
+def library_levels() -> Iterator[None]:
+    from streams.cli.main import LIBRARY_LOGGERS
+
+    levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def test_at_info_the_worker_shows_its_own_lines_and_only_the_libraries_warnings(
+    root_logger: logging.Logger, library_levels: None
+) -> None:
+    """``make demo`` printed ~100 of Faust's INFO lines ("Starting...", subscription tables) at the
+    default level: at info they are the libraries' and stay out; ccmon's own info lines stay in."""
+    worker = faust_worker(faust.App("ccmon-logging-info", broker="kafka://127.0.0.1:1"), "info")
+    worker._setup_logging()
+    assert root_logger.level == logging.INFO
+    assert logging.getLogger("streams.worker.app").isEnabledFor(logging.INFO)
+    for name in ("faust.worker", "mode.services", "aiokafka.consumer.group_coordinator"):
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+        assert logging.getLogger(name).isEnabledFor(logging.WARNING), name
+
+
+def test_at_debug_every_line_is_shown(root_logger: logging.Logger, library_levels: None) -> None:
+    worker = faust_worker(faust.App("ccmon-logging-debug", broker="kafka://127.0.0.1:1"), "debug")
+    worker._setup_logging()
+    assert logging.getLogger("faust.worker").isEnabledFor(logging.DEBUG)
