@@ -25,12 +25,13 @@ import heapq
 import time
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import orjson
 
 from streams.config import KpiSettings
+from streams.core.customers import customer_hash
 from streams.core.events import Reason, Rejection, parse_agent, parse_contact
 from streams.core.facts import AGENT_ROUTED, Fact
 from streams.core.layout import (
@@ -250,8 +251,30 @@ class Intake:
         out.facts.setdefault(part, []).append([src, offset, idx, fact.to_wire()])
 
     def _reject(self, out: BatchOutput, rec: Record, rejection: Rejection) -> None:
+        if rec.value is not None and b'"customer"' in rec.value and rec.topic in self.channels:
+            rec = self._redacted(rec)
         out.dead.append(DeadLetter(rec, rejection.reason, rejection.detail))
         out.results[(rec.topic, REJECTED)] += 1
+
+    def _redacted(self, rec: Record) -> Record:
+        """The record as its dead letter carries it: a ``customer`` is personal data, so the dead
+        letter holds its hash (none without a key), like everything else ccmon writes. An input
+        that is not a JSON object cannot be told apart from one that holds a number: it is kept
+        whole only when it has no ``"customer"`` in it, and otherwise replaced by a note."""
+        try:
+            doc = orjson.loads(rec.value) if rec.value is not None else None
+        except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict):
+            note = b'{"redacted": "an unreadable contact event naming a customer"}'
+            return Record(rec.topic, rec.partition, rec.offset, rec.key, note)
+        value = doc.get("customer")
+        key = self.s.customer_key
+        if isinstance(value, str) and key is not None:
+            doc["customer"] = customer_hash(key, value)
+        else:
+            doc.pop("customer", None)
+        return Record(rec.topic, rec.partition, rec.offset, rec.key, orjson.dumps(doc))
 
     def _new_queues(self, names: Iterable[str]) -> list[str]:
         return [q for q in dict.fromkeys(names) if q not in self.known_queues]
@@ -369,6 +392,9 @@ class Intake:
         if isinstance(ev, Rejection):
             self._reject(out, rec, ev)
             return
+        if ev.customer is not None:  # personal data: hashed here, before anything keeps or sends it
+            key_ = self.s.customer_key
+            ev = replace(ev, customer=customer_hash(key_, ev.customer) if key_ is not None else None)
         mark = self._mark(rec.topic, rec.partition)
         key = contact_key(channel, ev.contact_id)
         src = f"{rec.topic}/{rec.partition}"

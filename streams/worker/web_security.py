@@ -366,5 +366,11 @@ def web_guard(s: Settings) -> tuple[Guard, ssl.SSLContext | None]:
     from streams.wallboard import agents, queues
 
     config = load_web_config(s.web.config_file) if s.web.config_file else None
+    if s.customer_show_clear and (config is None or not config.users):
+        # numbers in the clear are personal data: never on a port anyone can read
+        raise ConfigError(
+            "CCMON_CUSTOMER_SHOW_CLEAR=true needs the web port's authentication: "
+            "basic_auth_users in CCMON_WEB_CONFIG_FILE (docs/security.md)"
+        )
     guard = Guard(config, page_csp([queues.page(), agents.page()]))
     return guard, config.ssl_context if config is not None else None
