@@ -12,10 +12,18 @@ customer is dropped, and with it every customer feature (docs/security.md).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
-from typing import Final
+from collections import Counter
+from collections.abc import Callable, MutableMapping
+from typing import Any, Final
 
-__all__ = ["HASH_CHARS", "customer_hash"]
+from streams.config import KpiSettings
+from streams.core.facts import Fact, Kind
+from streams.core.layout import partition_for_queue
+from streams.core.queues import PREVIOUS
+
+__all__ = ["HASH_CHARS", "CustomerStage", "PREVIOUS", "clock_key", "customer_hash", "customer_key"]
 
 #: hex characters of a customer's hash kept: 128 bits, no collision among billions of customers
 HASH_CHARS: Final = 32
@@ -24,3 +32,298 @@ HASH_CHARS: Final = 32
 def customer_hash(key: bytes, customer: str) -> str:
     """The customer's keyed hash (hex): what ccmon keeps of them in place of the identifier."""
     return hmac.new(key, customer.encode("utf-8"), hashlib.sha256).hexdigest()[:HASH_CHARS]
+
+
+# ---- the customer stage --------------------------------------------------------------------
+# A customer record (``u|hash``, on the facts partition of the hash) holds only what the windows
+# need, each item dropped when its window has passed by event time:
+#   "o": contact id → [queue, channel, offered ms, outcome, handled queue, handled channel]
+#        the contacts offered within R (the repeat window; a handled one is decided for FCR then)
+#   "a": contact id → [queue, channel, abandoned ms, wait]  abandons within W not yet recovered
+#   "s": [[ms, signal]]  at-risk signals of the last 7 days: "L" lost, "R" repeat, "S" survey
+#   "k": case → [first offered ms, contacts, resolved]  cases with a contact within R
+#   "q": the queue of the latest contact;  "r": the queue it counts at risk for (None: not)
+#   "n": the number in the clear (only with CCMON_CUSTOMER_SHOW_CLEAR), dropped with the record
+# Times are integer milliseconds: deadlines order the timer facts, whose ids must only grow.
+
+CUSTOMER_REC = "u"
+CLOCK_REC = "n"
+
+
+def customer_key(digest: str) -> str:
+    return f"u|{digest}"
+
+
+def clock_key(partition: int) -> str:
+    return f"n|{partition}"
+
+
+def _ms(ts: float) -> int:
+    return int(round(ts * 1000))
+
+
+def new_customer() -> dict[str, Any]:
+    return {"h": {}, "v": {"o": {}, "a": {}, "s": [], "k": {}, "q": None, "r": None, "n": None}}
+
+
+#: one derived fact as sent back to the facts topic: (facts partition, row)
+Derived = tuple[int, list[Any]]
+
+
+class CustomerStage:
+    """Applies customer facts to customer records and derives the per-queue facts.
+
+    Exactness (docs/architecture.md, "The customer stage"): each customer record keeps the
+    stage-2 marks (a replayed customer fact is skipped); a fact's derived facts take the id
+    (facts topic/partition, facts offset, fact index × 4096 + j), the same on every replay; what
+    time decides (lost after W, FCR after R, expiry) fires from a heap by the facts partition's
+    customer clock (newest customer-fact time) less the allowed lateness, in (deadline ms, hash)
+    order, under the source ``facts/partition/cu`` with the id (deadline ms, hash prefix × 64 + j),
+    which only grows: an item whose deadline has passed already when it is made is decided at
+    once, with the ids of the fact that made it."""
+
+    def __init__(self, data: MutableMapping[str, Any], settings: KpiSettings, facts_topic: str) -> None:
+        self.data = data
+        self.s = settings
+        self.topic = facts_topic
+        self.r_ms = _ms(settings.repeat_window_s)
+        self.w_ms = _ms(settings.recovery_window_s)
+        self.risk_ms = _ms(settings.at_risk_window_s)
+        self.late_ms = _ms(settings.lateness_s)
+        #: facts partition → heap of (deadline ms, hash); hash → its scheduled deadline
+        self.heaps: dict[int, list[tuple[int, str]]] = {}
+        self.scheduled: dict[str, int] = {}
+        self.counts: Counter[int] = Counter()  #: facts partition → customers held
+        self.skipped = 0  #: customer facts of new customers beyond the cap (not exact over restarts)
+        self.out: list[Derived] = []
+        self._partition = 0
+        self._offset = 0
+        self._index = 0
+        self.reindex()
+
+    def reindex(self) -> None:
+        """The heaps and counts from the records (after recovery or a rebalance)."""
+        self.heaps, self.scheduled, self.counts = {}, {}, Counter()
+        for key, rec in self.data.items():
+            if key[0] == CUSTOMER_REC:
+                digest = key[2:]
+                part = partition_for_queue(digest, self.s.partitions)
+                self.counts[part] += 1
+                self._schedule(part, digest, rec["v"])
+
+    # ---- a facts message ---------------------------------------------------------------------
+    def begin(self, partition: int, offset: int) -> None:
+        """The facts message that the next customer facts come from (their derived facts' ids)."""
+        self._partition, self._offset, self._index = partition, offset, 0
+
+    def take(self) -> list[Derived]:
+        out, self.out = self.out, []
+        return out
+
+    def apply(self, fact: Fact, fid: tuple[str, int, int], now: float, dirty: set[str]) -> None:
+        """One customer fact: the clock moves and fires what is due, then the fact is applied."""
+        index = self._index
+        self._index += 1
+        part = self._partition
+        ckey = clock_key(part)
+        clock = self.data.get(ckey)
+        ts = _ms(fact.ts)
+        if clock is None or ts > clock:
+            self.data[ckey] = clock = ts
+            dirty.add(ckey)
+        self._fire(part, clock - self.late_ms, dirty)
+        key = customer_key(fact.subject)
+        rec = self.data.get(key)
+        if rec is None:
+            if self.counts[part] >= self.s.customer_limit:
+                self.skipped += 1
+                return
+            rec = new_customer()
+            self.data[key] = rec
+            self.counts[part] += 1
+        src, off, i = fid
+        mark = rec["h"].get(src)
+        if mark is not None and (off, i) <= (mark[0], mark[1]):
+            return
+        rec["h"][src] = [off, i]
+        emit = self._emitter(f"{self.topic}/{part}", self._offset, index * 4096)
+        self._apply(fact, ts, rec["v"], emit, clock)
+        self._settle(part, fact.subject, rec, clock - self.late_ms, emit, dirty)
+
+    def _emitter(self, src: str, offset: int, base: int) -> Callable[[Fact], None]:
+        seq = [base]
+
+        def emit(derived: Fact) -> None:
+            row = [src, offset, seq[0], derived.to_wire()]
+            seq[0] += 1
+            self.out.append((partition_for_queue(derived.queue, self.s.partitions), row))
+
+        return emit
+
+    def _late(self, ms: int, clock: int) -> bool:
+        return ms < clock - self.late_ms
+
+    def _apply(
+        self, fact: Fact, ts: int, v: dict[str, Any], emit: Callable[[Fact], None], clock: int
+    ) -> None:
+        kind, x = fact.kind, fact.extra or ()
+        cid = str(x[0]) if x else ""
+        late = self._late(ts, clock)
+        if kind == Kind.CU_OFFERED:
+            if cid in v["o"]:
+                return
+            earlier = [c for c in v["o"].values() if ts - self.r_ms <= c[2] < ts]
+            if earlier:
+                prev = max(earlier, key=lambda c: c[2])
+                outcome = prev[3] if prev[3] in PREVIOUS else "other"
+                emit(Fact(Kind.REPEAT, fact.queue, fact.channel, fact.ts, cid, 0.0, late, (outcome,)))
+                v["s"].append([ts, "R"])
+            v["o"][cid] = [fact.queue, fact.channel, ts, "", None, None]
+            v["q"] = fact.queue
+            case = str(x[1]) if len(x) > 1 and x[1] is not None else "#" + cid
+            held = v["k"].get(case)
+            if held is None:
+                v["k"][case] = [ts, 1, False]
+            else:
+                held[0] = min(held[0], ts)
+                held[1] += 1
+            if len(x) > 2 and x[2] is not None:
+                v["n"] = x[2]
+        elif kind == Kind.CU_ANSWERED:
+            held = v["o"].get(cid)
+            if held is not None and held[3] == "":
+                held[3] = "answered"
+            for other in sorted(v["a"], key=lambda c: (v["a"][c][2], c)):
+                q, ch, at, _ = v["a"][other]
+                if other != cid and at <= ts <= at + self.w_ms:
+                    del v["a"][other]
+                    emit(Fact(Kind.RECOVERED, q, ch, fact.ts, other, (ts - at) / 1000, late))
+        elif kind == Kind.CU_LEFT:
+            outcome = str(x[1]) if len(x) > 1 else "abandoned"
+            held = v["o"].get(cid)
+            if held is not None:
+                held[3] = outcome
+            if cid not in v["a"]:
+                v["a"][cid] = [fact.queue, fact.channel, ts, fact.value]
+                emit(
+                    Fact(
+                        Kind.UNRECOVERED,
+                        fact.queue,
+                        fact.channel,
+                        fact.ts,
+                        cid,
+                        fact.value,
+                        late,
+                        (fact.subject, v["n"]),
+                    )
+                )
+        elif kind == Kind.CU_HANDLED:
+            held = v["o"].get(cid)
+            if held is not None:
+                held[3], held[4], held[5] = "handled", fact.queue, fact.channel
+        elif kind == Kind.CU_SURVEY:
+            csat = x[1] if len(x) > 1 else None
+            nps = x[2] if len(x) > 2 else None
+            if (csat is not None and csat <= 2) or (nps is not None and nps <= 6):
+                v["s"].append([ts, "S"])
+        elif kind == Kind.CU_RESOLVED:
+            case = str(x[1]) if len(x) > 1 and x[1] is not None else "#" + cid
+            held = v["k"].get(case)
+            if held is not None and not held[2]:
+                held[2] = True
+                emit(
+                    Fact(
+                        Kind.RESOLUTION,
+                        fact.queue,
+                        fact.channel,
+                        fact.ts,
+                        case,
+                        max(0.0, (ts - held[0]) / 1000),
+                        late,
+                        (held[1],),
+                    )
+                )
+
+    # ---- time ----------------------------------------------------------------------------
+    def _items(self, v: dict[str, Any]) -> list[tuple[int, str, str]]:
+        """(deadline ms, what, which) of everything the record holds."""
+        items = [(c[2] + self.r_ms, "o", cid) for cid, c in v["o"].items()]
+        items += [(a[2] + self.w_ms, "a", cid) for cid, a in v["a"].items()]
+        items += [(sig[0] + self.risk_ms, "s", str(n)) for n, sig in enumerate(v["s"])]
+        items += [(k[0] + self.r_ms, "k", case) for case, k in v["k"].items()]
+        return items
+
+    def _schedule(self, part: int, digest: str, v: dict[str, Any]) -> None:
+        items = self._items(v)
+        if not items:
+            return
+        nxt = min(d for d, _, _ in items)
+        if self.scheduled.get(digest) != nxt:
+            self.scheduled[digest] = nxt
+            heapq.heappush(self.heaps.setdefault(part, []), (nxt, digest))
+
+    def _due(self, v: dict[str, Any], upto: int, emit: Callable[[Fact], None], clock: int) -> None:
+        """Decide every item of one record whose deadline is at most ``upto``, in deadline order."""
+        for deadline, what, which in sorted(self._items(v)):
+            if deadline > upto:
+                break
+            late = self._late(deadline, clock)
+            if what == "o":
+                q, ch, offered, outcome, hq, hch = v["o"].pop(which)
+                if outcome == "handled":
+                    again = any(offered < c[2] <= deadline for c in v["o"].values())
+                    emit(Fact(Kind.FCR, hq or q, hch or ch, deadline / 1000, which, 0.0, late, (not again,)))
+            elif what == "a":
+                q, ch, _, _ = v["a"].pop(which)
+                emit(Fact(Kind.LOST, q, ch, deadline / 1000, which, 0.0, late))
+                v["s"].append([deadline, "L"])
+            elif what == "s":
+                v["s"] = [sig for sig in v["s"] if sig[0] + self.risk_ms > deadline]
+            else:
+                del v["k"][which]
+
+    def _settle(
+        self,
+        part: int,
+        digest: str,
+        rec: dict[str, Any],
+        limit: int,
+        emit: Callable[[Fact], None],
+        dirty: set[str],
+    ) -> None:
+        """After a change: what is due already is decided now (ids of this change), the at-risk
+        state follows, and the record is rescheduled, or deleted when nothing is left."""
+        v = rec["v"]
+        self._due(v, limit, emit, limit + self.late_ms)
+        signals = [sig[1] for sig in v["s"]]
+        at_risk = "L" in signals or "S" in signals or signals.count("R") >= 2
+        want = v["q"] if at_risk else None
+        if want != v["r"]:
+            if v["r"] is not None:
+                emit(Fact(Kind.RISK, v["r"], "", limit / 1000, digest, 0.0))
+            if want is not None:
+                emit(Fact(Kind.RISK, want, "", limit / 1000, digest, 1.0))
+            v["r"] = want
+        key = customer_key(digest)
+        dirty.add(key)
+        if not (v["o"] or v["a"] or v["s"] or v["k"]) and v["r"] is None:
+            self.data.pop(key, None)
+            self.counts[part] -= 1
+            self.scheduled.pop(digest, None)
+        else:
+            self._schedule(part, digest, v)
+
+    def _fire(self, part: int, limit: int, dirty: set[str]) -> None:
+        heap = self.heaps.get(part)
+        while heap and heap[0][0] <= limit:
+            deadline, digest = heapq.heappop(heap)
+            if self.scheduled.get(digest) != deadline:
+                continue  # superseded by an earlier deadline, or the record is gone
+            del self.scheduled[digest]
+            rec = self.data.get(customer_key(digest))
+            if rec is None:
+                continue
+            emit = self._emitter(f"{self.topic}/{part}/cu", deadline, int(digest[:12], 16) * 64)
+            v = rec["v"]
+            self._due(v, deadline, emit, limit + self.late_ms)
+            self._settle(part, digest, rec, deadline, emit, dirty)

@@ -33,7 +33,7 @@ import orjson
 from streams.config import KpiSettings
 from streams.core.customers import customer_hash
 from streams.core.events import Reason, Rejection, parse_agent, parse_contact
-from streams.core.facts import AGENT_ROUTED, Fact
+from streams.core.facts import AGENT_ROUTED, CUSTOMER_ROUTED, Fact, Kind
 from streams.core.layout import (
     AGENT,
     CONTACT,
@@ -165,6 +165,39 @@ class BatchOutput:
     lags: list[tuple[str, float]] = field(default_factory=list)  #: (topic, seconds)
 
 
+def _for_customer(
+    state: ContactState, cid: str, facts: list[Fact], etype: str, ts: float, clear: str | None
+) -> list[Fact]:
+    """The facts of one event, and for a contact whose customer is known, what the customer
+    stage needs of them (streams/core/customers.py): routed by the customer's hash."""
+    who = state.customer
+    if who is None:
+        return facts
+    out = list(facts)
+    for f in facts:
+        kind = f.kind
+        if kind == Kind.OFFERED and etype == "offered":  # a transfer is the same contact
+            out.append(
+                Fact(Kind.CU_OFFERED, f.queue, f.channel, f.ts, who, 0.0, f.late, (cid, state.case_id, clear))
+            )
+        elif kind == Kind.ANSWERED:
+            out.append(Fact(Kind.CU_ANSWERED, f.queue, f.channel, f.ts, who, 0.0, f.late, (cid,)))
+        elif kind == Kind.ABANDONED or kind == Kind.DEQUEUED:
+            out.append(Fact(Kind.CU_LEFT, f.queue, f.channel, f.ts, who, f.value, f.late, (cid, kind)))
+        elif kind == Kind.HANDLED:
+            out.append(Fact(Kind.CU_HANDLED, f.queue, f.channel, f.ts, who, 0.0, f.late, (cid,)))
+        elif kind == Kind.SURVEY:
+            x = f.extra or ()
+            csat = x[0] if x else None
+            nps = x[1] if len(x) > 1 else None
+            out.append(Fact(Kind.CU_SURVEY, f.queue, f.channel, f.ts, who, 0.0, f.late, (cid, csat, nps)))
+    if etype == "resolved":
+        out.append(
+            Fact(Kind.CU_RESOLVED, state.queue, state.channel, ts, who, 0.0, False, (cid, state.case_id))
+        )
+    return out
+
+
 class Intake:
     def __init__(self, data: MutableMapping[str, Any], settings: KpiSettings) -> None:
         self.data = data
@@ -229,7 +262,8 @@ class Intake:
                 continue  # completed by its wrap-up, or expired
             state = ContactState.from_wire(raw)
             # the queue's and the agent's fact share the id: they go to different records
-            for fact in complete_by_timeout(state, contact_key_parts(key)[1]):
+            cid = contact_key_parts(key)[1]
+            for fact in _for_customer(state, cid, complete_by_timeout(state, cid), "", deadline, None):
                 self._emit(out, src, int(round(deadline * 1000)), ended_offset, fact)
             wire = state.to_wire()
             self.data[key] = wire
@@ -246,7 +280,8 @@ class Intake:
 
     def _emit(self, out: BatchOutput, src: str, offset: int, idx: int, fact: Fact) -> None:
         part = partition_for_queue(
-            fact.subject if fact.kind in AGENT_ROUTED else fact.queue, self.s.partitions
+            fact.subject if fact.kind in AGENT_ROUTED or fact.kind in CUSTOMER_ROUTED else fact.queue,
+            self.s.partitions,
         )
         out.facts.setdefault(part, []).append([src, offset, idx, fact.to_wire()])
 
@@ -392,8 +427,10 @@ class Intake:
         if isinstance(ev, Rejection):
             self._reject(out, rec, ev)
             return
+        clear: str | None = None
         if ev.customer is not None:  # personal data: hashed here, before anything keeps or sends it
             key_ = self.s.customer_key
+            clear = ev.customer if self.s.customer_show_clear else None
             ev = replace(ev, customer=customer_hash(key_, ev.customer) if key_ is not None else None)
         mark = self._mark(rec.topic, rec.partition)
         key = contact_key(channel, ev.contact_id)
@@ -438,9 +475,16 @@ class Intake:
         else:
             facts = result.facts
             state = cast(ContactState | None, result.state)  # a contact event's outcome holds a contact
+            if state is not None and not result.duplicate:
+                if state.customer is None and ev.customer is not None:
+                    state.customer = ev.customer
+                if state.case_id is None and ev.case_id is not None:
+                    state.case_id = ev.case_id
+                facts = _for_customer(state, ev.contact_id, facts, ev.type, ev.ts, clear)
             if ev.type == "ended" and not result.duplicate and state is not None and state.phase == ENDED:
                 if ev.ts + self.s.acw_timeout_s < mark[M_TIME]:  # late: its wrap-up time is over already
-                    facts = [*facts, *complete_by_timeout(state, ev.contact_id)]
+                    done = complete_by_timeout(state, ev.contact_id)
+                    facts = [*facts, *_for_customer(state, ev.contact_id, done, "", ev.ts, None)]
                 else:
                     heapq.heappush(
                         self.deadlines.setdefault((rec.topic, rec.partition), []),
