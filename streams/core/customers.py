@@ -160,15 +160,12 @@ class CustomerStage:
 
         return emit
 
-    def _late(self, ms: int, clock: int) -> bool:
-        return ms < clock - self.late_ms
-
     def _apply(
         self, fact: Fact, ts: int, v: dict[str, Any], emit: Callable[[Fact], None], clock: int
     ) -> None:
         kind, x = fact.kind, fact.extra or ()
         cid = str(x[0]) if x else ""
-        late = self._late(ts, clock)
+        late = fact.late  # beyond the lateness by stage 1's watermark: in the totals, not the windows
         if kind == Kind.CU_OFFERED:
             if cid in v["o"]:
                 return
@@ -267,7 +264,9 @@ class CustomerStage:
         for deadline, what, which in sorted(self._items(v)):
             if deadline > upto:
                 break
-            late = self._late(deadline, clock)
+            # decided when the clock less the lateness passed it: counted at the deadline, in the
+            # windows too (a deadline is never later than the lateness behind the clock)
+            late = False
             if what == "o":
                 q, ch, offered, outcome, hq, hch = v["o"].pop(which)
                 if outcome == "handled":

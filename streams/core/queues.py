@@ -139,8 +139,10 @@ class SeriesView:
     fcr_resolved: int = 0
     resolution_hist: list[float] = field(default_factory=list)
     case_contacts_hist: list[float] = field(default_factory=list)
-    unrecovered: int = 0
-    unrecovered_oldest_s: float = 0.0
+    unrecovered: int | None = None  #: None: the series has no customer KPIs (no key, no customer)
+    unrecovered_oldest_s: float | None = None
+    customers: bool = False  #: whether the series exports the customer families
+    customers_at_risk: int | None = None  #: of the queue (both channels show it)
 
 
 @dataclass(slots=True)
@@ -516,9 +518,13 @@ class QueueStore:
             cv["fy"],
             cv["rs"],
             cv["cc"],
-            len(calls),
-            max(0.0, now - min(c[0] for c in calls.values())) if calls else 0.0,
         )
+        if cust is not None:
+            view.unrecovered = len(calls)
+            view.unrecovered_oldest_s = max(0.0, now - min(c[0] for c in calls.values())) if calls else 0.0
+            view.customers = True
+        if queue in self.index.risk_queues or cust is not None:
+            view.customers_at_risk = self.at_risk(queue)
         return view
 
     def has_customers(self, queue: str, channel: str) -> bool:

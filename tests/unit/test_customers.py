@@ -92,7 +92,12 @@ def test_a_withheld_number_has_no_customer_features():
     feed(p, call("c1", None, "sales", "10:00:00", "abandoned", "10:00:30"))
     feed(p, call("c2", None, "sales", "10:05:00", "answered", "10:05:10"))
     sales = view(p, "sales")
-    assert (sales.unrecovered, sales.recovered, sum(sales.repeat.values())) == (0, 0, 0)
+    assert (sales.unrecovered, sales.customers, sales.recovered, sum(sales.repeat.values())) == (
+        None,
+        False,
+        0,
+        0,
+    )
     assert sales.counters["offered"] == 2 and p.customers == {}
 
 
