@@ -55,6 +55,8 @@ def customer_key(digest: str) -> str:
 
 
 def clock_key(partition: int) -> str:
+    """A facts partition's customer clock: [newest customer-fact time (ms), offset of the last
+    facts message applied], written after its customer records and before their tombstones."""
     return f"n|{partition}"
 
 
@@ -99,6 +101,7 @@ class CustomerStage:
         self._partition = 0
         self._offset = 0
         self._index = 0
+        self._skip = False
         self.reindex()
 
     def reindex(self) -> None:
@@ -126,11 +129,19 @@ class CustomerStage:
         self._index += 1
         part = self._partition
         ckey = clock_key(part)
-        clock = self.data.get(ckey)
+        mark = self.data.get(ckey)
+        if mark is None:
+            mark = self.data[ckey] = [_ms(fact.ts), -1]
+        if index == 0:
+            self._skip = self._offset <= mark[1]
+        if self._skip:
+            return  # a facts message decided already (rule 3): its records and facts persisted
+        mark[1] = self._offset
+        dirty.add(ckey)
         ts = _ms(fact.ts)
-        if clock is None or ts > clock:
-            self.data[ckey] = clock = ts
-            dirty.add(ckey)
+        if ts > mark[0]:
+            mark[0] = ts
+        clock = mark[0]
         self._fire(part, clock - self.late_ms, dirty)
         key = customer_key(fact.subject)
         rec = self.data.get(key)
@@ -235,7 +246,10 @@ class CustomerStage:
                         fact.channel,
                         fact.ts,
                         case,
-                        max(0.0, (ts - held[0]) / 1000),
+                        # whole seconds: sums of them are exact in any order (the queue gets
+                        # resolutions of several customer partitions interleaved differently
+                        # on every replay), where sums of fractions differ in the last bit
+                        float(max(0, round((ts - held[0]) / 1000))),
                         late,
                         (held[1],),
                     )

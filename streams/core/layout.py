@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 
@@ -353,6 +353,7 @@ class CustomerTotals(TypedDict):
     rs: list[float]  #: resolution time (RESOLUTION_BUCKETS)
     cc: list[float]  #: contacts per case (CASE_CONTACT_BUCKETS)
     u: dict[str, list[Any]]  #: contact id → [abandoned at, wait, customer hash, number or None]
+    rt: NotRequired[dict[str, float]]  #: repeat contacts of the last day → offered time (returning)
 
 
 class CustomerTotalsRecord(TypedDict):

@@ -268,6 +268,11 @@ class QueueStore:
             if kind == Kind.REPEAT:
                 prev = str(x[0]) if x else "other"
                 v["rp"][prev] = v["rp"].get(prev, 0) + 1
+                # the waiting list marks a returning customer's contact: kept a day
+                back = v.setdefault("rt", {})
+                for old in [c for c, t in back.items() if t < fact.ts - 86400]:
+                    del back[old]
+                back[fact.subject] = fact.ts
             elif kind == Kind.UNRECOVERED:
                 v["u"][fact.subject] = [fact.ts, fact.value, *(x[:2] if x else ("", None))]
             elif kind == Kind.RECOVERED:
@@ -541,6 +546,11 @@ class QueueStore:
                 rows += [(queue, channel, cid, entry) for cid, entry in rec["v"]["u"].items()]
         rows.sort(key=lambda r: (r[3][0], r[0], r[1], r[2]))
         return rows
+
+    def returning(self, queue: str, channel: str) -> dict[str, float]:
+        """Contacts of the series whose customer had another contact within R (a day's worth)."""
+        rec: CustomerTotalsRecord | None = self.data.get(customer_totals_key(queue, channel))
+        return rec["v"].get("rt", {}) if rec is not None else {}
 
     def at_risk(self, queue: str) -> int:
         rec: QueueAgentsRecord | None = self.data.get(at_risk_key(queue))

@@ -283,7 +283,9 @@ class Pipeline:
             for partition, rows in derived.items()
         ]
         n = self.settings.partitions
-        keys = sorted(dirty, key=lambda k: k[0] == CUSTOMER_CLOCK)
+        # records, then the customer clocks, then the customers gone (rule 3: a tombstone that
+        # persisted implies its clock did, so a replay cannot bring the customer back)
+        keys = sorted(dirty, key=lambda k: 2 if k not in store.data else 1 if k[0] == CUSTOMER_CLOCK else 0)
         writes = [
             (queue_record_partition(k, n), k, orjson.dumps(store.data[k]) if k in store.data else None)
             for k in keys

@@ -8,11 +8,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import orjson
+
 from streams.core.customers import customer_hash
 from streams.core.intake import Intake
 from streams.core.layout import encode_facts
 from streams.core.queues import SeriesView
 from streams.dev.local_pipeline import LocalPipeline
+from streams.wallboard import callbacks
 from tests.unit.helpers import CALLS, CHATS, at, ev, settings
 
 KEY = b"a-test-key-of-32-bytes-for-hmac!"
@@ -140,7 +143,7 @@ def test_resolution_time_with_a_late_resolved_and_contacts_per_case():
     feed(p, tick("10:50:00"))
     feed(p, [(CALLS, ev("resolved", "c2", at("10:45:00")))])
     support = view(p, "support")
-    assert support.resolution_hist[-1] == 2700.0  # 10:00 (the case's first offered) → 10:45
+    assert support.resolution_hist[-1] == 2700.0  # whole seconds, 10:00 (the case's first offered) → 10:45
     assert support.case_contacts_hist[-1] == 2.0  # two contacts of T-1
     assert support.windows["today"][26:28] == [1, 2700.0]
     feed(p, [(CALLS, ev("resolved", "c2", at("10:46:00")))])  # a second resolved changes nothing
@@ -179,10 +182,14 @@ def test_duplicated_facts_and_a_restart_change_nothing():
     p.feed(records, now=at("10:02:00"))
     # what a stage 1 that lost its state sends again for the same input: the same fact ids
     replayed = Intake({}, p.settings.kpi).process(records, now=at("10:02:00"))
-    before = (copy.deepcopy(p.customers), copy.deepcopy(p.queues))
+
+    def state() -> tuple:  # the clock's time, not the offset of the last message it read
+        return {k: v[0] if k[0] == "n" else v for k, v in p.customers.items()}, p.queues
+
+    before = copy.deepcopy(state())
     for part, rows in replayed.facts.items():
         p.apply_facts(part, encode_facts(rows), at("10:02:00"))
-    assert (p.customers, p.queues) == before
+    assert state() == before
     restarted = pipeline()
     restarted.lifecycle.update(copy.deepcopy(p.lifecycle))
     restarted.queues.update(copy.deepcopy(p.queues))
@@ -202,3 +209,41 @@ def test_duplicated_facts_and_a_restart_change_nothing():
             b.fcr_decided,
         )
     assert view(straight, "sales").recovered == 1
+
+
+def test_the_call_back_list_and_the_waiting_list():
+    """Oldest first, tries per customer, no number without the option; dropped at the recovery;
+    beside it the contacts waiting now, a returning customer's marked."""
+    p = pipeline()
+    feed(p, call("c1", BOB, "sales", "10:00:00", "abandoned", "10:00:30"))
+    feed(p, call("c2", ALICE, "support", "10:01:00", "abandoned", "10:01:20"))
+    feed(p, call("c3", BOB, "sales", "10:05:00", "abandoned", "10:05:40"))
+    feed(p, [(CHATS, ev("offered", "h1", at("10:06:00"), queue="support", customer=ALICE))])
+    feed(p, [(CALLS, ev("offered", "v9", at("10:06:30"), queue="sales"))])  # a withheld number
+    s = p.settings
+    board = callbacks.snapshot(p.store, s, at("10:07:00"), "all")
+    assert [(c["contact_id"], c["tries"], c["since_s"], c["waited_s"]) for c in board["callbacks"]] == [
+        ("c1", 2, 390.0, 30.0),
+        ("c2", 1, 340.0, 20.0),
+        ("c3", 2, 80.0, 40.0),
+    ]
+    assert {c["number"] for c in board["callbacks"]} == {None}
+    assert board["callbacks"][0]["customer"] == customer_hash(KEY, BOB)[:8]
+    assert [(w["contact_id"], w["position"], w["returning"]) for w in board["waiting"]] == [
+        ("h1", 1, True),  # Alice again, on chat
+        ("v9", 1, False),
+    ]
+    feed(p, [(CHATS, ev("answered", "h1", at("10:06:40"), agent_id="a3"))])  # Alice reached
+    board = callbacks.snapshot(p.store, s, at("10:07:00"), "all")
+    assert [c["contact_id"] for c in board["callbacks"]] == ["c1", "c3"]
+    assert [w["contact_id"] for w in board["waiting"]] == ["v9"]
+
+
+def test_numbers_in_the_clear_only_with_the_option():
+    p = pipeline(customer_show_clear=True)
+    feed(p, call("c1", BOB, "sales", "10:00:00", "abandoned", "10:00:30"))
+    board = callbacks.snapshot(p.store, p.settings, at("10:01:00"), "all")
+    assert [c["number"] for c in board["callbacks"]] == [BOB]
+    off = LocalPipeline(settings(customer_key=KEY, partitions=1))
+    feed(off, call("c1", BOB, "sales", "10:00:00", "abandoned", "10:00:30"))
+    assert BOB.encode() not in orjson.dumps([off.queues, off.customers, off.lifecycle])
