@@ -37,7 +37,8 @@ def customer_hash(key: bytes, customer: str) -> str:
 # ---- the customer stage --------------------------------------------------------------------
 # A customer record (``u|hash``, on the facts partition of the hash) holds only what the windows
 # need, each item dropped when its window has passed by event time:
-#   "o": contact id → [queue, channel, offered ms, outcome, handled queue, handled channel]
+#   "o": contact id → [queue, channel, offered ms, outcome, handled queue, handled channel,
+#        answered ms, counted as a repeat]
 #        the contacts offered within R (the repeat window; a handled one is decided for FCR then)
 #   "a": contact id → [queue, channel, abandoned ms, wait]  abandons within W not yet recovered
 #   "s": [[ms, signal]]  at-risk signals of the last 7 days: "L" lost, "R" repeat, "S" survey
@@ -181,12 +182,13 @@ class CustomerStage:
             if cid in v["o"]:
                 return
             earlier = [c for c in v["o"].values() if ts - self.r_ms <= c[2] < ts]
-            if earlier:
+            repeat = bool(earlier)
+            if repeat:
                 prev = max(earlier, key=lambda c: c[2])
                 outcome = prev[3] if prev[3] in PREVIOUS else "other"
                 emit(Fact(Kind.REPEAT, fact.queue, fact.channel, fact.ts, cid, 0.0, late, (outcome,)))
                 v["s"].append([ts, "R"])
-            v["o"][cid] = [fact.queue, fact.channel, ts, "", None, None]
+            v["o"][cid] = [fact.queue, fact.channel, ts, "", None, None, None, repeat]
             v["q"] = fact.queue
             case = str(x[1]) if len(x) > 1 and x[1] is not None else "#" + cid
             held = v["k"].get(case)
@@ -200,7 +202,7 @@ class CustomerStage:
         elif kind == Kind.CU_ANSWERED:
             held = v["o"].get(cid)
             if held is not None and held[3] == "":
-                held[3] = "answered"
+                held[3], held[6] = "answered", ts
             for other in sorted(v["a"], key=lambda c: (v["a"][c][2], c)):
                 q, ch, at, _ = v["a"][other]
                 if other != cid and at <= ts <= at + self.w_ms:
@@ -211,7 +213,16 @@ class CustomerStage:
             held = v["o"].get(cid)
             if held is not None:
                 held[3] = outcome
-            if cid not in v["a"]:
+            # an answer of the customer within W after it that arrived first (another topic, late)
+            answers = sorted(
+                (c[6], other)
+                for other, c in v["o"].items()
+                if other != cid and c[6] is not None and ts <= c[6] <= ts + self.w_ms
+            )
+            if answers and cid not in v["a"]:
+                at = answers[0][0]
+                emit(Fact(Kind.RECOVERED, fact.queue, fact.channel, at / 1000, cid, (at - ts) / 1000, late))
+            elif cid not in v["a"]:
                 v["a"][cid] = [fact.queue, fact.channel, ts, fact.value]
                 emit(
                     Fact(
@@ -282,7 +293,7 @@ class CustomerStage:
             # windows too (a deadline is never later than the lateness behind the clock)
             late = False
             if what == "o":
-                q, ch, offered, outcome, hq, hch = v["o"].pop(which)
+                q, ch, offered, outcome, hq, hch = v["o"].pop(which)[:6]
                 if outcome == "handled":
                     again = any(offered < c[2] <= deadline for c in v["o"].values())
                     emit(Fact(Kind.FCR, hq or q, hch or ch, deadline / 1000, which, 0.0, late, (not again,)))

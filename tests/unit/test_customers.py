@@ -247,3 +247,25 @@ def test_numbers_in_the_clear_only_with_the_option():
     off = LocalPipeline(settings(customer_key=KEY, partitions=1))
     feed(off, call("c1", BOB, "sales", "10:00:00", "abandoned", "10:00:30"))
     assert BOB.encode() not in orjson.dumps([off.queues, off.customers, off.lifecycle])
+
+
+def test_the_call_back_arriving_before_the_abandon_still_recovers_and_repeats():
+    """Two topics are not ordered with each other: the chat (answered 10:00:45) may reach the
+    customer stage before the call abandoned at 10:00:25. The abandon is recovered all the same;
+    the chat is no repeat: repeats are recognized as contacts arrive (docs/kpis.md)."""
+    p = pipeline()
+    feed(
+        p,
+        [
+            (CHATS, ev("offered", "h1", at("10:00:40"), queue="support", customer=BOB)),
+            (CHATS, ev("answered", "h1", at("10:00:45"), agent_id="a1")),
+        ],
+    )
+    feed(p, call("c1", BOB, "sales", "10:00:20", "abandoned", "10:00:25"), now=at("10:01:00"))
+    sales, chat = view(p, "sales"), p.store.view("support", "chat", at("12:00:00"))
+    assert (sales.recovered, sales.lost, sales.unrecovered) == (1, 0, 0)
+    assert chat.repeat == {"handled": 0, "abandoned": 0, "dequeued": 0, "other": 0}
+    assert p.store.callbacks() == []
+    feed(p, [(CALLS, ev("offered", "c9", at("10:00:50"), queue="sales", customer=BOB))], now=at("10:01:00"))
+    # a repeat of the latest earlier contact, h1, answered and not ended yet: "other"
+    assert view(p, "sales").repeat == {"handled": 0, "abandoned": 0, "dequeued": 0, "other": 1}
