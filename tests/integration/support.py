@@ -239,7 +239,14 @@ def state_series(m: dict) -> dict:
         k: v
         for k, v in m.items()
         if k[0].startswith("ccmon_")
-        and not k[0].startswith((*PROCESS_METRICS, "ccmon_queue_oldest", "ccmon_agent_state_seconds"))
+        and not k[0].startswith(
+            (
+                *PROCESS_METRICS,
+                "ccmon_queue_oldest",
+                "ccmon_agent_state_seconds",
+                "ccmon_abandons_unrecovered_oldest",
+            )
+        )
     }  # per-agent state seconds run on with the clock, like the oldest wait
 
 

@@ -39,6 +39,7 @@ from tests.unit.helpers import (
     edge_ts,
     ev,
     settings,
+    with_customers,
     with_later_spec_events,
 )
 
@@ -53,21 +54,6 @@ CUSTOMERS = {
     "repeat_window_s": 600.0,
     "recovery_window_s": 300.0,
 }
-
-
-def with_customers(rows: list) -> list:
-    """Most offered contacts carry one of 40 customers (some a case), chosen by the contact id, so
-    that customers return across queues, channels and partitions: repeats, recoveries, losses."""
-    out = []
-    for topic, key, event in rows:
-        if isinstance(event, dict) and event.get("type") == "offered":
-            pick = zlib.crc32(str(event["contact_id"]).encode())
-            if pick % 7:
-                event = {**event, "customer": f"+49{pick % 40:04d}"}
-                if pick % 3 == 0:
-                    event["case_id"] = f"case-{pick % 13}"
-        out.append((topic, key, event))
-    return out
 
 
 def traffic(seed: int, minutes: int = 30, late: float = 0.05, edges: float = 0.01) -> list[Record]:
