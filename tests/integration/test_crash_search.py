@@ -75,21 +75,7 @@ WORKER = {
     "CCMON_BATCH_SIZE": "200",
     "CCMON_AGENT_METRICS": os.environ.get("CCMON_CRASH_SEARCH_AGENT_METRICS", "true"),
     "CCMON_LOG_LEVEL": "info",
-    # the customer stage (issue 24), in windows the hour of traffic decides: repeats, recoveries,
-    # losses; its key file is written by the test (customer_key)
-    "CCMON_REPEAT_WINDOW_S": "1200",
-    "CCMON_RECOVERY_WINDOW_S": "600",
 }
-
-
-def customer_key(env: Env) -> dict[str, str]:
-    """The customer key every worker of the search shares (one file in the deployment's tmp)."""
-    path = env.tmp / "customer.key"
-    if not path.exists():
-        path.write_bytes(b"crash-search-customer-key-0123456789\n")
-    return {"CCMON_CUSTOMER_KEY_FILE": str(path)}
-
-
 #: only these scenario numbers (e.g. "0,1"), to re-run a failure of a longer search
 ONLY = {int(n) for n in os.environ.get("CCMON_CRASH_SEARCH_ONLY", "").split(",") if n.strip()}
 #: where the worker logs of a scenario that ends unequal are kept (pytest's temporary directories
@@ -145,7 +131,6 @@ def _scenario(env: Env, sc: Scenario, ref: dict, started: list[Worker]) -> str |
         "CCMON_APP_ID": f"{env.prefix}-s{sc.number}",
         "CCMON_FACTS_TOPIC": f"{env.prefix}.s{sc.number}-facts",
         **WORKER,
-        **customer_key(env),
     }
     live: list[Worker] = []
     if sc.companion:  # starts with the first victim: they share the input from the beginning
@@ -206,23 +191,15 @@ def where_they_differ(workers: list[Worker], ref: dict) -> str:
 def test_kills_at_every_point_of_the_work_change_no_series(env: Env, workers: list[Worker], tmp_path: Path):
     rng = random.Random(SEED)
     recording = tmp_path / "search.jsonl"
-    kinds = mixed(recording, env.topics, seed=SEED % 1000, minutes=60, rate=2, edges=100, customers=True)
+    kinds = mixed(recording, env.topics, seed=SEED % 1000, minutes=60, rate=2, edges=100)
     assert kinds["late_arrivals"] > 200 and kinds["duplicates"] > 100 and kinds["transferred"] > 50
     assert env.ccmon("replay", str(recording), "--quiet", timeout=300).returncode == 0
-    reference = reference_worker(env, **WORKER, **customer_key(env))
+    reference = reference_worker(env, **WORKER)
     workers.append(reference)
     ref = state_series(
         reference.wait_settled(lambda m: total_events(m) == kinds["lines"], timeout=300, what="the reference")
     )
     assert len(ref) > 300
-    # the customer stage's state is part of what must come out equal
-    customer = {k[0] for k in ref if k[0].startswith(("ccmon_contacts_repeat", "ccmon_abandons_"))}
-    assert {
-        "ccmon_contacts_repeat_total",
-        "ccmon_abandons_recovered_total",
-        "ccmon_abandons_lost_total",
-    } <= customer
-    assert sum(v for k, v in ref.items() if k[0] == "ccmon_abandons_lost_total") > 0
 
     scenarios = []
     for number in range(SCENARIOS):
