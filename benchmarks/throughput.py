@@ -26,7 +26,8 @@ Measured in this order, on a broker of its own (port 39092 unless CCMON_BENCH_KA
             series on /metrics equals the one before the stop; the slower of the two, and the
             changelog it had to read;
 - scrape:   /metrics with 1,000 queues × 2 channels live (median of 20 scrapes);
-- memory:   worker RSS growth per open contact over 100,000 open contacts;
+- memory:   worker RSS growth per open contact over 100,000 open contacts; the customer stage's
+            heap per customer (benchmarks/customers.py; in-process, runnable alone);
 - pollers:  the event-loop stall while 20 agents pages poll /api/agents at 5,000 agents at the same
             instant, with a render per poll (before issue 21) and with the shared render, against
             a 2-byte body's (benchmarks/pollers.py; in-process, runnable alone).
@@ -66,7 +67,7 @@ from typing import Final
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from benchmarks import compiled_core, pollers, workload
+from benchmarks import compiled_core, customers, pollers, workload
 from streams.config import Settings, load
 from streams.core.intake import Record
 from streams.dev.harness import NotReady, ProcessExited, Service, wait_stable, wait_until
@@ -819,6 +820,8 @@ def measure(
             (True, "core_compiled_bytes_per_open_contact"),
         ):  # each in a fresh process, as the core rates
             r[key] = round(compiled_core.run("heap", open_n, compiled=compiled)["bytes_per_open_contact"])
+        r["customer_record_bytes"] = round(customers.bytes_per_customer(open_n))
+        r["customer_abandon_record_bytes"] = round(customers.bytes_per_customer(open_n, abandoned=True))
         scrape, samples, per_contact = scrape_and_memory(run, 1000, open_n)
         r["scrape_s"], r["scrape_samples"], r["bytes_per_open_contact"] = (
             round(scrape, 4),
@@ -872,6 +875,8 @@ def measure(
         ("RSS per open contact", "bytes_per_open_contact", "bytes"),
         ("pure core heap per open contact", "core_bytes_per_open_contact", "bytes"),
         ("  the same, compiled core", "core_compiled_bytes_per_open_contact", "bytes"),
+        ("customer stage heap per customer", "customer_record_bytes", "bytes"),
+        ("  the same, an abandon to call back", "customer_abandon_record_bytes", "bytes"),
         ("/api/agents render, 5000 agents", "agents_render_ms", "ms"),
         ("loop stall, 20 pollers: 2-byte floor", "agents_stall_floor_ms", "ms"),
         ("loop stall, 20 pollers: per poll", "agents_stall_per_poll_ms", "ms"),

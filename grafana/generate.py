@@ -36,7 +36,7 @@ def thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
 
 NEUTRAL = thresholds((None, "blue"))
 #: the wallboard's rows, in order; their tiles are the catalog's panels (streams/metrics/catalog.py)
-ROWS = ("Queues now", "Prediction", "Last 15 minutes", "Surveys today", "Agents")
+ROWS = ("Queues now", "Prediction", "Last 15 minutes", "Surveys today", "Customers", "Agents")
 
 
 def tile(

@@ -135,6 +135,17 @@ class KpiSettings:
     ewt_estimator: str = "erlang"
     #: length of the service-level interval the projection is for, aligned to the local clock
     sl_interval_s: int = 1800
+    # the customer behind the contacts (SPEC §2 "The customer", docs/security.md): without a key
+    # stage 1 drops every ``customer`` at intake, so the customer features are off
+    customer_key: bytes | None = field(default=None, repr=False)  #: the HMAC secret, never logged
+    customer_show_clear: bool = False  #: the call-back list may show numbers (needs web auth)
+    repeat_window_s: float = 86400.0  #: R
+    recovery_window_s: float = 3600.0  #: W
+    at_risk_window_s: float = 7 * 86400.0
+    customer_limit: int = 100_000  #: customers tracked per worker share; beyond it, skipped and counted
+    #: a stage-1 partition whose watermark is this far behind the newest one no longer holds the
+    #: customer clock back (an idle partition); exact across runs while none lags more (customers.py)
+    customer_idle_s: float = 900.0
     defaults: QueueThresholds = QueueThresholds()
     queues: Mapping[str, QueueThresholds] = field(default_factory=dict)
 
@@ -256,6 +267,25 @@ def _readable_file(name: str, raw: str) -> str:
     except OSError as exc:
         raise ConfigError(f"{name}: cannot read {path} ({exc.strerror})") from None
     return str(path)
+
+
+#: the fewest bytes a customer key file must hold: a short key would make the hashes guessable
+MIN_CUSTOMER_KEY = 16
+
+
+def _key_file(name: str, raw: str) -> bytes:
+    """The customer HMAC key: the file's bytes, trailing whitespace (a newline) left out."""
+    path = Path(_text(name, raw))
+    try:
+        key = path.read_bytes().rstrip()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path} ({exc.strerror})") from None
+    if len(key) < MIN_CUSTOMER_KEY:
+        raise ConfigError(
+            f"{name}: {path} holds {len(key)} bytes, at least {MIN_CUSTOMER_KEY} are needed "
+            f"(e.g. head -c 32 /dev/urandom | base64 > {path})"
+        )
+    return key
 
 
 def _password(env: Mapping[str, str]) -> str | None:
@@ -387,6 +417,13 @@ ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     # who may read the worker's web port and who sees the Kafka password (docs/security.md)
     "CCMON_WEB_CONFIG_FILE": ("web.config_file", _readable_file),
     "CCMON_KAFKA_ALLOW_PLAINTEXT_PASSWORD": ("kafka.allow_plaintext_password", _flag),
+    # the customer behind the contacts: its key, windows, cap and display (docs/security.md)
+    "CCMON_CUSTOMER_KEY_FILE": ("customer_key", _key_file),
+    "CCMON_CUSTOMER_SHOW_CLEAR": ("customer_show_clear", _flag),
+    "CCMON_REPEAT_WINDOW_S": ("repeat_window_s", _positive_float),
+    "CCMON_RECOVERY_WINDOW_S": ("recovery_window_s", _positive_float),
+    "CCMON_CUSTOMER_LIMIT": ("customer_limit", _positive_int),
+    "CCMON_CUSTOMER_IDLE_S": ("customer_idle_s", _positive_float),
 }
 #: what the local broker needs, all it reads (``load(only=...)``)
 LOCAL_BROKER_ENV = ("CCMON_DATA_DIR", "CCMON_KAFKA_VERSION", "CCMON_KAFKA_CACHE", "CCMON_KAFKA_HEAP")
@@ -492,6 +529,16 @@ def _check_password_exposure(kafka: KafkaSettings) -> None:
         )
 
 
+def customer_notice(s: KpiSettings) -> str | None:
+    """The one line a worker without a customer key logs at start (the features it has not)."""
+    if s.customer_key is not None:
+        return None
+    return (
+        "customer features off: no CCMON_CUSTOMER_KEY_FILE, so every event's customer is dropped at "
+        "intake (no repeat contacts, abandon recovery, operational FCR, customers at risk, call-back list)"
+    )
+
+
 def load(
     env: Mapping[str, str] | None = None, *, only: tuple[str, ...] | None = None, **overrides: Any
 ) -> Settings:
@@ -523,6 +570,10 @@ def load(
             f"CCMON_KAFKA_USERNAME and CCMON_KAFKA_PASSWORD (or CCMON_KAFKA_PASSWORD_FILE)"
         )
     _check_password_exposure(kafka)
+    if settings.customer_show_clear and settings.customer_key is None:
+        raise ConfigError(
+            "CCMON_CUSTOMER_SHOW_CLEAR=true needs CCMON_CUSTOMER_KEY_FILE: without a key, no customers"
+        )
     if bool(kafka.cert_file) != bool(kafka.key_file):
         raise ConfigError(
             "CCMON_KAFKA_CERT_FILE and CCMON_KAFKA_KEY_FILE go together (client certificate and its key)"

@@ -22,7 +22,7 @@ from typing import Any
 
 from streams import __version__
 from streams.cli.common import broker_flags, non_negative_float, port, positive_float, settings
-from streams.config import ConfigError, flag_type, load
+from streams.config import ConfigError, customer_notice, flag_type, load
 from streams.dev.net import port_free
 from streams.errors import CcmonError
 
@@ -122,6 +122,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    notice = customer_notice(s)
+    if notice is not None:
+        print(f"ccmon worker: {notice}", file=sys.stderr, flush=True)
     from streams.kafka.broker_watch import RetryNoise
 
     faust_worker(pipeline.app, s.log_level, [RetryNoise(pipeline.broker)]).execute_from_commandline()

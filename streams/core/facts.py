@@ -13,6 +13,8 @@ from typing import Any, Final, Literal, get_args
 
 __all__ = [
     "AGENT_ROUTED",
+    "CUSTOMER_DERIVED",
+    "CUSTOMER_ROUTED",
     "Fact",
     "HAND_PHASES",
     "HandPhase",
@@ -45,10 +47,48 @@ class Kind:
         "ag_done"  #: the agent completed a segment; value = handle seconds; extra = (contact id,)
     )
     AG_MISSED: Final = "ag_missed"  #: the agent did not take an offered contact; extra = (contact id,)
+    # Customer facts (stage 1 → the customer stage, streams/core/customers.py): routed to the facts
+    # partition of the customer's hash (``subject``), so that one record gathers every contact of
+    # a customer whatever topic, partition, queue or channel it came through.
+    CU_OFFERED: Final = "cu_offered"  #: a new contact (not a transfer); extra = (contact, case, clear)
+    CU_ANSWERED: Final = "cu_answered"  #: extra = (contact id,)
+    CU_LEFT: Final = "cu_left"  #: abandoned or dequeued; value = wait; extra = (contact id, outcome)
+    CU_HANDLED: Final = "cu_handled"  #: a segment handled; extra = (contact id,)
+    CU_SURVEY: Final = "cu_survey"  #: extra = (contact id, csat, nps)
+    CU_RESOLVED: Final = "cu_resolved"  #: extra = (contact id, case)
+    # On the wire every customer fact's extra has the release time (ms) second: (contact id,
+    # release, ...the rest above); stage 1 inserts it when it sends the fact (intake._emit).
+    #: the watermarks of a stage-1 batch's contact partitions, sent to every facts partition after
+    #: the batch: extra = (source "topic/partition", watermark ms, source, ms, ...)
+    CU_CLOCK: Final = "cu_clock"
+    # What the customer stage tells the queues (routed by queue, like every queue fact)
+    REPEAT: Final = "repeat"  #: subject = contact; extra = (previous outcome,)
+    UNRECOVERED: Final = "unrecovered"  #: an abandon to call back; value = wait; extra = (hash, clear)
+    RECOVERED: Final = "recovered"  #: subject = the abandoned contact; value = seconds to the answer
+    LOST: Final = "lost"  #: subject = the abandoned contact; ts = abandon + W
+    FCR: Final = "fcr"  #: operational FCR decided; extra = (resolved on first contact,)
+    RESOLUTION: Final = "resolution"  #: value = seconds to resolve; extra = (contacts of the case,)
+    RISK: Final = "risk"  #: subject = customer hash; value = 1 at risk for this queue, 0 no more
 
 
 #: kinds routed by agent id (the fact's ``subject``) instead of by queue
 AGENT_ROUTED = frozenset({Kind.AG_STATE, Kind.AG_CONTACT, Kind.AG_DONE, Kind.AG_MISSED})
+#: kinds routed by customer hash (the fact's ``subject``): the customer stage's input
+CUSTOMER_ROUTED = frozenset(
+    {
+        Kind.CU_OFFERED,
+        Kind.CU_ANSWERED,
+        Kind.CU_LEFT,
+        Kind.CU_HANDLED,
+        Kind.CU_SURVEY,
+        Kind.CU_RESOLVED,
+        Kind.CU_CLOCK,
+    }
+)
+#: kinds the customer stage derives, for the queues (routed by queue)
+CUSTOMER_DERIVED = frozenset(
+    {Kind.REPEAT, Kind.UNRECOVERED, Kind.RECOVERED, Kind.LOST, Kind.FCR, Kind.RESOLUTION, Kind.RISK}
+)
 #: phases of a contact in an agent's hand
 HandPhase = Literal["talking", "hold", "acw"]
 HAND_PHASES: Final[tuple[HandPhase, ...]] = get_args(HandPhase)

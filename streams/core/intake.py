@@ -25,14 +25,15 @@ import heapq
 import time
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import orjson
 
 from streams.config import KpiSettings
+from streams.core.customers import customer_hash
 from streams.core.events import Reason, Rejection, parse_agent, parse_contact
-from streams.core.facts import AGENT_ROUTED, Fact
+from streams.core.facts import AGENT_ROUTED, CUSTOMER_ROUTED, Fact, Kind
 from streams.core.layout import (
     AGENT,
     CONTACT,
@@ -164,6 +165,39 @@ class BatchOutput:
     lags: list[tuple[str, float]] = field(default_factory=list)  #: (topic, seconds)
 
 
+def _for_customer(
+    state: ContactState, cid: str, facts: list[Fact], etype: str, ts: float, clear: str | None
+) -> list[Fact]:
+    """The facts of one event, and for a contact whose customer is known, what the customer
+    stage needs of them (streams/core/customers.py): routed by the customer's hash."""
+    who = state.customer
+    if who is None:
+        return facts
+    out = list(facts)
+    for f in facts:
+        kind = f.kind
+        if kind == Kind.OFFERED and etype == "offered":  # a transfer is the same contact
+            out.append(
+                Fact(Kind.CU_OFFERED, f.queue, f.channel, f.ts, who, 0.0, f.late, (cid, state.case_id, clear))
+            )
+        elif kind == Kind.ANSWERED:
+            out.append(Fact(Kind.CU_ANSWERED, f.queue, f.channel, f.ts, who, 0.0, f.late, (cid,)))
+        elif kind == Kind.ABANDONED or kind == Kind.DEQUEUED:
+            out.append(Fact(Kind.CU_LEFT, f.queue, f.channel, f.ts, who, f.value, f.late, (cid, kind)))
+        elif kind == Kind.HANDLED:
+            out.append(Fact(Kind.CU_HANDLED, f.queue, f.channel, f.ts, who, 0.0, f.late, (cid,)))
+        elif kind == Kind.SURVEY:
+            x = f.extra or ()
+            csat = x[0] if x else None
+            nps = x[1] if len(x) > 1 else None
+            out.append(Fact(Kind.CU_SURVEY, f.queue, f.channel, f.ts, who, 0.0, f.late, (cid, csat, nps)))
+    if etype == "resolved":
+        out.append(
+            Fact(Kind.CU_RESOLVED, state.queue, state.channel, ts, who, 0.0, False, (cid, state.case_id))
+        )
+    return out
+
+
 class Intake:
     def __init__(self, data: MutableMapping[str, Any], settings: KpiSettings) -> None:
         self.data = data
@@ -176,6 +210,13 @@ class Intake:
         self.known_agents: Counter[str] = Counter()
         #: (topic, partition) → heap of (ACW deadline, offset of ended, contact key)
         self.deadlines: dict[tuple[str, int], list[tuple[float, int, str]]] = {}
+        #: (topic, partition) → the watermark last announced to the customer clocks (in memory: a
+        #: restarted worker announces again, which changes nothing)
+        self._announced: dict[tuple[str, int], float] = {}
+        #: (topic, partition) → its watermark before the event being processed (release times)
+        self._before: dict[tuple[str, int], float] = {}
+        #: contact partitions declared empty to the customer clocks (in memory, as ``_announced``)
+        self._declared: set[tuple[str, int]] = set()
         self.reindex()
 
     def reindex(self) -> None:
@@ -228,7 +269,8 @@ class Intake:
                 continue  # completed by its wrap-up, or expired
             state = ContactState.from_wire(raw)
             # the queue's and the agent's fact share the id: they go to different records
-            for fact in complete_by_timeout(state, contact_key_parts(key)[1]):
+            cid = contact_key_parts(key)[1]
+            for fact in _for_customer(state, cid, complete_by_timeout(state, cid), "", deadline, None):
                 self._emit(out, src, int(round(deadline * 1000)), ended_offset, fact)
             wire = state.to_wire()
             self.data[key] = wire
@@ -244,14 +286,102 @@ class Intake:
         return mark
 
     def _emit(self, out: BatchOutput, src: str, offset: int, idx: int, fact: Fact) -> None:
-        part = partition_for_queue(
-            fact.subject if fact.kind in AGENT_ROUTED else fact.queue, self.s.partitions
-        )
+        if fact.kind in CUSTOMER_ROUTED:
+            part = partition_for_queue(fact.subject, self.s.partitions)
+            x = fact.extra or ("",)
+            fact = replace(fact, extra=(x[0], self._release_ms(src, fact.ts), *x[1:]))
+        elif fact.kind in AGENT_ROUTED:
+            part = partition_for_queue(fact.subject, self.s.partitions)
+        else:
+            part = partition_for_queue(fact.queue, self.s.partitions)
         out.facts.setdefault(part, []).append([src, offset, idx, fact.to_wire()])
 
+    def _release_ms(self, src: str, ts: float) -> int:
+        """When the customer stage may apply a customer fact: its own time, or just after its
+        partition's watermark before the event when that is later. So every fact released from
+        now on is released after the watermark the partition announced last (``_announce``), and
+        the customer stage, applying what is released up to the lowest announced watermark,
+        applies one set in one order whatever order the partitions' facts reach it in
+        (customers.py, "the customer clock")."""
+        topic, partition = src.split("/")[:2]
+        key = (topic, int(partition))
+        before = self._before.get(key)
+        if before is None:  # a timeout fired by the sweep: the watermark is the one announced
+            before = self._mark(topic, int(partition))[M_TIME]
+        floor = int(round(before * 1000)) + 1 if before != float("-inf") else 0
+        return max(int(round(ts * 1000)), floor)
+
+    def declare_empty(self, sources: Iterable[tuple[str, int]]) -> BatchOutput:
+        """Contact partitions that hold no event at all (the worker: its assigned partitions whose
+        end offset is 0; a replay in tests: those it has nothing for) told to the customer clocks,
+        which otherwise wait for every contact partition to announce a watermark (customers.py):
+        a partition not heard from yet may still hold facts from the beginning of time."""
+        out = BatchOutput()
+        if self.s.customer_key is None:
+            return out
+        pairs: list[Any] = []
+        for topic, partition in sorted(sources):
+            if topic not in self.channels or (topic, partition) in self._declared:
+                continue
+            mark = self.data.get(watermark_key(topic, partition))
+            if mark is not None and mark[M_TIME] != float("-inf"):
+                continue  # it has events: its watermark speaks for it
+            self._declared.add((topic, partition))
+            pairs += [f"{topic}/{partition}", -1]
+        if pairs:
+            row = [pairs[0], -1, 0, [Kind.CU_CLOCK, "", "", 0.0, pairs[0], 0.0, False, pairs]]
+            for part in range(self.s.partitions):
+                out.facts.setdefault(part, []).append(row)
+        return out
+
+    def _announce(self, out: BatchOutput, touched: Iterable[tuple[str, int]], now: float) -> None:
+        """The customer clock's input: each contact partition of the batch tells every facts
+        partition its watermark (customer features only), after the batch's facts. Never beyond
+        the wall clock: an event from a few minutes ahead (within the future tolerance) would
+        otherwise make every other partition look idle (customers.py)."""
+        if self.s.customer_key is None:
+            return
+        pairs: list[Any] = []
+        newest = float("-inf")
+        for topic, partition in touched:
+            if topic not in self.channels:
+                continue
+            watermark = min(self._mark(topic, partition)[M_TIME], now)
+            if watermark == float("-inf") or self._announced.get((topic, partition), -1) >= watermark:
+                continue
+            self._announced[(topic, partition)] = watermark
+            pairs += [f"{topic}/{partition}", int(round(watermark * 1000))]
+            newest = max(newest, watermark)
+        if pairs:  # one fact for the batch: the clock moves once, with every partition's news
+            row = [pairs[0], pairs[1], 0, [Kind.CU_CLOCK, "", "", newest, pairs[0], 0.0, False, pairs]]
+            for part in range(self.s.partitions):
+                out.facts.setdefault(part, []).append(row)
+
     def _reject(self, out: BatchOutput, rec: Record, rejection: Rejection) -> None:
+        if rec.value is not None and b'"customer"' in rec.value and rec.topic in self.channels:
+            rec = self._redacted(rec)
         out.dead.append(DeadLetter(rec, rejection.reason, rejection.detail))
         out.results[(rec.topic, REJECTED)] += 1
+
+    def _redacted(self, rec: Record) -> Record:
+        """The record as its dead letter carries it: a ``customer`` is personal data, so the dead
+        letter holds its hash (none without a key), like everything else ccmon writes. An input
+        that is not a JSON object cannot be told apart from one that holds a number: it is kept
+        whole only when it has no ``"customer"`` in it, and otherwise replaced by a note."""
+        try:
+            doc = orjson.loads(rec.value) if rec.value is not None else None
+        except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict):
+            note = b'{"redacted": "an unreadable contact event naming a customer"}'
+            return Record(rec.topic, rec.partition, rec.offset, rec.key, note)
+        value = doc.get("customer")
+        key = self.s.customer_key
+        if isinstance(value, str) and key is not None:
+            doc["customer"] = customer_hash(key, value)
+        else:
+            doc.pop("customer", None)
+        return Record(rec.topic, rec.partition, rec.offset, rec.key, orjson.dumps(doc))
 
     def _new_queues(self, names: Iterable[str]) -> list[str]:
         return [q for q in dict.fromkeys(names) if q not in self.known_queues]
@@ -323,6 +453,7 @@ class Intake:
                 self._reject(out, rec, Rejection(Reason.INVALID_FIELD, f"unexpected topic {rec.topic!r}"))
                 continue
             mark = self._mark(rec.topic, rec.partition)
+            self._before[(rec.topic, rec.partition)] = mark[M_TIME]
             if rec.offset <= mark[M_DECIDED]:
                 # decided already: its state and facts persisted (the mark is written after them).
                 # Deciding it again against a state that has moved on would not give the same
@@ -345,6 +476,8 @@ class Intake:
             key = watermark_key(topic, partition)
             if key in self.data:
                 out.writes[key] = (partition, self.data[key])
+        self._before.clear()
+        self._announce(out, sorted(touched), now)
         return out
 
     def _too_large(self, value: bytes) -> Rejection:
@@ -369,11 +502,23 @@ class Intake:
         if isinstance(ev, Rejection):
             self._reject(out, rec, ev)
             return
+        clear: str | None = None
+        if ev.customer is not None:  # personal data: hashed here, before anything keeps or sends it
+            key_ = self.s.customer_key
+            clear = ev.customer if self.s.customer_show_clear else None
+            ev = replace(ev, customer=customer_hash(key_, ev.customer) if key_ is not None else None)
         mark = self._mark(rec.topic, rec.partition)
         key = contact_key(channel, ev.contact_id)
         src = f"{rec.topic}/{rec.partition}"
         self._fire_timeouts(out, rec.topic, rec.partition, mark[M_TIME])  # may complete this very contact
         raw = self.data.get(key)
+        if raw is not None and raw[W_SEEN] + self.s.retention_s < mark[M_TIME]:
+            # past retention by the watermark: what the sweep drops is dropped here too, so that
+            # the event meets the same state whether a sweep ran before it or not (the customer of
+            # a late survey was only known when none had: the crash search found it, issue 24)
+            self.data.pop(key)
+            out.writes[key] = (raw[W_PARTITION], None)
+            raw = None
         if (
             raw is not None
             and len(raw) > W_DECIDED
@@ -412,9 +557,16 @@ class Intake:
         else:
             facts = result.facts
             state = cast(ContactState | None, result.state)  # a contact event's outcome holds a contact
+            if state is not None and not result.duplicate:
+                if state.customer is None and ev.customer is not None:
+                    state.customer = ev.customer
+                if state.case_id is None and ev.case_id is not None:
+                    state.case_id = ev.case_id
+                facts = _for_customer(state, ev.contact_id, facts, ev.type, ev.ts, clear)
             if ev.type == "ended" and not result.duplicate and state is not None and state.phase == ENDED:
                 if ev.ts + self.s.acw_timeout_s < mark[M_TIME]:  # late: its wrap-up time is over already
-                    facts = [*facts, *complete_by_timeout(state, ev.contact_id)]
+                    done = complete_by_timeout(state, ev.contact_id)
+                    facts = [*facts, *_for_customer(state, ev.contact_id, done, "", ev.ts, None)]
                 else:
                     heapq.heappush(
                         self.deadlines.setdefault((rec.topic, rec.partition), []),

@@ -16,6 +16,17 @@ __all__ = [
     "FCR_YES",
     "FR_N",
     "FR_SUM",
+    "LOST_N",
+    "OFCR_N",
+    "OFCR_YES",
+    "RECOVERED_N",
+    "REPEAT_N",
+    "RES_N",
+    "RES_SUM",
+    "operational_fcr",
+    "recovery",
+    "repeat",
+    "resolution",
     "HANDLED",
     "HANDLE_SUM",
     "IN_THRESHOLD",
@@ -45,7 +56,10 @@ OFFERED, ANSWERED, ABANDONED, SHORT, IN_THRESHOLD, WAIT_SUM, HANDLED, HANDLE_SUM
 CSAT_N, CSAT_POS, NPS_N, NPS_PROMOTERS, NPS_DETRACTORS, FCR_N, FCR_YES = range(8, 15)
 DEQUEUED, MISSED, CES_N, CES_SUM = range(15, 19)
 FR_N, FR_SUM = range(19, 21)  #: first responses and the sum of their times
-WIDTH = 21
+#: the customer behind the contacts (SPEC §2 "The customer"): repeats, abandons recovered and
+#: lost, operational FCR decided and resolved, resolutions and the sum of their times
+REPEAT_N, RECOVERED_N, LOST_N, OFCR_N, OFCR_YES, RES_N, RES_SUM = range(21, 28)
+WIDTH = 28
 
 
 def padded(v: list[float]) -> list[float]:
@@ -103,3 +117,23 @@ def ces(v: Sequence[float]) -> float | None:
 def first_response(v: Sequence[float]) -> float | None:
     """Mean first response time (``responded.ts − offered.ts`` of the segment)."""
     return _ratio(v[FR_SUM], v[FR_N])
+
+
+def repeat(v: Sequence[float]) -> float | None:
+    """Repeat ratio: repeat contacts / offered contacts."""
+    return _ratio(v[REPEAT_N], v[OFFERED])
+
+
+def recovery(v: Sequence[float]) -> float | None:
+    """Abandon recovery ratio: recovered / (recovered + lost)."""
+    return _ratio(v[RECOVERED_N], v[RECOVERED_N] + v[LOST_N])
+
+
+def operational_fcr(v: Sequence[float]) -> float | None:
+    """Operational FCR: handled contacts with no new contact within R / those decided."""
+    return _ratio(v[OFCR_YES], v[OFCR_N])
+
+
+def resolution(v: Sequence[float]) -> float | None:
+    """Mean resolution time of the cases resolved in the window."""
+    return _ratio(v[RES_SUM], v[RES_N])

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 
@@ -103,6 +103,17 @@ __all__ = [
     "GradedRecord",
     "new_ended_record",
     "new_graded_record",
+    "CUSTOMER_TOTALS",
+    "AT_RISK",
+    "CUSTOMER",
+    "CUSTOMER_CLOCK",
+    "customer_totals_key",
+    "at_risk_key",
+    "RESOLUTION_BUCKETS",
+    "CASE_CONTACT_BUCKETS",
+    "CustomerTotals",
+    "CustomerTotalsRecord",
+    "new_customer_totals_record",
 ]
 
 # the kind of a record is the first character of its key
@@ -110,6 +121,9 @@ CONTACT, AGENT, WATERMARK, REGISTRY, SEEN_AGENT = "c", "g", "m", "q", "r"
 TOTALS, BUCKET, DAY, WAITING, QUEUE_AGENTS = "t", "b", "d", "w", "a"
 ENDED, GRADED, INTERVAL = "e", "k", "i"
 AGENT_RECORD = "p"
+#: the customer KPIs of a (queue, channel) and the customers at risk of a queue (stage 2, on the
+#: queue's partition); a customer (``u|hash``) and a facts partition's customer clock (``n|p``)
+CUSTOMER_TOTALS, AT_RISK, CUSTOMER, CUSTOMER_CLOCK = "x", "z", "u", "n"
 
 #: one fact as sent to stage 2: [source "topic/partition", source offset, index, Fact.to_wire()]
 FactRow = list[Any]
@@ -190,6 +204,14 @@ def interval_key(queue: str, channel: str, start: int) -> str:
     return f"i|{queue}|{channel}|{start}"
 
 
+def customer_totals_key(queue: str, channel: str) -> str:
+    return f"x|{queue}|{channel}"
+
+
+def at_risk_key(queue: str) -> str:
+    return f"z|{queue}"
+
+
 def queue_key_parts(key: str) -> list[str]:
     """[kind, queue, ...] of a queue-table key (queue names hold no ``|``: config.QUEUE_NAME)."""
     return key.split("|")
@@ -212,7 +234,10 @@ def partition_for_queue(queue: str, partitions: int) -> int:
 
 
 def queue_record_partition(key: str, partitions: int) -> int:
-    """The facts (and changelog) partition of a queue-table record: its queue's."""
+    """The facts (and changelog) partition of a queue-table record: its queue's; a customer's is
+    its hash's, a customer clock's the partition it names."""
+    if key[0] == CUSTOMER_CLOCK:
+        return int(key[2:])
     return partition_for_queue(key.split("|", 2)[1], partitions)
 
 
@@ -356,6 +381,47 @@ def new_window_record() -> WindowRecord:
 def decode_window(v: list[float]) -> list[float]:
     """A window vector of the current width, in place (an older worker's vectors are shorter)."""
     return kpis.padded(v)
+
+
+#: bounds of the resolution time (1 min to 1 week) and of the contacts per case
+RESOLUTION_BUCKETS: tuple[float, ...] = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
+CASE_CONTACT_BUCKETS: tuple[float, ...] = (1, 2, 3, 4, 5, 7, 10)
+
+
+class CustomerTotals(TypedDict):
+    """``v`` of an ``x|`` record: the customer KPIs of a (queue, channel) since the state began,
+    and the call-back list (the abandons of the queue whose customer was not reached yet)."""
+
+    rp: dict[str, int]  #: repeat contacts by previous outcome
+    rc: int  #: abandons recovered
+    lo: int  #: abandons lost
+    fd: int  #: operational FCR decided
+    fy: int  #: of which resolved on first contact
+    rs: list[float]  #: resolution time (RESOLUTION_BUCKETS)
+    cc: list[float]  #: contacts per case (CASE_CONTACT_BUCKETS)
+    u: dict[str, list[Any]]  #: contact id → [abandoned at, wait, customer hash, number or None]
+    rt: NotRequired[dict[str, float]]  #: repeat contacts of the last day → offered time (returning)
+
+
+class CustomerTotalsRecord(TypedDict):
+    h: Marks
+    v: CustomerTotals
+
+
+def new_customer_totals_record() -> CustomerTotalsRecord:
+    return {
+        "h": {},
+        "v": {
+            "rp": {},
+            "rc": 0,
+            "lo": 0,
+            "fd": 0,
+            "fy": 0,
+            "rs": _histogram(RESOLUTION_BUCKETS),
+            "cc": _histogram(CASE_CONTACT_BUCKETS),
+            "u": {},
+        },
+    }
 
 
 def new_waiting_record() -> WaitingRecord:

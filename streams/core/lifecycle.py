@@ -90,6 +90,10 @@ class ContactState:
     decided: int = -1
     #: the current segment had its first response (``responded``): a later one changes nothing
     responded: bool = False
+    #: the customer's keyed hash and the case, from the first event that carried them (written
+    #: only when one is set: a contact without them keeps its 17-item record)
+    customer: str | None = None
+    case_id: str | None = None
 
     def to_wire(self) -> list[Any]:
         """The fields in declaration order (``W_*`` are their positions, derived below): an open
@@ -107,7 +111,7 @@ class ContactState:
         seen_t, last_t = self.seen, self.last
         seen: object = seen_t
         last: object = seen if last_t == seen_t else last_t
-        return [
+        wire: list[Any] = [
             self.partition,
             self.channel,
             self.queue,
@@ -126,6 +130,9 @@ class ContactState:
             self.decided,
             self.responded,
         ]
+        if self.customer is not None or self.case_id is not None:
+            wire += [self.customer, self.case_id]
+        return wire
 
     @classmethod
     def from_wire(cls, d: list[Any]) -> ContactState:

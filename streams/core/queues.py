@@ -30,10 +30,13 @@ from streams.config import KpiSettings, QueueThresholds
 from streams.core import kpis
 from streams.core.erlang import agents_required
 from streams.core.events import AGENT_STATES, DEQUEUE_REASONS, DequeueReason, dequeue_label
-from streams.core.facts import Fact, Kind
+from streams.core.facts import CUSTOMER_DERIVED, Fact, Kind
 from streams.core.layout import (
+    AT_RISK,
     BUCKET,
+    CASE_CONTACT_BUCKETS,
     COUNTERS,
+    CUSTOMER_TOTALS,
     DAY,
     ENDED,
     EWT_ERROR_BUCKETS,
@@ -41,8 +44,10 @@ from streams.core.layout import (
     HANDLE_BUCKETS,
     INTERVAL,
     QUEUE_AGENTS,
+    RESOLUTION_BUCKETS,
     TOTALS,
     WAIT_BUCKETS,
+    CustomerTotalsRecord,
     EndedRecord,
     GradedRecord,
     Marks,
@@ -50,13 +55,16 @@ from streams.core.layout import (
     TotalsRecord,
     WaitingRecord,
     WindowRecord,
+    at_risk_key,
     bucket_key,
+    customer_totals_key,
     day_key,
     decode_totals,
     decode_window,
     ended_key,
     graded_key,
     interval_key,
+    new_customer_totals_record,
     new_ended_record,
     new_graded_record,
     new_queue_agents_record,
@@ -86,6 +94,8 @@ __all__ = [
     "fresh",
 ]
 
+#: outcomes a repeat's previous contact is counted by (SPEC §4 ``previous``)
+PREVIOUS = ("handled", "abandoned", "dequeued", "other")
 WINDOWS: dict[str, int] = {"5m": 300, "15m": 900, "1h": 3600}
 PREDICT_WINDOW = "5m"  #: the recent arrivals and answers the prediction reads
 #: the projection's arrivals are the last 2 minutes' rate when it is above the 5 minutes' one: a
@@ -158,6 +168,19 @@ class SeriesView:
     oldest_wait_s: float
     windows: dict[str, list[float]]
     agents_required: int | None
+    # the customer behind the contacts (SPEC §2 "The customer")
+    repeat: dict[str, int] = field(default_factory=dict)  #: by previous outcome (PREVIOUS)
+    recovered: int = 0
+    lost: int = 0
+    fcr_decided: int = 0
+    fcr_resolved: int = 0
+    resolution_hist: list[float] = field(default_factory=list)
+    case_contacts_hist: list[float] = field(default_factory=list)
+    unrecovered: int | None = None  #: None: the series has no customer KPIs (no key, no customer)
+    unrecovered_oldest_s: float | None = None
+    customers: bool = False  #: whether the series exports the customer families
+    customers_at_risk: int | None = None  #: of the queue (both channels show it)
+
     #: prediction (streams/core/predict.py), from the records above at this moment: no state of its own
     ewt_s: float | None = None  #: estimated wait of a contact offered now
     sl_projected: dict[str, float] = field(default_factory=dict)  #: horizon (interval/day) → ratio
@@ -183,6 +206,8 @@ class _Index:
     agent_queues: set[str] = field(default_factory=set)
     ended: dict[tuple[str, str], list[int]] = field(default_factory=dict)  #: sorted ``e|`` starts
     intervals: dict[tuple[str, str], set[int]] = field(default_factory=dict)  #: ``i|`` starts
+    risk_queues: set[str] = field(default_factory=set)
+    customer_series: set[tuple[str, str]] = field(default_factory=set)
 
 
 class QueueStore:
@@ -229,6 +254,10 @@ class QueueStore:
             idx.ended.setdefault((parts[1], parts[2]), []).append(int(parts[3]))
         elif kind == INTERVAL:
             idx.intervals.setdefault((parts[1], parts[2]), set()).add(int(parts[3]))
+        elif kind == AT_RISK:
+            idx.risk_queues.add(parts[1])
+        elif kind == CUSTOMER_TOTALS:
+            idx.customer_series.add((parts[1], parts[2]))
 
     def _record(self, key: str, new: Callable[[], R]) -> R:
         """The record at ``key``, typed by its codec's constructor (``new``, called when missing)."""
@@ -258,6 +287,9 @@ class QueueStore:
                 self.agent_versions[fact.queue] += 1
                 dirty.add(key)
             return
+        if fact.kind in CUSTOMER_DERIVED:
+            self._apply_customer(fact, fid, now, dirty)
+            return
         series = (fact.queue, fact.channel)
         self.versions[series] += 1
         th = self.settings.thresholds(fact.queue)
@@ -266,6 +298,70 @@ class QueueStore:
         self._apply_ended(fact, fid, now, dirty)
         if not fact.late:
             self._apply_windows(fact, fid, th, now, dirty)
+
+    def _apply_customer(self, fact: Fact, fid: FactId, now: float, dirty: set[str]) -> None:
+        """What the customer stage derived (streams/core/customers.py), for this queue."""
+        kind = fact.kind
+        if kind == Kind.RISK:
+            key = at_risk_key(fact.queue)
+            risk = self._record(key, new_queue_agents_record)
+            if self._fresh(risk, fid):
+                if fact.value:
+                    risk["v"][fact.subject] = [fact.ts]
+                else:
+                    risk["v"].pop(fact.subject, None)
+                self.index.risk_queues.add(fact.queue)
+                self.agent_versions[fact.queue] += 1
+                dirty.add(key)
+            return
+        series = (fact.queue, fact.channel)
+        self.versions[series] += 1
+        key = customer_totals_key(fact.queue, fact.channel)
+        rec: CustomerTotalsRecord = self._record(key, new_customer_totals_record)
+        self.index.customer_series.add(series)
+        delta: list[tuple[int, int | float]] = []
+        if self._fresh(rec, fid):
+            v = rec["v"]
+            x = fact.extra or ()
+            if kind == Kind.REPEAT:
+                prev = str(x[0]) if x else "other"
+                v["rp"][prev] = v["rp"].get(prev, 0) + 1
+                # the waiting list marks a returning customer's contact: kept a day
+                back = v.setdefault("rt", {})
+                for old in [c for c, t in back.items() if t < fact.ts - 86400]:
+                    del back[old]
+                back[fact.subject] = fact.ts
+            elif kind == Kind.UNRECOVERED:
+                v["u"][fact.subject] = [fact.ts, fact.value, *(x[:2] if x else ("", None))]
+            elif kind == Kind.RECOVERED:
+                v["rc"] += 1
+                v["u"].pop(fact.subject, None)
+            elif kind == Kind.LOST:
+                v["lo"] += 1
+                v["u"].pop(fact.subject, None)
+            elif kind == Kind.FCR:
+                v["fd"] += 1
+                if x and x[0]:
+                    v["fy"] += 1
+            elif kind == Kind.RESOLUTION:
+                _observe(v["rs"], RESOLUTION_BUCKETS, fact.value)
+                _observe(v["cc"], CASE_CONTACT_BUCKETS, float(x[0]) if x else 1.0)
+            dirty.add(key)
+        if fact.late:
+            return
+        x = fact.extra or ()
+        if kind == Kind.REPEAT:
+            delta.append((kpis.REPEAT_N, 1))
+        elif kind == Kind.RECOVERED:
+            delta.append((kpis.RECOVERED_N, 1))
+        elif kind == Kind.LOST:
+            delta.append((kpis.LOST_N, 1))
+        elif kind == Kind.FCR:
+            delta += [(kpis.OFCR_N, 1), (kpis.OFCR_YES, 1 if x and x[0] else 0)]
+        elif kind == Kind.RESOLUTION:
+            delta += [(kpis.RES_N, 1), (kpis.RES_SUM, fact.value)]
+        if delta:
+            self._add_windows(fact, fid, delta, now, dirty)
 
     def _apply_totals(self, fact: Fact, fid: FactId, th: QueueThresholds, dirty: set[str]) -> None:
         if fact.kind == Kind.SURVEY:
@@ -505,8 +601,13 @@ class QueueStore:
                 delta += [(kpis.FCR_N, 1), (kpis.FCR_YES, 1 if resolved else 0)]
             if ces is not None:
                 delta += [(kpis.CES_N, 1), (kpis.CES_SUM, ces)]
-        if not delta:
-            return
+        if delta:
+            self._add_windows(fact, fid, delta, now, dirty)
+
+    def _add_windows(
+        self, fact: Fact, fid: FactId, delta: list[tuple[int, int | float]], now: float, dirty: set[str]
+    ) -> None:
+        """Add one fact's sums to its event-time bucket and its local day."""
         series = (fact.queue, fact.channel)
         targets: list[str] = []
         start = int(math.floor(fact.ts / self.bucket_s)) * self.bucket_s
@@ -626,6 +727,9 @@ class QueueStore:
         oldest = max(0.0, now - min(waiting.values())) if waiting else 0.0
         windows = self.window_sums(queue, channel, now)
         dequeued = {reason: v["dq"].get(reason, 0) for reason in DEQUEUE_REASONS}
+        cust: CustomerTotalsRecord | None = self.data.get(customer_totals_key(queue, channel))
+        cv = cust["v"] if cust is not None else new_customer_totals_record()["v"]
+        calls = cv["u"]
         view = SeriesView(
             queue,
             channel,
@@ -639,10 +743,47 @@ class QueueStore:
             oldest,
             windows,
             self._agents_required(queue, windows[ERLANG_WINDOW]),
+            {prev: cv["rp"].get(prev, 0) for prev in PREVIOUS},
+            cv["rc"],
+            cv["lo"],
+            cv["fd"],
+            cv["fy"],
+            cv["rs"],
+            cv["cc"],
         )
+        if cust is not None:
+            view.unrecovered = len(calls)
+            view.unrecovered_oldest_s = max(0.0, now - min(c[0] for c in calls.values())) if calls else 0.0
+            view.customers = True
+        if queue in self.index.risk_queues or cust is not None:
+            view.customers_at_risk = self.at_risk(queue)
         self._predict(view, sorted(waiting.values()), now)
         self._ewt_errors(view, now)
         return view
+
+    def has_customers(self, queue: str, channel: str) -> bool:
+        """Whether the series has customer KPIs (a deployment without a key exports none)."""
+        return (queue, channel) in self.index.customer_series
+
+    def callbacks(self) -> list[tuple[str, str, str, list[Any]]]:
+        """(queue, channel, contact id, [abandoned at, wait, customer hash, number]) of every
+        abandon not yet recovered, oldest first: the call-back list."""
+        rows = []
+        for queue, channel in self.index.customer_series:
+            rec: CustomerTotalsRecord | None = self.data.get(customer_totals_key(queue, channel))
+            if rec is not None:
+                rows += [(queue, channel, cid, entry) for cid, entry in rec["v"]["u"].items()]
+        rows.sort(key=lambda r: (r[3][0], r[0], r[1], r[2]))
+        return rows
+
+    def returning(self, queue: str, channel: str) -> dict[str, float]:
+        """Contacts of the series whose customer had another contact within R (a day's worth)."""
+        rec: CustomerTotalsRecord | None = self.data.get(customer_totals_key(queue, channel))
+        return rec["v"].get("rt", {}) if rec is not None else {}
+
+    def at_risk(self, queue: str) -> int:
+        rec: QueueAgentsRecord | None = self.data.get(at_risk_key(queue))
+        return len(rec["v"]) if rec is not None else 0
 
     def _predict(self, view: SeriesView, waiting_since: list[float], now: float) -> None:
         """EWT, projected service level and time to breach (docs/kpis.md "Prediction"), read from

@@ -27,9 +27,10 @@ from typing import Any, Final
 import orjson
 
 from streams.core.events import AGENT_STATES, Reason
-from streams.core.facts import AGENT_ROUTED, HAND_PHASES, Fact, Kind
+from streams.core.facts import AGENT_ROUTED, CUSTOMER_ROUTED, HAND_PHASES, Fact, Kind
 from streams.core.intake import DeadLetter, Record
 from streams.core.layout import decode_facts
+from streams.core.queues import PREVIOUS
 
 __all__ = ["FactError", "MAX_FACT_TS", "MIN_FACT_TS", "apply_message", "check_fact"]
 
@@ -44,7 +45,10 @@ KINDS: Final[frozenset[str]] = frozenset(
 
 
 #: kinds whose store reads their extra
-NEEDS_EXTRA: Final[frozenset[str]] = frozenset({Kind.AGENT, Kind.AG_STATE, Kind.AG_CONTACT, Kind.AG_DONE})
+NEEDS_EXTRA: Final[frozenset[str]] = frozenset(
+    {Kind.AGENT, Kind.AG_STATE, Kind.AG_CONTACT, Kind.AG_DONE, Kind.REPEAT, Kind.FCR, Kind.RESOLUTION}
+    | CUSTOMER_ROUTED
+)
 
 
 class BadFact(ValueError):
@@ -108,6 +112,18 @@ def _extra(kind: str, extra: Any) -> tuple[Any, ...] | None:
     elif kind == Kind.AG_DONE:
         if len(x) != 1 or not isinstance(x[0], str):
             raise BadFact("an ag_done fact's extra is [contact id]")
+    elif kind in CUSTOMER_ROUTED:
+        if len(x) < 2 or not isinstance(x[0], str) or type(x[1]) is not int:
+            raise BadFact(f"a {kind} fact's extra starts with the contact id (or source) and the release ms")
+    elif kind == Kind.REPEAT:
+        if len(x) != 1 or x[0] not in PREVIOUS:
+            raise BadFact("a repeat fact's extra is [previous outcome]")
+    elif kind == Kind.FCR:
+        if len(x) != 1 or not isinstance(x[0], bool):
+            raise BadFact("an fcr fact's extra is [resolved on first contact]")
+    elif kind == Kind.RESOLUTION:
+        if len(x) != 1 or type(x[0]) is not int:
+            raise BadFact("a resolution fact's extra is [contacts of the case]")
     elif kind == Kind.SURVEY:
         if len(x) > 4:
             raise BadFact("a survey fact's extra is [csat, nps, resolved, ces]")
@@ -154,6 +170,7 @@ def apply_message(
     now: float,
     dirty: set[str],
     agents_dirty: set[str],
+    apply_customer: Apply | None = None,
 ) -> list[FactError]:
     """Apply every fact of one facts message; the facts that could not be applied, and why."""
     try:
@@ -179,6 +196,9 @@ def apply_message(
             fact = check_fact(row)
             if fact.kind in AGENT_ROUTED:
                 apply_agent(fact, (src, offset, idx), now, agents_dirty)
+            elif fact.kind in CUSTOMER_ROUTED:
+                if apply_customer is not None:  # None: a worker with no customer stage (no key)
+                    apply_customer(fact, (src, offset, idx), now, dirty)
             else:
                 apply_queue(fact, (src, offset, idx), now, dirty)
         except Exception as exc:  # noqa: BLE001  # one fact must never stop stage 2 (SPEC §1)

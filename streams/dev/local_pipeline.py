@@ -12,6 +12,7 @@ import orjson
 
 from streams.config import Settings
 from streams.core.agentview import AgentStore
+from streams.core.customers import CustomerStage
 from streams.core.intake import BatchOutput, Intake, Record
 from streams.core.layout import encode_facts
 from streams.core.queues import QueueStore
@@ -29,6 +30,9 @@ class LocalPipeline:
         self.intake = Intake(self.lifecycle, settings.kpi)
         self.store = QueueStore(self.queues, settings.kpi)
         self.agent_store = AgentStore(self.agents, settings.kpi)
+        #: the customer stage's records (in the worker they live in the queue table)
+        self.customers: dict[str, Any] = {}
+        self.customer_stage = CustomerStage(self.customers, settings.kpi, FACTS)
         self.dead: list[Any] = []
         self.results: dict[tuple[str, str], int] = {}
         self._offsets: dict[tuple[str, int], int] = {}
@@ -43,11 +47,13 @@ class LocalPipeline:
     def feed(self, records: Iterable[Record], now: float) -> BatchOutput:
         out = self.intake.process(records, now=now)
         self._apply(out, now)
+        self._declare_empty(now)
         return out
 
     def sweep(self, now: float) -> BatchOutput:
         out = self.intake.sweep()
         self._apply(out, now)
+        self._declare_empty(now)
         self.agent_store.expire(now)
         return out
 
@@ -56,8 +62,25 @@ class LocalPipeline:
         dead-lettered (``apply_error``) and the others are applied."""
         offset = self._offsets.get((FACTS, partition), -1) + 1
         self._offsets[(FACTS, partition)] = offset
-        for error in apply_message(message, self.store.apply, self.agent_store.apply, now, set(), set()):
+        stage = self.customer_stage
+        stage.begin(partition, offset)
+        for error in apply_message(
+            message, self.store.apply, self.agent_store.apply, now, set(), set(), stage.apply
+        ):
             self.dead.append(error.dead_letter(FACTS, partition, offset, message))
+        derived: dict[int, list[Any]] = {}
+        for part, row in stage.take():  # the customer stage's facts for the queues, sent as one batch
+            derived.setdefault(part, []).append(row)
+        for part, rows in derived.items():
+            self.apply_facts(part, encode_facts(rows), now)
+
+    def _declare_empty(self, now: float) -> None:
+        """Every record fed so far is all there is: a contact partition without an event is empty
+        (the worker tells it from the partition's end offset)."""
+        k = self.settings.kpi
+        self._apply(
+            self.intake.declare_empty((t, p) for t in k.contact_topics for p in range(k.partitions)), now
+        )
 
     def _apply(self, out: BatchOutput, now: float) -> None:
         # round-trip through the wire format, as the facts topic does

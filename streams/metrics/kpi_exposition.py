@@ -25,6 +25,7 @@ from prometheus_client.utils import floatToGoString
 
 from streams.core.agentview import AgentStore
 from streams.core.events import AGENT_STATES
+from streams.core.layout import CASE_CONTACT_BUCKETS, RESOLUTION_BUCKETS
 from streams.core.queues import (
     COUNTERS,
     EWT_ERROR_BUCKETS,
@@ -53,8 +54,18 @@ FIRST_RESPONSE = _AT["ccmon_first_response_seconds"]
 PROJECTED = _AT["ccmon_service_level_projected_ratio"]
 EWT_ERROR = _AT["ccmon_ewt_error_seconds"]
 EWT_ABS, EWT_BIAS = _AT["ccmon_ewt_error_abs_seconds"], _AT["ccmon_ewt_error_bias_seconds"]
+REPEAT, RECOVERED, LOST = (
+    _AT["ccmon_contacts_repeat_total"],
+    _AT["ccmon_abandons_recovered_total"],
+    _AT["ccmon_abandons_lost_total"],
+)
+FCR_DECIDED, FCR_RESOLVED = _AT["ccmon_contacts_fcr_decided_total"], _AT["ccmon_contacts_fcr_resolved_total"]
+RESOLUTION, CASE_CONTACTS = _AT["ccmon_resolution_seconds"], _AT["ccmon_contacts_per_case"]
+AT_RISK = _AT["ccmon_customers_at_risk"]
 #: windowed gauge → (its family's position, name, formula over the window's sums)
 GAUGES = [(_AT[k.name], k.name, k.formula) for k in catalog.KPIS if k.formula is not None]
+#: families only series with customers export (catalog: ``customer``)
+CUSTOMER_FAMILIES = frozenset(_AT[k.name] for k in catalog.KPIS if k.customer)
 #: gauge of one value per series → (its family's position, name, the SeriesView attribute it reads)
 VIEW_GAUGES = [(_AT[k.name], k.name, k.series_attr) for k in catalog.KPIS if k.series_attr is not None]
 HEADERS = [f"# HELP {name} {doc}\n# TYPE {name} {kind}\n" for name, kind, doc in FAMILIES]
@@ -62,6 +73,8 @@ WAIT_LE = [floatToGoString(b) for b in (*WAIT_BUCKETS, math.inf)]
 HANDLE_LE = [floatToGoString(b) for b in (*HANDLE_BUCKETS, math.inf)]
 FIRST_RESPONSE_LE = [floatToGoString(b) for b in (*FIRST_RESPONSE_BUCKETS, math.inf)]
 EWT_ERROR_LE = [floatToGoString(b) for b in (*EWT_ERROR_BUCKETS, math.inf)]
+RESOLUTION_LE = [floatToGoString(b) for b in (*RESOLUTION_BUCKETS, math.inf)]
+CASE_CONTACTS_LE = [floatToGoString(b) for b in (*CASE_CONTACT_BUCKETS, math.inf)]
 
 
 #: the facts partitions whose queues a worker exports now (``None``: every queue it holds)
@@ -116,6 +129,8 @@ def render_series(view: SeriesView, ql: str) -> list[str]:
     )
     parts[HANDLE] = _histogram("ccmon_handle_seconds", ql, HANDLE_LE, view.handle_hist)
     for g, name, formula in GAUGES:
+        if g in CUSTOMER_FAMILIES and not view.customers:
+            continue
         lines = []
         for window in WINDOW_NAMES:
             value = formula(view.windows[window])
@@ -145,6 +160,20 @@ def render_series(view: SeriesView, ql: str) -> list[str]:
         f'ccmon_ewt_error_bias_seconds{{{ql},window="{w}"}} {floatToGoString(b / n)}\n'
         for w, (n, _, b) in view.ewt_error.items()
     )
+    if view.customers:  # only series whose contacts carry a customer: no 40 zero lines elsewhere
+        fmt = floatToGoString
+        parts[REPEAT] = "".join(
+            f'ccmon_contacts_repeat_total{{{ql},previous="{prev}"}} {fmt(n)}\n'
+            for prev, n in view.repeat.items()
+        )
+        parts[RECOVERED] = f"ccmon_abandons_recovered_total{{{ql}}} {fmt(view.recovered)}\n"
+        parts[LOST] = f"ccmon_abandons_lost_total{{{ql}}} {fmt(view.lost)}\n"
+        parts[FCR_DECIDED] = f"ccmon_contacts_fcr_decided_total{{{ql}}} {fmt(view.fcr_decided)}\n"
+        parts[FCR_RESOLVED] = f"ccmon_contacts_fcr_resolved_total{{{ql}}} {fmt(view.fcr_resolved)}\n"
+        parts[RESOLUTION] = _histogram("ccmon_resolution_seconds", ql, RESOLUTION_LE, view.resolution_hist)
+        parts[CASE_CONTACTS] = _histogram(
+            "ccmon_contacts_per_case", ql, CASE_CONTACTS_LE, view.case_contacts_hist
+        )
     for g, name, attr in VIEW_GAUGES:
         value = getattr(view, attr)
         if value is not None:  # absent, not 0, when undefined
@@ -201,6 +230,12 @@ class KpiExposition:
                 )
             elif f == AGENTS:
                 out.extend(self._agent_lines(store, mine))
+            elif f == AT_RISK:
+                out.extend(
+                    f'ccmon_customers_at_risk{{queue="{escape(q)}"}} {store.at_risk(q)}\n'
+                    for q in sorted(store.index.risk_queues)
+                    if mine(q)
+                )
             else:
                 out.extend(e.parts[f] for e in live)
         return "".join(out)

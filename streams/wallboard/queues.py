@@ -43,7 +43,9 @@ def snapshot(
             "sl_threshold_s": th.sl_threshold_s,
         }
         for kpi, tile in TILES:  # every cell the catalog declares, by its formula
-            if tile.window is not None:
+            if kpi.customer and not view.customers and tile.attr is None:
+                row[tile.field] = None  # no customer in this series: no cell, as on /metrics
+            elif tile.window is not None:
                 row[tile.field] = kpi.value(view.windows[tile.window])
             elif tile.attr is not None and tile.attr not in row:
                 row[tile.field] = getattr(view, tile.attr)

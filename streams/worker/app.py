@@ -23,7 +23,7 @@ from streams import killpoints
 from streams.config import Settings
 from streams.core.agentview import AgentStore
 from streams.core.intake import BatchOutput, DeadLetter, Record
-from streams.core.layout import agent_record_partition, encode_facts, queue_record_partition
+from streams.core.layout import CUSTOMER_CLOCK, agent_record_partition, encode_facts, queue_record_partition
 from streams.core.queues import QueueStore
 from streams.core.stage2 import apply_message
 from streams.faust_ext.consumer import HandOffConsumer
@@ -248,22 +248,56 @@ class Pipeline:
         async with self._queues_lock:
             current = self.ownership.current(messages)
             store, agent_store = self.state.store(), self.state.agent_store()
+            stage = self.state.customer_stage()
             now = time.time()
             dirty: set[str] = set()
             agents_dirty: set[str] = set()
             bad: list[DeadLetter] = []
+            derived: dict[int, list[Any]] = {}
             for m in current:
-                for error in apply_message(m.value, store.apply, agent_store.apply, now, dirty, agents_dirty):
+                if stage is not None:
+                    stage.begin(m.partition, m.offset)
+                apply_customer = stage.apply if stage is not None else None
+                for error in apply_message(
+                    m.value, store.apply, agent_store.apply, now, dirty, agents_dirty, apply_customer
+                ):
                     bad.append(error.dead_letter(m.topic, m.partition, m.offset, m.value))
+                if stage is not None:
+                    for part, row in stage.take():
+                        derived.setdefault(part, []).append(row)
             if bad:
                 await self._dead_letter_facts(bad)
             # each record carries its own applied-fact marks, so any later version of it is
             # consistent too: encoding now, after the whole batch, is enough
-            await self._write_queue_records(store, dirty)
+            if stage is not None:
+                await self._send_derived(store, derived, dirty)
+            else:
+                await self._write_queue_records(store, dirty)
             await self._write_agent_records(agent_store, agents_dirty)
         self.metrics.delay["stage2_end"].observe(max(0.0, time.time() - oldest))
         killpoints.reached("queues-batch")
         return current
+
+    async def _send_derived(self, store: QueueStore, derived: dict[int, list[Any]], dirty: set[str]) -> None:
+        """The customer stage's facts for the queues, then the batch's queue-table writes once the
+        broker has them (rule 1, as for stage 1: a customer record persisted means its facts were
+        delivered), each facts partition's customer clock (``n|``) last (rule 2). Every queue-table
+        write goes through the one ordered chain then, so no later version of a record is
+        overtaken by an earlier one."""
+        facts = self.tables.facts
+        acks = [
+            await facts.send(value=encode_facts(rows), partition=partition)
+            for partition, rows in derived.items()
+        ]
+        n = self.settings.partitions
+        # records, then the customer clocks, then the customers gone (rule 3: a tombstone that
+        # persisted implies its clock did, so a replay cannot bring the customer back)
+        keys = sorted(dirty, key=lambda k: 2 if k not in store.data else 1 if k[0] == CUSTOMER_CLOCK else 0)
+        writes = [
+            (queue_record_partition(k, n), k, orjson.dumps(store.data[k]) if k in store.data else None)
+            for k in keys
+        ]
+        self.state_writer.after_acks(acks, self.tables.queue_log, writes)
 
     async def _dead_letter_facts(self, bad: list[DeadLetter]) -> None:
         """Facts stage 2 could not apply (streams/core/stage2.py): each one is logged once, on one
@@ -290,6 +324,22 @@ class Pipeline:
         self.metrics.delay[hop].observe(max(0.0, time.time() - oldest))
         return oldest
 
+    def _empty_contact_partitions(self) -> list[tuple[str, int]]:
+        """Assigned contact partitions that have never held a message (end offset 0), once the
+        consumer knows their end; none without customer features."""
+        if self.settings.kpi.customer_key is None:
+            return []
+        consumer = self.app.consumer
+        contact = self.settings.kpi.contact_topics
+        try:
+            return [
+                (tp.topic, tp.partition)
+                for tp in consumer.assignment()
+                if tp.topic in contact and consumer.highwater(tp) == 0
+            ]
+        except Exception:  # noqa: BLE001  # not started or rebalancing: next sweep
+            return []
+
     async def _sweep(self) -> None:
         """Between two batches (the locks), and after the last one too: what the watermarks or the
         clock make due (ACW timeouts, retention, bucket expiry) never waits for the next input."""
@@ -302,10 +352,27 @@ class Pipeline:
                 if out.facts or out.writes:
                     await self._send(out)
                     killpoints.reached("sweep")
+        empty = self._empty_contact_partitions()
+        if empty:  # the customer clocks wait for every contact partition to speak (customers.py)
+            async with self._lifecycle_lock:
+                out = self.state.intake().declare_empty(empty)
+                if out.facts:
+                    await self._send(out)
         async with self._queues_lock:
             store = self.state.store()
             gone, changed = store.expire(time.time())
-            await self._write_queue_records(store, changed, gone)
+            if self.state.customer_stage() is not None:  # in the chain of the customer stage's writes
+                n = self.settings.partitions
+                self.state_writer.after_acks(
+                    [],
+                    self.tables.queue_log,
+                    [
+                        *((queue_record_partition(k, n), k, None) for k in gone),
+                        *((queue_record_partition(k, n), k, orjson.dumps(store.data[k])) for k in changed),
+                    ],
+                )
+            else:
+                await self._write_queue_records(store, changed, gone)
             agent_store = self.state.agent_store()
             gone, changed = agent_store.expire(time.time())
             await self._write_agent_records(agent_store, changed, gone)

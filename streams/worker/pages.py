@@ -11,6 +11,7 @@ import orjson
 from streams.packaged import core_build
 from streams.wallboard import SHARED, shared
 from streams.wallboard import agents as agent_view
+from streams.wallboard import callbacks as callback_view
 from streams.wallboard import queues as queue_view
 from streams.worker.agents_feed import AgentsFeed, Body
 
@@ -39,12 +40,19 @@ def add_pages(p: Pipeline) -> None:
         body = queue_view.snapshot(state.store(), s, time.time(), own.scope("queue"), own.owned_partitions())
         return orjson.dumps(body), None
 
+    async def callbacks_data(query: Mapping[str, str], gzip_ok: bool) -> Body:
+        body = callback_view.snapshot(
+            state.store(), s, time.time(), own.scope("queue"), own.owned_partitions()
+        )
+        return orjson.dumps(body), None
+
     # ?offset=&limit= (docs/wallboard.md), all by default; one render shared by every poller
     agents = AgentsFeed(s, state.agent_store, lambda: own.scope("agent"), own.agent_filter)
 
     # the two supervisor pages: static HTML, and the JSON of this worker's share it polls
     _add_page(app, "/wallboard", queue_view.page, wallboard_data)
     _add_page(app, "/agents", agent_view.page, agents.body)
+    _add_page(app, "/callbacks", callback_view.page, callbacks_data)
     for name in SHARED:  # the script and style both pages share
         _add_file(app, name)
 

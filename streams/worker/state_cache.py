@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from streams.config import KpiSettings, Settings
 from streams.core.agentview import AgentStore
+from streams.core.customers import CustomerStage
 from streams.core.intake import Intake
 from streams.core.queues import QueueStore
 
@@ -28,7 +29,7 @@ class StateCache:
 
     def __init__(self, settings: Settings, lifecycle: Any, queues: Any, agents: Any) -> None:
         self.settings = settings
-        self._tables = {"intake": lifecycle, "store": queues, "agents": agents}
+        self._tables = {"intake": lifecycle, "store": queues, "agents": agents, "customers": queues}
         self._cached = {name: _Cached() for name in self._tables}
         self.generation = 0
 
@@ -52,3 +53,11 @@ class StateCache:
 
     def agent_store(self) -> AgentStore:
         return self._get("agents", AgentStore)
+
+    def customer_stage(self) -> CustomerStage | None:
+        """The customer stage over the queue table (its ``u|`` and ``n|`` records); None without
+        a customer key (no customer facts then)."""
+        if self.settings.customer_key is None:
+            return None
+        topic = self.settings.topics.facts
+        return self._get("customers", lambda data, kpi: CustomerStage(data, kpi, topic))

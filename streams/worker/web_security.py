@@ -363,8 +363,14 @@ class Guard:
 def web_guard(s: Settings) -> tuple[Guard, ssl.SSLContext | None]:
     """The middleware and TLS context of the worker ``s`` configures (CCMON_WEB_CONFIG_FILE);
     the CSP from the pages it serves."""
-    from streams.wallboard import agents, queues
+    from streams.wallboard import agents, callbacks, queues
 
     config = load_web_config(s.web.config_file) if s.web.config_file else None
-    guard = Guard(config, page_csp([queues.page(), agents.page()]))
+    if s.customer_show_clear and (config is None or not config.users):
+        # numbers in the clear are personal data: never on a port anyone can read
+        raise ConfigError(
+            "CCMON_CUSTOMER_SHOW_CLEAR=true needs the web port's authentication: "
+            "basic_auth_users in CCMON_WEB_CONFIG_FILE (docs/security.md)"
+        )
+    guard = Guard(config, page_csp([queues.page(), agents.page(), callbacks.page()]))
     return guard, config.ssl_context if config is not None else None

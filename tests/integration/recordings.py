@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from producers.recording import line
 from producers.scenario import Scenario
 from producers.simulate import Simulator
-from tests.unit.helpers import edge_ts, with_later_spec_events
+from tests.unit.helpers import edge_ts, with_customers, with_later_spec_events
 
 if TYPE_CHECKING:
     from tests.integration.support import Env
@@ -53,6 +53,7 @@ def mixed(
     rate: float = 1.0,
     hostile: int = 200,
     edges: int = 0,
+    customers: bool = False,
 ) -> Counter:
     """Write the recording (``topics`` maps calls/chats/agents to the topic names); returns what
     it holds (event types, duplicates, late arrivals, late surveys, hostile inputs, events at the
@@ -62,6 +63,8 @@ def mixed(
         Scenario.default().scaled(rate=rate, agents=rate).replace(missing_wrapup_probability=0.1)
     )
     rows = with_later_spec_events(Simulator(seed, START, scenario).advance(START + minutes * 60), rng)
+    if customers:  # most offered contacts name one of 40 returning customers (issue 24)
+        rows = with_customers(rows)
     kinds: Counter = Counter(e.get("type", "?") for _, _, e in rows if isinstance(e, dict))
     out: list[tuple[str, str | None, object]] = []
     pending: list[tuple[int, int, tuple]] = []  # heap of (deliver after this index, i, row)

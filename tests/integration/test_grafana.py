@@ -128,14 +128,58 @@ def replay_later_spec_events(env: Env, tmp_path, round_: int) -> None:
                 {"event_id": f"{hid}-{k}", "type": etype, "contact_id": hid, "ts": now_ms - back_ms, **extra},
             )
         )
+    rows += returning_customers(env, round_, now_ms)
     path = tmp_path / f"later-{round_}.jsonl"
     path.write_bytes(b"".join(rows))
     result = env.ccmon("replay", str(path))
     assert result.returncode == 0, result.stderr
 
 
+#: the customer stage in windows of seconds (R = 20 s, W = 10 s, lateness 5 s), so that a few
+#: rounds of returning customers decide repeats, recoveries, losses and operational FCR
+CUSTOMERS = {"CCMON_REPEAT_WINDOW_S": "20", "CCMON_RECOVERY_WINDOW_S": "10", "CCMON_LATENESS_S": "5"}
+CUSTOMER_METRICS = ("repeat", "abandon", "fcr", "resolution", "at_risk", "per_case")
+
+
+def returning_customers(env: Env, round_: int, now_ms: int) -> list[bytes]:
+    """Per round: a customer who abandons and is answered on the next call (recovered, a repeat,
+    handled, its case resolved), one who abandons and is gone (lost, at risk), and contacts of
+    eight more customers, so that every facts partition's customer clock moves on."""
+    calls, rows = env.topics["calls"], []
+
+    def contact(cid: str, who: str, *steps: tuple[str, int, dict[str, object]]) -> None:
+        for k, (etype, back_ms, extra) in enumerate(steps):
+            doc = {
+                "event_id": f"{cid}-{k}",
+                "type": etype,
+                "contact_id": cid,
+                "ts": now_ms - back_ms,
+                **extra,
+            }
+            rows.append(line(calls, cid, {**doc, "customer": who} if k == 0 else doc))
+
+    back, gone = f"+4910{round_}", f"+4920{round_}"
+    contact(f"cu-{round_}-1", back, ("offered", 4000, {"queue": "sales"}), ("abandoned", 3800, {}))
+    contact(
+        f"cu-{round_}-2",
+        back,
+        ("offered", 3000, {"queue": "sales", "case_id": f"case-{round_}"}),
+        ("answered", 2800, {"agent_id": "agent-c"}),
+        ("ended", 2000, {}),
+        ("wrapup_ended", 1900, {}),
+        ("resolved", 1000, {}),
+    )
+    contact(f"cu-{round_}-3", gone, ("offered", 4000, {"queue": "sales"}), ("abandoned", 3900, {}))
+    for i in range(8):
+        contact(f"cu-{round_}-t{i}", f"+4930{round_}{i}", ("offered", 0, {"queue": "support"}))
+    return rows
+
+
 def test_every_query_runs_against_real_prometheus_and_returns_data(env: Env, workers: list[Worker], tmp_path):
-    workers.append(Worker(env, CCMON_AGENT_METRICS="true"))  # the Agents dashboard reads the per-agent series
+    key = tmp_path / "customer.key"
+    key.write_bytes(b"grafana-test-customer-key-0123456789\n")
+    # the Agents dashboard reads the per-agent series; the Customers row the customer stage's
+    workers.append(Worker(env, CCMON_AGENT_METRICS="true", CCMON_CUSTOMER_KEY_FILE=str(key), **CUSTOMERS))
     worker = workers[0]
     sim = subprocess.Popen(
         [
@@ -163,7 +207,10 @@ def test_every_query_runs_against_real_prometheus_and_returns_data(env: Env, wor
                 day, deadline = local_day(), max(deadline, time.monotonic() + 60)
             # again while a query on them has no data: increase() needs a series that grew after
             # its first sample (a first round may create the chat series and its first response)
-            if rounds == 0 or any("ccmon_ces_score" in e or "first_response" in e for _, e, _ in missing):
+            if rounds == 0 or any(
+                "ccmon_ces_score" in e or "first_response" in e or any(c in e for c in CUSTOMER_METRICS)
+                for _, e, _ in missing
+            ):
                 replay_later_spec_events(env, tmp_path, rounds)
                 rounds += 1
             time.sleep(3)

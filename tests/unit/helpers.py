@@ -94,6 +94,21 @@ def settings(**overrides: Any) -> Settings:
     return load({}, **overrides)
 
 
+def with_customers(rows: list) -> list:
+    """Most offered contacts carry one of 40 customers (some a case), chosen by the contact id, so
+    that customers return across queues, channels and partitions: repeats, recoveries, losses."""
+    out = []
+    for topic, key, event in rows:
+        if isinstance(event, dict) and event.get("type") == "offered":
+            pick = zlib.crc32(str(event["contact_id"]).encode())
+            if pick % 7:
+                event = {**event, "customer": f"+49{pick % 40:04d}"}
+                if pick % 3 == 0:
+                    event["case_id"] = f"case-{pick % 13}"
+        out.append((topic, key, event))
+    return out
+
+
 def with_later_spec_events(rows: list, rng: random.Random) -> list:
     """The simulated traffic with SPEC's later event types mixed in, whatever the simulator emits:
     a third of the abandons become ``dequeued``, and 5 % of the offered contacts have a twin in the

@@ -27,8 +27,18 @@ def test_text_matches_hand_computed_values_and_every_family_is_typed_once():
     feed(p, SCENARIO + [(AGENTS, agent("a1", "busy", ["sales", "support"], at("10:00:00")))], clock.now)
     text = KpiExposition(lambda: p.store, clock).render()
     types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
-    assert len(types) == len(set(types)) == len(catalog.KPIS) == 32
+    assert len(types) == len(set(types)) == len(catalog.KPIS) == 46
     m = samples(text)
+    # no customer in the scenario (and no key): none of the customer families has a sample
+    customer = (
+        "ccmon_contacts_repeat",
+        "ccmon_abandons_",
+        "ccmon_abandon_recovery",
+        "ccmon_resolution",
+        "ccmon_contacts_per_case",
+    )
+    assert not [n for n, _ in m if n.startswith((*customer, "ccmon_contacts_fcr", "ccmon_customers_at_risk"))]
+    assert not [n for n, _ in m if n.startswith(("ccmon_repeat", "ccmon_operational_fcr"))]
     q = {"queue": "sales", "channel": "voice"}
     assert sample(m, "ccmon_contacts_offered_total", **q) == 6
     assert sample(m, "ccmon_contacts_short_abandoned_total", **q) == 1

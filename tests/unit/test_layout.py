@@ -84,9 +84,12 @@ def test_contact_and_agent_records_keep_their_wire_form():
 def test_a_contact_record_lists_every_field_in_declaration_order():
     """``to_wire`` names the fields one by one: each in its place, none left out (all distinct here)."""
     times = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
-    contact = ContactState(3, "chat", "q", "E", *times, True, ["e"], 8, "a", 9, True)
+    contact = ContactState(3, "chat", "q", "E", *times, True, ["e"], 8, "a", 9, True, "h", "case")
     assert contact.to_wire() == [getattr(contact, name) for name in CONTACT_FIELDS]
-    assert len(CONTACT_FIELDS) == 17
+    assert len(CONTACT_FIELDS) == 19
+    # a contact with no customer and no case keeps the 17 items of before (most contacts)
+    plain = ContactState(3, "chat", "q", "E", *times, True, ["e"], 8, "a", 9, True)
+    assert plain.to_wire() == contact.to_wire()[:17] and ContactState.from_wire(plain.to_wire()) == plain
 
 
 def test_equal_times_of_a_contact_record_are_one_object():
@@ -147,19 +150,22 @@ PREVIOUS_QUEUE_RECORDS = {
 
 
 #: the same queue table as this version writes it: two more window sums (first responses and
-#: their sum) and the first response histogram ``fr`` at the end of the totals; the ended waits of
-#: the offered bucket 10:00:00 (c1, c2) for grading their EWT; the interval 10:00-10:30's sums
+#: their sum), the first response histogram ``fr`` at the end of the totals, and seven more window
+#: sums (the customer's: repeats, recovered, lost, FCR decided and resolved, resolutions and their
+#: time); the ended waits of the offered bucket 10:00:00 (c1, c2) for grading their EWT; the
+#: interval 10:00-10:30's sums
 CURRENT_QUEUE_RECORDS = {
     "i|sales|voice|1795428000": b'{"h":{"cc.calls/0":[4,0]},'
-    b'"v":[3,1,0,0,1,5.0,0,0,0,0,0,0,0,0,0,1,0,0,0,0,0]}',
+    b'"v":[3,1,0,0,1,5.0,0,0,0,0,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,0,0]}',
     "e|sales|voice|1795428000": b'{"h":{"cc.calls/0":[3,0]},"v":[[1795428000.0,1795428005.0,"answered",0],'
     b'[1795428001.0,1795428031.0,"dequeued",0]]}',
     "a|sales": b'{"h":{"cc.agents/0":[0,0]},"v":{"a1":["busy",1795428000.0]}}',
     "b|sales|voice|1795428000": b'{"h":{"cc.calls/0":[4,0]},'
-    b'"v":[3,1,0,0,1,5.0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}',
-    "b|sales|voice|1795428030": b'{"h":{"cc.calls/0":[3,0]},"v":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,0,0,0,0,0]}',
+    b'"v":[3,1,0,0,1,5.0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}',
+    "b|sales|voice|1795428030": b'{"h":{"cc.calls/0":[3,0]},'
+    b'"v":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,0,0]}',
     "d|sales|voice|2026-11-23": b'{"h":{"cc.calls/0":[4,0]},'
-    b'"v":[3,1,0,0,1,5.0,0,0,0,0,0,0,0,0,0,1,0,0,0,0,0]}',
+    b'"v":[3,1,0,0,1,5.0,0,0,0,0,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,0,0]}',
     "t|sales|voice": b'{"h":{"cc.calls/0":[4,0]},"v":{"c":[3,1,0,0,1,0,0],'
     b'"wa":[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,5.0],"wb":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],'
     b'"hd":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"wd":[0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,0,30.0],'
