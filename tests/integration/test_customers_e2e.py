@@ -138,7 +138,9 @@ def test_returning_customers_on_a_real_worker_also_after_a_sigkill(
     cfg = {**SETTINGS, "CCMON_CUSTOMER_KEY_FILE": str(key)}
     path = tmp_path / "customers.jsonl"
     path.write_bytes(recording(env.topics))
-    assert env.ccmon("replay", str(path), "--quiet").returncode == 0
+    # the replay creates the topics: with the one partition of SETTINGS (every ccmon topic has the
+    # worker's partition count: streams/kafka/topics.py)
+    assert env.ccmon("replay", str(path), "--quiet", **SETTINGS).returncode == 0
 
     victim = Worker.launched(env, CCMON_TEST_KILL_AT="queues-batch:1", **cfg)
     workers.append(victim)
@@ -179,7 +181,7 @@ def test_returning_customers_on_a_real_worker_also_after_a_sigkill(
             )
         )
     )
-    assert env.ccmon("replay", str(reached), "--quiet").returncode == 0
+    assert env.ccmon("replay", str(reached), "--quiet", **SETTINGS).returncode == 0
     worker.wait_for(
         lambda m: metric(m, "ccmon_abandons_recovered_total", queue="sales", channel="voice") == 2,
         timeout=60,
