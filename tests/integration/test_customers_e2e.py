@@ -140,7 +140,8 @@ def test_returning_customers_on_a_real_worker_also_after_a_sigkill(
     path.write_bytes(recording(env.topics))
     # the replay creates the topics: with the one partition of SETTINGS (every ccmon topic has the
     # worker's partition count: streams/kafka/topics.py)
-    assert env.ccmon("replay", str(path), "--quiet", **SETTINGS).returncode == 0
+    one = SETTINGS["CCMON_PARTITIONS"]
+    assert env.ccmon("replay", str(path), "--quiet", CCMON_PARTITIONS=one).returncode == 0
 
     victim = Worker.launched(env, CCMON_TEST_KILL_AT="queues-batch:1", **cfg)
     workers.append(victim)
@@ -181,7 +182,7 @@ def test_returning_customers_on_a_real_worker_also_after_a_sigkill(
             )
         )
     )
-    assert env.ccmon("replay", str(reached), "--quiet", **SETTINGS).returncode == 0
+    assert env.ccmon("replay", str(reached), "--quiet", CCMON_PARTITIONS=one).returncode == 0
     worker.wait_for(
         lambda m: metric(m, "ccmon_abandons_recovered_total", queue="sales", channel="voice") == 2,
         timeout=60,
