@@ -305,3 +305,21 @@ def test_the_clock_waits_for_a_partition_that_announced_until_it_is_idle():
     assert p.customer_stage.applied_late == 2  # released before the clock: on arrival
     sales = view(p, "sales")
     assert (sales.recovered, sales.unrecovered) == (1, 0)
+
+
+def test_an_event_past_retention_meets_no_state_whether_a_sweep_ran_or_not():
+    """A survey of a contact whose retention the watermark has passed: with a sweep before it or
+    without, it meets no state, so it is linked to no customer either way (the crash search found
+    the customer's at-risk signal depending on when the sweep timer had run)."""
+    results = []
+    for sweep in (False, True):
+        p = pipeline(retention_s=600.0)
+        feed(p, call("c1", BOB, "sales", "10:00:00", "answered", "10:00:10"))
+        feed(p, tick("10:30:00") + tick("10:30:00", CHATS))  # the watermark 30 min on: c1 is past retention
+        if sweep:
+            p.sweep(at("10:30:01"))
+        feed(p, [(CALLS, ev("survey", "c1", at("10:30:05"), csat=1))])
+        feed(p, tick("10:31:00") + tick("10:31:00", CHATS))
+        results.append((p.store.at_risk("sales"), sorted(k for k in p.lifecycle if k.startswith("c|"))))
+    assert results[0] == results[1]
+    assert results[0][0] == 0  # the survey names no customer: no bad-survey signal
