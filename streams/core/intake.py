@@ -328,11 +328,16 @@ class Intake:
                 continue  # it has events: its watermark speaks for it
             self._declared.add((topic, partition))
             pairs += [f"{topic}/{partition}", -1]
+        self._tell_clocks(out, pairs, 0.0)
+        return out
+
+    def _tell_clocks(self, out: BatchOutput, pairs: list[Any], ts: float) -> None:
+        """One ``cu_clock`` fact with (source, watermark ms or -1 for empty) ``pairs`` to every
+        facts partition: each customer clock moves once, with every partition's news."""
         if pairs:
-            row = [pairs[0], -1, 0, [Kind.CU_CLOCK, "", "", 0.0, pairs[0], 0.0, False, pairs]]
+            row = [pairs[0], pairs[1], 0, [Kind.CU_CLOCK, "", "", ts, pairs[0], 0.0, False, pairs]]
             for part in range(self.s.partitions):
                 out.facts.setdefault(part, []).append(row)
-        return out
 
     def _announce(self, out: BatchOutput, touched: Iterable[tuple[str, int]], now: float) -> None:
         """The customer clock's input: each contact partition of the batch tells every facts
@@ -352,10 +357,7 @@ class Intake:
             self._announced[(topic, partition)] = watermark
             pairs += [f"{topic}/{partition}", int(round(watermark * 1000))]
             newest = max(newest, watermark)
-        if pairs:  # one fact for the batch: the clock moves once, with every partition's news
-            row = [pairs[0], pairs[1], 0, [Kind.CU_CLOCK, "", "", newest, pairs[0], 0.0, False, pairs]]
-            for part in range(self.s.partitions):
-                out.facts.setdefault(part, []).append(row)
+        self._tell_clocks(out, pairs, newest)
 
     def _reject(self, out: BatchOutput, rec: Record, rejection: Rejection) -> None:
         if rec.value is not None and b'"customer"' in rec.value and rec.topic in self.channels:
