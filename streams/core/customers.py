@@ -16,12 +16,12 @@ import heapq
 import hmac
 from collections import Counter
 from collections.abc import Callable, MutableMapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from streams.config import KpiSettings
 from streams.core.facts import Fact, Kind
 from streams.core.layout import partition_for_queue
-from streams.core.queues import PREVIOUS
+from streams.core.queues import PREVIOUS, Marked, fresh
 
 __all__ = ["HASH_CHARS", "CustomerStage", "PREVIOUS", "clock_key", "customer_hash", "customer_key"]
 
@@ -207,11 +207,8 @@ class CustomerStage:
             rec = new_customer()
             self.data[key] = rec
             self.counts[part] += 1
-        _, off, i = fid
-        seen = rec["h"].get(src)
-        if seen is not None and (off, i) <= (seen[0], seen[1]):
+        if not fresh(cast(Marked, rec), fid):  # a customer record carries the stage-2 marks ("h")
             return
-        rec["h"][src] = [off, i]
         bare = Fact(
             fact.kind, fact.queue, fact.channel, fact.ts, fact.subject, fact.value, fact.late, (x[0], *x[2:])
         )
@@ -219,7 +216,7 @@ class CustomerStage:
         v = rec["v"]
         dirty.add(key)
         if release > clock:
-            v.setdefault("p", []).append([release, src, off, i, bare.to_wire()])
+            v.setdefault("p", []).append([release, *fid, bare.to_wire()])
             self._schedule(part, fact.subject, v)
             return
         self.applied_late += 1
