@@ -38,13 +38,17 @@ def customer_hash(key: bytes, customer: str) -> str:
 # A customer record (``u|hash``, on the facts partition of the hash) holds only what the windows
 # need, each item dropped when its window has passed by event time:
 #   "o": contact id → [queue, channel, offered ms, outcome, handled queue, handled channel,
-#        answered ms, counted as a repeat]
+#        answered ms, counted as a repeat, the number in the clear (only with
+#        CCMON_CUSTOMER_SHOW_CLEAR, else None)]
 #        the contacts offered within R (the repeat window; a handled one is decided for FCR then)
 #   "a": contact id → [queue, channel, abandoned ms, wait]  abandons within W not yet recovered
-#   "s": [[ms, signal]]  at-risk signals of the last 7 days: "L" lost, "R" repeat, "S" survey
+#   "s": [[ms, signal, queue]]  at-risk signals of the last 7 days: "L" lost, "R" repeat, "S" survey
 #   "k": case → [first offered ms, contacts, resolved]  cases with a contact within R
-#   "q": the queue of the latest contact;  "r": the queue it counts at risk for (None: not)
-#   "n": the number in the clear (only with CCMON_CUSTOMER_SHOW_CLEAR), dropped with the record
+#   "r": the queue it counts at risk for (None: not)
+# Nothing else: whatever a record holds lives in a window, so that a record gone when its last
+# window ended and one kept a moment longer (by a fact held in it) decide alike. (Records of
+# an earlier version may still hold "q", the queue of the latest contact, and "n", the number:
+# read for their signals and abandons without a queue or number of their own, never written.)
 # Times are integer milliseconds: deadlines order the timer facts, whose ids must only grow.
 
 CUSTOMER_REC = "u"
@@ -67,7 +71,7 @@ def _ms(ts: float) -> int:
 
 
 def new_customer() -> dict[str, Any]:
-    return {"h": {}, "v": {"o": {}, "a": {}, "s": [], "k": {}, "q": None, "r": None, "n": None, "p": []}}
+    return {"h": {}, "v": {"o": {}, "a": {}, "s": [], "k": {}, "r": None, "p": []}}
 
 
 #: one derived fact as sent back to the facts topic: (facts partition, row)
@@ -76,6 +80,23 @@ Derived = tuple[int, list[Any]]
 #: an item of a customer record, in the order they are decided: (key ms, rank, which). A held
 #: fact (rank 0) is keyed by its release, a window's end (rank 1) by its deadline + the lateness.
 Item = tuple[int, int, tuple[Any, ...]]
+
+
+def _number(contact: list[Any] | None, v: dict[str, Any]) -> Any:
+    """The number in the clear of a contact (None unless shown in the clear)."""
+    if contact is not None and len(contact) > 8:
+        return contact[8]
+    return v.get("n")  # a record of an earlier version: the latest contact's
+
+
+def _latest_queue(v: dict[str, Any]) -> str | None:
+    """The queue a customer at risk counts for: that of their latest contact or signal still in
+    its window (by time, then name). Only windowed items decide it: a queue remembered beyond its
+    window would depend on how long the record happened to live."""
+    latest = [(c[2], c[0]) for c in v["o"].values()]
+    latest += [(sig[0], sig[2] if len(sig) > 2 else v.get("q")) for sig in v["s"]]
+    named = [item for item in latest if item[1] is not None]
+    return max(named)[1] if named else None
 
 
 class CustomerStage:
@@ -248,9 +269,9 @@ class CustomerStage:
                 prev = max(earlier, key=lambda c: c[2])
                 outcome = prev[3] if prev[3] in PREVIOUS else "other"
                 emit(Fact(Kind.REPEAT, fact.queue, fact.channel, fact.ts, cid, 0.0, late, (outcome,)))
-                v["s"].append([ts, "R"])
-            v["o"][cid] = [fact.queue, fact.channel, ts, "", None, None, None, repeat]
-            v["q"] = fact.queue
+                v["s"].append([ts, "R", fact.queue])
+            number = x[2] if len(x) > 2 else None
+            v["o"][cid] = [fact.queue, fact.channel, ts, "", None, None, None, repeat, number]
             case = str(x[1]) if len(x) > 1 and x[1] is not None else "#" + cid
             held = v["k"].get(case)
             if held is None:
@@ -258,8 +279,6 @@ class CustomerStage:
             else:
                 held[0] = min(held[0], ts)
                 held[1] += 1
-            if len(x) > 2 and x[2] is not None:
-                v["n"] = x[2]
         elif kind == Kind.CU_ANSWERED:
             held = v["o"].get(cid)
             if held is not None and held[3] == "":
@@ -294,7 +313,7 @@ class CustomerStage:
                         cid,
                         fact.value,
                         late,
-                        (fact.subject, v["n"]),
+                        (fact.subject, _number(held, v)),
                     )
                 )
         elif kind == Kind.CU_HANDLED:
@@ -305,7 +324,7 @@ class CustomerStage:
             csat = x[1] if len(x) > 1 else None
             nps = x[2] if len(x) > 2 else None
             if (csat is not None and csat <= 2) or (nps is not None and nps <= 6):
-                v["s"].append([ts, "S"])
+                v["s"].append([ts, "S", fact.queue])
         elif kind == Kind.CU_RESOLVED:
             case = str(x[1]) if len(x) > 1 and x[1] is not None else "#" + cid
             held = v["k"].get(case)
@@ -373,7 +392,7 @@ class CustomerStage:
             elif what == "a":
                 q, ch, _, _ = v["a"].pop(name)
                 emit(Fact(Kind.LOST, q, ch, deadline / 1000, name, 0.0, False))
-                v["s"].append([deadline, "L"])
+                v["s"].append([deadline, "L", q])
             elif what == "s":
                 v["s"] = [sig for sig in v["s"] if sig[0] + self.risk_ms > deadline]
             else:
@@ -393,7 +412,7 @@ class CustomerStage:
         v = rec["v"]
         signals = [sig[1] for sig in v["s"]]
         at_risk = "L" in signals or "S" in signals or signals.count("R") >= 2
-        want = v["q"] if at_risk else None
+        want = _latest_queue(v) if at_risk else None
         if want != v["r"]:
             if v["r"] is not None:
                 emit(Fact(Kind.RISK, v["r"], "", at / 1000, digest, 0.0))

@@ -332,13 +332,12 @@ def agents_of(m: dict) -> set[str]:
     }
 
 
-def summed(scrapes: list[dict], ignore: tuple[str, ...] = ()) -> dict:
-    """The workers' state series added up, without the families in ``ignore``."""
+def summed(scrapes: list[dict]) -> dict:
+    """The workers' state series added up."""
     out: dict = defaultdict(float)
     for m in scrapes:
         for key, value in state_series(m).items():
-            if key[0] not in ignore:
-                out[key] += value
+            out[key] += value
     return dict(out)
 
 
@@ -356,7 +355,7 @@ def partitions_of(w: Worker) -> set[int]:
     return {int(p) for p in found.group(1).split(",") if p.strip()} if found else set()
 
 
-def check(workers: list[Worker], ref: dict, ignore: tuple[str, ...] = ()) -> str | None:
+def check(workers: list[Worker], ref: dict) -> str | None:
     """None when every worker has its share of the partitions (the rebalance has happened) and
     the workers' exports add up to the reference with no queue from two workers, else what is
     not so yet."""
@@ -375,7 +374,7 @@ def check(workers: list[Worker], ref: dict, ignore: tuple[str, ...] = ()) -> str
                 if (what, name) in seen:
                     return f"{what} {name!r} exported by workers {seen[what, name]} and {i}"
                 seen[what, name] = i
-    total = summed(scrapes, ignore)
+    total = summed(scrapes)
     if total != ref:
         diff = sorted(
             (k[0], sorted(k[1]), total.get(k), ref.get(k))

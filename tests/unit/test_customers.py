@@ -131,7 +131,7 @@ def test_repeats_across_midnight_and_channels_and_operational_fcr():
     # left is her repeat's at-risk signal, kept 7 days (one repeat: not at risk)
     carol = p.customers["u|" + customer_hash(KEY, CAROL)]["v"]
     assert (carol["o"], carol["a"], carol["k"], carol["r"]) == ({}, {}, {}, None)
-    assert carol["s"] == [[int(at("00:30:00", day2) * 1000), "R"]]
+    assert carol["s"] == [[int(at("00:30:00", day2) * 1000), "R", "sales"]]
     feed(p, [(CALLS, ev("offered", "t3", at("00:41:00", "2026-12-01"), queue="other", customer="z"))])
     assert "u|" + customer_hash(KEY, CAROL) not in p.customers  # 7 days on: nothing of her is left
 
@@ -323,3 +323,23 @@ def test_an_event_past_retention_meets_no_state_whether_a_sweep_ran_or_not():
         results.append((p.store.at_risk("sales"), sorted(k for k in p.lifecycle if k.startswith("c|"))))
     assert results[0] == results[1]
     assert results[0][0] == 0  # the survey names no customer: no bad-survey signal
+
+
+def test_a_late_bad_survey_counts_at_risk_whether_its_customer_record_was_gone_or_not():
+    """A detractor survey two hours after a handled call (R = 20 min, so the call's windows end at
+    10:20 + the lateness): it arrives before the clock has passed that end (held in the record,
+    which so lives on) or after it (the record is gone, a new one starts). Both count Dana at risk
+    for the survey's queue. A queue remembered past its window (the latest contact's) once made
+    them differ: the crash search found it, issue 24."""
+    results = []
+    for gone in (False, True):
+        p = pipeline(repeat_window_s=1200.0)
+        feed(p, call("c1", ALICE, "support", "10:00:00", "answered", "10:00:30") + tick("10:01:40", CHATS))
+        if gone:
+            feed(p, tick("11:00:00") + tick("11:00:00", CHATS))  # the clock past 10:30: Alice's record goes
+            assert "u|" + customer_hash(KEY, ALICE) not in p.customers
+        feed(p, [(CALLS, ev("survey", "c1", at("12:00:00"), csat=1))])
+        feed(p, tick("12:30:00") + tick("12:30:00", CHATS))
+        record = p.customers["u|" + customer_hash(KEY, ALICE)]["v"]
+        results.append((p.store.at_risk("support"), record["s"], record["r"]))
+    assert results[0] == results[1] == (1, [[int(at("12:00:00") * 1000), "S", "support"]], "support")
