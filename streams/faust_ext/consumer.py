@@ -105,15 +105,25 @@ from streams.faust_ext.internals import recovery_position
 
 
 class Batch:
-    """Messages of one fetch, for one agent, in fetch order; handed over as one channel value."""
+    """Messages of one or more fetches, for one agent, in fetch order; handed over as one channel
+    value. Until its agent takes it (:meth:`take`), later fetches' messages for the same agent
+    join it rather than queue behind it as batches of their own (issue 27): an agent that falls
+    behind then takes fewer, larger batches, each paying its fixed cost (facts sends, state
+    writes, a commit's share) once, and catches up instead of queueing small ones for seconds."""
 
-    __slots__ = ("messages", "__weakref__")
+    __slots__ = ("messages", "taken", "__weakref__")
 
     def __init__(self, messages: list[Message]) -> None:
         self.messages = messages
+        self.taken = False
 
     def __len__(self) -> int:
         return len(self.messages)
+
+    def take(self) -> list[Message]:
+        """The messages to process: from now on none joins them."""
+        self.taken = True
+        return self.messages
 
 
 def split(pending: Mapping[Any, list[Message]], size: int) -> list[tuple[Any, Batch]]:
@@ -199,11 +209,23 @@ class HandOffConsumer(Consumer):
         await super().wait_empty()
 
     async def _hand_over(self, batches: Iterable[tuple[Any, Batch]]) -> None:
-        """Put each batch into its agent's channel; a full channel blocks the fetch loop (the
-        back-pressure Faust's stream buffers give), but not past a suspension of the flow."""
+        """Put each batch into its agent's channel, or into the batch handed over last to that
+        channel while its agent has not taken it and there is room (``batch_size``); a full
+        channel blocks the fetch loop (the back-pressure Faust's stream buffers give), but not
+        past a suspension of the flow."""
         in_hand = self.__dict__.setdefault("_in_hand", weakref.WeakSet())
+        # channel → (the batch put last, the rebalance it was put in): a rebalance empties the
+        # channels (flow_control.clear()), and a batch dropped there must not take messages
+        tails: dict[Any, tuple[weakref.ReferenceType[Batch], int]] = self.__dict__.setdefault("_tails", {})
+        rebalance = self.app.rebalancing_count
         for channel, batch in batches:
+            ref, put_in = tails.get(channel, (None, -1))
+            tail = ref() if ref is not None and put_in == rebalance else None
+            if tail is not None and not tail.taken and len(tail) + len(batch) <= self.batch_size:
+                tail.messages.extend(batch.messages)  # queued, not taken: the agent gets them with it
+                continue
             in_hand.add(batch)
+            tails[channel] = (weakref.ref(batch), rebalance)
             await self.wait_first(_put(channel, batch), self.suspend_flow.wait())
 
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:

@@ -185,7 +185,7 @@ class Pipeline:
         async def lifecycle(stream: Any) -> None:
             async for batch in stream:
                 try:
-                    current = await self._lifecycle_batch(batch.messages)
+                    current = await self._lifecycle_batch(batch.take())
                 except Exception:
                     fatal("a stage-1 batch")
                 cast(HandOffConsumer, app.consumer).ack_batch(batch, current)
@@ -194,7 +194,7 @@ class Pipeline:
         async def queues(stream: Any) -> None:
             async for batch in stream:
                 try:
-                    current = await self._queues_batch(batch.messages)
+                    current = await self._queues_batch(batch.take())
                 except Exception:
                     fatal("a stage-2 batch")
                 cast(HandOffConsumer, app.consumer).ack_batch(batch, current)

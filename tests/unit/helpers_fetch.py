@@ -112,12 +112,15 @@ class Channel:
     """Records what is put into it, as Faust's in-memory channel would queue it for its agent."""
 
     def __init__(self) -> None:
-        self.batches: list[list[tuple[str, int, int]]] = []
         self.kept: list[Batch] = []
 
     async def put(self, batch: Batch) -> None:
         self.kept.append(batch)
-        self.batches.append([(m.topic, m.partition, m.offset) for m in batch.messages])
+
+    @property
+    def batches(self) -> list[list[tuple[str, int, int]]]:
+        """What the agent gets: each batch with the messages that joined it before it was taken."""
+        return [[(m.topic, m.partition, m.offset) for m in batch.messages] for batch in self.kept]
 
 
 def message(tp: TP, offset: int, generation: int) -> Any:

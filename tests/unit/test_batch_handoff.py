@@ -247,3 +247,63 @@ def test_a_rebalance_that_begins_before_the_previous_recovery_ends_rewinds_only_
     assert facts.batches == [[("facts", 0, 0), ("facts", 0, 1)], [("facts", 0, 2), ("facts", 0, 3)]]
     assert [m.generation_id for m in facts.kept[1].messages] == [2, 2]
     assert per_message == [(CHANGELOG, 0)]
+
+
+def test_later_fetches_join_the_batch_its_agent_has_not_taken_up_to_the_batch_size():
+    """An agent behind the fetch loop gets fewer, larger batches (issue 27): each fetch's messages
+    join the batch handed over last while it waits in the channel, up to the batch size; once
+    the agent has taken it, the next fetch starts a batch of its own."""
+    box: list[Any] = []
+
+    def take_first(app: Any) -> None:
+        box[0].kept[0].take()
+
+    c, app, inputs, facts, _ = consumer(
+        [
+            (still, [(CALLS0, 0), (FACTS0, 0)]),
+            (still, [(CALLS1, 0), (FACTS0, 1)]),  # both join: nothing taken yet
+            (still, [(CALLS0, 1), (CALLS0, 2)]),  # no room left in the first (3 > 3 - 1): a new one
+            (take_first, [(CALLS0, 3)]),  # the second was not taken: joins it (room for 1)
+            (still, [(FACTS0, 2)]),
+        ],
+        batch_size=3,
+    )
+    box.append(inputs)
+    run(c)
+    assert inputs.batches == [
+        [("calls", 0, 0), ("calls", 1, 0)],
+        [("calls", 0, 1), ("calls", 0, 2), ("calls", 0, 3)],
+    ]
+    assert facts.batches == [[("facts", 0, 0), ("facts", 0, 1), ("facts", 0, 2)]]
+    assert c.batches_in_hand() == 3  # one per batch put, however many fetches joined it
+
+
+def test_a_batch_taken_is_joined_by_nothing_and_a_rebalance_ends_the_joining():
+    """Once taken, a batch is what its agent processes: later messages start a new one. A batch
+    put before a rebalance may have been dropped from the channel by it (flow_control.clear()),
+    so nothing fetched after the rebalance joins it (it would never be processed)."""
+    box: list[Any] = []
+
+    def take_all(app: Any) -> None:
+        for batch in box[0].kept:
+            batch.take()
+
+    def began(app: Any) -> None:
+        app.rebalancing, app.rebalancing_count = True, 1
+
+    def ended(app: Any) -> None:
+        app.rebalancing = False
+
+    c, app, inputs, facts, _ = consumer(
+        [
+            (still, [(CALLS0, 0)]),
+            (take_all, [(CALLS0, 1)]),
+            (began, [(CALLS0, 2)]),  # skipped: a rebalance began
+            (ended, [(CALLS0, 2)]),  # rewound first, so this fetch is dropped
+            (still, [(CALLS0, 2)]),  # the batch of offset 1, not taken, is of the earlier rebalance
+        ],
+        batch_size=10,
+    )
+    box.append(inputs)
+    run(c)
+    assert inputs.batches == [[("calls", 0, 0)], [("calls", 0, 1)], [("calls", 0, 2)]]
