@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
@@ -197,7 +198,8 @@ class KpiExposition:
         self._series: dict[tuple[str, str], _Series] = {}
         self._agents: dict[str, tuple[int, str]] = {}
 
-    def render(self) -> str:
+    def render(self, names: frozenset[str] | None = None) -> str:
+        """The KPI families; with ``names``, only those (``/metrics?name[]=``)."""
         store, now = self._store(), self._clock()
         if store is not self._owner:  # rebuilt after a rebalance: nothing cached is valid
             self._owner, self._series, self._agents = store, {}, {}
@@ -221,6 +223,8 @@ class KpiExposition:
         self._series = cache
         out: list[str] = []
         for f, header in enumerate(HEADERS):
+            if names is not None and FAMILIES[f][0] not in names:
+                continue
             out.append(header)
             if f == OLDEST:
                 out.extend(
@@ -267,21 +271,35 @@ class KpiExposition:
         self,
         registry: CollectorRegistry,
         agents: tuple[AgentStore, Callable[[str], bool] | None] | None = None,
+        names: Iterable[str] = (),
     ) -> bytes:
         """All of /metrics: the KPI families, the registry's process metrics, and with ``agents``
-        (the agent store and the filter of the agents this worker owns) the per-agent families."""
-        text = self.render() + registry_text(registry)
-        if agents is not None:
-            text += render_agents(agents[0], self._clock(), agents[1])
+        (the agent store and the filter of the agents this worker owns) the per-agent families.
+        With ``names`` (``/metrics?name[]=a&name[]=b``, as prometheus_client's exporters take
+        them), only the families of those names: a poller that needs one number (a probe, the
+        latency benchmark's 20-ms scraper) then neither gets nor parses the rest."""
+        only = frozenset(names) or None
+        if only is not None:
+            registry = cast(CollectorRegistry, registry.restricted_registry(only))
+        text = self.render(only) + registry_text(registry)
+        if agents is not None and (only is None or only & AGENT_NAMES):
+            text += render_agents(agents[0], self._clock(), agents[1], only)
         return text.encode()
 
 
 AGENT_HEADERS = [f"# HELP {k.name} {k.help}\n# TYPE {k.name} {k.type}\n" for k in catalog.AGENT_KPIS]
+AGENT_NAMES = frozenset(k.name for k in catalog.AGENT_KPIS)
 
 
-def render_agents(store: AgentStore, now: float, owned: Callable[[str], bool] | None = None) -> str:
-    """The per-agent families (SPEC §4) of the agents this worker owns: 13 series per agent.
-    Built on each scrape (no cache: the state seconds move with the clock)."""
+def render_agents(
+    store: AgentStore,
+    now: float,
+    owned: Callable[[str], bool] | None = None,
+    names: frozenset[str] | None = None,
+) -> str:
+    """The per-agent families (SPEC §4) of the agents this worker owns: 13 series per agent;
+    with ``names``, only those families. Built on each scrape (no cache: the state seconds move
+    with the clock)."""
     rows = store.rows(now, owned)
     parts: list[list[str]] = [[header] for header in AGENT_HEADERS]
     fmt = floatToGoString
@@ -295,7 +313,9 @@ def render_agents(store: AgentStore, now: float, owned: Callable[[str], bool] | 
         parts[2].append(f"ccmon_agent_handled_total{{{a}}} {r.handled_total}\n")
         parts[3].append(f"ccmon_agent_handle_seconds_total{{{a}}} {fmt(r.handle_s_total)}\n")
         parts[4].append(f"ccmon_agent_offers_missed_total{{{a}}} {r.missed_total}\n")
-    return "".join("".join(p) for p in parts)
+    return "".join(
+        "".join(p) for k, p in zip(catalog.AGENT_KPIS, parts, strict=True) if names is None or k.name in names
+    )
 
 
 #: OpenMetrics' extra samples, which the 0.0.4 text format writes as a gauge family of their own

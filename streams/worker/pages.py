@@ -33,7 +33,7 @@ def add_pages(p: Pipeline) -> None:
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         agents = (state.agent_store(), own.agent_filter()) if s.web.agent_metrics else None  # off by default
-        body = p.kpi_text.page(p.registry, agents)
+        body = p.kpi_text.page(p.registry, agents, request.query.getall("name[]", ()))
         return web.bytes(body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def wallboard_data(query: Mapping[str, str], gzip_ok: bool) -> Body:

@@ -149,3 +149,28 @@ def test_one_writer_writes_the_registry_as_prometheus_client_would_and_the_agent
     assert sample(m, "ccmon_agent_state", agent='a"1', state="busy") == 1
     assert sample(m, "ccmon_agent_state", agent='a"1', state="away") == 0
     assert "ccmon_agent_" not in exposition.page(registry).decode()  # off unless asked for
+
+
+def test_names_select_families_as_prometheus_client_exporters_do():
+    """``/metrics?name[]=a&name[]=b`` (prometheus_client's convention): only the families named,
+    KPI, process and per-agent alike, each exactly as the whole page writes it."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from streams.metrics.worker_metrics import ProcessMetrics
+
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessMetrics(registry, ["cc.calls"]).events_child("cc.calls", "accepted").inc(3)
+    clock = Clock(at("10:10:00"))
+    p = LocalPipeline(settings())
+    feed(p, SCENARIO + [(AGENTS, agent("a1", "busy", ["sales"], at("10:00:00")))], clock.now)
+    exposition = KpiExposition(lambda: p.store, clock)
+    whole = exposition.page(registry, (p.agent_store, None)).decode()
+    names = ["ccmon_contacts_offered_total", "ccmon_events_total", "ccmon_agent_handled_total"]
+    some = exposition.page(registry, (p.agent_store, None), names).decode()
+    families = [line.split()[2] for line in some.splitlines() if line.startswith("# TYPE ")]
+    assert families == names
+    assert all(line in whole.splitlines() for line in some.splitlines())
+    offered = [line for line in whole.splitlines() if line.startswith("ccmon_contacts_offered_total{")]
+    assert offered and all(line in some.splitlines() for line in offered)
+    assert "ccmon_events_total" in generate_latest(registry.restricted_registry(names)).decode()
+    assert exposition.page(registry, None, ["ccmon_contacts_offered_total"]).count(b"# TYPE") == 1
