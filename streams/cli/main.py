@@ -109,8 +109,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     asyncio.run(check_snapshots(s))  # another cluster's snapshots are set aside, not loaded
     import uvloop  # Faust runs on whatever loop is current; uvloop's costs less per callback
 
+    from streams.worker import collector
     from streams.worker.app import Pipeline
 
+    collector.tune()  # the state is long-lived: no full walk of it every few seconds
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     from streams.packaged import core_build
 

@@ -619,6 +619,14 @@ class Intake:
         key = agent_key(ev.agent_id)
         raw = self.data.get(key)
         state = AgentState.from_wire(raw) if raw is not None else None
+        if state is not None and state.state == "offline":
+            held = self.data.get(watermark_key(self.s.agents_topic, state.partition))
+            if held is not None and state.ts + self.s.retention_s < held[M_TIME]:
+                # past retention by the watermark: what the sweep drops is dropped here too, so
+                # that the event meets the same state whether a sweep ran before it or not
+                self.data.pop(key)
+                out.writes[key] = (state.partition, None)
+                state = None
         result = apply_agent(
             state, ev, partition=rec.partition, watermark=mark[M_TIME], lateness_s=self.s.lateness_s
         )

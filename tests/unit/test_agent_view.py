@@ -269,3 +269,33 @@ def test_api_agents_pages_by_offset_and_limit_in_agent_id_order():
     for bad in ({"offset": "-1"}, {"limit": "0"}, {"limit": "ten"}, {"offset": "²"}, {"limit": "1.5"}):
         with pytest.raises(ValueError, match="must be an integer"):
             agent_view.page_params(bad)
+
+
+def test_an_agent_event_past_retention_meets_no_state_whether_a_sweep_ran_or_not():
+    """An agent offline for longer than the retention (by the partition's watermark) who logs in
+    again: with a sweep before it or without, the event meets no state, so it decides the same
+    facts and leaves the same record (as stage 1 does for contacts: the sweep's timing must not
+    show in any series)."""
+    from streams.core.layout import agent_key
+
+    results = []
+    for sweep in (False, True):
+        p = LocalPipeline(settings(retention_s=600.0))
+        feed(
+            p,
+            [
+                (AGENTS, agent("a1", "available", ["q"], at("10:00:00"))),
+                (AGENTS, agent("a1", "offline", ["q"], at("10:05:00"))),
+            ],
+            now=at("10:05:00"),
+        )
+        feed(p, [(AGENTS, agent("a2", "available", ["q"], at("10:30:00")))], now=at("10:30:00"))
+        if sweep:
+            p.intake.sweep()  # stage 1's sweep alone: a1's record is past retention
+        out = feed(
+            p,
+            [(AGENTS, agent("a1", "available", ["q"], at("10:30:05"), event_id="back"))],
+            now=at("10:31:00"),
+        )
+        results.append((out.facts, p.lifecycle[agent_key("a1")]))
+    assert results[0] == results[1]
