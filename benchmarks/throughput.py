@@ -547,6 +547,9 @@ def latency(
     return steady[len(steady) // 2], pct99(steady), pct99(lat), hop_means(delays, delay_totals(worker.port))
 
 
+#: the customer key of the row that prices the customer features (any 32 bytes: a bench secret)
+PRICE_KEY: Final = b"bench-customer-key-0123456789abc"
+
 #: the latency phases' scrape interval (the resolution of what they measure): each scrape makes
 #: the worker build the views of every series that changed (~7 ms of its loop for the bench's 12
 #: series, most of it the EWT error grading), so every 20 ms took a third of the loop at 2,000/s
@@ -743,6 +746,15 @@ def measure(
     core, expected = core_rate(s, events)
     r["core_events_per_s"] = round(core)
     say(f"pure core: {r['core_events_per_s']:,} events/s")
+    # issue 27: the customer features (issue 24) priced: the same events, the same run, with a
+    # customer key (every other row runs without one, as a deployment without a key does)
+    with_customers, _ = core_rate(load(env, customer_key=PRICE_KEY), events)
+    r["core_customers_events_per_s"] = round(with_customers)
+    r["customer_features_cost"] = round(1 - with_customers / core, 3)
+    say(
+        f"pure core with customer features: {r['core_customers_events_per_s']:,} events/s "
+        f"({r['customer_features_cost']:.1%} less)"
+    )
     try:
         _, compile_s = compiled_core.build()
         run.compiled_tree = compiled_core.tree(run.workdir / "compiled-core")
@@ -844,6 +856,8 @@ def measure(
     rows = [
         ("raw aiokafka getmany + orjson", "raw_events_per_s", "events/s"),
         ("pure core, in-process", "core_events_per_s", "events/s"),
+        ("  the same with customer features (a key)", "core_customers_events_per_s", "events/s"),
+        ("  their cost", "customer_features_cost", "of the rate"),
         ("pure core, interpreted", "core_interpreted_events_per_s", "events/s"),
         ("pure core, compiled (mypyc)", "core_compiled_events_per_s", "events/s"),
         ("ccmon worker: all N in its state", "events_per_s", "events/s"),
