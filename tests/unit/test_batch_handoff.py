@@ -14,6 +14,16 @@ from streams.faust_ext.consumer import Batch, HandOffConsumer, split
 from tests.unit.helpers_fetch import CALLS0, CALLS1, CHANGELOG, FACTS0, LOG0, consumer, message, run, still
 
 
+def began(app: Any) -> None:
+    """A scripted fetch's step: the first rebalance begins."""
+    app.rebalancing, app.rebalancing_count = True, 1
+
+
+def ended(app: Any) -> None:
+    """A scripted fetch's step: Faust ends the rebalance (its recovery done)."""
+    app.rebalancing = False
+
+
 def test_each_fetch_is_handed_over_as_batches_per_agent_in_fetch_order():
     c, app, inputs, facts, per_message = consumer(
         [
@@ -39,12 +49,6 @@ def test_each_fetch_is_handed_over_as_batches_per_agent_in_fetch_order():
 
 
 def test_nothing_is_handed_over_from_a_fetch_during_which_a_rebalance_began():
-    def began(app: Any) -> None:
-        app.rebalancing, app.rebalancing_count = True, 1
-
-    def ended(app: Any) -> None:
-        app.rebalancing = False
-
     c, app, inputs, facts, per_message = consumer(
         [
             (still, [(CALLS0, 0)]),
@@ -59,12 +63,6 @@ def test_nothing_is_handed_over_from_a_fetch_during_which_a_rebalance_began():
 
 
 def test_what_a_fetch_collected_before_a_rebalance_began_in_it_is_dropped():
-    def began(app: Any) -> None:
-        app.rebalancing, app.rebalancing_count = True, 1
-
-    def ended(app: Any) -> None:
-        app.rebalancing = False
-
     def new_generation(app: Any) -> None:
         app.rebalancing, app.rebalancing_count, app.consumer_generation_id = True, 2, 2
 
@@ -228,9 +226,6 @@ def test_a_rebalance_that_begins_before_the_previous_recovery_ends_rewinds_only_
     def assigned(app: Any) -> None:  # generation 2; its recovery reads the changelog
         app.rebalancing, app.consumer_generation_id, app.held = True, 2, None
 
-    def ended(app: Any) -> None:
-        app.rebalancing = False
-
     c, app, inputs, facts, per_message = consumer(
         [
             (still, [(FACTS0, 0), (FACTS0, 1)]),
@@ -287,12 +282,6 @@ def test_a_batch_taken_is_joined_by_nothing_and_a_rebalance_ends_the_joining():
     def take_all(app: Any) -> None:
         for batch in box[0].kept:
             batch.take()
-
-    def began(app: Any) -> None:
-        app.rebalancing, app.rebalancing_count = True, 1
-
-    def ended(app: Any) -> None:
-        app.rebalancing = False
 
     c, app, inputs, facts, _ = consumer(
         [
