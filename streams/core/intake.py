@@ -514,10 +514,10 @@ class Intake:
         src = f"{rec.topic}/{rec.partition}"
         self._fire_timeouts(out, rec.topic, rec.partition, mark[M_TIME])  # may complete this very contact
         raw = self.data.get(key)
-        if raw is not None and raw[W_SEEN] + self.s.retention_s < mark[M_TIME]:
-            # past retention by the watermark: what the sweep drops is dropped here too, so that
-            # the event meets the same state whether a sweep ran before it or not (the customer of
-            # a late survey was only known when none had: the crash search found it, issue 24)
+        if raw is not None and self._past_retention(raw[W_SEEN], mark):
+            # what the sweep drops is dropped here too, so that the event meets the same state
+            # whether a sweep ran before it or not (the customer of a late survey was only known
+            # when none had: the crash search found it, issue 24)
             self.data.pop(key)
             out.writes[key] = (raw[W_PARTITION], None)
             raw = None
@@ -619,14 +619,12 @@ class Intake:
         key = agent_key(ev.agent_id)
         raw = self.data.get(key)
         state = AgentState.from_wire(raw) if raw is not None else None
-        if state is not None and state.state == "offline":
-            held = self.data.get(watermark_key(self.s.agents_topic, state.partition))
-            if held is not None and state.ts + self.s.retention_s < held[M_TIME]:
-                # past retention by the watermark: what the sweep drops is dropped here too, so
-                # that the event meets the same state whether a sweep ran before it or not
-                self.data.pop(key)
-                out.writes[key] = (state.partition, None)
-                state = None
+        if state is not None and self._agent_expired(state):
+            # what the sweep drops is dropped here too, so that the event meets the same state
+            # whether a sweep ran before it or not
+            self.data.pop(key)
+            out.writes[key] = (state.partition, None)
+            state = None
         result = apply_agent(
             state, ev, partition=rec.partition, watermark=mark[M_TIME], lateness_s=self.s.lateness_s
         )
@@ -647,6 +645,16 @@ class Intake:
         mark[M_DECIDED] = rec.offset
 
     # ---- periodic sweep --------------------------------------------------------------------
+    def _past_retention(self, ts: float, mark: list[Any] | None) -> bool:
+        """State last seen at ``ts`` is past retention by its partition's watermark (``mark``):
+        the sweep drops it, and an event that meets it before a sweep does drops it too."""
+        return mark is not None and ts + self.s.retention_s < mark[M_TIME]
+
+    def _agent_expired(self, held: AgentState) -> bool:
+        """An agent offline for longer than the retention (one logged in is kept however long)."""
+        mark = self.data.get(watermark_key(self.s.agents_topic, held.partition))
+        return held.state == "offline" and self._past_retention(held.ts, mark)
+
     def sweep(self) -> BatchOutput:
         """Fire due ACW timeouts and drop state past retention, by each partition's watermark
         (event time), so the outcome does not depend on when the sweep runs."""
@@ -666,14 +674,13 @@ class Intake:
             if kind == CONTACT:
                 source = self.topic_of_channel.get(contact_key_parts(key)[0])
                 mark = self.data.get(watermark_key(source, raw[W_PARTITION])) if source is not None else None
-                if mark is not None and raw[W_SEEN] + retention < mark[M_TIME]:
+                if self._past_retention(raw[W_SEEN], mark):
                     expired.append((key, raw[W_PARTITION]))
                 elif raw[W_PHASE] in OPEN_PHASES:
                     held_open.setdefault(raw[W_PARTITION], set()).add(raw[W_QUEUE])
             elif kind == AGENT:
                 held = AgentState.from_wire(raw)
-                mark = self.data.get(watermark_key(self.s.agents_topic, held.partition))
-                if mark is not None and held.state == "offline" and held.ts + retention < mark[M_TIME]:
+                if self._agent_expired(held):
                     expired.append((key, held.partition))
                 elif held.state != "offline":
                     held_open.setdefault(held.partition, set()).update(held.queues)
