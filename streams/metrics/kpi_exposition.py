@@ -277,7 +277,7 @@ class KpiExposition:
         (the agent store and the filter of the agents this worker owns) the per-agent families.
         With ``names`` (``/metrics?name[]=a&name[]=b``, as prometheus_client's exporters take
         them), only the families of those names: a poller that needs one number (a probe, the
-        latency benchmark's 20-ms scraper) then neither gets nor parses the rest."""
+        latency benchmark's 50-ms scraper) then neither gets nor parses the rest."""
         only = frozenset(names) or None
         if only is not None:
             registry = cast(CollectorRegistry, registry.restricted_registry(only))
