@@ -49,6 +49,7 @@ import os
 import re
 import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -494,23 +495,18 @@ def core_bytes_per_open_contact(s: Settings, open_n: int, queues: int) -> float:
 
 
 def latency(
-    s: Settings, worker: Service, rate: float, seconds: float, warm_s: float = 0.0
-) -> tuple[float, float, float, dict[str, float]]:
-    """Produce ``rate`` events/s for ``warm_s`` + ``seconds`` to a worker, through both stages: the
-    k-th offer sent is visible at the first scrape whose ``ccmon_contacts_offered_total`` (summed)
-    has grown by k. Scrapes every ``POLL_S`` (50 ms), the resolution. Returns p50 and p99 of the offers sent
-    after the first ``warm_s`` seconds (the steady load: the start of a rate, a fresh worker's first
-    fetches or the step from another rate, is not what a running contact center sees), and the p99
-    of all offers, start included; and the worker's mean delay per batch at each hop, start included
-    (``hop_means``)."""
-    events = workload.mix(int(rate * (warm_s + seconds)), seed=2)
-    steady_from = int(rate * warm_s)  # the first event of the measured part
+    env: dict[str, str], worker: Service, rate: float, seconds: float, warm_s: float = 0.0
+) -> tuple[float, float, float, dict[str, float], float]:
+    """Produce ``rate`` events/s for ``warm_s`` + ``seconds`` to a worker (benchmarks/loadgen.py,
+    a niced process of its own with the phase's settings ``env``), through both stages: the k-th
+    offer sent is visible at the first scrape whose ``ccmon_contacts_offered_total`` (summed) has
+    grown by k. Scrapes every ``POLL_S`` (50 ms), the resolution. Returns p50 and p99 of the offers
+    sent after the first ``warm_s`` seconds (the steady load: the start of a rate, a fresh worker's
+    first fetches or the step from another rate, is not what a running contact center sees), the
+    p99 of all offers, start included; the worker's mean delay per batch at each hop, start
+    included (``hop_means``); and the rate the generator achieved."""
     base = offered_count(worker.port)
     delays = delay_totals(worker.port)
-    offers = [workload.counts_offered(v) for _, _, v in events]
-    n = sum(offers)
-    warm_offers = sum(offers[:steady_from])
-    sent: list[float] = []
     seen: list[tuple[float, float]] = []
     done = threading.Event()
 
@@ -518,20 +514,33 @@ def latency(
         while not done.is_set():
             t0 = time.time()
             try:
-                total = offered_count(worker.port) - base
+                seen.append((t0, offered_count(worker.port) - base))
             except OSError:
                 continue
-            seen.append((t0, total))
-            if total >= n:
-                return
             time.sleep(POLL_S)
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
-    asyncio.run(workload.produce(s, events, rate=rate, sent=sent.append))
-    poller.join(timeout=120)
-    done.set()
-    offer_times = [t for t, is_offer in zip(sent, offers, strict=True) if is_offer]
+    try:
+        generator = subprocess.run(
+            [sys.executable, "-m", "benchmarks.loadgen", str(rate), str(seconds), str(warm_s)],
+            env={**env, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            capture_output=True,
+            timeout=TIMEOUT_S,
+        )
+        if generator.returncode != 0:
+            raise SystemExit(f"bench: the load generator failed:\n{generator.stderr.decode()[-3000:]}")
+        sent = orjson.loads(generator.stdout.splitlines()[-1])
+        offer_times: list[float] = sent["offers"]
+        n, warm_offers = len(offer_times), sent["warm_offers"]
+        try:  # every offer visible, or the one that is not is named below
+            wait_until(lambda: bool(seen) and seen[-1][1] >= n, timeout=120, what=f"{n} offers visible")
+        except NotReady:
+            pass
+    finally:
+        done.set()
+        poller.join(timeout=10)
     lat, j = [], 0
     for k, t_sent in enumerate(offer_times, start=1):
         while j < len(seen) and seen[j][1] < k:
@@ -542,9 +551,16 @@ def latency(
     steady = sorted(lat[warm_offers:])
     lat.sort()
     say(
-        f"latency over {n - warm_offers} offers of {len(events) - steady_from} events after {warm_s:g} s warm"
+        f"latency over {n - warm_offers} offers of {sent['events'] - int(rate * warm_s)} events after "
+        f"{warm_s:g} s warm; the generator sent {sent['sent_per_s']:,.0f} events/s of {rate:,.0f}"
     )
-    return steady[len(steady) // 2], pct99(steady), pct99(lat), hop_means(delays, delay_totals(worker.port))
+    return (
+        steady[len(steady) // 2],
+        pct99(steady),
+        pct99(lat),
+        hop_means(delays, delay_totals(worker.port)),
+        sent["sent_per_s"],
+    )
 
 
 #: the customer key of the row that prices the customer features (any 32 bytes: a bench secret)
@@ -817,8 +833,9 @@ def measure(
                 live.wait_ready(timeout=120)
                 run.check_core(live)
                 say(f"latency at {rate}/s for {lat_s} s after {warm_s} s at that rate, fresh worker...")
-                p50, p99, p99_all, hops = latency(s_lat, live, rate, lat_s, warm_s)
+                p50, p99, p99_all, hops, sent_rate = latency(env_lat, live, rate, lat_s, warm_s)
                 r[f"p50_latency{tag}_s"], r[f"p99_latency{tag}_s"] = round(p50, 3), round(p99, 3)
+                r[f"latency{tag}_sent_events_per_s"] = round(sent_rate)
                 r[f"p99_latency{tag}_with_start_s"] = round(p99_all, 3)
                 for hop, mean in sorted(hops.items()):
                     r[f"delay{tag}_{hop}_s"] = round(mean, 3)

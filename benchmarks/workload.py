@@ -225,8 +225,9 @@ async def paced(
     i = 0
     while i < len(events):
         due = min(len(events), int((time.perf_counter() - started) * rate) + 1)
-        if due <= i:
-            await asyncio.sleep(max(0.0, min(TICK_S, started + (i + 1) / rate - time.perf_counter())))
+        if due <= i:  # the next tick of the grid: never sooner, or each event would leave alone
+            elapsed = time.perf_counter() - started
+            await asyncio.sleep(TICK_S - elapsed % TICK_S)
             continue
         now_ms = int(time.time() * 1000)
         batches: dict[tuple[str, int], Any] = {}

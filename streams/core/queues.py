@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypedDict, TypeVar
+from typing import Any, Final, TypedDict, TypeVar
 from zoneinfo import ZoneInfo
 
 from streams.config import KpiSettings, QueueThresholds
@@ -194,6 +194,17 @@ class SeriesView:
     def sl_projected_interval(self) -> float | None:
         """The interval's projected service level (the wallboard's cell)."""
         return self.sl_projected.get("interval")
+
+
+#: what ``QueueStore.view`` computes beyond the records, at read time: the window sums (windowed
+#: gauges, agents required), the prediction (EWT, projected service level, breach; reads the
+#: windows) and the EWT error (grades every ended wait not folded yet: the costly one)
+WINDOWED, PREDICTED, GRADED = "windowed", "predicted", "graded"
+VIEW_PARTS: Final = frozenset((WINDOWED, PREDICTED, GRADED))
+
+
+def _no_windows() -> dict[str, list[float]]:
+    return {name: [0.0] * kpis.WIDTH for name in (*WINDOWS, TODAY)}
 
 
 @dataclass(slots=True)
@@ -719,13 +730,17 @@ class QueueStore:
     def series(self) -> Iterator[tuple[str, str]]:
         return iter(sorted(self.index.series))
 
-    def view(self, queue: str, channel: str, now: float) -> SeriesView:
+    def view(self, queue: str, channel: str, now: float, parts: frozenset[str] = VIEW_PARTS) -> SeriesView:
+        """The series at ``now``; with ``parts`` a subset of ``VIEW_PARTS``, what the others compute
+        is left out (zero windows, no prediction, no EWT error): a scrape that asks for a few
+        families (``/metrics?name[]=``) does not pay for grading every ended wait."""
         tot: TotalsRecord | None = self.data.get(totals_key(queue, channel))
         v = decode_totals(tot["v"].copy()) if tot is not None else new_totals()
         waiting_rec: WaitingRecord | None = self.data.get(waiting_key(queue, channel))
         waiting = waiting_rec["v"] if waiting_rec is not None else {}
         oldest = max(0.0, now - min(waiting.values())) if waiting else 0.0
-        windows = self.window_sums(queue, channel, now)
+        windowed = WINDOWED in parts
+        windows = self.window_sums(queue, channel, now) if windowed else _no_windows()
         dequeued = {reason: v["dq"].get(reason, 0) for reason in DEQUEUE_REASONS}
         cust: CustomerTotalsRecord | None = self.data.get(customer_totals_key(queue, channel))
         cv = cust["v"] if cust is not None else new_customer_totals_record()["v"]
@@ -742,7 +757,7 @@ class QueueStore:
             len(waiting),
             oldest,
             windows,
-            self._agents_required(queue, windows[ERLANG_WINDOW]),
+            self._agents_required(queue, windows[ERLANG_WINDOW]) if windowed else None,
             {prev: cv["rp"].get(prev, 0) for prev in PREVIOUS},
             cv["rc"],
             cv["lo"],
@@ -757,8 +772,10 @@ class QueueStore:
             view.customers = True
         if queue in self.index.risk_queues or cust is not None:
             view.customers_at_risk = self.at_risk(queue)
-        self._predict(view, sorted(waiting.values()), now)
-        self._ewt_errors(view, now)
+        if PREDICTED in parts and windowed:
+            self._predict(view, sorted(waiting.values()), now)
+        if GRADED in parts:
+            self._ewt_errors(view, now)
         return view
 
     def has_customers(self, queue: str, channel: str) -> bool:

@@ -31,9 +31,13 @@ from streams.core.queues import (
     COUNTERS,
     EWT_ERROR_BUCKETS,
     FIRST_RESPONSE_BUCKETS,
+    GRADED,
     HANDLE_BUCKETS,
+    PREDICTED,
     TODAY,
+    VIEW_PARTS,
     WAIT_BUCKETS,
+    WINDOWED,
     WINDOWS,
     QueueStore,
     SeriesView,
@@ -70,6 +74,26 @@ CUSTOMER_FAMILIES = frozenset(_AT[k.name] for k in catalog.KPIS if k.customer)
 #: gauge of one value per series → (its family's position, name, the SeriesView attribute it reads)
 VIEW_GAUGES = [(_AT[k.name], k.name, k.series_attr) for k in catalog.KPIS if k.series_attr is not None]
 HEADERS = [f"# HELP {name} {doc}\n# TYPE {name} {kind}\n" for name, kind, doc in FAMILIES]
+
+
+def _view_parts() -> dict[str, frozenset[str]]:
+    """Family name → the parts of a series' view (``QueueStore.view``) its lines read beyond the
+    records. tests/unit/test_exposition.py renders every family alone and compares it with the
+    whole page, so a family missing here fails there."""
+    windowed, predicted = frozenset((WINDOWED,)), frozenset((WINDOWED, PREDICTED))
+    by_attr = {"agents_required": windowed, "ewt_s": predicted, "breach_s": predicted}
+    out = {name: frozenset[str]() for name, _, _ in FAMILIES}
+    for _, name, _ in GAUGES:
+        out[name] = windowed
+    for _, name, attr in VIEW_GAUGES:
+        out[name] = by_attr.get(attr, out[name])
+    out[FAMILIES[PROJECTED][0]] = predicted
+    for f in (EWT_ERROR, EWT_ABS, EWT_BIAS):
+        out[FAMILIES[f][0]] = frozenset((GRADED,))
+    return out
+
+
+VIEW_PARTS_OF = _view_parts()
 WAIT_LE = [floatToGoString(b) for b in (*WAIT_BUCKETS, math.inf)]
 HANDLE_LE = [floatToGoString(b) for b in (*HANDLE_BUCKETS, math.inf)]
 FIRST_RESPONSE_LE = [floatToGoString(b) for b in (*FIRST_RESPONSE_BUCKETS, math.inf)]
@@ -206,6 +230,9 @@ class KpiExposition:
         current = int(now // store.bucket_s) * store.bucket_s
         today = store.local_day(now)
         mine = owner_filter(self._owned(), store.settings.partitions)
+        # a few families asked for: a series that changed is viewed with only what they read, and
+        # that text is used once, not cached (its other families are not what the series holds)
+        need = VIEW_PARTS if names is None else frozenset().union(*(VIEW_PARTS_OF.get(n, ()) for n in names))
         live: list[_Series] = []
         cache: dict[tuple[str, str], _Series] = {}
         for key in store.series():
@@ -214,10 +241,16 @@ class KpiExposition:
             stamp = (store.versions[key], current, today)
             entry = self._series.get(key)
             if entry is None or entry.stamp != stamp:
-                view = store.view(key[0], key[1], now)
+                view = store.view(key[0], key[1], now, need)
                 oldest_ts = now - view.oldest_wait_s if view.waiting else None
                 labels = entry.labels if entry is not None else series_labels(*key)
-                entry = _Series(stamp, render_series(view, labels), labels, oldest_ts)
+                fresh = _Series(stamp, render_series(view, labels), labels, oldest_ts)
+                if need != VIEW_PARTS:
+                    live.append(fresh)
+                    if entry is not None:
+                        cache[key] = entry  # stale: rebuilt by the next whole render
+                    continue
+                entry = fresh
             cache[key] = entry
             live.append(entry)
         self._series = cache

@@ -174,3 +174,28 @@ def test_names_select_families_as_prometheus_client_exporters_do():
     assert offered and all(line in some.splitlines() for line in offered)
     assert "ccmon_events_total" in generate_latest(registry.restricted_registry(names)).decode()
     assert exposition.page(registry, None, ["ccmon_contacts_offered_total"]).count(b"# TYPE") == 1
+
+
+def test_each_family_asked_for_alone_is_written_as_the_whole_page_writes_it():
+    """``name[]=`` views a changed series with only the parts its families read (no EWT grading
+    for a counter): each family alone, from a fresh cache, line for line as in the whole page.
+    The scenario has windows, a prediction and graded waits, so no part is vacuous here."""
+    clock = Clock(at("10:10:00"))
+    p = LocalPipeline(settings())
+    feed(p, SCENARIO + [(AGENTS, agent("a1", "available", ["sales", "support"], at("10:00:00")))], clock.now)
+    whole = KpiExposition(lambda: p.store, clock).render()
+    families: dict[str, list[str]] = {}
+    for line in whole.splitlines():
+        if line.startswith("# TYPE "):
+            current = families.setdefault(line.split()[2], [])
+        if not line.startswith("# HELP "):
+            current.append(line)
+    for name in ("ccmon_ewt_error_seconds", "ccmon_ewt_seconds", "ccmon_service_level_ratio"):
+        assert len(families[name]) > 1, f"the scenario exports no {name}"
+    for kpi in catalog.KPIS:
+        alone = KpiExposition(lambda: p.store, clock).render(frozenset([kpi.name]))
+        assert [line for line in alone.splitlines() if not line.startswith("# HELP ")] == families[kpi.name]
+    # and a cached whole page is not overwritten by a partial view: the next whole render is equal
+    exposition = KpiExposition(lambda: p.store, clock)
+    exposition.render(frozenset(["ccmon_contacts_offered_total"]))
+    assert exposition.render() == whole

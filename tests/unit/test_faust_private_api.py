@@ -145,6 +145,25 @@ PINNED = {
         "streams/kafka/identity.py: the highest struct of a Request[...] the broker supports is sent"
         " (Metadata v12 for the topic ids, else v5)",
     ),
+    "faust.transport.drivers.aiokafka:Consumer._new_consumer_thread": (
+        "0870ec53dea75083",
+        "streams/faust_ext/consumer.py overrides it: the consumer thread is its FetchThread",
+    ),
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._create_worker_consumer": (
+        "c2701bfc3e6f6cad",
+        "streams/faust_ext/consumer.py: FetchThread sets the fetch wait on the consumer it builds "
+        "(Faust passes fetch_max_wait_ms=1500)",
+    ),
+    "aiokafka.consumer.consumer:AIOKafkaConsumer.start": (
+        "2f1ba70443327538",
+        "streams/faust_ext/consumer.py sets _fetch_max_wait_ms before start, which builds the "
+        "Fetcher from it",
+    ),
+    "aiokafka.consumer.fetcher:Fetcher._get_actions_per_node": (
+        "1dab2cf937d165d0",
+        "streams/faust_ext/consumer.py: why the fetch wait matters (a partition with records not "
+        "taken is left out of the request, and none is sent to a broker with one in flight)",
+    ),
     "faust.tables.base:Collection.data": (
         "ade4a02ddd5582cb",
         "streams/worker/tables.py sets the snapshot path on the store it creates",
