@@ -68,7 +68,7 @@ from typing import Final
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from benchmarks import compiled_core, customers, pollers, workload
+from benchmarks import compiled_core, customers, pollers, prices, workload
 from streams.config import Settings, load
 from streams.core.intake import Record
 from streams.dev.harness import NotReady, ProcessExited, Service, wait_stable, wait_until
@@ -771,6 +771,14 @@ def measure(
         f"pure core with customer features: {r['core_customers_events_per_s']:,} events/s "
         f"({r['customer_features_cost']:.1%} less)"
     )
+    # issue 27: first response and the EWT error on and off, and what a view's prediction and
+    # grading cost at read time, on the same events (benchmarks/prices.py)
+    r.update(prices.measure(events, load(env)))
+    say(
+        f"first response: {r['price_first_response_share']:.1%} of the core's time; EWT error: "
+        f"{r['price_ewt_error_share']:.1%}; views of {r['price_series']} series: "
+        f"{r['price_view_all_ms']} ms, {r['price_view_records_ms']} ms without prediction and grading"
+    )
     try:
         _, compile_s = compiled_core.build()
         run.compiled_tree = compiled_core.tree(run.workdir / "compiled-core")
@@ -875,6 +883,7 @@ def measure(
         ("pure core, in-process", "core_events_per_s", "events/s"),
         ("  the same with customer features (a key)", "core_customers_events_per_s", "events/s"),
         ("  their cost", "customer_features_cost", "of the rate"),
+        *prices.ROWS,
         ("pure core, interpreted", "core_interpreted_events_per_s", "events/s"),
         ("pure core, compiled (mypyc)", "core_compiled_events_per_s", "events/s"),
         ("ccmon worker: all N in its state", "events_per_s", "events/s"),

@@ -1,0 +1,137 @@
+"""What this round's KPI families cost the pure core, on the same events (issue 27).
+
+    python -m benchmarks.prices [N]      (the throughput bench runs it on its own N events)
+
+- in the core: the share of its time spent applying first responses (RESPONDED facts in stage
+  2; stage 1's part is the ``responded`` events' parsing, a contact event like any other) and
+  keeping the ended waits the EWT error grades from (``QueueStore._apply_ended``, the EWT
+  families' only per-fact work: EWT, projected service level and breach have no state of their
+  own), timed around those calls in one run. Turning each off and comparing rates was tried
+  first: the difference (1-5 %) was below what separates two runs of the same code in one process
+  (a process's runs slow by ~2 % each, its first is ~25 % faster), and came out negative;
+- at read time: building every series' view with and without the prediction and the EWT
+  grading (``QueueStore.view``'s parts), after the same events: what a scrape of a changed
+  series pays for them (median of 5).
+
+The customer features are priced in benchmarks/throughput.py (a customer key on and off) and
+benchmarks/customers.py (memory per customer).
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from benchmarks import workload
+from streams.config import Settings, load
+from streams.core.facts import Fact, Kind
+from streams.core.queues import VIEW_PARTS, QueueStore
+from streams.dev.local_pipeline import LocalPipeline
+
+
+def _responded(value: bytes) -> bool:
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(event, dict) and event.get("type") == "responded"
+
+
+def _rate(s: Settings, events: list[workload.Event]) -> tuple[float, LocalPipeline]:
+    from benchmarks.throughput import as_records
+
+    records = as_records(s, events)
+    p = LocalPipeline(s)
+    now = time.time()
+    started = time.perf_counter()
+    for i in range(0, len(records), s.batching.size):
+        p.feed(records[i : i + s.batching.size], now=now)
+    return len(records) / (time.perf_counter() - started), p
+
+
+def _views_s(p: LocalPipeline, parts: frozenset[str]) -> float:
+    """Seconds to view every series once with ``parts`` (median of 5)."""
+    now = time.time()
+    runs = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for queue, channel in p.store.series():
+            p.store.view(queue, channel, now, parts)
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs)
+
+
+def _timed(s: Settings, events: list[workload.Event]) -> tuple[float, float, float, LocalPipeline]:
+    """The core's rate on ``events`` and the seconds it spent applying RESPONDED facts (stage 2,
+    ``QueueStore.apply``) and keeping ended waits (``QueueStore._apply_ended``), timed around
+    those calls (~0.2 µs of timer per call, inside the figures)."""
+    apply, apply_ended = QueueStore.apply, QueueStore._apply_ended
+    spent = {"fr": 0.0, "ended": 0.0}
+    clock = time.perf_counter
+
+    def timed_apply(self: QueueStore, fact: Fact, *args: Any) -> None:
+        if fact.kind != Kind.RESPONDED:
+            return apply(self, fact, *args)
+        t0 = clock()
+        apply(self, fact, *args)
+        spent["fr"] += clock() - t0
+        return None
+
+    def timed_ended(self: QueueStore, *args: Any) -> None:
+        t0 = clock()
+        apply_ended(self, *args)
+        spent["ended"] += clock() - t0
+
+    QueueStore.apply, QueueStore._apply_ended = timed_apply, timed_ended  # type: ignore[method-assign,assignment]
+    try:
+        rate, p = _rate(s, events)
+    finally:
+        QueueStore.apply, QueueStore._apply_ended = apply, apply_ended  # type: ignore[method-assign]
+    return rate, spent["fr"], spent["ended"], p
+
+
+def measure(events: list[workload.Event], s: Settings | None = None) -> dict[str, Any]:
+    s = s or load({})
+    _rate(s, events)  # a process's first run is ~25 % faster than the rest: not counted
+    gc.collect()
+    rate, fr_s, ended_s, p = _timed(s, events)
+    total_s = len(events) / rate
+    responded = sum(1 for e in events if _responded(e[2]))
+    r: dict[str, Any] = {
+        "price_events_per_s": round(rate),
+        "price_responded_events": responded,
+        "price_first_response_share": round(fr_s / total_s, 4),
+        "price_us_per_responded": round(fr_s / max(1, responded) * 1e6, 1),
+        "price_ewt_error_share": round(ended_s / total_s, 4),
+        "price_series": sum(1 for _ in p.store.series()),
+        "price_view_all_ms": round(_views_s(p, VIEW_PARTS) * 1e3, 2),
+        "price_view_records_ms": round(_views_s(p, frozenset()) * 1e3, 2),
+    }
+    return r
+
+
+ROWS = (
+    ("pure core, the bench's events (timed calls)", "price_events_per_s", "events/s"),
+    ("  first response: share of the core's time", "price_first_response_share", ""),
+    ("  first response: µs per responded event", "price_us_per_responded", "µs"),
+    ("  EWT error (ended waits kept): share", "price_ewt_error_share", ""),
+    ("every series' view, all parts", "price_view_all_ms", "ms"),
+    ("  records only (no prediction, no EWT grading)", "price_view_records_ms", "ms"),
+)
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    r = measure(workload.mix(n))
+    for label, key, unit in ROWS:
+        print(f"{label:<52} {r[key]:>12,} {unit}")
+    print(f"({r['price_responded_events']:,} responded events of {n:,}; {r['price_series']} series)")
+
+
+if __name__ == "__main__":
+    main()
