@@ -43,15 +43,9 @@ def _responded(value: bytes) -> bool:
 
 
 def _rate(s: Settings, events: list[workload.Event]) -> tuple[float, LocalPipeline]:
-    from benchmarks.throughput import as_records
+    from benchmarks.throughput import core_run  # which imports this module
 
-    records = as_records(s, events)
-    p = LocalPipeline(s)
-    now = time.time()
-    started = time.perf_counter()
-    for i in range(0, len(records), s.batching.size):
-        p.feed(records[i : i + s.batching.size], now=now)
-    return len(records) / (time.perf_counter() - started), p
+    return core_run(s, events)
 
 
 def _views_s(p: LocalPipeline, parts: frozenset[str]) -> float:

@@ -460,14 +460,20 @@ def iter_records(s: Settings, events: list[workload.Event]) -> Iterator[Record]:
         yield Record(names[topic], part, off, key, value)
 
 
-def core_rate(s: Settings, events: list[workload.Event]) -> tuple[float, float]:
+def core_run(s: Settings, events: list[workload.Event]) -> tuple[float, LocalPipeline]:
+    """The pure core's events/s on ``events`` fed as the worker gets them, and its state after."""
     records = as_records(s, events)
     p = LocalPipeline(s)
     started = time.perf_counter()
     now = time.time()
     for i in range(0, len(records), s.batching.size):
         p.feed(records[i : i + s.batching.size], now=now)
-    return len(records) / (time.perf_counter() - started), core_state(p)
+    return len(records) / (time.perf_counter() - started), p
+
+
+def core_rate(s: Settings, events: list[workload.Event]) -> tuple[float, float]:
+    rate, p = core_run(s, events)
+    return rate, core_state(p)
 
 
 def core_bytes_per_open_contact(s: Settings, open_n: int, queues: int) -> float:
