@@ -10,8 +10,11 @@
   first: the difference (1-5 %) was below what separates two runs of the same code in one process
   (a process's runs slow by ~2 % each, its first is ~25 % faster), and came out negative;
 - at read time: building every series' view with and without the prediction and the EWT
-  grading (``QueueStore.view``'s parts), after the same events: what a scrape of a changed
-  series pays for them (median of 5).
+  grading (``QueueStore.view``'s parts), after the same events, on a store that graded nothing
+  before: what a scrape of a changed series pays for them (median of 5);
+- under load (:func:`under_load`): two hours of a busy center's ended waits kept, a view of every
+  series after each 2,000 more events, with the grades the store keeps between views and with
+  every wait graded again: what Prometheus's scrape of a busy worker pays.
 
 The customer features are priced in benchmarks/throughput.py (a customer key on and off) and
 benchmarks/customers.py (memory per customer).
@@ -48,16 +51,57 @@ def _rate(s: Settings, events: list[workload.Event]) -> tuple[float, LocalPipeli
     return core_run(s, events)
 
 
-def _views_s(p: LocalPipeline, parts: frozenset[str]) -> float:
-    """Seconds to view every series once with ``parts`` (median of 5)."""
-    now = time.time()
+def _views_s(p: LocalPipeline, parts: frozenset[str], now: float | None = None) -> float:
+    """Seconds to view every series once with ``parts`` (median of 5), each time on a new store
+    over the same records: what a changed series pays with nothing graded before (the store
+    keeps its grades between views, :func:`under_load` prices that)."""
+    now = time.time() if now is None else now
     runs = []
     for _ in range(5):
+        store = QueueStore(p.store.data, p.store.settings)
         started = time.perf_counter()
-        for queue, channel in p.store.series():
-            p.store.view(queue, channel, now, parts)
+        for queue, channel in store.series():
+            store.view(queue, channel, now, parts)
         runs.append(time.perf_counter() - started)
     return statistics.median(runs)
+
+
+#: the clock of the scrape under load: a fixed day, so every run grades the same waits
+LOAD_NOW = 1_795_420_000.0
+
+
+def under_load(contacts: int, s: Settings | None = None, step: int = 2000, steps: int = 20) -> dict[str, Any]:
+    """A whole scrape's grading while facts keep coming: two hours of a busy center (``contacts``
+    contacts, the simulator's flat day ending at ``LOAD_NOW``) fed to the core, then ``steps``
+    times ``step`` more events, each followed by a view of every series with every part, as
+    Prometheus's scrape asks for while the center is busy: with the store's kept grades (what
+    the worker does) and on a new store over the same records (every ended wait graded, as
+    before the grades were kept). Medians, and the ended waits not folded at the end."""
+    s = s or load({})
+    from benchmarks.throughput import as_records  # which imports this module
+
+    events = list(workload.busy_day(contacts, max(100, contacts // 100), 2.0, LOAD_NOW))
+    records = as_records(s, events)
+    head = max(0, len(records) - step * steps)
+    p = LocalPipeline(s)
+    for i in range(0, head, step):
+        p.feed(records[i : i + step], now=LOAD_NOW)
+    kept: list[float] = []
+    scratch: list[float] = []
+    for i in range(head, len(records), step):
+        p.feed(records[i : i + step], now=LOAD_NOW)
+        for times, store in ((kept, p.store), (scratch, QueueStore(p.store.data, p.store.settings))):
+            started = time.perf_counter()
+            for queue, channel in store.series():
+                store.view(queue, channel, LOAD_NOW)
+            times.append(time.perf_counter() - started)
+    waits = sum(len(rec["v"]) for key, rec in p.store.data.items() if key.startswith("e|"))
+    return {
+        "price_load_events": len(records),
+        "price_load_waits": waits,
+        "price_load_view_kept_ms": round(statistics.median(kept) * 1e3, 2),
+        "price_load_view_scratch_ms": round(statistics.median(scratch) * 1e3, 2),
+    }
 
 
 def _timed(s: Settings, events: list[workload.Event]) -> tuple[float, float, float, LocalPipeline]:
@@ -89,7 +133,9 @@ def _timed(s: Settings, events: list[workload.Event]) -> tuple[float, float, flo
     return rate, spent["fr"], spent["ended"], p
 
 
-def measure(events: list[workload.Event], s: Settings | None = None) -> dict[str, Any]:
+def measure(
+    events: list[workload.Event], s: Settings | None = None, load_contacts: int = 30_000
+) -> dict[str, Any]:
     s = s or load({})
     _rate(s, events)  # a process's first run is ~25 % faster than the rest: not counted
     gc.collect()
@@ -105,6 +151,7 @@ def measure(events: list[workload.Event], s: Settings | None = None) -> dict[str
         "price_series": sum(1 for _ in p.store.series()),
         "price_view_all_ms": round(_views_s(p, VIEW_PARTS) * 1e3, 2),
         "price_view_records_ms": round(_views_s(p, frozenset()) * 1e3, 2),
+        **under_load(load_contacts, s),
     }
     return r
 
@@ -116,6 +163,9 @@ ROWS = (
     ("  EWT error (ended waits kept): share", "price_ewt_error_share", ""),
     ("every series' view, all parts", "price_view_all_ms", "ms"),
     ("  records only (no prediction, no EWT grading)", "price_view_records_ms", "ms"),
+    ("under load: ended waits kept (2 h of a busy center)", "price_load_waits", ""),
+    ("  every series' view after 2,000 more events", "price_load_view_kept_ms", "ms"),
+    ("  the same, every wait graded again", "price_load_view_scratch_ms", "ms"),
 )
 
 
