@@ -137,9 +137,19 @@ def _error_hist() -> list[float]:
     return [0] * (len(EWT_ERROR_BUCKETS) + 2)
 
 
-def _add_hist(into: list[float], part: list[float]) -> None:
-    for i, x in enumerate(part):
-        into[i] += x
+def _code(outcome: str, error: float) -> int:
+    """An outcome and the histogram bucket of an error, in one small int (cached by Python)."""
+    return GRADED_OUTCOMES.index(outcome) * 16 + bisect.bisect_left(EWT_ERROR_BUCKETS, error)
+
+
+def _add_graded(hists: dict[str, list[float]], b: _BucketGrades) -> None:
+    """A bucket's graded waits into the histograms, one by one in its order (as ``_observe``)."""
+    for code, error in zip(b.codes, b.errors, strict=True):
+        hist = hists.get(GRADED_OUTCOMES[code >> 4])
+        if hist is None:
+            hist = hists[GRADED_OUTCOMES[code >> 4]] = _error_hist()
+        hist[code & 15] += 1
+        hist[-1] += error
 
 
 def _sl_sums(v: list[float]) -> tuple[float, float]:
@@ -228,13 +238,16 @@ class _Index:
 
 @dataclass(slots=True)
 class _BucketGrades:
-    """One ``e|`` bucket's ended waits graded, in its fixed order (by entry): the error histogram
-    of each outcome (per-bucket counts + sum), and the answered (not late) waits' errors by the
-    bucket their wait ended in, [n, sum of |error|, sum of error] (the windows read those)."""
+    """One ``e|`` bucket's ended waits graded, in its fixed order (by entry): each graded wait's
+    outcome and histogram bucket as one small int (``_code``) and its error, added to the
+    histograms one by one as the fold adds them; and the answered (not late) waits' errors by the
+    bucket their wait ended in, (ended, n, sum of |error|, sum of error) (the windows read those).
+    Tuples: a busy series keeps ~900 of these, a quiet one a wait or two in each (~360 B then)."""
 
-    hist: dict[str, list[float]] = field(default_factory=dict)
-    ends: dict[int, list[float]] = field(default_factory=dict)
-    last_end: float = -math.inf  #: the latest key of ``ends``: a bucket no window reaches is skipped
+    codes: tuple[int, ...] = ()
+    errors: tuple[float, ...] = ()
+    ends: tuple[tuple[int, int, float, float], ...] = ()
+    last_end: float = -math.inf  #: the latest ``ended`` of ``ends``: a bucket no window reaches is skipped
 
 
 @dataclass(slots=True)
@@ -575,10 +588,13 @@ class QueueStore:
         answers = sorted(e[1] for e in everyone if e[2] == Kind.ANSWERED)
         for start in stale:
             rec = self.data.get(ended_key(queue, channel, start))
-            b = g.buckets[start] = _BucketGrades()
             if rec is None:
+                g.buckets[start] = _BucketGrades()
                 continue
             before = bisect.bisect_left(answers, start) - bisect.bisect_left(answers, start - span)
+            codes: list[int] = []
+            errors: list[float] = []
+            ends: dict[int, list[float]] = {}
             for e in sorted(rec["v"]):
                 t0 = e[0]
                 ahead = (
@@ -592,14 +608,20 @@ class QueueStore:
                 if ewt is None:
                     continue
                 error = (e[1] - e[0]) - ewt
-                _observe(b.hist.setdefault(e[2], _error_hist()), EWT_ERROR_BUCKETS, error)
+                codes.append(_code(e[2], error))
+                errors.append(error)
                 if e[2] == Kind.ANSWERED and not e[3]:
                     ended = int(math.floor(e[1] / self.bucket_s)) * self.bucket_s
-                    acc = b.ends.setdefault(ended, [0, 0.0, 0.0])
+                    acc = ends.setdefault(ended, [0, 0.0, 0.0])
                     acc[0] += 1
                     acc[1] += abs(error)
                     acc[2] += error
-                    b.last_end = max(b.last_end, ended)
+            g.buckets[start] = _BucketGrades(
+                tuple(codes),
+                tuple(errors),
+                tuple((ended, int(n), a, b) for ended, (n, a, b) in sorted(ends.items())),
+                max(ends, default=-math.inf),
+            )
         return g
 
     def _ewt_errors(self, view: SeriesView, now: float) -> None:
@@ -621,8 +643,7 @@ class QueueStore:
         for i, start in enumerate(order):
             if start <= after:
                 continue
-            for outcome, part in g.buckets[start].hist.items():
-                _add_hist(hist[outcome], part)
+            _add_graded(hist, g.buckets[start])
             if i == settled:
                 g.base = (start, {o: list(h) for o, h in hist.items()})
         current = int(math.floor(now / self.bucket_s)) * self.bucket_s
@@ -632,8 +653,7 @@ class QueueStore:
             b = g.buckets[start]
             if b.last_end <= reach:
                 continue
-            for ended in sorted(b.ends):
-                n, a, e = b.ends[ended]
+            for ended, n, a, e in b.ends:
                 for name, width in WINDOWS.items():
                     if ended > current - width:
                         acc = sums[name]
@@ -660,8 +680,7 @@ class QueueStore:
                 rec = self._record(key, new_graded_record)
                 g = self._graded(q, ch)
                 for start in fresh_starts:
-                    for outcome, part in g.buckets[start].hist.items():
-                        _add_hist(rec["v"].setdefault(outcome, _error_hist()), part)
+                    _add_graded(rec["v"], g.buckets[start])
                 rec["through"] = through = fresh_starts[-1]
                 changed.append(key)
                 self.versions[(q, ch)] += 1
