@@ -625,8 +625,8 @@ class QueueStore:
         return g
 
     def _ewt_errors(self, view: SeriesView, now: float) -> None:
-        """The EWT error histogram (folded + not yet folded, bucket by bucket in order: the sums
-        a fold adds to the ``k|`` record, so a fold does not move them) and its windows, into ``view``."""
+        """The EWT error histogram (folded + not yet folded, wait by wait in order, as a fold adds
+        them to the ``k|`` record, so a fold does not move the sum) and its windows, into ``view``."""
         g = self._graded(view.queue, view.channel)
         order = sorted(g.buckets)
         after: float = -math.inf  #: the buckets up to this one are in ``hist`` already
