@@ -77,7 +77,15 @@ from streams.core.layout import (
     totals_key,
     waiting_key,
 )
-from streams.core.predict import QueueNow, estimate, estimator, graded_ewt, interval_bounds, project
+from streams.core.predict import (
+    LocalIntervals,
+    QueueNow,
+    estimate,
+    estimator,
+    graded_ewt,
+    interval_bounds,
+    project,
+)
 
 __all__ = [
     "COUNTERS",
@@ -229,6 +237,8 @@ class QueueStore:
         self.settings = settings
         self.bucket_s = settings.bucket_s
         self.zone = ZoneInfo(settings.timezone)
+        self.intervals = LocalIntervals(self.zone, settings.sl_interval_s)
+        self._last_yesterday: tuple[float, str] = (math.nan, "")  #: (now, its yesterday)
         #: buckets older than this behind now cannot matter to any window any more
         self.horizon_s = (
             max(WINDOWS.values()) + settings.lateness_s + settings.future_tolerance_s + self.bucket_s
@@ -628,12 +638,11 @@ class QueueStore:
             pos = bisect.bisect_left(starts, start)
             if pos == len(starts) or starts[pos] != start:
                 starts.insert(pos, start)
-        day = self.local_day(fact.ts)
+        day, istart = self.intervals.day_and_start(fact.ts)
         if day >= self._yesterday(now):
             targets.append(day_key(fact.queue, fact.channel, day))
             self.index.days.setdefault(series, set()).add(day)
             # the service level by interval (the wallboard's chart of today)
-            istart = int(interval_bounds(fact.ts, self.zone, self.settings.sl_interval_s)[0])
             targets.append(interval_key(fact.queue, fact.channel, istart))
             self.index.intervals.setdefault(series, set()).add(istart)
         for key in targets:
@@ -645,8 +654,14 @@ class QueueStore:
                 dirty.add(key)
 
     def _yesterday(self, now: float) -> str:
-        today = datetime.fromtimestamp(now, self.zone).date()
-        return (today - timedelta(days=1)).isoformat()
+        """The local date before ``now``'s: kept for the last ``now`` asked, since each fact of a
+        batch asks it with the batch's clock."""
+        last_now, yesterday = self._last_yesterday
+        if now != last_now:
+            today = datetime.fromtimestamp(now, self.zone).date()
+            yesterday = (today - timedelta(days=1)).isoformat()
+            self._last_yesterday = (now, yesterday)
+        return yesterday
 
     # ---- expiry --------------------------------------------------------------------------
     def expire(self, now: float) -> tuple[list[str], list[str]]:
