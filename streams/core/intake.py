@@ -455,13 +455,19 @@ class Intake:
         now = time.time() if now is None else now
         out = BatchOutput()
         touched: set[tuple[str, int]] = set()
+        #: (topic, partition) → its watermark record, looked up once a batch: a batch only creates
+        #: one or moves it in place, and its key costs more to make than this look-up
+        marks: dict[tuple[str, int], list[Any]] = {}
         for rec in records:
             channel = self.channels.get(rec.topic)
             if channel is None and rec.topic != self.s.agents_topic:
                 self._reject(out, rec, Rejection(Reason.INVALID_FIELD, f"unexpected topic {rec.topic!r}"))
                 continue
-            mark = self._mark(rec.topic, rec.partition)
-            self._before[(rec.topic, rec.partition)] = mark[M_TIME]
+            where = (rec.topic, rec.partition)
+            mark = marks.get(where)
+            if mark is None:
+                mark = marks[where] = self._mark(rec.topic, rec.partition)
+            self._before[where] = mark[M_TIME]
             if rec.offset <= mark[M_DECIDED]:
                 # decided already: its state and facts persisted (the mark is written after them).
                 # Deciding it again against a state that has moved on would not give the same
@@ -479,7 +485,7 @@ class Intake:
                 except Exception as exc:  # noqa: BLE001  # one event must never stop the worker (SPEC §1)
                     self._reject(out, rec, apply_error(exc))
             mark[M_DECIDED] = rec.offset  # rejected records too: a replay must not decide them again
-            touched.add((rec.topic, rec.partition))
+            touched.add(where)
         for topic, partition in sorted(touched):
             key = watermark_key(topic, partition)
             if key in self.data:
@@ -537,8 +543,12 @@ class Intake:
             out.results[(rec.topic, DUPLICATE)] += 1  # a replay of an event rejected already (see decided)
             return
         state = ContactState.from_wire(raw) if raw is not None else None
-        new_queues = self._new_queues([ev.queue]) if ev.queue is not None else []
-        if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
+        queue = ev.queue  # a new one counts against the cap
+        if (
+            queue is not None
+            and queue not in self.known_queues
+            and len(self.known_queues) + 1 > self.s.max_queues
+        ):
             result: Outcome | Rejection = Rejection(
                 Reason.QUEUE_LIMIT, f"queue {ev.queue!r} would exceed the limit of {self.s.max_queues} queues"
             )
@@ -565,7 +575,7 @@ class Intake:
                 out.writes[key] = (state.partition, wire)
         else:
             facts = result.facts
-            state = cast(ContactState | None, result.state)  # a contact event's outcome holds a contact
+            state = cast("ContactState | None", result.state)  # a contact event's outcome holds a contact
             if state is not None and not result.duplicate:
                 if state.customer is None and customer is not None:
                     state.customer = customer
