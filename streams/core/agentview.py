@@ -144,8 +144,10 @@ class AgentStore:
     def split_days(self, start: float, end: float) -> Iterator[tuple[str, float]]:
         """(local day, seconds) of the interval [start, end), cut at local midnights."""
         while start < end:
-            cut = min(end, self._midnight_after(start))
-            yield self.local_day(start), cut - start
+            day = self.local_day(start)
+            # the bounds local_day keeps are those of start's day: their end is the next midnight
+            cut = min(end, self._day_span[1])
+            yield day, cut - start
             start = cut
 
     def _midnight_of(self, ts: float) -> float:

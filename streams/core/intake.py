@@ -25,7 +25,7 @@ import heapq
 import time
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
@@ -261,12 +261,12 @@ class Intake:
         that arrives already past its deadline at once), so it is later than any already fired.
         A replay makes the same ones."""
         heap = self.deadlines.get((topic, partition))
-        src = f"{topic}/{partition}/acw"
         while heap and heap[0][0] < watermark:
             deadline, ended_offset, key = heapq.heappop(heap)
             raw = self.data.get(key)
             if raw is None or raw[W_PHASE] != ENDED or raw[W_ENDED_OFFSET] != ended_offset:
                 continue  # completed by its wrap-up, or expired
+            src = f"{topic}/{partition}/acw"
             state = ContactState.from_wire(raw)
             # the queue's and the agent's fact share the id: they go to different records
             cid = contact_key_parts(key)[1]
@@ -286,15 +286,21 @@ class Intake:
         return mark
 
     def _emit(self, out: BatchOutput, src: str, offset: int, idx: int, fact: Fact) -> None:
-        if fact.kind in CUSTOMER_ROUTED:
-            part = partition_for_queue(fact.subject, self.s.partitions)
+        kind = fact.kind
+        if kind in CUSTOMER_ROUTED:
             x = fact.extra or ("",)
-            fact = replace(fact, extra=(x[0], self._release_ms(src, fact.ts), *x[1:]))
-        elif fact.kind in AGENT_ROUTED:
-            part = partition_for_queue(fact.subject, self.s.partitions)
+            extra = (x[0], self._release_ms(src, fact.ts), *x[1:])
+            fact = Fact(kind, fact.queue, fact.channel, fact.ts, fact.subject, fact.value, fact.late, extra)
+            routed_by = fact.subject
+        elif kind in AGENT_ROUTED:
+            routed_by = fact.subject
         else:
-            part = partition_for_queue(fact.queue, self.s.partitions)
-        out.facts.setdefault(part, []).append([src, offset, idx, fact.to_wire()])
+            routed_by = fact.queue
+        part = partition_for_queue(routed_by, self.s.partitions)
+        rows = out.facts.get(part)
+        if rows is None:
+            rows = out.facts[part] = []
+        rows.append([src, offset, idx, fact.to_wire()])
 
     def _release_ms(self, src: str, ts: float) -> int:
         """When the customer stage may apply a customer fact: its own time, or just after its
@@ -449,13 +455,19 @@ class Intake:
         now = time.time() if now is None else now
         out = BatchOutput()
         touched: set[tuple[str, int]] = set()
+        #: (topic, partition) → its watermark record, looked up once a batch: a batch only creates
+        #: one or moves it in place, and its key costs more to make than this look-up
+        marks: dict[tuple[str, int], list[Any]] = {}
         for rec in records:
             channel = self.channels.get(rec.topic)
             if channel is None and rec.topic != self.s.agents_topic:
                 self._reject(out, rec, Rejection(Reason.INVALID_FIELD, f"unexpected topic {rec.topic!r}"))
                 continue
-            mark = self._mark(rec.topic, rec.partition)
-            self._before[(rec.topic, rec.partition)] = mark[M_TIME]
+            where = (rec.topic, rec.partition)
+            mark = marks.get(where)
+            if mark is None:
+                mark = marks[where] = self._mark(rec.topic, rec.partition)
+            self._before[where] = mark[M_TIME]
             if rec.offset <= mark[M_DECIDED]:
                 # decided already: its state and facts persisted (the mark is written after them).
                 # Deciding it again against a state that has moved on would not give the same
@@ -467,13 +479,13 @@ class Intake:
             else:
                 try:
                     if channel is not None:
-                        self._contact(out, rec, channel, now)
+                        self._contact(out, rec, channel, mark, now)
                     else:
-                        self._agent(out, rec, now)
+                        self._agent(out, rec, mark, now)
                 except Exception as exc:  # noqa: BLE001  # one event must never stop the worker (SPEC §1)
                     self._reject(out, rec, apply_error(exc))
             mark[M_DECIDED] = rec.offset  # rejected records too: a replay must not decide them again
-            touched.add((rec.topic, rec.partition))
+            touched.add(where)
         for topic, partition in sorted(touched):
             key = watermark_key(topic, partition)
             if key in self.data:
@@ -497,7 +509,8 @@ class Intake:
             f"event time is {now - ts:.0f} s old (limit {self.s.max_event_age_s:.0f} s)",
         )
 
-    def _contact(self, out: BatchOutput, rec: Record, channel: str, now: float) -> None:
+    def _contact(self, out: BatchOutput, rec: Record, channel: str, mark: list[Any], now: float) -> None:
+        """One contact event; ``mark`` is its partition's watermark record."""
         ev = parse_contact(rec.value, now, self.s.future_tolerance_s)
         if not isinstance(ev, Rejection):
             ev = self._too_old(ev.ts, now) or ev
@@ -505,11 +518,11 @@ class Intake:
             self._reject(out, rec, ev)
             return
         clear: str | None = None
-        if ev.customer is not None:  # personal data: hashed here, before anything keeps or sends it
+        customer = ev.customer
+        if customer is not None:  # personal data: hashed here, before anything keeps or sends it
             key_ = self.s.customer_key
-            clear = ev.customer if self.s.customer_show_clear else None
-            ev = replace(ev, customer=customer_hash(key_, ev.customer) if key_ is not None else None)
-        mark = self._mark(rec.topic, rec.partition)
+            clear = customer if self.s.customer_show_clear else None
+            customer = customer_hash(key_, customer) if key_ is not None else None
         key = contact_key(channel, ev.contact_id)
         src = f"{rec.topic}/{rec.partition}"
         self._fire_timeouts(out, rec.topic, rec.partition, mark[M_TIME])  # may complete this very contact
@@ -530,8 +543,12 @@ class Intake:
             out.results[(rec.topic, DUPLICATE)] += 1  # a replay of an event rejected already (see decided)
             return
         state = ContactState.from_wire(raw) if raw is not None else None
-        new_queues = self._new_queues([ev.queue]) if ev.queue is not None else []
-        if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
+        queue = ev.queue  # a new one counts against the cap
+        if (
+            queue is not None
+            and queue not in self.known_queues
+            and len(self.known_queues) + 1 > self.s.max_queues
+        ):
             result: Outcome | Rejection = Rejection(
                 Reason.QUEUE_LIMIT, f"queue {ev.queue!r} would exceed the limit of {self.s.max_queues} queues"
             )
@@ -558,10 +575,10 @@ class Intake:
                 out.writes[key] = (state.partition, wire)
         else:
             facts = result.facts
-            state = cast(ContactState | None, result.state)  # a contact event's outcome holds a contact
+            state = cast("ContactState | None", result.state)  # a contact event's outcome holds a contact
             if state is not None and not result.duplicate:
-                if state.customer is None and ev.customer is not None:
-                    state.customer = ev.customer
+                if state.customer is None and customer is not None:
+                    state.customer = customer
                 if state.case_id is None and ev.case_id is not None:
                     state.case_id = ev.case_id
                 facts = _for_customer(state, ev.contact_id, facts, ev.type, ev.ts, clear)
@@ -593,14 +610,14 @@ class Intake:
             self._emit(out, src, rec.offset, i, fact)
         mark[M_DECIDED] = rec.offset
 
-    def _agent(self, out: BatchOutput, rec: Record, now: float) -> None:
+    def _agent(self, out: BatchOutput, rec: Record, mark: list[Any], now: float) -> None:
+        """One agent event; ``mark`` is its partition's watermark record."""
         ev = parse_agent(rec.value, now, self.s.future_tolerance_s)
         if not isinstance(ev, Rejection):
             ev = self._too_old(ev.ts, now) or ev
         if isinstance(ev, Rejection):
             self._reject(out, rec, ev)
             return
-        mark = self._mark(rec.topic, rec.partition)
         new_queues = self._new_queues(ev.queues)
         if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
             self._reject(

@@ -36,6 +36,7 @@ __all__ = [
     "ASTERISK_KEEP",
     "ESTIMATORS",
     "Estimator",
+    "LocalIntervals",
     "Outcome",
     "Projection",
     "QueueNow",
@@ -180,15 +181,59 @@ def interval_bounds(now: float, zone: ZoneInfo, interval_s: int) -> tuple[float,
     the local clock (from local midnight), and a day is a local day (23 or 25 hours on the days the
     clocks change; the last interval ends at midnight)."""
     local = datetime.fromtimestamp(now, zone)
+    return _bounds(local, _wall_start(local, interval_s), zone, interval_s)
+
+
+def _wall_start(local: datetime, interval_s: int) -> int:
+    """The local clock time (seconds since local midnight) at which the interval of ``local``
+    starts: the seconds on the clock since midnight, microseconds included, as the difference of
+    the two naive datetimes counts them."""
+    micros = ((local.hour * 60 + local.minute) * 60 + local.second) * 1_000_000 + local.microsecond
+    wall = micros / 1_000_000
+    return math.floor(wall / interval_s) * interval_s
+
+
+def _bounds(
+    local: datetime, start_wall: int, zone: ZoneInfo, interval_s: int
+) -> tuple[float, float, float, float]:
+    """:func:`interval_bounds` of a local time: a function of its date, its fold and its
+    interval's clock time only (``midnight`` keeps the fold, the clock times follow it)."""
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     day_start = midnight.timestamp()
     day_end = datetime.combine(midnight.date() + timedelta(days=1), midnight.time(), zone).timestamp()
     # wall-clock arithmetic: an aware datetime plus a timedelta moves its local clock
-    wall = (local.replace(tzinfo=None) - midnight.replace(tzinfo=None)).total_seconds()
-    start_wall = math.floor(wall / interval_s) * interval_s
     start = max(day_start, (midnight + timedelta(seconds=start_wall)).timestamp())
     end = min(day_end, (midnight + timedelta(seconds=start_wall + interval_s)).timestamp())
     return start, end, day_start, day_end
+
+
+class LocalIntervals:
+    """The local day and service-level interval start of event times, memoized by what decides
+    them: the local date, the fold (the repeated hour when the clocks go back) and the interval's
+    clock time. Stage 2 needs both for every fact it counts in a window, and the datetime
+    arithmetic of :func:`interval_bounds` cost more than the rest of counting it; a local time is
+    still computed for each event time, so the zone's rules decide every answer."""
+
+    #: intervals remembered (a day holds 24 to 1,440): forgotten all at once beyond that
+    LIMIT: Final = 4096
+
+    def __init__(self, zone: ZoneInfo, interval_s: int) -> None:
+        self.zone = zone
+        self.interval_s = interval_s
+        self._memo: dict[int, tuple[str, int]] = {}
+
+    def day_and_start(self, ts: float) -> tuple[str, int]:
+        """(local date ISO, start of its interval) of ``ts``: ``int(interval_bounds(ts)[0])``."""
+        local = datetime.fromtimestamp(ts, self.zone)
+        start_wall = _wall_start(local, self.interval_s)
+        key = (local.toordinal() * 2 + local.fold) * 86400 + start_wall
+        hit = self._memo.get(key)
+        if hit is None:
+            if len(self._memo) >= self.LIMIT:
+                self._memo.clear()
+            start = int(_bounds(local, start_wall, self.zone, self.interval_s)[0])
+            hit = self._memo[key] = (local.date().isoformat(), start)
+        return hit
 
 
 def _steady_hit(q: QueueNow, rate: float, threshold_s: float) -> float:

@@ -77,7 +77,15 @@ from streams.core.layout import (
     totals_key,
     waiting_key,
 )
-from streams.core.predict import QueueNow, estimate, estimator, graded_ewt, interval_bounds, project
+from streams.core.predict import (
+    LocalIntervals,
+    QueueNow,
+    estimate,
+    estimator,
+    graded_ewt,
+    interval_bounds,
+    project,
+)
 
 __all__ = [
     "COUNTERS",
@@ -160,10 +168,12 @@ def _sl_sums(v: list[float]) -> tuple[float, float]:
 def fresh(rec: Marked, fid: FactId) -> bool:
     """True (and the record's mark moves) when the fact was not applied to this record yet."""
     src, off, i = fid
-    mark = rec["h"].get(src)
-    if mark is not None and (off, i) <= (mark[0], mark[1]):
+    marks = rec["h"]
+    mark = marks.get(src)
+    # (off, i) <= (mark[0], mark[1]), without making two tuples for each record of each fact
+    if mark is not None and (off < mark[0] or (off == mark[0] and i <= mark[1])):
         return False
-    rec["h"][src] = [off, i]
+    marks[src] = [off, i]
     return True
 
 
@@ -279,6 +289,8 @@ class QueueStore:
         self.settings = settings
         self.bucket_s = settings.bucket_s
         self.zone = ZoneInfo(settings.timezone)
+        self.intervals = LocalIntervals(self.zone, settings.sl_interval_s)
+        self._last_yesterday: tuple[float, str] = (math.nan, "")  #: (now, its yesterday)
         #: buckets older than this behind now cannot matter to any window any more
         self.horizon_s = (
             max(WINDOWS.values()) + settings.lateness_s + settings.future_tolerance_s + self.bucket_s
@@ -751,34 +763,51 @@ class QueueStore:
         self, fact: Fact, fid: FactId, delta: list[tuple[int, int | float]], now: float, dirty: set[str]
     ) -> None:
         """Add one fact's sums to its event-time bucket and its local day."""
-        series = (fact.queue, fact.channel)
+        queue, channel, index = fact.queue, fact.channel, self.index
+        series = (queue, channel)
         targets: list[str] = []
         start = int(math.floor(fact.ts / self.bucket_s)) * self.bucket_s
         if start >= now - self.horizon_s:
-            targets.append(bucket_key(fact.queue, fact.channel, start))
-            starts = self.index.buckets.setdefault(series, [])
+            targets.append(bucket_key(queue, channel, start))
+            starts = index.buckets.get(series)
+            if starts is None:
+                starts = index.buckets[series] = []
             pos = bisect.bisect_left(starts, start)
             if pos == len(starts) or starts[pos] != start:
                 starts.insert(pos, start)
-        day = self.local_day(fact.ts)
+        day, istart = self.intervals.day_and_start(fact.ts)
         if day >= self._yesterday(now):
-            targets.append(day_key(fact.queue, fact.channel, day))
-            self.index.days.setdefault(series, set()).add(day)
+            targets.append(day_key(queue, channel, day))
             # the service level by interval (the wallboard's chart of today)
-            istart = int(interval_bounds(fact.ts, self.zone, self.settings.sl_interval_s)[0])
-            targets.append(interval_key(fact.queue, fact.channel, istart))
-            self.index.intervals.setdefault(series, set()).add(istart)
+            targets.append(interval_key(queue, channel, istart))
+            days = index.days.get(series)
+            istarts = index.intervals.get(series)
+            if days is None:
+                days = index.days[series] = set()
+            if istarts is None:
+                istarts = index.intervals[series] = set()
+            days.add(day)
+            istarts.add(istart)
+        data = self.data
         for key in targets:
-            rec = self._record(key, new_window_record)
-            if self._fresh(rec, fid):
+            rec: WindowRecord | None = data.get(key)
+            if rec is None:
+                rec = data[key] = new_window_record()
+            if fresh(rec, fid):
                 vec = decode_window(rec["v"])
                 for i, d in delta:
                     vec[i] += d
                 dirty.add(key)
 
     def _yesterday(self, now: float) -> str:
-        today = datetime.fromtimestamp(now, self.zone).date()
-        return (today - timedelta(days=1)).isoformat()
+        """The local date before ``now``'s: kept for the last ``now`` asked, since each fact of a
+        batch asks it with the batch's clock."""
+        last_now, yesterday = self._last_yesterday
+        if now != last_now:
+            today = datetime.fromtimestamp(now, self.zone).date()
+            yesterday = (today - timedelta(days=1)).isoformat()
+            self._last_yesterday = (now, yesterday)
+        return yesterday
 
     # ---- expiry --------------------------------------------------------------------------
     def expire(self, now: float) -> tuple[list[str], list[str]]:
