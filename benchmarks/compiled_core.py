@@ -2,6 +2,8 @@
 interpreted one: for the benchmark's two core rows and the test that both give the same results.
 
     python -m benchmarks.compiled_core rate N      events/s of the core that imports here
+    python -m benchmarks.compiled_core rate-gc N   the same with the worker's collector thresholds
+                                                   (streams/worker/collector.py), as a worker runs it
     python -m benchmarks.compiled_core digest N    a digest of everything the core computed
     python -m benchmarks.compiled_core heap N      its heap per open contact, N open, and what
                                                    their contact records hold
@@ -194,6 +196,11 @@ def _main() -> None:
     command, n = sys.argv[1], int(sys.argv[2])
     core = Path(streams.core.intake.__file__ or "").name
     result: dict[str, Any] = {"core": core, "compiled": core_build() == "compiled"}
+    if command == "rate-gc":
+        from streams.worker.collector import tune
+
+        tune()
+        command = "rate"
     if command == "rate":
         from benchmarks import workload
         from benchmarks.throughput import core_rate

@@ -804,6 +804,16 @@ def measure(
         f"pure core in a fresh process: {r['core_interpreted_events_per_s']:,} events/s interpreted, "
         f"{r['core_compiled_events_per_s']:,} compiled"
     )
+    # the same with the worker's collector thresholds (the rows above keep CPython's, as every run
+    # before them): what the core does inside a worker, where a third of the default collector's
+    # time walking the run's long-lived objects is not spent
+    for compiled in (False, True):
+        rate = compiled_core.run("rate-gc", n, compiled=compiled)["events_per_s"]
+        r[f"core_{'compiled' if compiled else 'interpreted'}_worker_gc_events_per_s"] = round(rate)
+    say(
+        f"pure core with the worker's collector thresholds: {r['core_interpreted_worker_gc_events_per_s']:,} "
+        f"events/s interpreted, {r['core_compiled_worker_gc_events_per_s']:,} compiled"
+    )
 
     worker = run.proc(env).start()
     try:
@@ -893,6 +903,8 @@ def measure(
         *prices.ROWS,
         ("pure core, interpreted", "core_interpreted_events_per_s", "events/s"),
         ("pure core, compiled (mypyc)", "core_compiled_events_per_s", "events/s"),
+        ("  interpreted, the worker's collector", "core_interpreted_worker_gc_events_per_s", "events/s"),
+        ("  compiled, the worker's collector", "core_compiled_worker_gc_events_per_s", "events/s"),
         ("ccmon worker: all N in its state", "events_per_s", "events/s"),
         ("  the same, interpreted core", "events_per_s_interpreted", "events/s"),
         ("  the same, 3 brokers, repl. 3, acks=all", "replicated_events_per_s", "events/s"),
