@@ -797,23 +797,20 @@ def measure(
     say(
         f"core compiled with mypyc in {compile_s:.0f} s" if compile_s else "core compiled with mypyc (cached)"
     )
-    for compiled in (False, True):
-        rate = compiled_core.run("rate", n, compiled=compiled)["events_per_s"]
-        r[f"core_{'compiled' if compiled else 'interpreted'}_events_per_s"] = round(rate)
-    say(
-        f"pure core in a fresh process: {r['core_interpreted_events_per_s']:,} events/s interpreted, "
-        f"{r['core_compiled_events_per_s']:,} compiled"
-    )
-    # the same with the worker's collector thresholds (the rows above keep CPython's, as every run
-    # before them): what the core does inside a worker, where a third of the default collector's
-    # time walking the run's long-lived objects is not spent
-    for compiled in (False, True):
-        rate = compiled_core.run("rate-gc", n, compiled=compiled)["events_per_s"]
-        r[f"core_{'compiled' if compiled else 'interpreted'}_worker_gc_events_per_s"] = round(rate)
-    say(
-        f"pure core with the worker's collector thresholds: {r['core_interpreted_worker_gc_events_per_s']:,} "
-        f"events/s interpreted, {r['core_compiled_worker_gc_events_per_s']:,} compiled"
-    )
+    # each core in a fresh process, with CPython's collector thresholds (as every run before), then
+    # with the worker's (streams/worker/collector.py), as a worker runs it: a third of the first
+    # rows' time is full collections walking the run's long-lived objects
+    for command, suffix, label in (
+        ("rate", "", "in a fresh process"),
+        ("rate-gc", "_worker_gc", "with the worker's collector"),
+    ):
+        for compiled in (False, True):
+            rate = compiled_core.run(command, n, compiled=compiled)["events_per_s"]
+            r[f"core_{'compiled' if compiled else 'interpreted'}{suffix}_events_per_s"] = round(rate)
+        say(
+            f"pure core {label}: {r[f'core_interpreted{suffix}_events_per_s']:,} events/s interpreted, "
+            f"{r[f'core_compiled{suffix}_events_per_s']:,} compiled"
+        )
 
     worker = run.proc(env).start()
     try:
