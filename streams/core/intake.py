@@ -391,8 +391,10 @@ class Intake:
             doc.pop("customer", None)
         return Record(rec.topic, rec.partition, rec.offset, rec.key, orjson.dumps(doc))
 
-    def _new_queues(self, names: Iterable[str]) -> list[str]:
-        return [q for q in dict.fromkeys(names) if q not in self.known_queues]
+    def _over_queue_limit(self, names: Iterable[str]) -> int:
+        """How many of ``names`` are new queues, when adding them would exceed the cap; 0 otherwise."""
+        new = sum(1 for q in dict.fromkeys(names) if q not in self.known_queues)
+        return new if new and len(self.known_queues) + new > self.s.max_queues else 0
 
     def _agent_limit(self, agent_id: str | None) -> Rejection | None:
         """A new agent id beyond the cap: each one would add per-agent records and series."""
@@ -543,12 +545,7 @@ class Intake:
             out.results[(rec.topic, DUPLICATE)] += 1  # a replay of an event rejected already (see decided)
             return
         state = ContactState.from_wire(raw) if raw is not None else None
-        queue = ev.queue  # a new one counts against the cap
-        if (
-            queue is not None
-            and queue not in self.known_queues
-            and len(self.known_queues) + 1 > self.s.max_queues
-        ):
+        if ev.queue is not None and self._over_queue_limit((ev.queue,)):
             result: Outcome | Rejection = Rejection(
                 Reason.QUEUE_LIMIT, f"queue {ev.queue!r} would exceed the limit of {self.s.max_queues} queues"
             )
@@ -618,14 +615,14 @@ class Intake:
         if isinstance(ev, Rejection):
             self._reject(out, rec, ev)
             return
-        new_queues = self._new_queues(ev.queues)
-        if new_queues and len(self.known_queues) + len(new_queues) > self.s.max_queues:
+        new_queues = self._over_queue_limit(ev.queues)
+        if new_queues:
             self._reject(
                 out,
                 rec,
                 Rejection(
                     Reason.QUEUE_LIMIT,
-                    f"{len(new_queues)} new queue(s) would exceed the limit of {self.s.max_queues}",
+                    f"{new_queues} new queue(s) would exceed the limit of {self.s.max_queues}",
                 ),
             )
             return

@@ -145,14 +145,11 @@ def check_fact(row: Any) -> Fact:
     kind, queue, channel, ts, subject, value, late, extra = row
     if kind not in KINDS:
         raise BadFact(f"unknown fact kind {str(kind)[:40]!r}")
-    # the common case in one test each (the range of ts is finite); the message says which failed
-    t = type(ts)
-    if not ((t is float or t is int) and MIN_FACT_TS <= ts <= MAX_FACT_TS):
-        if not _finite(ts):
-            raise BadFact(f"ts must be a finite number, not {str(ts)[:40]!r}")
+    if not _finite(ts):
+        raise BadFact(f"ts must be a finite number, not {str(ts)[:40]!r}")
+    if not MIN_FACT_TS <= ts <= MAX_FACT_TS:
         raise BadFact(f"ts {ts!r} is outside the event times a local date can hold")
-    t = type(value)
-    if not ((t is float or t is int) and -MAX_VALUE <= value <= MAX_VALUE):
+    if not _finite(value):
         raise BadFact(f"value must be a finite number, not {str(value)[:40]!r}")
     if type(late) is not bool:
         raise BadFact("late must be true or false")
