@@ -51,19 +51,25 @@ def _rate(s: Settings, events: list[workload.Event]) -> tuple[float, LocalPipeli
     return core_run(s, events)
 
 
-def _views_s(p: LocalPipeline, parts: frozenset[str], now: float | None = None) -> float:
-    """Seconds to view every series once with ``parts`` (median of 5), each time on a new store
-    over the same records: what a changed series pays with nothing graded before (the store
-    keeps its grades between views, :func:`under_load` prices that)."""
-    now = time.time() if now is None else now
-    runs = []
-    for _ in range(5):
-        store = QueueStore(p.store.data, p.store.settings)
-        started = time.perf_counter()
-        for queue, channel in store.series():
-            store.view(queue, channel, now, parts)
-        runs.append(time.perf_counter() - started)
-    return statistics.median(runs)
+def _view_all_s(store: QueueStore, now: float, parts: frozenset[str] = VIEW_PARTS) -> float:
+    """Seconds to view every series of ``store`` once with ``parts``."""
+    started = time.perf_counter()
+    for queue, channel in store.series():
+        store.view(queue, channel, now, parts)
+    return time.perf_counter() - started
+
+
+def _new_store(p: LocalPipeline) -> QueueStore:
+    """A store over the pipeline's records that has graded nothing yet (the store keeps its grades
+    between views: :func:`under_load` prices that)."""
+    return QueueStore(p.store.data, p.store.settings)
+
+
+def _views_s(p: LocalPipeline, parts: frozenset[str]) -> float:
+    """Seconds to view every series once with ``parts`` (median of 5), each time on a new store:
+    what a changed series pays with nothing graded before."""
+    now = time.time()
+    return statistics.median(_view_all_s(_new_store(p), now, parts) for _ in range(5))
 
 
 #: the clock of the scrape under load: a fixed day, so every run grades the same waits
@@ -90,11 +96,8 @@ def under_load(contacts: int, s: Settings | None = None, step: int = 2000, steps
     scratch: list[float] = []
     for i in range(head, len(records), step):
         p.feed(records[i : i + step], now=LOAD_NOW)
-        for times, store in ((kept, p.store), (scratch, QueueStore(p.store.data, p.store.settings))):
-            started = time.perf_counter()
-            for queue, channel in store.series():
-                store.view(queue, channel, LOAD_NOW)
-            times.append(time.perf_counter() - started)
+        kept.append(_view_all_s(p.store, LOAD_NOW))
+        scratch.append(_view_all_s(_new_store(p), LOAD_NOW))
     waits = sum(len(rec["v"]) for key, rec in p.store.data.items() if key.startswith("e|"))
     return {
         "price_load_events": len(records),

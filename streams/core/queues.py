@@ -344,7 +344,7 @@ class QueueStore:
 
     # ---- applying facts ------------------------------------------------------------------
     def local_day(self, ts: float) -> str:
-        return datetime.fromtimestamp(ts, self.zone).date().isoformat()
+        return self.intervals.day_and_start(ts)[0]
 
     def apply(self, fact: Fact, fid: FactId, now: float, dirty: set[str]) -> None:
         """Apply one fact; keys of the records it changed are added to ``dirty``."""
